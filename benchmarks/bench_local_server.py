@@ -1,0 +1,105 @@
+"""Throughput of the local embedding server against direct in-process encoding, measured in one run.
+
+    python benchmarks/bench_local_server.py [--sentences 768] [--model PATH]
+
+Baseline: ``SentenceTransformer.encode`` of the same sentences in this process (best of batch sizes 32 and 64).
+Then the server (a subprocess started with ``start_server``) under a closed loop at concurrency 1, 16 and 64
+with 1 and 10 sentences per request; the client checks every answer. The last line is
+``RESULT server_vs_direct=X``: the server's best sentences/s at concurrency 64 over direct.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+WORDS = ("cluster node storage model vector query document embedding server request latency token batch "
+         "kubernetes tencent cloud notebook download volume replica service endpoint metric answer search "
+         "the a of to and in for with on is are was be by this that from quickly slowly every many").split()
+
+
+def make_sentences(n: int, seed: int = 7) -> list[str]:
+    """Deterministic sentences of 6-40 words (about 8-50 tokens), like short passages and queries."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 40))) + f" (item {i})" for i in range(n)]
+
+
+def direct_rate(model_dir: str, sentences: list[str]) -> float:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = SentenceTransformer(model_dir, device="cpu")
+    model.encode(sentences[:64], batch_size=32)  # warm-up
+    best = 0.0
+    for batch_size in (32, 64):
+        start = time.perf_counter()
+        model.encode(sentences, batch_size=batch_size)
+        best = max(best, len(sentences) / (time.perf_counter() - start))
+    del model
+    return best
+
+
+async def server_rate(url: str, sentences: list[str], concurrency: int, per_request: int) -> tuple[float, int]:
+    import aiohttp
+
+    chunks = [sentences[i:i + per_request] for i in range(0, len(sentences), per_request)]
+    queue = list(reversed(chunks))
+    errors = 0
+
+    async def worker(session):
+        nonlocal errors
+        while queue:
+            chunk = queue.pop()
+            async with session.post(url + "/v1/embeddings", json={"input": chunk}) as response:
+                body = json.loads(await response.read())
+                if response.status != 200 or len(body.get("data", ())) != len(chunk):
+                    errors += 1
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(session) for _ in range(min(concurrency, 4))))  # warm-up connections
+        queue[:] = list(reversed(chunks))
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return len(sentences) / elapsed, errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sentences", type=int, default=768, help="sentences per measurement (default 768)")
+    parser.add_argument("--model", default=None, help="model folder (default: the offline all-MiniLM-L6-v2)")
+    args = parser.parse_args(argv)
+
+    from tke_playbook.localserver import start_server
+    from tke_playbook.target import offline_model_dir
+
+    model_dir = str(args.model or offline_model_dir())
+    sentences = make_sentences(args.sentences)
+    direct = direct_rate(model_dir, sentences)
+    print(f"{'setting':<34}{'sentences/s':>12}{'vs direct':>11}{'errors':>8}")
+    print(f"{'direct SentenceTransformer.encode':<34}{direct:>12.1f}{1.0:>11.2f}{0:>8}")
+    best64 = 0.0
+    with start_server(args.model, require_marker=args.model is not None) as server:
+        for concurrency in (1, 16, 64):
+            for per_request in (1, 10):
+                rate, errors = asyncio.run(server_rate(server.url, sentences, concurrency, per_request))
+                label = f"server c={concurrency} x{per_request}/request"
+                print(f"{label:<34}{rate:>12.1f}{rate / direct:>11.2f}{errors:>8}", flush=True)
+                if concurrency == 64 and not errors:
+                    best64 = max(best64, rate)
+    print(f"RESULT server_vs_direct={best64 / direct:.3f} direct_sps={direct:.1f} server_c64_sps={best64:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Retrieval metrics over TREC-style dictionaries: nDCG@k, recall@k and MRR, averaged over queries.
+
+``qrels[qid][docid] = grade`` holds graded relevance judgements (0 = not relevant, higher = more relevant);
+``run[qid][docid] = score`` holds what a system retrieved (higher score = ranked earlier).
+
+Definitions (the same as trec_eval's ``ndcg_cut``, ``recall`` and ``recip_rank``):
+
+- **Ranking.** A query's documents are sorted by score, highest first; equal scores are broken by document id
+  (ascending string order), so results never depend on dictionary order.
+- **nDCG@k** uses *linear* gain: a document of grade ``g`` at rank ``r`` (1-based) contributes
+  ``g / log2(r + 1)``. The ideal DCG ranks the query's judged documents by grade, best first. Documents the
+  run retrieved but the qrels do not mention count as grade 0.
+- **recall@k** = relevant documents (grade > 0) in the top ``k`` / all relevant documents of the query.
+- **MRR** = mean of ``1 / rank`` of the first relevant document (0 when none is retrieved).
+- **Which queries count.** Every query in ``qrels`` with at least one relevant document. Queries without a
+  relevant document are *skipped* (no metric is defined for them); a counted query the run does not answer
+  scores 0. Queries only in the run are ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+from .errors import InvalidSpecError
+
+Qrels = Mapping[str, Mapping[str, float]]
+Run = Mapping[str, Mapping[str, float]]
+
+
+def ranked(scores: Mapping[str, float]) -> list[str]:
+    """Document ids by descending score; ties broken by ascending document id."""
+    return [doc for doc, _ in sorted(scores.items(), key=lambda item: (-float(item[1]), str(item[0])))]
+
+
+def _check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InvalidSpecError(f"k must be a positive integer, got {k!r}: use a cutoff such as 10", field="k",
+                               value=k)
+    return k
+
+
+def _check_qrels(qrels: Qrels) -> None:
+    if not isinstance(qrels, Mapping):
+        raise InvalidSpecError("qrels must be a dict of dicts: qrels[query_id][doc_id] = grade", field="qrels",
+                               value=type(qrels).__name__)
+    for qid, judged in qrels.items():
+        if not isinstance(judged, Mapping):
+            raise InvalidSpecError(f"qrels[{qid!r}] must be a dict of doc_id -> grade", field="qrels", value=qid)
+        for doc, grade in judged.items():
+            if isinstance(grade, bool) or not isinstance(grade, (int, float)) or grade < 0 or math.isnan(grade):
+                raise InvalidSpecError(f"qrels[{qid!r}][{doc!r}] = {grade!r} is not a grade: use a number >= 0 "
+                                       "(0 = not relevant)", field="qrels", value=grade)
+
+
+def _check_run(run: Run) -> None:
+    if not isinstance(run, Mapping):
+        raise InvalidSpecError("run must be a dict of dicts: run[query_id][doc_id] = score", field="run",
+                               value=type(run).__name__)
+    for qid, scores in run.items():
+        if not isinstance(scores, Mapping):
+            raise InvalidSpecError(f"run[{qid!r}] must be a dict of doc_id -> score", field="run", value=qid)
+        for doc, score in scores.items():
+            if isinstance(score, bool) or not isinstance(score, (int, float)) or math.isnan(float(score)):
+                raise InvalidSpecError(f"run[{qid!r}][{doc!r}] = {score!r} is not a score: use a finite number",
+                                       field="run", value=score)
+
+
+def judged_queries(qrels: Qrels) -> list[str]:
+    """The queries the metrics average over: those with at least one relevant (grade > 0) document, sorted."""
+    return sorted(qid for qid, judged in qrels.items() if any(g > 0 for g in judged.values()))
+
+
+def _dcg(grades: Iterable[float]) -> float:
+    return sum(g / math.log2(rank + 1) for rank, g in enumerate(grades, start=1))
+
+
+def query_ndcg(judged: Mapping[str, float], scores: Mapping[str, float], k: int) -> float:
+    """nDCG@k of one query (linear gain)."""
+    ideal = _dcg(sorted((g for g in judged.values() if g > 0), reverse=True)[:k])
+    if ideal == 0:
+        return 0.0
+    return _dcg(judged.get(doc, 0) for doc in ranked(scores)[:k]) / ideal
+
+
+def query_recall(judged: Mapping[str, float], scores: Mapping[str, float], k: int) -> float:
+    """recall@k of one query: relevant in the top k / all relevant."""
+    relevant = {doc for doc, g in judged.items() if g > 0}
+    if not relevant:
+        return 0.0
+    return len(relevant.intersection(ranked(scores)[:k])) / len(relevant)
+
+
+def query_reciprocal_rank(judged: Mapping[str, float], scores: Mapping[str, float], k: int | None = None) -> float:
+    """1 / rank of the first relevant document (within the top ``k`` when given), else 0."""
+    ranking = ranked(scores) if k is None else ranked(scores)[:k]
+    for rank, doc in enumerate(ranking, start=1):
+        if judged.get(doc, 0) > 0:
+            return 1.0 / rank
+    return 0.0
+
+
+def _mean_over_queries(qrels: Qrels, run: Run, metric, *args) -> float:
+    _check_qrels(qrels)
+    _check_run(run)
+    queries = judged_queries(qrels)
+    if not queries:
+        raise InvalidSpecError("qrels has no query with a relevant document (grade > 0): there is nothing to "
+                               "evaluate; check the qrels you passed", field="qrels", value=len(qrels))
+    return sum(metric(qrels[q], run.get(q, {}), *args) for q in queries) / len(queries)
+
+
+def ndcg_at_k(qrels: Qrels, run: Run, k: int) -> float:
+    """Mean nDCG@k (linear gain ``g / log2(rank + 1)``) over queries with a relevant document."""
+    return _mean_over_queries(qrels, run, query_ndcg, _check_k(k))
+
+
+def recall_at_k(qrels: Qrels, run: Run, k: int) -> float:
+    """Mean recall@k over queries with a relevant document."""
+    return _mean_over_queries(qrels, run, query_recall, _check_k(k))
+
+
+def mrr(qrels: Qrels, run: Run, k: int | None = None) -> float:
+    """Mean reciprocal rank of the first relevant document (optionally only within the top ``k``)."""
+    return _mean_over_queries(qrels, run, query_reciprocal_rank, None if k is None else _check_k(k))
+
+
+def evaluate(qrels: Qrels, run: Run, ks: Iterable[int] = (1, 5, 10)) -> dict[str, float]:
+    """All metrics at once: ``{"ndcg@1": …, "recall@1": …, …, "mrr": …}`` (keys in ``ks`` order)."""
+    ks = [_check_k(k) for k in ks]
+    result: dict[str, float] = {}
+    for k in ks:
+        result[f"ndcg@{k}"] = ndcg_at_k(qrels, run, k)
+    for k in ks:
+        result[f"recall@{k}"] = recall_at_k(qrels, run, k)
+    result["mrr"] = mrr(qrels, run)
+    return result
+
+
+def per_query_table(qrels: Qrels, run: Run, ks: Iterable[int] = (1, 5, 10)):
+    """One row per counted query (index ``query_id``): nDCG@k and recall@k for each k, reciprocal rank,
+    the number of relevant documents and the top-ranked document. Its column means equal :func:`evaluate`."""
+    import pandas as pd
+
+    _check_qrels(qrels)
+    _check_run(run)
+    ks = [_check_k(k) for k in ks]
+    rows = []
+    for qid in judged_queries(qrels):
+        judged, scores = qrels[qid], run.get(qid, {})
+        top = ranked(scores)
+        row: dict = {"query_id": qid}
+        row.update({f"ndcg@{k}": query_ndcg(judged, scores, k) for k in ks})
+        row.update({f"recall@{k}": query_recall(judged, scores, k) for k in ks})
+        row["rr"] = query_reciprocal_rank(judged, scores)
+        row["n_relevant"] = sum(1 for g in judged.values() if g > 0)
+        row["top_doc"] = top[0] if top else None
+        row["top_grade"] = judged.get(top[0], 0) if top else 0
+        rows.append(row)
+    columns = ["query_id"] + [f"ndcg@{k}" for k in ks] + [f"recall@{k}" for k in ks] + \
+        ["rr", "n_relevant", "top_doc", "top_grade"]
+    return pd.DataFrame(rows, columns=columns).set_index("query_id")

@@ -1,0 +1,168 @@
+"""Dynamic batching across concurrent requests: a bounded queue of sentences and one encoding thread.
+
+Requests put their token-id lists on the queue and await a future. A collector takes up to ``max_batch``
+sentences - waiting at most ``max_wait_s`` for more while they keep arriving - and encodes them in a worker
+thread (torch releases the GIL, so the event loop keeps parsing requests meanwhile). While one batch runs the
+next one fills up, so under load batches grow by themselves. When more than ``max_queue`` sentences wait, new
+requests are refused with :class:`QueueFull` (the server answers 503) instead of the queue growing without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ServerError
+from .metrics import ServerMetrics
+
+
+class QueueFull(ServerError):
+    """Too many sentences are waiting: the request was not queued (HTTP 503; retry later)."""
+
+
+@dataclass
+class _Job:
+    ids: list[list[int]]
+    future: asyncio.Future
+    enqueued: float
+    out: np.ndarray | None = None
+    remaining: int = 0
+    started: float | None = None
+    inference_s: float = 0.0
+
+
+class Batcher:
+    """Collects sentences from concurrent requests into batches for ``encode(list_of_id_lists) -> ndarray``."""
+
+    def __init__(self, encode: Callable[[list[list[int]]], np.ndarray], *, max_batch: int = 64,
+                 max_wait_s: float = 0.002, max_queue: int = 4096, metrics: ServerMetrics | None = None):
+        if max_batch < 1 or max_queue < 1 or max_wait_s < 0:
+            raise ValueError("max_batch and max_queue must be at least 1 and max_wait_s at least 0")
+        self.encode = encode
+        self.max_batch, self.max_wait_s, self.max_queue = int(max_batch), float(max_wait_s), int(max_queue)
+        self.metrics = metrics
+        self._items: collections.deque[tuple[_Job, int]] = collections.deque()
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self.batches = 0  # number of batches encoded (for tests and logs)
+        self.largest_batch = 0
+
+    @property
+    def pending(self) -> int:
+        """Sentences waiting to be batched."""
+        return len(self._items)
+
+    async def start(self) -> None:
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        while self._items:
+            job, _ = self._items.popleft()
+            if not job.future.done():
+                job.future.set_exception(ServerError("The server is shutting down; retry against a running one."))
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    async def submit(self, ids: list[list[int]], *, prompt_tokens: int = 0) -> np.ndarray:
+        """Queue one request's token-id lists and return their embeddings (rows in order)."""
+        if self._task is None or self._task.done():
+            raise ServerError("The batcher is not running.")
+        n = len(ids)
+        if n == 0:
+            return np.zeros((0, 0), dtype=np.float32)
+        if self._items and len(self._items) + n > self.max_queue:
+            raise QueueFull(f"The server is overloaded: {len(self._items)} sentences are waiting (limit "
+                            f"{self.max_queue}). Retry later or lower the request rate.", obj=len(self._items))
+        loop = asyncio.get_running_loop()
+        job = _Job(ids=ids, future=loop.create_future(), enqueued=time.perf_counter(), remaining=n)
+        if self.metrics:
+            self.metrics.request_queued()
+        ok = False
+        try:
+            self._items.extend((job, i) for i in range(n))
+            self._wakeup.set()
+            result = await job.future
+            ok = True
+            return result
+        finally:
+            if self.metrics:
+                self.metrics.request_finished(started=job.started is not None, ok=ok,
+                                              e2e_s=time.perf_counter() - job.enqueued,
+                                              inference_s=job.inference_s, prompt_tokens=prompt_tokens)
+
+    # --- the collector -----------------------------------------------------------------------------------
+
+    async def _gather(self) -> list[tuple[_Job, int]]:
+        """Wait for work, then for more while it keeps arriving (up to max_wait_s), and take one batch."""
+        while not self._items:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        if self.max_wait_s > 0:
+            deadline = time.perf_counter() + self.max_wait_s
+            seen = -1
+            while len(self._items) < self.max_batch and len(self._items) != seen and time.perf_counter() < deadline:
+                seen = len(self._items)
+                await asyncio.sleep(0)  # let handlers whose bodies already arrived enqueue
+                if len(self._items) == seen:
+                    await asyncio.sleep(min(0.0005, max(0.0, deadline - time.perf_counter())))
+        batch = []
+        while self._items and len(batch) < self.max_batch:
+            job, index = self._items.popleft()
+            if job.future.done():  # the client went away: drop its sentences
+                continue
+            batch.append((job, index))
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._gather()
+            if not batch:
+                continue
+            now = time.perf_counter()
+            for job, _ in batch:
+                if job.started is None:
+                    job.started = now
+                    if self.metrics:
+                        self.metrics.request_started(now - job.enqueued)
+            try:
+                rows = await loop.run_in_executor(self._executor, self.encode, [job.ids[i] for job, i in batch])
+            except asyncio.CancelledError:
+                for job, _ in batch:
+                    if not job.future.done():
+                        job.future.set_exception(ServerError("The server is shutting down."))
+                raise
+            except Exception as exc:  # a failed batch fails its requests, never the server
+                for job, _ in batch:
+                    if not job.future.done():
+                        job.future.set_exception(ServerError(f"Encoding failed: {exc}", cause=exc))
+                continue
+            took = time.perf_counter() - now
+            self.batches += 1
+            self.largest_batch = max(self.largest_batch, len(batch))
+            for job in {id(job): job for job, _ in batch}.values():
+                job.inference_s += took
+            for (job, index), row in zip(batch, rows):
+                if job.future.done():
+                    continue
+                if job.out is None:
+                    job.out = np.empty((len(job.ids), rows.shape[1]), dtype=np.float32)
+                job.out[index] = row
+                job.remaining -= 1
+                if job.remaining == 0:
+                    job.future.set_result(job.out)

@@ -1,0 +1,123 @@
+"""`tke-playbook serve` and `python -m tke_playbook.localserver`: run the local embedding server in the foreground.
+
+    tke-playbook serve --model PATH --port P [--api-key K] [--served-model-name NAME]
+
+Without ``--model`` it serves the packaged offline all-MiniLM-L6-v2. Any other folder must carry the download's
+completion marker. The API key may also come from ``VLLM_API_KEY``, as for vLLM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from ..errors import PlaybookError
+
+API_KEY_ENV = "VLLM_API_KEY"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--model", default=None, help="sentence-transformers model folder (default: the offline "
+                        "all-MiniLM-L6-v2)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (0 = any free port; default 8000)")
+    parser.add_argument("--api-key", default=None, help=f"require 'Authorization: Bearer KEY' on /v1/* "
+                        f"(default: ${API_KEY_ENV}, else no key)")
+    parser.add_argument("--served-model-name", default=None, help="model name in the API (default: the "
+                        "folder's model id)")
+    parser.add_argument("--max-batch", type=int, default=64, help="sentences per batch (default 64)")
+    parser.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a batch waits for more "
+                        "sentences while they keep arriving (default 2 ms)")
+    parser.add_argument("--max-queue", type=int, default=4096, help="sentences that may wait before "
+                        "requests get 503 (default 4096)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--allow-incomplete", action="store_true", help="serve a folder without the "
+                        "download's completion marker")
+    parser.add_argument("--port-file", default=None, help=argparse.SUPPRESS)  # written once serving
+    parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # exit when it exits
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return add_arguments(argparse.ArgumentParser(prog="python -m tke_playbook.localserver",
+                                                 description="vLLM-compatible embedding server on CPU"))
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the ``serve`` subcommand to the ``tke-playbook`` command line."""
+    parser = subparsers.add_parser("serve", help="serve a sentence-transformers model with vLLM's embeddings API",
+                                   description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _watch_parent(parent_pid: int, stop, loop) -> None:
+    """Stop the server when the process that started it is gone (a killed notebook kernel leaves no orphan)."""
+    def watch():
+        while not stop.is_set():
+            if os.getppid() != parent_pid:
+                loop.call_soon_threadsafe(stop.set)
+                return
+            threading.Event().wait(1.0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+async def _main(args: argparse.Namespace) -> None:
+    from .app import ServerConfig, bind_socket, build_app, serve
+    from .encoder import Encoder, default_model_name, resolve_model_dir
+
+    model_dir = resolve_model_dir(args.model, require_marker=not args.allow_incomplete)
+    config = ServerConfig(served_model_name=args.served_model_name or default_model_name(model_dir),
+                          api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+                          max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue)
+    print(f"Loading {model_dir} ...", flush=True)
+    encoder = Encoder(model_dir, threads=args.threads)
+    encoder.encode_ids([[0, 0]])  # warm up before accepting requests
+    sock = bind_socket(args.host, args.port)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if args.parent_pid:
+        _watch_parent(args.parent_pid, stop, loop)
+
+    def ready(port: int) -> None:
+        url = f"http://{args.host}:{port}"
+        print(f"Serving {config.served_model_name} (dim {encoder.facts.dim}, max_model_len "
+              f"{encoder.facts.max_model_len}) at {url}/v1/embeddings"
+              f"{' - API key required' if config.api_key else ''}", flush=True)
+        if args.port_file:
+            tmp = Path(args.port_file + ".tmp")
+            tmp.write_text(str(port), encoding="utf-8")
+            os.replace(tmp, args.port_file)
+
+    await serve(build_app(encoder, config), sock, stop=stop, on_ready=ready)
+    print("Server stopped.", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the server in the foreground until SIGTERM/Ctrl-C; errors print one line to stderr and return 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(_main(args))
+    except PlaybookError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except OSError as exc:  # the port is taken, the address is wrong
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))

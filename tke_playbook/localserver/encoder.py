@@ -1,0 +1,163 @@
+"""The model behind the local server: a sentence-transformers folder, tokenised and encoded as vLLM would.
+
+Text is tokenised here (so the server can refuse over-long inputs and count prompt tokens before queueing);
+token ids are fed to the transformer as given, without decoding. :meth:`Encoder.encode_ids` sorts a batch by
+length and encodes it in chunks of similar length, so padding wastes little and results match
+``SentenceTransformer.encode`` (max abs difference ~1e-7).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ServerError
+
+DEFAULT_CHUNK = 32
+OFFLINE_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+_MANIFEST_ID_KEYS = ("model", "hf_id", "model_id", "repo_id")
+
+
+def default_model_name(model_dir: str | os.PathLike) -> str:
+    """The name a folder is served under by default: its model id from the download manifest, else its name."""
+    path = Path(model_dir).resolve()
+    try:
+        from ..target import offline_model_dir
+
+        if path == offline_model_dir().resolve():
+            return OFFLINE_MODEL_ID
+    except Exception:  # the offline package is optional for serving other folders
+        pass
+    from ..modelfolder import manifest_path
+
+    try:
+        manifest = json.loads(manifest_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    for key in _MANIFEST_ID_KEYS:
+        value = manifest.get(key) if isinstance(manifest, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    return path.name
+
+
+def resolve_model_dir(model_dir: str | os.PathLike | None = None, *, require_marker: bool = True) -> Path:
+    """The folder to serve: ``model_dir``, else the packaged offline model (trusted without a marker).
+
+    Any other folder must carry the download's completion marker (IncompleteModelError otherwise), unless
+    ``require_marker`` is False.
+    """
+    from ..modelfolder import require_complete
+    from ..target import offline_model_dir
+
+    if model_dir is None:
+        return offline_model_dir()
+    path = Path(model_dir).expanduser()
+    try:
+        offline = offline_model_dir().resolve()
+    except Exception:  # the offline package is not installed: every folder needs its marker
+        offline = None
+    if path.resolve() == offline:
+        return path
+    if require_marker:
+        require_complete(path)
+    elif not path.is_dir():
+        raise ServerError(f"Model folder {path} does not exist: give the folder the download produced.", obj=path)
+    return path
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the API needs to know about the loaded model."""
+
+    path: str
+    dim: int
+    max_model_len: int
+    vocab_size: int
+
+
+class Encoder:
+    """A loaded sentence-transformers model that tokenises text and encodes token-id lists."""
+
+    def __init__(self, model_dir: str | os.PathLike, *, threads: int | None = None, chunk: int = DEFAULT_CHUNK):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        self._torch = torch
+        torch.set_num_threads(max(1, threads or os.cpu_count() or 1))
+        path = Path(model_dir)
+        try:
+            self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        except Exception as exc:
+            raise ServerError(f"Could not load the sentence-transformers model in {path}: {exc}. Check that the "
+                              f"folder holds a complete model (config.json, weights, tokenizer).", obj=path,
+                              cause=exc) from exc
+        self.model.eval()
+        self.tokenizer = self.model.tokenizer
+        self.chunk = max(1, int(chunk))
+        self._needs_token_types = "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
+        config = getattr(getattr(self.model[0], "auto_model", None), "config", None)
+        positions = getattr(config, "max_position_embeddings", None)
+        max_len = self.model.max_seq_length or positions or 512
+        if positions and getattr(config, "model_type", "") in ("roberta", "xlm-roberta"):
+            positions -= 2  # RoBERTa-style position ids start after the padding index
+        self.facts = ModelFacts(
+            path=str(path), dim=int(self.model.get_embedding_dimension() if hasattr(
+                self.model, "get_embedding_dimension") else self.model.get_sentence_embedding_dimension()),
+            max_model_len=int(min(max_len, positions) if positions else max_len),
+            vocab_size=int(getattr(config, "vocab_size", None) or len(self.tokenizer)))
+
+    # --- tokenising --------------------------------------------------------------------------------------
+
+    def tokenize(self, texts: list[str], *, add_special_tokens: bool = True,
+                 max_length: int | None = None) -> list[list[int]]:
+        """Token ids of each text; cut to ``max_length`` tokens (keeping the start) when given, as vLLM does."""
+        if max_length is None:
+            encoded = self.tokenizer(texts, add_special_tokens=add_special_tokens, truncation=False)
+        else:
+            encoded = self.tokenizer(texts, add_special_tokens=add_special_tokens, truncation=True,
+                                     max_length=max_length)
+        return encoded["input_ids"]
+
+    # --- encoding ----------------------------------------------------------------------------------------
+
+    def _forward(self, ids: list[list[int]]) -> np.ndarray:
+        torch = self._torch
+        width = max(len(row) for row in ids)
+        input_ids = torch.zeros((len(ids), width), dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        pad = getattr(self.tokenizer, "pad_token_id", None) or 0
+        if pad:
+            input_ids.fill_(pad)
+        for i, row in enumerate(ids):
+            input_ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, :len(row)] = 1
+        features = {"input_ids": input_ids, "attention_mask": mask}
+        if self._needs_token_types:
+            features["token_type_ids"] = torch.zeros_like(input_ids)
+        with torch.inference_mode():
+            out = self.model(features)["sentence_embedding"]
+        return out.float().numpy()
+
+    def encode_ids(self, ids: list[list[int]]) -> np.ndarray:
+        """Embeddings (float32, one row per id list, in order), encoded in length-sorted chunks."""
+        if not ids:
+            return np.zeros((0, self.facts.dim), dtype=np.float32)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = np.empty((len(ids), self.facts.dim), dtype=np.float32)
+        for start in range(0, len(order), self.chunk):
+            part = order[start:start + self.chunk]
+            out[part] = self._forward([ids[i] for i in part])
+        return out
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Direct in-process encoding with the same code path (for benchmarks and tests)."""
+        return self.encode_ids(self.tokenize(texts, max_length=self.facts.max_model_len))

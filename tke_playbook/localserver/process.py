@@ -1,0 +1,164 @@
+"""Start and stop the local embedding server as a subprocess - the local target's "deploy" and "teardown".
+
+    with start_server() as server:            # the packaged all-MiniLM-L6-v2
+        print(server.url)                     # http://127.0.0.1:PORT, vLLM's API under /v1
+
+The server runs ``python -m tke_playbook.localserver`` with its output in a log file; :func:`start_server`
+returns once ``/health`` answers, and raises :class:`~tke_playbook.errors.ServerError` with the log's tail if
+the process dies or never becomes healthy. The server exits by itself when the process that started it exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ServerError
+from ..names import validate_port
+from .encoder import default_model_name, resolve_model_dir
+
+API_KEY_ENV = "VLLM_API_KEY"
+_LIVE: "weakref.WeakSet[LocalServer]" = weakref.WeakSet()
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass(eq=False)
+class LocalServer:
+    """A running local embedding server: ``url``, ``port``, ``pid``; ``stop()``; usable as a context manager."""
+
+    url: str
+    port: int
+    pid: int
+    model_dir: Path
+    served_model_name: str
+    log_path: Path
+    api_key: str | None = field(default=None, repr=False)
+    _process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-style base URL (``<url>/v1``)."""
+        return self.url + "/v1"
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def healthy(self, timeout: float = 2.0) -> bool:
+        return self.alive() and _health(self.url, timeout)
+
+    def logs(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the server's log."""
+        return _tail(self.log_path, lines)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after ``timeout`` s). Stopping twice is harmless."""
+        process, self._process = self._process, None
+        _LIVE.discard(self)
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+    def __enter__(self) -> "LocalServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _health(url: str, timeout: float) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _log_path() -> Path:
+    from ..target import state_dir
+
+    folder = state_dir() / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"localserver-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.log"
+
+
+def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_key: str | None = None,
+                 served_model_name: str | None = None, require_marker: bool = True, host: str = "127.0.0.1", *,
+                 timeout: float = 180.0, max_batch: int = 64, max_wait_ms: float = 2.0, max_queue: int = 4096,
+                 threads: int | None = None, log_path: str | os.PathLike | None = None) -> LocalServer:
+    """Serve ``model_dir`` (default: the offline all-MiniLM-L6-v2) in a subprocess; return once it is healthy.
+
+    ``port=0`` picks a free port. A folder other than the packaged offline model must carry the download's
+    completion marker (IncompleteModelError before anything starts) unless ``require_marker`` is False.
+    """
+    folder = resolve_model_dir(model_dir, require_marker=require_marker)
+    if port != 0:
+        validate_port(port)
+    name = served_model_name or default_model_name(folder)
+    log = Path(log_path) if log_path else _log_path()
+    port_file = Path(tempfile.mkdtemp(prefix="tke-localserver-")) / "port"
+    command = [sys.executable, "-m", "tke_playbook.localserver", "--model", str(folder), "--host", host,
+               "--port", str(port), "--served-model-name", name, "--allow-incomplete",
+               "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--max-queue", str(max_queue),
+               "--port-file", str(port_file), "--parent-pid", str(os.getpid())]
+    if threads:
+        command += ["--threads", str(threads)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+    env.pop(API_KEY_ENV, None)
+    if api_key:
+        env[API_KEY_ENV] = api_key  # in the environment, not on the command line where `ps` shows it
+    with open(log, "ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env=env, start_new_session=True)
+    server = None
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ServerError(f"The local server exited with code {process.returncode} before it became "
+                                  f"healthy. Last log lines ({log}):\n{_tail(log, 30)}", obj=log)
+            if server is None and port_file.is_file():
+                bound = int(port_file.read_text(encoding="utf-8"))
+                server = LocalServer(url=f"http://{host}:{bound}", port=bound, pid=process.pid, model_dir=folder,
+                                     served_model_name=name, log_path=log, api_key=api_key, _process=process)
+            if server is not None and _health(server.url, 2.0):
+                _LIVE.add(server)
+                return server
+            time.sleep(0.1)
+        raise ServerError(f"The local server did not become healthy within {timeout:.0f} s. Last log lines "
+                          f"({log}):\n{_tail(log, 30)}", obj=log)
+    except BaseException:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+        raise
+    finally:
+        port_file.unlink(missing_ok=True)
+        port_file.parent.rmdir()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_LIVE):
+        server.stop(timeout=5.0)

@@ -1,0 +1,17 @@
+"""Matplotlib plots for similarity, retrieval quality, load tests and model comparisons.
+
+Every function takes data and returns a :class:`matplotlib.figure.Figure` (or the Axes it was given). Figures are
+not registered with pyplot, so scripts need no ``plt.close`` and notebooks show each figure once. Chinese text
+uses a CJK font when one is installed (``fonts-noto-cjk``); otherwise labels fall back to ids.
+"""
+
+from ._style import cjk_font, safe_labels
+from .analysis import plot_pca, plot_score_distributions
+from .comparison import plot_comparison_panel
+from .heatmaps import plot_heatmaps_side_by_side, plot_similarity_heatmap
+from .latency import (plot_latency_cdf, plot_latency_histogram, plot_latency_vs_input_length,
+                      plot_throughput_vs_concurrency)
+
+__all__ = ["cjk_font", "safe_labels", "plot_pca", "plot_score_distributions", "plot_comparison_panel",
+           "plot_heatmaps_side_by_side", "plot_similarity_heatmap", "plot_latency_cdf", "plot_latency_histogram",
+           "plot_latency_vs_input_length", "plot_throughput_vs_concurrency"]

@@ -1,0 +1,90 @@
+"""Embedding-space views: a 2-D PCA scatter coloured by topic, and score distributions of relevant and
+irrelevant query-document pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import InvalidSpecError
+from ._style import COLORS, done, figure_and_axes, safe_labels
+
+LANG_MARKERS = {"en": "o", "zh": "^"}
+
+
+def plot_pca(points, topics: Sequence[str], ax=None, *, langs: Sequence[str] | None = None,
+             labels: Sequence[str] | None = None, title: str = "Embeddings projected on two principal components"):
+    """Scatter of 2-D points (e.g. :func:`tke_playbook.similarity.pca_2d`) coloured by topic; with ``langs``,
+    English is drawn as circles and Chinese as triangles; ``labels`` are written next to the points."""
+    xy = np.asarray(points, dtype=float)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise InvalidSpecError(f"points must have shape (n, 2), got {xy.shape}: project with similarity.pca_2d "
+                               "first", field="points", value=xy.shape)
+    for what, seq in (("topics", topics), ("langs", langs), ("labels", labels)):
+        if seq is not None and len(seq) != len(xy):
+            raise InvalidSpecError(f"{len(seq)} {what} for {len(xy)} points", field=what, value=len(seq))
+    fig, ax, owns = figure_and_axes(ax, 8.0, 6.5)
+    order = list(dict.fromkeys(topics))
+    for index, topic in enumerate(order):
+        color = COLORS[index % len(COLORS)]
+        for lang in (sorted(set(langs)) if langs is not None else [None]):
+            mask = np.array([t == topic and (lang is None or g == lang)
+                             for t, g in zip(topics, langs if langs is not None else topics)])
+            if not mask.any():
+                continue
+            ax.scatter(xy[mask, 0], xy[mask, 1], s=60, color=color, marker=LANG_MARKERS.get(lang, "o"),
+                       edgecolor="white", linewidth=0.8, label=topic if lang in (None, "en") else None)
+    if labels is not None:
+        for (x, y), text in zip(xy, safe_labels(labels)):
+            ax.annotate(text, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7, color="#333333")
+    handles, names = ax.get_legend_handles_labels()
+    if langs is not None:
+        from matplotlib.lines import Line2D
+
+        for lang in sorted(set(langs)):
+            handles.append(Line2D([], [], marker=LANG_MARKERS.get(lang, "o"), linestyle="", color="grey"))
+            names.append({"en": "English", "zh": "Chinese"}.get(lang, lang))
+    ax.legend(handles, names, fontsize=8, loc="best", frameon=False)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title(title)
+    ax.grid(alpha=0.25)
+    return done(fig, ax, owns)
+
+
+def _groups(distributions, split_cross_lingual: bool):
+    rel = distributions["relevant"].astype(bool)
+    if split_cross_lingual and "cross_lingual" in distributions.columns:
+        cross = distributions["cross_lingual"].astype(bool)
+        return [("relevant, same language", rel & ~cross, "#2ca02c"),
+                ("relevant, cross-lingual", rel & cross, "#9467bd"),
+                ("irrelevant", ~rel, "#7f7f7f")]
+    return [("relevant", rel, "#2ca02c"), ("irrelevant", ~rel, "#7f7f7f")]
+
+
+def plot_score_distributions(distributions, ax=None, *, title: str = "Scores of relevant and irrelevant pairs",
+                             bins: int = 30, split_cross_lingual: bool = True):
+    """Histograms (as densities) of cosine scores for relevant and irrelevant query-document pairs, from
+    :func:`tke_playbook.similarity.score_distributions`; relevant pairs split by language when known."""
+    missing = {"score", "relevant"} - set(distributions.columns)
+    if missing:
+        raise InvalidSpecError(f"distributions lack column(s) {sorted(missing)}: build them with "
+                               "similarity.score_distributions", field="distributions", value=sorted(missing))
+    fig, ax, owns = figure_and_axes(ax, 8.0, 4.5)
+    scores = distributions["score"].to_numpy(dtype=float)
+    if len(scores):
+        low, high = float(scores.min()), float(scores.max())
+        edges = np.linspace(low, high if high > low else low + 1e-6, bins + 1)
+        for name, mask, color in _groups(distributions, split_cross_lingual):
+            values = scores[mask.to_numpy()]
+            if len(values) == 0:
+                continue
+            ax.hist(values, bins=edges, density=True, alpha=0.45, color=color,
+                    label=f"{name} (n={len(values)}, mean {values.mean():.2f})")
+            ax.axvline(values.mean(), color=color, linestyle="--", linewidth=1.2)
+        ax.legend(fontsize=8, frameon=False)
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    return done(fig, ax, owns)

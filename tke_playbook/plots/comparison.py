@@ -1,0 +1,117 @@
+"""One panel comparing two embedders: retrieval quality, quality by language slice, score distributions,
+query latency, dimension and memory. Takes a :class:`tke_playbook.compare.Comparison`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._style import MODEL_COLORS, done, new_figure
+
+
+def _bar_labels(ax, bars, fmt: str) -> None:
+    for bar in bars:
+        height = bar.get_height()
+        if np.isfinite(height):
+            ax.annotate(fmt.format(height), (bar.get_x() + bar.get_width() / 2, height), xytext=(0, 2),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=7)
+
+
+def _grouped_bars(ax, groups: list[str], values: list[list[float]], names, fmt: str = "{:.2f}") -> None:
+    x = np.arange(len(groups))
+    width = 0.38
+    for index, (name, row) in enumerate(zip(names, values)):
+        bars = ax.bar(x + (index - 0.5) * width, row, width, label=name, color=MODEL_COLORS[index])
+        _bar_labels(ax, bars, fmt)
+    ax.set_xticks(x, groups, fontsize=8)
+
+
+def _quality(ax, comparison, k: int) -> None:
+    keys = [c for c in comparison.a.slices.columns if c.startswith(("ndcg@", "recall@")) or c == "mrr"]
+    chosen = [c for c in (f"ndcg@{k}", f"recall@{k}", "ndcg@1", "mrr") if c in keys]
+    values = [[float(r.slices.loc["all", c]) for c in chosen] for r in (comparison.a, comparison.b)]
+    _grouped_bars(ax, chosen, values, comparison.names)
+    ax.set_ylim(0, 1.12)
+    ax.set_ylabel("score")
+    ax.set_title("Retrieval quality (all queries)")
+    ax.legend(fontsize=8, frameon=False, loc="upper right")
+
+
+def _slices(ax, comparison, k: int) -> None:
+    metric = f"ndcg@{k}" if f"ndcg@{k}" in comparison.a.slices.columns else "mrr"
+    slices = [s for s in ("all", "same-language", "cross-lingual") if s in comparison.a.slices.index]
+    values = [[float(r.slices.loc[s, metric]) for s in slices] for r in (comparison.a, comparison.b)]
+    _grouped_bars(ax, slices, values, comparison.names)
+    ax.set_ylim(0, 1.12)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} by language of the relevant document")
+
+
+def _distributions(ax, comparison) -> None:
+    data, positions, colors, ticks = [], [], [], []
+    for index, result in enumerate((comparison.a, comparison.b)):
+        dist = result.distributions
+        for offset, (label, mask) in enumerate((("relevant", dist["relevant"]), ("irrelevant", ~dist["relevant"]))):
+            data.append(dist.loc[mask, "score"].to_numpy(dtype=float))
+            positions.append(index * 2.6 + offset)
+            colors.append(MODEL_COLORS[index])
+            ticks.append(label)
+    box = ax.boxplot(data, positions=positions, widths=0.7, patch_artist=True, showfliers=False)
+    for patch, color, tick in zip(box["boxes"], colors, ticks):
+        patch.set_facecolor(color)
+        patch.set_alpha(0.85 if tick == "relevant" else 0.35)
+    ax.set_xticks(positions, ticks, fontsize=8)
+    for index, result in enumerate((comparison.a, comparison.b)):
+        auc = result.separation.get("auc", float("nan"))
+        ax.text(index * 2.6 + 0.5, 1.02, f"{result.name}\nAUC {auc:.2f}", transform=ax.get_xaxis_transform(),
+                ha="center", va="bottom", fontsize=7, color=MODEL_COLORS[index])
+    ax.set_ylabel("cosine similarity")
+    ax.set_title("Scores: relevant vs irrelevant pairs", pad=26)
+
+
+def _latency(ax, comparison) -> None:
+    samples = []
+    for result in (comparison.a, comparison.b):
+        q = result.timings.loc[result.timings["call"] == "query", "seconds"].to_numpy(dtype=float) * 1000
+        samples.append(q if len(q) else np.array([np.nan]))
+    box = ax.boxplot(samples, patch_artist=True, widths=0.5, showfliers=True)
+    for patch, color in zip(box["boxes"], MODEL_COLORS):
+        patch.set_facecolor(color)
+        patch.set_alpha(0.7)
+    ax.set_xticks([1, 2], list(comparison.names), fontsize=8)
+    finite = np.concatenate([s[np.isfinite(s)] for s in samples])
+    if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 50:
+        ax.set_yscale("log")
+    ax.set_ylabel("ms per query (one text per call)")
+    ax.set_title("Query latency")
+
+
+def _single_bars(ax, comparison, values, fmt: str, ylabel: str, title: str, log: bool = False) -> None:
+    shown = [v if v is not None and np.isfinite(v) else 0.0 for v in values]
+    bars = ax.bar(list(comparison.names), shown, color=MODEL_COLORS[:2], width=0.55)
+    for bar, value in zip(bars, values):
+        text = fmt.format(value) if value is not None and np.isfinite(value) else "unknown"
+        ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), xytext=(0, 2),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=8)
+    if log and all(v > 0 for v in shown):
+        ax.set_yscale("log")
+    ax.tick_params(axis="x", labelsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+
+
+def plot_comparison_panel(comparison, *, k: int = 10, title: str | None = None):
+    """Six panels: quality metrics, quality by language slice, score distributions, query latency, embedding
+    dimension and memory (returns the Figure)."""
+    fig = new_figure(15.0, 8.5)
+    axes = fig.subplots(2, 3)
+    _quality(axes[0, 0], comparison, k)
+    _slices(axes[0, 1], comparison, k)
+    _distributions(axes[0, 2], comparison)
+    _latency(axes[1, 0], comparison)
+    _single_bars(axes[1, 1], comparison, [float(comparison.a.dim), float(comparison.b.dim)], "{:.0f}",
+                 "dimensions", "Embedding dimension")
+    memory = [r.memory_bytes / 1e6 if r.memory_bytes is not None else None for r in (comparison.a, comparison.b)]
+    _single_bars(axes[1, 2], comparison, memory, "{:.3g} MB", "MB", "Model memory", log=True)
+    a, b = comparison.names
+    fig.suptitle(title or f"{a} vs {b} on {comparison.dataset.name}", fontsize=13)
+    return done(fig, None, True)

@@ -1,0 +1,110 @@
+"""Similarity heatmaps: one annotated matrix with topic blocks outlined, or two models side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.patches import Rectangle
+from matplotlib.transforms import blended_transform_factory
+
+from ..errors import InvalidSpecError
+from ._style import done, figure_and_axes, new_figure, safe_labels, topic_blocks
+
+CMAP = "RdYlBu_r"
+ANNOTATE_MAX = 24  # annotate="auto" writes values into cells up to this many rows
+
+
+def _check(sim, labels, topics) -> np.ndarray:
+    matrix = np.asarray(sim, dtype=float)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
+        raise InvalidSpecError(f"a similarity heatmap needs a square, non-empty matrix, got shape {matrix.shape}",
+                               field="sim", value=matrix.shape)
+    n = matrix.shape[0]
+    if len(labels) != n:
+        raise InvalidSpecError(f"{len(labels)} labels for a {n}×{n} matrix: pass one label per row", field="labels",
+                               value=len(labels))
+    if topics is not None and len(topics) != n:
+        raise InvalidSpecError(f"{len(topics)} topics for a {n}×{n} matrix: pass one topic per row", field="topics",
+                               value=len(topics))
+    return matrix
+
+
+def _annotation_size(n: int) -> float:
+    return 9.0 if n <= 8 else 7.5 if n <= 12 else 6.0 if n <= 18 else 5.0
+
+
+def draw_heatmap(ax, sim, labels: Sequence[str], topics: Sequence[str] | None = None, *, annotate=True,
+                 title: str | None = None, vmin: float | None = None, vmax: float = 1.0,
+                 label_fallbacks: Sequence[str] | None = None, show_ylabels: bool = True, colorbar: bool = True):
+    """Draw on ``ax``; returns the image. Columns are numbered, rows carry ``"<number> <label>"``."""
+    matrix = _check(sim, labels, topics)
+    n = matrix.shape[0]
+    low = min(0.0, float(matrix.min())) if vmin is None else vmin
+    image = ax.imshow(matrix, cmap=CMAP, vmin=low, vmax=vmax, interpolation="nearest")
+    shown = safe_labels(labels, label_fallbacks)
+    ax.set_xticks(range(n), [str(i + 1) for i in range(n)], fontsize=8)
+    if show_ylabels:
+        ax.set_yticks(range(n), [f"{i + 1}  {label}" for i, label in enumerate(shown)], fontsize=8)
+    else:
+        ax.set_yticks(range(n), [str(i + 1) for i in range(n)], fontsize=8)
+    ax.tick_params(length=0)
+    if annotate == "auto":
+        annotate = n <= ANNOTATE_MAX
+    if annotate:
+        size, middle = _annotation_size(n), (low + vmax) / 2
+        for i in range(n):
+            for j in range(n):
+                value = matrix[i, j]
+                far = abs(value - middle) > 0.3 * (vmax - low)
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=size,
+                        color="white" if far else "black", gid="annotation")
+    if topics is not None:
+        top = blended_transform_factory(ax.transData, ax.transAxes)
+        for topic, start, stop in topic_blocks(topics):
+            ax.add_patch(Rectangle((start - 0.5, start - 0.5), stop - start, stop - start, fill=False,
+                                   edgecolor="black", linewidth=2.0, gid="topic-block"))
+            ax.text((start + stop - 1) / 2, 1.01, str(topic), transform=top, ha="center", va="bottom", fontsize=8,
+                    fontweight="bold")
+    if title:
+        ax.set_title(title, pad=18 if topics is not None else 6)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="cosine similarity")
+    return image
+
+
+def plot_similarity_heatmap(sim, labels: Sequence[str], topics: Sequence[str] | None = None, ax=None,
+                            annotate="auto", title: str = "Cosine similarity", *,
+                            label_fallbacks: Sequence[str] | None = None):
+    """An annotated similarity heatmap with topic blocks outlined (returns the Figure, or ``ax`` when given).
+
+    ``annotate``: True, False or ``"auto"`` (values written when there are at most 24 rows).
+    ``label_fallbacks`` (e.g. sentence ids) replace Chinese labels when no CJK font is installed."""
+    n = len(labels)
+    side = min(4.0 + 0.42 * n, 14.0)
+    fig, ax, owns = figure_and_axes(ax, side + 2.5, side)
+    draw_heatmap(ax, sim, labels, topics, annotate=annotate, title=title, label_fallbacks=label_fallbacks)
+    return done(fig, ax, owns)
+
+
+def plot_heatmaps_side_by_side(sim_a, sim_b, labels: Sequence[str], topics: Sequence[str] | None = None,
+                               names: Sequence[str] = ("model A", "model B"), *, annotate="auto",
+                               label_fallbacks: Sequence[str] | None = None):
+    """Two models' similarity matrices over the same sentences, on one colour scale (returns the Figure)."""
+    if len(names) != 2:
+        raise InvalidSpecError(f"names must hold two model names, got {list(names)}", field="names", value=names)
+    a, b = _check(sim_a, labels, topics), _check(sim_b, labels, topics)
+    n = len(labels)
+    if annotate == "auto":
+        annotate = n <= 18
+    low = min(0.0, float(a.min()), float(b.min()))
+    side = min(3.5 + 0.36 * n, 11.0)
+    fig = new_figure(2 * side + 3.5, side + 0.6)
+    left, right = fig.subplots(1, 2)
+    draw_heatmap(left, a, labels, topics, annotate=annotate, title=names[0], vmin=low,
+                 label_fallbacks=label_fallbacks, colorbar=False)
+    image = draw_heatmap(right, b, labels, topics, annotate=annotate, title=names[1], vmin=low,
+                         label_fallbacks=label_fallbacks, show_ylabels=False, colorbar=False)
+    fig.colorbar(image, ax=[left, right], fraction=0.025, pad=0.01, label="cosine similarity")
+    fig.suptitle(f"Cosine similarity: {names[0]} vs {names[1]}")
+    return done(fig, None, True)

@@ -1,0 +1,160 @@
+"""Prometheus text format: parse a ``/metrics`` scrape, diff two scrapes, read histograms.
+
+A load run scrapes the server before and after; :func:`diff` leaves what the run itself added (counters and
+histogram buckets subtract, gauges keep the later value), and :func:`server_summary` turns vLLM's histograms into
+server-side latency and queue time beside the client's numbers. Quantiles are estimated from bucket bounds by
+linear interpolation, as Prometheus' ``histogram_quantile`` does, so they are only as fine as the buckets.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?\s*$")
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
+_UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+
+Labels = frozenset  # of (name, value) pairs
+
+
+@dataclass
+class Metrics:
+    """One scrape: ``types`` maps family name to its TYPE, ``samples`` maps (sample name, labels) to value."""
+
+    types: dict[str, str] = field(default_factory=dict)
+    samples: dict[tuple[str, Labels], float] = field(default_factory=dict)
+
+    def family_type(self, sample_name: str) -> str:
+        for suffix in ("_bucket", "_sum", "_count", "_total", "_created", ""):
+            if sample_name.endswith(suffix):
+                base = sample_name[: len(sample_name) - len(suffix)] if suffix else sample_name
+                if base in self.types:
+                    return self.types[base]
+        return self.types.get(sample_name, "untyped")
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sum of every sample called ``name`` whose labels include ``labels`` (0.0 when none)."""
+        wanted = set(labels.items())
+        return sum(v for (n, ls), v in self.samples.items() if n == name and wanted <= ls)
+
+    def names(self) -> list[str]:
+        return sorted({n for n, _ in self.samples})
+
+
+def _number(text: str) -> float:
+    lowered = text.lower()
+    if lowered in ("+inf", "inf"):
+        return math.inf
+    if lowered == "-inf":
+        return -math.inf
+    return float(text)
+
+
+def _labels(text: str | None) -> Labels:
+    if not text:
+        return frozenset()
+    pairs = []
+    for name, raw in _LABEL.findall(text):
+        pairs.append((name, re.sub(r'\\\\|\\"|\\n', lambda m: _UNESCAPE[m.group(0)], raw)))
+    return frozenset(pairs)
+
+
+def parse(text: str) -> Metrics:
+    """Parse Prometheus text exposition format; lines that are not samples or TYPE comments are skipped."""
+    metrics = Metrics()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            parts = line.split(None, 3)
+            if len(parts) == 4 and parts[1] == "TYPE":
+                metrics.types[parts[2]] = parts[3].strip()
+            continue
+        match = _SAMPLE.match(line)
+        if not match:
+            continue
+        name, labels, value = match.groups()
+        try:
+            metrics.samples[(name, _labels(labels))] = _number(value)
+        except ValueError:
+            continue
+    return metrics
+
+
+def diff(before: Metrics | str, after: Metrics | str) -> Metrics:
+    """What happened between two scrapes: counters and histograms subtract, gauges keep ``after``'s value.
+
+    A counter that went down (the server restarted) keeps ``after``'s value, as Prometheus' ``increase`` does.
+    """
+    before = parse(before) if isinstance(before, str) else before
+    after = parse(after) if isinstance(after, str) else after
+    out = Metrics(types=dict(after.types))
+    for key, value in after.samples.items():
+        kind = after.family_type(key[0])
+        if kind in ("counter", "histogram", "summary") and not (kind == "summary" and "quantile" in dict(key[1])):
+            old = before.samples.get(key, 0.0)
+            out.samples[key] = value - old if value >= old else value
+        else:
+            out.samples[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Cumulative buckets ``(upper bound, count)``, sorted, plus ``sum`` and ``count``."""
+
+    buckets: tuple[tuple[float, float], ...]
+    sum: float
+    count: float
+
+    @property
+    def mean(self) -> float:
+        return self.sum / self.count if self.count else math.nan
+
+    def quantile(self, q: float) -> float:
+        """Estimate of the q-quantile (0 < q < 1) by linear interpolation inside the bucket that holds it."""
+        if not self.count or not self.buckets:
+            return math.nan
+        rank = q * self.buckets[-1][1]
+        lower_bound, lower_count = 0.0, 0.0
+        for bound, cumulative in self.buckets:
+            if cumulative >= rank:
+                if math.isinf(bound):
+                    return lower_bound  # in the overflow bucket: the highest finite bound is all we know
+                width = cumulative - lower_count
+                return lower_bound + (bound - lower_bound) * ((rank - lower_count) / width if width else 1.0)
+            lower_bound, lower_count = bound, cumulative
+        return lower_bound
+
+
+def histogram(metrics: Metrics, name: str, **labels: str) -> Histogram:
+    """The histogram ``name`` summed over every label set that includes ``labels`` (e.g. all engines)."""
+    wanted = set(labels.items())
+    buckets: dict[float, float] = {}
+    for (sample, ls), value in metrics.samples.items():
+        if sample == f"{name}_bucket" and wanted <= ls:
+            bound = _number(dict(ls).get("le", "+Inf"))
+            buckets[bound] = buckets.get(bound, 0.0) + value
+    return Histogram(tuple(sorted(buckets.items())), metrics.value(f"{name}_sum", **labels),
+                     metrics.value(f"{name}_count", **labels))
+
+
+VLLM_LATENCY = "vllm:e2e_request_latency_seconds"
+VLLM_QUEUE = "vllm:request_queue_time_seconds"
+
+
+def server_summary(before: Metrics | str, after: Metrics | str, *, latency: str = VLLM_LATENCY,
+                   queue: str = VLLM_QUEUE, **labels: str) -> dict:
+    """Server-side numbers for the interval between two scrapes (milliseconds; NaN when not exported)."""
+    delta = diff(before, after)
+    e2e, waiting = histogram(delta, latency, **labels), histogram(delta, queue, **labels)
+    return {
+        "server_requests": e2e.count,
+        "server_latency_mean_ms": e2e.mean * 1000, "server_p50_ms": e2e.quantile(0.5) * 1000,
+        "server_p90_ms": e2e.quantile(0.9) * 1000, "server_p99_ms": e2e.quantile(0.99) * 1000,
+        "server_queue_mean_ms": waiting.mean * 1000, "server_queue_p50_ms": waiting.quantile(0.5) * 1000,
+        "server_prompt_tokens": delta.value("vllm:prompt_tokens_total", **labels),
+    }
