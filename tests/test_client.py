@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # fake_embedding_server (importlib mode)
 from fake_embedding_server import FakeEmbeddingServer, fake_vector  # noqa: E402
 
+from tke_playbook import embeddings_api as api  # noqa: E402
 from tke_playbook.catalog import get_model  # noqa: E402
 from tke_playbook.client import AsyncEmbeddingClient, EmbeddingClient  # noqa: E402
 from tke_playbook.errors import (AuthenticationError, BadRequestError, EmbeddingAPIError,  # noqa: E402
@@ -129,8 +130,8 @@ def test_503_every_time_exhausts_retries():
 
 
 def test_slow_response_times_out_then_retry_succeeds():
-    with FakeEmbeddingServer(script=["slow"], slow_s=2.0) as srv, \
-            EmbeddingClient(srv.url, model="m", timeout=0.3, **FAST) as client:
+    with FakeEmbeddingServer(script=["slow"], slow_s=3.0) as srv, \
+            EmbeddingClient(srv.url, model="m", timeout=0.8, **FAST) as client:
         vectors = client.embed(["a"])
     assert srv.faults == ["slow", "ok"] and vectors.shape == (1, 8)
 
@@ -188,11 +189,13 @@ def test_health_models_and_metrics(server):
         assert "vllm:e2e_request_latency_seconds_bucket" in client.metrics_text()
 
 
-def test_health_false_when_nothing_listens():
+def test_nothing_listening_health_false_and_embed_says_so():
     with FakeEmbeddingServer() as srv:
         url = srv.url
-    with EmbeddingClient(url, timeout=1) as client:
+    with EmbeddingClient(url, model="m", timeout=1, retries=1, **FAST) as client:
         assert client.health() is False
+        with pytest.raises(RetriesExhaustedError, match="nothing answered at that address"):
+            client.embed(["a"])
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -219,3 +222,29 @@ def test_404_names_the_model_hint():
     with FakeEmbeddingServer() as srv, EmbeddingClient(srv.url + "/nope", model="m") as client:
         with pytest.raises(EmbeddingAPIError, match="404.*served model name"):
             client.embed(["a"])
+
+
+@pytest.mark.parametrize("given", ["http://h:1", "http://h:1/", "http://h:1/v1", "http://h:1/v1/"])
+def test_base_url_forms(given):
+    assert api.root_url(given) == "http://h:1"
+
+
+def test_retry_delay_grows_caps_and_honours_retry_after():
+    assert 0.25 <= api.retry_delay(0, 0.5, 8.0) <= 0.5
+    assert 1.0 <= api.retry_delay(2, 0.5, 8.0) <= 2.0
+    assert 4.0 <= api.retry_delay(10, 0.5, 8.0) <= 8.0
+    assert api.retry_delay(0, 0.5, 8.0, retry_after="3") == 3.0
+    assert api.retry_delay(0, 0.5, 8.0, retry_after="600") == 8.0
+
+
+def test_error_messages_from_vllm_and_openai_bodies():
+    assert api.error_message({"object": "error", "message": "too long", "code": 400}) == "too long"
+    assert api.error_message({"error": {"message": "bad key", "type": "invalid"}}) == "bad key"
+    assert api.error_message("") == "no details in the answer"
+
+
+def test_malformed_answer_is_an_api_error():
+    with pytest.raises(EmbeddingAPIError, match="not an embeddings response"):
+        api.parse_embeddings({"data": [{"index": 0}]}, 1)
+    with pytest.raises(EmbeddingAPIError, match="asked for 2 embeddings, got 1"):
+        api.parse_embeddings({"data": [{"index": 0, "embedding": [1.0]}]}, 2)

@@ -85,7 +85,8 @@ def test_histogram_mean_and_interpolated_quantiles():
 
 def test_quantile_in_the_overflow_bucket_is_the_last_finite_bound():
     hist = promtext.Histogram(((1.0, 5.0), (math.inf, 10.0)), sum=30.0, count=10.0)
-    assert hist.quantile(0.99) == 1.0
+    assert hist.quantile(0.99) == 1.0 and math.isnan(hist.quantile(0.99, strict=True))
+    assert hist.quantile(0.3) == pytest.approx(0.6) and math.isnan(hist.quantile(0.3, strict=True))
     assert math.isnan(promtext.Histogram((), 0.0, 0.0).quantile(0.5))
 
 
@@ -103,7 +104,9 @@ def test_server_summary_reports_latency_and_queue_in_ms():
     assert summary["server_requests"] == 100
     assert summary["server_latency_mean_ms"] == pytest.approx(250.0)
     assert summary["server_queue_mean_ms"] == pytest.approx(50.0)
-    assert summary["server_queue_p50_ms"] == pytest.approx(10.0)
+    assert summary["server_p50_ms"] == pytest.approx(200.0) and summary["server_p90_ms"] == pytest.approx(360.0)
+    assert math.isnan(summary["server_queue_p50_ms"])  # in the first bucket: below 10 ms, nothing finer
+    assert summary["server_first_bucket_ms"] == pytest.approx(100.0)
     assert summary["server_prompt_tokens"] == 5000.0
 
 

@@ -65,7 +65,7 @@ class _ClientBase:
             if not self._warned:
                 self._warned = True
                 warnings.warn(f"model {wanted!r} is not in the catalog: texts are sent without a query or document "
-                              f"prompt (pass catalog_model=... to choose the prompts)", stacklevel=3)
+                              f"prompt (pass catalog_model=... to choose the prompts)", stacklevel=4)
             return None
 
     def _queries(self, texts: Iterable[str] | str, task: str | None) -> list[str]:
@@ -85,7 +85,7 @@ class _ClientBase:
         if response.status_code < 400:
             return True, response.status_code, None, None
         body = api.decode_body(response.content)
-        if response.status_code not in api.RETRY_STATUSES:
+        if not api.is_retryable(response.status_code):
             raise api.error_for(response.status_code, body, url)
         return False, response.status_code, body, response.headers.get("retry-after")
 
@@ -159,7 +159,7 @@ class EmbeddingClient(_ClientBase):
     def health(self) -> bool:
         """True when ``/health`` answers 200; False when it answers otherwise or cannot be reached."""
         try:
-            return self._http.get(self.base_url + "/health").status_code == 200
+            return self._http.get(self.base_url + "/health", timeout=min(self.timeout, 5.0)).status_code == 200
         except _RETRYABLE:
             return False
 
@@ -238,7 +238,7 @@ class AsyncEmbeddingClient(_ClientBase):
 
     async def health(self) -> bool:
         try:
-            return (await self._http.get(self.base_url + "/health")).status_code == 200
+            return (await self._http.get(self.base_url + "/health", timeout=min(self.timeout, 5.0))).status_code == 200
         except _RETRYABLE:
             return False
 

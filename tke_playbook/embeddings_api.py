@@ -17,7 +17,6 @@ import numpy as np
 from .errors import AuthenticationError, BadRequestError, EmbeddingAPIError, InvalidSpecError
 
 ENCODING_FORMATS = ("float", "base64")
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 AUTH_MESSAGE = "the API key is missing or wrong: pass api_key=... or read it from the Secret"
 
 
@@ -52,6 +51,11 @@ def batches(items: Sequence[str], size: int) -> list[list[str]]:
     if size < 1:
         raise InvalidSpecError(f"max_batch_size {size} must be at least 1", field="max_batch_size", value=size)
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def is_retryable(status: int) -> bool:
+    """429 (overloaded) and every 5xx are worth another try; other errors will not change by retrying."""
+    return status == 429 or status >= 500
 
 
 def build_embeddings_body(model: str | None, texts: Sequence[str], encoding_format: str = "float") -> dict:
@@ -135,8 +139,13 @@ def exhausted_error(url: str, attempts: int, status: int | None, body: Any,
 
     last = f"HTTP {status}: {error_message(body)}" if status is not None else (
         f"{type(cause).__name__}: {cause}" if cause is not None else "unknown failure")
-    hint = ("the server is overloaded: lower the concurrency or add replicas" if status == 429 else
-            "the server is failing or restarting: check its logs and /health" if status is not None else
-            "the server did not answer in time or dropped the connection: raise timeout= or check the address")
+    if status == 429:
+        hint = "the server is overloaded: lower the concurrency or add replicas"
+    elif status is not None:
+        hint = "the server is failing or restarting: check its logs and /health"
+    elif cause is not None and "Connect" in type(cause).__name__:
+        hint = "nothing answered at that address: start the server or the port-forward, or check the URL"
+    else:
+        hint = "the server did not answer in time or dropped the connection: raise timeout= or check its load"
     return RetriesExhaustedError(f"gave up on {url} after {attempts} attempts; last: {last} ({hint})",
                                  status=status, body=body, obj=url, cause=cause)

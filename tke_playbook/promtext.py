@@ -114,14 +114,20 @@ class Histogram:
     def mean(self) -> float:
         return self.sum / self.count if self.count else math.nan
 
-    def quantile(self, q: float) -> float:
-        """Estimate of the q-quantile (0 < q < 1) by linear interpolation inside the bucket that holds it."""
+    def quantile(self, q: float, *, strict: bool = False) -> float:
+        """Estimate of the q-quantile (0 < q < 1) by linear interpolation inside the bucket that holds it.
+
+        Like Prometheus, a quantile in the first bucket is interpolated from 0 and one in the overflow bucket is
+        the highest finite bound. With ``strict``, both give NaN instead: the buckets cannot tell.
+        """
         if not self.count or not self.buckets:
             return math.nan
         rank = q * self.buckets[-1][1]
         lower_bound, lower_count = 0.0, 0.0
-        for bound, cumulative in self.buckets:
+        for position, (bound, cumulative) in enumerate(self.buckets):
             if cumulative >= rank:
+                if strict and (position == 0 or math.isinf(bound)):
+                    return math.nan
                 if math.isinf(bound):
                     return lower_bound  # in the overflow bucket: the highest finite bound is all we know
                 width = cumulative - lower_count
@@ -148,13 +154,21 @@ VLLM_QUEUE = "vllm:request_queue_time_seconds"
 
 def server_summary(before: Metrics | str, after: Metrics | str, *, latency: str = VLLM_LATENCY,
                    queue: str = VLLM_QUEUE, **labels: str) -> dict:
-    """Server-side numbers for the interval between two scrapes (milliseconds; NaN when not exported)."""
+    """Server-side numbers for the interval between two scrapes (milliseconds; NaN when not exported).
+
+    Means are exact (sum / count). Quantiles come from buckets and are NaN when they fall in the first or the
+    overflow bucket: vLLM's latency buckets start at 300 ms, so a fast embedding server's quantiles are all
+    "below ``server_first_bucket_ms``" and only the means say more.
+    """
     delta = diff(before, after)
     e2e, waiting = histogram(delta, latency, **labels), histogram(delta, queue, **labels)
     return {
         "server_requests": e2e.count,
-        "server_latency_mean_ms": e2e.mean * 1000, "server_p50_ms": e2e.quantile(0.5) * 1000,
-        "server_p90_ms": e2e.quantile(0.9) * 1000, "server_p99_ms": e2e.quantile(0.99) * 1000,
-        "server_queue_mean_ms": waiting.mean * 1000, "server_queue_p50_ms": waiting.quantile(0.5) * 1000,
+        "server_latency_mean_ms": e2e.mean * 1000, "server_p50_ms": e2e.quantile(0.5, strict=True) * 1000,
+        "server_p90_ms": e2e.quantile(0.9, strict=True) * 1000,
+        "server_p99_ms": e2e.quantile(0.99, strict=True) * 1000,
+        "server_queue_mean_ms": waiting.mean * 1000,
+        "server_queue_p50_ms": waiting.quantile(0.5, strict=True) * 1000,
+        "server_first_bucket_ms": e2e.buckets[0][0] * 1000 if e2e.buckets else math.nan,
         "server_prompt_tokens": delta.value("vllm:prompt_tokens_total", **labels),
     }

@@ -29,6 +29,23 @@ def kube(server):
         yield connection
 
 
+def until(condition, timeout: float = 10.0) -> None:
+    """Block a script step until ``condition()`` holds (so a step happens only after the code under test saw the
+    previous state - no reliance on timing)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {condition}")
+        time.sleep(0.01)
+
+
+def requested(server, path_suffix: str):
+    """A condition: the code under test has sent a request for a path ending with ``path_suffix``."""
+    return lambda: any(path.endswith(path_suffix) for _, path, _ in list(server.requests))
+
+
 @pytest.fixture
 def script():
     """``script(step, step, ...)`` runs the steps one after another in a background thread (a tiny gap between

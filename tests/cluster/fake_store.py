@@ -112,7 +112,6 @@ class Store:
 
     def _get(self, key: tuple) -> dict:
         if key not in self.objects:
-            kind = RESOURCES[key[1]][1]
             raise StatusError(404, "NotFound", f'{key[1]} "{key[3]}" not found', kind=key[1], name=key[3])
         return self.objects[key]
 
@@ -221,4 +220,5 @@ class Store:
         """Watch events after ``rv`` that match; call with ``self.cond`` held."""
         return [(r, kind, obj) for r, kind, key, obj in self.history
                 if r > rv and key[0] == prefix and key[1] == plural and (not namespace or key[2] == namespace)
-                and label_match(obj["metadata"].get("labels") or {}, label_selector) and field_match(obj, field_selector)]
+                and label_match(obj["metadata"].get("labels") or {}, label_selector)
+                and field_match(obj, field_selector)]

@@ -159,3 +159,28 @@ def test_port_forward_reaches_the_pods_portforward_api(kube, server):
             assert conn.recv(10) == b""  # the fake refuses the websocket upgrade, so the stream closes
     assert forward.errors
     assert any(path == f"/api/v1/namespaces/{NS}/pods/p/portforward" for _, path, _ in server.requests)
+
+
+def test_get_endpoint_waits_for_the_load_balancer_address(kube, server, script):
+    server.put("services", _svc("LoadBalancer"), NS)
+    add_pod(server, NS, "vllm-bge-m3-abc", labels={"app": "vllm-bge-m3"}, container="vllm")
+    pod_running(server, NS, "vllm-bge-m3-abc", container="vllm")
+    script(lambda: server.set_status("services", "vllm-bge-m3", NS,
+                                     {"loadBalancer": {"ingress": [{"ip": "10.0.0.9"}]}}))
+    endpoint = get_endpoint(kube, "vllm-bge-m3", NS, wait_for_address=30, poll=0.05, forwarder=pytest.fail)
+    assert endpoint.url == "http://10.0.0.9:60000"
+
+
+def test_load_balancer_still_pending_falls_back_to_a_port_forward(kube, server):
+    server.put("services", _svc("LoadBalancer"), NS)
+    add_pod(server, NS, "vllm-bge-m3-abc", labels={"app": "vllm-bge-m3"}, container="vllm")
+    pod_running(server, NS, "vllm-bge-m3-abc", container="vllm")
+    made = []
+
+    def forwarder(kube_, pod, namespace, remote_port):
+        made.append(PortForward(lambda: None))
+        return made[-1]
+
+    with get_endpoint(kube, "vllm-bge-m3", NS, wait_for_address=0.1, poll=0.05, forwarder=forwarder) as endpoint:
+        assert endpoint.kind == "port-forward" and "no address yet" in endpoint.note
+    assert made[0]._closing.is_set()  # closing the endpoint closed its forward

@@ -76,8 +76,8 @@ def test_watch_streams_changes_after_resource_version(kube, server):
 
 
 def test_watch_ends_at_timeout_seconds(kube):
-    assert list(watch.Watch().stream(kube.core.list_namespaced_config_map, NS,
-                                     resource_version=kube.core.list_namespaced_config_map(NS).metadata.resource_version,
+    rv = kube.core.list_namespaced_config_map(NS).metadata.resource_version
+    assert list(watch.Watch().stream(kube.core.list_namespaced_config_map, NS, resource_version=rv,
                                      timeout_seconds=1)) == []
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import NS
+from conftest import NS, requested, until
 from fake_cluster import (add_pod, deployment_ready, job_pod_fails, job_pods, job_pods_succeed, pod_crashed,
                           pod_oom_killed, pod_running, pod_unschedulable, pod_waiting)
 from tke_playbook.cluster import apply
@@ -13,6 +13,8 @@ from tke_playbook.cluster.wait import (JobProgress, job_progress, new_lines, par
 from tke_playbook.errors import ClusterError, DeploymentFailedError, JobFailedError, WaitTimeoutError
 
 FAST = {"poll": 1.0}
+PROBE_REFUSED = ('Startup probe failed: Get "http://10.0.0.5:60000/health": dial tcp 10.0.0.5:60000: connect: '
+                 "connection refused")
 
 
 def _job(name="download-bge-m3", completions=3):
@@ -60,14 +62,16 @@ def test_new_lines(previous, current, expected):
 def test_job_completes_with_per_index_progress(kube, server, script):
     apply(kube, _job())
     seen: list[JobProgress] = []
-    script(lambda: job_pods(server, NS, "download-bge-m3", [0, 1, 2]),
+    script(lambda: until(lambda: seen),  # the wait has seen the Job before any pod exists
+           lambda: job_pods(server, NS, "download-bge-m3", [0, 1, 2]),
            lambda: job_pods_succeed(server, NS, "download-bge-m3", [1]),
+           lambda: until(lambda: any(p.completed == {1} for p in seen)),
            lambda: job_pods_succeed(server, NS, "download-bge-m3", [0, 2]))
     final = wait_for_job(kube, "download-bge-m3", NS, timeout=30, on_progress=seen.append, **FAST)
     assert final.state == "complete" and final.completed == {0, 1, 2}
-    assert seen[-1] == final and len(seen) >= 2
-    sizes = [len(p.completed) for p in seen]
-    assert sizes == sorted(sizes)  # progress only moves forward
+    assert seen[0].completed == set() and seen[-1] == final
+    steps = list(dict.fromkeys(tuple(sorted(p.completed)) for p in seen))
+    assert steps == [(), (1,), (0, 1, 2)]  # per-index progress, only forward
 
 
 def test_failed_job_raises_with_the_failing_pods_last_log_lines(kube, server, script):
@@ -119,14 +123,13 @@ def test_waiting_for_a_missing_job_says_apply_it_first(kube):
 def test_deployment_becomes_ready_with_a_live_log_tail(kube, server, script):
     apply(kube, _deployment())
     pod = "vllm-bge-m3-6d5f-abcde"
-    lines = []
+    lines, notes = [], []
     script(lambda: add_pod(server, NS, pod, labels={"app": "vllm-bge-m3"}, container="vllm"),
            lambda: server.append_log(NS, pod, "INFO Starting vLLM API server", "INFO Loading weights took 41.2 s"),
-           lambda: server.add_event(NS, "Pod", pod, "Unhealthy", 'Startup probe failed: Get "http://10.0.0.5:60000/'
-                                                                 'health": dial tcp 10.0.0.5:60000: connect: connection refused'),
+           lambda: server.add_event(NS, "Pod", pod, "Unhealthy", PROBE_REFUSED),
+           lambda: until(lambda: notes and len(lines) == 2),
            lambda: server.append_log(NS, pod, "INFO Application startup complete."),
            lambda: (pod_running(server, NS, pod, container="vllm"), deployment_ready(server, NS, "vllm-bge-m3")))
-    notes = []
     state = wait_for_deployment(kube, "vllm-bge-m3", NS, timeout=30, on_log=lines.append, on_diagnosis=notes.append,
                                 poll=0.05)
     assert state.done and state.summary() == "Deployment vllm-bge-m3: 1/1 ready"
@@ -210,6 +213,7 @@ def test_leader_worker_set_ready_follows_the_leader_log(kube, server, script):
     server.append_log(NS, "vllm-e5-0", "INFO leader: ray cluster up")
     server.append_log(NS, "vllm-e5-0-1", "INFO worker joined")
     lines = []
-    script(lambda: server.set_status("leaderworkersets", "vllm-e5", NS, {"readyReplicas": 1, "replicas": 1}))
+    script(lambda: until(requested(server, "/pods/vllm-e5-0/log")),
+           lambda: server.set_status("leaderworkersets", "vllm-e5", NS, {"readyReplicas": 1, "replicas": 1}))
     state = wait_for_leader_worker_set(kube, "vllm-e5", NS, timeout=30, on_log=lines.append, poll=0.05)
     assert state.done and lines == ["INFO leader: ray cluster up"]

@@ -8,6 +8,7 @@ API's own camelCase shape, so the pure functions (diagnosis, progress) never see
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,7 @@ class Kube:
         return self.api_client.sanitize_for_serialization(model)
 
     def request(self, method: str, path: str, *, query: dict | None = None, body: Any = None,
-                content_type: str | None = None, timeout: float | None = None, raw: bool = False) -> Any:
+                content_type: str | None = None, timeout: float | None = 60.0, raw: bool = False) -> Any:
         """One REST call through the official client; JSON (or text when ``raw``) back, ApiException on error."""
         headers = {"Accept": "text/plain" if raw else "application/json"}
         if content_type:
@@ -157,7 +158,10 @@ def api_status(exc: BaseException) -> tuple[int, str, str]:
             body = {}
         body = body if isinstance(body, dict) else {}
         return exc.status or 0, body.get("reason") or exc.reason or "", body.get("message") or str(exc.reason or "")
-    return 0, type(exc).__name__, str(exc)
+    text = str(exc)
+    short = re.search(r"\[Errno -?\d+\] [^'\")]+|(read|connect) timed out|Name or service not known|"
+                      r"CERTIFICATE_VERIFY_FAILED[^'\")]*", text)
+    return 0, type(exc).__name__, short.group(0) if short else text
 
 
 def cluster_error(exc: BaseException, what: str, kube: Kube | None = None, obj: Any = None) -> ClusterError:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ClusterError
+from ..serving import INTERNAL_LB_SUBNET_ANNOTATION as INTERNAL_LB
 from .client import Kube, cluster_error
 
-INTERNAL_LB = "service.kubernetes.io/qcloud-loadbalancer-internal-subnetid"
 _CHUNK = 65536
 
 
@@ -53,7 +54,8 @@ def plan_endpoint(service: dict, pods: list[dict], port: int | None = None) -> E
             return EndpointPlan("load-balancer", chosen["port"], host=host, internal=internal)
         note = "the load balancer has no address yet; using a port-forward meanwhile"
     ready = [p for p in pods if (p.get("status") or {}).get("phase") == "Running" and any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in (p.get("status") or {}).get("conditions") or [])]
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (p.get("status") or {}).get("conditions") or [])]
     if not ready:
         raise ClusterError(f"Service {meta.get('name')} has no ready pod to forward to: wait for the deployment "
                            f"(wait_for_deployment) first.", obj=service)
@@ -176,20 +178,30 @@ class Endpoint:
         self.close()
 
 
-def get_endpoint(kube: Kube, service_name: str, namespace: str, port: int | None = None, *,
-                 forwarder: Callable[..., PortForward] = port_forward) -> Endpoint:
-    """The service's URL: the load balancer's address, else a port-forward opened from here."""
+def _read(kube: Kube, service_name: str, namespace: str) -> tuple[dict, list[dict]]:
     try:
         service = kube.to_dict(kube.core.read_namespaced_service(service_name, namespace))
         selector = ",".join(f"{k}={v}" for k, v in sorted(((service.get("spec") or {}).get("selector") or {}).items()))
         pods = [kube.to_dict(p) for p in kube.core.list_namespaced_pod(namespace, label_selector=selector).items] \
             if selector else []
+        return service, pods
     except Exception as exc:
         if getattr(exc, "status", None) == 404:
             raise ClusterError(f"Service '{service_name}' does not exist in namespace {namespace}: deploy the model "
                                f"first.", obj=service_name, cause=exc) from None
         raise cluster_error(exc, f"read Service {service_name}", kube, service_name) from None
-    plan = plan_endpoint(service, pods, port)
+
+
+def get_endpoint(kube: Kube, service_name: str, namespace: str, port: int | None = None, *,
+                 wait_for_address: float = 0.0, poll: float = 3.0,
+                 forwarder: Callable[..., PortForward] = port_forward) -> Endpoint:
+    """The service's URL: the load balancer's address (waiting up to ``wait_for_address`` seconds for TKE to
+    assign one), else a port-forward opened from here."""
+    deadline = time.monotonic() + wait_for_address
+    plan = plan_endpoint(*_read(kube, service_name, namespace), port)
+    while plan.note and time.monotonic() < deadline:  # a load balancer without its address yet
+        time.sleep(max(0.01, min(poll, deadline - time.monotonic())))
+        plan = plan_endpoint(*_read(kube, service_name, namespace), port)
     if plan.kind == "load-balancer":
         return Endpoint(f"http://{plan.host}:{plan.port}", plan.kind, plan.internal, plan.note)
     forward = forwarder(kube, plan.pod, namespace, plan.remote_port)

@@ -140,7 +140,8 @@ def wait_for_job(kube: Kube, name: str, namespace: str, timeout: float = 3600.0,
         last = progress
         if progress.state == "complete":
             return progress
-        failed_pods = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
+        failed_pods = sorted((p for p in pods if (p.get("status") or {}).get("phase") == "Failed"),
+                             key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
         if progress.state == "failed":
             raise _job_failure(kube, progress, failed_pods[-1:] or pods[-1:], tail_lines)
         if fail_fast:
@@ -205,35 +206,46 @@ def rollout_state(obj: dict) -> RolloutState:
     return RolloutState(obj.get("kind", ""), meta.get("name", ""), replicas, ready, done, message)
 
 
+def _sorted_pods(kube: Kube, ref: ObjectRef, selector: str) -> list[dict]:
+    """The workload's pods, the leader (worker-index 0) or first pod first: its log is the one followed."""
+    return sorted(list_pods(kube, ref.namespace, selector),
+                  key=lambda p: ((p["metadata"].get("labels") or {}).get(LWS_WORKER_INDEX, "0") != "0",
+                                 p["metadata"]["name"]))
+
+
 def _wait_rollout(kube: Kube, ref: ObjectRef, selector: Callable[[dict], str], timeout: float, on_log, on_diagnosis,
                   poll: float, tail_lines: int, fail_fast: bool) -> RolloutState:
-    deadline, shown, reported, findings = time.monotonic() + timeout, [], set(), []
+    deadline, shown, reported = time.monotonic() + timeout, [], set()
+
+    def follow(logs: str) -> None:
+        nonlocal shown
+        lines = logs.splitlines()
+        for line in new_lines(shown, lines):
+            on_log(line)
+        shown = lines
+
     while True:
         obj = get(kube, ref)
         if obj is None:
             raise ClusterError(f"{ref} does not exist: apply it first (or it was deleted).", obj=ref)
         obj.setdefault("kind", ref.kind)
         state = rollout_state(obj)
+        pods = _sorted_pods(kube, ref, selector(obj))
         if state.done:
+            if on_log and pods:  # the last lines (e.g. "Application startup complete") before returning
+                follow(pod_logs(kube, pods[0], tail_lines))
             return state
-        pods = sorted(list_pods(kube, ref.namespace, selector(obj)),
-                      key=lambda p: ((p["metadata"].get("labels") or {}).get(LWS_WORKER_INDEX, "0") != "0",
-                                     p["metadata"]["name"]))
         findings = []
         for i, pod in enumerate(pods):
             diagnoses, events, logs = _examine(kube, pod, tail_lines if i == 0 else 20)
             if i == 0 and on_log:
-                lines = logs.splitlines()
-                for line in new_lines(shown, lines):
-                    on_log(line)
-                shown = lines
+                follow(logs)
             findings += diagnoses
             for d in diagnoses:
                 if on_diagnosis and (d.subject, d.code) not in reported:
                     reported.add((d.subject, d.code))
                     on_diagnosis(d)
-            blocking = _blocking(diagnoses, events) if fail_fast else []
-            if blocking or state.message:
+            if state.message or (fail_fast and _blocking(diagnoses, events)):
                 raise _rollout_failure(state, pod, diagnoses, logs)
         if state.message:
             raise _rollout_failure(state, None, findings, "")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .ceiling import generator_ceiling, measure_ceiling, measure_ceiling_async
 from .inputs import encoded_bodies, make_text
 from .nullserver import NullServer, start_null_server
-from .runner import LoadResult, run_closed_loop_async, run_open_loop_async
+from .runner import HttpEngine, LoadResult, run_closed_loop_async, run_open_loop_async
 from .summary import RECORD_COLUMNS, SUMMARY_COLUMNS, headroom_warning, summarize
 from .sync import run_sync
 
@@ -29,7 +29,7 @@ def run_open_loop(url: str, model: str | None = None, rates=(1.0, 10.0, 50.0), *
     return run_sync(run_open_loop_async(url, model, rates, **options))
 
 
-__all__ = ["LoadResult", "NullServer", "RECORD_COLUMNS", "SUMMARY_COLUMNS", "encoded_bodies", "generator_ceiling",
-           "headroom_warning", "make_text", "measure_ceiling", "measure_ceiling_async", "run_closed_loop",
-           "run_closed_loop_async", "run_open_loop", "run_open_loop_async", "run_sync", "start_null_server",
-           "summarize"]
+__all__ = ["HttpEngine", "LoadResult", "NullServer", "RECORD_COLUMNS", "SUMMARY_COLUMNS", "encoded_bodies",
+           "generator_ceiling", "headroom_warning", "make_text", "measure_ceiling", "measure_ceiling_async",
+           "run_closed_loop", "run_closed_loop_async", "run_open_loop", "run_open_loop_async", "run_sync",
+           "start_null_server", "summarize"]

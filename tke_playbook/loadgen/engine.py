@@ -1,4 +1,7 @@
-"""The HTTP engine of the load generator: one aiohttp session, one connector sized to the concurrency.
+"""The aiohttp engine of the load generator: one session, one connector sized to the concurrency.
+
+The default engine is the leaner :class:`~tke_playbook.loadgen.rawhttp.RawEngine`; this one is the fallback for
+servers or proxies that need a full HTTP client (``engine="aiohttp"``).
 
 Per request it does the least it can: post a pre-encoded body, read the answer, and pull ``prompt_tokens`` out of
 the raw bytes (no JSON decoding of successful answers). :meth:`Engine.send` never raises for a failed request:
@@ -57,6 +60,9 @@ class Engine:
 
     async def __aexit__(self, *exc) -> None:
         await self.session.close()
+
+    def prepare(self, body: bytes) -> bytes:
+        return body
 
     async def send(self, body: bytes) -> tuple[int, int | None, str | None]:
         try:

@@ -46,7 +46,7 @@ def encoded_bodies(model: str | None, tokens: int, *, batch_size: int = 1, varia
     bodies = []
     for v in range(variants):
         texts = [make_text(tokens, v * batch_size + k) for k in range(batch_size)]
-        bodies.append(json.dumps(build_body(model, texts), ensure_ascii=False).encode())
+        bodies.append(json.dumps(build_body(model, texts), ensure_ascii=False, separators=(",", ":")).encode())
     return bodies
 
 

@@ -3,7 +3,7 @@
 It speaks just enough HTTP/1.1 (keep-alive, ``Content-Length`` bodies) to answer ``POST /v1/embeddings`` with a
 canned response after an optional fixed delay, plus ``/health``, ``/v1/models`` and ``/metrics``. It does no model
 work, so whatever rate a client reaches against it is the client's own ceiling. ``prompt_tokens`` in its answer
-is the number of spaces in the request body plus one (cheap, and close to the word count of the inputs).
+is the number of spaces in the request body plus one: cheap, and the word count of one input in compact JSON.
 
 Run it in its own process with :func:`start_null_server` (a server in the generator's process would share its
 interpreter and understate the ceiling), or from a shell: ``python -m tke_playbook.loadgen.nullserver --delay-ms 20``.
@@ -85,14 +85,15 @@ class _NullProtocol(asyncio.Protocol):
             self.transport.write(reply)
 
 
-async def serve(port: int = 0, delay_s: float = 0.0, *, announce=None) -> None:
-    """Serve forever on 127.0.0.1; ``announce(port)`` is called once the socket listens."""
+async def serve(port: int = 0, delay_s: float = 0.0, *, announce=None, parent: int | None = None) -> None:
+    """Serve on 127.0.0.1 until cancelled, or until process ``parent`` is gone; ``announce(port)`` once listening."""
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _NullProtocol(delay_s), "127.0.0.1", port, backlog=1024)
     if announce is not None:
         announce(server.sockets[0].getsockname()[1])
     async with server:
-        await server.serve_forever()
+        while parent is None or os.getppid() == parent:
+            await asyncio.sleep(1.0)
 
 
 @dataclass
@@ -124,7 +125,8 @@ class NullServer:
 
 def start_null_server(delay_ms: float = 0.0, *, cpu: int | None = None, timeout_s: float = 20.0) -> NullServer:
     """Start the null server in a child process (pinned to ``cpu`` when given) and wait until it listens."""
-    command = [sys.executable, "-m", "tke_playbook.loadgen.nullserver", "--delay-ms", str(delay_ms)]
+    command = [sys.executable, "-m", "tke_playbook.loadgen.nullserver", "--delay-ms", str(delay_ms),
+               "--parent", str(os.getpid())]
     if cpu is not None:
         command += ["--cpu", str(cpu)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -141,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--cpu", type=int, default=None, help="pin the server to this CPU")
+    parser.add_argument("--parent", type=int, default=None, help="exit when this process id is no longer the parent")
     args = parser.parse_args(argv)
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print(port, flush=True)
 
     try:
-        asyncio.run(serve(args.port, args.delay_ms / 1000.0, announce=announce))
+        asyncio.run(serve(args.port, args.delay_ms / 1000.0, announce=announce, parent=args.parent))
     except KeyboardInterrupt:
         pass
     return 0

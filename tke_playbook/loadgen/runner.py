@@ -10,6 +10,7 @@ Open-loop latency runs from the request's scheduled arrival, so a client falling
 from __future__ import annotations
 
 import asyncio
+import enum
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,8 +22,25 @@ from .. import promtext
 from ..embeddings_api import root_url
 from ..errors import InvalidSpecError
 from .engine import Engine
+from .rawhttp import RawEngine
 from .inputs import check_levels, encoded_bodies
 from .summary import RECORD_COLUMNS, headroom_warning, summarize
+
+
+class HttpEngine(str, enum.Enum):
+    """How requests are sent: ``raw`` (lean asyncio HTTP/1.1, the default) or ``aiohttp`` (full client)."""
+
+    RAW = "raw"
+    AIOHTTP = "aiohttp"
+
+
+def make_engine(choice: HttpEngine | str, url: str, connections: int, **options) -> Engine | RawEngine:
+    try:
+        kind = HttpEngine(choice)
+    except ValueError:
+        raise InvalidSpecError(f"engine {choice!r} is not known: use 'raw' or 'aiohttp'", field="engine",
+                               value=choice) from None
+    return (RawEngine if kind is HttpEngine.RAW else Engine)(url, connections, **options)
 
 
 @dataclass
@@ -131,7 +149,7 @@ def _server_row(before: str | None, after: str | None, key: dict) -> dict | None
 async def run_closed_loop_async(url: str, model: str | None = None, concurrency_levels=(1, 4, 16, 64),
                                 requests_per_level: int = 200, input_tokens=(128,), *, api_key: str | None = None,
                                 timeout: float = 60.0, max_duration_s: float | None = 60.0, batch_size: int = 1,
-                                scrape_metrics: bool = True) -> LoadResult:
+                                scrape_metrics: bool = True, engine: HttpEngine | str = "raw") -> LoadResult:
     """Closed loop: at each concurrency level, that many workers each send one request after another."""
     base = root_url(url)
     levels = check_levels(concurrency_levels, "concurrency_levels")
@@ -141,10 +159,11 @@ async def run_closed_loop_async(url: str, model: str | None = None, concurrency_
     for tokens in lengths:
         bodies = encoded_bodies(model, tokens, batch_size=batch_size)
         for level in levels:
-            async with Engine(base, level, api_key=api_key, timeout=timeout) as engine:
-                before = await _scrape(engine, scrape_metrics)
-                columns = await _closed_level(engine, bodies, level, count, max_duration_s, t0)
-                after = await _scrape(engine, scrape_metrics)
+            async with make_engine(engine, base, level, api_key=api_key, timeout=timeout) as sender:
+                before = await _scrape(sender, scrape_metrics)
+                prepared = [sender.prepare(b) for b in bodies]
+                columns = await _closed_level(sender, prepared, level, count, max_duration_s, t0)
+                after = await _scrape(sender, scrape_metrics)
             records.extend(*columns, tokens, float(level), math.nan)
             server_rows.append(_server_row(before, after, {"concurrency": float(level), "input_tokens": tokens}))
     return _result("closed", records, server_rows, scrape_metrics)
@@ -154,7 +173,7 @@ async def run_open_loop_async(url: str, model: str | None = None, rates=(1.0, 10
                               duration_s: float | None = 10.0, requests: int | None = None, input_tokens=(128,),
                               api_key: str | None = None, timeout: float = 60.0, seed: int = 0,
                               max_connections: int = 256, batch_size: int = 1,
-                              scrape_metrics: bool = True) -> LoadResult:
+                              scrape_metrics: bool = True, engine: HttpEngine | str = "raw") -> LoadResult:
     """Open loop: at each rate (req/s), requests arrive as a seeded Poisson process, whatever the answers do.
 
     A level sends ``requests`` requests, or ``rate * duration_s`` when ``requests`` is None. At most
@@ -171,10 +190,11 @@ async def run_open_loop_async(url: str, model: str | None = None, rates=(1.0, 10
         bodies = encoded_bodies(model, tokens, batch_size=batch_size)
         for n, rate in enumerate(rate_levels):
             count = int(requests) if requests is not None else max(1, math.ceil(rate * duration_s))
-            async with Engine(base, max_connections, api_key=api_key, timeout=timeout) as engine:
-                before = await _scrape(engine, scrape_metrics)
-                columns = await _open_level(engine, bodies, rate, count, seed + n, t0)
-                after = await _scrape(engine, scrape_metrics)
+            async with make_engine(engine, base, max_connections, api_key=api_key, timeout=timeout) as sender:
+                before = await _scrape(sender, scrape_metrics)
+                prepared = [sender.prepare(b) for b in bodies]
+                columns = await _open_level(sender, prepared, rate, count, seed + n, t0)
+                after = await _scrape(sender, scrape_metrics)
             records.extend(*columns, tokens, math.nan, rate)
             server_rows.append(_server_row(before, after, {"rate": rate, "input_tokens": tokens}))
     return _result("open", records, server_rows, scrape_metrics)

@@ -30,8 +30,10 @@ def _summary_row(group: pd.DataFrame) -> dict:
     ok = group[group["ok"]]
     wall = float((group["start_s"] + group["latency_s"]).max() - group["start_s"].min()) if len(group) else 0.0
     latencies = ok["latency_s"].to_numpy(dtype=float) * 1000.0
+
     def pct(q: float) -> float:
         return float(np.percentile(latencies, q)) if latencies.size else math.nan
+
     return {
         "requests": int(len(group)),
         "errors": int((~group["ok"]).sum()),

@@ -40,12 +40,13 @@ class ServerConfig:
     max_batch: int = 64
     max_wait_ms: float = 2.0
     max_queue: int = 4096
+    workers: int = 1
 
     def __post_init__(self):
         if not self.served_model_name:
             raise ValueError("served_model_name must not be empty")
-        if self.max_batch < 1 or self.max_queue < 1 or self.max_wait_ms < 0:
-            raise ValueError("max_batch and max_queue must be at least 1, max_wait_ms at least 0")
+        if self.max_batch < 1 or self.max_queue < 1 or self.max_wait_ms < 0 or self.workers < 1:
+            raise ValueError("max_batch, max_queue and workers must be at least 1, max_wait_ms at least 0")
 
 
 def _json(body: dict, status: int = 200) -> web.Response:
@@ -134,7 +135,7 @@ def build_app(encoder: Encoder, config: ServerConfig) -> web.Application:
     app[METRICS_KEY] = ServerMetrics(config.served_model_name)
     app[BATCHER_KEY] = Batcher(encoder.encode_ids, max_batch=config.max_batch,
                                max_wait_s=config.max_wait_ms / 1000.0, max_queue=config.max_queue,
-                               metrics=app[METRICS_KEY])
+                               workers=config.workers, metrics=app[METRICS_KEY])
 
     async def lifecycle(app: web.Application):
         await app[BATCHER_KEY].start()

@@ -1,9 +1,9 @@
 """Dynamic batching across concurrent requests: a bounded queue of sentences and one encoding thread.
 
-Requests put their token-id lists on the queue and await a future. A collector takes up to ``max_batch``
-sentences - waiting at most ``max_wait_s`` for more while they keep arriving - and encodes them in a worker
-thread (torch releases the GIL, so the event loop keeps parsing requests meanwhile). While one batch runs the
-next one fills up, so under load batches grow by themselves. When more than ``max_queue`` sentences wait, new
+Requests put their token-id lists on the queue and await a future. Whenever one of ``workers`` encoding
+threads is free, a collector takes up to ``max_batch`` sentences - waiting at most ``max_wait_s`` for more while
+they keep arriving - and encodes them in that thread (torch releases the GIL, so the event loop keeps parsing
+requests meanwhile). While batches run the next ones fill up, so under load batches grow by themselves. When more than ``max_queue`` sentences wait, new
 requests are refused with :class:`QueueFull` (the server answers 503) instead of the queue growing without bound.
 """
 
@@ -41,11 +41,14 @@ class Batcher:
     """Collects sentences from concurrent requests into batches for ``encode(list_of_id_lists) -> ndarray``."""
 
     def __init__(self, encode: Callable[[list[list[int]]], np.ndarray], *, max_batch: int = 64,
-                 max_wait_s: float = 0.002, max_queue: int = 4096, metrics: ServerMetrics | None = None):
-        if max_batch < 1 or max_queue < 1 or max_wait_s < 0:
-            raise ValueError("max_batch and max_queue must be at least 1 and max_wait_s at least 0")
+                 max_wait_s: float = 0.002, max_queue: int = 4096, workers: int = 1,
+                 metrics: ServerMetrics | None = None):
+        if max_batch < 1 or max_queue < 1 or max_wait_s < 0 or workers < 1:
+            raise ValueError("max_batch, max_queue and workers must be at least 1 and max_wait_s at least 0")
         self.encode = encode
         self.max_batch, self.max_wait_s, self.max_queue = int(max_batch), float(max_wait_s), int(max_queue)
+        self.workers = int(workers)
+        self._idle = self.workers
         self.metrics = metrics
         self._items: collections.deque[tuple[_Job, int]] = collections.deque()
         self._wakeup: asyncio.Event | None = None
@@ -61,7 +64,7 @@ class Batcher:
 
     async def start(self) -> None:
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="encoder")
         self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
 
     async def close(self) -> None:
@@ -108,7 +111,10 @@ class Batcher:
     # --- the collector -----------------------------------------------------------------------------------
 
     async def _gather(self) -> list[tuple[_Job, int]]:
-        """Wait for work, then for more while it keeps arriving (up to max_wait_s), and take one batch."""
+        """Wait for work, then for more while it keeps arriving (up to max_wait_s), and take one batch.
+
+        With several idle workers the waiting sentences are shared between them, so no core sits idle.
+        """
         while not self._items:
             self._wakeup.clear()
             await self._wakeup.wait()
@@ -120,8 +126,9 @@ class Batcher:
                 await asyncio.sleep(0)  # let handlers whose bodies already arrived enqueue
                 if len(self._items) == seen:
                     await asyncio.sleep(min(0.0005, max(0.0, deadline - time.perf_counter())))
+        limit = min(self.max_batch, -(-len(self._items) // (1 + self._idle)))
         batch = []
-        while self._items and len(batch) < self.max_batch:
+        while self._items and len(batch) < limit:
             job, index = self._items.popleft()
             if job.future.done():  # the client went away: drop its sentences
                 continue
@@ -129,40 +136,67 @@ class Batcher:
         return batch
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._gather()
-            if not batch:
-                continue
-            now = time.perf_counter()
-            for job, _ in batch:
-                if job.started is None:
-                    job.started = now
-                    if self.metrics:
-                        self.metrics.request_started(now - job.enqueued)
-            try:
-                rows = await loop.run_in_executor(self._executor, self.encode, [job.ids[i] for job, i in batch])
-            except asyncio.CancelledError:
-                for job, _ in batch:
-                    if not job.future.done():
-                        job.future.set_exception(ServerError("The server is shutting down."))
-                raise
-            except Exception as exc:  # a failed batch fails its requests, never the server
-                for job, _ in batch:
-                    if not job.future.done():
-                        job.future.set_exception(ServerError(f"Encoding failed: {exc}", cause=exc))
-                continue
-            took = time.perf_counter() - now
-            self.batches += 1
-            self.largest_batch = max(self.largest_batch, len(batch))
-            for job in {id(job): job for job, _ in batch}.values():
-                job.inference_s += took
-            for (job, index), row in zip(batch, rows):
-                if job.future.done():
+        slots = asyncio.Semaphore(self.workers)
+        running: set[asyncio.Task] = set()
+
+        def finished(task: asyncio.Task) -> None:
+            running.discard(task)
+            self._idle += 1
+            slots.release()
+
+        try:
+            while True:
+                await slots.acquire()
+                self._idle -= 1
+                try:
+                    batch = await self._gather()
+                except BaseException:
+                    self._idle += 1
+                    slots.release()
+                    raise
+                if not batch:
+                    self._idle += 1
+                    slots.release()
                     continue
-                if job.out is None:
-                    job.out = np.empty((len(job.ids), rows.shape[1]), dtype=np.float32)
-                job.out[index] = row
-                job.remaining -= 1
-                if job.remaining == 0:
-                    job.future.set_result(job.out)
+                task = asyncio.get_running_loop().create_task(self._encode(batch))
+                running.add(task)
+                task.add_done_callback(finished)
+        finally:
+            for task in list(running):
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _encode(self, batch: list[tuple[_Job, int]]) -> None:
+        loop = asyncio.get_running_loop()
+        now = time.perf_counter()
+        for job, _ in batch:
+            if job.started is None:
+                job.started = now
+                if self.metrics:
+                    self.metrics.request_started(now - job.enqueued)
+        try:
+            rows = await loop.run_in_executor(self._executor, self.encode, [job.ids[i] for job, i in batch])
+        except asyncio.CancelledError:
+            for job, _ in batch:
+                if not job.future.done():
+                    job.future.set_exception(ServerError("The server is shutting down."))
+            raise
+        except Exception as exc:  # a failed batch fails its requests, never the server
+            for job, _ in batch:
+                if not job.future.done():
+                    job.future.set_exception(ServerError(f"Encoding failed: {exc}", cause=exc))
+            return
+        took = time.perf_counter() - now
+        self.batches += 1
+        self.largest_batch = max(self.largest_batch, len(batch))
+        for job in {id(job): job for job, _ in batch}.values():
+            job.inference_s += took
+        for (job, index), row in zip(batch, rows):
+            if job.future.done():
+                continue
+            if job.out is None:
+                job.out = np.empty((len(job.ids), rows.shape[1]), dtype=np.float32)
+            job.out[index] = row
+            job.remaining -= 1
+            if job.remaining == 0:
+                job.future.set_result(job.out)

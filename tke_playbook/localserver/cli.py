@@ -36,7 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "sentences while they keep arriving (default 2 ms)")
     parser.add_argument("--max-queue", type=int, default=4096, help="sentences that may wait before "
                         "requests get 503 (default 4096)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--workers", type=int, default=None, help="encoding threads running batches side by "
+                        "side (default: 2 when there are 2 or more cores)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores "
+                        "divided by workers)")
     parser.add_argument("--allow-incomplete", action="store_true", help="serve a folder without the "
                         "download's completion marker")
     parser.add_argument("--port-file", default=None, help=argparse.SUPPRESS)  # written once serving
@@ -75,11 +78,15 @@ async def _main(args: argparse.Namespace) -> None:
     from .encoder import Encoder, default_model_name, resolve_model_dir
 
     model_dir = resolve_model_dir(args.model, require_marker=not args.allow_incomplete)
+    cores = os.cpu_count() or 1
+    workers = args.workers or (2 if cores >= 2 else 1)
+    threads = args.threads or max(1, cores // workers)
     config = ServerConfig(served_model_name=args.served_model_name or default_model_name(model_dir),
                           api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
-                          max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue)
+                          max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+                          workers=workers)
     print(f"Loading {model_dir} ...", flush=True)
-    encoder = Encoder(model_dir, threads=args.threads)
+    encoder = Encoder(model_dir, threads=threads)
     encoder.encode_ids([[0, 0]])  # warm up before accepting requests
     sock = bind_socket(args.host, args.port)
     loop = asyncio.get_running_loop()
@@ -92,7 +99,7 @@ async def _main(args: argparse.Namespace) -> None:
     def ready(port: int) -> None:
         url = f"http://{args.host}:{port}"
         print(f"Serving {config.served_model_name} (dim {encoder.facts.dim}, max_model_len "
-              f"{encoder.facts.max_model_len}) at {url}/v1/embeddings"
+              f"{encoder.facts.max_model_len}, {workers} worker(s) x {threads} thread(s)) at {url}/v1/embeddings"
               f"{' - API key required' if config.api_key else ''}", flush=True)
         if args.port_file:
             tmp = Path(args.port_file + ".tmp")

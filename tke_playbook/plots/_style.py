@@ -59,7 +59,9 @@ def safe_labels(labels: Sequence[str], fallbacks: Sequence[str] | None = None) -
 
 
 def strip_cjk(text: str) -> str:
-    return re.sub(r"(\[zh\]\s*)+", "[zh] ", _CJK_RUN.sub(" [zh] ", str(text))).strip()
+    """Chinese runs replaced by ``[zh]`` (consecutive ones merged, spaces collapsed)."""
+    text = re.sub(r"(\[zh\]\s*)+", "[zh] ", _CJK_RUN.sub(" [zh] ", str(text)))
+    return re.sub(r"\s+", " ", text).strip()
 
 
 def new_figure(width: float, height: float, **subplot_kw):

@@ -115,3 +115,28 @@ def plot_comparison_panel(comparison, *, k: int = 10, title: str | None = None):
     a, b = comparison.names
     fig.suptitle(title or f"{a} vs {b} on {comparison.dataset.name}", fontsize=13)
     return done(fig, None, True)
+
+
+def plot_comparison_heatmaps(comparison, *, annotate="auto"):
+    """The two embedders' similarity matrices over the dataset's heatmap sentences, side by side."""
+    from .heatmaps import plot_heatmaps_side_by_side
+
+    sentences = comparison.dataset.sentence_set()
+    return plot_heatmaps_side_by_side(comparison.a.sentence_sim, comparison.b.sentence_sim, sentences.labels(),
+                                      sentences.topics, comparison.names, annotate=annotate,
+                                      label_fallbacks=sentences.ids)
+
+
+def plot_comparison_pca(comparison, *, labels: bool = False):
+    """Each embedder's document vectors projected on two principal components, coloured by topic, with
+    English as circles and Chinese as triangles (a model that clusters by language shows two clouds)."""
+    from ..similarity import pca_2d
+    from .analysis import plot_pca
+
+    docs = comparison.dataset.documents
+    fig = new_figure(14.0, 6.0)
+    for ax, result in zip(fig.subplots(1, 2), (comparison.a, comparison.b)):
+        plot_pca(pca_2d(result.doc_vectors), [d.topic for d in docs], ax=ax, langs=[d.lang for d in docs],
+                 labels=[d.id for d in docs] if labels else None, title=result.name)
+    fig.suptitle("Documents in embedding space (PCA)", fontsize=13)
+    return done(fig, None, True)

@@ -34,6 +34,14 @@ def _annotation_size(n: int) -> float:
     return 9.0 if n <= 8 else 7.5 if n <= 12 else 6.0 if n <= 18 else 5.0
 
 
+def _cell_inches(n: int) -> float:
+    return 0.6 if n <= 8 else 0.5 if n <= 12 else 0.42 if n <= 20 else max(0.18, 9.0 / n)
+
+
+def _label_inches(labels: Sequence[str]) -> float:
+    return 0.4 + 0.065 * max((len(str(label)) + 4 for label in labels), default=4)
+
+
 def draw_heatmap(ax, sim, labels: Sequence[str], topics: Sequence[str] | None = None, *, annotate=True,
                  title: str | None = None, vmin: float | None = None, vmax: float = 1.0,
                  label_fallbacks: Sequence[str] | None = None, show_ylabels: bool = True, colorbar: bool = True):
@@ -41,14 +49,15 @@ def draw_heatmap(ax, sim, labels: Sequence[str], topics: Sequence[str] | None = 
     matrix = _check(sim, labels, topics)
     n = matrix.shape[0]
     low = min(0.0, float(matrix.min())) if vmin is None else vmin
-    image = ax.imshow(matrix, cmap=CMAP, vmin=low, vmax=vmax, interpolation="nearest")
+    # aspect "auto" (figure sizes keep cells square): constrained layout mis-measures tick labels of equal-aspect axes
+    image = ax.imshow(matrix, cmap=CMAP, vmin=low, vmax=vmax, interpolation="nearest", aspect="auto")
     shown = safe_labels(labels, label_fallbacks)
-    ax.set_xticks(range(n), [str(i + 1) for i in range(n)], fontsize=8)
+    ax.set_xticks(range(n), [str(i + 1) for i in range(n)])
     if show_ylabels:
-        ax.set_yticks(range(n), [f"{i + 1}  {label}" for i, label in enumerate(shown)], fontsize=8)
+        ax.set_yticks(range(n), [f"{i + 1}  {label}" for i, label in enumerate(shown)])
     else:
-        ax.set_yticks(range(n), [str(i + 1) for i in range(n)], fontsize=8)
-    ax.tick_params(length=0)
+        ax.set_yticks(range(n), [str(i + 1) for i in range(n)])
+    ax.tick_params(length=0, labelsize=8)
     if annotate == "auto":
         annotate = n <= ANNOTATE_MAX
     if annotate:
@@ -67,7 +76,7 @@ def draw_heatmap(ax, sim, labels: Sequence[str], topics: Sequence[str] | None = 
             ax.text((start + stop - 1) / 2, 1.01, str(topic), transform=top, ha="center", va="bottom", fontsize=8,
                     fontweight="bold")
     if title:
-        ax.set_title(title, pad=18 if topics is not None else 6)
+        ax.set_title(title, pad=22 if topics is not None else 6)
     if colorbar:
         ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="cosine similarity")
     return image
@@ -80,9 +89,9 @@ def plot_similarity_heatmap(sim, labels: Sequence[str], topics: Sequence[str] | 
 
     ``annotate``: True, False or ``"auto"`` (values written when there are at most 24 rows).
     ``label_fallbacks`` (e.g. sentence ids) replace Chinese labels when no CJK font is installed."""
-    n = len(labels)
-    side = min(4.0 + 0.42 * n, 14.0)
-    fig, ax, owns = figure_and_axes(ax, side + 2.5, side)
+    n, shown = len(labels), safe_labels(labels, label_fallbacks)
+    side = n * _cell_inches(n)
+    fig, ax, owns = figure_and_axes(ax, side + _label_inches(shown) + 1.3, side + 1.2)
     draw_heatmap(ax, sim, labels, topics, annotate=annotate, title=title, label_fallbacks=label_fallbacks)
     return done(fig, ax, owns)
 
@@ -98,8 +107,8 @@ def plot_heatmaps_side_by_side(sim_a, sim_b, labels: Sequence[str], topics: Sequ
     if annotate == "auto":
         annotate = n <= 18
     low = min(0.0, float(a.min()), float(b.min()))
-    side = min(3.5 + 0.36 * n, 11.0)
-    fig = new_figure(2 * side + 3.5, side + 0.6)
+    side = n * _cell_inches(n) * 0.85
+    fig = new_figure(2 * side + _label_inches(safe_labels(labels, label_fallbacks)) + 1.8, side + 1.6)
     left, right = fig.subplots(1, 2)
     draw_heatmap(left, a, labels, topics, annotate=annotate, title=names[0], vmin=low,
                  label_fallbacks=label_fallbacks, colorbar=False)

@@ -109,7 +109,8 @@ def plot_throughput_vs_concurrency(summary, ax=None, *, title: str | None = None
     ax.plot(x, data["req_per_s"], marker="o", color="#3b6fb6", label="throughput (req/s)")
     ax.set_xlabel("concurrent requests" if x_column == "concurrency" else "offered rate (req/s)")
     ax.set_ylabel("throughput (req/s)", color="#3b6fb6")
-    ax.set_ylim(bottom=0)
+    top = float(np.nanmax(data["req_per_s"].to_numpy(dtype=float))) if len(data) else 0.0
+    ax.set_ylim(0, top * 1.2 if top > 0 else 1.0)  # headroom for the error-rate notes
     right = ax.twinx()
     right.plot(x, data["p99_ms"], marker="s", color="#d62728", label="p99 latency (ms)")
     if "p50_ms" in data.columns:

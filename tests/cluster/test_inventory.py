@@ -1,0 +1,54 @@
+"""Nodes with instance type, GPU model/count and allocatable; PVCs, StorageClasses, events and logs."""
+
+from __future__ import annotations
+
+from conftest import NS
+from fake_cluster import add_node, add_pod, pod_crashed
+from tke_playbook.cluster import (cfs_storage_classes, list_nodes, list_pvcs, list_storage_classes, nodes_frame,
+                                  pod_events, pod_logs)
+
+
+def test_list_nodes_describes_gpu_and_cpu_nodes(kube, server):
+    add_node(server, "gpu-1", instance_type="PNV5b.8XLARGE96", gpus=1, product="NVIDIA-L20",
+             extra_labels={"topology.kubernetes.io/zone": "ap-guangzhou-6"})
+    add_node(server, "cpu-1", instance_type="SA5.LARGE8", gpus=0, cpu="3920m", memory="6Gi", ready=False)
+    nodes = {n.name: n for n in list_nodes(kube)}
+    gpu, cpu = nodes["gpu-1"], nodes["cpu-1"]
+    assert (gpu.instance_type, gpu.gpu_model, gpu.gpu_count, gpu.zone, gpu.ready) == (
+        "PNV5b.8XLARGE96", "L20", 1, "ap-guangzhou-6", True)
+    assert gpu.gpu_memory_bytes > 40 * 2**30 and gpu.allocatable["nvidia.com/gpu"] == "1"
+    assert (cpu.gpu_model, cpu.gpu_count, cpu.has_gpu, cpu.ready, cpu.allocatable["cpu"]) == (
+        None, 0, False, False, "3920m")
+    frame = nodes_frame([gpu, cpu])
+    assert list(frame["node"]) == ["gpu-1", "cpu-1"] and list(frame["gpu"]) == ["L20", ""]
+    assert list(frame["gpus"]) == [1, 0] and frame["gpu_memory"][0].endswith("GiB")
+
+
+def test_pvcs_and_cfs_storage_classes(kube, server):
+    server.put("storageclasses", {"metadata": {"name": "cfs"}, "provisioner": "com.tencent.cloud.csi.cfs"})
+    server.put("storageclasses", {"metadata": {"name": "cbs"}, "provisioner": "com.tencent.cloud.csi.cbs"})
+    server.put("persistentvolumeclaims", {"metadata": {"name": "ai-model", "labels": {"a": "b"}},
+                                          "spec": {"storageClassName": "cfs"}}, NS)
+    server.set_status("persistentvolumeclaims", "ai-model", NS, {"phase": "Bound"})
+    classes = list_storage_classes(kube)
+    assert [sc["metadata"]["name"] for sc in cfs_storage_classes(classes)] == ["cfs"]
+    pvcs = list_pvcs(kube, NS, "a=b")
+    assert [(p["metadata"]["name"], p["status"]["phase"]) for p in pvcs] == [("ai-model", "Bound")]
+    assert list_pvcs(kube, NS, "a=c") == []
+
+
+def test_pod_events_are_only_the_pods_own(kube, server):
+    add_pod(server, NS, "p1")
+    add_pod(server, NS, "p2")
+    server.add_event(NS, "Pod", "p1", "FailedScheduling", "0/1 nodes are available")
+    server.add_event(NS, "Pod", "p2", "Pulled", "pulled", "Normal")
+    assert [e["reason"] for e in pod_events(kube, "p1", NS)] == ["FailedScheduling"]
+
+
+def test_pod_logs_fall_back_to_the_crashed_run(kube, server):
+    add_pod(server, NS, "p")
+    server.append_log(NS, "p", *[f"line {i}" for i in range(10)])
+    assert pod_logs(kube, "p", 3, NS) == "line 7\nline 8\nline 9\n"
+    pod = pod_crashed(server, NS, "p")
+    assert pod_logs(kube, pod, 2) == "line 8\nline 9\n"  # current run is empty: the previous one is shown
+    assert pod_logs(kube, "missing", 2, NS) == ""

@@ -1,0 +1,91 @@
+"""The Indexed Job, worker ConfigMap and token Secret: valid for Kubernetes 1.28/1.33, and the Job's
+anti-affinity really selects its own pods."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tke_playbook.download import (DownloadSpec, HubToken, RepoFile, build_download_job, build_token_secret,
+                                   build_worker_configmap, make_plan)
+from tke_playbook.errors import InvalidSpecError
+
+
+def _plan(spec):
+    files = [RepoFile("model.safetensors", 3000, "a" * 64), RepoFile("config.json", 10, "b" * 64)]
+    return make_plan(spec, files)
+
+
+def _matches(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
+
+
+@pytest.mark.parametrize("required", [pytest.param(False, id="preferred"), pytest.param(True, id="required")])
+def test_job_is_valid_and_anti_affinity_matches_its_pods(k8s_valid, required):
+    spec = DownloadSpec(model="bge-m3", node_selector={"tke.cloud.tencent.com/nodepool": "download"},
+                        require_spread=required)
+    job = k8s_valid(build_download_job(spec, _plan(spec)))
+    pod = job["spec"]["template"]
+    anti = pod["spec"]["affinity"]["podAntiAffinity"]
+    term = (anti["requiredDuringSchedulingIgnoredDuringExecution"][0] if required
+            else anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"])
+    assert _matches(term["labelSelector"], pod["metadata"]["labels"])
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    other = DownloadSpec(model="bge-small-en-v1.5")
+    other_pod = build_download_job(other)["spec"]["template"]
+    assert not _matches(term["labelSelector"], other_pod["metadata"]["labels"])  # E5 and BGE don't repel
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert (job["spec"]["completions"], job["spec"]["parallelism"]) == (3, 3)
+    assert job["spec"]["backoffLimitPerIndex"] == 3 and pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["nodeSelector"] == {"tke.cloud.tencent.com/nodepool": "download"}
+
+
+def test_job_mounts_pvc_and_worker_and_reads_token_from_optional_secret():
+    spec = DownloadSpec(model="bge-m3", source="huggingface", endpoint="https://hf-mirror.com")
+    pod = build_download_job(spec)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["model-store"]["persistentVolumeClaim"]["claimName"] == "ai-model"
+    assert volumes["worker"]["configMap"]["name"] == "download-bge-m3-worker"
+    container = pod["containers"][0]
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/data", "/opt/tke-playbook"}
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HUB_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hub-token", "key": "token", "optional": True}
+    assert env["HF_ENDPOINT"]["value"] == "https://hf-mirror.com"
+    assert "JOB_COMPLETION_INDEX" not in env  # Kubernetes sets it for Indexed Jobs
+    assert "worker.py --plan /opt/tke-playbook/plan.json --root /data" in container["command"][-1]
+    assert container["image"] == "python:3.11-slim"
+
+
+def test_no_token_secret_means_no_secret_reference():
+    env = build_download_job(DownloadSpec(token_secret=None))["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert all("valueFrom" not in e for e in env)
+
+
+def test_plan_with_other_shard_count_is_refused():
+    spec = DownloadSpec(model="bge-m3")
+    with pytest.raises(InvalidSpecError, match="asks for 4 completions"):
+        build_download_job(spec.replace(completions=4, parallelism=4), _plan(spec))
+
+
+def test_configmap_ships_the_library_source_and_the_plan(k8s_valid):
+    spec = DownloadSpec(model="bge-m3")
+    plan = _plan(spec)
+    cm = k8s_valid(build_worker_configmap(spec, plan))
+    from tke_playbook.download import worker
+
+    assert cm["data"]["worker.py"] == open(worker.__file__, encoding="utf-8").read()
+    assert "def write_completion" in cm["data"]["modelfolder.py"]
+    assert "def shard_states" in cm["data"]["progress.py"]
+    assert json.loads(cm["data"]["plan.json"])["plan_id"] == plan.plan_id
+    assert cm["metadata"]["name"] == "download-bge-m3-worker"
+
+
+def test_token_secret_is_valid_and_token_never_printed(k8s_valid):
+    token = HubToken("hf_secretvalue")
+    secret = k8s_valid(build_token_secret(token, spec=DownloadSpec(model="bge-m3")))
+    assert secret["stringData"] == {"token": "hf_secretvalue"} and secret["metadata"]["name"] == "hub-token"
+    assert "secretvalue" not in repr(token) and "secretvalue" not in str(token)
+    assert "secretvalue" not in repr(DownloadSpec())
+    with pytest.raises(InvalidSpecError, match="empty"):
+        build_token_secret("  ")

@@ -1,0 +1,167 @@
+"""Dynamic batching: order kept across batches, batches formed across requests, bounded queue, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tke_playbook.errors import ServerError
+from tke_playbook.localserver.batcher import Batcher, QueueFull
+from tke_playbook.localserver.metrics import ServerMetrics
+
+
+def fake_encode(ids):
+    """Row = (sum of ids, length): lets each answer be checked against its own input."""
+    return np.array([[sum(row), len(row)] for row in ids], dtype=np.float32)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def expected(ids):
+    return fake_encode(ids)
+
+
+def test_each_request_gets_its_own_rows_in_order():
+    async def main():
+        batcher = Batcher(fake_encode, max_batch=8, max_wait_s=0.005)
+        await batcher.start()
+        requests = [[[i, j] for j in range(1 + i % 5)] for i in range(200)]
+        results = await asyncio.gather(*(batcher.submit(r) for r in requests))
+        await batcher.close()
+        return batcher, requests, results
+
+    batcher, requests, results = run(main())
+    for request, result in zip(requests, results):
+        assert np.array_equal(result, expected(request))
+    assert batcher.largest_batch == 8  # concurrent requests were batched together, up to max_batch
+    assert batcher.batches < 200
+
+
+def test_several_workers_share_the_load():
+    seen_threads = set()
+
+    def encode(ids):
+        seen_threads.add(threading.get_ident())
+        time.sleep(0.002)
+        return fake_encode(ids)
+
+    async def main():
+        batcher = Batcher(encode, max_batch=4, max_wait_s=0.0, workers=2)
+        await batcher.start()
+        requests = [[[i]] for i in range(64)]
+        results = await asyncio.gather(*(batcher.submit(r) for r in requests))
+        await batcher.close()
+        return requests, results
+
+    requests, results = run(main())
+    assert all(np.array_equal(r, expected(q)) for q, r in zip(requests, results))
+    assert len(seen_threads) == 2
+
+
+def test_a_full_queue_refuses_new_requests_and_loses_none_it_accepted():
+    gate = threading.Event()
+
+    def slow(ids):
+        gate.wait(5)
+        return fake_encode(ids)
+
+    async def main():
+        metrics = ServerMetrics("m")
+        batcher = Batcher(slow, max_batch=2, max_wait_s=0.0, max_queue=4, metrics=metrics)
+        await batcher.start()
+        tasks = [asyncio.ensure_future(batcher.submit([[i]])) for i in range(20)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        after = await batcher.submit([[7, 7]])  # the batcher still works
+        await batcher.close()
+        return outcomes, after, metrics
+
+    outcomes, after, metrics = run(main())
+    refused = [o for o in outcomes if isinstance(o, QueueFull)]
+    served = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, np.ndarray)]
+    assert refused and served and len(refused) + len(served) == 20
+    assert "overloaded" in str(refused[0])
+    assert all(np.array_equal(o, expected([[i]])) for i, o in served)
+    assert np.array_equal(after, expected([[7, 7]]))
+    assert metrics.waiting == 0 and metrics.running == 0
+    assert metrics.success == len(served) + 1
+
+
+def test_a_failing_batch_fails_its_requests_and_the_batcher_carries_on():
+    def encode(ids):
+        if any(row[0] < 0 for row in ids):
+            raise RuntimeError("boom")
+        return fake_encode(ids)
+
+    async def main():
+        batcher = Batcher(encode, max_batch=1, max_wait_s=0.0)
+        await batcher.start()
+        with pytest.raises(ServerError, match="Encoding failed: boom"):
+            await batcher.submit([[-1]])
+        result = await batcher.submit([[3, 4]])
+        await batcher.close()
+        return result
+
+    assert np.array_equal(run(main()), expected([[3, 4]]))
+
+
+def test_a_cancelled_request_is_dropped_and_others_are_served():
+    gate = threading.Event()
+
+    def slow(ids):
+        gate.wait(5)
+        return fake_encode(ids)
+
+    async def main():
+        batcher = Batcher(slow, max_batch=1, max_wait_s=0.0)
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.submit([[1]]))
+        gone = asyncio.ensure_future(batcher.submit([[2]]))
+        last = asyncio.ensure_future(batcher.submit([[3]]))
+        await asyncio.sleep(0.02)
+        gone.cancel()  # its client disconnected while it waited
+        gate.set()
+        results = await asyncio.gather(first, last)
+        await batcher.close()
+        return batcher, results
+
+    batcher, (first, last) = run(main())
+    assert np.array_equal(first, expected([[1]])) and np.array_equal(last, expected([[3]]))
+    assert batcher.batches == 2
+
+
+def test_closing_fails_waiting_requests_instead_of_hanging():
+    gate = threading.Event()
+
+    def slow(ids):
+        gate.wait(0.2)
+        return fake_encode(ids)
+
+    async def main():
+        batcher = Batcher(slow, max_batch=1, max_wait_s=0.0)
+        await batcher.start()
+        tasks = [asyncio.ensure_future(batcher.submit([[i]])) for i in range(3)]
+        await asyncio.sleep(0.02)
+        await batcher.close()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    outcomes = run(main())
+    assert all(isinstance(o, ServerError) for o in outcomes)
+
+
+@pytest.mark.parametrize("kwargs", [
+    pytest.param({"max_batch": 0}, id="max-batch-zero"),
+    pytest.param({"max_queue": 0}, id="max-queue-zero"),
+    pytest.param({"workers": 0}, id="workers-zero"),
+    pytest.param({"max_wait_s": -1}, id="negative-wait"),
+])
+def test_bad_settings_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        Batcher(fake_encode, **kwargs)

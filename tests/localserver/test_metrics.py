@@ -1,0 +1,75 @@
+"""The Prometheus exporter: vLLM's names, labels and types, and values that follow the requests."""
+
+from __future__ import annotations
+
+import re
+
+from tke_playbook.localserver.metrics import LATENCY_BUCKETS, ServerMetrics
+
+LABELS = 'model_name="m",engine="0"'
+
+
+def samples(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_every_vllm_metric_is_exported_with_type_and_labels():
+    text = ServerMetrics("m").render()
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, flags=re.M))
+    assert types == {"vllm:num_requests_running": "gauge", "vllm:num_requests_waiting": "gauge",
+                     "vllm:prompt_tokens": "counter", "vllm:request_success": "counter",
+                     "vllm:e2e_request_latency_seconds": "histogram",
+                     "vllm:request_queue_time_seconds": "histogram",
+                     "vllm:request_inference_time_seconds": "histogram"}
+    values = samples(text)
+    assert values[f"vllm:prompt_tokens_total{{{LABELS}}}"] == 0
+    assert values[f'vllm:request_success_total{{{LABELS},finished_reason="stop"}}'] == 0
+    assert f'vllm:e2e_request_latency_seconds_bucket{{{LABELS},le="+Inf"}}' in values
+
+
+def test_a_request_moves_through_waiting_running_and_the_histograms():
+    metrics = ServerMetrics("m")
+    metrics.request_queued()
+    assert samples(metrics.render())[f"vllm:num_requests_waiting{{{LABELS}}}"] == 1
+    metrics.request_started(queue_s=0.4)
+    values = samples(metrics.render())
+    assert values[f"vllm:num_requests_waiting{{{LABELS}}}"] == 0
+    assert values[f"vllm:num_requests_running{{{LABELS}}}"] == 1
+    metrics.request_finished(started=True, ok=True, e2e_s=3.0, inference_s=2.6, prompt_tokens=12)
+    values = samples(metrics.render())
+    assert values[f"vllm:num_requests_running{{{LABELS}}}"] == 0
+    assert values[f"vllm:prompt_tokens_total{{{LABELS}}}"] == 12
+    assert values[f'vllm:request_success_total{{{LABELS},finished_reason="stop"}}'] == 1
+    queue = "vllm:request_queue_time_seconds"
+    assert values[f'{queue}_bucket{{{LABELS},le="0.3"}}'] == 0
+    assert values[f'{queue}_bucket{{{LABELS},le="0.5"}}'] == 1  # cumulative buckets
+    assert values[f'{queue}_bucket{{{LABELS},le="+Inf"}}'] == 1
+    assert values[f"{queue}_count{{{LABELS}}}"] == 1 and values[f"{queue}_sum{{{LABELS}}}"] == 0.4
+    assert values[f'vllm:e2e_request_latency_seconds_bucket{{{LABELS},le="2.5"}}'] == 0
+    assert values[f'vllm:e2e_request_latency_seconds_bucket{{{LABELS},le="5.0"}}'] == 1
+
+
+def test_failed_requests_leave_the_gauges_but_are_not_counted_as_success():
+    metrics = ServerMetrics("m")
+    metrics.request_queued()
+    metrics.request_finished(started=False, ok=False, e2e_s=0.1)
+    values = samples(metrics.render())
+    assert values[f"vllm:num_requests_waiting{{{LABELS}}}"] == 0
+    assert values[f'vllm:request_success_total{{{LABELS},finished_reason="stop"}}'] == 0
+    assert values[f"vllm:e2e_request_latency_seconds_count{{{LABELS}}}"] == 0
+
+
+def test_buckets_are_vllms_request_latency_buckets():
+    text = ServerMetrics("m").render()
+    bounds = re.findall(r'vllm:e2e_request_latency_seconds_bucket\{[^}]*le="([^"]+)"', text)
+    assert [float(b) for b in bounds[:-1]] == list(LATENCY_BUCKETS) and bounds[-1] == "+Inf"
+
+
+def test_label_values_are_escaped():
+    text = ServerMetrics('a"b\\c').render()
+    assert 'model_name="a\\"b\\\\c"' in text

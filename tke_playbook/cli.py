@@ -1,0 +1,181 @@
+"""``tke-playbook``: the command line for people who script.
+
+    tke-playbook render --profile seed                 # the plan as multi-document YAML
+    tke-playbook render --profile seed --helm-values   # values for the vllm-inference-tke chart
+    tke-playbook fit intfloat/e5-mistral-7b-instruct --gpu L20
+    tke-playbook gpus                                  # the GPUs and TKE node types the toolkit knows
+
+Other areas add subcommands through ``register(subparsers)`` (``serve``, ``preflight``). Bad input prints one
+line to stderr and exits with status 2; ``fit`` exits 1 when the model does not fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import yaml
+
+from .errors import PlaybookError
+
+PLUGINS = ("tke_playbook.localserver.cli", "tke_playbook.cluster.cli")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse prints the usage too)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _render_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="seed", help="starting point: seed (the tutorial) or bge-m3")
+    parser.add_argument("--helm-values", action="store_true", help="print values for the vllm-inference-tke chart")
+    spec = parser.add_argument_group("overrides")
+    spec.add_argument("--model", help="model id, e.g. BAAI/bge-m3 (names derive from it)")
+    spec.add_argument("--pvc", help="PVC name (default ai-model)")
+    spec.add_argument("--namespace", help="namespace for every object")
+    spec.add_argument("--completions", type=int, help="download shards (Job completions)")
+    spec.add_argument("--parallelism", type=int, help="download pods at a time")
+    spec.add_argument("--source", help="hub: modelscope or huggingface")
+    spec.add_argument("--vllm-version", help="vLLM version to build the command line for, e.g. 0.12.0")
+    spec.add_argument("--image", help="vLLM image (its tag gives the version unless --vllm-version is set)")
+    spec.add_argument("--service-type", help="ClusterIP, LoadBalancer-internal or LoadBalancer (public)")
+    spec.add_argument("--lb-subnet-id", help="subnet for an internal LoadBalancer, e.g. subnet-abcd1234")
+    spec.add_argument("--port", type=int, help="Service port (default 60000)")
+    spec.add_argument("--no-api-key", action="store_true", help="serve without an API key (not with a public LB)")
+    spec.add_argument("--max-model-len", type=int, help="vLLM --max-model-len")
+    spec.add_argument("--max-batch-size", type=int, help="vLLM --max-num-seqs")
+    spec.add_argument("--gpu-memory-utilization", type=float, help="vLLM --gpu-memory-utilization")
+    spec.add_argument("--gpu", help="GPU model for the fit check, e.g. L20 (checked before rendering)")
+    spec.add_argument("--gpus", type=int, help="GPUs per pod (tensor parallel follows unless --tp is set)")
+    spec.add_argument("--tp", type=int, help="tensor parallel size")
+    spec.add_argument("--pp", type=int, help="pipeline parallel size")
+    spec.add_argument("--replicas", type=int, help="vLLM replicas")
+    spec.add_argument("--instance-type", action="append", help="pin vLLM to this node instance type (repeatable)")
+    spec.add_argument("--storage-class", help="StorageClass name (default cfs)")
+    spec.add_argument("--size", help="PVC size, e.g. 100Gi")
+    spec.add_argument("--vpc-id", help="VPC for the CFS StorageClass (renders it, with --subnet-id)")
+    spec.add_argument("--subnet-id", help="subnet for the CFS file system, in the GPU node's zone")
+    spec.add_argument("--api-key-env", default="TKE_PLAYBOOK_API_KEY",
+                      help="environment variable holding the API key (default TKE_PLAYBOOK_API_KEY; else random)")
+
+
+def _profile(args):
+    from .profiles import get_profile, with_overrides
+
+    serving = {k: v for k, v in {
+        "vllm_version": args.vllm_version, "image": args.image, "service_type": args.service_type,
+        "lb_subnet_id": args.lb_subnet_id, "service_port": args.port, "max_model_len": args.max_model_len,
+        "max_batch_size": args.max_batch_size, "gpu_memory_utilization": args.gpu_memory_utilization,
+        "gpu": args.gpu, "gpu_count": args.gpus, "tp_size": args.tp, "pp_size": args.pp, "replicas": args.replicas,
+    }.items() if v is not None}
+    if args.image and not args.vllm_version:
+        serving["vllm_version"] = None  # derive it from the new image's tag
+    if args.gpus is not None and args.tp is None and args.pp is None:
+        serving["tp_size"] = args.gpus
+    if args.no_api_key:
+        serving["api_key_required"] = False
+    if args.instance_type:
+        serving["node_instance_types"] = tuple(args.instance_type)
+    storage = {k: v for k, v in {"storage_class": args.storage_class, "size": args.size, "vpc_id": args.vpc_id,
+                                 "subnet_id": args.subnet_id}.items() if v is not None}
+    return with_overrides(get_profile(args.profile), model=args.model, pvc=args.pvc, namespace=args.namespace,
+                          completions=args.completions, parallelism=args.parallelism, source=args.source,
+                          storage=storage, serving=serving)
+
+
+def run_render(args) -> int:
+    import os
+
+    from .plan import build_helm_values, build_plan, plan_notes, plan_to_yaml
+
+    profile = _profile(args)
+    if args.helm_values:
+        values = build_helm_values(profile.serving)
+        head = (f"# values for helm-charts/vllm-inference-tke (profile {profile.name}); the API key is read from "
+                f"Secret '{profile.serving.api_key_secret}'\n" if profile.serving.api_key_required else "")
+        sys.stdout.write(head + yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+        return 0
+    api_key = os.environ.get(args.api_key_env) or None
+    notes = plan_notes(profile.storage, profile.download, profile.serving)
+    manifests = build_plan(profile.storage, profile.download, profile.serving, api_key=api_key)
+    if profile.serving.api_key_required and not api_key:
+        notes.append(f"no ${args.api_key_env}: a random API key was generated into Secret "
+                     f"'{profile.serving.api_key_secret}'")
+    sys.stdout.write(plan_to_yaml(manifests, [f"tke-playbook plan, profile {profile.name}: {profile.description}",
+                                              *notes]))
+    return 0
+
+
+def run_fit(args) -> int:
+    from .fit import check_fit
+
+    verdict = check_fit(args.model, args.gpu, args.max_model_len, args.gpu_memory_utilization,
+                        tensor_parallel=args.tensor_parallel)
+    print(verdict.summary())
+    width = max(len(r["item"]) for r in verdict.as_rows())
+    for row in verdict.as_rows():
+        print(f"  {row['item']:<{width}}  {row['GiB']:>7.2f} GiB  {row['note']}")
+    for note in verdict.notes:
+        print(f"  note: {note}")
+    print(verdict.recommendation)
+    return 0 if verdict.fits else 1
+
+
+def run_gpus(args) -> int:
+    from .hardware import gpu_rows, node_type_rows
+
+    for row in gpu_rows():
+        print(f"{row['gpu']:<10} {row['memory_GiB']:>6.1f} GiB  bf16={'yes' if row['bf16'] else 'no':<3}  "
+              f"{'' if row['verified'] else '(memory not verified)'}")
+    print()
+    for row in node_type_rows():
+        print(f"{row['node_type']:<18} {row['vCPU']:>5.0f} vCPU {row['memory_GiB']:>5} GiB  {row['gpus']} × "
+              f"{row['gpu']:<10} {row['role']:<8} {'' if row['verified'] else '(unverified)'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tke-playbook", description="From an empty TKE cluster to a vLLM embedding service.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    render = sub.add_parser("render", help="print the plan as YAML, or the chart's values")
+    _render_args(render)
+    render.set_defaults(func=run_render)
+    fit = sub.add_parser("fit", help="does a model fit a GPU? (exit 1 when it does not)")
+    fit.add_argument("model", help="model id or short name, e.g. e5-mistral-7b-instruct")
+    fit.add_argument("--gpu", required=True, help="GPU (L20, A10, T4, …) or node type (PNV5b.8XLARGE96)")
+    fit.add_argument("--max-model-len", type=int, help="tokens per sequence (default: the model's recommended)")
+    fit.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="share of GPU memory (default 0.9)")
+    fit.add_argument("--tensor-parallel", type=int, default=1, help="GPUs to shard over (default 1)")
+    fit.set_defaults(func=run_fit)
+    gpus = sub.add_parser("gpus", help="list the GPUs and TKE node types the toolkit knows")
+    gpus.set_defaults(func=run_gpus)
+    for name in PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # that area is not installed yet; anything else is a real error
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2): return the status instead of exiting
+        return int(exc.code or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (PlaybookError, ValueError, LookupError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"tke-playbook {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `tke-playbook render | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Parallel, verified, resumable model download into the PVC (cluster) or a local folder playing it (local).
+
+``DownloadSpec`` says what to fetch; ``list_repo_files`` asks the hub; ``make_plan`` splits the bytes across
+shards; ``build_download_job``/``build_worker_configmap`` run the shards on a cluster and ``run_local_download``
+runs them as local processes; ``read_progress`` shows how far they got. ``HubMirror`` serves repositories on
+127.0.0.1 (tests, the benchmark and the offline local target).
+"""
+
+from .manifests import build_download_job, build_token_secret, build_worker_configmap
+from .planner import DownloadPlan, Piece, RepoFile, make_plan, select_files, split_bytes, tutorial_plan
+from .progress import read_progress
+from .spec import DownloadSpec, Source
+from .tokens import HubToken, token_from_env
+
+__all__ = ["DownloadPlan", "DownloadSpec", "HubToken", "Piece", "RepoFile", "Source", "build_download_job",
+           "build_token_secret", "build_worker_configmap", "make_plan", "read_progress", "select_files",
+           "split_bytes", "token_from_env", "tutorial_plan"]

@@ -1,0 +1,196 @@
+"""What to download and how: the frozen, validated :class:`DownloadSpec` and the hub :class:`Source` enum.
+
+A spec names a catalog model; the files land in ``/<hf_id>`` on the PVC (the tutorial's layout) whichever hub
+they come from. Object names derive from the model slug, so BGE and E5 can download side by side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..catalog import ModelInfo, get_model
+from ..errors import InvalidSpecError
+from ..names import slug, unknown, validate_name, validate_subdomain
+
+DEFAULT_IMAGE = "python:3.11-slim"
+TOKEN_SECRET = "hub-token"
+TOKEN_SECRET_KEY = "token"
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$")
+
+
+class Source(str, enum.Enum):
+    """The model hub a download reads from."""
+
+    MODELSCOPE = "modelscope"
+    HUGGINGFACE = "huggingface"
+
+    @property
+    def default_revision(self) -> str:
+        return "master" if self is Source.MODELSCOPE else "main"
+
+    @property
+    def default_endpoint(self) -> str:
+        return "https://www.modelscope.cn" if self is Source.MODELSCOPE else "https://huggingface.co"
+
+    @property
+    def endpoint_env(self) -> str:
+        return "MODELSCOPE_ENDPOINT" if self is Source.MODELSCOPE else "HF_ENDPOINT"
+
+    @property
+    def token_env(self) -> str:
+        return "MODELSCOPE_API_TOKEN" if self is Source.MODELSCOPE else "HF_TOKEN"
+
+    @classmethod
+    def parse(cls, value: str | Source) -> Source:
+        if isinstance(value, Source):
+            return value
+        aliases = {"ms": cls.MODELSCOPE, "hf": cls.HUGGINGFACE, "hugging face": cls.HUGGINGFACE}
+        text = str(value).strip().lower()
+        for member in cls:
+            if text == member.value:
+                return member
+        if text in aliases:
+            return aliases[text]
+        raise unknown("hub", str(value), [m.value for m in cls])
+
+
+def validate_label_key(key: str) -> str:
+    """A Kubernetes label key: an optional DNS-subdomain prefix and a name of at most 63 characters."""
+    prefix, _, name = key.rpartition("/") if isinstance(key, str) else ("", "", "")
+    if prefix:
+        validate_subdomain(prefix, f"node selector key prefix in '{key}'")
+    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+        raise InvalidSpecError(f"node selector key '{key}' is not a valid label key: use letters, digits, '-', '_' "
+                               f"and '.' (at most 63), optionally after a prefix like 'node.kubernetes.io/'",
+                               field="node_selector", value=key)
+    return key
+
+
+def validate_label_value(value: str, key: str) -> str:
+    if not isinstance(value, str) or len(value) > 63 or (value and not _LABEL_NAME.match(value)):
+        raise InvalidSpecError(f"node selector value {value!r} for '{key}' is not a valid label value: use letters, "
+                               f"digits, '-', '_' and '.', at most 63 characters", field="node_selector", value=value)
+    return value
+
+
+def _patterns(value, what: str) -> tuple[str, ...]:
+    items = (value,) if isinstance(value, str) else tuple(value or ())
+    if not all(isinstance(p, str) and p.strip() for p in items):
+        raise InvalidSpecError(f"{what} must be glob patterns such as '*.safetensors' or 'onnx/*'", field=what,
+                               value=value)
+    return tuple(p.strip() for p in items)
+
+
+def _count(value, what: str, example: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidSpecError(f"{what} {value!r} must be a whole number of at least 1, such as {example}",
+                               field=what, value=value)
+    return value
+
+
+@dataclass(frozen=True)
+class DownloadSpec:
+    """A model download into a PVC (cluster) or a local folder playing it (local target)."""
+
+    model: str | ModelInfo = "intfloat/e5-mistral-7b-instruct"
+    source: Source = Source.MODELSCOPE
+    revision: str | None = None            # default: master (ModelScope) / main (Hugging Face)
+    completions: int = 3                   # shards = Job indexes = local worker processes
+    parallelism: int = 3
+    node_selector: tuple[tuple[str, str], ...] = ()
+    pvc: str = "ai-model"
+    namespace: str = "default"
+    include: tuple[str, ...] = ()          # glob patterns; empty means everything
+    exclude: tuple[str, ...] = ()
+    keep_duplicate_formats: bool = False   # also fetch .bin/.pt/... weights when safetensors exist
+    image: str = DEFAULT_IMAGE
+    endpoint: str | None = None            # hub URL override (a mirror); default from env or the public hub
+    token_secret: str | None = TOKEN_SECRET  # Secret with key 'token'; optional in the pod
+    repo_id: str | None = None             # hub repository; default the model's id on the chosen hub
+    pip_index_url: str | None = None       # where download pods pip-install httpx (e.g. a PyPI mirror)
+    backoff_limit_per_index: int = 3
+    require_spread: bool = False           # True: at most one pod per node, or wait (required anti-affinity)
+    ttl_seconds_after_finished: int = 3600
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass normalisation
+        info = get_model(self.model)
+        set_("model", info.hf_id)
+        set_("source", Source.parse(self.source))
+        set_("revision", (self.revision or self.source.default_revision).strip())
+        repo = self.repo_id or (info.modelscope_id if self.source is Source.MODELSCOPE else None) or info.hf_id
+        if not _REPO_ID.match(repo):
+            raise InvalidSpecError(f"repo_id '{repo}' is not a hub repository id: write it as 'owner/name'",
+                                   field="repo_id", value=repo)
+        set_("repo_id", repo)
+        _count(self.completions, "completions", 3)
+        _count(self.parallelism, "parallelism", 3)
+        if self.parallelism > self.completions:
+            raise InvalidSpecError(f"parallelism {self.parallelism} is above completions {self.completions}: the "
+                                   f"extra pods would have no shard; set parallelism to at most {self.completions}",
+                                   field="parallelism", value=self.parallelism)
+        items = self.node_selector.items() if isinstance(self.node_selector, Mapping) else self.node_selector
+        try:
+            pairs = tuple((validate_label_key(k), validate_label_value(v, k)) for k, v in items)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, InvalidSpecError):
+                raise
+            raise InvalidSpecError("node_selector must map label keys to values, e.g. "
+                                   "{'node.kubernetes.io/instance-type': 'SA5.LARGE8'}", field="node_selector",
+                                   value=self.node_selector) from None
+        set_("node_selector", pairs)
+        validate_name(self.pvc, "PVC name")
+        validate_name(self.namespace, "Namespace")
+        validate_name(self.job_name, "Job name")
+        set_("include", _patterns(self.include, "include"))
+        set_("exclude", _patterns(self.exclude, "exclude"))
+        if self.token_secret is not None:
+            validate_subdomain(self.token_secret, "token Secret name")
+        if self.endpoint is not None and not re.match(r"^https?://[^\s/]+", str(self.endpoint)):
+            raise InvalidSpecError(f"endpoint '{self.endpoint}' must be a URL such as 'https://hf-mirror.com'",
+                                   field="endpoint", value=self.endpoint)
+        if self.endpoint:
+            set_("endpoint", self.endpoint.rstrip("/"))
+        if not isinstance(self.image, str) or not self.image.strip() or " " in self.image:
+            raise InvalidSpecError(f"image {self.image!r} is not an image reference: use e.g. '{DEFAULT_IMAGE}'",
+                                   field="image", value=self.image)
+        _count(self.backoff_limit_per_index + 1, "backoff_limit_per_index + 1", 4)
+        _count(self.ttl_seconds_after_finished + 1, "ttl_seconds_after_finished + 1", 3601)
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return get_model(self.model)
+
+    @property
+    def slug(self) -> str:
+        return slug(self.model)
+
+    @property
+    def job_name(self) -> str:
+        return f"download-{slug(self.model)}"
+
+    @property
+    def configmap_name(self) -> str:
+        return f"{self.job_name}-worker"
+
+    @property
+    def model_path(self) -> str:
+        """The model's folder relative to the PVC root (``intfloat/e5-mistral-7b-instruct``)."""
+        return self.model
+
+    @property
+    def node_selector_dict(self) -> dict[str, str]:
+        return dict(self.node_selector)
+
+    def replace(self, **changes) -> DownloadSpec:
+        if "source" in changes and Source.parse(changes["source"]) is not self.source:
+            changes.setdefault("revision", None)
+            changes.setdefault("repo_id", None)
+        if "model" in changes:
+            changes.setdefault("repo_id", None)
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,331 @@
+"""Download one shard of a plan into the final files, resumably, and verify every finished file.
+
+Runs in each Job pod (shard = ``JOB_COMPLETION_INDEX``) and as a local worker process; standard library and
+httpx only, so it ships to pods in a ConfigMap beside ``progress.py`` and ``modelfolder.py``.
+
+* Pieces are fetched with HTTP Range requests and written with ``pwrite`` at their offsets into the final file
+  (opened without truncation), so several shards fill one large file at the same time.
+* After every few MiB the data is synced and ``parts/<index>.json`` records the bytes done: a killed worker
+  resumes where its state says, and the state never claims bytes that are not on disk.
+* Errors, timeouts and truncated bodies are retried with exponential backoff and jitter, a bounded number of
+  times; 401/403/404 fail at once with a message saying what to do.
+* A file is hashed by the worker that completes its last piece (each worker records its piece before looking at
+  the others, so at least one sees the file complete). A wrong sha256 re-fetches the file once; a second
+  mismatch deletes it and fails with a VerificationError naming it.
+* Completion: a worker whose shard is done checks all shards; if every one is done it verifies any file not yet
+  verified and writes the manifest and the marker. Writers race harmlessly: every write is atomic and identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import socket
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import httpx
+
+try:
+    from ..errors import DownloadError, HubError, VerificationError
+    from ..modelfolder import clear_completion, is_complete, read_manifest, write_completion
+    from . import progress
+except ImportError:  # running from the ConfigMap in a download pod
+    import progress
+    from modelfolder import clear_completion, is_complete, read_manifest, write_completion
+
+    class DownloadError(Exception):
+        def __init__(self, message, *, obj=None, cause=None):
+            super().__init__(message)
+            self.obj, self.cause = obj, cause
+
+    class HubError(DownloadError):
+        pass
+
+    class VerificationError(DownloadError):
+        pass
+
+DEFAULT_ENDPOINTS = {"huggingface": ("HF_ENDPOINT", "https://huggingface.co"),
+                     "modelscope": ("MODELSCOPE_ENDPOINT", "https://www.modelscope.cn")}
+TOKEN_ENVS = {"huggingface": ("HUB_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"),
+              "modelscope": ("HUB_TOKEN", "MODELSCOPE_API_TOKEN")}
+CHUNK = 1 << 20
+
+
+class _Retry(Exception):
+    pass
+
+
+def log(index, text: str) -> None:
+    print(f"[shard {index}] {text}", flush=True)
+
+
+def file_url(plan: dict, path: str) -> str:
+    env, default = DEFAULT_ENDPOINTS[plan["source"]]
+    endpoint = (plan.get("endpoint") or os.environ.get(env) or default).rstrip("/")
+    if plan["source"] == "huggingface":
+        return f"{endpoint}/{plan['repo_id']}/resolve/{quote(plan['revision'], safe='')}/{quote(path)}"
+    return (f"{endpoint}/api/v1/models/{plan['repo_id']}/repo?Revision={quote_plus(plan['revision'])}"
+            f"&FilePath={quote_plus(path)}")
+
+
+def request_headers(source: str) -> dict:
+    headers = {"Accept-Encoding": "identity", "User-Agent": "tke-playbook-download/1"}
+    token = next((os.environ[n].strip() for n in TOKEN_ENVS[source] if os.environ.get(n, "").strip()), None)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+        if source == "modelscope":
+            headers["Cookie"] = f"m_session_id={token}"
+    return headers
+
+
+def safe_path(folder: Path, rel: str) -> Path:
+    parts = rel.split("/")
+    if rel.startswith("/") or ".." in parts or "" in parts:
+        raise DownloadError(f"Refusing file path '{rel}' from the hub listing: it leaves the model folder", obj=rel)
+    return folder / rel
+
+
+class Shard:
+    """One shard's pieces and how many bytes of each are on disk (from ``parts/<index>.json``)."""
+
+    def __init__(self, plan: dict, folder: Path, index: int):
+        if not 0 <= index < len(plan["shards"]):
+            raise DownloadError(f"Shard index {index} is outside the plan's {len(plan['shards'])} shards", obj=index)
+        self.plan, self.folder, self.index = plan, folder, index
+        self.pieces = [tuple(p) for p in plan["shards"][index]]
+        saved = progress.read_json(progress.shard_file(folder, index)) or {}
+        known = {(p, s, e): d for p, s, e, d in saved.get("pieces", [])} if saved.get("plan_id") == plan["plan_id"] \
+            else {}
+        # bytes of a file that has vanished (deleted after a failed verification) are not on disk any more
+        self.done = [known.get(p, 0) if (folder / p[0]).exists() else 0 for p in self.pieces]
+
+    def save(self, status: str, error: str | None = None, kind: str | None = None) -> None:
+        progress.write_json(progress.shard_file(self.folder, self.index), {
+            "plan_id": self.plan["plan_id"], "index": self.index, "status": status, "error": error, "kind": kind,
+            "host": socket.gethostname(), "updated": time.time(),
+            "pieces": [[p, s, e, d] for (p, s, e), d in zip(self.pieces, self.done)],
+            "bytes_done": sum(self.done), "bytes_total": sum(e - s for _, s, e in self.pieces)})
+
+
+def _open(path: Path, size: int) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # never O_TRUNC: other shards write into this file too
+    if os.fstat(fd).st_size != size:
+        os.ftruncate(fd, size)
+    return fd
+
+
+def fetch(client, plan, path: str, start: int, end: int, opts, on_progress) -> None:
+    """Fetch bytes [start, end) of ``path`` into the final file; ``on_progress(pos, fd)`` after each chunk."""
+    size = next(f["size"] for f in plan["files"] if f["path"] == path)
+    url, headers = file_url(plan, path), request_headers(plan["source"])
+    fd = _open(safe_path(opts.folder, path), size)
+    pos, attempt = start, 0
+    try:
+        while pos < end:
+            before = pos
+            try:
+                with client.stream("GET", url, headers={**headers, "Range": f"bytes={pos}-{end - 1}"}) as resp:
+                    status = resp.status_code
+                    if status in (401, 403):
+                        raise HubError(f"{path}: the hub refused access (HTTP {status}): the model may be private or "
+                                       f"gated - set HF_TOKEN / MODELSCOPE_API_TOKEN (local) or the Secret "
+                                       f"'hub-token' (cluster)", obj=path)
+                    if status == 404:
+                        raise HubError(f"{path}: not found on the hub (HTTP 404) at revision "
+                                       f"'{plan['revision']}': check the model id and revision", obj=path)
+                    if status == 429 or status >= 500:
+                        raise _Retry(f"HTTP {status}")
+                    if status == 206:
+                        first = resp.headers.get("content-range", "").replace("bytes ", "").split("-")[0]
+                        if first.strip() != str(pos):
+                            raise _Retry(f"Content-Range '{resp.headers.get('content-range')}' does not start at "
+                                         f"{pos}")
+                        skip = 0
+                    elif status == 200:
+                        skip = pos  # the server ignored Range: discard the bytes before our offset
+                    else:
+                        raise HubError(f"{path}: unexpected HTTP {status} from the hub", obj=path)
+                    for chunk in resp.iter_raw(CHUNK):
+                        if skip:
+                            cut = min(skip, len(chunk))
+                            chunk, skip = chunk[cut:], skip - cut
+                        chunk = chunk[:end - pos]
+                        if chunk:
+                            os.pwrite(fd, chunk, pos)
+                            pos += len(chunk)
+                            on_progress(pos, fd)
+                        if pos >= end:
+                            break
+                if pos < end:
+                    raise _Retry(f"body ended after {pos - before} of {end - before} bytes (truncated)")
+            except (_Retry, httpx.HTTPError) as exc:
+                attempt = 1 if pos > before else attempt + 1
+                if attempt > opts.retries:
+                    raise DownloadError(f"{path}: giving up on bytes {pos}-{end} after {opts.retries} retries: "
+                                        f"{type(exc).__name__}: {exc}", obj=path, cause=exc) from exc
+                delay = min(opts.max_backoff, opts.backoff * 2 ** (attempt - 1)) * (0.5 + random.random())
+                log(opts.index, f"{path}: {type(exc).__name__}: {exc}; retry {attempt}/{opts.retries} in "
+                                f"{delay:.1f}s")
+                time.sleep(delay)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def hash_file(path: Path, size: int) -> tuple[str, str]:
+    """(sha256, git blob sha1) of a file."""
+    sha256, sha1 = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % size)
+    with open(path, "rb") as fh:
+        while block := fh.read(8 * CHUNK):
+            sha256.update(block)
+            sha1.update(block)
+    return sha256.hexdigest(), sha1.hexdigest()
+
+
+def _check(folder: Path, f: dict) -> tuple[bool, str, str]:
+    """(ok, sha256, how): sha256 when the hub gave one, else the git blob sha1, else the size alone."""
+    path = safe_path(folder, f["path"])
+    if not path.is_file() or path.stat().st_size != f["size"]:
+        return False, "", "size"
+    sha256, sha1 = hash_file(path, f["size"])
+    if f.get("sha256"):
+        return sha256 == f["sha256"].lower(), sha256, "sha256"
+    if f.get("blob_id") and len(f["blob_id"]) == 40:
+        return sha1 == f["blob_id"].lower(), sha256, "git-sha1"
+    return True, sha256, "size-only (the hub listed no hash)"
+
+
+def verify(client, plan, f: dict, opts) -> None:
+    """Hash a finished file; on a mismatch fetch it whole once more, then fail naming it (and delete it)."""
+    folder, plan_id = opts.folder, plan["plan_id"]
+    ok, sha256, how = _check(folder, f)
+    if not ok:
+        log(opts.index, f"{f['path']}: {how} mismatch - downloading it again")
+        fetch(client, plan, f["path"], 0, f["size"], opts, lambda pos, fd: None)
+        ok, sha256, how = _check(folder, f)
+    if not ok:
+        expected = f.get("sha256") or f.get("blob_id") or f"{f['size']} bytes"
+        message = (f"{f['path']} failed verification twice: expected {how} {expected}, got "
+                   f"{sha256 or 'a different size'}. The hub or mirror served corrupt data; the file was removed and "
+                   f"nothing was marked complete - run the download again")
+        safe_path(folder, f["path"]).unlink(missing_ok=True)
+        progress.write_json(progress.verified_file(folder, f["path"]),
+                            {"plan_id": plan_id, "path": f["path"], "ok": False, "error": message})
+        raise VerificationError(message, obj=f["path"])
+    progress.write_json(progress.verified_file(folder, f["path"]), {
+        "plan_id": plan_id, "path": f["path"], "ok": True, "sha256": sha256, "check": how, "size": f["size"]})
+    log(opts.index, f"{f['path']}: verified ({how})")
+
+
+def _verified(folder, f, plan_id) -> bool:
+    record = progress.verification(folder, f["path"], plan_id)
+    path = folder / f["path"]
+    return bool(record and record.get("ok") and path.is_file() and path.stat().st_size == f["size"])
+
+
+def file_ready(shard: Shard, path: str) -> bool:
+    """Every piece of ``path``, in every shard, is on disk (this shard from memory, others from their state)."""
+    plan, states = shard.plan, progress.shard_states(shard.folder, shard.plan["plan_id"], len(shard.plan["shards"]))
+    for index, pieces in enumerate(plan["shards"]):
+        if index == shard.index:
+            done = {p: d for p, d in zip(shard.pieces, shard.done)}
+        else:
+            done = {(p, s, e): d for p, s, e, d in states.get(index, {}).get("pieces", [])}
+        if any(p == path and done.get((p, s, e), -1) < e - s for p, s, e in pieces):
+            return False
+    return (shard.folder / path).exists()
+
+
+def finish(client, plan: dict, opts) -> bool:
+    """If every shard is done: verify what is not yet verified, write manifest and marker. True when complete."""
+    folder, plan_id = opts.folder, plan["plan_id"]
+    states = progress.shard_states(folder, plan_id, len(plan["shards"]))
+    waiting = [i for i in range(len(plan["shards"])) if states.get(i, {}).get("status") != progress.DONE]
+    if waiting:
+        log(opts.index, f"shard done; waiting for shard(s) {waiting} to finish before completion")
+        return False
+    for f in plan["files"]:
+        if not _verified(folder, f, plan_id):
+            verify(client, plan, f, opts)
+    records = {f["path"]: progress.verification(folder, f["path"], plan_id) for f in plan["files"]}
+    manifest = {"model": plan["model_path"], "source": plan["source"], "repo_id": plan["repo_id"],
+                "revision": plan["revision"], "plan_id": plan_id, "completed_at": time.time(),
+                "total_bytes": sum(f["size"] for f in plan["files"]),
+                "files": [{"path": p, "size": r["size"], "sha256": r["sha256"], "check": r["check"]}
+                          for p, r in records.items()]}
+    write_completion(folder, manifest)
+    log(opts.index, f"all {len(plan['files'])} files verified: wrote the completion marker")
+    return True
+
+
+def run_shard(plan: dict, root, index: int, *, retries=5, backoff=0.5, max_backoff=20.0, timeout=60.0,
+              sync_bytes=8 * CHUNK) -> bool:
+    """Download and verify shard ``index`` of ``plan`` under ``root``; True if this call completed the model."""
+    opts = argparse.Namespace(folder=Path(root) / plan["model_path"], index=index, retries=retries,
+                              backoff=backoff, max_backoff=max_backoff)
+    folder = opts.folder
+    if is_complete(folder):
+        if read_manifest(folder).get("plan_id") == plan["plan_id"]:
+            log(index, "model already complete for this plan")
+            return False
+        clear_completion(folder)
+    progress.write_json(progress.plan_file(folder), plan)
+    shard = Shard(plan, folder, index)
+    shard.save(progress.RUNNING)
+    limits = httpx.Timeout(timeout, connect=min(timeout, 15.0))
+    try:
+        with httpx.Client(timeout=limits, follow_redirects=True) as client:
+            for i, (path, start, end) in enumerate(shard.pieces):
+                if shard.done[i] < end - start or not (folder / path).exists():
+                    state = {"synced": start + shard.done[i], "at": time.monotonic()}
+
+                    def on_progress(pos, fd, i=i, start=start, state=state):
+                        if pos - state["synced"] >= sync_bytes or time.monotonic() - state["at"] > 1.0:
+                            os.fsync(fd)
+                            shard.done[i], state["synced"], state["at"] = pos - start, pos, time.monotonic()
+                            shard.save(progress.RUNNING)
+
+                    fetch(client, plan, path, start + shard.done[i], end, opts, on_progress)
+                    shard.done[i] = end - start
+                    shard.save(progress.RUNNING)
+                    log(index, f"{path} bytes {start}-{end} done")
+                f = next(f for f in plan["files"] if f["path"] == path)
+                if file_ready(shard, path) and not _verified(folder, f, plan["plan_id"]):
+                    verify(client, plan, f, opts)
+            shard.save(progress.DONE)
+            return finish(client, plan, opts)
+    except DownloadError as exc:
+        kind = "verification" if isinstance(exc, VerificationError) else "hub" if isinstance(exc, HubError) \
+            else "download"
+        shard.save(progress.FAILED, str(exc), kind)
+        raise
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Download one shard of a tke-playbook plan.")
+    parser.add_argument("--plan", required=True, help="plan JSON file")
+    parser.add_argument("--root", required=True, help="PVC root; the model goes to <root>/<model_path>")
+    parser.add_argument("--index", type=int, default=None, help="shard (default $JOB_COMPLETION_INDEX)")
+    parser.add_argument("--retries", type=int, default=int(os.environ.get("TKE_DOWNLOAD_RETRIES", 5)))
+    parser.add_argument("--backoff", type=float, default=float(os.environ.get("TKE_DOWNLOAD_BACKOFF", 0.5)))
+    parser.add_argument("--timeout", type=float, default=float(os.environ.get("TKE_DOWNLOAD_TIMEOUT", 60)))
+    args = parser.parse_args(argv)
+    index = args.index if args.index is not None else int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
+    plan = json.loads(Path(args.plan).read_text(encoding="utf-8"))
+    try:
+        run_shard(plan, args.root, index, retries=args.retries, backoff=args.backoff, timeout=args.timeout)
+    except DownloadError as exc:
+        print(f"[shard {index}] FAILED: {exc}", file=sys.stderr, flush=True)
+        return 3 if isinstance(exc, VerificationError) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

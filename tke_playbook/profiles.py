@@ -1,0 +1,85 @@
+"""Named starting points: storage, download and serving specs that belong together, plus overrides.
+
+``seed`` is the tutorial: PVC ``ai-model``, e5-mistral-7b-instruct downloaded by 3 parallel Jobs from
+ModelScope, served on one L20 behind a public LoadBalancer on port 60000 (with an API key in a Secret).
+``bge-m3`` serves BAAI/bge-m3 beside it, reachable inside the cluster only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .catalog import get_model
+from .names import unknown
+from .serving import ServiceType, ServingSpec, seed_profile
+from .storage import StorageSpec
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    storage: StorageSpec
+    download: object  # tke_playbook.download.spec.DownloadSpec
+    serving: ServingSpec
+
+
+def _download(**kwargs):
+    from .download.spec import DownloadSpec
+
+    return DownloadSpec(**kwargs)
+
+
+def _seed() -> Profile:
+    serving = seed_profile()
+    return Profile("seed", "the tutorial: e5-mistral-7b-instruct on one L20 (PNV5b.8XLARGE96), PVC ai-model",
+                   StorageSpec(), _download(model=serving.model, completions=3, parallelism=3), serving)
+
+
+def _bge_m3() -> Profile:
+    serving = ServingSpec(model="BAAI/bge-m3", max_model_len=8192, service_type=ServiceType.CLUSTER_IP, gpu="L20")
+    return Profile("bge-m3", "BAAI/bge-m3 beside the tutorial's model, ClusterIP only",
+                   StorageSpec(), _download(model=serving.model, completions=1, parallelism=1), serving)
+
+
+PROFILES = {"seed": _seed, "bge-m3": _bge_m3}
+
+
+def get_profile(name: str) -> Profile:
+    """A profile by name; did-you-mean otherwise."""
+    factory = PROFILES.get(str(name).strip().lower())
+    if factory is None:
+        raise unknown("profile", str(name), list(PROFILES))
+    return factory()
+
+
+def with_overrides(profile: Profile, *, model=None, pvc=None, namespace=None, completions=None, parallelism=None,
+                   source=None, storage=None, serving=None, download=None) -> Profile:
+    """A copy with common options changed in every spec that has them. ``storage``/``serving``/``download`` are
+    dicts of further field changes for that spec. Lowering ``completions`` alone lowers ``parallelism`` with it."""
+    st, dl, sv = profile.storage, profile.download, profile.serving
+    st_changes, dl_changes, sv_changes = dict(storage or {}), dict(download or {}), dict(serving or {})
+    if model is not None:
+        dl_changes["model"] = sv_changes["model"] = model
+        if "max_model_len" not in sv_changes:  # keep the length unless the new model cannot take it
+            sv_changes["max_model_len"] = min(sv.max_model_len, get_model(model).max_tokens)
+    if pvc is not None:
+        st_changes["pvc_name"] = dl_changes["pvc"] = sv_changes["pvc_name"] = pvc
+    if namespace is not None:
+        st_changes["namespace"] = dl_changes["namespace"] = sv_changes["namespace"] = namespace
+    if source is not None:
+        dl_changes["source"] = source
+    if completions is not None:
+        dl_changes["completions"] = completions
+        if parallelism is None and isinstance(completions, int) and completions >= 1:
+            dl_changes["parallelism"] = min(dl.parallelism, completions)
+    if parallelism is not None:
+        dl_changes["parallelism"] = parallelism
+    if st_changes:
+        st = dataclasses.replace(st, **st_changes)
+    if dl_changes:
+        dl = dl.replace(**dl_changes)
+    if sv_changes:
+        sv = sv.replace(**sv_changes)
+    return dataclasses.replace(profile, storage=st, download=dl, serving=sv)

@@ -1,0 +1,118 @@
+"""Where model weights live: a Tencent CFS StorageClass and a ReadWriteMany PVC (``ai-model`` by default).
+
+The CFS CSI provisioner (``com.tencent.cloud.csi.cfs``, installed by TKE's CFS add-on) needs the VPC and subnet
+to create the file system in; ``zone``, ``pgroupid`` and ``storagetype`` (SD standard, HP performance) are
+optional (parameters from TencentCloud/kubernetes-csi-tencentcloud docs/README_CFS.md). Put the file system in
+the GPU node's zone, as the tutorial says. Without VPC and subnet ids the toolkit does not render a
+StorageClass and expects one named ``storage_class`` to exist (created in the console, as in the tutorial).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from . import labels as L
+from .errors import InvalidSpecError
+from .names import quantity_to_float, validate_name, validate_quantity, validate_subdomain
+
+CFS_PROVISIONER = "com.tencent.cloud.csi.cfs"
+DEFAULT_PVC = "ai-model"
+
+
+class CfsStorageType(str, enum.Enum):
+    STANDARD = "SD"     # low cost, large capacity
+    PERFORMANCE = "HP"  # higher throughput: faster model loads
+
+
+class ReclaimPolicy(str, enum.Enum):
+    RETAIN = "Retain"   # keep the weights when the PVC goes (the Tencent docs recommend it)
+    DELETE = "Delete"
+
+
+def _check_id(value: str | None, prefix: str, what: str) -> str | None:
+    if value is not None and not re.match(rf"^{prefix}-[a-z0-9]+$", str(value)):
+        raise InvalidSpecError(f"{what} '{value}' does not look like a Tencent Cloud id: expected '{prefix}-' and "
+                               f"lowercase letters or digits, e.g. '{prefix}-abcd1234'", field=what, value=value)
+    return value
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """A PVC on CFS; the StorageClass too when ``vpc_id`` and ``subnet_id`` are given."""
+
+    pvc_name: str = DEFAULT_PVC
+    namespace: str = "default"
+    size: str = "100Gi"
+    storage_class: str = "cfs"
+    vpc_id: str | None = None
+    subnet_id: str | None = None
+    zone: str | None = None
+    pgroup_id: str | None = None
+    storage_type: CfsStorageType = CfsStorageType.STANDARD
+    reclaim_policy: ReclaimPolicy = ReclaimPolicy.RETAIN
+    mount_options: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        validate_name(self.pvc_name, "PVC name")
+        validate_name(self.namespace, "Namespace")
+        validate_subdomain(self.storage_class, "StorageClass name")
+        validate_quantity(self.size, "PVC size")
+        if quantity_to_float(self.size) <= 0:
+            raise InvalidSpecError(f"PVC size '{self.size}' must be more than zero, such as '100Gi'",
+                                   field="size", value=self.size)
+        _check_id(self.vpc_id, "vpc", "vpc_id")
+        _check_id(self.subnet_id, "subnet", "subnet_id")
+        if (self.vpc_id is None) != (self.subnet_id is None):
+            raise InvalidSpecError("Give both vpc_id and subnet_id (the subnet must belong to the VPC), or neither "
+                                   "to use an existing StorageClass", field="subnet_id", value=self.subnet_id)
+        if self.zone is not None and not re.match(r"^[a-z]+-[a-z]+-\d+$", self.zone):
+            raise InvalidSpecError(f"zone '{self.zone}' is not a Tencent Cloud zone such as 'ap-guangzhou-3'",
+                                   field="zone", value=self.zone)
+        _check_id(self.pgroup_id, "pgroup", "pgroup_id")
+        for what, kind in (("storage_type", CfsStorageType), ("reclaim_policy", ReclaimPolicy)):
+            value = getattr(self, what)
+            if not isinstance(value, kind):
+                try:
+                    object.__setattr__(self, what, kind(value))
+                except ValueError:
+                    from .names import unknown
+
+                    raise unknown(what.replace("_", " "), str(value), [m.value for m in kind]) from None
+        object.__setattr__(self, "mount_options", tuple(self.mount_options))
+
+    @property
+    def creates_storage_class(self) -> bool:
+        """Whether the plan renders the StorageClass (needs the VPC and subnet ids)."""
+        return self.vpc_id is not None
+
+
+def build_storage_class(spec: StorageSpec) -> dict:
+    """The CFS StorageClass (cluster-scoped)."""
+    if not spec.creates_storage_class:
+        raise InvalidSpecError(f"A CFS StorageClass needs vpc_id and subnet_id (the VPC and subnet of the GPU node's "
+                               f"zone): set them, or create StorageClass '{spec.storage_class}' in the TKE console "
+                               f"as the tutorial does", field="vpc_id", value=None)
+    params = {"vpcid": spec.vpc_id, "subnetid": spec.subnet_id, "storagetype": spec.storage_type.value}
+    if spec.zone:
+        params["zone"] = spec.zone
+    if spec.pgroup_id:
+        params["pgroupid"] = spec.pgroup_id
+    sc = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+          "metadata": {"name": spec.storage_class,
+                       "labels": L.common_labels(L.Component.STORAGE, spec.storage_class)},
+          "provisioner": CFS_PROVISIONER, "parameters": params, "reclaimPolicy": spec.reclaim_policy.value,
+          "volumeBindingMode": "Immediate"}
+    if spec.mount_options:
+        sc["mountOptions"] = list(spec.mount_options)
+    return sc
+
+
+def build_pvc(spec: StorageSpec) -> dict:
+    """The ReadWriteMany PVC every download pod writes to and every vLLM pod reads from."""
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": spec.pvc_name, "namespace": spec.namespace,
+                         "labels": L.common_labels(L.Component.STORAGE, spec.pvc_name)},
+            "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": spec.storage_class,
+                     "resources": {"requests": {"storage": spec.size}}}}

@@ -1,0 +1,28 @@
+"""The two-target facade the notebooks call: the same steps on a TKE cluster or on this machine.
+
+    pb = open_target()            # TKE_PLAYBOOK_TARGET=local|cluster; local when no kubeconfig is found
+    pb.preflight().to_frame()
+    pb.create_storage(pb.storage_defaults())
+    ...
+    endpoint = pb.deploy(pb.serving_defaults())
+
+State between notebooks (storage, download, serving spec, running server) lives under
+``tke_playbook.target.state_dir()``; API keys in 0600 files beside it, never printed.
+"""
+
+from __future__ import annotations
+
+from .base import Playbook, quick_mode, spec_from_dict, spec_to_dict
+from .endpoint import TUTORIAL_INPUT, ServiceEndpoint, describe_embedding_answer
+from .state import SecretStore, StateStore, mask_secret
+
+
+def open_target(target: str | None = None, *, context: str | None = None) -> Playbook:
+    """The playbook for ``target`` (``'local'``/``'cluster'``), else from ``$TKE_PLAYBOOK_TARGET`` or kubeconfig.
+
+    ``context`` picks the kubeconfig context (cluster target; ignored locally)."""
+    return Playbook.from_env(target or None, context=context or None)
+
+
+__all__ = ["Playbook", "ServiceEndpoint", "SecretStore", "StateStore", "TUTORIAL_INPUT", "describe_embedding_answer",
+           "mask_secret", "open_target", "quick_mode", "spec_from_dict", "spec_to_dict"]

@@ -1,0 +1,89 @@
+"""The endpoint a deployment answers on, on either target: URL, served model name and a hidden API key.
+
+``ServiceEndpoint.client()`` gives an :class:`~tke_playbook.client.EmbeddingClient`; ``curl(text)`` runs the
+tutorial's ``curl`` request and returns the answer. Neither the repr nor anything printed holds the key.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import EmbeddingAPIError, InvalidSpecError
+from .state import mask_secret
+
+TUTORIAL_INPUT = "用Python实现快速排序算法"
+
+
+@dataclass
+class ServiceEndpoint:
+    """Where the embedding service answers. ``kind``: ``local-process``, ``load-balancer`` or ``port-forward``."""
+
+    url: str
+    model: str
+    kind: str
+    api_key: str | None = field(default=None, repr=False)
+    note: str = ""
+    _closer: Any = field(default=None, repr=False)
+
+    @property
+    def masked_key(self) -> str:
+        return mask_secret(self.api_key)
+
+    def client(self, **options: Any):
+        """An EmbeddingClient for this endpoint (prompts from the catalog for the served model)."""
+        from ..client import EmbeddingClient
+
+        return EmbeddingClient(self.url, self.model, self.api_key, **options)
+
+    def curl_command(self, text: str = TUTORIAL_INPUT, *, reveal: bool = False) -> list[str]:
+        """The tutorial's request as a curl argument list; the key is masked unless ``reveal``."""
+        key = self.api_key if reveal else "$VLLM_API_KEY"
+        body = json.dumps({"model": self.model, "input": text}, ensure_ascii=False)
+        command = ["curl", "-sS", "-X", "POST", f"{self.url}/v1/embeddings", "-H", "Content-Type: application/json"]
+        if self.api_key:
+            command += ["-H", f"Authorization: Bearer {key}"]
+        return command + ["-d", body]
+
+    def curl_text(self, text: str = TUTORIAL_INPUT) -> str:
+        """The request as you would type it in a shell (key shown as ``$VLLM_API_KEY``)."""
+        parts = self.curl_command(text)
+        quoted = [p if p.replace("-", "").replace("/", "").isalnum() else "'" + p.replace("'", "'\\''") + "'"
+                  for p in parts]
+        return " ".join(quoted)
+
+    def curl(self, text: str = TUTORIAL_INPUT, timeout: float = 60.0) -> dict:
+        """Run the tutorial's curl request and return the parsed answer (raises EmbeddingAPIError on an error)."""
+        if not text:
+            raise InvalidSpecError("The text to embed is empty: pass a sentence", field="text", value=text)
+        if shutil.which("curl") is None:
+            raise EmbeddingAPIError("curl is not installed: install it (apt-get install curl) or use "
+                                    "endpoint.client().embed(...) instead", obj=self.url)
+        command = self.curl_command(text, reveal=True) + ["-w", "\n%{http_code}", "--max-time", str(int(timeout))]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 5)
+        body, _, status = done.stdout.rpartition("\n")
+        if done.returncode != 0:
+            raise EmbeddingAPIError(f"curl could not reach {self.url}: {done.stderr.strip()}", obj=self.url)
+        try:
+            answer = json.loads(body)
+        except json.JSONDecodeError:
+            answer = {"raw": body}
+        if not status.startswith("2"):
+            raise EmbeddingAPIError(f"{self.url}/v1/embeddings answered HTTP {status}: {body[:300]}",
+                                    status=int(status or 0), body=answer, obj=self.url)
+        return answer
+
+    def close(self) -> None:
+        if self._closer is not None:
+            self._closer.close()
+
+
+def describe_embedding_answer(answer: dict) -> dict:
+    """The parts of an /v1/embeddings answer worth showing: model, vector count and size, first values, usage."""
+    data = answer.get("data") or []
+    first = (data[0].get("embedding") if data else None) or []
+    return {"model": answer.get("model"), "vectors": len(data), "dimension": len(first),
+            "first values": [round(float(v), 4) for v in first[:5]], "usage": answer.get("usage")}
