@@ -107,7 +107,7 @@ the hub's size and sha256, and the download resumes if a pod dies. Locally, work
            'SOURCE = os.environ.get("TKE_PLAYBOOK_SOURCE", "")  # modelscope | huggingface | "" = target default',
            'COMPLETIONS = int(os.environ.get("TKE_PLAYBOOK_COMPLETIONS", "3"))',
            'PARALLELISM = int(os.environ.get("TKE_PLAYBOOK_PARALLELISM", "3"))'),
-    code("from tke_playbook.widgets import DownloadForm\nfrom tke_playbook.workflow import open_target\n"
+    code("%matplotlib inline\nfrom tke_playbook.widgets import DownloadForm\nfrom tke_playbook.workflow import open_target\n"
          "from tke_playbook.workflow.charts import plot_bytes_per_pod"),
     code(IGNORE + "pb = open_target(TARGET)\npb"),
     md("Pick the model (the verdict says whether it fits the GPU node type chosen in 00), the hub, and how many "
@@ -165,7 +165,7 @@ English sentences, and how long requests take.
     params('TEXT = os.environ.get("TKE_PLAYBOOK_TEXT", "用Python实现快速排序算法")',
            'QUICK = os.environ.get("TKE_PLAYBOOK_QUICK", "") not in ("", "0")',
            'REQUESTS = int(os.environ.get("TKE_PLAYBOOK_REQUESTS", "20" if QUICK else "100"))'),
-    code("from tke_playbook.datasets import sentence_set\nfrom tke_playbook.loadgen import run_closed_loop\n"
+    code("%matplotlib inline\nfrom tke_playbook.datasets import sentence_set\nfrom tke_playbook.loadgen import run_closed_loop\n"
          "from tke_playbook.plots import plot_latency_histogram, plot_similarity_heatmap\n"
          "from tke_playbook.similarity import cosine_matrix\nfrom tke_playbook.widgets import TextForm\n"
          "from tke_playbook.workflow import describe_embedding_answer, open_target"),
@@ -203,7 +203,7 @@ Both are evaluated with nDCG, recall and MRR, same-language and cross-lingual, p
 """),
     params('MODEL_A = os.environ.get("TKE_PLAYBOOK_MODEL_A", "")  # "" = bge-m3 (cluster) / all-MiniLM-L6-v2 (local)',
            'MODEL_B = os.environ.get("TKE_PLAYBOOK_MODEL_B", "")  # "" = e5-mistral (cluster) / lexical (local)'),
-    code("from tke_playbook.compare import compare_embedders\n"
+    code("%matplotlib inline\nfrom tke_playbook.compare import compare_embedders\n"
          "from tke_playbook.plots import plot_comparison_panel, plot_heatmaps_side_by_side, plot_score_distributions\n"
          "from tke_playbook.workflow import open_target"),
     code(IGNORE + "pb = open_target(TARGET)\nembedder_a, embedder_b = pb.comparison_pair(MODEL_A, MODEL_B)\n"
@@ -216,8 +216,8 @@ Both are evaluated with nDCG, recall and MRR, same-language and cross-lingual, p
     code("plot_heatmaps_side_by_side(comparison.a.sentence_sim, comparison.b.sentence_sim, comparison.sentence_labels,\n"
          "                          comparison.sentence_topics, names=comparison.names)"),
     md("Scores of relevant against irrelevant query-document pairs: the further apart, the easier retrieval is."),
-    code("plot_score_distributions({comparison.a.name: comparison.a.distributions,\n"
-         "                          comparison.b.name: comparison.b.distributions})"),
+    code("plot_score_distributions(comparison.a.distributions, title=f\"{comparison.a.name}: relevant vs irrelevant\")"),
+    code("plot_score_distributions(comparison.b.distributions, title=f\"{comparison.b.name}: relevant vs irrelevant\")"),
 ]
 
 NOTEBOOKS["06_benchmark"] = [
@@ -232,7 +232,7 @@ open-loop rate sweep (Poisson arrivals), with the server's own metrics beside th
            'RATES = [float(r) for r in os.environ.get("TKE_PLAYBOOK_RATES", "5,10" if QUICK else "5,20,50").split(",")]',
            'REQUESTS = int(os.environ.get("TKE_PLAYBOOK_REQUESTS", "30" if QUICK else "200"))',
            'INPUT_TOKENS = int(os.environ.get("TKE_PLAYBOOK_INPUT_TOKENS", "128"))'),
-    code("from tke_playbook.loadgen import run_closed_loop, run_open_loop\n"
+    code("%matplotlib inline\nfrom tke_playbook.loadgen import run_closed_loop, run_open_loop\n"
          "from tke_playbook.plots import plot_latency_cdf, plot_throughput_vs_concurrency\n"
          "from tke_playbook.workflow import open_target"),
     code(IGNORE + "pb = open_target(TARGET)\nendpoint = pb.endpoint()\nendpoint"),

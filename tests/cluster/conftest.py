@@ -10,10 +10,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # fake_apiserver, fake_store, fake_cluster (importlib mode)
 
 from fake_apiserver import FakeApiServer  # noqa: E402
+from fake_cluster import NS  # noqa: E402
 
 from tke_playbook.cluster.client import Kube  # noqa: E402
-
-NS = "team-a"
 
 
 @pytest.fixture
@@ -27,23 +26,6 @@ def server():
 def kube(server):
     with Kube.from_host(server.url) as connection:
         yield connection
-
-
-def until(condition, timeout: float = 10.0) -> None:
-    """Block a script step until ``condition()`` holds (so a step happens only after the code under test saw the
-    previous state - no reliance on timing)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {condition}")
-        time.sleep(0.01)
-
-
-def requested(server, path_suffix: str):
-    """A condition: the code under test has sent a request for a path ending with ``path_suffix``."""
-    return lambda: any(path.endswith(path_suffix) for _, path, _ in list(server.requests))
 
 
 @pytest.fixture

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 GPU_PRODUCT = "nvidia.com/gpu.product"
+NS = "team-a"  # the namespace the fixtures create
 
 
 def compress(indexes) -> str:
@@ -145,3 +148,18 @@ def deployment_ready(server, namespace, name, replicas=1) -> dict:
         "replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
         "updatedReplicas": replicas, "observedGeneration": 1,
         "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]})
+
+
+def until(condition, timeout: float = 10.0) -> None:
+    """Block a script step until ``condition()`` holds (so a step happens only after the code under test saw the
+    previous state - no reliance on timing)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {condition}")
+        time.sleep(0.01)
+
+
+def requested(server, path_suffix: str):
+    """A condition: the code under test has sent a request for a path ending with ``path_suffix``."""
+    return lambda: any(path.endswith(path_suffix) for _, path, _ in list(server.requests))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import NS
+from fake_cluster import NS
 from tke_playbook.cluster import Cascade, ObjectRef, apply, apply_all, delete, get, list_objects
 from tke_playbook.cluster.client import Kube
 from tke_playbook.errors import ApplyError, ClusterError, InvalidSpecError, UnknownNameError

@@ -167,3 +167,19 @@ def test_bound_pvc_is_fine():
 def test_findings_read_as_sentences():
     text = format_diagnoses(diagnose_log("torch.OutOfMemoryError: CUDA out of memory.", subject="pod p"))
     assert text.startswith("- ERROR [pod p]: The GPU ran out of memory.") and "What to do:" in text
+
+
+def test_a_crash_cause_outranks_the_probe_failures_it_causes():
+    pod = _pod(phase="Running", statuses=[_cs(state={"waiting": {"reason": "CrashLoopBackOff"}},
+                                              last={"terminated": {"exitCode": 1}}, restarts=2)])
+    events = [_event("Unhealthy", 'Startup probe failed: Get "http://10.0.3.17:60000/health": dial tcp '
+                                  "10.0.3.17:60000: connect: connection refused")]
+    found = diagnose_pod(pod, events, "torch.OutOfMemoryError: CUDA out of memory.")
+    assert _codes(found) == ["cuda-oom"]
+
+
+def test_unknown_crash_keeps_the_generic_finding():
+    pod = _pod(phase="Running", statuses=[_cs(state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}},
+                                              last={"terminated": {"exitCode": 2}}, restarts=2)])
+    found = diagnose_pod(pod, [], "Traceback (most recent call last):\nKeyError: 'pooler'")
+    assert _codes(found) == ["crash-loop"] and "code 2" in found[0].explanation

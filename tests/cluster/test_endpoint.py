@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from conftest import NS
-from fake_cluster import add_pod, pod_running
+from fake_cluster import NS, add_pod, pod_running
 from tke_playbook.cluster.endpoint import INTERNAL_LB, PortForward, get_endpoint, plan_endpoint, port_forward
 from tke_playbook.errors import ClusterError
 
@@ -184,3 +183,14 @@ def test_load_balancer_still_pending_falls_back_to_a_port_forward(kube, server):
     with get_endpoint(kube, "vllm-bge-m3", NS, wait_for_address=0.1, poll=0.05, forwarder=forwarder) as endpoint:
         assert endpoint.kind == "port-forward" and "no address yet" in endpoint.note
     assert made[0]._closing.is_set()  # closing the endpoint closed its forward
+
+
+def test_read_api_key_from_the_services_secret(kube, server):
+    import base64
+
+    from tke_playbook.cluster import read_api_key
+
+    server.put("secrets", {"metadata": {"name": "vllm-bge-m3-api-key"},
+                           "data": {"api-key": base64.b64encode(b"sk-test-123").decode()}}, NS)
+    assert read_api_key(kube, "vllm-bge-m3-api-key", NS) == "sk-test-123"
+    assert read_api_key(kube, "vllm-other-api-key", NS) is None

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import NS
-from fake_cluster import add_pod, pod_oom_killed, pod_unschedulable
+from fake_cluster import NS, add_pod, pod_oom_killed, pod_unschedulable
 from tke_playbook.cluster.explain import explain, explain_pod, explain_pvc, wait_for_pvc_bound
 from tke_playbook.errors import ClusterError, WaitTimeoutError
 from tke_playbook.labels import Component, common_labels

@@ -9,7 +9,7 @@ import pytest
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from conftest import NS
+from fake_cluster import NS
 
 
 def _cm(name, labels=None, data=None):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import NS
-from fake_cluster import add_node, add_pod, pod_crashed
+from fake_cluster import NS, add_node, add_pod, pod_crashed
 from tke_playbook.cluster import (cfs_storage_classes, list_nodes, list_pvcs, list_storage_classes, nodes_frame,
                                   pod_events, pod_logs)
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import NS
-from fake_cluster import job_pods
+from fake_cluster import NS, job_pods
 from tke_playbook.cluster import apply_all, find_created, teardown
 from tke_playbook.errors import WaitTimeoutError
 from tke_playbook.labels import Component, common_labels

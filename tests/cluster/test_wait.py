@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import NS, requested, until
+from fake_cluster import NS, requested, until
 from fake_cluster import (add_pod, deployment_ready, job_pod_fails, job_pods, job_pods_succeed, pod_crashed,
                           pod_oom_killed, pod_running, pod_unschedulable, pod_waiting)
 from tke_playbook.cluster import apply
@@ -46,6 +46,7 @@ def test_job_progress_reads_indexes_conditions_and_pods():
     progress = job_progress(job, pods)
     assert (progress.completed, progress.failed, progress.pods, progress.state) == ({0, 2}, {3}, {1: "Running"},
                                                                                     "running")
+    assert progress.per_index() == {0: "done", 1: "running", 2: "done", 3: "failed"}
     assert progress.fraction == 0.5 and progress.summary() == "Job j: 2/4 indexes done, 1 failed ([3]), 1 running"
 
 

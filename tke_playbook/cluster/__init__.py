@@ -4,7 +4,7 @@ preflight and teardown. Every I/O function takes a :class:`Kube` (from :func:`co
 from .apply import Cascade, apply, apply_all, delete, get, list_objects
 from .client import Kube, ObjectRef, connect
 from .diagnose import Diagnosis, Severity, diagnose_log, diagnose_pod, diagnose_pvc, format_diagnoses
-from .endpoint import Endpoint, PortForward, get_endpoint, plan_endpoint, port_forward
+from .endpoint import Endpoint, PortForward, get_endpoint, plan_endpoint, port_forward, read_api_key
 from .explain import explain, explain_pod, explain_pvc, wait_for_pvc_bound
 from .inventory import (NodeInfo, cfs_storage_classes, list_nodes, list_pods, list_pvcs, list_storage_classes,
                         nodes_frame, pod_events, pod_logs)
@@ -16,7 +16,7 @@ from .wait import (JobProgress, RolloutState, job_progress, wait_for_deployment,
 __all__ = [
     "Cascade", "apply", "apply_all", "delete", "get", "list_objects", "Kube", "ObjectRef", "connect", "Diagnosis",
     "Severity", "diagnose_log", "diagnose_pod", "diagnose_pvc", "format_diagnoses", "Endpoint", "PortForward",
-    "get_endpoint", "plan_endpoint", "port_forward", "explain", "explain_pod", "explain_pvc", "wait_for_pvc_bound",
+    "get_endpoint", "plan_endpoint", "port_forward", "read_api_key", "explain", "explain_pod", "explain_pvc", "wait_for_pvc_bound",
     "NodeInfo",
     "cfs_storage_classes", "list_nodes", "list_pods", "list_pvcs", "list_storage_classes", "nodes_frame",
     "pod_events", "pod_logs", "CheckRow", "PreflightReport", "preflight", "run_preflight", "find_created",

@@ -199,7 +199,8 @@ def diagnose_pod(pod: dict, events: Iterable[dict] = (), log_text: str = "") -> 
                 found.append(probe)
     found += diagnose_log(log_text, subject)
     if any(d.code in {"cuda-oom", "kv-cache-too-small", "model-missing", "disk-full", "oom-killed"} for d in found):
-        found = [d for d in found if d.code != "crash-loop"]  # the specific cause says more
+        # the specific cause says more than "it keeps crashing", and probes fail anyway while it crashes
+        found = [d for d in found if d.code not in ("crash-loop", "probe-killed", "probe-during-load")]
     return _ordered(found)
 
 

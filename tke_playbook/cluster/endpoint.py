@@ -7,6 +7,7 @@ server on 127.0.0.1 whose connections each open a Kubernetes port-forward stream
 
 from __future__ import annotations
 
+import base64
 import select
 import socket
 import threading
@@ -176,6 +177,20 @@ class Endpoint:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def read_api_key(kube: Kube, secret_name: str, namespace: str, key: str = "api-key") -> str | None:
+    """The API key the service expects (from its Secret, e.g. ``vllm-<slug>-api-key``), or None without one."""
+    try:
+        secret = kube.to_dict(kube.core.read_namespaced_secret(secret_name, namespace))
+    except Exception as exc:
+        if getattr(exc, "status", None) == 404:
+            return None
+        raise cluster_error(exc, f"read Secret {secret_name}", kube, secret_name) from None
+    value = (secret.get("data") or {}).get(key)
+    if value is not None:
+        return base64.b64decode(value).decode("utf-8")
+    return (secret.get("stringData") or {}).get(key)
 
 
 def _read(kube: Kube, service_name: str, namespace: str) -> tuple[dict, list[dict]]:

@@ -49,6 +49,11 @@ class JobProgress:
     state: str = "running"  # running | complete | failed
     message: str = ""
 
+    def per_index(self) -> dict[int, str]:
+        """index -> 'done', 'failed', or the phase of its pod in lower case ('running', 'pending'), else 'waiting'."""
+        return {i: "done" if i in self.completed else "failed" if i in self.failed else
+                str(self.pods.get(i, "waiting")).lower() for i in range(self.completions)}
+
     @property
     def fraction(self) -> float:
         return len(self.completed) / self.completions if self.completions else 0.0

@@ -182,6 +182,7 @@ def _handler(hub: HubMirror):
                 body = {"Code": 10010205001, "Message": what, "Success": False} if ms else {"error": what}
                 code = "RepoNotFound" if repo is None else "RevisionNotFound"
                 self._json(404, body, {"X-Error-Code": code, "X-Error-Message": what})
+                return None
             return repo
 
         def _ms_list(self, repo_id, query):

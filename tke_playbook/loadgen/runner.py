@@ -84,6 +84,7 @@ class _Records:
 
     def frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.columns, columns=list(RECORD_COLUMNS))
+        frame["error"] = pd.Series(self.columns["error"], dtype=object)  # str or None, as the records promise
         return frame.astype({"start_s": float, "latency_s": float, "status": int, "ok": bool,
                              "prompt_tokens": float, "input_tokens": int, "concurrency": float, "rate": float})
 

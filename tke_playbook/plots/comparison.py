@@ -55,7 +55,8 @@ def _distributions(ax, comparison) -> None:
             positions.append(index * 2.6 + offset)
             colors.append(MODEL_COLORS[index])
             ticks.append(label)
-    box = ax.boxplot(data, positions=positions, widths=0.7, patch_artist=True, showfliers=False)
+    box = ax.boxplot(data, positions=positions, widths=0.7, patch_artist=True, showfliers=False,
+                     medianprops={"color": "black"})
     for patch, color, tick in zip(box["boxes"], colors, ticks):
         patch.set_facecolor(color)
         patch.set_alpha(0.85 if tick == "relevant" else 0.35)
@@ -73,7 +74,7 @@ def _latency(ax, comparison) -> None:
     for result in (comparison.a, comparison.b):
         q = result.timings.loc[result.timings["call"] == "query", "seconds"].to_numpy(dtype=float) * 1000
         samples.append(q if len(q) else np.array([np.nan]))
-    box = ax.boxplot(samples, patch_artist=True, widths=0.5, showfliers=True)
+    box = ax.boxplot(samples, patch_artist=True, widths=0.5, showfliers=True, medianprops={"color": "black"})
     for patch, color in zip(box["boxes"], MODEL_COLORS):
         patch.set_facecolor(color)
         patch.set_alpha(0.7)

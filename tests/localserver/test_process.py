@@ -1,0 +1,117 @@
+"""Starting and stopping the server process: refusals before start, faults with the log's tail, clean stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import time
+
+import pytest
+
+from tke_playbook.errors import IncompleteModelError, ServerError
+from tke_playbook.localserver import start_server
+from tke_playbook.localserver.encoder import default_model_name, resolve_model_dir
+from tke_playbook.modelfolder import write_completion
+from tke_playbook.target import offline_model_dir
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TKE_PLAYBOOK_HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+def broken_folder(root):
+    folder = root / "BAAI" / "broken-model"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{ this is not json", encoding="utf-8")
+    (folder / "modules.json").write_text("[]", encoding="utf-8")
+    write_completion(folder, {"model": "BAAI/broken-model", "files": []})
+    return folder
+
+
+def test_a_folder_without_the_marker_is_refused_before_starting(home):
+    folder = home / "half-downloaded"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(IncompleteModelError, match="no completion marker"):
+        start_server(folder)
+    assert not (home / "home" / "logs").exists()  # nothing was started
+
+
+def test_a_missing_folder_is_refused(home):
+    with pytest.raises(IncompleteModelError, match="does not exist"):
+        start_server(home / "nowhere")
+    with pytest.raises(ServerError, match="does not exist"):
+        resolve_model_dir(home / "nowhere", require_marker=False)
+
+
+def test_the_offline_model_is_trusted_without_a_marker():
+    assert resolve_model_dir(None) == offline_model_dir()
+    assert resolve_model_dir(offline_model_dir()) == offline_model_dir()
+    assert default_model_name(offline_model_dir()) == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_the_served_name_comes_from_the_manifest_else_the_folder(home):
+    named = home / "a" / "e5"
+    named.mkdir(parents=True)
+    write_completion(named, {"model": "intfloat/e5-mistral-7b-instruct"})
+    plain = home / "plain-folder"
+    plain.mkdir()
+    assert default_model_name(named) == "intfloat/e5-mistral-7b-instruct"
+    assert default_model_name(plain) == "plain-folder"
+
+
+def test_a_model_that_cannot_load_raises_server_error_with_the_log_tail(home):
+    with pytest.raises(ServerError) as caught:
+        start_server(broken_folder(home), timeout=120)
+    message = str(caught.value)
+    assert "exited with code 2 before it became healthy" in message
+    assert "Could not load the sentence-transformers model" in message  # from the server's log
+
+
+def test_a_taken_port_raises_server_error(home):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(ServerError, match="cannot listen"):
+            start_server(port=port, timeout=120)
+
+
+def test_start_copy_serve_and_stop(home, tmp_path):
+    # a downloaded copy of the model, marked complete, served under its manifest name
+    folder = tmp_path / "pvc" / "sentence-transformers" / "all-MiniLM-L6-v2"
+    shutil.copytree(offline_model_dir(), folder)
+    write_completion(folder, {"model": "sentence-transformers/all-MiniLM-L6-v2", "files": []})
+    server = start_server(folder, served_model_name="minilm", timeout=240)
+    with server:
+        assert server.url == f"http://127.0.0.1:{server.port}" and server.base_url == server.url + "/v1"
+        assert server.healthy()
+        import httpx
+
+        body = httpx.post(server.url + "/v1/embeddings", json={"model": "minilm", "input": "hi"}, timeout=60).json()
+        assert body["model"] == "minilm" and len(body["data"][0]["embedding"]) == 384
+        assert "Serving minilm" in server.logs()
+        assert json.loads(httpx.get(server.url + "/v1/models", timeout=30).text)["data"][0]["root"] == str(folder)
+        pid = server.pid
+    assert not server.alive()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    server.stop()  # stopping twice is harmless
+
+
+def test_a_killed_server_is_seen_as_not_healthy(home):
+    server = start_server(timeout=240)
+    try:
+        os.kill(server.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while server.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not server.alive() and not server.healthy()
+        assert "Serving sentence-transformers/all-MiniLM-L6-v2" in server.logs()
+    finally:
+        server.stop()

@@ -1,0 +1,174 @@
+"""The whole plan: order, strict validation, YAML, the chart's values, and cross-spec mistakes."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import yaml
+
+from tke_playbook.download.planner import RepoFile, make_plan
+from tke_playbook.download.spec import DownloadSpec
+from tke_playbook.errors import FitError, InvalidSpecError
+from tke_playbook.plan import build_helm_values, build_plan, check_consistency, plan_notes, plan_to_yaml
+from tke_playbook.profiles import get_profile, with_overrides
+from tke_playbook.serving import ServingSpec, seed_profile
+from tke_playbook.storage import StorageSpec
+
+# The tutorial's values.yaml (seed-tutorial-zh.txt), with its indentation restored from the chart.
+TUTORIAL_VALUES = yaml.safe_load("""
+model:
+  name: "intfloat/e5-mistral-7b-instruct"
+  pvc:
+    enabled: true
+    name: "ai-model"
+    path: "intfloat/e5-mistral-7b-instruct"
+  local:
+    enabled: false
+    path: "/data0/intfloat/e5-mistral-7b-instruct"
+server:
+  replicas: 1
+  lwsGroupSize: 1
+  image: "ccr.ccs.tencentyun.com/tke-ai-playbook/vllm-openai:v0.10.1-20250801"
+  imagePullPolicy: IfNotPresent
+  apiKey: ""
+  resources:
+    requests:
+      nvidia.com/gpu: 1
+    limits:
+      nvidia.com/gpu: 1
+  args:
+    tpSize: 1
+    ppSize: 1
+    epEnabled: false
+    maxModelLen: 2048
+    maxBatchSize: 32
+  extraArgs:
+  - --disable-log-requests
+  - --cuda-graph-sizes 1 2 4 8 16 24 32
+  env:
+  - name: VLLM_WORKER_MULTIPROC_METHOD
+    value: "spawn"
+  service:
+    enabled: true
+    type: LoadBalancer
+    port: 60000
+labels: {}
+podAnnotations: {}
+""")
+
+
+def _seed():
+    profile = get_profile("seed")
+    return profile.storage, profile.download, profile.serving
+
+
+def test_seed_plan_order_and_validity(k8s_valid):
+    manifests = build_plan(*_seed(), api_key="k3y")
+    assert [(m["kind"], m["metadata"]["name"]) for m in manifests] == [
+        ("PersistentVolumeClaim", "ai-model"), ("Job", "download-e5-mistral-7b-instruct"),
+        ("Secret", "vllm-e5-mistral-7b-instruct-api-key"), ("Deployment", "vllm-e5-mistral-7b-instruct"),
+        ("Service", "vllm-e5-mistral-7b-instruct")]
+    for manifest in manifests:
+        k8s_valid(manifest)
+    assert base64.b64decode(manifests[2]["data"]["api-key"]) == b"k3y"
+    job = manifests[1]["spec"]
+    assert (job["completions"], job["parallelism"]) == (3, 3)
+
+
+def test_full_plan_with_storage_class_and_worker_configmap(k8s_valid):
+    storage, download, serving = _seed()
+    storage = StorageSpec(vpc_id="vpc-abc123", subnet_id="subnet-def456")
+    files = [RepoFile("config.json", 600), *(RepoFile(f"model-0000{i}-of-00002.safetensors", 7_000_000_000)
+                                              for i in (1, 2))]
+    manifests = build_plan(storage, download, serving, download_plan=make_plan(download, files), api_key="k")
+    kinds = [m["kind"] for m in manifests]
+    assert kinds == ["StorageClass", "PersistentVolumeClaim", "ConfigMap", "Job", "Secret", "Deployment", "Service"]
+    for manifest in manifests:
+        k8s_valid(manifest)
+
+
+def test_api_key_from_environment_or_random(monkeypatch):
+    monkeypatch.setenv("TKE_PLAYBOOK_API_KEY", "from-env")
+    secret = next(m for m in build_plan(*_seed()) if m["kind"] == "Secret")
+    assert base64.b64decode(secret["data"]["api-key"]) == b"from-env"
+    monkeypatch.delenv("TKE_PLAYBOOK_API_KEY")
+    keys = {next(m for m in build_plan(*_seed()) if m["kind"] == "Secret")["data"]["api-key"] for _ in range(2)}
+    assert len(keys) == 2 and all(len(base64.b64decode(k)) >= 24 for k in keys)
+
+
+def test_yaml_round_trips_and_carries_notes():
+    storage, download, serving = _seed()
+    manifests = build_plan(storage, download, serving, api_key="k")
+    text = plan_to_yaml(manifests, plan_notes(storage, download, serving))
+    assert text.startswith("# StorageClass 'cfs' is not rendered")
+    assert [d for d in yaml.safe_load_all(text) if d] == manifests
+    assert text.count("\n---\n") == len(manifests) - 1
+
+
+def test_seed_helm_values_are_the_tutorials_with_the_key_in_a_secret():
+    values = build_helm_values(seed_profile())
+    expected = yaml.safe_load(yaml.safe_dump(TUTORIAL_VALUES))
+    expected["server"]["env"].append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {
+        "name": "vllm-e5-mistral-7b-instruct-api-key", "key": "api-key"}}})
+    assert values == expected
+
+
+def test_helm_values_follow_the_vllm_version_and_options():
+    spec = seed_profile().replace(vllm_version="0.12.0", node_instance_types=("PNV5b.8XLARGE96",),
+                                  service_type="ClusterIP", api_key_required=False, ep_enabled=True)
+    values = build_helm_values(spec)
+    assert values["server"]["extraArgs"] == ["--cudagraph-capture-sizes 1 2 4 8 16 24 32"]
+    assert values["instanceType"] == ["PNV5b.8XLARGE96"] and values["server"]["args"]["epEnabled"] is True
+    assert values["server"]["service"]["type"] == "ClusterIP"
+    assert values["server"]["env"] == [{"name": "VLLM_WORKER_MULTIPROC_METHOD", "value": "spawn"}]
+    bge = build_helm_values(ServingSpec(model="BAAI/bge-m3", extra_args=()))
+    assert bge["server"]["extraArgs"] == ["--max-num-batched-tokens 16384"]
+
+
+def test_helm_values_cannot_express_an_internal_lb():
+    with pytest.raises(InvalidSpecError, match="cannot make an internal LoadBalancer"):
+        build_helm_values(ServingSpec(service_type="LoadBalancer-internal", lb_subnet_id="subnet-a1"))
+
+
+@pytest.mark.parametrize("storage, download, serving, message", [
+    pytest.param(StorageSpec(), DownloadSpec(pvc="other"), None, "writes to PVC 'other'", id="download-pvc"),
+    pytest.param(StorageSpec(), None, ServingSpec(pvc_name="other"), "vLLM reads PVC 'other'", id="serving-pvc"),
+    pytest.param(StorageSpec(namespace="a"), None, ServingSpec(namespace="b"), "different namespaces",
+                 id="namespaces"),
+    pytest.param(None, DownloadSpec(model="BAAI/bge-m3"), ServingSpec(), "serve the downloaded model",
+                 id="serving-another-model"),
+])
+def test_specs_that_disagree_are_refused(storage, download, serving, message):
+    with pytest.raises(InvalidSpecError, match=message):
+        check_consistency(storage, download, serving)
+
+
+def test_a_model_that_does_not_fit_fails_before_rendering():
+    with pytest.raises(FitError, match="Does not fit") as info:
+        build_plan(None, None, seed_profile().replace(gpu="T4"))
+    assert info.value.obj.fits is False
+    assert build_plan(None, None, seed_profile().replace(gpu="T4"), check_fit=False)
+
+
+def test_bge_and_e5_side_by_side_share_only_the_pvc(k8s_valid):
+    e5 = get_profile("seed")
+    bge = with_overrides(e5, model="BAAI/bge-m3", completions=1)
+    names = [(m["kind"], m["metadata"]["name"]) for p in (e5, bge)
+             for m in build_plan(None, p.download, p.serving, api_key="k")]
+    assert len(names) == len(set(names)) == 8
+    assert bge.serving.max_model_len == 2048 and bge.download.parallelism == 1
+
+
+def test_overrides_keep_specs_consistent():
+    profile = with_overrides(get_profile("seed"), pvc="models", namespace="team-a", model="bge-large-zh-v1.5")
+    assert profile.storage.pvc_name == profile.download.pvc == profile.serving.pvc_name == "models"
+    assert {profile.storage.namespace, profile.download.namespace, profile.serving.namespace} == {"team-a"}
+    assert profile.serving.max_model_len == 512  # the model's limit, below the seed's 2048
+    check_consistency(profile.storage, profile.download, profile.serving)
+
+
+def test_notes_explain_translations():
+    notes = plan_notes(None, None, seed_profile().replace(vllm_version="0.12.0"))
+    assert any("dropped --disable-log-requests" in n for n in notes)
+    assert any(n.startswith("intfloat/e5-mistral-7b-instruct fits on 1 × L20") for n in notes)

@@ -1,0 +1,66 @@
+"""CFS StorageClass and the ReadWriteMany PVC."""
+
+from __future__ import annotations
+
+import pytest
+
+from tke_playbook import labels as L
+from tke_playbook.errors import InvalidSpecError, UnknownNameError
+from tke_playbook.storage import (CFS_PROVISIONER, CfsStorageType, ReclaimPolicy, StorageSpec, build_pvc,
+                                  build_storage_class)
+
+WITH_IDS = StorageSpec(vpc_id="vpc-abcd1234", subnet_id="subnet-efgh5678", zone="ap-guangzhou-3",
+                       pgroup_id="pgroup-basic1", storage_type="HP", mount_options=("vers=4",))
+
+
+def test_defaults_follow_the_tutorial():
+    spec = StorageSpec()
+    assert (spec.pvc_name, spec.namespace, spec.storage_class) == ("ai-model", "default", "cfs")
+    assert not spec.creates_storage_class and spec.reclaim_policy is ReclaimPolicy.RETAIN
+
+
+@pytest.mark.parametrize("spec", [pytest.param(StorageSpec(), id="defaults"), pytest.param(WITH_IDS, id="cfs-ids")])
+def test_pvc_validates_and_is_read_write_many(spec, k8s_valid):
+    pvc = k8s_valid(build_pvc(spec))
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert pvc["spec"]["storageClassName"] == spec.storage_class
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "100Gi"
+    assert pvc["metadata"]["labels"] == L.common_labels(L.Component.STORAGE, "ai-model")
+
+
+def test_storage_class_for_cfs(k8s_valid):
+    sc = k8s_valid(build_storage_class(WITH_IDS))
+    assert sc["provisioner"] == CFS_PROVISIONER == "com.tencent.cloud.csi.cfs"
+    assert sc["parameters"] == {"vpcid": "vpc-abcd1234", "subnetid": "subnet-efgh5678", "storagetype": "HP",
+                                "zone": "ap-guangzhou-3", "pgroupid": "pgroup-basic1"}
+    assert sc["reclaimPolicy"] == "Retain" and sc["mountOptions"] == ["vers=4"]
+    assert "namespace" not in sc["metadata"]  # cluster-scoped
+    assert WITH_IDS.storage_type is CfsStorageType.PERFORMANCE
+
+
+def test_storage_class_needs_the_vpc_and_subnet():
+    with pytest.raises(InvalidSpecError, match="needs vpc_id and subnet_id"):
+        build_storage_class(StorageSpec())
+
+
+@pytest.mark.parametrize("changes, message", [
+    pytest.param({"pvc_name": "AI_Model"}, "PVC name 'AI_Model' is not a valid Kubernetes name: use lowercase",
+                 id="pvc-uppercase"),
+    pytest.param({"pvc_name": "a" * 64}, "is 64 characters long", id="pvc-too-long"),
+    pytest.param({"namespace": "Team"}, "Namespace 'Team' is not a valid Kubernetes name", id="namespace"),
+    pytest.param({"storage_class": "CFS"}, "StorageClass name 'CFS' is not a valid Kubernetes name",
+                 id="storage-class-uppercase"),
+    pytest.param({"size": "100GB"}, "PVC size '100GB' is not a Kubernetes quantity", id="size-malformed"),
+    pytest.param({"size": "0"}, "must be more than zero", id="size-zero"),
+    pytest.param({"vpc_id": "vpc-abc"}, "Give both vpc_id and subnet_id", id="vpc-without-subnet"),
+    pytest.param({"vpc_id": "VPC_1", "subnet_id": "subnet-a1"}, "vpc_id 'VPC_1' does not look like", id="bad-vpc"),
+    pytest.param({"zone": "guangzhou"}, "zone 'guangzhou' is not a Tencent Cloud zone", id="bad-zone"),
+])
+def test_bad_storage_input(changes, message):
+    with pytest.raises(InvalidSpecError, match=message):
+        StorageSpec(**changes)
+
+
+def test_unknown_storage_type_suggests():
+    with pytest.raises(UnknownNameError, match="Unknown storage type 'HPP'. Did you mean 'HP'"):
+        StorageSpec(storage_type="HPP")
