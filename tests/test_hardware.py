@@ -89,6 +89,12 @@ def test_node_with_unknown_gpu_product_uses_its_memory_label():
     assert check_fit(E5, node, 2048).fits
 
 
+def test_gpu_memory_label_with_a_unit():
+    node = node_type_from_labels({"nvidia.com/gpu.product": "NVIDIA-A100-SXM4", "nvidia.com/gpu.memory": "80Gi"},
+                                 {"nvidia.com/gpu": "8"})
+    assert node.gpu.name == "A100-80GB" and node.gpu.memory_bytes == 80 * GiB and node.gpu_count == 8
+
+
 def test_node_with_gpus_but_no_model_says_what_to_do():
     node = node_type_from_labels({}, {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"}, name="gpu-1")
     assert node.gpu is None and node.gpu_count == 1 and "GPU feature discovery" in node.note

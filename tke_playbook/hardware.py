@@ -154,6 +154,14 @@ def _int(value) -> int:
         return 0
 
 
+def _memory_mib(value) -> int | None:
+    """GPU feature discovery writes MiB as a plain number; hand-made labels sometimes carry a unit ("80Gi")."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    return (int(text) if text.isdigit() else _int(text) // MiB) or None
+
+
 def node_type_from_labels(labels: dict, allocatable: dict, name: str | None = None) -> NodeType:
     """Describe a node from its labels and ``status.allocatable``.
 
@@ -164,7 +172,7 @@ def node_type_from_labels(labels: dict, allocatable: dict, name: str | None = No
     labels, allocatable = dict(labels or {}), dict(allocatable or {})
     instance = next((labels[k] for k in INSTANCE_TYPE_LABELS if labels.get(k)), None)
     known = _NODE_INDEX.get(instance.lower()) if instance else None
-    memory_mib = _int(labels.get(GPU_MEMORY_LABEL)) or None
+    memory_mib = _memory_mib(labels.get(GPU_MEMORY_LABEL))
     product = labels.get(GPU_PRODUCT_LABEL)
     gpu = gpu_from_product(product, memory_mib) if product else None
     notes = []

@@ -83,7 +83,7 @@ def test_unreachable_cluster_is_a_failed_row_not_a_traceback():
 def test_missing_kubeconfig_is_a_failed_row(tmp_path):
     report = preflight(str(tmp_path / "nope"), model=E5)
     assert report.rows[0].check == "kubeconfig" and report.rows[0].ok is False
-    assert "KUBECONFIG" in report.rows[0].action
+    assert "does not exist" in report.rows[0].action and "TKE console" in report.rows[0].action
 
 
 def _cli(argv):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +133,12 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
     from ..target import kubeconfig_path
 
     path = kubeconfig or kubeconfig_path()
+    if kubeconfig and not Path(kubeconfig).expanduser().is_file():
+        raise ClusterError(f"Cannot load kubeconfig {kubeconfig}: the file does not exist. Download the cluster's "
+                           f"kubeconfig from the TKE console (cluster > Basic information) and pass its path.",
+                           obj=kubeconfig)
+    if path:
+        path = Path(path).expanduser()
     try:
         if path:
             api_client = k8s_config.new_client_from_config(config_file=str(path), context=context)
@@ -144,7 +151,8 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
         return Kube(k8s.ApiClient(configuration), context="in-cluster")
     except k8s_config.ConfigException as exc:
         where = f"kubeconfig {path}" if path else "in-cluster config (no kubeconfig found)"
-        raise ClusterError(f"Cannot load {where}{f' context {context!r}' if context else ''}: {exc}. Download the "
+        detail = str(exc).rstrip(".")
+        raise ClusterError(f"Cannot load {where}{f' context {context!r}' if context else ''}: {detail}. Download the "
                            f"cluster's kubeconfig from the TKE console and set KUBECONFIG to its path.",
                            obj=path, cause=exc) from None
 

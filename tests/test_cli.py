@@ -1,0 +1,131 @@
+"""``tke-playbook``: render, helm values, fit, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tke_playbook.cli import build_parser, main
+from tke_playbook.plan import build_helm_values
+from tke_playbook.serving import seed_profile
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_render_seed_prints_the_plan(capsys, k8s_valid):
+    code, out, err = run(capsys, "render", "--profile", "seed")
+    assert code == 0 and err == ""
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    assert [d["kind"] for d in docs] == ["PersistentVolumeClaim", "Job", "Secret", "Deployment", "Service"]
+    for doc in docs:
+        k8s_valid(doc)
+    command = docs[3]["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    assert command.startswith("vllm serve /data/model --served-model-name intfloat/e5-mistral-7b-instruct -tp 1")
+
+
+def test_render_helm_values(capsys):
+    code, out, _ = run(capsys, "render", "--profile", "seed", "--helm-values")
+    assert code == 0 and yaml.safe_load(out) == build_helm_values(seed_profile())
+
+
+def test_render_overrides(capsys, monkeypatch):
+    monkeypatch.setenv("MY_KEY", "abc")
+    code, out, _ = run(capsys, "render", "--model", "BAAI/bge-m3", "--pvc", "models", "--completions", "2",
+                       "--vllm-version", "0.12.0", "--service-type", "ClusterIP", "--namespace", "team-a",
+                       "--vpc-id", "vpc-a1", "--subnet-id", "subnet-b2", "--api-key-env", "MY_KEY",
+                       "--max-model-len", "8192", "--instance-type", "PNV5b.8XLARGE96")
+    assert code == 0
+    docs = {d["kind"]: d for d in yaml.safe_load_all(out) if d}
+    assert docs["StorageClass"]["parameters"]["vpcid"] == "vpc-a1"
+    assert docs["PersistentVolumeClaim"]["metadata"] == {**docs["PersistentVolumeClaim"]["metadata"],
+                                                         "name": "models", "namespace": "team-a"}
+    assert (docs["Job"]["spec"]["completions"], docs["Job"]["spec"]["parallelism"]) == (2, 2)
+    assert docs["Service"]["spec"]["type"] == "ClusterIP" and docs["Deployment"]["metadata"]["name"] == "vllm-bge-m3"
+    command = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    assert "--cudagraph-capture-sizes" in command and "--disable-log-requests" not in command
+    assert "--max-num-batched-tokens 16384" in command
+    assert docs["Secret"]["data"]["api-key"] == "YWJj"  # base64("abc")
+
+
+def test_fit_verdicts_and_exit_status(capsys):
+    code, out, _ = run(capsys, "fit", "intfloat/e5-mistral-7b-instruct", "--gpu", "L20", "--max-model-len", "2048")
+    assert code == 0 and out.splitlines()[0].startswith("intfloat/e5-mistral-7b-instruct fits on 1 × L20")
+    assert "headroom" in out and "Fits on L20" in out
+    code, out, _ = run(capsys, "fit", "e5-mistral-7b-instruct", "--gpu", "T4", "--max-model-len", "2048")
+    assert code == 1 and "Does not fit" in out and "Use A10" in out
+
+
+def test_gpus_lists_hardware(capsys):
+    code, out, _ = run(capsys, "gpus")
+    assert code == 0 and "PNV5b.8XLARGE96" in out and "SA5.LARGE8" in out and "L20" in out
+
+
+BAD = [
+    pytest.param(["render", "--pvc", "AI_Model"], "PVC name 'AI_Model' is not a valid Kubernetes name",
+                 id="pvc-name"),
+    pytest.param(["render", "--namespace", "Team_A"], "Namespace 'Team_A' is not a valid Kubernetes name",
+                 id="namespace"),
+    pytest.param(["render", "--size", "lots"], "PVC size 'lots' is not a Kubernetes quantity", id="quantity"),
+    pytest.param(["render", "--port", "0"], "service port 0 is outside 1–65535", id="port-zero"),
+    pytest.param(["render", "--port", "65536"], "service port 65536 is outside 1–65535", id="port-high"),
+    pytest.param(["render", "--completions", "2", "--parallelism", "3"], "parallelism 3 is above completions 2",
+                 id="parallelism-above-completions"),
+    pytest.param(["render", "--parallelism", "0"], "parallelism 0 must be a whole number of at least 1",
+                 id="parallelism-zero"),
+    pytest.param(["render", "--completions", "0"], "completions 0 must be a whole number of at least 1",
+                 id="completions-zero"),
+    pytest.param(["render", "--tp", "2"], "tp_size × pp_size = 2 × 1 = 2 does not match the 1 GPU(s)",
+                 id="tp-vs-gpus"),
+    pytest.param(["render", "--model", "bge-m4"], "Unknown model 'bge-m4'. Did you mean 'BAAI/bge-m3'?",
+                 id="unknown-model"),
+    pytest.param(["render", "--max-model-len", "40000"], "max_model_len 40000 is above "
+                 "intfloat/e5-mistral-7b-instruct's limit of 32768 tokens", id="length-above-limit"),
+    pytest.param(["render", "--no-api-key"], "A public LoadBalancer without an API key", id="public-lb-no-key"),
+    pytest.param(["render", "--gpu", "T4"], "Does not fit: e5-mistral-7b-instruct needs about", id="does-not-fit"),
+    pytest.param(["render", "--profile", "sed"], "Unknown profile 'sed'. Did you mean 'seed'?", id="profile"),
+    pytest.param(["render", "--vllm-version", "0.10.1", "--image", "x/vllm"], None, id="image-ok-with-version"),
+    pytest.param(["fit", "e5-mistral-7b-instruct", "--gpu", "L2O"], "Unknown GPU or node type 'L2O'",
+                 id="unknown-gpu"),
+    pytest.param(["fit", "e5-mistral-7b-instruct", "--gpu", "L20", "--gpu-memory-utilization", "1.5"],
+                 "gpu_memory_utilization 1.5 must be a fraction", id="utilization"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD)
+def test_bad_input_is_one_line_and_status_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    if message is None:
+        assert code == 0
+        return
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err
+    assert err.startswith(f"tke-playbook {argv[0]}: error: ")
+
+
+def test_usage_errors_are_one_line(capsys):
+    code, _, err = run(capsys, "render", "--completions", "many")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "invalid int value" in err
+    code, _, err = run(capsys, "explode")
+    assert code == 2 and "invalid choice" in err
+
+
+def test_other_areas_register_their_subcommands():
+    choices = build_parser()._subparsers._group_actions[0].choices
+    assert {"render", "fit", "gpus"} <= set(choices)
+    for name in ("serve", "preflight"):  # present once those areas are installed
+        if name in choices:
+            assert choices[name].get_default("func") is not None
+
+
+def test_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "tke_playbook.cli", "render", "--profile", "seed",
+                             "--helm-values"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["model"]["name"] == "intfloat/e5-mistral-7b-instruct"

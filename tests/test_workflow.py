@@ -1,0 +1,240 @@
+"""The two-target facade: state between notebooks, API keys, the local target end to end, the cluster target
+against the fake API server."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from tke_playbook.catalog import OFFLINE_MODEL
+from tke_playbook.errors import (DownloadError, EmbeddingAPIError, IncompleteModelError, InvalidSpecError,
+                                 UnknownNameError)
+from tke_playbook.serving import ServingSpec
+from tke_playbook.storage import StorageSpec
+from tke_playbook.target import Target
+from tke_playbook.workflow import SecretStore, StateStore, mask_secret, open_target, spec_from_dict, spec_to_dict
+from tke_playbook.workflow import local as local_module
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TKE_PLAYBOOK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TKE_PLAYBOOK_OFFLINE", "1")
+    monkeypatch.delenv("TKE_PLAYBOOK_TARGET", raising=False)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def pb(home):
+    playbook = open_target("local")
+    yield playbook
+    playbook.stop_server()
+
+
+# --- state and secrets -------------------------------------------------------------------------------------
+
+
+def test_state_store_round_trip_and_drop(tmp_path):
+    store = StateStore(Target.LOCAL, tmp_path)
+    store.put("serving", {"model": "m"})
+    store.put("server", {"url": "u"})
+    store.drop("server")
+    assert StateStore("local", tmp_path).load() == {"serving": {"model": "m"}}
+
+
+def test_damaged_state_file_is_set_aside_not_fatal(tmp_path):
+    store = StateStore(Target.LOCAL, tmp_path)
+    store.path.write_text("{not json", encoding="utf-8")
+    assert store.load() == {}
+    assert store.path.with_suffix(".json.damaged").is_file()
+
+
+def test_secret_store_generates_once_with_owner_only_mode(tmp_path):
+    secrets = SecretStore(tmp_path)
+    key = secrets.ensure("vllm-x-api-key")
+    assert len(key) >= 32 and secrets.ensure("vllm-x-api-key") == key
+    mode = stat.S_IMODE(os.stat(tmp_path / "secrets" / "vllm-x-api-key").st_mode)
+    assert mode == 0o600
+
+
+@pytest.mark.parametrize("bad", [pytest.param("has space", id="space"), pytest.param("", id="empty")])
+def test_secret_store_refuses_bad_keys(tmp_path, bad):
+    with pytest.raises(InvalidSpecError):
+        SecretStore(tmp_path).write("k", bad)
+
+
+def test_mask_secret_never_shows_the_whole_key():
+    key = "3bXyZabcdefghijklmnopqrstuv1a1d"
+    assert key not in mask_secret(key) and mask_secret(key).startswith("3bXy")
+    assert mask_secret(None) == "(none)"
+
+
+@pytest.mark.parametrize("spec", [
+    pytest.param(ServingSpec(model=OFFLINE_MODEL, max_model_len=256, labels={"team": "a"}), id="serving"),
+    pytest.param(StorageSpec(pvc_name="models", size="50Gi"), id="storage"),
+])
+def test_specs_survive_the_state_file(spec):
+    data = json.loads(json.dumps(spec_to_dict(spec)))
+    assert spec_from_dict(type(spec), data) == spec
+
+
+# --- choosing the target ------------------------------------------------------------------------------------
+
+
+def test_no_kubeconfig_means_local(home, monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert open_target().target is Target.LOCAL
+
+
+def test_unknown_target_suggests(home):
+    with pytest.raises(UnknownNameError, match="Did you mean 'local'"):
+        open_target("locl")
+
+
+# --- local target: storage, rendering, defaults -------------------------------------------------------------
+
+
+def test_local_preflight_is_a_table_of_checks(pb):
+    frame = pb.preflight().to_frame()
+    assert {"python", "torch", "offline model", "disk", "serving port"} <= set(frame["check"])
+    assert set(frame["result"]) <= {"PASS", "FAIL", "skip"}
+
+
+def test_create_storage_makes_the_folder_and_remembers_the_pvc(pb, home):
+    frame = pb.create_storage(StorageSpec(pvc_name="models"))
+    assert (home / "pvcs" / "models").is_dir() and frame.loc[0, "status"] == "Bound"
+    assert pb.pvcs() == ["models"]
+    assert pb.serving_defaults().pvc_name == "models"  # the later notebooks follow the recorded PVC
+    assert pb.download_defaults().pvc == "models"
+
+
+def test_defaults_fit_the_target(pb):
+    spec = pb.serving_defaults()
+    assert spec.model == OFFLINE_MODEL and spec.max_model_len == 256 and spec.service_port == 60000
+    assert pb.download_defaults(completions=2, parallelism=5).parallelism == 2
+
+
+def test_rendered_manifests_hold_no_key(pb):
+    spec = pb.serving_defaults()
+    key = pb.api_key(spec)
+    text = pb.render_serving(spec) + pb.helm_values(spec)
+    assert key not in text and "kind: Secret" in text and "not shown" in text
+    assert "kind: PersistentVolumeClaim" in pb.render_storage(pb.storage_defaults())
+
+
+def test_node_type_choice_is_remembered(pb):
+    nodes = pb.node_types()
+    chosen = next(n for n in nodes if n.name == "GN7.2XLARGE32")
+    pb.choose_node_type(chosen)
+    assert open_target("local").node_type().name == "GN7.2XLARGE32"
+
+
+def test_deploy_refuses_an_incomplete_model_folder(pb):
+    with pytest.raises(IncompleteModelError, match="02_download_model"):
+        pb.deploy(pb.serving_defaults())
+
+
+def test_wait_without_a_started_download_says_what_to_do(pb):
+    with pytest.raises(DownloadError, match="launch cell"):
+        pb.wait_for_download()
+
+
+def test_comparison_pair_refuses_a_model_the_local_target_cannot_serve(pb, monkeypatch):
+    monkeypatch.setattr(type(pb), "endpoint", lambda self: local_module.ServiceEndpoint("http://x", OFFLINE_MODEL,
+                                                                                         "local-process"))
+    with pytest.raises(InvalidSpecError, match="serves one model"):
+        pb.comparison_pair("BAAI/bge-m3")
+    a, b = pb.comparison_pair()
+    assert a.name == OFFLINE_MODEL and b.name == "lexical-tfidf"
+
+
+# --- local target end to end: download through the mirror, deploy, restart, tear down -----------------------
+
+
+@pytest.mark.slow
+def test_local_download_deploy_restart_teardown(pb, home):
+    pb.create_storage(pb.storage_defaults())
+    spec = pb.download_defaults(completions=2, parallelism=2)
+    plan = pb.plan_download(spec)
+    assert len(plan.shards) == 2 and plan.total_bytes > 80_000_000
+    pb.start_download(spec, plan)
+    with pytest.raises(DownloadError, match="still running"):
+        pb.start_download(spec, plan)
+    lines = []
+    pb.wait_for_download(echo=lines.append)
+    verified = pb.verify_download()
+    assert "model.safetensors" in set(verified["file"]) and verified["sha256"].str.len().min() > 0
+
+    endpoint = pb.deploy(pb.serving_defaults())
+    key = pb.api_key(pb.serving_defaults())
+    assert key not in repr(endpoint) and endpoint.api_key == key
+    answer = endpoint.curl("hello")
+    assert len(answer["data"][0]["embedding"]) == 384
+    assert key not in endpoint.curl_text("hello")
+
+    wrong = local_module.ServiceEndpoint(endpoint.url, endpoint.model, "local-process", "wrong-key")
+    with pytest.raises(EmbeddingAPIError, match="401"):
+        wrong.curl("hello")
+
+    pb.stop_server()  # what a new kernel sees: the recorded server is gone
+    again = open_target("local").endpoint()
+    assert "restarted" in again.note and again.client().embed(["x"]).shape == (1, 384)
+    local_module.LocalPlaybook().stop_server()
+
+    removed = pb.teardown(keep_pvc=False)
+    assert "PVC folder" in set(removed["object"]) and pb.pvcs() == []
+
+
+@pytest.mark.slow
+def test_endpoint_with_nothing_deployed_serves_the_packaged_model(pb):
+    endpoint = pb.endpoint()
+    assert endpoint.model == OFFLINE_MODEL and endpoint.kind == "local-process"
+    assert pb.diagnose().loc[0, "severity"] == "ok"
+    assert "Serving" in pb.deployment_logs(50)
+
+
+# --- cluster target against the fake API server -------------------------------------------------------------
+
+sys.path.insert(0, str(Path(__file__).parent / "cluster"))
+
+
+@pytest.fixture
+def fake_cluster(home):
+    from fake_apiserver import FakeApiServer
+    from fake_cluster import add_node
+
+    from tke_playbook.cluster.client import Kube
+    from tke_playbook.workflow.cluster import ClusterPlaybook
+
+    with FakeApiServer() as server:
+        server.put("namespaces", {"metadata": {"name": "default"}})
+        add_node(server, "gpu-1")
+        add_node(server, "cpu-1", instance_type="SA5.LARGE8", gpus=0)
+        with Kube.from_host(server.url) as kube:
+            yield server, ClusterPlaybook(kube=kube)
+
+
+def test_cluster_node_types_come_from_the_nodes(fake_cluster):
+    _, cluster = fake_cluster
+    names = [n.name for n in cluster.node_types()]
+    assert names[0] == "PNV5b.8XLARGE96" and "SA5.LARGE8" in names
+    assert cluster.default_model == "intfloat/e5-mistral-7b-instruct"
+
+
+def test_cluster_storage_waits_for_bound_then_teardown_keeps_it(fake_cluster):
+    import threading
+
+    server, cluster = fake_cluster
+    timer = threading.Timer(0.3, lambda: server.set_status("persistentvolumeclaims", "ai-model", "default",
+                                                           {"phase": "Bound"}))
+    timer.start()
+    frame = cluster.create_storage(StorageSpec())
+    timer.join()
+    assert frame.loc[0, "status"] == "Bound" and cluster.pvcs() == ["ai-model"]
+    assert cluster.teardown(keep_pvc=True).empty and cluster.pvcs() == ["ai-model"]
