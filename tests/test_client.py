@@ -248,3 +248,14 @@ def test_malformed_answer_is_an_api_error():
         api.parse_embeddings({"data": [{"index": 0}]}, 1)
     with pytest.raises(EmbeddingAPIError, match="asked for 2 embeddings, got 1"):
         api.parse_embeddings({"data": [{"index": 0, "embedding": [1.0]}]}, 2)
+
+
+@pytest.mark.parametrize("payload", [
+    pytest.param("<html>proxy error</html>", id="not-json"),
+    pytest.param({"data": ["not-an-item"]}, id="items-not-objects"),
+    pytest.param({"data": [{"index": 0, "embedding": [1.0, 2.0]}, {"index": 1, "embedding": [1.0]}]},
+                 id="ragged-dimensions"),
+])
+def test_unusable_success_answers_are_api_errors(payload):
+    with pytest.raises(EmbeddingAPIError, match="not an embeddings response"):
+        api.parse_embeddings(payload, 2 if isinstance(payload, dict) and len(payload["data"]) == 2 else 1)

@@ -128,3 +128,11 @@ def test_bad_cutoff_is_refused(k):
 def test_bad_input_gets_a_clear_error(qrels, run, message):
     with pytest.raises(InvalidSpecError, match=message):
         evaluate(qrels, run)
+
+
+def test_numpy_grades_and_scores_are_accepted():
+    # runs built from a similarity matrix hold np.float32 scores; qrels loaded with pandas hold np.int64 grades
+    np = pytest.importorskip("numpy")
+    qrels = {"q1": {"d1": np.int64(2), "d2": np.int64(1), "d3": np.int64(0)}, "q2": {"d4": np.int64(1)}}
+    run = {q: {d: np.float32(s) for d, s in scores.items()} for q, scores in RUN.items()}
+    assert evaluate(qrels, run, ks=(1, 3)) == pytest.approx(evaluate(QRELS, RUN, ks=(1, 3)))

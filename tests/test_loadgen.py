@@ -223,3 +223,11 @@ def test_null_server_and_ceiling_measurement():
     assert result.records["ok"].all() and (result.records["prompt_tokens"] == 6).all()
     ceiling = loadgen.measure_ceiling(concurrency=4, requests=200)
     assert ceiling > 0 and math.isfinite(ceiling)
+
+
+def test_summary_keeps_records_without_a_level():
+    # hand-built records with neither concurrency nor rate must still be counted, not dropped by groupby
+    frame = hand_made_records()
+    frame["concurrency"] = math.nan
+    summary = loadgen.summarize(frame)
+    assert len(summary) == 1 and summary.iloc[0]["requests"] == 6 and summary.iloc[0]["errors"] == 1

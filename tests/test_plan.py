@@ -172,3 +172,12 @@ def test_notes_explain_translations():
     notes = plan_notes(None, None, seed_profile().replace(vllm_version="0.12.0"))
     assert any("dropped --disable-log-requests" in n for n in notes)
     assert any(n.startswith("intfloat/e5-mistral-7b-instruct fits on 1 × L20") for n in notes)
+
+
+def test_render_profile_for_notebooks_and_demo():
+    from tke_playbook.profiles import render_profile
+
+    text = render_profile("seed", api_key="k")
+    assert text.startswith("# tke-playbook plan, profile seed: the tutorial")
+    assert [d["kind"] for d in yaml.safe_load_all(text) if d][-2:] == ["Deployment", "Service"]
+    assert yaml.safe_load(render_profile("seed", helm_values=True)) == build_helm_values(seed_profile())

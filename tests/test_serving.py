@@ -58,6 +58,13 @@ def test_replace_rederives_names_for_a_new_model():
     assert spec.max_num_batched_tokens == 16384
 
 
+def test_replace_rederives_the_version_from_a_new_image():
+    spec = seed_profile().replace(image="vllm/vllm-openai:v0.12.0")
+    assert spec.vllm_version == "0.12.0"
+    assert seed_profile().replace(image="vllm/vllm-openai:v0.12.0", vllm_version="0.11.0").vllm_version == "0.11.0"
+    assert seed_profile().replace(name="e5").api_key_secret == "e5-api-key"
+
+
 @pytest.mark.parametrize("text, expected", [("0.10.1", (0, 10, 1)), ("v0.12", (0, 12, 0)),
                                             ("v0.10.1-20250801", (0, 10, 1))])
 def test_parse_vllm_version(text, expected):
@@ -114,6 +121,11 @@ BAD = [
     pytest.param({"pvc_path": "../etc"}, "must stay inside the PVC", id="pvc-path-escape"),
     pytest.param({"env": {"VLLM_API_KEY": "sk-123"}}, "Do not put VLLM_API_KEY in env", id="literal-api-key"),
     pytest.param({"env": {"1BAD": "x"}}, "env name '1BAD' is not a valid variable name", id="env-name"),
+    pytest.param({"labels": {"team": "search engine"}}, "label value 'search engine' for 'team' is not valid",
+                 id="label-value"),
+    pytest.param({"labels": {"-team": "a"}}, "label key '-team' is not valid", id="label-key"),
+    pytest.param({"pod_annotations": {"Bad Key": "x"}}, "annotation key 'Bad Key' is not valid", id="annotation-key"),
+    pytest.param({"image": "vllm openai"}, "image 'vllm openai' is not an image reference", id="image-space"),
     pytest.param({"image": "my-registry/vllm"}, "Cannot tell the vLLM version from image", id="untagged-image"),
     pytest.param({"vllm_version": "latest"}, "vLLM version 'latest' is not a version", id="bad-version"),
     pytest.param({"model": "BAAI/bge-m3", "max_num_batched_tokens": 1024},

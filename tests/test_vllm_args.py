@@ -138,3 +138,12 @@ def test_multi_node_commands():
 
 def test_rules_mark_unverified_boundaries():
     assert not RULES["--cuda-graph-sizes"].verified and RULES["--disable-log-requests"].removed == (0, 12, 0)
+
+
+@pytest.mark.parametrize("version, flags", [("0.9.2", ["--task", "embed"]), ("0.10.0", ["--task", "embed"]),
+                                            ("0.10.1", ["--runner", "pooling"]), ("0.12.0", ["--runner", "pooling"]),
+                                            ("0.13.0", ["--runner", "pooling"])])
+def test_embedding_mode_per_version(version, flags):
+    argv = build_vllm_args(ServingSpec(model=QWEN, vllm_version=version, extra_args=()))
+    i = argv.index(flags[0])
+    assert argv[i:i + 2] == flags

@@ -15,8 +15,6 @@ import argparse
 import importlib
 import sys
 
-import yaml
-
 from .errors import PlaybookError
 
 PLUGINS = ("tke_playbook.localserver.cli", "tke_playbook.cluster.cli")
@@ -87,23 +85,13 @@ def _profile(args):
 def run_render(args) -> int:
     import os
 
-    from .plan import build_helm_values, build_plan, plan_notes, plan_to_yaml
+    from .profiles import render_profile
 
-    profile = _profile(args)
-    if args.helm_values:
-        values = build_helm_values(profile.serving)
-        head = (f"# values for helm-charts/vllm-inference-tke (profile {profile.name}); the API key is read from "
-                f"Secret '{profile.serving.api_key_secret}'\n" if profile.serving.api_key_required else "")
-        sys.stdout.write(head + yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
-        return 0
     api_key = os.environ.get(args.api_key_env) or None
-    notes = plan_notes(profile.storage, profile.download, profile.serving)
-    manifests = build_plan(profile.storage, profile.download, profile.serving, api_key=api_key)
-    if profile.serving.api_key_required and not api_key:
-        notes.append(f"no ${args.api_key_env}: a random API key was generated into Secret "
-                     f"'{profile.serving.api_key_secret}'")
-    sys.stdout.write(plan_to_yaml(manifests, [f"tke-playbook plan, profile {profile.name}: {profile.description}",
-                                              *notes]))
+    sys.stdout.write(render_profile(_profile(args), helm_values=args.helm_values, api_key=api_key))
+    if not args.helm_values and api_key is None and args.api_key_env != "TKE_PLAYBOOK_API_KEY":
+        print(f"tke-playbook render: ${args.api_key_env} is not set; the Secret holds a random key",
+              file=sys.stderr)
     return 0
 
 
@@ -135,7 +123,11 @@ def run_gpus(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+OWN_COMMANDS = ("render", "fit", "gpus")
+
+
+def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
+    """The parser; ``plugins=False`` leaves out other areas' subcommands (their imports are slow)."""
     parser = _Parser(prog="tke-playbook", description="From an empty TKE cluster to a vLLM embedding service.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     render = sub.add_parser("render", help="print the plan as YAML, or the chart's values")
@@ -150,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.set_defaults(func=run_fit)
     gpus = sub.add_parser("gpus", help="list the GPUs and TKE node types the toolkit knows")
     gpus.set_defaults(func=run_gpus)
-    for name in PLUGINS:
+    for name in PLUGINS if plugins else ():
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:  # that area is not installed yet; anything else is a real error
@@ -162,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(plugins=not (argv and argv[0] in OWN_COMMANDS))  # `render` need not import the cluster
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2): return the status instead of exiting

@@ -136,8 +136,9 @@ class EmbeddingClient(_ClientBase):
         self._resolve_model()
         started, parts, tokens = time.perf_counter(), [], []
         for chunk in api.batches(items, self.max_batch_size):
-            payload = self._request("POST", "/v1/embeddings",
-                                    api.build_embeddings_body(self.model, chunk, encoding_format)).json()
+            payload = api.decode_body(self._request("POST", "/v1/embeddings",
+                                                    api.build_embeddings_body(self.model, chunk,
+                                                                              encoding_format)).content)
             vectors, used = api.parse_embeddings(payload, len(chunk))
             parts.append(vectors)
             tokens.append(used)
@@ -220,7 +221,7 @@ class AsyncEmbeddingClient(_ClientBase):
             async with gate:
                 response = await self._request("POST", "/v1/embeddings",
                                                api.build_embeddings_body(self.model, chunk, encoding_format))
-            return api.parse_embeddings(response.json(), len(chunk))
+            return api.parse_embeddings(api.decode_body(response.content), len(chunk))
 
         results = await asyncio.gather(*(one(c) for c in api.batches(items, self.max_batch_size)))
         return self._finish(started, [r[0] for r in results], [r[1] for r in results])

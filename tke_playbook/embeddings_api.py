@@ -77,16 +77,17 @@ def parse_embeddings(payload: Any, expected: int) -> tuple[np.ndarray, int | Non
     try:
         data = sorted(payload["data"], key=lambda item: item.get("index", 0))
         rows = [decode_embedding(item["embedding"]) for item in data]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise EmbeddingAPIError(f"the server's answer is not an embeddings response: {str(payload)[:200]}",
+        usage = payload.get("usage") or {}
+        tokens = usage.get("prompt_tokens")
+        matrix = np.vstack(rows).astype(np.float32, copy=False) if rows else np.empty((0, 0), dtype=np.float32)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise EmbeddingAPIError(f"the server's answer is not an embeddings response: {str(payload)[:200]} - check "
+                                f"that the base URL points at an OpenAI-compatible embeddings server",
                                 status=200, body=payload, cause=exc) from exc
     if len(rows) != expected:
-        raise EmbeddingAPIError(f"asked for {expected} embeddings, got {len(rows)}", status=200, body=payload)
-    usage = payload.get("usage") or {}
-    tokens = usage.get("prompt_tokens")
-    if not rows:
-        return np.empty((0, 0), dtype=np.float32), tokens
-    return np.vstack(rows).astype(np.float32, copy=False), tokens
+        raise EmbeddingAPIError(f"asked for {expected} embeddings, got {len(rows)}: the server dropped inputs; "
+                                f"retry with a smaller max_batch_size", status=200, body=payload)
+    return matrix, tokens
 
 
 def error_message(body: Any) -> str:

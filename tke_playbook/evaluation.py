@@ -20,6 +20,7 @@ Definitions (the same as trec_eval's ``ndcg_cut``, ``recall`` and ``recip_rank``
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 
 from .errors import InvalidSpecError
@@ -48,7 +49,7 @@ def _check_qrels(qrels: Qrels) -> None:
         if not isinstance(judged, Mapping):
             raise InvalidSpecError(f"qrels[{qid!r}] must be a dict of doc_id -> grade", field="qrels", value=qid)
         for doc, grade in judged.items():
-            if isinstance(grade, bool) or not isinstance(grade, (int, float)) or grade < 0 or math.isnan(grade):
+            if isinstance(grade, bool) or not isinstance(grade, numbers.Real) or grade < 0 or math.isnan(grade):
                 raise InvalidSpecError(f"qrels[{qid!r}][{doc!r}] = {grade!r} is not a grade: use a number >= 0 "
                                        "(0 = not relevant)", field="qrels", value=grade)
 
@@ -61,8 +62,8 @@ def _check_run(run: Run) -> None:
         if not isinstance(scores, Mapping):
             raise InvalidSpecError(f"run[{qid!r}] must be a dict of doc_id -> score", field="run", value=qid)
         for doc, score in scores.items():
-            if isinstance(score, bool) or not isinstance(score, (int, float)) or math.isnan(float(score)):
-                raise InvalidSpecError(f"run[{qid!r}][{doc!r}] = {score!r} is not a score: use a finite number",
+            if isinstance(score, bool) or not isinstance(score, numbers.Real) or math.isnan(float(score)):
+                raise InvalidSpecError(f"run[{qid!r}][{doc!r}] = {score!r} is not a score: use a number (not NaN)",
                                        field="run", value=score)
 
 

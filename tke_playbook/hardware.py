@@ -210,8 +210,9 @@ def gpu_rows() -> list[dict]:
 
 def node_type_rows() -> list[dict]:
     """The known node types as plain rows for a table."""
-    return [{"node_type": n.name, "vCPU": n.cpu, "memory_GiB": round(n.memory_gib), "gpu": n.gpu.name if n.gpu else "—",
-             "gpus": n.gpu_count, "role": n.role.value, "verified": n.verified, "note": n.note} for n in NODE_TYPES]
+    return [{"node_type": n.name, "vCPU": n.cpu, "memory_GiB": round(n.memory_gib),
+             "gpu": n.gpu.name if n.gpu else "—", "gpus": n.gpu_count, "role": n.role.value, "verified": n.verified,
+             "note": n.note} for n in NODE_TYPES]
 
 
 _FIT_NAMES = ("FitVerdict", "check_fit", "default_batched_tokens")

@@ -121,7 +121,8 @@ _Dumper.add_representer(str, _str)
 def plan_to_yaml(manifests: list[dict], notes=()) -> str:
     """Multi-document YAML (``---`` between objects), keys in builder order; ``notes`` become leading comments."""
     head = "".join(f"# {line}\n" for note in notes for line in str(note).splitlines())
-    docs = [yaml.dump(m, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120) for m in manifests]
+    # width: never fold long lines, so the vLLM command reads (and greps) as one line
+    docs = [yaml.dump(m, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=2**20) for m in manifests]
     return head + "---\n" + "---\n".join(docs)
 
 

@@ -83,3 +83,27 @@ def with_overrides(profile: Profile, *, model=None, pvc=None, namespace=None, co
     if sv_changes:
         sv = sv.replace(**sv_changes)
     return dataclasses.replace(profile, storage=st, download=dl, serving=sv)
+
+
+def render_profile(profile: Profile | str = "seed", *, helm_values: bool = False, api_key: str | None = None) -> str:
+    """The profile's plan as multi-document YAML with its notes as comments, or the chart's values as YAML.
+    Without ``api_key`` the plan's Secret takes ``$TKE_PLAYBOOK_API_KEY``, else a random key."""
+    import os
+
+    import yaml
+
+    from .plan import API_KEY_ENV, build_helm_values, build_plan, plan_notes, plan_to_yaml
+
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    serving = profile.serving
+    if helm_values:
+        head = (f"# values for helm-charts/vllm-inference-tke (profile {profile.name}); the API key is read from "
+                f"Secret '{serving.api_key_secret}'\n" if serving.api_key_required else "")
+        return head + yaml.safe_dump(build_helm_values(serving), sort_keys=False, allow_unicode=True)
+    notes = [f"tke-playbook plan, profile {profile.name}: {profile.description}",
+             *plan_notes(profile.storage, profile.download, serving)]
+    api_key = api_key or os.environ.get(API_KEY_ENV) or None
+    manifests = build_plan(profile.storage, profile.download, serving, api_key=api_key)
+    if serving.api_key_required and not api_key:
+        notes.append(f"no ${API_KEY_ENV}: a random API key was generated into Secret '{serving.api_key_secret}'")
+    return plan_to_yaml(manifests, notes)

@@ -142,6 +142,9 @@ class ServingSpec:
         set_("labels", _pairs(self.labels, "labels"))
         set_("pod_annotations", _pairs(self.pod_annotations, "pod_annotations"))
         set_("node_instance_types", tuple(self.node_instance_types))
+        if not isinstance(self.image, str) or not self.image.strip() or any(c.isspace() for c in self.image):
+            raise InvalidSpecError(f"image {self.image!r} is not an image reference: use e.g. '{TUTORIAL_IMAGE}'",
+                                   field="image", value=self.image)
         version = self.vllm_version or version_from_image(self.image)
         if version is None:
             raise InvalidSpecError(f"Cannot tell the vLLM version from image '{self.image}': set vllm_version, "
@@ -200,6 +203,10 @@ class ServingSpec:
         for what in ("cpu_request", "memory_request"):
             if getattr(self, what) is not None:
                 validate_quantity(getattr(self, what), what)
+        for key, value in self.labels:
+            _check_label(key, value)
+        for key, _ in self.pod_annotations:
+            _check_label(key, "", what="annotation")
         for key, _ in self.env:
             if not _ENV_NAME.match(key):
                 raise InvalidSpecError(f"env name '{key}' is not a valid variable name", field="env", value=key)
@@ -234,18 +241,38 @@ class ServingSpec:
         return self.lws_group_size > 1
 
     def replace(self, **changes) -> ServingSpec:
-        """A copy with ``changes`` applied; names derived from the model are derived again if the model changes."""
+        """A copy with ``changes`` applied. What derives from a changed field is derived again: names from the
+        model, the vLLM version from the image, the API-key Secret from the name, the token budget from the length."""
         if "model" in changes and changes["model"] != self.model:
             for derived in ("served_model_name", "pvc_path", "local_path", "name", "api_key_secret",
                             "max_num_batched_tokens"):
                 changes.setdefault(derived, None)
         if "max_model_len" in changes and get_model(changes.get("model", self.model)).is_encoder:
             changes.setdefault("max_num_batched_tokens", None)
+        if "image" in changes:  # the new image's tag tells its vLLM version (set vllm_version to override)
+            changes.setdefault("vllm_version", None)
+        if "name" in changes:
+            changes.setdefault("api_key_secret", None)
         return dataclasses.replace(self, **changes)
 
     @classmethod
     def seed(cls) -> ServingSpec:
         return seed_profile()
+
+
+_LABEL = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
+
+def _check_label(key: str, value: str, what: str = "label") -> None:
+    prefix, _, name = key.rpartition("/")
+    if prefix:
+        validate_subdomain(prefix, f"label prefix in '{key}'")
+    if not name or len(name) > 63 or not _LABEL.match(name):
+        raise InvalidSpecError(f"{what} key '{key}' is not valid: use letters, digits, '-', '_' and '.' (at most 63), "
+                               f"optionally after a prefix like 'example.com/'", field=f"{what}s", value=key)
+    if len(value) > 63 or (value and not _LABEL.match(value)):
+        raise InvalidSpecError(f"label value '{value}' for '{key}' is not valid: use letters, digits, '-', '_' and "
+                               f"'.', at most 63 characters", field="labels", value=value)
 
 
 def _enum(kind, value, what):

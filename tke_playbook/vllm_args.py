@@ -2,7 +2,7 @@
 
 The base is the chart's: ``vllm serve /data/model --served-model-name <name> -tp <tp> -pp <pp> --max-model-len
 <len> --max-num-seqs <n> <extra args…> --host 0.0.0.0 --port 60000`` inside ``bash -c``. The toolkit adds the
-embedding-mode flag (``--runner pooling`` from 0.10, ``--task embed`` before) where the checkpoint needs it or
+embedding-mode flag (``--runner pooling`` from 0.10.1, ``--task embed`` before) where the checkpoint needs it or
 ``embedding_flag=True`` asks for it, ``--max-num-batched-tokens``
 for encoder models and ``--gpu-memory-utilization`` when it is not vLLM's default, and translates flags that
 were renamed or removed between versions. A flag the chosen version does not accept and that cannot be
@@ -42,8 +42,10 @@ class FlagRule:
 
 RULES = {r.flag: r for r in (
     FlagRule("--task", removed=(0, 13, 0), note="deprecated from 0.10 in favour of --runner/--convert"),
-    FlagRule("--runner", added=(0, 10, 0)),
-    FlagRule("--convert", added=(0, 10, 0)),
+    # --runner/--convert arrived in the 0.10 series; 0.10.1 is the first release checked, and --task embed still
+    # works on 0.10.0, so the toolkit switches at 0.10.1
+    FlagRule("--runner", added=(0, 10, 1), verified=False),
+    FlagRule("--convert", added=(0, 10, 1), verified=False),
     FlagRule("--disable-log-requests", removed=(0, 12, 0),
              note="deprecated in 0.10.1: request logging is already off by default"),
     FlagRule("--cuda-graph-sizes", added=(0, 9, 0), removed=(0, 11, 1), verified=False,
@@ -146,7 +148,7 @@ def needs_embedding_flag(spec: ServingSpec) -> bool:
 
 def embedding_flags(version: Version) -> list[str]:
     """The flags that make vLLM serve a pooling (embedding) model."""
-    return ["--runner", "pooling"] if version >= (0, 10, 0) else ["--task", "embed"]
+    return ["--runner", "pooling"] if _accepts("--runner", version) else ["--task", "embed"]
 
 
 def _dedupe_embedding(groups: list[list[str]]) -> list[list[str]]:

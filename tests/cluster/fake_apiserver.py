@@ -229,8 +229,9 @@ class FakeApiServer:
         self.logs.setdefault((namespace, pod, previous), []).extend(lines)
 
     def add_event(self, namespace: str, kind: str, name: str, reason: str, message: str,
-                  type_: str = "Warning", count: int = 1) -> dict:
+                  type_: str = "Warning", count: int = 1, uid: str | None = None) -> dict:
+        involved = {"kind": kind, "name": name, "namespace": namespace, **({"uid": uid} if uid else {})}
         return self.put("events", {
             "metadata": {"name": f"{name}.{len(self.store.history):x}{self.store.rv:x}", "namespace": namespace},
-            "involvedObject": {"kind": kind, "name": name, "namespace": namespace}, "reason": reason,
+            "involvedObject": involved, "reason": reason,
             "message": message, "type": type_, "count": count, "lastTimestamp": now()}, namespace)

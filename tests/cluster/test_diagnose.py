@@ -51,6 +51,15 @@ def test_pending_pod_scheduling_failures(message, code):
     assert hit.evidence == message and hit.action and hit.subject == "pod vllm-e5-7d9f-abcde"
 
 
+def test_full_gpu_node_is_the_cause_not_the_cpu_nodes_outside_the_selector():
+    # realistic: one GPU node (full) and three CPU nodes the instance-type selector rules out
+    message = ("0/5 nodes are available: 1 Insufficient nvidia.com/gpu, 3 node(s) didn't match Pod's node "
+               "affinity/selector, 1 node(s) had untolerated taint {node-role.kubernetes.io/master: }.")
+    found = diagnose_pod(_pod(), [_event("FailedScheduling", message)])
+    assert _codes(found) == ["no-free-gpu", "untolerated-taint"]
+    assert found[1].severity is Severity.WARNING
+
+
 def test_no_free_gpu_says_to_add_a_gpu_node():
     found = diagnose_pod(_pod(), [_event("FailedScheduling", "0/3 nodes are available: 3 Insufficient "
                                                              "nvidia.com/gpu.")])
@@ -110,6 +119,8 @@ def test_kv_cache_too_small_in_the_vllm_log():
     pytest.param("tke_playbook.errors.IncompleteModelError: Model folder /data/model has no completion marker "
                  "(.tke-playbook/COMPLETE): the download has not finished or was not verified.",
                  id="incomplete-model"),
+    pytest.param("ValueError: Invalid repository ID or local directory specified: '/data/model'. Please verify "
+                 "the following requirements: ...", id="vllm-invalid-local-directory"),
 ])
 def test_model_path_missing_or_download_incomplete(line):
     found = diagnose_pod(_pod(phase="Running", statuses=[_cs(state={"waiting": {"reason": "CrashLoopBackOff"}},
@@ -136,6 +147,15 @@ def test_liveness_probe_killing_a_loading_server_is_an_error():
                                                                           "will be restarted", "Normal")])
     assert _codes(found) == ["probe-killed"] and found[0].severity is Severity.ERROR
     assert "startup probe" in found[0].action
+
+
+def test_one_liveness_failure_without_a_restart_is_a_warning_not_an_error():
+    # a single timeout under load does not kill the container (failureThreshold in a row do): waits go on
+    message = ('Liveness probe failed: Get "http://10.0.3.17:60000/health": context deadline exceeded '
+               "(Client.Timeout exceeded while awaiting headers)")
+    found = diagnose_pod(_pod(phase="Running", statuses=[_cs(state={"running": {}})]),
+                         [_event("Unhealthy", message)])
+    assert _codes(found) == ["liveness-failing"] and found[0].severity is Severity.WARNING
 
 
 def test_healthy_pod_has_no_findings():

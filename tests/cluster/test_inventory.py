@@ -44,6 +44,16 @@ def test_pod_events_are_only_the_pods_own(kube, server):
     assert [e["reason"] for e in pod_events(kube, "p1", NS)] == ["FailedScheduling"]
 
 
+def test_events_of_an_earlier_pod_with_the_same_name_are_left_out(kube, server):
+    # a LeaderWorkerSet pod keeps its name when recreated: the old pod's "no free GPU" must not fail the new one
+    pod = add_pod(server, NS, "vllm-e5-0")
+    server.add_event(NS, "Pod", "vllm-e5-0", "FailedScheduling", "0/1 nodes are available: 1 Insufficient "
+                     "nvidia.com/gpu.", uid="uid-of-the-deleted-pod")
+    server.add_event(NS, "Pod", "vllm-e5-0", "Scheduled", "assigned", "Normal", uid=pod["metadata"]["uid"])
+    assert [e["reason"] for e in pod_events(kube, pod)] == ["Scheduled"]
+    assert len(pod_events(kube, "vllm-e5-0", NS)) == 2  # by name only, nothing to tell them apart
+
+
 def test_pod_logs_fall_back_to_the_crashed_run(kube, server):
     add_pod(server, NS, "p")
     server.append_log(NS, "p", *[f"line {i}" for i in range(10)])

@@ -163,6 +163,29 @@ def test_deployment_failures_stop_the_wait_with_a_diagnosis(kube, server, script
     assert "will not become ready" in str(exc.value)
 
 
+def test_old_replica_sets_crashing_pod_does_not_fail_the_fixed_rollout(kube, server, script):
+    # the user fixed --max-model-len and applied again: revision 2's pod loads while revision 1's pod, still
+    # crash-looping with CUDA out of memory, waits to be scaled down - its failure belongs to the old spec
+    deployment = _deployment()
+    deployment["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "2"}
+    apply(kube, deployment)
+    for revision, template_hash in (("1", "6d5f"), ("2", "7c8e")):
+        server.put("replicasets", {"metadata": {
+            "name": f"vllm-bge-m3-{template_hash}", "labels": {"app": "vllm-bge-m3", "pod-template-hash": template_hash},
+            "annotations": {"deployment.kubernetes.io/revision": revision}}}, NS)
+    old, new = "vllm-bge-m3-6d5f-aaaaa", "vllm-bge-m3-7c8e-bbbbb"
+    add_pod(server, NS, old, labels={"app": "vllm-bge-m3", "pod-template-hash": "6d5f"}, container="vllm")
+    server.append_log(NS, old, "torch.OutOfMemoryError: CUDA out of memory.")
+    pod_crashed(server, NS, old, "vllm")
+    add_pod(server, NS, new, labels={"app": "vllm-bge-m3", "pod-template-hash": "7c8e"}, container="vllm")
+    server.append_log(NS, new, "INFO loading the model")
+    lines = []
+    script(lambda: until(lambda: lines),
+           lambda: (pod_running(server, NS, new, container="vllm"), deployment_ready(server, NS, "vllm-bge-m3")))
+    state = wait_for_deployment(kube, "vllm-bge-m3", NS, timeout=30, on_log=lines.append, poll=0.05)
+    assert state.done and lines == ["INFO loading the model"]
+
+
 def test_crashed_server_error_carries_the_previous_runs_log(kube, server):
     apply(kube, _deployment())
     pod = "vllm-bge-m3-6d5f-abcde"

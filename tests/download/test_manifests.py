@@ -89,3 +89,22 @@ def test_token_secret_is_valid_and_token_never_printed(k8s_valid):
     assert "secretvalue" not in repr(DownloadSpec())
     with pytest.raises(InvalidSpecError, match="empty"):
         build_token_secret("  ")
+
+
+def test_shipped_worker_files_import_only_stdlib_and_httpx():
+    import ast
+    import sys
+
+    from tke_playbook.download.manifests import WORKER_FILES
+
+    shipped = {name.removesuffix(".py") for name in WORKER_FILES}
+    for name, path in WORKER_FILES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules = [node.module.split(".")[0]]
+            else:
+                continue
+            for module in modules:
+                assert module in sys.stdlib_module_names or module in shipped or module == "httpx", (name, module)

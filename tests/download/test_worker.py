@@ -163,7 +163,7 @@ def test_worker_runs_as_a_plain_script_like_in_the_pod(hub, repo_dir, tmp_path):
     for key, text in build_worker_configmap(spec, plan)["data"].items():
         (shipped / key).write_text(text)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-I", str(shipped / "worker.py"), "--plan", str(shipped / "plan.json"),
+    result = subprocess.run([sys.executable, "-E", "-s", str(shipped / "worker.py"), "--plan", str(shipped / "plan.json"),
                              "--root", str(tmp_path / "data")], env=dict(env, JOB_COMPLETION_INDEX="0"),
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr

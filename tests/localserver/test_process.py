@@ -115,3 +115,37 @@ def test_a_killed_server_is_seen_as_not_healthy(home):
         assert "Serving sentence-transformers/all-MiniLM-L6-v2" in server.logs()
     finally:
         server.stop()
+
+
+def exited(pid: int) -> bool:
+    """True once ``pid`` is gone or a zombie (its new parent may not reap it at once)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_the_server_exits_when_the_process_that_started_it_is_killed(home):
+    """A notebook kernel killed with -9 must not leave a server holding its port."""
+    script = ("import sys; from tke_playbook.localserver import start_server; s = start_server(timeout=240); "
+              "print(s.pid, flush=True); sys.stdin.read()")
+    import subprocess
+    import sys
+
+    parent = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        server_pid = int(parent.stdout.readline())
+        os.kill(server_pid, 0)  # it runs
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not exited(server_pid):
+            time.sleep(0.1)
+        if not exited(server_pid):
+            os.kill(server_pid, signal.SIGKILL)
+            pytest.fail("the server outlived the process that started it")
+    finally:
+        if parent.poll() is None:
+            parent.kill()

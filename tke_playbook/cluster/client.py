@@ -27,7 +27,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "Service": ("services", True), "ConfigMap": ("configmaps", True), "Secret": ("secrets", True),
     "PersistentVolumeClaim": ("persistentvolumeclaims", True), "PersistentVolume": ("persistentvolumes", False),
     "ServiceAccount": ("serviceaccounts", True), "Event": ("events", True), "Deployment": ("deployments", True),
-    "StatefulSet": ("statefulsets", True), "Job": ("jobs", True), "StorageClass": ("storageclasses", False),
+    "StatefulSet": ("statefulsets", True), "ReplicaSet": ("replicasets", True), "Job": ("jobs", True), "StorageClass": ("storageclasses", False),
     "CustomResourceDefinition": ("customresourcedefinitions", False), "LeaderWorkerSet": ("leaderworkersets", True),
     "Role": ("roles", True), "RoleBinding": ("rolebindings", True),
 }

@@ -7,6 +7,7 @@ gathers those inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from collections.abc import Iterable
@@ -93,7 +94,7 @@ _LOG_RULES = (
     ("model-missing", Severity.ERROR,
      r"does not appear to have a file named config\.json|Repo id must be in the form|No such file or directory: "
      r"'/data/model|is not a local folder and is not a valid model identifier|IncompleteModelError|has no "
-     r"completion marker|Model folder .* does not exist",
+     r"completion marker|Model folder .* does not exist|Invalid repository ID or local directory specified",
      "The model files are missing or incomplete",
      "vLLM found no complete model at /data/model: the download has not finished, failed, or the PVC path "
      "(subPath = the model id) points somewhere else.",
@@ -127,6 +128,21 @@ def _ordered(found: Iterable[Diagnosis]) -> list[Diagnosis]:
     return out
 
 
+def _scheduling(message: str, subject: str) -> list[Diagnosis]:
+    """Scheduler findings of one message. "0/4 nodes are available: 1 Insufficient nvidia.com/gpu, 3 node(s) didn't
+    match Pod's node affinity/selector" means the GPU node is full; the CPU nodes that were never candidates are
+    not the cause, so node-filter findings step back when a node was short of resources."""
+    found = _match(_SCHEDULING, message, subject)
+    if not any(d.code in ("no-free-gpu", "not-enough-resources") for d in found):
+        return found
+    kept = []
+    for d in found:
+        if d.code == "no-matching-node":
+            continue
+        kept.append(dataclasses.replace(d, severity=Severity.WARNING) if d.code == "untolerated-taint" else d)
+    return kept
+
+
 def diagnose_log(text: str, subject: str = "") -> list[Diagnosis]:
     """Failures a container log shows (CUDA out of memory, model missing, disk full)."""
     return _ordered(_match(_LOG_RULES, text or "", subject))
@@ -138,7 +154,14 @@ def _probe(event: dict, restarts: int, subject: str) -> Diagnosis | None:
         return None
     kind, detail = hit.group(1), hit.group(2)
     loading = bool(re.search(r"connection refused|context deadline exceeded|Client\.Timeout|EOF", detail))
-    if kind == "Liveness" or (restarts and kind == "Startup"):
+    if kind == "Liveness" and not restarts:  # one failure does not restart it: failureThreshold in a row do
+        return Diagnosis(
+            "liveness-failing", "The liveness probe fails", "Kubernetes restarts the container after "
+            "failureThreshold failures in a row; if vLLM is still loading, that restart starts the load over.",
+            "If it keeps failing, give the startup probe more time and keep the liveness probe off until startup "
+            "succeeded; under heavy load, raise the liveness probe's timeoutSeconds.", event.get("message", ""),
+            Severity.WARNING, subject)
+    if restarts and kind in ("Liveness", "Startup"):
         return Diagnosis(
             "probe-killed", f"The {kind.lower()} probe restarts the container", "Kubernetes kills vLLM because "
             "/health did not answer in time - a large model can take many minutes to load from CFS, and every "
@@ -164,7 +187,7 @@ def diagnose_pod(pod: dict, events: Iterable[dict] = (), log_text: str = "") -> 
     messages += [e.get("message") or "" for e in events if e.get("reason") in ("FailedScheduling", "FailedMount",
                                                                                "FailedAttachVolume")]
     for message in messages:
-        found += _match(_SCHEDULING, message, subject)
+        found += _scheduling(message, subject)
     statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
     restarts = sum(cs.get("restartCount") or 0 for cs in statuses)
     for cs in statuses:
@@ -200,7 +223,8 @@ def diagnose_pod(pod: dict, events: Iterable[dict] = (), log_text: str = "") -> 
     found += diagnose_log(log_text, subject)
     if any(d.code in {"cuda-oom", "kv-cache-too-small", "model-missing", "disk-full", "oom-killed"} for d in found):
         # the specific cause says more than "it keeps crashing", and probes fail anyway while it crashes
-        found = [d for d in found if d.code not in ("crash-loop", "probe-killed", "probe-during-load")]
+        found = [d for d in found if d.code not in ("crash-loop", "probe-killed", "probe-during-load",
+                                                    "liveness-failing")]
     return _ordered(found)
 
 

@@ -14,6 +14,8 @@ GPU_RESOURCE = "nvidia.com/gpu"
 INSTANCE_TYPE = "node.kubernetes.io/instance-type"
 ZONE = "topology.kubernetes.io/zone"
 CFS_PROVISIONER = "com.tencent.cloud.csi.cfs"
+REVISION = "deployment.kubernetes.io/revision"
+TEMPLATE_HASH = "pod-template-hash"
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,28 @@ def list_pods(kube: Kube, namespace: str, label_selector: str | None = None) -> 
     return [kube.to_dict(p) for p in answer.items]
 
 
+def current_pods(kube: Kube, workload: dict, pods: list[dict]) -> list[dict]:
+    """The pods that decide a rollout: terminating pods are left out, and for a Deployment so are the pods of
+    older ReplicaSets (after a fix is applied, the old crashing pod lingers until the new one is ready, and its
+    failure belongs to the previous spec). All remaining pods when the current ReplicaSet cannot be told."""
+    from .apply import list_objects
+
+    pods = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    meta = workload.get("metadata") or {}
+    revision = (meta.get("annotations") or {}).get(REVISION)
+    if workload.get("kind") != "Deployment" or not revision:
+        return pods
+    selector = ",".join(f"{k}={v}" for k, v in sorted((((workload.get("spec") or {}).get("selector") or {})
+                                                        .get("matchLabels") or {}).items()))
+    sets = list_objects(kube, "apps/v1", "ReplicaSet", meta.get("namespace"), selector or None)
+    current = next((rs for rs in sets if ((rs.get("metadata") or {}).get("annotations") or {}).get(REVISION)
+                    == revision), None)
+    template_hash = ((current or {}).get("metadata") or {}).get("labels", {}).get(TEMPLATE_HASH)
+    if not template_hash:
+        return pods
+    return [p for p in pods if ((p.get("metadata") or {}).get("labels") or {}).get(TEMPLATE_HASH) == template_hash]
+
+
 def object_events(kube: Kube, kind: str, name: str, namespace: str) -> list[dict]:
     """Events about one object, oldest first."""
     answer = _call(kube, f"read events of {kind} {name}", kube.core.list_namespaced_event, namespace,
@@ -108,8 +132,14 @@ def object_events(kube: Kube, kind: str, name: str, namespace: str) -> list[dict
 
 
 def pod_events(kube: Kube, pod: dict | str, namespace: str | None = None) -> list[dict]:
+    """Events about one pod, oldest first. Given the pod as a dict, events of an earlier pod with the same name
+    (a LeaderWorkerSet or StatefulSet pod recreated after a teardown) are left out by uid."""
     name, namespace = _name_ns(pod, namespace)
-    return object_events(kube, "Pod", name, namespace)
+    events = object_events(kube, "Pod", name, namespace)
+    uid = ((pod.get("metadata") or {}).get("uid") if isinstance(pod, dict) else None)
+    if not uid:
+        return events
+    return [e for e in events if (e.get("involvedObject") or {}).get("uid") in (None, "", uid)]
 
 
 def pod_logs(kube: Kube, pod: dict | str, tail_lines: int = 50, namespace: str | None = None,

@@ -76,9 +76,9 @@ def _fit_row(nodes: list[NodeInfo], model: Any, max_model_len, gpu_memory_utiliz
     verdicts, seen = [], set()
     for node in nodes:
         gpu = getattr(node.node_type, "gpu", None)
-        if gpu is None or node.gpu_model in seen:
+        if gpu is None or (node.gpu_model, node.gpu_count) in seen:  # 1 x L20 and 4 x L20 differ for TP > 1
             continue
-        seen.add(node.gpu_model)
+        seen.add((node.gpu_model, node.gpu_count))
         kwargs = {"max_model_len": max_model_len, "tensor_parallel": tensor_parallel}
         if gpu_memory_utilization is not None:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
@@ -86,9 +86,10 @@ def _fit_row(nodes: list[NodeInfo], model: Any, max_model_len, gpu_memory_utiliz
     if not verdicts:
         return CheckRow("model fits GPU", False, f"no GPU model could be identified for {info.hf_id}",
                         "Label the GPU nodes with nvidia.com/gpu.product or use a known instance type.")
-    detail = "; ".join(f"{node.gpu_model}: {verdict.summary().rstrip('.')}" for node, verdict in verdicts)
+    detail = "; ".join(f"{node.gpu_count} x {node.gpu_model}: {verdict.summary().rstrip('.')}"
+                       for node, verdict in verdicts)
     if any(verdict.fits for _, verdict in verdicts):
-        misfits = [node.gpu_model for node, verdict in verdicts if not verdict.fits]
+        misfits = [f"{node.gpu_count} x {node.gpu_model}" for node, verdict in verdicts if not verdict.fits]
         fits = sorted({n.instance_type for n, v in verdicts if v.fits and n.instance_type})
         action = (f"Pin serving to the nodes where it fits (instance type {', '.join(fits) or 'with that GPU'}): "
                   f"it does not fit on {', '.join(misfits)}." if misfits else "")

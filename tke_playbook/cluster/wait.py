@@ -19,7 +19,7 @@ from ..errors import ClusterError, DeploymentFailedError, JobFailedError, WaitTi
 from .apply import get
 from .client import Kube, ObjectRef
 from .diagnose import Diagnosis, Severity, diagnose_pod, format_diagnoses
-from .inventory import list_pods, pod_events, pod_logs
+from .inventory import current_pods, list_pods, pod_events, pod_logs
 
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
@@ -211,9 +211,9 @@ def rollout_state(obj: dict) -> RolloutState:
     return RolloutState(obj.get("kind", ""), meta.get("name", ""), replicas, ready, done, message)
 
 
-def _sorted_pods(kube: Kube, ref: ObjectRef, selector: str) -> list[dict]:
-    """The workload's pods, the leader (worker-index 0) or first pod first: its log is the one followed."""
-    return sorted(list_pods(kube, ref.namespace, selector),
+def _sorted_pods(kube: Kube, ref: ObjectRef, obj: dict, selector: str) -> list[dict]:
+    """The workload's current pods, the leader (worker-index 0) or first pod first: its log is the one followed."""
+    return sorted(current_pods(kube, obj, list_pods(kube, ref.namespace, selector)),
                   key=lambda p: ((p["metadata"].get("labels") or {}).get(LWS_WORKER_INDEX, "0") != "0",
                                  p["metadata"]["name"]))
 
@@ -235,7 +235,7 @@ def _wait_rollout(kube: Kube, ref: ObjectRef, selector: Callable[[dict], str], t
             raise ClusterError(f"{ref} does not exist: apply it first (or it was deleted).", obj=ref)
         obj.setdefault("kind", ref.kind)
         state = rollout_state(obj)
-        pods = _sorted_pods(kube, ref, selector(obj))
+        pods = _sorted_pods(kube, ref, obj, selector(obj))
         if state.done:
             if on_log and pods:  # the last lines (e.g. "Application startup complete") before returning
                 follow(pod_logs(kube, pods[0], tail_lines))

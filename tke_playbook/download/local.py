@@ -38,7 +38,7 @@ def _failure(folder: Path, plan: DownloadPlan, codes: dict[int, int], logs: dict
         state = states.get(index, {})
         if code and state.get("error"):
             cls = _KINDS.get(state.get("kind"), DownloadError)
-            return cls(f"Shard {index} failed: {state['error']}", obj=state["error"].split(":", 1)[0])
+            return cls(f"Shard {index} failed: {state['error']}", obj=state.get("file") or index)
     index, code = next((i, c) for i, c in sorted(codes.items()) if c)
     return DownloadError(f"Download worker {index} exited with code {code}:\n{_tail(logs[index])}", obj=index)
 

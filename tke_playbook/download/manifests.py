@@ -20,7 +20,8 @@ PLAN_KEY = "plan.json"
 HTTPX_REQUIREMENT = "httpx>=0.27,<1"
 _PACKAGE = Path(__file__).resolve().parent
 # ConfigMap key -> the library file shipped to the pods (stdlib + httpx only).
-WORKER_FILES = {"worker.py": _PACKAGE / "worker.py", "progress.py": _PACKAGE / "progress.py",
+WORKER_FILES = {"worker.py": _PACKAGE / "worker.py", "transfer.py": _PACKAGE / "transfer.py",
+                "progress.py": _PACKAGE / "progress.py",
                 "modelfolder.py": _PACKAGE.parent / "modelfolder.py"}
 
 

@@ -1,7 +1,8 @@
 """Download one shard of a plan into the final files, resumably, and verify every finished file.
 
 Runs in each Job pod (shard = ``JOB_COMPLETION_INDEX``) and as a local worker process; standard library and
-httpx only, so it ships to pods in a ConfigMap beside ``progress.py`` and ``modelfolder.py``.
+httpx only, so it ships to pods in a ConfigMap beside ``transfer.py``, ``progress.py`` and
+``modelfolder.py``.
 
 * Pieces are fetched with HTTP Range requests and written with ``pwrite`` at their offsets into the final file
   (opened without truncation), so several shards fill one large file at the same time.
@@ -22,73 +23,21 @@ import argparse
 import hashlib
 import json
 import os
-import random
 import socket
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote, quote_plus
 
 import httpx
 
 try:
-    from ..errors import DownloadError, HubError, VerificationError
-    from ..modelfolder import clear_completion, is_complete, read_manifest, write_completion
     from . import progress
+    from .transfer import CHUNK, DownloadError, HubError, VerificationError, fetch, log, safe_path
+    from ..modelfolder import clear_completion, is_complete, read_manifest, write_completion
 except ImportError:  # running from the ConfigMap in a download pod
     import progress
     from modelfolder import clear_completion, is_complete, read_manifest, write_completion
-
-    class DownloadError(Exception):
-        def __init__(self, message, *, obj=None, cause=None):
-            super().__init__(message)
-            self.obj, self.cause = obj, cause
-
-    class HubError(DownloadError):
-        pass
-
-    class VerificationError(DownloadError):
-        pass
-
-DEFAULT_ENDPOINTS = {"huggingface": ("HF_ENDPOINT", "https://huggingface.co"),
-                     "modelscope": ("MODELSCOPE_ENDPOINT", "https://www.modelscope.cn")}
-TOKEN_ENVS = {"huggingface": ("HUB_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"),
-              "modelscope": ("HUB_TOKEN", "MODELSCOPE_API_TOKEN")}
-CHUNK = 1 << 20
-
-
-class _Retry(Exception):
-    pass
-
-
-def log(index, text: str) -> None:
-    print(f"[shard {index}] {text}", flush=True)
-
-
-def file_url(plan: dict, path: str) -> str:
-    env, default = DEFAULT_ENDPOINTS[plan["source"]]
-    endpoint = (plan.get("endpoint") or os.environ.get(env) or default).rstrip("/")
-    if plan["source"] == "huggingface":
-        return f"{endpoint}/{plan['repo_id']}/resolve/{quote(plan['revision'], safe='')}/{quote(path)}"
-    return (f"{endpoint}/api/v1/models/{plan['repo_id']}/repo?Revision={quote_plus(plan['revision'])}"
-            f"&FilePath={quote_plus(path)}")
-
-
-def request_headers(source: str) -> dict:
-    headers = {"Accept-Encoding": "identity", "User-Agent": "tke-playbook-download/1"}
-    token = next((os.environ[n].strip() for n in TOKEN_ENVS[source] if os.environ.get(n, "").strip()), None)
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-        if source == "modelscope":
-            headers["Cookie"] = f"m_session_id={token}"
-    return headers
-
-
-def safe_path(folder: Path, rel: str) -> Path:
-    parts = rel.split("/")
-    if rel.startswith("/") or ".." in parts or "" in parts:
-        raise DownloadError(f"Refusing file path '{rel}' from the hub listing: it leaves the model folder", obj=rel)
-    return folder / rel
+    from transfer import CHUNK, DownloadError, HubError, VerificationError, fetch, log, safe_path
 
 
 class Shard:
@@ -105,78 +54,13 @@ class Shard:
         # bytes of a file that has vanished (deleted after a failed verification) are not on disk any more
         self.done = [known.get(p, 0) if (folder / p[0]).exists() else 0 for p in self.pieces]
 
-    def save(self, status: str, error: str | None = None, kind: str | None = None) -> None:
+    def save(self, status: str, error: str | None = None, kind: str | None = None, file=None) -> None:
         progress.write_json(progress.shard_file(self.folder, self.index), {
             "plan_id": self.plan["plan_id"], "index": self.index, "status": status, "error": error, "kind": kind,
+            "file": file,
             "host": socket.gethostname(), "updated": time.time(),
             "pieces": [[p, s, e, d] for (p, s, e), d in zip(self.pieces, self.done)],
             "bytes_done": sum(self.done), "bytes_total": sum(e - s for _, s, e in self.pieces)})
-
-
-def _open(path: Path, size: int) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # never O_TRUNC: other shards write into this file too
-    if os.fstat(fd).st_size != size:
-        os.ftruncate(fd, size)
-    return fd
-
-
-def fetch(client, plan, path: str, start: int, end: int, opts, on_progress) -> None:
-    """Fetch bytes [start, end) of ``path`` into the final file; ``on_progress(pos, fd)`` after each chunk."""
-    size = next(f["size"] for f in plan["files"] if f["path"] == path)
-    url, headers = file_url(plan, path), request_headers(plan["source"])
-    fd = _open(safe_path(opts.folder, path), size)
-    pos, attempt = start, 0
-    try:
-        while pos < end:
-            before = pos
-            try:
-                with client.stream("GET", url, headers={**headers, "Range": f"bytes={pos}-{end - 1}"}) as resp:
-                    status = resp.status_code
-                    if status in (401, 403):
-                        raise HubError(f"{path}: the hub refused access (HTTP {status}): the model may be private or "
-                                       f"gated - set HF_TOKEN / MODELSCOPE_API_TOKEN (local) or the Secret "
-                                       f"'hub-token' (cluster)", obj=path)
-                    if status == 404:
-                        raise HubError(f"{path}: not found on the hub (HTTP 404) at revision "
-                                       f"'{plan['revision']}': check the model id and revision", obj=path)
-                    if status == 429 or status >= 500:
-                        raise _Retry(f"HTTP {status}")
-                    if status == 206:
-                        first = resp.headers.get("content-range", "").replace("bytes ", "").split("-")[0]
-                        if first.strip() != str(pos):
-                            raise _Retry(f"Content-Range '{resp.headers.get('content-range')}' does not start at "
-                                         f"{pos}")
-                        skip = 0
-                    elif status == 200:
-                        skip = pos  # the server ignored Range: discard the bytes before our offset
-                    else:
-                        raise HubError(f"{path}: unexpected HTTP {status} from the hub", obj=path)
-                    for chunk in resp.iter_raw():
-                        if skip:
-                            cut = min(skip, len(chunk))
-                            chunk, skip = chunk[cut:], skip - cut
-                        chunk = chunk[:end - pos]
-                        if chunk:
-                            os.pwrite(fd, chunk, pos)
-                            pos += len(chunk)
-                            on_progress(pos, fd)
-                        if pos >= end:
-                            break
-                if pos < end:
-                    raise _Retry(f"body ended after {pos - before} of {end - before} bytes (truncated)")
-            except (_Retry, httpx.HTTPError) as exc:
-                attempt = 1 if pos > before else attempt + 1
-                if attempt > opts.retries:
-                    raise DownloadError(f"{path}: giving up on bytes {pos}-{end} after {opts.retries} retries: "
-                                        f"{type(exc).__name__}: {exc}", obj=path, cause=exc) from exc
-                delay = min(opts.max_backoff, opts.backoff * 2 ** (attempt - 1)) * (0.5 + random.random())
-                log(opts.index, f"{path}: {type(exc).__name__}: {exc}; retry {attempt}/{opts.retries} in "
-                                f"{delay:.1f}s")
-                time.sleep(delay)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def hash_file(path: Path, size: int) -> tuple[str, str]:
@@ -304,7 +188,7 @@ def run_shard(plan: dict, root, index: int, *, retries=5, backoff=0.5, max_backo
     except DownloadError as exc:
         kind = "verification" if isinstance(exc, VerificationError) else "hub" if isinstance(exc, HubError) \
             else "download"
-        shard.save(progress.FAILED, str(exc), kind)
+        shard.save(progress.FAILED, str(exc), kind, exc.obj if isinstance(exc.obj, str) else None)
         raise
 
 

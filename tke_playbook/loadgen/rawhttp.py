@@ -204,8 +204,8 @@ class RawEngine:
     async def send(self, request: bytes) -> tuple[int, int | None, str | None]:
         try:
             status, body = await self.exchange(request)
-        except TimeoutError as exc:
-            return 0, None, str(exc)
+        except TimeoutError as exc:  # the sweeper's message, or a connect that took longer than the timeout
+            return 0, None, str(exc) or f"timeout: could not connect within {self.timeout:g} s"
         except Exception as exc:  # noqa: BLE001 - a failed request is a record, never a crash
             return 0, None, f"{type(exc).__name__}: {exc}"
         if status == 200:

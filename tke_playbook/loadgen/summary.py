@@ -54,7 +54,7 @@ def summarize(records: pd.DataFrame) -> pd.DataFrame:
     if records.empty:
         return pd.DataFrame(columns=[key, "input_tokens", *SUMMARY_COLUMNS])
     rows = [{key: level, "input_tokens": tokens, **_summary_row(group)}
-            for (level, tokens), group in records.groupby([key, "input_tokens"], sort=True)]
+            for (level, tokens), group in records.groupby([key, "input_tokens"], sort=True, dropna=False)]
     return pd.DataFrame(rows, columns=[key, "input_tokens", *SUMMARY_COLUMNS])
 
 

@@ -19,9 +19,8 @@ def plot_bytes_per_pod(plan, ax=None, *, title: str | None = None):
     unit, scale = ("GB", 1e9) if max(sizes) >= 1e9 else ("MB", 1e6)
     bars = ax.bar([f"pod {i}" for i in range(len(sizes))], [s / scale for s in sizes], color="#4c72b0")
     ax.bar_label(bars, labels=[f"{s / scale:.2f}" for s in sizes], fontsize=8)
-    ax.axhline(plan.total_bytes / len(sizes) / scale, color="#c44e52", linestyle="--", linewidth=1,
-               label="even share")
+    ax.axhline(plan.total_bytes / len(sizes) / scale, color="#c44e52", linestyle="--", linewidth=1)
     ax.set_ylabel(unit)
-    ax.set_title(title or f"Bytes per download pod ({len(sizes)} shards, {plan.total_bytes / scale:.2f} {unit})")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title or f"Bytes per download pod ({len(sizes)} shards, {plan.total_bytes / scale:.2f} {unit}; "
+                          f"dashed: even share)", fontsize=10)
     return ax.figure if owns else ax

@@ -1,0 +1,56 @@
+"""The local target: worker processes into a folder playing the PVC; offline through the bundled-model mirror."""
+
+from __future__ import annotations
+
+import pytest
+
+from hubfiles import FAST, REPO, sha256
+from tke_playbook.catalog import OFFLINE_MODEL
+from tke_playbook.download import DownloadSpec
+from tke_playbook.download.listing import plan_download
+from tke_playbook.download.local import download_local, hub_reachable, progress_frame, run_local_download
+from tke_playbook.download.mirror import HubMirror
+from tke_playbook.errors import DownloadError, HubError, IncompleteModelError
+from tke_playbook.modelfolder import read_manifest, require_complete
+from tke_playbook.target import offline_model_dir
+
+
+def test_offline_target_downloads_the_bundled_model_through_the_mirror(tmp_path, monkeypatch):
+    monkeypatch.setenv("TKE_PLAYBOOK_OFFLINE", "1")
+    folder = download_local(DownloadSpec(model=OFFLINE_MODEL), pvc_dir=tmp_path)
+    assert folder == tmp_path / OFFLINE_MODEL and require_complete(folder) == folder
+    source = offline_model_dir()
+    manifest = read_manifest(folder)
+    assert manifest["source"] == "modelscope" and manifest["revision"] == "master"
+    for entry in manifest["files"]:
+        assert entry["sha256"] == sha256(source / entry["path"]), entry["path"]
+    assert {e["path"] for e in manifest["files"]} >= {"model.safetensors", "config.json", "1_Pooling/config.json"}
+
+
+def test_offline_without_the_model_says_what_to_do(tmp_path):
+    with pytest.raises(HubError, match="cannot be reached and only .*all-MiniLM-L6-v2 ships"):
+        download_local(DownloadSpec(model="bge-m3"), pvc_dir=tmp_path, offline=True)
+
+
+def test_hub_reachable_is_false_for_a_closed_port():
+    assert not hub_reachable("http://127.0.0.1:9", timeout_s=1)
+
+
+def test_fewer_workers_than_shards_run_in_turn(hub, tmp_path):
+    spec = DownloadSpec(model=REPO, source="huggingface", endpoint=hub.url, completions=4, parallelism=2)
+    plan = plan_download(spec)
+    folder = run_local_download(spec, plan, tmp_path, workers=1, poll_s=0.05, worker_args=FAST)
+    frame = progress_frame(folder)
+    assert list(frame["shard"]) == [0, 1, 2, 3] and set(frame["status"]) == {"done"}
+    assert (frame["percent"] == 100).all()
+
+
+def test_timeout_stops_workers_and_leaves_the_folder_incomplete(repo_dir, tmp_path):
+    with HubMirror({REPO: repo_dir}, rate=100_000) as hub:
+        spec = DownloadSpec(model=REPO, source="huggingface", endpoint=hub.url)
+        plan = plan_download(spec)
+        with pytest.raises(DownloadError, match="did not finish within .* it resumes"):
+            run_local_download(spec, plan, tmp_path, poll_s=0.05, timeout_s=1.0)
+    with pytest.raises(IncompleteModelError, match="download has not finished"):
+        require_complete(tmp_path / REPO)
+    assert set(progress_frame(tmp_path / REPO)["status"]) <= {"running", "pending"}
