@@ -259,3 +259,26 @@ def test_malformed_answer_is_an_api_error():
 def test_unusable_success_answers_are_api_errors(payload):
     with pytest.raises(EmbeddingAPIError, match="not an embeddings response"):
         api.parse_embeddings(payload, 2 if isinstance(payload, dict) and len(payload["data"]) == 2 else 1)
+
+
+def test_async_failure_of_one_batch_cancels_the_others():
+    # one batch is refused (400) while the others hang: the call raises at once and leaves no request running
+    import json
+
+    import httpx
+
+    async def handler(request):
+        if json.loads(request.content)["input"] == ["bad"]:
+            return httpx.Response(400, json={"object": "error", "message": "refused"})
+        await asyncio.Event().wait()  # never answers
+
+    async def go():
+        client = AsyncEmbeddingClient("http://fake", model="m", max_batch_size=1, max_concurrency=4)
+        client._http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        async with client:
+            with pytest.raises(BadRequestError, match="refused"):
+                await client.embed(["a", "bad", "b", "c"])
+            await asyncio.sleep(0)  # let the cancelled batches unwind
+            return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+    assert asyncio.run(go()) == []

@@ -223,7 +223,13 @@ class AsyncEmbeddingClient(_ClientBase):
                                                api.build_embeddings_body(self.model, chunk, encoding_format))
             return api.parse_embeddings(api.decode_body(response.content), len(chunk))
 
-        results = await asyncio.gather(*(one(c) for c in api.batches(items, self.max_batch_size)))
+        tasks = [asyncio.ensure_future(one(c)) for c in api.batches(items, self.max_batch_size)]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:  # one batch failed for good: stop the others instead of leaving them running
+            for task in tasks:
+                task.cancel()
+            raise
         return self._finish(started, [r[0] for r in results], [r[1] for r in results])
 
     async def embed_queries(self, texts: Iterable[str] | str, task: str | None = None) -> np.ndarray:

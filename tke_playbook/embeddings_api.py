@@ -30,13 +30,14 @@ def root_url(base_url: str) -> str:
     return url[:-3] if url.endswith("/v1") else url
 
 
-def check_texts(texts: str | Iterable[str]) -> list[str]:
-    """The inputs as a list of strings (one string is one text); anything else is refused with a hint."""
+def check_texts(texts: str | Iterable[str], what: str = "texts") -> list[str]:
+    """The inputs as a list of strings (one string is one text); anything else is refused with a hint.
+    Shared by every embedder (HTTP client, local, lexical) so they refuse bad input alike."""
     items = [texts] if isinstance(texts, str) else list(texts)
     for i, text in enumerate(items):
         if not isinstance(text, str):
-            raise InvalidSpecError(f"text #{i} is a {type(text).__name__}, not a string: pass a list of strings",
-                                   field="texts", value=text)
+            raise InvalidSpecError(f"{what}[{i}] is {type(text).__name__}, not a string: pass a list of strings",
+                                   field=what, value=i)
     return items
 
 

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from .embeddings_api import check_texts as _texts
 from .errors import InvalidSpecError, PlaybookError
 
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -43,17 +44,6 @@ def tokenize(text: str, *, char_ngrams: int = 3) -> list[str]:
             if char_ngrams and len(padded) > char_ngrams:
                 features.extend(f"c:{padded[i:i + char_ngrams]}" for i in range(len(padded) - char_ngrams + 1))
     return features
-
-
-def _texts(texts: Iterable[str] | str, what: str) -> list[str]:
-    if isinstance(texts, str):
-        texts = [texts]
-    items = list(texts)
-    bad = [i for i, t in enumerate(items) if not isinstance(t, str)]
-    if bad:
-        raise InvalidSpecError(f"{what}[{bad[0]}] is {type(items[bad[0]]).__name__}, not a string: pass a list of "
-                               "strings", field=what, value=bad[0])
-    return items
 
 
 class LexicalEmbedder:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .catalog import OFFLINE_MODEL, ModelInfo, get_model
+from .embeddings_api import check_texts
 from .errors import InvalidSpecError, PlaybookError
 
 
@@ -77,16 +78,8 @@ class LocalEmbedder:
 
     def embed_queries(self, texts: Iterable[str] | str, task: str | None = None) -> np.ndarray:
         """Queries with the catalog's query prompt (``task`` fills instruction-style prompts)."""
-        return self._encode([self.model.format_query(t, task) for t in _as_list(texts)])
+        return self._encode([self.model.format_query(t, task) for t in check_texts(texts)])
 
     def embed_documents(self, texts: Iterable[str] | str) -> np.ndarray:
-        return self._encode([self.model.format_document(t) for t in _as_list(texts)])
+        return self._encode([self.model.format_document(t) for t in check_texts(texts)])
 
-
-def _as_list(texts: Iterable[str] | str) -> list[str]:
-    items = [texts] if isinstance(texts, str) else list(texts)
-    for i, t in enumerate(items):
-        if not isinstance(t, str):
-            raise InvalidSpecError(f"texts[{i}] is {type(t).__name__}, not a string: pass a list of strings",
-                                   field="texts", value=i)
-    return items

@@ -187,7 +187,11 @@ class Store:
             patch = dict(patch)
             patch.pop("status", None) if apply else None
             meta = {k: v for k, v in (patch.pop("metadata", None) or {}).items() if k in ("labels", "annotations")}
-            return 200, self._update(key, current, merge(current, dict(patch, metadata=meta)))
+            new = merge(current, dict(patch, metadata=meta))
+            if plural == "jobs" and lookup(new, "spec.template") != lookup(current, "spec.template"):
+                raise StatusError(422, "Invalid", f'Job.batch "{name}" is invalid: spec.template: Invalid value: '
+                                  f'core.PodTemplateSpec{{...}}: field is immutable', kind="jobs", name=name)
+            return 200, self._update(key, current, new)
 
     def _update(self, key, current, new) -> dict:
         new["metadata"] = merge(current["metadata"], new.get("metadata") or {})

@@ -60,6 +60,15 @@ def test_refused_manifest_says_what_and_what_to_do(kube):
     assert exc.value.cause.status == 422
 
 
+def test_changing_an_immutable_field_says_to_delete_first(kube):
+    apply(kube, _job("download-bge-m3"))
+    changed = _job("download-bge-m3")
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "busybox:1.37"
+    with pytest.raises(ApplyError, match="field is immutable.*delete it first"):
+        apply(kube, changed)
+    assert apply(kube, _job("download-bge-m3"))["spec"]["completions"] == 2  # unchanged: still idempotent
+
+
 def test_apply_all_reports_what_was_applied_before_a_failure(kube):
     with pytest.raises(ApplyError, match=r"Applied before the failure \(1 of 3\): ConfigMap 'good'"):
         apply_all(kube, [_cm("good"), _cm("Bad_Name"), _cm("never")])

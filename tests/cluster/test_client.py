@@ -44,10 +44,18 @@ def test_bad_context_is_a_cluster_error_that_says_what_to_do(tmp_path, server, c
 
 
 def test_no_kubeconfig_and_not_in_a_pod(monkeypatch, tmp_path):
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(ClusterError, match="in-cluster config \\(no kubeconfig found\\)"):
+        connect()
+
+
+def test_kubeconfig_variable_pointing_nowhere_names_the_path(monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(ClusterError, match="KUBECONFIG is set to .*missing, but no such file exists"):
         connect()
 
 

@@ -79,6 +79,14 @@ def test_image_pull_failures(reason, message):
     assert found[0].evidence == message and "imagePullSecrets" in found[0].action
 
 
+def test_missing_api_key_secret_stops_the_container_from_starting():
+    message = 'secret "vllm-e5-mistral-7b-instruct-api-key" not found'
+    found = diagnose_pod(_pod(statuses=[_cs(state={"waiting": {"reason": "CreateContainerConfigError",
+                                                               "message": message}})]))
+    assert _codes(found) == ["config-missing"] and found[0].severity is Severity.ERROR
+    assert found[0].evidence == message and "build_secret" in found[0].action
+
+
 def test_oom_killed_container():
     pod = _pod(phase="Running", statuses=[_cs(state={"waiting": {"reason": "CrashLoopBackOff"}},
                                               last={"terminated": {"reason": "OOMKilled", "exitCode": 137}},
@@ -130,6 +138,12 @@ def test_model_path_missing_or_download_incomplete(line):
     assert "download" in found[0].action and found[0].evidence == line
 
 
+def test_an_optional_file_missing_from_the_model_folder_is_not_a_missing_model():
+    # the model folder exists; an optional file's absence is logged by libraries and means nothing
+    log = "WARNING [Errno 2] No such file or directory: '/data/model/generation_config.json'\nINFO loading"
+    assert diagnose_log(log) == []
+
+
 def test_startup_probe_refused_while_loading_is_only_information():
     message = ('Startup probe failed: Get "http://10.0.3.17:60000/health": dial tcp 10.0.3.17:60000: connect: '
                "connection refused")
@@ -170,6 +184,9 @@ def test_healthy_pod_has_no_findings():
     pytest.param([_event("ProvisioningFailed", 'failed to provision volume with StorageClass "cfs": rpc error: '
                                                "code = Internal desc = CreateCfsFileSystem failed")],
                  "pvc-provisioning-failed", Severity.ERROR, id="provisioning-failed"),
+    pytest.param([_event("ProvisioningFailed", 'failed to provision volume with StorageClass "cfs": rpc error: '
+                                               "code = DeadlineExceeded desc = context deadline exceeded")],
+                 "pvc-provisioning-failed", Severity.WARNING, id="provisioning-timeout-is-retried"),
     pytest.param([_event("WaitForFirstConsumer", "waiting for first consumer to be created before binding",
                          "Normal")], "pvc-wait-for-consumer", Severity.INFO, id="wait-for-first-consumer"),
 ])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fake_cluster import NS, add_node, add_pod, pod_crashed
 from tke_playbook.cluster import (cfs_storage_classes, list_nodes, list_pvcs, list_storage_classes, nodes_frame,
                                   pod_events, pod_logs)
+from tke_playbook.cluster.inventory import current_pods
 
 
 def test_list_nodes_describes_gpu_and_cpu_nodes(kube, server):
@@ -61,3 +62,19 @@ def test_pod_logs_fall_back_to_the_crashed_run(kube, server):
     pod = pod_crashed(server, NS, "p")
     assert pod_logs(kube, pod, 2) == "line 8\nline 9\n"  # current run is empty: the previous one is shown
     assert pod_logs(kube, "missing", 2, NS) == ""
+
+
+def test_current_pods_judges_every_pod_when_replica_sets_cannot_be_listed():
+    from kubernetes.client.exceptions import ApiException
+
+    class Forbidden:  # RBAC lets the user read pods and Deployments, not ReplicaSets
+        host = "https://cls.example:443"
+
+        def request(self, *args, **kwargs):
+            raise ApiException(status=403, reason="Forbidden")
+
+    deployment = {"kind": "Deployment", "metadata": {"name": "d", "namespace": NS, "annotations": {
+        "deployment.kubernetes.io/revision": "2"}}, "spec": {"selector": {"matchLabels": {"app": "d"}}}}
+    pods = [{"metadata": {"name": "d-old", "labels": {"pod-template-hash": "1"}}},
+            {"metadata": {"name": "d-gone", "deletionTimestamp": "2026-01-01T00:00:00Z"}}]
+    assert [p["metadata"]["name"] for p in current_pods(Forbidden(), deployment, pods)] == ["d-old"]

@@ -130,3 +130,14 @@ def test_real_serving_spec_pins_instance_types_and_namespace(kube, server):
     spec = ServingSpec(model=E5, node_instance_types=("PNV5b.8XLARGE96",), namespace="ai", max_model_len=2048)
     report = run_preflight(kube, serving_spec=spec)
     assert report.ok, str(report)
+
+
+def test_fit_checks_each_gpu_count_not_only_each_gpu_model(kube, server):
+    # tensor parallel 4 fits on the 4 x L20 node even though a 1 x L20 node is listed first
+    add_node(server, "a-gpu-1", product="NVIDIA-L20", gpus=1)
+    add_node(server, "b-gpu-4", instance_type="PNV5b.32XLARGE384", product="NVIDIA-L20", gpus=4)
+    _cfs(server)
+    spec = SimpleNamespace(model=E5, max_model_len=2048, gpu_memory_utilization=0.9, tp_size=4, lws_group_size=1)
+    row = _rows(run_preflight(kube, serving_spec=spec))["model fits GPU"]
+    assert row.ok is True, row
+    assert "1 x L20" in row.detail and "4 x L20" in row.detail and "does not fit on 1 x L20" in row.action

@@ -170,9 +170,9 @@ def test_old_replica_sets_crashing_pod_does_not_fail_the_fixed_rollout(kube, ser
     deployment["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "2"}
     apply(kube, deployment)
     for revision, template_hash in (("1", "6d5f"), ("2", "7c8e")):
-        server.put("replicasets", {"metadata": {
-            "name": f"vllm-bge-m3-{template_hash}", "labels": {"app": "vllm-bge-m3", "pod-template-hash": template_hash},
-            "annotations": {"deployment.kubernetes.io/revision": revision}}}, NS)
+        labels = {"app": "vllm-bge-m3", "pod-template-hash": template_hash}
+        server.put("replicasets", {"metadata": {"name": f"vllm-bge-m3-{template_hash}", "labels": labels,
+                                                "annotations": {"deployment.kubernetes.io/revision": revision}}}, NS)
     old, new = "vllm-bge-m3-6d5f-aaaaa", "vllm-bge-m3-7c8e-bbbbb"
     add_pod(server, NS, old, labels={"app": "vllm-bge-m3", "pod-template-hash": "6d5f"}, container="vllm")
     server.append_log(NS, old, "torch.OutOfMemoryError: CUDA out of memory.")

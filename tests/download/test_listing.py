@@ -76,3 +76,13 @@ def test_nested_repo_folders(tmp_path):
         for source in ("huggingface", "modelscope"):
             assert [f.path for f in list_repo_files(source, REPO, endpoint=hub.url)] == ["a/b/c.safetensors",
                                                                                           "a/d.json"]
+
+
+def test_hf_offline_mode_does_not_block_a_mirror_on_this_machine(hub, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert len(list_repo_files("huggingface", REPO, endpoint=hub.url)) == len(SMALL_REPO)
+    assert constants.HF_HUB_OFFLINE is True
+    with pytest.raises(HubError, match="HF_HUB_OFFLINE=1 is set"):
+        list_repo_files("huggingface", REPO, endpoint="https://huggingface.co")

@@ -108,3 +108,13 @@ def test_shipped_worker_files_import_only_stdlib_and_httpx():
                 continue
             for module in modules:
                 assert module in sys.stdlib_module_names or module in shipped or module == "httpx", (name, module)
+
+
+def test_download_objects_in_apply_order(k8s_valid):
+    from tke_playbook.download import build_download_objects
+
+    spec = DownloadSpec(model="bge-m3")
+    kinds = [o["kind"] for o in build_download_objects(spec, _plan(spec), token=HubToken("t0ken"))]
+    assert kinds == ["Secret", "ConfigMap", "Job"]
+    assert [o["kind"] for o in build_download_objects(spec, _plan(spec))] == ["ConfigMap", "Job"]
+    assert spec.pod_model_dir == "/data/BAAI/bge-m3"

@@ -16,8 +16,8 @@ from tke_playbook.download import DownloadSpec, read_progress
 from tke_playbook.download.listing import plan_download
 from tke_playbook.download.local import run_local_download
 from tke_playbook.download.mirror import Fault, HubMirror
-from tke_playbook.errors import DownloadError, VerificationError
-from tke_playbook.modelfolder import is_complete, read_manifest
+from tke_playbook.errors import DownloadError, IncompleteModelError, VerificationError
+from tke_playbook.modelfolder import is_complete, read_manifest, require_complete
 
 
 def _spec(hub, source="huggingface", **kw):
@@ -89,6 +89,8 @@ def test_killed_worker_resumes_and_leaves_no_corrupt_file(repo_dir, tmp_path):
         proc.wait()
         done = read_progress(folder)["bytes_done"]
         assert 0 < done < plan.total_bytes and not is_complete(folder)
+        with pytest.raises(IncompleteModelError, match="has not finished"):  # serving refuses the folder
+            require_complete(folder)
         hub.rate, asked_before = None, len(hub.ranges)
         _run(spec, plan, tmp_path / "pvc")
         again = [r for path, r in hub.ranges[asked_before:] if path == "model.safetensors"]
@@ -163,7 +165,8 @@ def test_worker_runs_as_a_plain_script_like_in_the_pod(hub, repo_dir, tmp_path):
     for key, text in build_worker_configmap(spec, plan)["data"].items():
         (shipped / key).write_text(text)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-E", "-s", str(shipped / "worker.py"), "--plan", str(shipped / "plan.json"),
+    result = subprocess.run([sys.executable, "-E", "-s", str(shipped / "worker.py"), "--plan",
+                             str(shipped / "plan.json"),
                              "--root", str(tmp_path / "data")], env=dict(env, JOB_COMPLETION_INDEX="0"),
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -182,3 +185,13 @@ def test_private_repo_token_reaches_the_worker_but_not_the_logs(repo_dir, tmp_pa
         assert is_complete(folder)
         logs = "".join(p.read_text() for p in (folder / ".tke-playbook" / "logs").iterdir())
         assert "s3cret" not in logs and "s3cret" not in (folder / ".tke-playbook" / "plan.json").read_text()
+
+
+def test_unwritable_volume_is_a_clear_error(hub, tmp_path):
+    spec = _spec(hub, completions=1, parallelism=1)
+    plan = plan_download(spec)
+    blocker = tmp_path / REPO / "model.safetensors"
+    blocker.mkdir(parents=True)  # a folder where the weights file must go
+    with pytest.raises(DownloadError, match="Writing into .* failed.*Check that the PVC"):
+        _run(spec, plan, tmp_path)
+    assert not is_complete(tmp_path / REPO)

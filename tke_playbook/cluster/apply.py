@@ -53,6 +53,10 @@ def apply(kube: Kube, manifest: dict, *, namespace: str | None = None) -> dict:
             raise ApplyError(f"Cannot create {ref}: the cluster has no LeaderWorkerSet CRD. Install LWS "
                              f"(kubectl apply --server-side -f https://github.com/kubernetes-sigs/lws/releases/"
                              f"latest/download/manifests.yaml) or set lwsGroupSize to 1.", obj=ref, cause=exc) from None
+        if code == 422 and "immutable" in message:  # e.g. a Job's template, a Deployment's selector
+            raise ApplyError(f"Kubernetes refused {ref}: {message} (HTTP 422). These fields cannot change on an "
+                             f"existing object: delete it first (delete(kube, ref), or teardown) and apply again.",
+                             obj=ref, cause=exc) from None
         if code in (400, 409, 422):
             raise ApplyError(f"Kubernetes refused {ref}: {message} ({reason}, HTTP {code}). Fix the manifest and "
                              f"apply again - applying is idempotent.", obj=ref, cause=exc) from None

@@ -8,6 +8,7 @@ API's own camelCase shape, so the pure functions (diagnosis, progress) never see
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ KINDS: dict[str, tuple[str, bool]] = {
     "Service": ("services", True), "ConfigMap": ("configmaps", True), "Secret": ("secrets", True),
     "PersistentVolumeClaim": ("persistentvolumeclaims", True), "PersistentVolume": ("persistentvolumes", False),
     "ServiceAccount": ("serviceaccounts", True), "Event": ("events", True), "Deployment": ("deployments", True),
-    "StatefulSet": ("statefulsets", True), "ReplicaSet": ("replicasets", True), "Job": ("jobs", True), "StorageClass": ("storageclasses", False),
+    "StatefulSet": ("statefulsets", True), "ReplicaSet": ("replicasets", True), "Job": ("jobs", True),
+    "StorageClass": ("storageclasses", False),
     "CustomResourceDefinition": ("customresourcedefinitions", False), "LeaderWorkerSet": ("leaderworkersets", True),
     "Role": ("roles", True), "RoleBinding": ("rolebindings", True),
 }
@@ -137,6 +139,11 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
         raise ClusterError(f"Cannot load kubeconfig {kubeconfig}: the file does not exist. Download the cluster's "
                            f"kubeconfig from the TKE console (cluster > Basic information) and pass its path.",
                            obj=kubeconfig)
+    env = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    if not path and env and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        raise ClusterError(f"Cannot load kubeconfig: KUBECONFIG is set to {os.pathsep.join(env)}, but no such file "
+                           f"exists. Fix the path, or download the cluster's kubeconfig from the TKE console "
+                           f"(cluster > Basic information) and point KUBECONFIG at it.", obj=env)
     if path:
         path = Path(path).expanduser()
     try:

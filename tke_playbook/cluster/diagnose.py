@@ -93,8 +93,9 @@ _LOG_RULES = (
      "Lower --max-model-len (e.g. 4096 or 2048), raise --gpu-memory-utilization (e.g. 0.95) or use a larger GPU."),
     ("model-missing", Severity.ERROR,
      r"does not appear to have a file named config\.json|Repo id must be in the form|No such file or directory: "
-     r"'/data/model|is not a local folder and is not a valid model identifier|IncompleteModelError|has no "
-     r"completion marker|Model folder .* does not exist|Invalid repository ID or local directory specified",
+     r"'/data/model(/config\.json)?'|is not a local folder and is not a valid model identifier|"
+     r"IncompleteModelError|has no completion marker|Model folder .* does not exist|"
+     r"Invalid repository ID or local directory specified",
      "The model files are missing or incomplete",
      "vLLM found no complete model at /data/model: the download has not finished, failed, or the PVC path "
      "(subPath = the model id) points somewhere else.",
@@ -202,6 +203,13 @@ def diagnose_pod(pod: dict, events: Iterable[dict] = (), log_text: str = "") -> 
                 "ccr.ccs.tencentyun.com/tke-ai-playbook/vllm-openai:v0.10.1-20250801), that the node can reach the "
                 "registry, and add imagePullSecrets for a private registry.",
                 waiting.get("message") or waiting["reason"], Severity.ERROR, subject))
+        if waiting.get("reason") == "CreateContainerConfigError":  # e.g. secret "vllm-e5-api-key" not found
+            found.append(Diagnosis(
+                "config-missing", f"Container {cs.get('name')} cannot start: its configuration is missing",
+                "It refers to a Secret or ConfigMap (the API-key Secret, the hub token) that does not exist in "
+                "this namespace, or to a key that Secret lacks.", "Apply the missing object first (build_secret "
+                "+ apply; the message names it), in the pod's namespace; the pod starts once it exists.",
+                waiting.get("message") or waiting["reason"], Severity.ERROR, subject))
         if any(t.get("reason") == "OOMKilled" for t in terminated):
             found.append(Diagnosis(
                 "oom-killed", f"Container {cs.get('name')} was killed for using too much memory (OOMKilled)",
@@ -249,11 +257,15 @@ def diagnose_pvc(pvc: dict, events: Iterable[dict] = ()) -> list[Diagnosis]:
                                    "the volume only when a pod uses it (WaitForFirstConsumer).", "Nothing: start "
                                    "the download Job and the PVC binds.", message, Severity.INFO, subject))
         elif re.search(r"ProvisioningFailed|failed to provision|provision.*(error|fail)", message, re.I):
-            found.append(Diagnosis("pvc-provisioning-failed", "The volume could not be created", "The CFS "
-                                   "provisioner reported an error (often: CFS add-on not installed, no CFS quota, "
-                                   "or the zone/subnet in the StorageClass is wrong).", "Install the CFS add-on in "
-                                   "the TKE console and check the StorageClass's zone matches the GPU node's.",
-                                   message, Severity.ERROR, subject))
+            # a timed-out call is retried by the provisioner and often succeeds: not a reason to stop waiting
+            transient = re.search(r"DeadlineExceeded|deadline exceeded|timed out|timeout", message, re.I)
+            found.append(Diagnosis("pvc-provisioning-failed", "The volume could not be created" + (
+                                   " yet" if transient else ""), "The CFS provisioner reported an error (often: CFS "
+                                   "add-on not installed, no CFS quota, or the zone/subnet in the StorageClass is "
+                                   "wrong)." + (" This one was a timeout; the provisioner retries it." if transient
+                                                else ""), "Install the CFS add-on in the TKE console and check the "
+                                   "StorageClass's zone matches the GPU node's.", message,
+                                   Severity.WARNING if transient else Severity.ERROR, subject))
     if not found:
         found.append(Diagnosis("pvc-unbound", f"PVC {name} is {phase}, not Bound", f"No volume is bound to it yet "
                                f"(StorageClass {sc}).", "Wait a minute for CFS to provision; if it stays Pending, "

@@ -8,6 +8,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from ..errors import ClusterError
 from .client import Kube, cluster_error
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -114,7 +115,10 @@ def current_pods(kube: Kube, workload: dict, pods: list[dict]) -> list[dict]:
         return pods
     selector = ",".join(f"{k}={v}" for k, v in sorted((((workload.get("spec") or {}).get("selector") or {})
                                                         .get("matchLabels") or {}).items()))
-    sets = list_objects(kube, "apps/v1", "ReplicaSet", meta.get("namespace"), selector or None)
+    try:
+        sets = list_objects(kube, "apps/v1", "ReplicaSet", meta.get("namespace"), selector or None)
+    except ClusterError:  # e.g. RBAC allows pods but not ReplicaSets: judge every pod, as before this filter
+        return pods
     current = next((rs for rs in sets if ((rs.get("metadata") or {}).get("annotations") or {}).get(REVISION)
                     == revision), None)
     template_hash = ((current or {}).get("metadata") or {}).get("labels", {}).get(TEMPLATE_HASH)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ClusterError, PlaybookError
+from ..errors import ClusterError, InvalidSpecError, PlaybookError
 from .client import Kube, cluster_error, connect
 from .inventory import CFS_PROVISIONER, NodeInfo, cfs_storage_classes, list_nodes, list_storage_classes
 
@@ -68,6 +68,21 @@ def _gpu_label(node: NodeInfo) -> str:
     return f"{node.gpu_count} x {node.gpu_model or 'unknown GPU'}{memory}"
 
 
+@dataclass(frozen=True)
+class _Refused:
+    """Stands in for a FitVerdict on a node that check_fit refused outright (e.g. too few GPUs for TP)."""
+
+    reason: str
+    fits: bool = False
+
+    @property
+    def recommendation(self) -> str:
+        return self.reason
+
+    def summary(self) -> str:
+        return self.reason
+
+
 def _fit_row(nodes: list[NodeInfo], model: Any, max_model_len, gpu_memory_utilization, tensor_parallel) -> CheckRow:
     from ..catalog import get_model
     from ..hardware import check_fit
@@ -82,7 +97,10 @@ def _fit_row(nodes: list[NodeInfo], model: Any, max_model_len, gpu_memory_utiliz
         kwargs = {"max_model_len": max_model_len, "tensor_parallel": tensor_parallel}
         if gpu_memory_utilization is not None:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
-        verdicts.append((node, check_fit(info, node.node_type, **kwargs)))  # NodeType: checks TP vs GPU count
+        try:  # a NodeType makes check_fit refuse a tensor-parallel size above the node's GPU count
+            verdicts.append((node, check_fit(info, node.node_type, **kwargs)))
+        except InvalidSpecError as exc:  # that node is no candidate; another one may be
+            verdicts.append((node, _Refused(exc.message)))
     if not verdicts:
         return CheckRow("model fits GPU", False, f"no GPU model could be identified for {info.hf_id}",
                         "Label the GPU nodes with nvidia.com/gpu.product or use a known instance type.")

@@ -6,12 +6,18 @@ runs them as local processes; ``read_progress`` shows how far they got. ``HubMir
 127.0.0.1 (tests, the benchmark and the offline local target).
 """
 
-from .manifests import build_download_job, build_token_secret, build_worker_configmap
+from .charts import plot_bytes_per_shard
+from .listing import list_repo_files, plan_download
+from .local import download_local, progress_frame, run_local_download
+from .manifests import build_download_job, build_download_objects, build_token_secret, build_worker_configmap
+from .mirror import Fault, HubMirror, offline_mirror
 from .planner import DownloadPlan, Piece, RepoFile, make_plan, select_files, split_bytes, tutorial_plan
 from .progress import read_progress
 from .spec import DownloadSpec, Source
 from .tokens import HubToken, token_from_env
 
-__all__ = ["DownloadPlan", "DownloadSpec", "HubToken", "Piece", "RepoFile", "Source", "build_download_job",
-           "build_token_secret", "build_worker_configmap", "make_plan", "read_progress", "select_files",
-           "split_bytes", "token_from_env", "tutorial_plan"]
+__all__ = ["DownloadPlan", "DownloadSpec", "Fault", "HubMirror", "HubToken", "Piece", "RepoFile", "Source",
+           "build_download_job", "build_download_objects", "build_token_secret", "build_worker_configmap",
+           "download_local", "list_repo_files", "make_plan", "offline_mirror", "plan_download", "plot_bytes_per_shard",
+           "progress_frame", "read_progress", "run_local_download", "select_files", "split_bytes",
+           "token_from_env", "tutorial_plan"]

@@ -1,5 +1,8 @@
 """The local target: run the same worker as N OS processes writing into a local folder that plays the PVC.
 
+The worker's files are laid out exactly as the Job's ConfigMap ships them (``.tke-playbook/worker/``), so the
+local processes run what the pods run.
+
 :func:`run_local_download` runs a plan (at most ``workers`` processes at a time, like the Job's parallelism) and
 returns the verified model folder, or raises the worker's error (a ``VerificationError`` or ``HubError`` naming the
 file). :func:`download_local` lists and plans first; offline it serves the bundled all-MiniLM-L6-v2 through a local
@@ -18,6 +21,7 @@ from urllib.parse import urlsplit
 from ..errors import DownloadError, HubError, VerificationError
 from ..modelfolder import is_complete, read_manifest
 from . import progress
+from .manifests import PLAN_KEY, build_worker_configmap
 from .planner import DownloadPlan
 from .spec import DownloadSpec
 from .tokens import TOKEN_ENV_IN_POD, reveal
@@ -30,6 +34,14 @@ def _tail(path: Path, lines: int = 5) -> str:
         return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def _ship_worker(spec: DownloadSpec, plan: DownloadPlan, where: Path) -> Path:
+    """Lay out the worker ConfigMap's files, so local processes run exactly what the Job's pods run."""
+    where.mkdir(parents=True, exist_ok=True)
+    for key, text in build_worker_configmap(spec, plan)["data"].items():
+        (where / key).write_text(text, encoding="utf-8")
+    return where
 
 
 def _failure(folder: Path, plan: DownloadPlan, codes: dict[int, int], logs: dict[int, Path]) -> DownloadError:
@@ -52,9 +64,7 @@ def run_local_download(spec: DownloadSpec, plan: DownloadPlan, pvc_dir=None, wor
     root = Path(pvc_dir) if pvc_dir is not None else local_pvc_dir(spec.pvc)
     folder = root / plan.model_path
     workers = workers or spec.parallelism
-    plan_path = progress.state_dir(folder) / f"plan-{plan.plan_id}.json"
-    plan_path.parent.mkdir(parents=True, exist_ok=True)
-    plan_path.write_text(plan.to_json(), encoding="utf-8")
+    shipped = _ship_worker(spec, plan, progress.state_dir(folder) / "worker")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if reveal(token):
         env[TOKEN_ENV_IN_POD] = reveal(token)
@@ -68,7 +78,7 @@ def run_local_download(spec: DownloadSpec, plan: DownloadPlan, pvc_dir=None, wor
                 logs[index].parent.mkdir(parents=True, exist_ok=True)
                 with open(logs[index], "ab") as log:
                     running[index] = subprocess.Popen(
-                        [sys.executable, "-m", "tke_playbook.download.worker", "--plan", str(plan_path),
+                        [sys.executable, str(shipped / "worker.py"), "--plan", str(shipped / PLAN_KEY),
                          "--root", str(root), "--index", str(index), *worker_args],
                         stdout=log, stderr=subprocess.STDOUT, env=env)
             time.sleep(poll_s)

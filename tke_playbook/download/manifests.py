@@ -92,6 +92,8 @@ def build_download_job(spec: DownloadSpec, plan=None) -> dict:
         "spec": {
             "completionMode": "Indexed", "completions": spec.completions, "parallelism": spec.parallelism,
             "backoffLimitPerIndex": spec.backoff_limit_per_index,
+            # what Kubernetes 1.28 (per-index limit behind a feature gate there) applies to the whole Job instead
+            "backoffLimit": spec.backoff_limit_per_index * spec.completions,
             "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
             "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
         },
@@ -114,3 +116,10 @@ def build_token_secret(token, *, name: str = TOKEN_SECRET, namespace: str = "def
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "stringData": {TOKEN_SECRET_KEY: value}}
+
+
+def build_download_objects(spec: DownloadSpec, plan, token=None) -> list[dict]:
+    """Everything a cluster download applies, in order: the token Secret (when a token is given), the worker
+    ConfigMap, the Job."""
+    objects = [build_token_secret(token, spec=spec)] if reveal(token) and spec.token_secret else []
+    return objects + [build_worker_configmap(spec, plan), build_download_job(spec, plan)]

@@ -91,7 +91,8 @@ class HubMirror:
 
     def start(self) -> HubMirror:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="hub-mirror", daemon=True)
+            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="hub-mirror",
+                                            daemon=True)
             self._thread.start()
         return self
 

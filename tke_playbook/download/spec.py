@@ -184,6 +184,11 @@ class DownloadSpec:
         return self.model
 
     @property
+    def pod_model_dir(self) -> str:
+        """Where the model lands inside a download pod (the PVC is mounted at /data)."""
+        return f"/data/{self.model}"
+
+    @property
     def node_selector_dict(self) -> dict[str, str]:
         return dict(self.node_selector)
 

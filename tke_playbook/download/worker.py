@@ -139,6 +139,9 @@ def finish(client, plan: dict, opts) -> bool:
         if not _verified(folder, f, plan_id):
             verify(client, plan, f, opts)
     records = {f["path"]: progress.verification(folder, f["path"], plan_id) for f in plan["files"]}
+    for path, record in records.items():  # another worker may have failed a file meanwhile
+        if not (record and record.get("ok")):
+            raise VerificationError((record or {}).get("error") or f"{path} is not verified", obj=path)
     manifest = {"model": plan["model_path"], "source": plan["source"], "repo_id": plan["repo_id"],
                 "revision": plan["revision"], "plan_id": plan_id, "completed_at": time.time(),
                 "total_bytes": sum(f["size"] for f in plan["files"]),
@@ -168,13 +171,18 @@ def run_shard(plan: dict, root, index: int, *, retries=5, backoff=0.5, max_backo
         with httpx.Client(timeout=limits, follow_redirects=True) as client:
             for i, (path, start, end) in enumerate(shard.pieces):
                 if shard.done[i] < end - start or not (folder / path).exists():
-                    state = {"synced": start + shard.done[i], "at": time.monotonic()}
+                    state = {"synced": start + shard.done[i], "at": time.monotonic(), "said": time.monotonic()}
 
                     def on_progress(pos, fd, i=i, start=start, state=state):
-                        if pos - state["synced"] >= sync_bytes or time.monotonic() - state["at"] > 1.0:
+                        now = time.monotonic()
+                        if pos - state["synced"] >= sync_bytes or now - state["at"] > 1.0:
                             os.fsync(fd)
-                            shard.done[i], state["synced"], state["at"] = pos - start, pos, time.monotonic()
+                            shard.done[i], state["synced"], state["at"] = pos - start, pos, now
                             shard.save(progress.RUNNING)
+                        if now - state["said"] > 15:  # a line for kubectl logs now and then
+                            state["said"] = now
+                            total = sum(e - s for _, s, e in shard.pieces)
+                            log(index, f"{sum(shard.done) / max(total, 1):.0%} of {total / 1e9:.2f} GB")
 
                     fetch(client, plan, path, start + shard.done[i], end, opts, on_progress)
                     shard.done[i] = end - start
@@ -185,6 +193,11 @@ def run_shard(plan: dict, root, index: int, *, retries=5, backoff=0.5, max_backo
                     verify(client, plan, f, opts)
             shard.save(progress.DONE)
             return finish(client, plan, opts)
+    except OSError as exc:  # the volume, not the hub: full, read-only, gone
+        error = DownloadError(f"Writing into {folder} failed: {exc}. Check that the PVC is mounted, writable and "
+                              f"has room for {sum(f['size'] for f in plan['files']) / 1e9:.2f} GB", obj=str(folder))
+        shard.save(progress.FAILED, str(error), "download")
+        raise error from exc
     except DownloadError as exc:
         kind = "verification" if isinstance(exc, VerificationError) else "hub" if isinstance(exc, HubError) \
             else "download"

@@ -36,6 +36,13 @@ def describe_error(status: int, raw: bytes) -> str:
     return f"HTTP {status}: {str(message)[:200]}"
 
 
+def outcome(status: int, raw: bytes) -> tuple[int, int | None, str | None]:
+    """The ``(status, prompt_tokens, error)`` record of an answered request (both engines)."""
+    if status == 200:
+        return 200, prompt_tokens(raw), None
+    return status, None, describe_error(status, raw)
+
+
 class Engine:
     """``async with Engine(url, concurrency, ...) as engine: await engine.send(body)``."""
 
@@ -71,13 +78,9 @@ class Engine:
                 status = response.status
         except asyncio.TimeoutError:
             return 0, None, f"timeout: no answer within {self.timeout:g} s"
-        except aiohttp.ClientError as exc:
+        except Exception as exc:  # noqa: BLE001 - aiohttp.ClientError or worse: a record, never a crash
             return 0, None, f"{type(exc).__name__}: {exc}"
-        except Exception as exc:  # noqa: BLE001 - a failed request is a record, never a crash
-            return 0, None, f"{type(exc).__name__}: {exc}"
-        if status == 200:
-            return 200, prompt_tokens(raw), None
-        return status, None, describe_error(status, raw)
+        return outcome(status, raw)
 
     async def get_text(self, path: str) -> str | None:
         """A GET (``/metrics``) as text, or None when it fails: scraping must never break a run."""

@@ -14,7 +14,7 @@ import asyncio
 import ssl
 from urllib.parse import urlsplit
 
-from .engine import describe_error, prompt_tokens
+from .engine import outcome
 
 
 class _Connection(asyncio.Protocol):
@@ -190,8 +190,8 @@ class RawEngine:
             waiter = self._loop.create_future()
             conn.expect(waiter)
             self._busy[conn] = self._loop.time() + self.timeout
-            conn.transport.write(request)
             try:
+                conn.transport.write(request)
                 return await waiter
             finally:
                 del self._busy[conn]
@@ -208,9 +208,7 @@ class RawEngine:
             return 0, None, str(exc) or f"timeout: could not connect within {self.timeout:g} s"
         except Exception as exc:  # noqa: BLE001 - a failed request is a record, never a crash
             return 0, None, f"{type(exc).__name__}: {exc}"
-        if status == 200:
-            return 200, prompt_tokens(body), None
-        return status, None, describe_error(status, body)
+        return outcome(status, body)
 
     async def get_text(self, path: str) -> str | None:
         """A GET (``/metrics``) as text, or None when it fails: scraping must never break a run."""

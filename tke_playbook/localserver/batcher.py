@@ -1,10 +1,12 @@
-"""Dynamic batching across concurrent requests: a bounded queue of sentences and one encoding thread.
+"""Dynamic batching across concurrent requests: a bounded queue of sentences and a few encoding threads.
 
 Requests put their token-id lists on the queue and await a future. Whenever one of ``workers`` encoding
 threads is free, a collector takes up to ``max_batch`` sentences - waiting at most ``max_wait_s`` for more while
 they keep arriving - and encodes them in that thread (torch releases the GIL, so the event loop keeps parsing
-requests meanwhile). While batches run the next ones fill up, so under load batches grow by themselves. When more than ``max_queue`` sentences wait, new
-requests are refused with :class:`QueueFull` (the server answers 503) instead of the queue growing without bound.
+requests meanwhile). While batches run the next ones fill up, so under load batches grow by themselves. When
+more than ``max_queue`` sentences wait, new requests are refused with :class:`QueueFull` (the server answers
+503) instead of the queue growing without bound; a request larger than ``max_queue`` is taken only when the
+queue is empty.
 """
 
 from __future__ import annotations

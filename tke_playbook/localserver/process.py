@@ -106,7 +106,8 @@ def _log_path() -> Path:
 def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_key: str | None = None,
                  served_model_name: str | None = None, require_marker: bool = True, host: str = "127.0.0.1", *,
                  timeout: float = 180.0, max_batch: int = 64, max_wait_ms: float = 2.0, max_queue: int = 4096,
-                 workers: int | None = None, threads: int | None = None, log_path: str | os.PathLike | None = None) -> LocalServer:
+                 workers: int | None = None, threads: int | None = None,
+                 log_path: str | os.PathLike | None = None) -> LocalServer:
     """Serve ``model_dir`` (default: the offline all-MiniLM-L6-v2) in a subprocess; return once it is healthy.
 
     ``port=0`` picks a free port. A folder other than the packaged offline model must carry the download's

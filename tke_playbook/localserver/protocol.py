@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from http import HTTPStatus
 
 import numpy as np
 
@@ -168,7 +167,3 @@ def build_models_response(model: str, *, root: str, max_model_len: int, created:
                         "allow_create_engine": False, "allow_sampling": True, "allow_logprobs": True,
                         "allow_search_indices": False, "allow_view": True, "allow_fine_tuning": False,
                         "organization": "*", "group": None, "is_blocking": False}]}]}
-
-
-def status_phrase(status: int) -> str:
-    return HTTPStatus(status).phrase
