@@ -1,8 +1,57 @@
-"""tke-playbook: from an empty TKE cluster to a running vLLM embedding service - and the same steps on this machine."""
+"""tke-playbook: from an empty TKE cluster to a running vLLM embedding service - and the same steps on this machine.
 
-from .catalog import Architecture, ModelInfo, Pooling, get_model, list_models
+Public names are re-exported here and imported on first use, so ``import tke_playbook`` stays fast and does
+not load torch, matplotlib or the Kubernetes client until a notebook needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
 from .errors import *  # noqa: F401,F403 - the exception hierarchy is public
-from .modelfolder import is_complete, require_complete
-from .target import Target, resolve_target
+from .errors import PlaybookError
 
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "catalog": "Architecture ModelInfo Pooling get_model list_models catalog_rows OFFLINE_MODEL TUTORIAL_MODEL",
+    "modelfolder": "is_complete require_complete read_manifest",
+    "target": "Target resolve_target state_dir local_pvc_dir offline_model_dir",
+    "hardware": "GpuType NodeType NodeRole GPUS NODE_TYPES get_gpu get_node_type node_type_from_labels",
+    "fit": "check_fit FitVerdict",
+    "storage": "StorageSpec CfsStorageType ReclaimPolicy build_storage_class build_pvc",
+    "serving": "ServingSpec ServiceType PullPolicy seed_profile",
+    "vllm_args": "build_vllm_args build_command",
+    "serving_manifests": "build_secret build_deployment build_service build_leader_worker_set build_workload",
+    "plan": "build_plan plan_to_yaml plan_notes build_helm_values",
+    "profiles": "get_profile with_overrides render_profile",
+    "download": "DownloadSpec Source DownloadPlan RepoFile Piece HubToken make_plan tutorial_plan plan_download "
+                "list_repo_files run_local_download download_local read_progress progress_frame "
+                "build_download_job build_worker_configmap build_token_secret build_download_objects HubMirror "
+                "Fault offline_mirror plot_bytes_per_shard",
+    "client": "EmbeddingClient AsyncEmbeddingClient",
+    "loadgen": "run_closed_loop run_open_loop summarize headroom_warning measure_ceiling LoadResult HttpEngine",
+    "evaluation": "ndcg_at_k recall_at_k mrr evaluate per_query_table",
+    "similarity": "cosine_matrix retrieve score_distributions pca_2d",
+    "datasets": "load_bilingual sentence_set RetrievalDataset SentenceSet",
+    "lexical": "LexicalEmbedder",
+    "local_embedder": "LocalEmbedder",
+    "compare": "evaluate_embedder compare_embedders EvaluationResult Comparison",
+    "localserver": "start_server LocalServer",
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names.split()}
+
+__all__ = sorted(_WHERE) + sorted(n for n in dir() if n.endswith("Error") and not n.startswith("_"))
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tke_playbook' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # cache: the next lookup skips this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

@@ -17,7 +17,7 @@ import sys
 
 from .errors import PlaybookError
 
-PLUGINS = ("tke_playbook.localserver.cli", "tke_playbook.cluster.cli")
+PLUGINS = ("tke_playbook.localserver.cli", "tke_playbook.cluster.cli", "tke_playbook.download.cli")
 
 
 class _Parser(argparse.ArgumentParser):
