@@ -231,3 +231,10 @@ def test_summary_keeps_records_without_a_level():
     frame["concurrency"] = math.nan
     summary = loadgen.summarize(frame)
     assert len(summary) == 1 and summary.iloc[0]["requests"] == 6 and summary.iloc[0]["errors"] == 1
+
+
+def test_null_server_that_cannot_start_says_why():
+    from tke_playbook.errors import ServerError
+
+    with pytest.raises(ServerError, match="(?s)did not start: .*Invalid argument"):
+        loadgen.start_null_server(cpu=100_000)  # no such CPU: the child fails before listening

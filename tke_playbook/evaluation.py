@@ -6,7 +6,8 @@
 Definitions (the same as trec_eval's ``ndcg_cut``, ``recall`` and ``recip_rank``):
 
 - **Ranking.** A query's documents are sorted by score, highest first; equal scores are broken by document id
-  (ascending string order), so results never depend on dictionary order.
+  (ascending string order), so results never depend on dictionary order. (trec_eval breaks ties by descending
+  document id, so on tied scores the two can differ.)
 - **nDCG@k** uses *linear* gain: a document of grade ``g`` at rank ``r`` (1-based) contributes
   ``g / log2(r + 1)``. The ideal DCG ranks the query's judged documents by grade, best first. Documents the
   run retrieved but the qrels do not mention count as grade 0.

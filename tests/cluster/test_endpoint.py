@@ -153,11 +153,20 @@ def test_get_endpoint_for_a_missing_service(kube):
 
 def test_port_forward_reaches_the_pods_portforward_api(kube, server):
     add_pod(server, NS, "p")
-    with port_forward(kube, "p", NS, 60000) as forward:
+    with port_forward(kube, "p", NS, 60000, check=False) as forward:
         with socket.create_connection(("127.0.0.1", forward.local_port), timeout=5) as conn:
             assert conn.recv(10) == b""  # the fake refuses the websocket upgrade, so the stream closes
     assert forward.errors
     assert any(path == f"/api/v1/namespaces/{NS}/pods/p/portforward" for _, path, _ in server.requests)
+
+
+def test_a_refused_port_forward_fails_when_opened_with_what_to_do(kube, server):
+    # the fake refuses the websocket upgrade as an API server refuses a user without pods/portforward rights
+    add_pod(server, NS, "p")
+    with pytest.raises(ClusterError, match="Cannot open a port-forward to pod .*/p:60000.*pods/portforward") as exc:
+        port_forward(kube, "p", NS, 60000)
+    assert "answered 404 Not Found (subresource portforward is not served" in str(exc.value)
+    assert "content-length" not in str(exc.value)  # no raw response headers
 
 
 def test_get_endpoint_waits_for_the_load_balancer_address(kube, server, script):

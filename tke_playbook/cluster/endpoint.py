@@ -8,6 +8,7 @@ server on 127.0.0.1 whose connections each open a Kubernetes port-forward stream
 from __future__ import annotations
 
 import base64
+import re
 import select
 import socket
 import threading
@@ -18,7 +19,7 @@ from typing import Any
 
 from ..errors import ClusterError
 from ..serving import INTERNAL_LB_SUBNET_ANNOTATION as INTERNAL_LB
-from .client import Kube, cluster_error
+from .client import Kube, api_status, cluster_error
 
 _CHUNK = 65536
 
@@ -143,8 +144,22 @@ class PortForward:
         return f"PortForward({self.url} -> {self.description})"
 
 
-def port_forward(kube: Kube, pod: str, namespace: str, remote_port: int, *, local_port: int = 0) -> PortForward:
-    """Forward a local port to ``pod``:``remote_port`` through the API server (like ``kubectl port-forward``)."""
+def _refusal(exc: BaseException) -> str:
+    """The gist of a refused websocket handshake ("answered 403 Forbidden (pods "p" is forbidden: ...)")."""
+    text = api_status(exc)[2]
+    status = re.search(r"Handshake status (\d+[^-{]*)", text)
+    message = re.search(r'"message":\s*"((?:[^"\\]|\\.)*)"', text)
+    if not status:
+        return text
+    return f"the API server answered {status.group(1).strip()}" + (f" ({message.group(1)})" if message else "")
+
+
+def port_forward(kube: Kube, pod: str, namespace: str, remote_port: int, *, local_port: int = 0,
+                 check: bool = True) -> PortForward:
+    """Forward a local port to ``pod``:``remote_port`` through the API server (like ``kubectl port-forward``).
+
+    With ``check``, one stream is opened first, so a forward the API server refuses (RBAC, pod gone) fails here
+    with a ClusterError instead of as dropped connections in the HTTP client later."""
     from kubernetes.stream import portforward
 
     def connect():
@@ -154,6 +169,14 @@ def port_forward(kube: Kube, pod: str, namespace: str, remote_port: int, *, loca
         sock.setblocking(True)
         return sock
 
+    if check:
+        try:
+            connect().close()
+        except Exception as exc:  # ApiException (status 0 from the websocket leg), socket errors
+            raise ClusterError(f"Cannot open a port-forward to pod {namespace}/{pod}:{remote_port}: "
+                               f"{_refusal(exc)}. Check that the pod is Running and that your kubeconfig may "
+                               f"create pods/portforward (RBAC); or expose the Service as an internal "
+                               f"LoadBalancer instead.", obj=pod, cause=exc) from None
     return PortForward(connect, local_port=local_port, description=f"pod {namespace}/{pod}:{remote_port}")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import select
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -130,11 +131,14 @@ def start_null_server(delay_ms: float = 0.0, *, cpu: int | None = None, timeout_
     if cpu is not None:
         command += ["--cpu", str(cpu)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = process.stdout.readline()  # the child prints its port first, then nothing else
+    ready, _, _ = select.select([process.stdout], [], [], timeout_s)  # the child prints its port first
+    line = process.stdout.readline() if ready else ""
     if not line.strip().isdigit():
         process.kill()
         _, err = process.communicate(timeout=timeout_s)
-        raise ServerError(f"the null server did not start: {err.strip()[-500:] or 'no output'}", obj=command)
+        when = "" if ready else f" within {timeout_s:g} s"
+        raise ServerError(f"the null server did not start{when}: {err.strip()[-500:] or 'no output'} - run "
+                          f"`python -m tke_playbook.loadgen.nullserver` to see why", obj=command)
     return NullServer(process, int(line))
 
 

@@ -93,6 +93,9 @@ async def _main(args: argparse.Namespace) -> None:
     print(f"Loading {model_dir} ...", flush=True)
     encoder = Encoder(model_dir, threads=threads)
     encoder.encode_ids([[0, 0]])  # warm up before accepting requests
+    # Encoding threads hand the GIL back and forth with the event loop many times per batch; the default 5 ms
+    # switch interval would leave cores idle while a thread waits for it.
+    sys.setswitchinterval(float(os.environ.get("TKE_PLAYBOOK_SWITCH_INTERVAL", "0.0005")))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -71,6 +71,28 @@ def resolve_model_dir(model_dir: str | os.PathLike | None = None, *, require_mar
     return path
 
 
+def length_chunks(sorted_lengths: list[int], limit: int, *, waste: float = 0.15,
+                  min_rows: int = 4) -> list[range]:
+    """Cut length-sorted rows into chunks of at most ``limit`` rows whose padding stays under ``waste``.
+
+    A chunk grows while padding every row to its longest would cost at most ``waste`` more tokens than the rows
+    hold (a chunk of fewer than ``min_rows`` rows always grows, as tiny forward passes cost more than padding).
+    """
+    chunks, start, total = [], 0, 0
+    for i, length in enumerate(sorted_lengths):
+        rows = i - start
+        if rows and (rows >= limit or (rows >= min_rows and length * (rows + 1) > (1 + waste) * (total + length))):
+            chunks.append(range(start, i))
+            start, total = i, 0
+        total += length
+    if start < len(sorted_lengths):
+        end = len(sorted_lengths)
+        if chunks and end - start < min_rows and end - chunks[-1].start <= limit:
+            start = chunks.pop().start  # a short tail joins the chunk before it
+        chunks.append(range(start, end))
+    return chunks
+
+
 @dataclass(frozen=True)
 class ModelFacts:
     """What the API needs to know about the loaded model."""
@@ -153,9 +175,9 @@ class Encoder:
             return np.zeros((0, self.facts.dim), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.empty((len(ids), self.facts.dim), dtype=np.float32)
-        for start in range(0, len(order), self.chunk):
-            part = order[start:start + self.chunk]
-            out[part] = self._forward([ids[i] for i in part])
+        for part in length_chunks([len(ids[i]) for i in order], self.chunk):
+            rows = [order[i] for i in part]
+            out[rows] = self._forward([ids[i] for i in rows])
         return out
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
