@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lab render clean
+.PHONY: setup demo test lab render clean browser-deps
 
 setup: $(STAMP)
 
@@ -18,14 +18,23 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet -e '.[test]'
 	touch $@
 
+# Runs every notebook on the local target; executed notebooks and HTML land in build/notebooks, build/html.
 demo: setup
-	$(PY) -m tke_playbook.demo
+	$(PY) -m tke_playbook.demo --out build
 
-test: setup
+test: setup browser-deps
 	$(PY) -m pytest
 
+# The browser test drives Debian's chromium; install it when missing and we may (root with apt-get),
+# otherwise say how - the test skips itself without it.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "chromium not found: install it (sudo apt-get install chromium) to run the browser test"; fi; }
+
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 render: setup
 	$(VENV)/bin/tke-playbook render --profile seed

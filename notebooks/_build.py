@@ -2,11 +2,13 @@
 
     python notebooks/_build.py            # rewrite notebooks/*.ipynb (no outputs)
     python notebooks/_build.py --check    # exit 1 if a committed notebook differs from what this writes
+    python notebooks/_build.py --store-checked build/notebooks   # keep the outputs of checked cells only
 
 Style (docs/DESIGN.md): a markdown goal, a cell tagged ``parameters`` (UPPER_CASE, defaults from environment
 variables, empty = the target's default), the imports, then one action per cell. ``# NBVAL_IGNORE_OUTPUT``
 marks cells whose output changes between runs (ports, timings, paths); ``# NBVAL_CHECK_OUTPUT`` marks the
-deterministic ones that nbval compares (their outputs are stored by ``tests/test_notebooks.py --store``).
+deterministic ones that nbval compares: ``--store-checked`` copies their outputs from notebooks executed by
+``python -m tke_playbook.demo`` (every other cell is committed without output).
 """
 
 from __future__ import annotations
@@ -273,12 +275,39 @@ def build(name: str) -> nbformat.NotebookNode:
     return nb
 
 
+def with_checked_outputs(nb: nbformat.NotebookNode, executed: Path) -> nbformat.NotebookNode:
+    """``nb`` with the outputs of its ``# NBVAL_CHECK_OUTPUT`` cells taken from the executed copy (same cells)."""
+    ran = nbformat.read(executed, as_version=4)
+    if [c.source for c in ran.cells] != [c.source for c in nb.cells]:
+        raise SystemExit(f"{executed} was executed from other sources: run the demo again first")
+    count = 0
+    for cell, done in zip(nb.cells, ran.cells):
+        if cell.cell_type == "code" and CHECK.strip() in cell.source:
+            count += 1
+            cell.outputs = [o for o in done.outputs if o.get("output_type") != "error"]
+            for output in cell.outputs:
+                if "execution_count" in output:
+                    output["execution_count"] = count
+            cell.execution_count = count
+    return nb
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    executed_dir = Path(argv[argv.index("--store-checked") + 1]) if "--store-checked" in argv else None
     stale = []
     for name in NOTEBOOKS:
         path = HERE / f"{name}.ipynb"
-        text = nbformat.writes(build(name)) + "\n"
+        nb = build(name)
+        if executed_dir is not None:
+            nb = with_checked_outputs(nb, executed_dir / f"{name}.ipynb")
+        elif path.is_file():  # keep the stored outputs of checked cells when only rewriting sources
+            old = nbformat.read(path, as_version=4)
+            if [c.source for c in old.cells] == [c.source for c in nb.cells]:
+                for cell, before in zip(nb.cells, old.cells):
+                    if cell.cell_type == "code" and CHECK.strip() in cell.source:
+                        cell.outputs, cell.execution_count = before.outputs, before.execution_count
+        text = nbformat.writes(nb) + "\n"
         if "--check" in argv:
             if not path.is_file() or _strip(path.read_text(encoding="utf-8")) != _strip(text):
                 stale.append(path.name)

@@ -92,6 +92,19 @@ def lab(tmp_path):
     log.close()
 
 
+def _run_all(page, attempts: int = 4) -> None:
+    """Click Run > Run All Cells until the cells start (the first click can land before the kernel is ready)."""
+    for _ in range(attempts):
+        page.click("div.lm-MenuBar-itemLabel:text('Run')")
+        page.click("li[data-command='runmenu:run-all']")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if any(re.search(r"\[(\d+|\*)\]", p) for p in page.locator(".jp-InputPrompt").all_inner_texts()):
+                return
+            time.sleep(0.5)
+    pytest.fail("Run All Cells did not start the notebook in JupyterLab")
+
+
 def _run_with_playwright(lab, screenshot: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -99,16 +112,14 @@ def _run_with_playwright(lab, screenshot: Path) -> dict:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS[1:])
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1400, "height": 2300})
             page.goto(url)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-            page.click("div.lm-MenuBar-itemLabel:text('Run')")
-            page.click("li.lm-Menu-item:has-text('Run All Cells')")
+            _run_all(page)
             images = ".jp-OutputArea-output[data-mime-type='image/png'] img"
             page.wait_for_selector(f"{images} >> nth=1", state="attached", timeout=RUN_TIMEOUT_S * 1000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-            page.locator(images).first.scroll_into_view_if_needed()
-            page.mouse.wheel(0, 250)
+            page.locator(".widget-textarea").first.evaluate("e => e.scrollIntoView({block: 'start'})")
             page.screenshot(path=str(screenshot))
             return {"widgets": page.locator(".jupyter-widgets.widget-textarea").count(),
                     "png_images": page.locator(f"{images}[src^='data:image/png']").count(),

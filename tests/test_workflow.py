@@ -238,3 +238,34 @@ def test_cluster_storage_waits_for_bound_then_teardown_keeps_it(fake_cluster):
     timer.join()
     assert frame.loc[0, "status"] == "Bound" and cluster.pvcs() == ["ai-model"]
     assert cluster.teardown(keep_pvc=True).empty and cluster.pvcs() == ["ai-model"]
+
+
+def test_cluster_deploy_applies_the_key_secret_follows_the_log_and_returns_the_balancer(fake_cluster, capsys):
+    import base64
+    import threading
+
+    from fake_cluster import add_pod, deployment_ready, pod_running, until
+
+    server, cluster = fake_cluster
+    spec = cluster.serving_defaults("BAAI/bge-m3")
+    pod = "vllm-bge-m3-6d5f-abcde"
+
+    def cluster_side():
+        until(lambda: server.exists("deployments", spec.name, "default"))
+        add_pod(server, "default", pod, labels={"app.kubernetes.io/instance": spec.name}, container="vllm")
+        server.append_log("default", pod, "INFO Application startup complete.")
+        pod_running(server, "default", pod, container="vllm")
+        server.set_status("services", spec.name, "default", {"loadBalancer": {"ingress": [{"ip": "10.0.0.7"}]}})
+        deployment_ready(server, "default", spec.name)
+
+    helper = threading.Thread(target=cluster_side)
+    helper.start()
+    endpoint = cluster.deploy(spec, timeout=60)
+    helper.join()
+    key = cluster.api_key(spec)
+    stored = server.get("secrets", spec.api_key_secret, "default")["data"]["api-key"]
+    assert base64.b64decode(stored).decode() == key
+    assert endpoint.url == "http://10.0.0.7:60000" and endpoint.kind == "load-balancer"
+    assert endpoint.model == "BAAI/bge-m3" and key not in repr(endpoint)
+    assert key not in capsys.readouterr().out
+    assert cluster.deployed_spec("bge-m3") == spec

@@ -89,8 +89,12 @@ def execute_notebook(path: Path, out_dir: Path, *, html: bool = True, timeout: i
 def run_demo(out_dir: Path = Path("build"), *, home: Path | None = None, only: list[str] | None = None,
              quick: bool = True, notebooks: Path = NOTEBOOK_DIR, html: bool = True,
              echo=print) -> list[NotebookRun]:
-    """Run the notebooks in order on the local target; stop at the first failure."""
+    """Run the notebooks in order on the local target; stop at the first failure (or a leaked secret).
+
+    The kernels get this process's environment with the target, the state folder and quick mode set; the
+    environment is restored afterwards."""
     out_dir = Path(out_dir).resolve()
+    saved = dict(os.environ)
     if home is None and not os.environ.get("TKE_PLAYBOOK_HOME"):
         home = out_dir / "home"
         shutil.rmtree(home, ignore_errors=True)
@@ -100,14 +104,34 @@ def run_demo(out_dir: Path = Path("build"), *, home: Path | None = None, only: l
     if quick:
         os.environ.setdefault("TKE_PLAYBOOK_QUICK", "1")
     runs = []
-    for path in notebook_paths(notebooks, only):
-        run = execute_notebook(path, out_dir, html=html)
-        runs.append(run)
-        echo(f"{'ok  ' if run.ok else 'FAIL'} {run.name:<20} {run.seconds:6.1f} s  {run.cells:3d} cells"
-             + (f"  -> {run.error}" if run.error else ""))
-        if not run.ok:
-            break
+    try:
+        for path in notebook_paths(notebooks, only):
+            run = execute_notebook(path, out_dir, html=html)
+            if run.ok:
+                run = _check_secrets(run)
+            runs.append(run)
+            echo(f"{'ok  ' if run.ok else 'FAIL'} {run.name:<20} {run.seconds:6.1f} s  {run.cells:3d} cells"
+                 + (f"  -> {run.error}" if run.error else ""))
+            if not run.ok:
+                break
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     return runs
+
+
+def _check_secrets(run: NotebookRun) -> NotebookRun:
+    """Fail the run if its executed notebook shows an API key or token (the known keys or their shape)."""
+    from .target import state_dir
+    from .workflow.leaks import find_secrets
+
+    folder = state_dir() / "secrets"
+    keys = [p.read_text(encoding="utf-8").strip() for p in folder.iterdir()] if folder.is_dir() else []
+    found = find_secrets(run.executed, known=keys)
+    if found:
+        run.ok = False
+        run.error = "secret in output: " + ", ".join(f"cell {f.cell} ({f.kind}: {f.excerpt})" for f in found[:3])
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -150,10 +150,9 @@ class DownloadForm(w.VBox):
             self.message.value = _message(str(exc), False)
 
     def spec(self):
-        from dataclasses import replace
-
-        return replace(self.defaults, model=self.picker.model, source=self.source.value,
-                       completions=self.completions.value, parallelism=self.parallelism.value)
+        """The DownloadSpec the form describes (the revision and repository follow a change of hub or model)."""
+        return self.defaults.replace(model=self.picker.model, source=self.source.value,
+                                     completions=self.completions.value, parallelism=self.parallelism.value)
 
 
 class ServingForm(w.VBox):

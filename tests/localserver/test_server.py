@@ -19,8 +19,9 @@ TEXTS = ["The cluster serves embeddings.", "A GPU node runs vLLM.", "短いテ�
 
 
 @pytest.fixture(scope="module")
-def server():
-    with start_server(api_key=KEY, timeout=240) as running:
+def server(tmp_path_factory):
+    log = tmp_path_factory.mktemp("localserver") / "server.log"
+    with start_server(api_key=KEY, timeout=240, log_path=log) as running:
         yield running
 
 

@@ -19,7 +19,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from ..names import validate_port
 from .encoder import default_model_name, resolve_model_dir
 
 API_KEY_ENV = "VLLM_API_KEY"
-_LIVE: "weakref.WeakSet[LocalServer]" = weakref.WeakSet()
+_LIVE: "set[LocalServer]" = set()  # stopped at interpreter exit, even if the caller dropped its reference
 
 
 def _tail(path: Path, lines: int) -> str:

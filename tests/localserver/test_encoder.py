@@ -1,0 +1,69 @@
+"""The encoder: length-aware chunking (pure) and equality with sentence-transformers on mixed lengths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tke_playbook.errors import ServerError
+from tke_playbook.localserver.encoder import Encoder, length_chunks
+from tke_playbook.target import offline_model_dir
+
+
+def padded_cost(lengths, chunks):
+    return sum(max(lengths[i] for i in chunk) * len(chunk) for chunk in chunks)
+
+
+@pytest.mark.parametrize("lengths, limit", [
+    pytest.param(sorted([10, 12, 13, 30, 31, 33, 60, 61, 62, 64, 120, 128]), 32, id="clusters"),
+    pytest.param(list(range(1, 200)), 32, id="spread"),
+    pytest.param([7] * 100, 32, id="all-equal"),
+    pytest.param([5], 32, id="one-row"),
+    pytest.param([], 32, id="empty"),
+])
+def test_chunks_cover_every_row_once_in_order_within_the_limit(lengths, limit):
+    chunks = length_chunks(lengths, limit)
+    assert [i for chunk in chunks for i in chunk] == list(range(len(lengths)))
+    assert all(0 < len(chunk) <= limit for chunk in chunks)
+
+
+def test_chunks_waste_little_padding_on_mixed_lengths():
+    rng = np.random.default_rng(3)
+    lengths = sorted(int(x) for x in rng.integers(8, 60, size=128))
+    chunks = length_chunks(lengths, 32)
+    naive = [range(i, min(i + 32, len(lengths))) for i in range(0, len(lengths), 32)]
+    assert padded_cost(lengths, chunks) <= 1.15 * sum(lengths)
+    assert padded_cost(lengths, chunks) < padded_cost(lengths, naive)  # sorted chunks of 32 pad more
+
+
+def test_equal_lengths_fill_chunks_to_the_limit():
+    assert [len(c) for c in length_chunks([9] * 70, 32)] == [32, 32, 6]
+
+
+def test_a_short_tail_joins_the_chunk_before_it():
+    assert [len(c) for c in length_chunks([10, 10, 10, 10, 10, 40], 32)] == [6]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return Encoder(offline_model_dir(), threads=1, chunk=8)
+
+
+def test_encoder_matches_sentence_transformers_on_mixed_lengths(encoder):
+    texts = [("word " * n).strip() + f" {n}" for n in (1, 50, 3, 200, 7, 7, 120, 2, 30, 250, 5, 90)]
+    expected = encoder.model.encode(texts)
+    assert np.abs(encoder.encode_texts(texts) - expected).max() < 1e-5
+    facts = encoder.facts
+    assert (facts.dim, facts.max_model_len, facts.vocab_size) == (384, 256, 30522)
+
+
+def test_tokenize_truncates_keeping_the_start(encoder):
+    full = encoder.tokenize(["one two three four five"])[0]
+    cut = encoder.tokenize(["one two three four five"], max_length=4)[0]
+    assert cut[:3] == full[:3] and cut[-1] == full[-1] and len(cut) == 4  # [CLS] one two [SEP]
+
+
+def test_a_folder_that_is_not_a_model_raises_server_error(tmp_path):
+    (tmp_path / "config.json").write_text("not json", encoding="utf-8")
+    with pytest.raises(ServerError, match="Could not load the sentence-transformers model"):
+        Encoder(tmp_path)

@@ -1,0 +1,101 @@
+"""The notebook widgets: built from the catalog, valid by default, reading back into typed values and specs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tke_playbook.catalog import OFFLINE_MODEL, TUTORIAL_MODEL
+from tke_playbook.download import DownloadSpec
+from tke_playbook.errors import InvalidSpecError
+from tke_playbook.hardware import NODE_TYPES, get_node_type
+from tke_playbook.serving import ServingSpec, seed_profile
+from tke_playbook.widgets import DownloadForm, ModelPicker, NodeTypePicker, PvcPicker, ServingForm, TextForm
+
+
+def test_node_type_picker_defaults_to_the_tutorial_gpu_node():
+    picker = NodeTypePicker(NODE_TYPES)
+    assert picker.node_type.name == "PNV5b.8XLARGE96"
+    assert all(get_node_type(name).gpu for _, name in picker.dropdown.options)  # CPU download nodes left out
+
+
+def test_node_type_picker_honours_a_given_default_and_ignores_an_unknown_one():
+    assert NodeTypePicker(NODE_TYPES, default="GN7.2XLARGE32").node_type.name == "GN7.2XLARGE32"
+    assert NodeTypePicker(NODE_TYPES, default="nope").node_type.name == "PNV5b.8XLARGE96"
+
+
+def test_node_type_picker_without_nodes_says_what_to_do():
+    with pytest.raises(InvalidSpecError, match="GPU node pool"):
+        NodeTypePicker([])
+
+
+def test_pvc_picker_accepts_new_names_and_explains_bad_ones():
+    picker = PvcPicker(["models"], default="ai-model")
+    assert picker.pvc_name == "ai-model" and set(picker.combo.options) == {"models", "ai-model"}
+    picker.combo.value = "AI_Model"
+    assert "not a valid Kubernetes name" in picker.message.value
+    with pytest.raises(InvalidSpecError):
+        picker.pvc_name
+
+
+def test_model_picker_shows_the_fit_verdict_and_follows_the_choice():
+    picker = ModelPicker(TUTORIAL_MODEL, get_node_type("PNV5b.8XLARGE96"))
+    assert picker.verdict.fits and "fits on 1 × L20" in picker.verdict_html.value
+    small = ModelPicker(TUTORIAL_MODEL, get_node_type("GN7.2XLARGE32"))  # one 16 GB T4
+    assert not small.verdict.fits and "Does not fit" in small.verdict_html.value
+    small.dropdown.value = "BAAI/bge-small-en-v1.5"
+    assert small.model == "BAAI/bge-small-en-v1.5" and small.verdict.fits
+
+
+def test_model_picker_without_a_node_skips_the_check():
+    picker = ModelPicker(OFFLINE_MODEL, None)
+    assert picker.verdict is None and "skipped" in picker.verdict_html.value
+
+
+def test_download_form_defaults_give_the_defaults_back():
+    defaults = DownloadSpec(model=OFFLINE_MODEL, source="huggingface", completions=3, parallelism=3)
+    form = DownloadForm(defaults, get_node_type("PNV5b.8XLARGE96"))
+    assert form.spec() == defaults and form.message.value == ""
+
+
+def test_download_form_reads_changes_and_reports_bad_ones():
+    form = DownloadForm(DownloadSpec(model=OFFLINE_MODEL), None)
+    form.source.value = "huggingface"
+    form.completions.value = 4
+    spec = form.spec()
+    assert spec.source.value == "huggingface" and spec.completions == 4 and spec.revision == "main"
+    form.parallelism.value = 6
+    assert "parallelism 6 is above completions 4" in form.message.value
+    with pytest.raises(InvalidSpecError):
+        form.spec()
+
+
+def test_serving_form_prefilled_from_the_seed_profile_round_trips():
+    form = ServingForm(seed_profile(), ["ai-model"])
+    assert form.spec() == seed_profile() and "Valid." in form.message.value
+
+
+def test_serving_form_model_change_rederives_names_and_checks_limits():
+    defaults = seed_profile().replace(model=OFFLINE_MODEL, max_model_len=256)
+    form = ServingForm(defaults)
+    form.model.dropdown.value = "BAAI/bge-m3"
+    form.tp_size.value = 2
+    spec = form.spec()
+    assert isinstance(spec, ServingSpec) and spec.name == "vllm-bge-m3" and spec.api_key_secret == "vllm-bge-m3-api-key"
+    assert spec.tp_size == 2 and spec.gpu_count == 2
+    form.model.dropdown.value = OFFLINE_MODEL
+    form.max_model_len.value = 5000
+    assert "limit of 256 tokens" in form.message.value
+
+
+def test_serving_form_refuses_a_public_balancer_without_a_key():
+    form = ServingForm(seed_profile())
+    form.api_key_required.value = False
+    assert "anyone on the internet" in form.message.value
+
+
+def test_text_form_never_reads_empty():
+    form = TextForm("Sentence", "用Python实现快速排序算法")
+    form.area.value = "   "
+    assert form.text == "用Python实现快速排序算法"
+    with pytest.raises(InvalidSpecError):
+        TextForm("Sentence", " ")
