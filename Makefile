@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lab render clean browser-deps
+.PHONY: setup demo test lab render clean browser-deps font-deps
 
 setup: $(STAMP)
 
@@ -19,10 +19,10 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Runs every notebook on the local target; executed notebooks and HTML land in build/notebooks, build/html.
-demo: setup
+demo: setup font-deps
 	$(PY) -m tke_playbook.demo --out build
 
-test: setup browser-deps
+test: setup browser-deps font-deps
 	$(PY) -m pytest
 
 # The browser test drives Debian's chromium; install it when missing and we may (root with apt-get),
@@ -32,6 +32,14 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "chromium not found: install it (sudo apt-get install chromium) to run the browser test"; fi; }
+
+# Chinese labels in the plots need a CJK font (the plots fall back to sentence ids without one).
+font-deps:
+	@fc-list 2>/dev/null | grep -qiE 'WenQuanYi|Noto Sans CJK' || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei) \
+	      || echo "could not install fonts-wqy-microhei: plots will label Chinese sentences by id"; \
+	  else echo "no CJK font: install fonts-wqy-microhei for Chinese plot labels (plots use ids meanwhile)"; fi; }
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)

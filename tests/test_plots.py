@@ -281,3 +281,18 @@ def test_comparison_pca_has_one_scatter_per_embedder(comparison):
     fig = plots.plot_comparison_pca(comparison, labels=True)
     assert [ax.get_title() for ax in fig.axes] == list(comparison.names)
     assert all(len(ax.texts) == len(comparison.dataset.documents) for ax in fig.axes)
+
+
+def test_a_cjk_font_installed_after_the_font_cache_is_still_found(monkeypatch):
+    import glob
+
+    files = sorted(glob.glob("/usr/share/fonts/**/wqy-microhei.ttc", recursive=True))
+    if not files:
+        pytest.skip("fonts-wqy-microhei is not installed (make test installs it as root)")
+    monkeypatch.setattr(_style.font_manager, "findSystemFonts", lambda *a, **k: ["/nowhere/DejaVuSans.ttf", *files])
+    assert _style._register_new_system_cjk_font() == "WenQuanYi Micro Hei"
+
+
+def test_no_cjk_font_file_means_none(monkeypatch):
+    monkeypatch.setattr(_style.font_manager, "findSystemFonts", lambda *a, **k: [])
+    assert _style._register_new_system_cjk_font() is None

@@ -269,3 +269,22 @@ def test_cluster_deploy_applies_the_key_secret_follows_the_log_and_returns_the_b
     assert endpoint.model == "BAAI/bge-m3" and key not in repr(endpoint)
     assert key not in capsys.readouterr().out
     assert cluster.deployed_spec("bge-m3") == spec
+
+
+def test_cluster_download_puts_the_env_token_in_a_secret_and_never_in_the_job(fake_cluster, monkeypatch, capsys):
+    import base64
+
+    from tke_playbook.download import DownloadSpec, RepoFile, make_plan
+
+    server, cluster = fake_cluster
+    token = "hf_PrivateToken0123456789abcdef"
+    monkeypatch.setenv("HF_TOKEN", token)
+    spec = DownloadSpec(model="BAAI/bge-m3", source="huggingface", completions=2, parallelism=2)
+    plan = make_plan(spec, [RepoFile("model.safetensors", 3000, "a" * 64), RepoFile("config.json", 10, "b" * 64)])
+    cluster.start_download(spec, plan)
+    secret = server.get("secrets", spec.token_secret, "default")
+    stored = secret.get("data", {}).get("token") or base64.b64encode(secret["stringData"]["token"].encode()).decode()
+    assert base64.b64decode(stored).decode() == token
+    job = server.get("jobs", spec.job_name, "default")
+    assert token not in repr(job) and "secretKeyRef" in repr(job)
+    assert token not in capsys.readouterr().out

@@ -37,7 +37,30 @@ def cjk_font() -> str | None:
         except (OSError, RuntimeError, ValueError):
             pass
     installed = {f.name for f in font_manager.fontManager.ttflist}
-    return next((family for family in CJK_FAMILIES if family in installed), None)
+    found = next((family for family in CJK_FAMILIES if family in installed), None)
+    return found or _register_new_system_cjk_font()
+
+
+_CJK_FILE_HINTS = ("wqy", "notosanscjk", "notoserifcjk", "sourcehansans", "droidsansfallback", "uming", "ukai")
+
+
+def _register_new_system_cjk_font() -> str | None:
+    """A CJK font installed after matplotlib built its font cache (say by ``make demo`` on a machine where
+    matplotlib ran before) is not in ``ttflist``: find its file among the system fonts and register it."""
+    try:
+        paths = font_manager.findSystemFonts()
+    except (OSError, RuntimeError):
+        return None
+    for path in sorted(paths):
+        if any(hint in os.path.basename(path).lower().replace("-", "") for hint in _CJK_FILE_HINTS):
+            try:
+                font_manager.fontManager.addfont(path)
+                name = font_manager.FontProperties(fname=path).get_name()
+            except (OSError, RuntimeError, ValueError):
+                continue
+            if name in CJK_FAMILIES:
+                return name
+    return None
 
 
 def has_cjk(text: str) -> bool:

@@ -20,13 +20,17 @@ class ClusterDownloads:
 
         return plan_download(spec)
 
-    def start_download(self, spec, plan=None) -> pd.DataFrame:
-        """Apply the worker ConfigMap (with the plan) and the Indexed Job."""
+    def start_download(self, spec, plan=None, token=None) -> pd.DataFrame:
+        """Apply the hub token Secret (when a token is given or set in HF_TOKEN / MODELSCOPE_API_TOKEN), the
+        worker ConfigMap (with the plan) and the Indexed Job. The token goes into the Secret only, never into
+        the Job or any output."""
         from ..cluster import apply_all
-        from ..download import build_download_job, build_worker_configmap
+        from ..download import build_download_objects
+        from ..download.tokens import token_from_env
 
         plan = plan or self.plan_download(spec)
-        apply_all(self.kube, [build_worker_configmap(spec, plan), build_download_job(spec, plan)])
+        token = token if token is not None else token_from_env(spec.source)
+        apply_all(self.kube, build_download_objects(spec, plan, token))
         self.state.put("download", {"spec": spec_to_dict(spec), "plan_id": plan.plan_id})
         return pd.DataFrame([{"job": spec.job_name, "namespace": spec.namespace, "completions": spec.completions,
                               "parallelism": spec.parallelism, "bytes": plan.total_bytes}])
