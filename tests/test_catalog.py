@@ -85,3 +85,34 @@ def test_offline_model_and_rows():
     assert len(rows) == len(list_models()) and {r["model"] for r in rows} >= {TUTORIAL_MODEL, "BAAI/bge-m3"}
     assert all(r["modelscope"].endswith("(unverified)") for r in rows if "unverified" in r["modelscope"])
     assert len({m.hf_id for m in list_models()}) == len(list_models())
+
+
+_E5_TASK = "Given a web search query, retrieve relevant passages that answer the query"
+
+
+# facts.md section 5, every model: the query as the model expects it; documents take no prompt for any of them
+@pytest.mark.parametrize("name, query", [
+    ("intfloat/e5-mistral-7b-instruct", f"Instruct: {_E5_TASK}\nQuery: q"),
+    ("BAAI/bge-m3", "q"),
+    ("BAAI/bge-large-zh-v1.5", "为这个句子生成表示以用于检索相关文章：q"),
+    ("BAAI/bge-small-zh-v1.5", "为这个句子生成表示以用于检索相关文章：q"),
+    ("BAAI/bge-large-en-v1.5", "Represent this sentence for searching relevant passages: q"),
+    ("BAAI/bge-small-en-v1.5", "Represent this sentence for searching relevant passages: q"),
+    ("Qwen/Qwen3-Embedding-0.6B", f"Instruct: {_E5_TASK}\nQuery:q"),
+    ("Qwen/Qwen3-Embedding-8B", f"Instruct: {_E5_TASK}\nQuery:q"),
+    ("sentence-transformers/all-MiniLM-L6-v2", "q"),
+])
+def test_every_models_query_and_document_prompt(name, query):
+    info = get_model(name)
+    assert info.format_query("q") == query
+    assert info.format_document("d") == "d"
+
+
+def test_modelscope_ids_are_marked_unverified():
+    # facts.md: the ModelScope ids were seen in third-party scripts only; none is verified yet
+    for info in list_models():
+        assert info.modelscope_id and not info.modelscope_verified
+        assert get_model(info.modelscope_id) is info
+    assert get_model("AI-ModelScope/bge-small-zh-v1.5").hf_id == "BAAI/bge-small-zh-v1.5"
+    rows = {r["model"]: r["modelscope"] for r in catalog_rows()}
+    assert rows["intfloat/e5-mistral-7b-instruct"] == "intfloat/e5-mistral-7b-instruct (unverified)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import sys
 
@@ -40,7 +42,7 @@ def test_render_overrides(capsys, monkeypatch):
     code, out, _ = run(capsys, "render", "--model", "BAAI/bge-m3", "--pvc", "models", "--completions", "2",
                        "--vllm-version", "0.12.0", "--service-type", "ClusterIP", "--namespace", "team-a",
                        "--vpc-id", "vpc-a1", "--subnet-id", "subnet-b2", "--api-key-env", "MY_KEY",
-                       "--max-model-len", "8192", "--instance-type", "PNV5b.8XLARGE96")
+                       "--max-model-len", "8192", "--instance-type", "PNV5b.8XLARGE96", "--show-secrets")
     assert code == 0
     docs = {d["kind"]: d for d in yaml.safe_load_all(out) if d}
     assert docs["StorageClass"]["parameters"]["vpcid"] == "vpc-a1"
@@ -52,6 +54,66 @@ def test_render_overrides(capsys, monkeypatch):
     assert "--cudagraph-capture-sizes" in command and "--disable-log-requests" not in command
     assert "--max-num-batched-tokens 16384" in command
     assert docs["Secret"]["data"]["api-key"] == "YWJj"  # base64("abc")
+
+
+def test_render_redacts_secrets_unless_asked(capsys, monkeypatch, k8s_valid):
+    monkeypatch.setenv("TKE_PLAYBOOK_API_KEY", "sup3r-s3cret-key")
+    encoded = base64.b64encode(b"sup3r-s3cret-key").decode()
+    code, out, _ = run(capsys, "render")
+    assert code == 0 and "sup3r" not in out and encoded not in out
+    secret = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Secret")
+    assert secret["data"] == {"api-key": "<redacted>"}
+    assert any(line.startswith("# Secret values are shown as <redacted>") and "--show-secrets" in line
+               for line in out.splitlines())
+    code, out, _ = run(capsys, "render", "--show-secrets")
+    secret = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Secret")
+    assert code == 0 and base64.b64decode(k8s_valid(secret)["data"]["api-key"]) == b"sup3r-s3cret-key"
+    assert "<redacted>" not in out
+
+
+def test_render_says_what_it_leaves_out(capsys):
+    code, out, _ = run(capsys, "render", "--pip-index-url", "https://mirrors.cloud.tencent.com/pypi/simple")
+    comments = [line for line in out.splitlines() if line.startswith("#")]
+    assert code == 0
+    assert any("StorageClass 'cfs' is not rendered" in c and "--vpc-id" in c for c in comments)
+    assert any("ConfigMap 'download-e5-mistral-7b-instruct-worker'" in c and "NOT rendered" in c
+               and "--list-files" in c for c in comments)
+    assert any("pip install httpx" in c and "https://mirrors.cloud.tencent.com/pypi/simple" in c for c in comments)
+    job = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Job")
+    assert "--index-url https://mirrors.cloud.tencent.com/pypi/simple" in \
+        job["spec"]["template"]["spec"]["containers"][0]["command"][2]
+
+
+def test_render_puts_download_pods_on_the_download_nodes(capsys, k8s_valid):
+    code, out, _ = run(capsys, "render", "--node-selector", "node.kubernetes.io/instance-type=SA5.LARGE8",
+                       "--node-selector", "tke.cloud.tencent.com/nodepool=download")
+    job = k8s_valid(next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Job"))
+    assert code == 0 and job["spec"]["template"]["spec"]["nodeSelector"] == {
+        "node.kubernetes.io/instance-type": "SA5.LARGE8", "tke.cloud.tencent.com/nodepool": "download"}
+
+
+def test_render_list_files_adds_the_worker_configmap(capsys, monkeypatch, tmp_path, k8s_valid):
+    from tke_playbook.download.mirror import HubMirror
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "model.safetensors").write_bytes(bytes(range(256)) * 400)
+    (repo / "config.json").write_text("{}")
+    with HubMirror({"BAAI/bge-small-en-v1.5": repo}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        code, out, err = run(capsys, "render", "--model", "bge-small-en-v1.5", "--source", "huggingface",
+                             "--completions", "2", "--list-files")
+    assert code == 0, err
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    kinds = [d["kind"] for d in docs]
+    assert kinds.index("ConfigMap") == kinds.index("Job") - 1
+    for doc in docs:
+        k8s_valid(doc)
+    configmap, job = docs[kinds.index("ConfigMap")], docs[kinds.index("Job")]
+    plan = json.loads(configmap["data"]["plan.json"])
+    assert job["metadata"]["annotations"]["tke-playbook.io/plan-id"] == plan["plan_id"]
+    assert len(plan["shards"]) == 2 and {f["path"] for f in plan["files"]} == {"model.safetensors", "config.json"}
+    assert "NOT rendered" not in out
 
 
 def test_fit_verdicts_and_exit_status(capsys):
@@ -90,6 +152,12 @@ BAD = [
     pytest.param(["render", "--no-api-key"], "A public LoadBalancer without an API key", id="public-lb-no-key"),
     pytest.param(["render", "--gpu", "T4"], "Does not fit: e5-mistral-7b-instruct needs about", id="does-not-fit"),
     pytest.param(["render", "--profile", "sed"], "Unknown profile 'sed'. Did you mean 'seed'?", id="profile"),
+    pytest.param(["render", "--pip-index-url", "pypi.example"], "pip_index_url 'pypi.example' must be a URL",
+                 id="pip-index-url"),
+    pytest.param(["render", "--node-selector", "SA5.LARGE8"], "--node-selector 'SA5.LARGE8' is not KEY=VALUE",
+                 id="node-selector-not-key-value"),
+    pytest.param(["render", "--node-selector", "pool=a b"], "node selector value 'a b' for 'pool' is not a valid "
+                 "label value", id="node-selector-bad-value"),
     pytest.param(["render", "--vllm-version", "0.10.1", "--image", "x/vllm"], None, id="image-ok-with-version"),
     pytest.param(["fit", "e5-mistral-7b-instruct", "--gpu", "L2O"], "Unknown GPU or node type 'L2O'",
                  id="unknown-gpu"),

@@ -181,3 +181,24 @@ def test_render_profile_for_notebooks_and_demo():
     assert text.startswith("# tke-playbook plan, profile seed: the tutorial")
     assert [d["kind"] for d in yaml.safe_load_all(text) if d][-2:] == ["Deployment", "Service"]
     assert yaml.safe_load(render_profile("seed", helm_values=True)) == build_helm_values(seed_profile())
+
+
+def test_render_profile_redacts_secrets_unless_show_secrets():
+    from tke_playbook.profiles import render_profile
+
+    shown = [d for d in yaml.safe_load_all(render_profile("seed", api_key="k3y-value")) if d]
+    assert next(d for d in shown if d["kind"] == "Secret")["data"] == {"api-key": "<redacted>"}
+    appliable = [d for d in yaml.safe_load_all(render_profile("seed", api_key="k3y-value", show_secrets=True)) if d]
+    secret = next(d for d in appliable if d["kind"] == "Secret")
+    assert base64.b64decode(secret["data"]["api-key"]) == b"k3y-value"
+    assert [d["kind"] for d in shown] == [d["kind"] for d in appliable]
+
+
+def test_notes_say_what_download_pods_need():
+    storage, download, serving = _seed()
+    notes = plan_notes(storage, download, serving)
+    assert any("ConfigMap 'download-e5-mistral-7b-instruct-worker'" in n and "NOT rendered" in n for n in notes)
+    assert any("pip install httpx>=0.27,<1' from PyPI" in n for n in notes)
+    files = [RepoFile("config.json", 600), RepoFile("model.safetensors", 1000)]
+    with_plan = plan_notes(storage, download, serving, download_plan=make_plan(download, files))
+    assert not any("NOT rendered" in n for n in with_plan)

@@ -1,6 +1,8 @@
 """``tke-playbook``: the command line for people who script.
 
-    tke-playbook render --profile seed                 # the plan as multi-document YAML
+    tke-playbook render --profile seed                 # the plan as multi-document YAML (Secrets redacted)
+    tke-playbook render --show-secrets | kubectl apply -f -   # the appliable form (keep it private)
+    tke-playbook render --list-files                   # also the download worker ConfigMap (asks the hub)
     tke-playbook render --profile seed --helm-values   # values for the vllm-inference-tke chart
     tke-playbook fit intfloat/e5-mistral-7b-instruct --gpu L20
     tke-playbook gpus                                  # the GPUs and TKE node types the toolkit knows
@@ -28,6 +30,12 @@ class _Parser(argparse.ArgumentParser):
 def _render_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="seed", help="starting point: seed (the tutorial) or bge-m3")
     parser.add_argument("--helm-values", action="store_true", help="print values for the vllm-inference-tke chart")
+    parser.add_argument("--show-secrets", action="store_true",
+                        help="print Secret values (the appliable form; keep the output private). Without it they "
+                             "show as <redacted>")
+    parser.add_argument("--list-files", action="store_true",
+                        help="ask the hub for the model's files and render the download worker ConfigMap with its "
+                             "shard plan (needs the hub, or HF_ENDPOINT / MODELSCOPE_ENDPOINT for a mirror)")
     spec = parser.add_argument_group("overrides")
     spec.add_argument("--model", help="model id, e.g. BAAI/bge-m3 (names derive from it)")
     spec.add_argument("--pvc", help="PVC name (default ai-model)")
@@ -35,6 +43,10 @@ def _render_args(parser: argparse.ArgumentParser) -> None:
     spec.add_argument("--completions", type=int, help="download shards (Job completions)")
     spec.add_argument("--parallelism", type=int, help="download pods at a time")
     spec.add_argument("--source", help="hub: modelscope or huggingface")
+    spec.add_argument("--pip-index-url", help="PyPI mirror download pods install httpx from (default PyPI)")
+    spec.add_argument("--node-selector", action="append", metavar="KEY=VALUE",
+                      help="run download pods on nodes with this label, e.g. "
+                           "node.kubernetes.io/instance-type=SA5.LARGE8 (repeatable)")
     spec.add_argument("--vllm-version", help="vLLM version to build the command line for, e.g. 0.12.0")
     spec.add_argument("--image", help="vLLM image (its tag gives the version unless --vllm-version is set)")
     spec.add_argument("--service-type", help="ClusterIP, LoadBalancer-internal or LoadBalancer (public)")
@@ -58,6 +70,16 @@ def _render_args(parser: argparse.ArgumentParser) -> None:
                       help="environment variable holding the API key (default TKE_PLAYBOOK_API_KEY; else random)")
 
 
+def _key_value(text: str, option: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        from .errors import InvalidSpecError
+
+        raise InvalidSpecError(f"{option} '{text}' is not KEY=VALUE: write it like "
+                               f"node.kubernetes.io/instance-type=SA5.LARGE8", field=option, value=text)
+    return key.strip(), value.strip()
+
+
 def _profile(args):
     from .profiles import get_profile, with_overrides
 
@@ -77,9 +99,12 @@ def _profile(args):
         serving["node_instance_types"] = tuple(args.instance_type)
     storage = {k: v for k, v in {"storage_class": args.storage_class, "size": args.size, "vpc_id": args.vpc_id,
                                  "subnet_id": args.subnet_id}.items() if v is not None}
+    download = {"pip_index_url": args.pip_index_url} if args.pip_index_url else {}
+    if args.node_selector:
+        download["node_selector"] = tuple(_key_value(item, "--node-selector") for item in args.node_selector)
     return with_overrides(get_profile(args.profile), model=args.model, pvc=args.pvc, namespace=args.namespace,
                           completions=args.completions, parallelism=args.parallelism, source=args.source,
-                          storage=storage, serving=serving)
+                          storage=storage, serving=serving, download=download)
 
 
 def run_render(args) -> int:
@@ -88,7 +113,14 @@ def run_render(args) -> int:
     from .profiles import render_profile
 
     api_key = os.environ.get(args.api_key_env) or None
-    sys.stdout.write(render_profile(_profile(args), helm_values=args.helm_values, api_key=api_key))
+    profile = _profile(args)
+    download_plan = None
+    if args.list_files and not args.helm_values:
+        from .download.listing import plan_download
+
+        download_plan = plan_download(profile.download)
+    sys.stdout.write(render_profile(profile, helm_values=args.helm_values, api_key=api_key,
+                                    show_secrets=args.show_secrets, download_plan=download_plan))
     if not args.helm_values and api_key is None and args.api_key_env != "TKE_PLAYBOOK_API_KEY":
         print(f"tke-playbook render: ${args.api_key_env} is not set; the Secret holds a random key",
               file=sys.stderr)

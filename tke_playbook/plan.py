@@ -92,8 +92,17 @@ def plan_notes(storage: StorageSpec | None, download=None, serving: ServingSpec 
         notes.append(f"StorageClass '{storage.storage_class}' is not rendered (no vpc_id/subnet_id): create it in the "
                      f"TKE console (file storage CFS, in the GPU node's zone) or pass --vpc-id and --subnet-id")
     if download is not None and download_plan is None:
-        notes.append(f"ConfigMap '{download.configmap_name}' (the worker and its shard plan) needs the repository "
-                     f"listing and is not rendered: the notebook or workflow lists the files and applies it")
+        notes.append(f"ConfigMap '{download.configmap_name}' (the download worker and its shard plan) is NOT "
+                     f"rendered: it needs the repository's file listing from the hub. Until it exists the Job's pods "
+                     f"stop at once with a message naming it. Render with --list-files (asks the hub; "
+                     f"{download.source.endpoint_env} points at a mirror) or let the notebook/workflow apply it")
+    if download is not None:
+        from .download.manifests import HTTPX_REQUIREMENT
+
+        index = download.pip_index_url or "PyPI"
+        notes.append(f"download pods run 'pip install {HTTPX_REQUIREMENT}' from {index} at start (image "
+                     f"{download.image}): the download nodes need a route to it - set pip_index_url "
+                     f"(--pip-index-url) to a reachable mirror, or the pods fail saying so")
     if serving is not None:
         _, changes = build_vllm_args(serving, with_notes=True)
         notes += [f"vLLM {serving.vllm_version}: {c}" for c in changes]

@@ -85,14 +85,17 @@ def with_overrides(profile: Profile, *, model=None, pvc=None, namespace=None, co
     return dataclasses.replace(profile, storage=st, download=dl, serving=sv)
 
 
-def render_profile(profile: Profile | str = "seed", *, helm_values: bool = False, api_key: str | None = None) -> str:
+def render_profile(profile: Profile | str = "seed", *, helm_values: bool = False, api_key: str | None = None,
+                   show_secrets: bool = False, download_plan=None) -> str:
     """The profile's plan as multi-document YAML with its notes as comments, or the chart's values as YAML.
-    Without ``api_key`` the plan's Secret takes ``$TKE_PLAYBOOK_API_KEY``, else a random key."""
+    Without ``api_key`` the plan's Secret takes ``$TKE_PLAYBOOK_API_KEY``, else a random key. Secret values are
+    shown as ``<redacted>`` (safe to display or log) unless ``show_secrets=True`` gives the appliable form.
+    ``download_plan`` (from ``download.plan_download``) adds the download worker ConfigMap."""
     import os
 
     import yaml
 
-    from .plan import API_KEY_ENV, build_helm_values, build_plan, plan_notes, plan_to_yaml
+    from .plan import API_KEY_ENV, REDACTED, build_helm_values, build_plan, plan_notes, plan_to_yaml
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
     serving = profile.serving
@@ -101,9 +104,12 @@ def render_profile(profile: Profile | str = "seed", *, helm_values: bool = False
                 f"Secret '{serving.api_key_secret}'\n" if serving.api_key_required else "")
         return head + yaml.safe_dump(build_helm_values(serving), sort_keys=False, allow_unicode=True)
     notes = [f"tke-playbook plan, profile {profile.name}: {profile.description}",
-             *plan_notes(profile.storage, profile.download, serving)]
+             *plan_notes(profile.storage, profile.download, serving, download_plan=download_plan)]
     api_key = api_key or os.environ.get(API_KEY_ENV) or None
-    manifests = build_plan(profile.storage, profile.download, serving, api_key=api_key)
+    manifests = build_plan(profile.storage, profile.download, serving, api_key=api_key, download_plan=download_plan)
     if serving.api_key_required and not api_key:
         notes.append(f"no ${API_KEY_ENV}: a random API key was generated into Secret '{serving.api_key_secret}'")
-    return plan_to_yaml(manifests, notes)
+    if serving.api_key_required and not show_secrets:
+        notes.append(f"Secret values are shown as {REDACTED}, so this YAML cannot be applied as it is: render with "
+                     f"--show-secrets (show_secrets=True) for the appliable form, and keep that output private")
+    return plan_to_yaml(manifests, notes, redact_secrets=not show_secrets)

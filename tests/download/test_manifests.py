@@ -118,3 +118,82 @@ def test_download_objects_in_apply_order(k8s_valid):
     assert kinds == ["Secret", "ConfigMap", "Job"]
     assert [o["kind"] for o in build_download_objects(spec, _plan(spec))] == ["ConfigMap", "Job"]
     assert spec.pod_model_dir == "/data/BAAI/bge-m3"
+
+
+# --- the pod's command, run here with sh: missing ConfigMap, pip out of reach, the full happy path -----------
+
+
+def _pod_script(spec, shipped, root) -> str:
+    """The Job's ``sh -c`` script with the pod's mount points moved into this test's folders."""
+    from tke_playbook.download.manifests import DATA_DIR, WORKER_DIR
+
+    script = build_download_job(spec)["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    return script.replace(WORKER_DIR, str(shipped)).replace(f"--root {DATA_DIR}", f"--root {root}")
+
+
+def _sh(script, tmp_path, **env):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # `python` is this venv's
+    # this machine's pip settings (local wheel folders, extra indexes) would stand in for the index under test
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON"))}
+    base["PIP_CONFIG_FILE"] = os.devnull
+    return subprocess.run(["sh", "-c", script], env={**base, "PATH": path, **env}, capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+
+
+def test_pod_without_the_worker_configmap_stops_naming_it(tmp_path):
+    spec = DownloadSpec(model="bge-m3")
+    volumes = {v["name"]: v for v in build_download_job(spec)["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["worker"]["configMap"] == {"name": "download-bge-m3-worker", "optional": True}
+    empty = tmp_path / "opt"
+    empty.mkdir()  # what an optional ConfigMap volume looks like when the ConfigMap does not exist
+    result = _sh(_pod_script(spec, empty, tmp_path / "data"), tmp_path)
+    assert result.returncode == 2
+    assert "apply ConfigMap 'download-bge-m3-worker'" in result.stderr and "namespace 'default'" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_pod_that_cannot_reach_the_pip_index_says_so(tmp_path):
+    spec = DownloadSpec(model="bge-m3", pip_index_url="http://127.0.0.1:9/simple")  # nothing listens on port 9
+    job = build_download_job(spec, _plan(spec))
+    assert "http://127.0.0.1:9/simple" in job["metadata"]["annotations"]["tke-playbook.io/pip-install"]
+    shipped = tmp_path / "opt"
+    shipped.mkdir()
+    for key, text in build_worker_configmap(spec, _plan(spec))["data"].items():
+        (shipped / key).write_text(text)
+    shadow = tmp_path / "shadow"  # make `import httpx` fail, as in the plain python image
+    shadow.mkdir()
+    (shadow / "httpx.py").write_text("raise ImportError('not in this image')\n")
+    result = _sh(_pod_script(spec, shipped, tmp_path / "data"), tmp_path, PYTHONPATH=str(shadow),
+                 PIP_TARGET=str(tmp_path / "site"))  # --target: pip must really fetch, httpx here or not
+    assert result.returncode == 2, result.stderr
+    assert "could not pip install httpx>=0.27,<1 from http://127.0.0.1:9/simple" in result.stderr
+    assert "Set pip_index_url to a PyPI mirror" in result.stderr
+    assert not (tmp_path / "data").exists()  # the worker never ran
+
+
+def test_pod_command_runs_the_worker_end_to_end(hub, repo_dir, tmp_path):
+    """With httpx in the image the install is skipped and the shipped worker downloads its shard."""
+    from hubfiles import REPO, sha256
+
+    from tke_playbook.download.listing import plan_download
+    from tke_playbook.modelfolder import is_complete
+
+    spec = DownloadSpec(model=REPO, source="huggingface", endpoint=hub.url, completions=1, parallelism=1,
+                        pip_index_url="http://127.0.0.1:9/simple")
+    plan = plan_download(spec)
+    shipped = tmp_path / "opt"
+    shipped.mkdir()
+    for key, text in build_worker_configmap(spec, plan)["data"].items():
+        (shipped / key).write_text(text)
+    # had pip run, --target would make it fetch from the closed index and fail: the install really is skipped
+    result = _sh(_pod_script(spec, shipped, tmp_path / "data"), tmp_path, JOB_COMPLETION_INDEX="0",
+                 PIP_TARGET=str(tmp_path / "site"))
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "data" / REPO
+    assert is_complete(folder)
+    assert sha256(folder / "model.safetensors") == sha256(repo_dir / "model.safetensors")

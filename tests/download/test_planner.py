@@ -36,6 +36,10 @@ def test_duplicate_weight_formats_are_skipped_when_safetensors_exist():
     pytest.param([RepoFile("model.safetensors", 10), RepoFile("onnx/model.onnx", 5), RepoFile("tf_model.h5", 5),
                   RepoFile("flax_model.msgpack", 5), RepoFile("model.gguf", 5), RepoFile("model.pt", 5)],
                  {"model.safetensors"}, id="every-duplicate-format"),
+    pytest.param([RepoFile("model.safetensors", 10), RepoFile("onnx/model.onnx", 5),
+                  RepoFile("onnx/model.onnx_data", 9), RepoFile("onnx/model_O4.onnx.data", 9),
+                  RepoFile("onnx/config.json", 1)],
+                 {"model.safetensors", "onnx/config.json"}, id="onnx-external-data-files"),
 ])
 def test_weight_rule(files, kept):
     chosen, _ = select_files(files)

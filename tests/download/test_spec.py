@@ -68,3 +68,11 @@ def test_unknown_model_and_hub_suggest():
         DownloadSpec(model="bge-m4")
     with pytest.raises(UnknownNameError, match="modelscope"):
         DownloadSpec(source="modelscop")
+
+
+@pytest.mark.parametrize("url", [pytest.param("mirrors.cloud.tencent.com/pypi/simple", id="no-scheme"),
+                                 pytest.param("https://mirror/simple $(id)", id="shell-characters")])
+def test_pip_index_url_must_be_a_plain_url(url):
+    with pytest.raises(InvalidSpecError, match="pip_index_url .* must be a URL without spaces or quotes"):
+        DownloadSpec(pip_index_url=url)
+    assert DownloadSpec(pip_index_url="https://mirrors.cloud.tencent.com/pypi/simple").pip_index_url

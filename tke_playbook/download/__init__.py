@@ -4,6 +4,9 @@
 shards; ``build_download_job``/``build_worker_configmap`` run the shards on a cluster and ``run_local_download``
 runs them as local processes; ``read_progress`` shows how far they got. ``HubMirror`` serves repositories on
 127.0.0.1 (tests, the benchmark and the offline local target).
+
+Cluster pods run a plain ``python:3.11-slim`` image and ``pip install httpx`` when they start, so download nodes
+need PyPI or a mirror (``DownloadSpec.pip_index_url``); without one they stop saying so (see ``manifests``).
 """
 
 from .charts import plot_bytes_per_shard

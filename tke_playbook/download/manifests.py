@@ -3,10 +3,19 @@
 Pure builders returning plain dicts. The Job runs the library's own worker source (shipped in a ConfigMap, not
 baked into an image) in a plain Python image; each pod downloads the shard of its ``JOB_COMPLETION_INDEX``.
 Pods carry labels their pod anti-affinity really selects, so the scheduler spreads them one per node.
+
+Network needs of a pod, besides the hub: the plain image (``python:3.11-slim``) has no httpx, so each pod runs
+``pip install 'httpx>=0.27,<1'`` when it starts - from PyPI, or from ``DownloadSpec.pip_index_url`` (a PyPI
+mirror reachable from the download nodes, e.g. Tencent Cloud's). An image that already has httpx skips the
+install. When pip cannot reach its index the pod stops within a minute or two (2 retries, 20 s timeout)
+with a message saying so and exit status 2; the Job carries the same fact in its
+``tke-playbook.io/pip-install`` annotation. The worker ConfigMap is mounted as optional: a pod started
+before the ConfigMap exists stops at once with a message naming it, instead of waiting in ContainerCreating.
 """
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from ..labels import COMPONENT, INSTANCE, Component, common_labels
@@ -29,11 +38,30 @@ def _labels(spec: DownloadSpec) -> dict[str, str]:
     return common_labels(Component.DOWNLOAD, spec.job_name, spec.model)
 
 
+PIP_EXIT = 2     # the pod's exit status when httpx cannot be installed
+PLAN_EXIT = 2    # ... and when the worker ConfigMap is missing
+
+
+def pip_source(spec: DownloadSpec) -> str:
+    """Where download pods pip-install httpx from, in words."""
+    return spec.pip_index_url or "PyPI (https://pypi.org/simple)"
+
+
 def worker_command(spec: DownloadSpec) -> list[str]:
-    """Install httpx into the plain image, then run the shipped worker on this pod's shard."""
-    index = f" --index-url {spec.pip_index_url}" if spec.pip_index_url else ""
-    script = (f"pip install --quiet --no-cache-dir --disable-pip-version-check{index} '{HTTPX_REQUIREMENT}' && "
-              f"exec python {WORKER_DIR}/worker.py --plan {WORKER_DIR}/{PLAN_KEY} --root {DATA_DIR}")
+    """Check the ConfigMap is mounted, install httpx into the plain image unless it has it (bounded retries and
+    timeout, a clear message when the index is out of reach), then run the shipped worker on this pod's shard."""
+    index = f" --index-url {shlex.quote(spec.pip_index_url)}" if spec.pip_index_url else ""
+    plan = f"{WORKER_DIR}/{PLAN_KEY}"
+    script = (
+        f"if [ ! -f {plan} ]; then echo \"tke-playbook: {plan} is missing: apply ConfigMap '{spec.configmap_name}' "
+        f"(the download worker and its shard plan) in namespace '{spec.namespace}' before the Job\" >&2; "
+        f"exit {PLAN_EXIT}; fi; "
+        f"if ! python -c 'import httpx' 2>/dev/null; then "
+        f"python -m pip install --quiet --no-cache-dir --disable-pip-version-check --retries 2 --timeout 20{index} "
+        f"'{HTTPX_REQUIREMENT}' || {{ echo \"tke-playbook: could not pip install {HTTPX_REQUIREMENT} from "
+        f"{pip_source(spec)}: the download node needs a route to it. Set pip_index_url to a PyPI mirror the node "
+        f"can reach, or use an image that has httpx\" >&2; exit {PIP_EXIT}; }}; fi; "
+        f"exec python {WORKER_DIR}/worker.py --plan {plan} --root {DATA_DIR}")
     return ["sh", "-c", script]
 
 
@@ -53,6 +81,15 @@ def _affinity(spec: DownloadSpec) -> dict:
         return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
     return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
         {"weight": 100, "podAffinityTerm": term}]}}
+
+
+def _annotations(spec: DownloadSpec, plan) -> dict[str, str]:
+    notes = {"tke-playbook.io/pip-install": f"pods pip-install {HTTPX_REQUIREMENT} from {pip_source(spec)} at start "
+                                           f"unless the image has httpx",
+             "tke-playbook.io/worker-configmap": spec.configmap_name}
+    if plan is not None:
+        notes["tke-playbook.io/plan-id"] = plan.plan_id
+    return notes
 
 
 def build_download_job(spec: DownloadSpec, plan=None) -> dict:
@@ -80,7 +117,7 @@ def build_download_job(spec: DownloadSpec, plan=None) -> dict:
                              {"name": "worker", "mountPath": WORKER_DIR, "readOnly": True}],
         }],
         "volumes": [{"name": "model-store", "persistentVolumeClaim": {"claimName": spec.pvc}},
-                    {"name": "worker", "configMap": {"name": spec.configmap_name}}],
+                    {"name": "worker", "configMap": {"name": spec.configmap_name, "optional": True}}],
     }
     if spec.node_selector:
         pod_spec["nodeSelector"] = spec.node_selector_dict
@@ -88,7 +125,7 @@ def build_download_job(spec: DownloadSpec, plan=None) -> dict:
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": spec.job_name, "namespace": spec.namespace, "labels": labels,
-                     "annotations": {"tke-playbook.io/plan-id": plan.plan_id} if plan is not None else {}},
+                     "annotations": _annotations(spec, plan)},
         "spec": {
             "completionMode": "Indexed", "completions": spec.completions, "parallelism": spec.parallelism,
             "backoffLimitPerIndex": spec.backoff_limit_per_index,

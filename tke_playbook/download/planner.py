@@ -133,8 +133,15 @@ def _suffix(path: str) -> str:
     return name[name.rfind("."):] if "." in name else ""
 
 
+def is_duplicate_format(path: str) -> bool:
+    """A weight format other than safetensors: ``.bin``, ``.pt``, ``.h5``, ``.msgpack``, ``.gguf`` and every
+    ONNX file (``model.onnx``, ``model.onnx_data``, ``model.onnx.data``)."""
+    name = path.rsplit("/", 1)[-1].lower()
+    return _suffix(path) in DUPLICATE_FORMATS or ".onnx" in name
+
+
 def is_weight(path: str) -> bool:
-    return _suffix(path) in SAFETENSORS + DUPLICATE_FORMATS
+    return _suffix(path) in SAFETENSORS or is_duplicate_format(path)
 
 
 def select_files(files, include=(), exclude=(), keep_duplicate_formats=False):
@@ -149,7 +156,7 @@ def select_files(files, include=(), exclude=(), keep_duplicate_formats=False):
             selected.append(f)
     has_safetensors = any(_suffix(f.path) in SAFETENSORS for f in selected)
     if has_safetensors and not keep_duplicate_formats:
-        kept = [f for f in selected if _suffix(f.path) not in DUPLICATE_FORMATS]
+        kept = [f for f in selected if not is_duplicate_format(f.path)]
         skipped += [(f, "duplicate weight format (safetensors present)") for f in selected if f not in kept]
         selected = kept
     return selected, skipped

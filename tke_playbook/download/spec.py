@@ -156,6 +156,10 @@ class DownloadSpec:
                                    field="endpoint", value=self.endpoint)
         if self.endpoint:
             set_("endpoint", self.endpoint.rstrip("/"))
+        if self.pip_index_url is not None and not re.match(r"^https?://[^\s'\"`$\\]+$", str(self.pip_index_url)):
+            raise InvalidSpecError(f"pip_index_url {self.pip_index_url!r} must be a URL without spaces or quotes, "
+                                   f"such as 'https://mirrors.cloud.tencent.com/pypi/simple'", field="pip_index_url",
+                                   value=self.pip_index_url)
         if not isinstance(self.image, str) or not self.image.strip() or " " in self.image:
             raise InvalidSpecError(f"image {self.image!r} is not an image reference: use e.g. '{DEFAULT_IMAGE}'",
                                    field="image", value=self.image)

@@ -2,7 +2,8 @@
 
 Runs in each Job pod (shard = ``JOB_COMPLETION_INDEX``) and as a local worker process; standard library and
 httpx only, so it ships to pods in a ConfigMap beside ``transfer.py``, ``progress.py`` and
-``modelfolder.py``.
+``modelfolder.py``. In a pod, httpx comes from the ``pip install`` the Job's command runs first (see
+``manifests.worker_command``: PyPI or ``pip_index_url``; a clear message and exit 2 when unreachable).
 
 * Pieces are fetched with HTTP Range requests and written with ``pwrite`` at their offsets into the final file
   (opened without truncation), so several shards fill one large file at the same time.
