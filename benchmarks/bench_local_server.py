@@ -1,10 +1,12 @@
 """Throughput of the local embedding server against direct in-process encoding, measured in one run.
 
-    python benchmarks/bench_local_server.py [--sentences 768] [--model PATH]
+    python benchmarks/bench_local_server.py [--sentences 512] [--rounds 5] [--per-worker 4] [--model PATH]
 
 Baseline: ``SentenceTransformer.encode`` of the same sentences in this process (best of batch sizes 32 and 64).
 Then the server (a subprocess started with ``start_server``) under a closed loop at concurrency 1, 16 and 64
-with 1 and 10 sentences per request; the client parses and counts every answer. On a shared machine speed
+with 1 and 10 sentences per request; the client parses and counts every answer. Each server measurement sends
+at least ``--per-worker`` requests per concurrent client (cycling through the sentences), so concurrency 64
+with 10 sentences per request really keeps 64 requests in flight rather than one short wave. On a shared machine speed
 drifts by a factor of several within minutes, so every server measurement in the table is paired with a direct
 measurement taken just before it, and the RESULT comes from ``--rounds`` rounds alternating direct encoding and
 the server at concurrency 64 (1 and 10 sentences per request). The last line is ``RESULT server_vs_direct=X``:
@@ -56,10 +58,18 @@ def direct_rate(model, sentences: list[str]) -> float:
     return best
 
 
-async def server_rate(url: str, sentences: list[str], concurrency: int, per_request: int) -> tuple[float, int]:
+def make_requests(sentences: list[str], concurrency: int, per_request: int, per_worker: int) -> list[list[str]]:
+    """Requests of ``per_request`` sentences: all the sentences once, and at least ``per_worker`` per client."""
+    count = max(-(-len(sentences) // per_request), concurrency * per_worker)
+    return [[sentences[(r * per_request + j) % len(sentences)] for j in range(per_request)] for r in range(count)]
+
+
+async def server_rate(url: str, sentences: list[str], concurrency: int, per_request: int,
+                      per_worker: int = 4) -> tuple[float, int]:
+    """Sentences/s of the server under a closed loop of ``concurrency`` clients, and how many answers were wrong."""
     import aiohttp
 
-    chunks = [sentences[i:i + per_request] for i in range(0, len(sentences), per_request)]
+    chunks = make_requests(sentences, concurrency, per_request, per_worker)
     queue = list(reversed(chunks[:8]))  # warm-up: open connections
     errors = 0
 
@@ -67,10 +77,13 @@ async def server_rate(url: str, sentences: list[str], concurrency: int, per_requ
         nonlocal errors
         while queue:
             chunk = queue.pop()
-            async with session.post(url + "/v1/embeddings", json={"input": chunk}) as response:
-                body = json.loads(await response.read())
-                if response.status != 200 or len(body.get("data", ())) != len(chunk):
-                    errors += 1
+            try:
+                async with session.post(url + "/v1/embeddings", json={"input": chunk}) as response:
+                    body = json.loads(await response.read())
+                    if response.status != 200 or len(body.get("data", ())) != len(chunk):
+                        errors += 1
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):  # counted, not fatal
+                errors += 1
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -80,7 +93,7 @@ async def server_rate(url: str, sentences: list[str], concurrency: int, per_requ
         start = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
-    return len(sentences) / elapsed, errors
+    return sum(len(chunk) for chunk in chunks) / elapsed, errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=int, default=512, help="sentences per measurement (default 512)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating direct/server rounds at concurrency "
                         "64 for the RESULT (default 5)")
+    parser.add_argument("--per-worker", type=int, default=4, help="server requests per concurrent client at "
+                        "least (default 4)")
     parser.add_argument("--model", default=None, help="model folder (default: the offline all-MiniLM-L6-v2)")
     args = parser.parse_args(argv)
 
@@ -102,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         for concurrency in (1, 16, 64):
             for per_request in (1, 10):
                 direct = direct_rate(model, sentences)
-                rate, errors = asyncio.run(server_rate(server.url, sentences, concurrency, per_request))
+                rate, errors = asyncio.run(server_rate(server.url, sentences, concurrency, per_request,
+                                                      args.per_worker))
                 rows.append((concurrency, per_request, direct, rate, errors))
                 print(f"  measured c={concurrency} x{per_request}: direct {direct:.1f}, server {rate:.1f} "
                       f"sentences/s, {errors} errors", flush=True)
@@ -110,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             rounds["direct"].append(direct_rate(model, sentences))
             for per_request in (1, 10):
-                rate, errors = asyncio.run(server_rate(server.url, sentences, 64, per_request))
+                rate, errors = asyncio.run(server_rate(server.url, sentences, 64, per_request, args.per_worker))
                 rounds[per_request].append(rate if not errors else 0.0)
         print(f"  alternated rounds at c=64: direct {rounds['direct']}, x1 {rounds[1]}, x10 {rounds[10]}")
     print(f"{'setting':<28}{'server s/s':>12}{'direct s/s':>12}{'server/direct':>15}{'errors':>8}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,10 +27,44 @@ def test_serve_is_registered_with_vllm_like_options():
     assert parser.parse_args(["serve"]).model is None  # the offline model by default
 
 
-def test_serving_an_incomplete_folder_prints_one_line_and_exits_2(tmp_path, capsys):
-    assert main(["serve", "--model", str(tmp_path), "--port", "0"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: Model folder") and "no completion marker" in err and "\n" not in err
+@pytest.fixture()
+def taken_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("extra, phrase", [
+    pytest.param(["--model", "{tmp}"], "no completion marker", id="incomplete-folder"),
+    pytest.param(["--model", "{tmp}/nowhere"], "does not exist", id="missing-folder"),
+    pytest.param(["--port", "{taken}"], "cannot listen on 127.0.0.1:", id="port-in-use"),
+    pytest.param(["--port", "70000"], "--port 70000 is outside 1–65535", id="port-too-large"),
+    pytest.param(["--port", "-5"], "--port -5 is outside 1–65535", id="port-negative"),
+    pytest.param(["--port", "0", "--max-batch", "0"], "--max-batch 0 is too small", id="max-batch-zero"),
+    pytest.param(["--port", "0", "--workers", "0"], "--workers 0 is too small", id="workers-zero"),
+    pytest.param(["--port", "0", "--max-wait-ms", "-1"], "--max-wait-ms -1.0 is too small", id="negative-wait"),
+])
+def test_bad_input_prints_one_line_and_exits_2(tmp_path, taken_port, capsys, extra, phrase):
+    argv = ["serve"] + [a.format(tmp=tmp_path, taken=taken_port) for a in extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tke-playbook serve: error: ")
+    assert phrase in err
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    pytest.param(["--port", "abc"], "invalid int value: 'abc'", id="port-not-a-number"),
+    pytest.param(["--port", "99999"], "--port 99999 is outside 1–65535", id="port-too-large"),
+])
+def test_the_module_entry_point_also_answers_in_one_line(argv, phrase, capsys):
+    try:
+        status = serve_cli.main(argv)
+    except SystemExit as exc:  # argparse refuses the value itself
+        status = exc.code
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1
+    assert err.startswith("python -m tke_playbook.localserver: error: ") and phrase in err
 
 
 def test_serve_runs_in_the_foreground_until_sigterm():
@@ -57,3 +92,17 @@ def test_serve_runs_in_the_foreground_until_sigterm():
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_server_raises_its_open_file_limit_for_many_connections():
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1024:
+        pytest.skip("the hard limit leaves no room")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # a macOS laptop's default
+        assert serve_cli.raise_open_file_limit(1024) == 1024
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (1024, hard)
+        assert serve_cli.raise_open_file_limit(512) == 1024  # never lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tke_playbook.localserver.metrics import LATENCY_BUCKETS, ServerMetrics
 
 LABELS = 'model_name="m",engine="0"'
@@ -22,9 +24,10 @@ def test_every_vllm_metric_is_exported_with_type_and_labels():
     text = ServerMetrics("m").render()
     types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, flags=re.M))
     assert types == {"vllm:num_requests_running": "gauge", "vllm:num_requests_waiting": "gauge",
-                     "vllm:prompt_tokens": "counter", "vllm:request_success": "counter",
+                     "vllm:prompt_tokens_total": "counter", "vllm:request_success_total": "counter",
                      "vllm:e2e_request_latency_seconds": "histogram",
                      "vllm:request_queue_time_seconds": "histogram",
+                     "vllm:request_prefill_time_seconds": "histogram",
                      "vllm:request_inference_time_seconds": "histogram"}
     values = samples(text)
     assert values[f"vllm:prompt_tokens_total{{{LABELS}}}"] == 0
@@ -62,6 +65,31 @@ def test_failed_requests_leave_the_gauges_but_are_not_counted_as_success():
     assert values[f"vllm:num_requests_waiting{{{LABELS}}}"] == 0
     assert values[f'vllm:request_success_total{{{LABELS},finished_reason="stop"}}'] == 0
     assert values[f"vllm:e2e_request_latency_seconds_count{{{LABELS}}}"] == 0
+
+
+def test_every_sample_belongs_to_the_family_its_type_line_names():
+    """As prometheus_client writes vLLM's counters: ``# TYPE vllm:prompt_tokens_total counter``, not a family
+    ``vllm:prompt_tokens`` whose ``_total`` sample a 0.0.4 parser would file as an untyped metric."""
+    suffixes = {"gauge": ("",), "counter": ("",), "histogram": ("_bucket", "_count", "_sum")}
+    family, kind = None, None
+    for line in ServerMetrics("m").render().splitlines():
+        if line.startswith("# TYPE "):
+            _, _, family, kind = line.split(" ")
+        elif not line.startswith("#"):
+            name = line.split("{", 1)[0]
+            assert name in {family + suffix for suffix in suffixes[kind]}, f"{name} under # TYPE {family} {kind}"
+
+
+def test_a_standard_parser_reads_the_counters_as_counters():
+    parser = pytest.importorskip("prometheus_client.parser")
+    metrics = ServerMetrics("m")
+    metrics.request_queued()
+    metrics.request_finished(started=False, ok=True, e2e_s=0.1, prompt_tokens=7)
+    families = {f.name: f for f in parser.text_string_to_metric_families(metrics.render())}
+    assert families["vllm:prompt_tokens"].type == "counter"
+    assert [s.value for s in families["vllm:prompt_tokens"].samples] == [7]
+    assert families["vllm:request_success"].type == "counter"
+    assert families["vllm:e2e_request_latency_seconds"].type == "histogram"
 
 
 def test_buckets_are_vllms_request_latency_buckets():

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tke_playbook.errors import IncompleteModelError, ServerError
+from tke_playbook.errors import IncompleteModelError, InvalidSpecError, ServerError
 from tke_playbook.localserver import start_server
 from tke_playbook.localserver.encoder import default_model_name, resolve_model_dir
 from tke_playbook.modelfolder import write_completion
@@ -65,6 +65,72 @@ def test_the_served_name_comes_from_the_manifest_else_the_folder(home):
     assert default_model_name(plain) == "plain-folder"
 
 
+@pytest.mark.parametrize("kwargs, phrase", [
+    pytest.param({"port": 70000}, "port 70000 is outside 1–65535", id="port-too-large"),
+    pytest.param({"port": -1}, "port -1 is outside 1–65535", id="port-negative"),
+    pytest.param({"max_batch": 0}, "max_batch 0 is too small", id="max-batch-zero"),
+    pytest.param({"max_queue": 0}, "max_queue 0 is too small", id="max-queue-zero"),
+])
+def test_bad_settings_are_refused_before_starting(home, kwargs, phrase):
+    with pytest.raises(InvalidSpecError, match=phrase):
+        start_server(**kwargs)
+    assert not (home / "home" / "logs").exists()
+
+
+def server_processes(marker: str) -> list[int]:
+    """Pids of live processes whose command line mentions ``marker`` (a unique model folder)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    if marker.encode() in cmdline.read() and not exited(int(entry)):
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+def hanging_folder(root):
+    """A model folder whose modules.json is a FIFO nobody writes: loading it blocks for ever."""
+    folder = root / "hangs"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    os.mkfifo(folder / "modules.json")
+    write_completion(folder, {"model": "hangs", "files": []})
+    return folder
+
+
+def test_a_server_that_never_becomes_healthy_is_stopped_and_reported(home, tmp_path):
+    folder = hanging_folder(tmp_path)
+    with pytest.raises(ServerError, match=r"did not become healthy within 4 s and was stopped") as caught:
+        start_server(folder, timeout=4)
+    assert f"Loading {folder} ..." in str(caught.value)  # the log's tail
+    assert server_processes(f"--model\0{folder}\0") == []
+
+
+def test_a_server_killed_while_starting_is_reported_with_the_signal(home, tmp_path):
+    folder = hanging_folder(tmp_path)
+    killed = []
+
+    def killer():
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            for pid in server_processes(f"--model\0{folder}\0"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.05)
+
+    import threading
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    with pytest.raises(ServerError, match="The local server was killed by SIGKILL before it became healthy"):
+        start_server(folder, timeout=60)
+    thread.join(5)
+    assert killed
+
+
 def test_a_model_that_cannot_load_raises_server_error_with_the_log_tail(home):
     with pytest.raises(ServerError) as caught:
         start_server(broken_folder(home), timeout=120)
@@ -89,6 +155,7 @@ def test_start_copy_serve_and_stop(home, tmp_path):
     write_completion(folder, {"model": "sentence-transformers/all-MiniLM-L6-v2", "files": []})
     server = start_server(folder, served_model_name="minilm", timeout=240)
     with server:
+        assert server.check() is server
         assert server.url == f"http://127.0.0.1:{server.port}" and server.base_url == server.url + "/v1"
         assert server.healthy()
         import httpx
@@ -98,7 +165,9 @@ def test_start_copy_serve_and_stop(home, tmp_path):
         assert "Serving minilm" in server.logs()
         assert json.loads(httpx.get(server.url + "/v1/models", timeout=30).text)["data"][0]["root"] == str(folder)
         pid = server.pid
-    assert not server.alive()
+    assert not server.alive() and server.returncode == 0  # SIGTERM ends it cleanly
+    with pytest.raises(ServerError, match="was stopped"):
+        server.check()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     server.stop()  # stopping twice is harmless
@@ -112,7 +181,9 @@ def test_a_killed_server_is_seen_as_not_healthy(home):
         while server.alive() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not server.alive() and not server.healthy()
-        assert "Serving sentence-transformers/all-MiniLM-L6-v2" in server.logs()
+        with pytest.raises(ServerError, match="was killed by SIGKILL") as caught:
+            server.check()
+        assert "Serving sentence-transformers/all-MiniLM-L6-v2" in str(caught.value)  # the log's tail
     finally:
         server.stop()
 

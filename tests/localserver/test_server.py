@@ -77,6 +77,14 @@ def test_token_ids_are_encoded_without_decoding(http, reference):
     assert np.abs(vectors(one)[0] - vectors(many)[0]).max() < 1e-5
 
 
+def test_add_special_tokens_false_leaves_out_cls_and_sep(http, reference):
+    plain = reference.tokenizer(TEXTS[0], add_special_tokens=False)["input_ids"]
+    body = http.post("/v1/embeddings", json={"input": TEXTS[0], "add_special_tokens": False, "user": "u1"}).json()
+    assert body["usage"]["prompt_tokens"] == len(plain)
+    same = http.post("/v1/embeddings", json={"input": plain}).json()  # the same ids sent as tokens
+    assert np.abs(vectors(body) - vectors(same)).max() < 1e-6
+
+
 def test_over_length_input_gets_400_with_the_limit(http):
     response = http.post("/v1/embeddings", json={"input": "word " * 300})
     assert response.status_code == 400
@@ -147,9 +155,12 @@ def test_metrics_count_requests_and_tokens(http, server):
         labels = f'model_name="{MODEL}",engine="0"'
         values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
                   for line in text.splitlines() if line and not line.startswith("#")}
+        assert values[f"vllm:num_requests_running{{{labels}}}"] == 0  # nothing in flight between requests
+        assert values[f"vllm:num_requests_waiting{{{labels}}}"] == 0
         return (values[f'vllm:request_success_total{{{labels},finished_reason="stop"}}'],
                 values[f"vllm:prompt_tokens_total{{{labels}}}"],
-                values[f"vllm:e2e_request_latency_seconds_count{{{labels}}}"])
+                values[f"vllm:e2e_request_latency_seconds_count{{{labels}}}"],
+                values[f"vllm:request_queue_time_seconds_count{{{labels}}}"])
 
     before = scrape()
     usage = http.post("/v1/embeddings", json={"input": ["one", "two three"]}).json()["usage"]
@@ -157,31 +168,36 @@ def test_metrics_count_requests_and_tokens(http, server):
     assert after[0] == before[0] + 1
     assert after[1] == before[1] + usage["prompt_tokens"]
     assert after[2] == before[2] + 1
+    assert after[3] == before[3] + 1
 
 
 def test_2000_concurrent_requests_all_answered_and_matched(server, reference):
+    """All 2,000 requests are in flight at once (no client-side limit); every fourth carries two sentences, so
+    rows must also stay in order within a request."""
     import aiohttp
 
-    texts = [f"request {i}: {'alpha beta gamma delta'.split()[i % 4]} number {i * 7919 % 10007}" for i in range(2000)]
-    expected = reference.encode(texts, batch_size=64)
+    words = "alpha beta gamma delta".split()
+    inputs = [[f"request {i}: {words[i % 4]} number {i * 7919 % 10007}"] + (
+        [f"second sentence of request {i}"] if i % 4 == 0 else []) for i in range(2000)]
+    flat = [text for texts in inputs for text in texts]
+    expected = reference.encode(flat, batch_size=64)
 
     async def main():
-        limit = asyncio.Semaphore(256)
         headers = {"Authorization": f"Bearer {KEY}"}
-        connector = aiohttp.TCPConnector(limit=256)
+        connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
             async def one(i):
-                async with limit:
-                    async with session.post(server.url + "/v1/embeddings",
-                                            json={"input": texts[i], "encoding_format": "base64"},
-                                            timeout=aiohttp.ClientTimeout(total=300)) as response:
-                        return i, response.status, await response.json()
-            return await asyncio.gather(*(one(i) for i in range(len(texts))))
+                async with session.post(server.url + "/v1/embeddings",
+                                        json={"input": inputs[i], "encoding_format": "base64"},
+                                        timeout=aiohttp.ClientTimeout(total=300)) as response:
+                    return response.status, await response.json()
+            return await asyncio.gather(*(one(i) for i in range(len(inputs))))
 
     results = asyncio.run(main())
     assert len(results) == 2000
-    statuses = [status for _, status, _ in results]
+    statuses = [status for status, _ in results]
     assert statuses == [200] * 2000
-    got = np.stack([vectors(body)[0] for _, _, body in results])
-    assert np.abs(got - expected).max() < 1e-5  # every answer belongs to its own request
+    assert [len(body["data"]) for _, body in results] == [len(texts) for texts in inputs]
+    got = np.concatenate([vectors(body) for _, body in results])
+    assert np.abs(got - expected).max() < 1e-5  # every answer belongs to its own request, rows in order
     assert server.healthy()

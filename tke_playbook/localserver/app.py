@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from ..errors import EmbeddingAPIError
+from ..errors import EmbeddingAPIError, InvalidSpecError
 from .batcher import Batcher, QueueFull
 from .encoder import Encoder
 from .metrics import CONTENT_TYPE, ServerMetrics
@@ -25,6 +25,7 @@ from .protocol import (build_error, build_models_response, parse_embedding_reque
 
 log = logging.getLogger("tke_playbook.localserver")
 VERSION = "0.10.1"  # the vLLM API version this server mimics
+SHUTDOWN_TIMEOUT_S = 5.0
 ENCODER_KEY = web.AppKey("encoder", Encoder)
 BATCHER_KEY = web.AppKey("batcher", Batcher)
 METRICS_KEY = web.AppKey("metrics", ServerMetrics)
@@ -44,9 +45,12 @@ class ServerConfig:
 
     def __post_init__(self):
         if not self.served_model_name:
-            raise ValueError("served_model_name must not be empty")
-        if self.max_batch < 1 or self.max_queue < 1 or self.max_wait_ms < 0 or self.workers < 1:
-            raise ValueError("max_batch, max_queue and workers must be at least 1, max_wait_ms at least 0")
+            raise InvalidSpecError("served_model_name must not be empty: give the name clients put in 'model'",
+                                   field="served_model_name", value=self.served_model_name)
+        for name, least in (("max_batch", 1), ("max_queue", 1), ("workers", 1), ("max_wait_ms", 0)):
+            if getattr(self, name) < least:
+                raise InvalidSpecError(f"{name} {getattr(self, name)} is too small: give at least {least}",
+                                       field=name, value=getattr(self, name))
 
 
 def _json(body: dict, status: int = 200) -> web.Response:
@@ -59,13 +63,19 @@ def _error(message: str, status: int) -> web.Response:
 
 @web.middleware
 async def _errors_as_json(request: web.Request, handler):
-    """FastAPI answers unknown routes with ``{"detail": "Not Found"}``; do the same instead of aiohttp's text."""
+    """FastAPI answers unknown routes with ``{"detail": "Not Found"}``; do the same instead of aiohttp's text.
+    An unexpected failure answers 500 in vLLM's error shape and the server carries on."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status in (404, 405):
             return _json({"detail": exc.reason}, exc.status)
         raise
+    except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - one bad request must not look like a dead server
+        log.exception("request %s %s failed", request.method, request.path)
+        return _error(f"Internal server error: {type(exc).__name__}: {exc}", 500)
 
 
 def _auth_middleware(api_key: str):
@@ -96,7 +106,9 @@ async def embeddings(request: web.Request) -> web.Response:
     try:
         vectors = await batcher.submit(ids, prompt_tokens=prompt_tokens)
     except QueueFull as exc:
-        return _error(str(exc), 503)
+        response = _error(str(exc), 503)
+        response.headers["Retry-After"] = "1"
+        return response
     except Exception as exc:  # noqa: BLE001 - a failed batch answers 500, the server carries on
         log.exception("encoding failed")
         return _error(f"Encoding failed: {exc}", 500)
@@ -159,7 +171,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(1024)
+    sock.listen(2048)
     sock.setblocking(False)
     return sock
 
@@ -167,9 +179,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
 async def serve(app: web.Application, sock: socket.socket, *, stop: asyncio.Event,
                 on_ready=None) -> None:
     """Serve ``app`` on ``sock`` until ``stop`` is set; ``on_ready(port)`` runs once requests are accepted."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # On stop, requests already taken get up to SHUTDOWN_TIMEOUT_S to be answered before their connections close.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
-    site = web.SockSite(runner, sock, shutdown_timeout=2.0)
+    site = web.SockSite(runner, sock)
     await site.start()
     try:
         if on_ready is not None:

@@ -17,9 +17,16 @@ import sys
 import threading
 from pathlib import Path
 
-from ..errors import PlaybookError, ServerError
+from ..errors import InvalidSpecError, PlaybookError, ServerError
+from ..names import validate_port
 
 API_KEY_ENV = "VLLM_API_KEY"
+MODULE_PROG = "python -m tke_playbook.localserver"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, like `tke-playbook` (argparse would print the usage too)
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -48,8 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return add_arguments(argparse.ArgumentParser(prog="python -m tke_playbook.localserver",
-                                                 description="vLLM-compatible embedding server on CPU"))
+    parser = add_arguments(_Parser(prog=MODULE_PROG, description="vLLM-compatible embedding server on CPU"))
+    parser.set_defaults(error_prefix=MODULE_PROG)
+    return parser
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -57,8 +65,41 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("serve", help="serve a sentence-transformers model with vLLM's embeddings API",
                                    description=__doc__.split("\n\n")[0])
     add_arguments(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, error_prefix="tke-playbook serve")
     return parser
+
+
+def check_settings(*, port: int, max_batch: int, max_queue: int, max_wait_ms: float, workers: int | None = None,
+                   threads: int | None = None, cli: bool = False) -> None:
+    """Refuse bad numbers before anything loads: InvalidSpecError names the setting (``--max-batch`` on the
+    command line, ``max_batch`` in Python) and what to give. ``port`` 0 means any free port."""
+    def label(name: str) -> str:
+        return "--" + name.replace("_", "-") if cli else name
+
+    if port != 0:
+        validate_port(port, label("port"))
+    for name, value, least in (("max_batch", max_batch, 1), ("max_queue", max_queue, 1), ("workers", workers, 1),
+                               ("threads", threads, 1), ("max_wait_ms", max_wait_ms, 0)):
+        if value is not None and value < least:
+            raise InvalidSpecError(f"{label(name)} {value} is too small: give at least {least}", field=name,
+                                   value=value)
+
+
+def raise_open_file_limit(target: int = 65535) -> int:
+    """Raise this process's soft limit on open files towards ``target`` (as vLLM does; each connection is a file)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = target if hard == resource.RLIM_INFINITY else min(target, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 def _watch_parent(parent_pid: int, stop, loop) -> None:
@@ -77,6 +118,8 @@ async def _main(args: argparse.Namespace) -> None:
     from .app import ServerConfig, bind_socket, build_app, serve
     from .encoder import Encoder, default_model_name, resolve_model_dir
 
+    check_settings(port=args.port, max_batch=args.max_batch, max_queue=args.max_queue,
+                   max_wait_ms=args.max_wait_ms, workers=args.workers, threads=args.threads, cli=True)
     model_dir = resolve_model_dir(args.model, require_marker=not args.allow_incomplete)
     cores = os.cpu_count() or 1
     workers = args.workers or (2 if cores >= 2 else 1)
@@ -90,6 +133,7 @@ async def _main(args: argparse.Namespace) -> None:
     except OSError as exc:
         raise ServerError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}. Stop what uses the "
                           f"port or choose another one (--port 0 picks a free port).", cause=exc) from exc
+    raise_open_file_limit()
     print(f"Loading {model_dir} ...", flush=True)
     encoder = Encoder(model_dir, threads=threads)
     encoder.encode_ids([[0, 0]])  # warm up before accepting requests
@@ -123,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_main(args))
     except PlaybookError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        prefix = getattr(args, "error_prefix", "tke-playbook serve")
+        print(f"{prefix}: error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:
         pass

@@ -2,7 +2,8 @@
 
 Names, types and labels follow vLLM v0.10's V1 engine (labels ``model_name`` and ``engine``; histogram buckets
 as its request-latency histograms). Only what an embedding server produces is exported. Text exposition
-format 0.0.4; no dependency.
+format 0.0.4 as ``prometheus_client`` writes it for vLLM: a counter's HELP and TYPE lines carry its ``_total``
+sample name, so standard parsers type it as a counter. No dependency.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ class ServerMetrics:
                                "Histogram of time spent in WAITING phase for request.")
         self.inference = Histogram("vllm:request_inference_time_seconds",
                                    "Histogram of time spent in RUNNING phase for request.")
+        # An embedding request is all prefill: vLLM's prefill time equals its inference time.
+        self.prefill = Histogram("vllm:request_prefill_time_seconds",
+                                 "Histogram of time spent in PREFILL phase for request.")
         self.prompt_tokens = 0
         self.success = 0
         self.running = 0
@@ -99,6 +103,7 @@ class ServerMetrics:
                 self.prompt_tokens += prompt_tokens
                 self.e2e.observe(e2e_s)
                 self.inference.observe(inference_s)
+                self.prefill.observe(inference_s)
 
     # --- exposition --------------------------------------------------------------------------------------
 
@@ -112,13 +117,13 @@ class ServerMetrics:
                 "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.",
                 "# TYPE vllm:num_requests_waiting gauge",
                 f"vllm:num_requests_waiting{{{labels}}} {_num(self.waiting)}",
-                "# HELP vllm:prompt_tokens Number of prefill tokens processed.",
-                "# TYPE vllm:prompt_tokens counter",
+                "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.",
+                "# TYPE vllm:prompt_tokens_total counter",
                 f"vllm:prompt_tokens_total{{{labels}}} {_num(self.prompt_tokens)}",
-                "# HELP vllm:request_success Count of successfully processed requests.",
-                "# TYPE vllm:request_success counter",
+                "# HELP vllm:request_success_total Count of successfully processed requests.",
+                "# TYPE vllm:request_success_total counter",
                 f'vllm:request_success_total{{{labels},finished_reason="stop"}} {_num(self.success)}',
             ]
-            for histogram in (self.e2e, self.queue, self.inference):
+            for histogram in (self.e2e, self.queue, self.prefill, self.inference):
                 lines.extend(histogram.render(labels))
         return "\n".join(lines) + "\n"

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,11 +25,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ServerError
-from ..names import validate_port
+from .cli import check_settings
 from .encoder import default_model_name, resolve_model_dir
 
 API_KEY_ENV = "VLLM_API_KEY"
 _LIVE: "set[LocalServer]" = set()  # stopped at interpreter exit, even if the caller dropped its reference
+
+
+def _exit_words(code: int) -> str:
+    """``'exited with code 2'`` or ``'was killed by SIGKILL'`` (a negative code is the signal's number)."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def _tail(path: Path, lines: int) -> str:
@@ -49,6 +61,7 @@ class LocalServer:
     served_model_name: str
     log_path: Path
     api_key: str | None = field(default=None, repr=False)
+    returncode: int | None = None  # set once the process has ended (0 after a clean stop)
     _process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -70,14 +83,28 @@ class LocalServer:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout`` s). Stopping twice is harmless."""
         process, self._process = self._process, None
         _LIVE.discard(self)
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        self.returncode = process.returncode
+
+    def check(self) -> "LocalServer":
+        """Return the server if its process runs; else raise ServerError saying how it ended, with the log's tail."""
+        process = self._process
+        if process is None:
+            raise ServerError(f"The local server at {self.url} was stopped: start a new one.", obj=self)
+        code = process.poll()
+        if code is not None:
+            self.returncode = code
+            raise ServerError(f"The local server at {self.url} {_exit_words(code)}. Last log lines "
+                              f"({self.log_path}):\n{self.logs(30)}", obj=self)
+        return self
 
     def __enter__(self) -> "LocalServer":
         return self
@@ -113,8 +140,8 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
     completion marker (IncompleteModelError before anything starts) unless ``require_marker`` is False.
     """
     folder = resolve_model_dir(model_dir, require_marker=require_marker)
-    if port != 0:
-        validate_port(port)
+    check_settings(port=port, max_batch=max_batch, max_queue=max_queue, max_wait_ms=max_wait_ms, workers=workers,
+                   threads=threads)
     name = served_model_name or default_model_name(folder)
     log = Path(log_path) if log_path else _log_path()
     port_file = Path(tempfile.mkdtemp(prefix="tke-localserver-")) / "port"
@@ -138,7 +165,7 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
     try:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise ServerError(f"The local server exited with code {process.returncode} before it became "
+                raise ServerError(f"The local server {_exit_words(process.returncode)} before it became "
                                   f"healthy. Last log lines ({log}):\n{_tail(log, 30)}", obj=log)
             if server is None and port_file.is_file():
                 bound = int(port_file.read_text(encoding="utf-8"))
@@ -148,16 +175,15 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
                 _LIVE.add(server)
                 return server
             time.sleep(0.1)
-        raise ServerError(f"The local server did not become healthy within {timeout:.0f} s. Last log lines "
-                          f"({log}):\n{_tail(log, 30)}", obj=log)
+        raise ServerError(f"The local server did not become healthy within {timeout:g} s and was stopped. "
+                          f"Last log lines ({log}):\n{_tail(log, 30)}", obj=log)
     except BaseException:
         if process.poll() is None:
             process.kill()
             process.wait(5)
         raise
     finally:
-        port_file.unlink(missing_ok=True)
-        port_file.parent.rmdir()
+        shutil.rmtree(port_file.parent, ignore_errors=True)
 
 
 @atexit.register
