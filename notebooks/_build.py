@@ -83,11 +83,11 @@ The tutorial creates a StorageClass of type CFS (file storage) in the GPU node's
 `ai-model` on it. Locally, a folder under the state directory plays the PVC; the manifests are the same.
 """),
     params('PVC_NAME = os.environ.get("TKE_PLAYBOOK_PVC", "ai-model")'),
-    code("from tke_playbook.widgets import PvcPicker\nfrom tke_playbook.workflow import open_target"),
+    code("from tke_playbook.widgets import PvcPicker\nfrom tke_playbook.workflow import open_target, spec_table"),
     code(IGNORE + "pb = open_target(TARGET)\npb"),
     md("Choose the PVC: an existing one, or type a new name (`ai-model` matches the download script's default)."),
     code("pvc_picker = PvcPicker(pb.pvcs(), default=PVC_NAME)\npvc_picker"),
-    code(CHECK + "storage_spec = pb.storage_defaults(pvc_picker.pvc_name)\nstorage_spec"),
+    code(CHECK + "storage_spec = pb.storage_defaults(pvc_picker.pvc_name)\nspec_table(storage_spec)"),
     md("The StorageClass and the PVC as they are applied to the cluster:"),
     code(CHECK + "print(pb.render_storage(storage_spec))"),
     md("Create them and wait until the PVC is `Bound` (locally: create the folder)."),
@@ -109,13 +109,13 @@ the hub's size and sha256, and the download resumes if a pod dies. Locally, work
            'SOURCE = os.environ.get("TKE_PLAYBOOK_SOURCE", "")  # modelscope | huggingface | "" = target default',
            'COMPLETIONS = int(os.environ.get("TKE_PLAYBOOK_COMPLETIONS", "3"))',
            'PARALLELISM = int(os.environ.get("TKE_PLAYBOOK_PARALLELISM", "3"))'),
-    code("%matplotlib inline\nfrom tke_playbook.widgets import DownloadForm\nfrom tke_playbook.workflow import open_target\n"
+    code("%matplotlib inline\nfrom tke_playbook.widgets import DownloadForm\nfrom tke_playbook.workflow import open_target, spec_table\n"
          "from tke_playbook.workflow.charts import plot_bytes_per_pod"),
     code(IGNORE + "pb = open_target(TARGET)\npb"),
     md("Pick the model (the verdict says whether it fits the GPU node type chosen in 00), the hub, and how many "
        "shards (`completions`) and pods at once (`parallelism`)."),
     code("form = DownloadForm(pb.download_defaults(MODEL, SOURCE, COMPLETIONS, PARALLELISM), pb.node_type())\nform"),
-    code(CHECK + "download_spec = form.spec()\ndownload_spec"),
+    code(CHECK + "download_spec = form.spec()\nspec_table(download_spec)"),
     md("The plan: which files each pod downloads, and the bytes per pod (balanced by size, not by count)."),
     code(CHECK + "plan = pb.plan_download(download_spec)\nplan.to_frame()"),
     code("plot_bytes_per_pod(plan)"),
@@ -139,10 +139,15 @@ prefilled with those values (the seed profile), except that an API key is **gene
 rather than left empty. Locally, the CPU server plays vLLM on the same port (60000) and API.
 """),
     params('MODEL = os.environ.get("TKE_PLAYBOOK_MODEL", "")  # "" = the target\'s default model'),
-    code("from tke_playbook.widgets import ServingForm\nfrom tke_playbook.workflow import open_target"),
+    code("from tke_playbook.widgets import ServingForm\nfrom tke_playbook.workflow import open_target, spec_table"),
     code(IGNORE + "pb = open_target(TARGET)\npb"),
-    code("form = ServingForm(pb.serving_defaults(MODEL), pb.pvcs())\nform"),
-    code(CHECK + "serving_spec = form.spec()\nprint(serving_spec.name, serving_spec.model, serving_spec.service_type.value)"),
+    md("The chart's main values. The verdict says whether the model, at this `max_model_len`, memory share and "
+       "`tpSize`, fits the GPU node type chosen in 00 (the tutorial's FAQ: *CUDA out of memory* means it does not)."),
+    code("form = ServingForm(pb.serving_defaults(MODEL), pb.pvcs(), pb.node_type())\nform"),
+    md("The form read into a spec (the settings that differ most between deployments; the YAML below has all):"),
+    code(CHECK + "serving_spec = form.spec()\n"
+         "spec_table(serving_spec, [\"name\", \"model\", \"pvc_name\", \"max_model_len\", \"max_batch_size\", \"gpu_count\",\n"
+         "                          \"service_type\", \"service_port\", \"api_key_secret\"])"),
     md("The API key: generated once, kept in Secret `vllm-<model>-api-key` (locally a 0600 file). Only a masked "
        "form is ever shown."),
     code(IGNORE + "print(pb.masked_api_key(serving_spec))"),
@@ -168,9 +173,9 @@ English sentences, and how long requests take.
            'QUICK = os.environ.get("TKE_PLAYBOOK_QUICK", "") not in ("", "0")',
            'REQUESTS = int(os.environ.get("TKE_PLAYBOOK_REQUESTS", "20" if QUICK else "100"))'),
     code("%matplotlib inline\nfrom tke_playbook.datasets import sentence_set\nfrom tke_playbook.loadgen import run_closed_loop\n"
-         "from tke_playbook.plots import plot_latency_histogram, plot_similarity_heatmap\n"
+         "from tke_playbook.plots import plot_latency_cdf, plot_latency_histogram, plot_similarity_heatmap\n"
          "from tke_playbook.similarity import cosine_matrix\nfrom tke_playbook.widgets import TextForm\n"
-         "from tke_playbook.workflow import describe_embedding_answer, open_target"),
+         "from tke_playbook.workflow import describe_embedding_answer, open_target, tidy"),
     md("The endpoint deployed in 03 (locally it is restarted if this kernel did not start it)."),
     code(IGNORE + "pb = open_target(TARGET)\nendpoint = pb.endpoint()\nendpoint"),
     md("The tutorial's request (the key is read from the Secret and shown as `$VLLM_API_KEY`):"),
@@ -186,11 +191,20 @@ Chinese sentences apart.
 """),
     code(CHECK + "sentences = sentence_set()\nprint(len(sentences), 'sentences,', len(set(sentences.topics)), 'topics')"),
     code("vectors = endpoint.client().embed_documents(list(sentences.texts))\nsimilarity = cosine_matrix(vectors)"),
-    code("plot_similarity_heatmap(similarity, sentences.labels(), sentences.topics, label_fallbacks=sentences.ids)"),
-    md("## Latency\n\nA short closed-loop run: one and four requests in flight."),
-    code(IGNORE + "load = run_closed_loop(endpoint.url, endpoint.model, concurrency_levels=(1, 4), "
-         "requests_per_level=REQUESTS, api_key=endpoint.api_key)\nload.summary"),
-    code("plot_latency_histogram(load.records)"),
+    code("plot_similarity_heatmap(similarity, sentences.labels(), sentences.topics, label_fallbacks=sentences.ids,\n"
+         "                        title=f\"Cosine similarity: {endpoint.model}\")"),
+    md("""
+## Latency
+
+A short closed-loop run: first one request in flight at a time, then four. The table gives requests per second
+and latency percentiles (p50: half the requests were faster; p99: all but one in a hundred).
+"""),
+    code(IGNORE + "load = run_closed_loop(endpoint.url, endpoint.model, concurrency_levels=(1, 4),\n"
+         "                       requests_per_level=REQUESTS, api_key=endpoint.api_key)\ntidy(load.summary)"),
+    code("plot_latency_histogram(load.records, title=\"Request latency, both levels\")"),
+    md("The same requests by level: each line is the share of requests answered within a time. With four in "
+       "flight they queue, so the line moves right."),
+    code("plot_latency_cdf(load.records, title=\"Latency by requests in flight\")"),
 ]
 
 NOTEBOOKS["05_compare_models"] = [
@@ -206,20 +220,31 @@ Both are evaluated with nDCG, recall and MRR, same-language and cross-lingual, p
     params('MODEL_A = os.environ.get("TKE_PLAYBOOK_MODEL_A", "")  # "" = bge-m3 (cluster) / all-MiniLM-L6-v2 (local)',
            'MODEL_B = os.environ.get("TKE_PLAYBOOK_MODEL_B", "")  # "" = e5-mistral (cluster) / lexical (local)'),
     code("%matplotlib inline\nfrom tke_playbook.compare import compare_embedders\n"
-         "from tke_playbook.plots import plot_comparison_panel, plot_heatmaps_side_by_side, plot_score_distributions\n"
+         "from tke_playbook.plots import (plot_comparison_panel, plot_heatmaps_side_by_side,\n"
+         "                                plot_score_distributions)\n"
          "from tke_playbook.workflow import open_target"),
     code(IGNORE + "pb = open_target(TARGET)\nembedder_a, embedder_b = pb.comparison_pair(MODEL_A, MODEL_B)\n"
          "embedder_a.name, embedder_b.name"),
     md("Evaluate both on the shipped bilingual retrieval set (the same queries, documents and judgements)."),
     code("comparison = compare_embedders(embedder_a, embedder_b)"),
     code(IGNORE + "comparison.table.round(3)"),
+    md("""
+How to read it: *same-language* pairs a query with documents in its own language, *cross-lingual* with their
+translation. Word overlap is a strong signal within one language, so the lexical baseline is hard to beat there
+on a small set - that is why it is here: a model has to beat it to earn its GPU. Across languages no words are
+shared and the baseline collapses; that is where a multilingual model (bge-m3, e5-mistral) must win. Locally,
+all-MiniLM-L6-v2 is an English model, so expect it to be weak on Chinese queries.
+"""),
     code("plot_comparison_panel(comparison)"),
     md("Side by side: how each model sees the sentence set."),
-    code("plot_heatmaps_side_by_side(comparison.a.sentence_sim, comparison.b.sentence_sim, comparison.sentence_labels,\n"
-         "                          comparison.sentence_topics, names=comparison.names)"),
+    code("plot_heatmaps_side_by_side(comparison.a.sentence_sim, comparison.b.sentence_sim,\n"
+         "                           comparison.sentence_labels, comparison.sentence_topics,\n"
+         "                           names=comparison.names)"),
     md("Scores of relevant against irrelevant query-document pairs: the further apart, the easier retrieval is."),
-    code("plot_score_distributions(comparison.a.distributions, title=f\"{comparison.a.name}: relevant vs irrelevant\")"),
-    code("plot_score_distributions(comparison.b.distributions, title=f\"{comparison.b.name}: relevant vs irrelevant\")"),
+    code("plot_score_distributions(comparison.a.distributions,\n"
+         "                         title=f\"{comparison.a.name}: relevant vs irrelevant\")"),
+    code("plot_score_distributions(comparison.b.distributions,\n"
+         "                         title=f\"{comparison.b.name}: relevant vs irrelevant\")"),
 ]
 
 NOTEBOOKS["06_benchmark"] = [
@@ -233,21 +258,35 @@ open-loop rate sweep (Poisson arrivals), with the server's own metrics beside th
            'CONCURRENCY = [int(c) for c in os.environ.get("TKE_PLAYBOOK_CONCURRENCY", "1,4" if QUICK else "1,4,16,32").split(",")]',
            'RATES = [float(r) for r in os.environ.get("TKE_PLAYBOOK_RATES", "5,10" if QUICK else "5,20,50").split(",")]',
            'REQUESTS = int(os.environ.get("TKE_PLAYBOOK_REQUESTS", "30" if QUICK else "200"))',
-           'INPUT_TOKENS = int(os.environ.get("TKE_PLAYBOOK_INPUT_TOKENS", "128"))'),
-    code("%matplotlib inline\nfrom tke_playbook.loadgen import run_closed_loop, run_open_loop\n"
+           'INPUT_TOKENS = int(os.environ.get("TKE_PLAYBOOK_INPUT_TOKENS", "128"))',
+           'CEILING_REQUESTS = int(os.environ.get("TKE_PLAYBOOK_CEILING_REQUESTS", "2000" if QUICK else "5000"))'),
+    code("%matplotlib inline\nfrom tke_playbook.loadgen import measure_ceiling, run_closed_loop, run_open_loop\n"
          "from tke_playbook.plots import plot_latency_cdf, plot_throughput_vs_concurrency\n"
-         "from tke_playbook.workflow import open_target"),
+         "from tke_playbook.workflow import headroom_note, open_target, tidy"),
     code(IGNORE + "pb = open_target(TARGET)\nendpoint = pb.endpoint()\nendpoint"),
     md("Closed loop: each level keeps that many requests in flight."),
     code(IGNORE + "closed = run_closed_loop(endpoint.url, endpoint.model, CONCURRENCY, REQUESTS, (INPUT_TOKENS,),\n"
-         "                         api_key=endpoint.api_key)\nclosed.table()"),
+         "                         api_key=endpoint.api_key)\ntidy(closed.summary)"),
     code("plot_throughput_vs_concurrency(closed.summary)"),
     md("Open loop: requests arrive at a fixed average rate whatever the answers do, so queueing shows as latency."),
     code(IGNORE + "opened = run_open_loop(endpoint.url, endpoint.model, RATES, requests=REQUESTS,\n"
-         "                       input_tokens=(INPUT_TOKENS,), api_key=endpoint.api_key)\nopened.table()"),
+         "                       input_tokens=(INPUT_TOKENS,), api_key=endpoint.api_key)\ntidy(opened.summary)"),
     code("plot_latency_cdf(opened.records)"),
-    md("The server's view (from its Prometheus `/metrics`): its own latency and queue time per level."),
-    code(IGNORE + "closed.server"),
+    md("""
+The server's view (from its Prometheus `/metrics`, scraped before and after each level): requests it served, its
+own mean latency and queue time, and the prompt tokens it counted. Its means are exact; its percentiles come from
+a histogram whose first bucket ends at `server_first_bucket_ms` (300 ms in vLLM), so those below it are left out.
+"""),
+    code(IGNORE + "tidy(closed.server)"),
+    md("""
+## Is the load generator the bottleneck?
+
+The generator runs on this machine too. Its ceiling is how many requests per second it sends to a server that
+does nothing. When the server measured above comes within half of that, the generator shapes the numbers.
+"""),
+    code(IGNORE + "ceiling = measure_ceiling(max(CONCURRENCY), CEILING_REQUESTS, input_tokens=INPUT_TOKENS)\n"
+         "print(f\"load generator ceiling: {ceiling:,.0f} req/s\")"),
+    code(IGNORE + "headroom_note(ceiling, closed.summary, opened.summary)"),
 ]
 
 NOTEBOOKS["99_cleanup"] = [
@@ -260,7 +299,14 @@ because downloading again takes time.
     params('KEEP_PVC = os.environ.get("TKE_PLAYBOOK_KEEP_PVC", "1") not in ("0", "false", "no")'),
     code("from tke_playbook.workflow import open_target"),
     code(IGNORE + "pb = open_target(TARGET)\npb"),
+    md("""
+Delete what the playbook made. On a cluster that is every object labelled
+`app.kubernetes.io/managed-by=tke-playbook` in the namespace: the vLLM Deployments and Services, the download Jobs
+and their ConfigMaps, the API-key and hub-token Secrets; the PVC only with `TKE_PLAYBOOK_KEEP_PVC=0`. Locally:
+the server, the API key file and, with `TKE_PLAYBOOK_KEEP_PVC=0`, the folders playing PVCs.
+"""),
     code(IGNORE + "pb.teardown(keep_pvc=KEEP_PVC)"),
+    md("The PVCs left (the downloaded models stay on them for the next run):"),
     code(IGNORE + "pb.pvcs()"),
 ]
 

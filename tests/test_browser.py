@@ -121,8 +121,11 @@ def _run_with_playwright(lab, screenshot: Path) -> dict:
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
             page.locator(".widget-textarea").first.evaluate("e => e.scrollIntoView({block: 'start'})")
             page.screenshot(path=str(screenshot))
+            heatmap = page.locator(".jp-CodeCell", has_text="plot_similarity_heatmap").locator(images)
+            sizes = heatmap.evaluate_all("imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")
             return {"widgets": page.locator(".jupyter-widgets.widget-textarea").count(),
                     "png_images": page.locator(f"{images}[src^='data:image/png']").count(),
+                    "heatmap_sizes": sizes,
                     "errors": page.locator("[data-mime-type='application/vnd.jupyter.error']").count(),
                     "prompts": page.locator(".jp-InputPrompt").all_inner_texts()}
         finally:
@@ -146,7 +149,7 @@ def _run_with_cli(lab, screenshot: Path) -> dict:
     subprocess.run([CHROMIUM, *common, f"--screenshot={screenshot}", url], capture_output=True, timeout=180)
     body = dom[dom.find("<body"):]
     return {"widgets": len(re.findall(r'class="[^"]*widget-textarea', body)),
-            "png_images": len(re.findall(r'<img src="data:image/png', body)),
+            "png_images": len(re.findall(r'<img src="data:image/png', body)), "heatmap_sizes": None,
             "errors": body.count('data-mime-type="application/vnd.jupyter.error"'), "prompts": []}
 
 
@@ -162,5 +165,9 @@ def test_04_embeddings_runs_in_jupyterlab_with_widgets_and_heatmap(lab):
     assert seen["errors"] == 0, seen
     assert seen["widgets"] >= 1, f"the TextForm widget did not render: {seen}"
     assert seen["png_images"] >= 2, f"the heatmap and latency images are missing: {seen}"
+    if seen["heatmap_sizes"] is not None:  # in JupyterLab: the heatmap cell's own image, at heatmap size
+        assert len(seen["heatmap_sizes"]) == 1, f"the heatmap cell shows no (or several) images: {seen}"
+        width, height = seen["heatmap_sizes"][0]
+        assert width > 600 and height > 600, f"the heatmap image is too small to be the heatmap: {seen}"
     assert not any("*" in p for p in seen["prompts"]), f"cells still running: {seen['prompts']}"
     assert screenshot.is_file() and screenshot.stat().st_size > 20_000

@@ -99,3 +99,52 @@ def test_text_form_never_reads_empty():
     assert form.text == "用Python实现快速排序算法"
     with pytest.raises(InvalidSpecError):
         TextForm("Sentence", " ")
+
+
+# --- what an exported notebook shows: a static copy of each widget -------------------------------------------
+
+
+@pytest.mark.parametrize("make, expected", [
+    pytest.param(lambda: NodeTypePicker(NODE_TYPES), ["GPU node type", "PNV5b.8XLARGE96 (1 × L20"], id="node-type"),
+    pytest.param(lambda: PvcPicker([], default="models"), ["PVC", "models"], id="pvc"),
+    pytest.param(lambda: ModelPicker(TUTORIAL_MODEL, get_node_type("PNV5b.8XLARGE96")),
+                 [TUTORIAL_MODEL, "fits on 1 × L20"], id="model"),
+    pytest.param(lambda: DownloadForm(DownloadSpec(model=OFFLINE_MODEL, source="huggingface")),
+                 ["Source", "huggingface", "Completions (shards)", "valid"], id="download"),
+    pytest.param(lambda: ServingForm(seed_profile()), ["max_model_len", "2048", "LoadBalancer", "valid"],
+                 id="serving"),
+    pytest.param(lambda: TextForm("Sentence", "用Python实现快速排序算法"), ["用Python实现快速排序算法"], id="text"),
+])
+def test_each_widget_also_renders_as_a_static_table(make, expected):
+    widget = make()
+    bundle = widget._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # live in JupyterLab
+    static = bundle["text/html"]
+    assert static.startswith("<table") and all(text in static for text in expected), static
+    assert len(repr(widget)) < 700 and "Layout(" not in repr(widget)
+
+
+def test_static_copy_follows_changes_and_shows_problems_escaped():
+    form = ServingForm(seed_profile())
+    form.max_batch_size.value = 64
+    assert "<td style=\"text-align:left\">64</td>" in form._repr_mimebundle_()["text/html"]
+    text = TextForm("Sentence", "a <b>bold</b> claim")
+    assert "&lt;b&gt;bold&lt;/b&gt;" in text._repr_mimebundle_()["text/html"]
+    download = DownloadForm(DownloadSpec(model=OFFLINE_MODEL, source="huggingface", completions=2, parallelism=2))
+    download.parallelism.value = 5
+    assert "above completions" in download._repr_mimebundle_()["text/html"]
+
+
+def test_serving_form_fit_verdict_follows_the_form():
+    form = ServingForm(seed_profile(), ["ai-model"], get_node_type("GN7.2XLARGE32"))  # one 16 GB T4
+    assert "Does not fit" in form.model.verdict_html.value and "Does not fit" in form._repr_mimebundle_()["text/html"]
+    form.model.dropdown.value = "BAAI/bge-m3"
+    assert form.model.verdict.fits and form.model.verdict_html.layout.display != "none"
+    form.tp_size.value = 2  # the node has one GPU
+    assert "needs 2 GPUs" in form.model.verdict_html.value
+    assert form.spec().tp_size == 2  # the spec itself is still valid: the verdict is advice about this node
+
+
+def test_serving_form_without_a_node_type_hides_the_verdict():
+    form = ServingForm(seed_profile())
+    assert form.model.verdict_html.layout.display == "none" and "GPU fit" not in form._repr_mimebundle_()["text/html"]

@@ -154,6 +154,50 @@ def test_comparison_pair_refuses_a_model_the_local_target_cannot_serve(pb, monke
     assert a.name == OFFLINE_MODEL and b.name == "lexical-tfidf"
 
 
+def test_progress_right_after_launch_lists_every_shard_as_pending(pb):
+    pb.create_storage(pb.storage_defaults())
+    spec = pb.download_defaults(completions=3, parallelism=3)
+    pb.state.put("download", {"spec": spec_to_dict(spec), "shard_bytes": [30, 20, 10]})
+    frame = pb.download_progress()  # no worker has written its plan or progress yet
+    assert frame["shard"].tolist() == [0, 1, 2] and set(frame["status"]) == {"pending"}
+    assert frame["bytes_total"].tolist() == [30, 20, 10] and "error" not in frame.columns
+
+
+@pytest.mark.parametrize("lines, expected", [
+    pytest.param(["Loading m ...", "", "Loading weights:   0%|          | 0/103 [00:00<?, ?it/s]",
+                  "Loading weights:  50%|#####     | 52/103", "Loading weights: 100%|##########| 103/103", "",
+                  "Serving m"],
+                 ["Loading m ...", "Loading weights: 100%|##########| 103/103", "Serving m"], id="one-bar-folded"),
+    pytest.param(["a:  10%|#", "b:  10%|#", "b: 100%|##"], ["a:  10%|#", "b: 100%|##"], id="two-bars-kept-apart"),
+    pytest.param(["x\rLoading: 100%|##"], ["Loading: 100%|##"], id="carriage-return"),
+    pytest.param(["accuracy: 90% | fine", "plain"], ["accuracy: 90% | fine", "plain"], id="not-a-bar"),
+])
+def test_log_tail_folds_progress_bars(lines, expected):
+    assert local_module.without_progress_bars(lines) == expected
+
+
+def test_curl_text_is_a_shell_command_that_expands_the_key_variable():
+    import json
+    import subprocess
+
+    endpoint = local_module.ServiceEndpoint("http://127.0.0.1:60000", OFFLINE_MODEL, "local-process", "s3cretKey")
+    text = endpoint.curl_text("it's 用Python实现快速排序算法")
+    assert "s3cretKey" not in text and text.count("\\\n") == 3  # one option per line, as in the tutorial
+    echo = "printf '%s\\n'" + text[len("curl"):]  # the same words, printed one per line instead of sent
+    done = subprocess.run(["bash", "-c", echo], capture_output=True, text=True, env={"VLLM_API_KEY": "abc"})
+    words = done.stdout.splitlines()
+    assert "Authorization: Bearer abc" in words
+    assert json.loads(words[-1]) == {"model": OFFLINE_MODEL, "input": "it's 用Python实现快速排序算法"}
+
+
+def test_displays_of_the_playbook_and_endpoint_hold_no_key(pb):
+    assert "Target local" in pb._repr_html_() and "folder" in pb.describe()
+    key = "3bXyZq7Lr2Kd9Wm4Vn8Tp1Hs6Jf5Gc0A"
+    endpoint = local_module.ServiceEndpoint("http://127.0.0.1:60000", OFFLINE_MODEL, "local-process", key, "a <note>")
+    html = endpoint._repr_html_()
+    assert key not in html and key not in repr(endpoint) and "3bXy…" in html and "a &lt;note&gt;" in html
+
+
 # --- local target end to end: download through the mirror, deploy, restart, tear down -----------------------
 
 
@@ -197,6 +241,20 @@ def test_endpoint_with_nothing_deployed_serves_the_packaged_model(pb):
     assert endpoint.model == OFFLINE_MODEL and endpoint.kind == "local-process"
     assert pb.diagnose().loc[0, "severity"] == "ok"
     assert "Serving" in pb.deployment_logs(50)
+
+
+@pytest.mark.slow
+def test_teardown_stops_the_server_another_kernel_started(pb):
+    endpoint = pb.endpoint()
+    server = local_module._SERVERS.pop(str(pb.state.path))  # what the kernel of 99_cleanup sees: not its server
+    try:
+        assert local_module._is_local_server(server.pid) and not local_module._is_local_server(os.getpid())
+        removed = open_target("local").teardown()
+        assert "local server" in set(removed["object"])
+        assert not local_module._healthy(endpoint.url, timeout=1.0)
+        assert open_target("local").stop_server() is False  # nothing left to stop
+    finally:
+        server.stop()
 
 
 # --- cluster target against the fake API server -------------------------------------------------------------

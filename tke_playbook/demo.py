@@ -14,6 +14,7 @@ import argparse
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,15 +63,21 @@ def execute_notebook(path: Path, out_dir: Path, *, html: bool = True, timeout: i
     write the executed copy (widget state stored) and its HTML export under ``out_dir``."""
     import nbformat
     from nbclient import NotebookClient
+    from traitlets.config import Config
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
-                            resources={"metadata": {"path": str(path.parent)}})
     started, error = time.monotonic(), ""
-    try:
-        client.execute()
-    except Exception as exc:  # a cell failed or the kernel died: report it, keep the partial notebook
-        error = _failed_cell(nb, exc)
+    with tempfile.TemporaryDirectory(prefix="tke-kernel-") as sockets:
+        # Local sockets (IPC) rather than TCP: nothing listens on the network, and the kernel does not warn about
+        # unencrypted TCP in the demo's output.
+        ipc = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}}
+                     if os.name == "posix" else {})  # no IPC sockets on Windows: TCP there
+        client = NotebookClient(nb, config=ipc, timeout=timeout, kernel_name="python3", store_widget_state=True,
+                                resources={"metadata": {"path": str(path.parent)}})
+        try:
+            client.execute()
+        except Exception as exc:  # a cell failed or the kernel died: report it, keep the partial notebook
+            error = _failed_cell(nb, exc)
     seconds = time.monotonic() - started
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     executed = out_dir / "notebooks" / path.name
@@ -79,11 +86,21 @@ def execute_notebook(path: Path, out_dir: Path, *, html: bool = True, timeout: i
     if html:
         from nbconvert import HTMLExporter
 
-        body, _ = HTMLExporter().from_notebook_node(nb)
+        body, _ = HTMLExporter(config=_html_config()).from_notebook_node(nb)
         (out_dir / "html").mkdir(parents=True, exist_ok=True)
         html_path = out_dir / "html" / f"{path.stem}.html"
         html_path.write_text(body, encoding="utf-8")
     return NotebookRun(path.stem, not error, seconds, len(nb.cells), executed, html_path, error)
+
+
+def _html_config():
+    """HTML export settings: where an output has a static HTML form (the playbook's widgets and tables do), show
+    it rather than a live widget view, which needs JavaScript from a CDN and stays blank offline."""
+    from traitlets.config import Config
+
+    return Config({"NbConvertBase": {"display_data_priority": [
+        "text/html", "application/vnd.jupyter.widget-view+json", "application/javascript", "text/markdown",
+        "image/svg+xml", "image/png", "image/jpeg", "text/latex", "text/plain"]}})
 
 
 def run_demo(out_dir: Path = Path("build"), *, home: Path | None = None, only: list[str] | None = None,

@@ -1,6 +1,8 @@
 """ipywidgets forms for the notebooks, built from the catalog; each reads back into a typed value or spec.
 
 Every widget is usable without touching it: its defaults give a valid headless run (nbval, ``make demo``).
+Besides the live widget, each one offers a static HTML table of its current values (``text/html``), which is
+what an exported notebook shows where no widget JavaScript runs (``make demo``'s HTML, GitHub).
 
     picker = NodeTypePicker(pb.node_types())   # then: picker.node_type
     form = ServingForm(pb.serving_defaults())  # then: form.spec()  (InvalidSpecError says what to fix)
@@ -32,12 +34,38 @@ def _message(text: str, ok: bool) -> str:
     return f'<div style="color:{colour};max-width:700px">{html.escape(text)}</div>'
 
 
+class _Form(w.VBox):
+    """A VBox that also renders as a static table of its values (``_values()``) and has a one-line repr."""
+
+    def _values(self) -> list[tuple[str, Any]]:
+        raise NotImplementedError
+
+    def _safe_values(self) -> list[tuple[str, Any]]:
+        try:
+            return self._values()
+        except PlaybookError as exc:
+            return [("invalid", str(exc))]
+        except AttributeError:  # asked before __init__ finished
+            return []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in self._safe_values()) + ")"
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs)
+        rows = "".join(f'<tr><th style="text-align:left;padding-right:14px">{html.escape(str(k))}</th>'
+                       f'<td style="text-align:left">{html.escape(str(v))}</td></tr>' for k, v in self._safe_values())
+        bundle["text/html"] = (f'<table class="tke-playbook-form" title="{type(self).__name__} (static copy of the '
+                               f'widget)">{rows}</table>')
+        return bundle
+
+
 def _node_label(node) -> str:
     gpu = f"{node.gpu_count} × {node.gpu.name}" if getattr(node, "gpu", None) else "no GPU"
     return f"{node.name} ({gpu}, {node.cpu:g} vCPU, {node.memory_gib:.0f} GiB)"
 
 
-class NodeTypePicker(w.VBox):
+class NodeTypePicker(_Form):
     """Pick the GPU node type to serve on, from the cluster's nodes or the catalog. ``.node_type`` reads it."""
 
     def __init__(self, node_types: Sequence[Any], default: str | None = None, gpu_only: bool = True):
@@ -56,8 +84,11 @@ class NodeTypePicker(w.VBox):
     def node_type(self):
         return self._nodes[self.dropdown.value]
 
+    def _values(self):
+        return [("GPU node type", _node_label(self.node_type))]
 
-class PvcPicker(w.VBox):
+
+class PvcPicker(_Form):
     """Pick an existing PVC or type a new name (the tutorial's is ``ai-model``). ``.pvc_name`` reads it."""
 
     def __init__(self, pvcs: Sequence[str] = (), default: str = "ai-model"):
@@ -80,13 +111,19 @@ class PvcPicker(w.VBox):
     def pvc_name(self) -> str:
         return validate_name(self.combo.value.strip(), "PVC name")
 
+    def _values(self):
+        return [("PVC", self.combo.value)]
 
-class ModelPicker(w.VBox):
+
+class ModelPicker(_Form):
     """Pick a catalog model; the GPU fit verdict for ``node_type`` updates as you choose. ``.model`` reads it."""
 
-    def __init__(self, default: str, node_type: Any = None, max_model_len: int | None = None):
+    def __init__(self, default: str, node_type: Any = None, max_model_len: int | None = None,
+                 gpu_memory_utilization: float | None = None, tensor_parallel: int | None = None):
         self.node_type = node_type
         self.max_model_len = max_model_len
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self.tensor_parallel = tensor_parallel
         self.dropdown = _field(w.Dropdown, "Model", value=get_model(default).hf_id,
                                options=[(f"{m.hf_id} ({m.params / 1e9:.2f}B, dim {m.dim})", m.hf_id)
                                         for m in list_models()])
@@ -108,7 +145,8 @@ class ModelPicker(w.VBox):
 
         info = get_model(self.model)
         length = min(self.max_model_len or info.recommended_max_tokens or info.max_tokens, info.max_tokens)
-        return check_fit(info, self.node_type, max_model_len=length)
+        return check_fit(info, self.node_type, max_model_len=length, gpu_memory_utilization=self.gpu_memory_utilization,
+                         tensor_parallel=self.tensor_parallel)
 
     def _update(self) -> None:
         try:
@@ -121,8 +159,18 @@ class ModelPicker(w.VBox):
         else:
             self.verdict_html.value = _message(f"{verdict.summary()} {verdict.recommendation}", verdict.fits)
 
+    def _verdict_text(self) -> str:
+        try:
+            verdict = self.verdict
+        except PlaybookError as exc:
+            return str(exc)
+        return "no GPU node type chosen" if verdict is None else f"{verdict.summary()} {verdict.recommendation}"
 
-class DownloadForm(w.VBox):
+    def _values(self):
+        return [("Model", self.model), ("GPU fit", self._verdict_text())]
+
+
+class DownloadForm(_Form):
     """Model (with fit verdict), source hub, completions and parallelism. ``.spec()`` builds the DownloadSpec."""
 
     def __init__(self, defaults: Any, node_type: Any = None):
@@ -145,25 +193,35 @@ class DownloadForm(w.VBox):
     def _check(self) -> None:
         try:
             self.spec()
+            self.problem = ""
             self.message.value = ""
         except PlaybookError as exc:
-            self.message.value = _message(str(exc), False)
+            self.problem = str(exc)
+            self.message.value = _message(self.problem, False)
 
     def spec(self):
         """The DownloadSpec the form describes (the revision and repository follow a change of hub or model)."""
         return self.defaults.replace(model=self.picker.model, source=self.source.value,
                                      completions=self.completions.value, parallelism=self.parallelism.value)
 
+    def _values(self):
+        return self.picker._values() + [("Source", self.source.value), ("Completions (shards)", self.completions.value),
+                                        ("Parallelism (pods at once)", self.parallelism.value),
+                                        ("check", self.problem or "valid")]
 
-class ServingForm(w.VBox):
-    """The chart's main values, prefilled from a spec (the seed profile). ``.spec()`` builds the ServingSpec."""
 
-    def __init__(self, defaults: Any, pvcs: Sequence[str] = ()):
+class ServingForm(_Form):
+    """The chart's main values, prefilled from a spec (the seed profile). ``.spec()`` builds the ServingSpec.
+    With a ``node_type`` the GPU fit verdict follows the model, max_model_len, memory share and tpSize."""
+
+    def __init__(self, defaults: Any, pvcs: Sequence[str] = (), node_type: Any = None):
         from .serving import ServiceType
 
         self.defaults = defaults
-        self.model = ModelPicker(defaults.model, None)
-        self.model.verdict_html.layout.display = "none"
+        self.model = ModelPicker(defaults.model, node_type, defaults.max_model_len,
+                                 defaults.gpu_memory_utilization, defaults.tp_size)
+        if node_type is None:
+            self.model.verdict_html.layout.display = "none"
         self.pvc = PvcPicker(pvcs, defaults.pvc_name)
         self.max_model_len = _field(w.BoundedIntText, "max_model_len", min=1, max=1 << 20,
                                     value=defaults.max_model_len)
@@ -190,11 +248,18 @@ class ServingForm(w.VBox):
         self._check()
 
     def _check(self) -> None:
+        if self.model.node_type is not None:  # the verdict follows the numbers that change GPU memory
+            self.model.max_model_len = self.max_model_len.value
+            self.model.gpu_memory_utilization = self.gpu_memory_utilization.value
+            self.model.tensor_parallel = self.tp_size.value
+            self.model._update()
         try:
             self.spec()
+            self.problem = ""
             self.message.value = _message("Valid.", True)
         except PlaybookError as exc:
-            self.message.value = _message(str(exc), False)
+            self.problem = str(exc)
+            self.message.value = _message(self.problem, False)
 
     def spec(self):
         """The ServingSpec the form describes (raises InvalidSpecError with what to fix)."""
@@ -206,8 +271,13 @@ class ServingForm(w.VBox):
             replicas=self.replicas.value, service_type=self.service_type.value, service_port=self.service_port.value,
             api_key_required=self.api_key_required.value)
 
+    def _values(self):
+        fit = [("GPU fit", self.model._verdict_text())] if self.model.node_type is not None else []
+        return [(widget.description, widget.value) for widget in self._inputs] + fit + [
+            ("check", self.problem or "valid")]
 
-class TextForm(w.VBox):
+
+class TextForm(_Form):
     """A sentence to send, prefilled (the tutorial's by default). ``.text`` reads it (never empty)."""
 
     def __init__(self, description: str, default: str):
@@ -221,3 +291,6 @@ class TextForm(w.VBox):
     @property
     def text(self) -> str:
         return self.area.value.strip() or self.default
+
+    def _values(self):
+        return [(self.area.description, self.text)]

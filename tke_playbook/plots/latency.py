@@ -125,6 +125,7 @@ def plot_throughput_vs_concurrency(summary, ax=None, *, title: str | None = None
                             ha="center", fontsize=7, color="#d62728", gid="error-rate")
     if x_column == "concurrency" and len(x) > 1 and x.max() / max(x.min(), 1) >= 8:
         ax.set_xscale("log", base=2)
+    if x_column == "concurrency":  # ticks at the measured levels only (no "2.5 requests in flight")
         ax.set_xticks(x, [f"{v:g}" for v in x])
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], fontsize=8, frameon=False, loc="upper left")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from .base import Playbook, quick_mode, spec_from_dict, spec_to_dict
 from .endpoint import TUTORIAL_INPUT, ServiceEndpoint, describe_embedding_answer
+from .report import Level, Note, headroom_note, spec_table, tidy
 from .state import SecretStore, StateStore, mask_secret
 
 
@@ -24,5 +25,6 @@ def open_target(target: str | None = None, *, context: str | None = None) -> Pla
     return Playbook.from_env(target or None, context=context or None)
 
 
-__all__ = ["Playbook", "ServiceEndpoint", "SecretStore", "StateStore", "TUTORIAL_INPUT", "describe_embedding_answer",
-           "mask_secret", "open_target", "quick_mode", "spec_from_dict", "spec_to_dict"]
+__all__ = ["Level", "Note", "Playbook", "ServiceEndpoint", "SecretStore", "StateStore", "TUTORIAL_INPUT",
+           "describe_embedding_answer", "headroom_note", "mask_secret", "open_target", "quick_mode", "spec_from_dict",
+           "spec_table", "spec_to_dict", "tidy"]

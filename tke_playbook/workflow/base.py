@@ -83,6 +83,15 @@ class Playbook:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(target={self.target.value!r}, state={str(self.state.path)!r})"
 
+    def describe(self) -> str:
+        """One sentence on where the steps run (shown when a notebook displays the playbook)."""
+        return f"Target {self.target.value}; state kept in {self.state.path}."
+
+    def _repr_html_(self) -> str:
+        from .report import Level, Note
+
+        return Note(self.describe(), Level.INFO)._repr_html_()
+
     # --- defaults -----------------------------------------------------------------------------------------
 
     @property

@@ -33,6 +33,10 @@ class ClusterPlaybook(ClusterDownloads, Playbook):
         self.context = context or self.state.get("context") or None
         self._kube = kube
 
+    def describe(self) -> str:
+        return (f"Target cluster: kubeconfig context {self.context or '(current)'}, namespace {self.namespace}; "
+                f"state kept in {self.state.path}.")
+
     @property
     def kube(self):
         if self._kube is None:

@@ -86,7 +86,8 @@ class LocalDownloads:
         self._mirror = None
         run = _Run(spec, plan, mirror)
         _RUNS[str(self.state.path)] = run
-        self.state.put("download", {"spec": spec_to_dict(spec), "folder": str(self.download_folder(spec))})
+        self.state.put("download", {"spec": spec_to_dict(spec), "folder": str(self.download_folder(spec)),
+                                    "shard_bytes": [int(b) for b in plan.bytes_per_shard]})
         run.thread.start()
         return pd.DataFrame([{"model": spec.model, "shards": len(plan.shards), "workers at once": spec.parallelism,
                               "bytes": plan.total_bytes, "into": str(self.download_folder(spec))}])
@@ -106,10 +107,20 @@ class LocalDownloads:
         return spec_from_dict(DownloadSpec, data)
 
     def download_progress(self) -> pd.DataFrame:
-        """Per-shard status, bytes done and percent (what `kubectl get pods` shows for the Job)."""
+        """Per-shard status, bytes done and percent (what `kubectl get pods` shows for the Job); shards whose
+        worker has not reported yet are listed as ``pending``."""
         from ..download.local import progress_frame
 
-        return progress_frame(self.download_folder())
+        frame = progress_frame(self.download_folder())
+        planned = (self.state.get("download") or {}).get("shard_bytes") or []
+        missing = [{"shard": i, "status": "pending", "bytes_done": 0, "bytes_total": size, "error": None,
+                    "percent": 0.0} for i, size in enumerate(planned) if i not in set(frame["shard"])]
+        if missing:
+            frame = pd.DataFrame(frame.to_dict("records") + missing, columns=frame.columns)
+            frame = frame.sort_values("shard", ignore_index=True)
+        if frame["error"].isna().all():
+            frame = frame.drop(columns="error")
+        return frame
 
     def wait_for_download(self, timeout: float = 1800.0, every: float = 2.0, echo=print) -> pd.DataFrame:
         """Wait until the download is complete, printing progress; resume it if no worker runs in this kernel."""

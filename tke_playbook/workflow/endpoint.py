@@ -33,6 +33,15 @@ class ServiceEndpoint:
     def masked_key(self) -> str:
         return mask_secret(self.api_key)
 
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = [("URL", self.url), ("served model", self.model), ("kind", self.kind),
+                ("API key", self.masked_key)] + ([("note", self.note)] if self.note else [])
+        cells = "".join(f'<tr><th style="text-align:left;padding-right:14px">{k}</th>'
+                        f'<td style="text-align:left">{html.escape(str(v))}</td></tr>' for k, v in rows)
+        return f'<table class="tke-playbook-endpoint">{cells}</table>'
+
     def client(self, **options: Any):
         """An EmbeddingClient for this endpoint (prompts from the catalog for the served model)."""
         from ..client import EmbeddingClient
@@ -49,11 +58,16 @@ class ServiceEndpoint:
         return command + ["-d", body]
 
     def curl_text(self, text: str = TUTORIAL_INPUT) -> str:
-        """The request as you would type it in a shell (key shown as ``$VLLM_API_KEY``)."""
+        """The request as you would type it in a shell, one option per line as in the tutorial. The key is
+        ``$VLLM_API_KEY``, in double quotes so the shell expands it; everything else is single-quoted."""
         parts = self.curl_command(text)
-        quoted = [p if p.replace("-", "").replace("/", "").isalnum() else "'" + p.replace("'", "'\\''") + "'"
-                  for p in parts]
-        return " ".join(quoted)
+        lines, i = [" ".join(_quote(p) for p in parts[:parts.index("-X") + 3])], parts.index("-X") + 3
+        while i < len(parts):
+            option, value = parts[i], parts[i + 1]
+            shown = f'"{value}"' if "$VLLM_API_KEY" in value else _quote(value)
+            lines.append(f"  {option} {shown}")
+            i += 2
+        return " \\\n".join(lines)
 
     def curl(self, text: str = TUTORIAL_INPUT, timeout: float = 60.0) -> dict:
         """Run the tutorial's curl request and return the parsed answer (raises EmbeddingAPIError on an error)."""
@@ -79,6 +93,13 @@ class ServiceEndpoint:
     def close(self) -> None:
         if self._closer is not None:
             self._closer.close()
+
+
+def _quote(part: str) -> str:
+    """``part`` as a shell word: bare when it is plain, else in single quotes."""
+    if part.replace("-", "").replace("/", "").isalnum():
+        return part
+    return "'" + part.replace("'", "'\\''") + "'"
 
 
 def describe_embedding_answer(answer: dict) -> dict:

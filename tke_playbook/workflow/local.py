@@ -4,7 +4,12 @@ the local CPU server plays vLLM. Same calls as the cluster target; see :class:`~
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import signal
+import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,7 +26,42 @@ from .download_local import LocalDownloads
 from .endpoint import ServiceEndpoint
 from .local_checks import port_is_free, run_local_preflight
 
+STOP_TIMEOUT_S = 10.0
 _SERVERS: dict[str, Any] = {}  # state file -> LocalServer started by this kernel (kept alive here)
+
+
+_PROGRESS_BAR = re.compile(r"^(?P<what>[^|]*?):\s*\d{1,3}%\|")  # tqdm: "Loading weights:  42%|####  | 43/103"
+
+
+def without_progress_bars(lines: list[str]) -> list[str]:
+    """Log lines with progress-bar updates folded: of consecutive updates of one bar only the last is kept, and
+    blank lines are dropped (what a terminal would have shown in the end)."""
+    kept: list[str] = []
+    for raw in lines:
+        line = raw.rsplit("\r", 1)[-1].rstrip()
+        if not line:
+            continue
+        bar = _PROGRESS_BAR.match(line)
+        if bar and kept:
+            previous = _PROGRESS_BAR.match(kept[-1])
+            if previous and previous.group("what") == bar.group("what"):
+                kept[-1] = line
+                continue
+        kept.append(line)
+    return kept
+
+
+def _is_local_server(pid: int) -> bool:
+    """True when process ``pid`` runs ``tke_playbook.localserver`` (so a reused pid is never signalled)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        try:
+            command = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True,
+                                     timeout=5).stdout
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return "tke_playbook.localserver" in command
 
 
 def _healthy(url: str, timeout: float = 2.0) -> bool:
@@ -36,6 +76,10 @@ class LocalPlaybook(LocalDownloads, Playbook):
     """The tutorial's steps on this machine."""
 
     target = Target.LOCAL
+
+    def describe(self) -> str:
+        return (f"Target local: this machine plays the cluster - a folder under {self.root} plays the PVC and a CPU "
+                "server plays vLLM, with the same API on port 60000.")
 
     # --- 00 prerequisites ---------------------------------------------------------------------------------
 
@@ -104,7 +148,7 @@ class LocalPlaybook(LocalDownloads, Playbook):
             text = Path(record["log"]).read_text(encoding="utf-8", errors="replace")
         except (KeyError, OSError):
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(without_progress_bars(text.splitlines())[-lines:])
 
     def endpoint(self) -> ServiceEndpoint:
         """The running server; restarted from the recorded spec when it is gone (another kernel started it, or
@@ -128,11 +172,23 @@ class LocalPlaybook(LocalDownloads, Playbook):
         return endpoint
 
     def stop_server(self) -> bool:
-        """Stop the server this kernel started, if any."""
+        """Stop the server this kernel started; else the recorded one another kernel started (JupyterLab keeps
+        the kernels of earlier notebooks running), when it still answers and its process is the local server."""
         server = _SERVERS.pop(str(self.state.path), None)
-        if server is None:
+        if server is not None:
+            server.stop()
+            return True
+        record = self.state.get("server") or {}
+        pid, url = record.get("pid"), record.get("url")
+        if not isinstance(pid, int) or not url or not _healthy(url) or not _is_local_server(pid):
             return False
-        server.stop()
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            return False
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _healthy(url, timeout=0.5) and time.monotonic() < deadline:
+            time.sleep(0.2)
         return True
 
     # --- 05 compare ----------------------------------------------------------------------------------------
@@ -163,7 +219,7 @@ class LocalPlaybook(LocalDownloads, Playbook):
             self.secrets.delete(spec.api_key_secret)
             removed.append({"object": "API key", "name": spec.api_key_secret})
         self.stop_downloads()
-        self.state.drop("server", "serving", "download")
+        self.state.drop("server", "serving", "download", "deployments")
         if not keep_pvc:
             for name in self.pvcs():
                 shutil.rmtree(self.root / "pvcs" / name, ignore_errors=True)
