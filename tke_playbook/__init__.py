@@ -38,6 +38,11 @@ _EXPORTS: dict[str, str] = {
     "local_embedder": "LocalEmbedder",
     "compare": "evaluate_embedder compare_embedders EvaluationResult Comparison",
     "localserver": "start_server LocalServer",
+    "plots": "plot_similarity_heatmap plot_heatmaps_side_by_side plot_comparison_heatmaps plot_comparison_panel "
+             "plot_comparison_pca plot_pca plot_score_distributions plot_latency_histogram plot_latency_cdf "
+             "plot_latency_vs_input_length plot_throughput_vs_concurrency",
+    "workflow": "open_target Playbook ServiceEndpoint Note Level spec_table tidy headroom_note",
+    "widgets": "NodeTypePicker PvcPicker ModelPicker DownloadForm ServingForm TextForm",
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names.split()}
 
