@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import OFFLINE_MODEL, TUTORIAL_MODEL, get_model
-from ..errors import InvalidSpecError
+from ..errors import DownloadError, InvalidSpecError
 from ..target import Target, resolve_target, state_dir
 from .state import SecretStore, StateStore, mask_secret
 
@@ -136,6 +136,15 @@ class Playbook:
         return DownloadSpec(model=self.model(model), source=hub, completions=completions,
                             parallelism=min(parallelism, completions), pvc=storage.get("pvc_name", "ai-model"),
                             namespace=self.namespace)
+
+    def _recorded_download(self):
+        """The DownloadSpec the launch cell of 02 recorded (both targets)."""
+        from ..download.spec import DownloadSpec
+
+        data = (self.state.get("download") or {}).get("spec")
+        if not data:
+            raise DownloadError("No download was started: run the launch cell of 02_download_model first.")
+        return spec_from_dict(DownloadSpec, data)
 
     # --- node type chosen in 00 ---------------------------------------------------------------------------
 

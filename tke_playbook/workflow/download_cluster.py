@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..errors import DownloadError
-from .base import spec_from_dict, spec_to_dict
+from .base import spec_to_dict
 
 
 class ClusterDownloads:
@@ -34,14 +34,6 @@ class ClusterDownloads:
         self.state.put("download", {"spec": spec_to_dict(spec), "plan_id": plan.plan_id})
         return pd.DataFrame([{"job": spec.job_name, "namespace": spec.namespace, "completions": spec.completions,
                               "parallelism": spec.parallelism, "bytes": plan.total_bytes}])
-
-    def _recorded_download(self):
-        from ..download.spec import DownloadSpec
-
-        data = (self.state.get("download") or {}).get("spec")
-        if not data:
-            raise DownloadError("No download was started: run the launch cell of 02_download_model first.")
-        return spec_from_dict(DownloadSpec, data)
 
     def download_progress(self) -> pd.DataFrame:
         """Per index: the pod phase and whether it completed (what `kubectl get pods -l job-name=...` shows)."""

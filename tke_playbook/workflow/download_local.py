@@ -20,7 +20,7 @@ from ..catalog import OFFLINE_MODEL
 from ..errors import DownloadError
 from ..modelfolder import is_complete, read_manifest, require_complete
 from ..target import local_pvc_dir
-from .base import spec_from_dict, spec_to_dict
+from .base import spec_to_dict
 
 OFFLINE_ENV = "TKE_PLAYBOOK_OFFLINE"
 _RUNS: dict[str, "_Run"] = {}  # state file -> the download this kernel runs
@@ -97,14 +97,6 @@ class LocalDownloads:
         if spec is None:
             spec = self._recorded_download()
         return local_pvc_dir(spec.pvc) / spec.model_path
-
-    def _recorded_download(self):
-        from ..download.spec import DownloadSpec
-
-        data = (self.state.get("download") or {}).get("spec")
-        if not data:
-            raise DownloadError("No download was started: run the launch cell of 02_download_model first.")
-        return spec_from_dict(DownloadSpec, data)
 
     def download_progress(self) -> pd.DataFrame:
         """Per-shard status, bytes done and percent (what `kubectl get pods` shows for the Job); shards whose
