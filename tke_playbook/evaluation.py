@@ -42,30 +42,30 @@ def _check_k(k: int) -> int:
     return k
 
 
+def _is_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and not math.isnan(float(value))
+
+
+def _check_table(table, name: str, value_name: str, valid, hint: str) -> None:
+    """``table`` must be ``{query_id: {doc_id: value}}`` with every value passing ``valid``."""
+    if not isinstance(table, Mapping):
+        raise InvalidSpecError(f"{name} must be a dict of dicts: {name}[query_id][doc_id] = {value_name}",
+                               field=name, value=type(table).__name__)
+    for qid, row in table.items():
+        if not isinstance(row, Mapping):
+            raise InvalidSpecError(f"{name}[{qid!r}] must be a dict of doc_id -> {value_name}", field=name, value=qid)
+        for doc, value in row.items():
+            if not valid(value):
+                raise InvalidSpecError(f"{name}[{qid!r}][{doc!r}] = {value!r} is not a {value_name}: {hint}",
+                                       field=name, value=value)
+
+
 def _check_qrels(qrels: Qrels) -> None:
-    if not isinstance(qrels, Mapping):
-        raise InvalidSpecError("qrels must be a dict of dicts: qrels[query_id][doc_id] = grade", field="qrels",
-                               value=type(qrels).__name__)
-    for qid, judged in qrels.items():
-        if not isinstance(judged, Mapping):
-            raise InvalidSpecError(f"qrels[{qid!r}] must be a dict of doc_id -> grade", field="qrels", value=qid)
-        for doc, grade in judged.items():
-            if isinstance(grade, bool) or not isinstance(grade, numbers.Real) or grade < 0 or math.isnan(grade):
-                raise InvalidSpecError(f"qrels[{qid!r}][{doc!r}] = {grade!r} is not a grade: use a number >= 0 "
-                                       "(0 = not relevant)", field="qrels", value=grade)
+    _check_table(qrels, "qrels", "grade", lambda g: _is_number(g) and g >= 0, "use a number >= 0 (0 = not relevant)")
 
 
 def _check_run(run: Run) -> None:
-    if not isinstance(run, Mapping):
-        raise InvalidSpecError("run must be a dict of dicts: run[query_id][doc_id] = score", field="run",
-                               value=type(run).__name__)
-    for qid, scores in run.items():
-        if not isinstance(scores, Mapping):
-            raise InvalidSpecError(f"run[{qid!r}] must be a dict of doc_id -> score", field="run", value=qid)
-        for doc, score in scores.items():
-            if isinstance(score, bool) or not isinstance(score, numbers.Real) or math.isnan(float(score)):
-                raise InvalidSpecError(f"run[{qid!r}][{doc!r}] = {score!r} is not a score: use a number (not NaN)",
-                                       field="run", value=score)
+    _check_table(run, "run", "score", _is_number, "use a number (not NaN)")
 
 
 def judged_queries(qrels: Qrels) -> list[str]:

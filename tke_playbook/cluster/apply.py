@@ -85,17 +85,24 @@ def apply_all(kube: Kube, manifests: Iterable[dict], *, namespace: str | None = 
     return done
 
 
+_MISSING = object()
+
+
+def _request_or_missing(kube: Kube, ref: ObjectRef, action: str, method: str, path: str, **kwargs):
+    """``kube.request``; a 404 gives ``_MISSING``, any other failure a ClusterError naming ``action``."""
+    try:
+        return kube.request(method, path, **kwargs)
+    except Exception as exc:  # ApiException, or the server was never reached (refused, DNS, TLS)
+        if isinstance(exc, ApiException) and exc.status == 404:
+            return _MISSING
+        raise cluster_error(exc, action, kube, ref) from None
+
+
 def get(kube: Kube, ref: ObjectRef | dict) -> dict | None:
     """The object as the server has it now, or None when it does not exist."""
     ref = ObjectRef.of(ref)
-    try:
-        return kube.request("GET", ref.path())
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise cluster_error(exc, f"read {ref}", kube, ref) from None
-    except Exception as exc:
-        raise cluster_error(exc, f"read {ref}", kube, ref) from None
+    answer = _request_or_missing(kube, ref, f"read {ref}", "GET", ref.path())
+    return None if answer is _MISSING else answer
 
 
 def delete(kube: Kube, manifest_or_ref: ObjectRef | dict, cascade: Cascade | str = Cascade.FOREGROUND) -> bool:
@@ -105,30 +112,20 @@ def delete(kube: Kube, manifest_or_ref: ObjectRef | dict, cascade: Cascade | str
     except ValueError:
         raise unknown("cascade", str(cascade), [c.value for c in Cascade]) from None
     ref = ObjectRef.of(manifest_or_ref)
-    try:
-        kube.request("DELETE", ref.path(), query={"propagationPolicy": policy.value},
-                     body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": policy.value})
-        return True
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise cluster_error(exc, f"delete {ref}", kube, ref) from None
-    except Exception as exc:
-        raise cluster_error(exc, f"delete {ref}", kube, ref) from None
+    answer = _request_or_missing(kube, ref, f"delete {ref}", "DELETE", ref.path(),
+                                 query={"propagationPolicy": policy.value},
+                                 body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": policy.value})
+    return answer is not _MISSING
 
 
 def list_objects(kube: Kube, api_version: str, kind: str, namespace: str | None = None,
                  label_selector: str | None = None) -> list[dict]:
     """Objects of one kind matching a label selector; an API the cluster does not serve gives []."""
     ref = ObjectRef(api_version, kind, "", namespace)
-    try:
-        answer = kube.request("GET", ref.path(collection=True), query={"labelSelector": label_selector})
-    except ApiException as exc:
-        if exc.status == 404:  # e.g. no LeaderWorkerSet CRD installed
-            return []
-        raise cluster_error(exc, f"list {kind} objects", kube, ref) from None
-    except Exception as exc:
-        raise cluster_error(exc, f"list {kind} objects", kube, ref) from None
+    answer = _request_or_missing(kube, ref, f"list {kind} objects", "GET", ref.path(collection=True),
+                                 query={"labelSelector": label_selector})
+    if answer is _MISSING:  # e.g. no LeaderWorkerSet CRD installed
+        return []
     items = answer.get("items") or []
     for item in items:  # list items omit apiVersion/kind
         item.setdefault("apiVersion", api_version)
