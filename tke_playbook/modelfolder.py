@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 
 STATE_DIR = ".tke-playbook"
@@ -34,12 +35,14 @@ def read_manifest(folder: str | os.PathLike) -> dict:
 
 
 def write_completion(folder: str | os.PathLike, manifest: dict) -> Path:
-    """Write the manifest, then the marker, each atomically (a reader never sees half a file)."""
+    """Write the manifest, then the marker, each atomically (a reader never sees half a file). Several workers
+    (pods on a shared volume, processes locally) may finish together: each writes its own temporary file, so
+    the last rename wins and none fails."""
     state = Path(folder) / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
     for path, text in ((manifest_path(folder), json.dumps(manifest, indent=2, sort_keys=True)),
                        (marker_path(folder), "complete\n")):
-        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     return marker_path(folder)

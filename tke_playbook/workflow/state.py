@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,8 @@ class StateStore:
 
     def _write(self, data: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
+        # one temporary file per writer: two kernels may save at once
+        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
         os.replace(tmp, self.path)
 
@@ -89,7 +91,7 @@ class SecretStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         os.chmod(self.folder, 0o700)
         path = self._path(name)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(value + "\n")
