@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lab render clean browser-deps font-deps
+.PHONY: setup demo test lab render clean browser-deps font-deps nginx-deps
 
 setup: $(STAMP)
 
@@ -18,11 +18,12 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet -e '.[test]'
 	touch $@
 
-# Runs every notebook on the local target; executed notebooks and HTML land in build/notebooks, build/html.
+# Runs every notebook on the local target with papermill (TARGET="local", QUICK=True); executed notebooks and HTML
+# land in build/notebooks, build/html. It fails on a traceback, stderr output or an nbval marker in any notebook.
 demo: setup font-deps
 	$(PY) -m tke_playbook.demo --out build
 
-test: setup browser-deps font-deps
+test: setup browser-deps font-deps nginx-deps
 	$(PY) -m pytest
 
 # The browser test drives Debian's chromium; install it when missing and we may (root with apt-get),
@@ -32,6 +33,14 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "chromium not found: install it (sudo apt-get install chromium) to run the browser test"; fi; }
+
+# The auth-proxy test runs the generated nginx.conf in Debian's nginx (nginx-light, ~1 MB); it skips without it.
+nginx-deps:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light) \
+	      || echo "could not install nginx-light: the auth-proxy test will skip"; \
+	  else echo "nginx not found: install it (sudo apt-get install nginx-light) to run the auth-proxy test"; fi; }
 
 # Chinese labels in the plots need a CJK font (the plots fall back to sentence ids without one).
 font-deps:

@@ -11,6 +11,13 @@ drifts by a factor of several within minutes, so every server measurement in the
 measurement taken just before it, and the RESULT comes from ``--rounds`` rounds alternating direct encoding and
 the server at concurrency 64 (1 and 10 sentences per request). The last line is ``RESULT server_vs_direct=X``:
 the server's best median sentences/s at concurrency 64 over the median direct sentences/s.
+
+Fairness is measured in the same run: the p99 latency of small (one-sentence) requests from ``--small-clients``
+clients, first alone (``small_p99_ms``, the baseline) and then while other clients keep sending maximal requests
+(2,048 inputs each, the server's cap) and one client keeps sending 60 MB bodies (``small_p99_ms_under_flood``);
+``health_p99_ms_under_flood`` is /health's p99 meanwhile (the goal: under 100 ms). The flood runs in its own
+process and /health is polled from another one (plain ``http.client``), so the figures are the server's: on one
+event loop, the sender's own 60 MB writes and 2,048-row JSON parses delayed the poller by up to a second.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import statistics
@@ -96,6 +104,112 @@ async def server_rate(url: str, sentences: list[str], concurrency: int, per_requ
     return sum(len(chunk) for chunk in chunks) / elapsed, errors
 
 
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")
+
+
+def flood(url: str, sentences: list[str], stop, statuses) -> None:
+    """Another process: two clients sending maximal requests (2,048 inputs) and one sending 60 MB bodies, until
+    ``stop`` is set. Its own process, so building, sending and parsing these bodies never delays the measuring
+    clients (on one event loop a 60 MB write and a 2,048-row JSON parse would show up as server latency)."""
+    import aiohttp
+
+    maximal = {"input": [sentences[i % len(sentences)] for i in range(2048)]}
+    huge = b'{"input": [' + b'"a",' * 15_000_000 + b'"a"]}'
+    answers: list[int] = []
+
+    async def flooder(session, **kwargs):
+        while not stop.is_set():
+            try:
+                async with session.post(url + "/v1/embeddings", **kwargs) as response:
+                    await response.read()
+                    answers.append(response.status)
+            except aiohttp.ClientError as exc:  # reported, not fatal: the flood is not what is measured
+                answers.append(type(exc).__name__)
+
+    async def run():
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                         timeout=aiohttp.ClientTimeout(total=None)) as session:
+            tasks = [asyncio.ensure_future(flooder(session, json=maximal)) for _ in range(2)]
+            tasks.append(asyncio.ensure_future(flooder(session, data=huge,
+                                                       headers={"Content-Type": "application/json"})))
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            for task in tasks:  # a maximal request still running is abandoned (the server aborts its work)
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(run())
+    statuses.put(sorted({str(answer) for answer in answers}))
+
+
+def poll_health(url: str, stop, results) -> None:
+    """Another process: GET /health every 20 ms with plain http.client until ``stop`` is set; seconds each."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    latencies = []
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    while not stop.is_set():
+        start = time.perf_counter()
+        connection.request("GET", "/health")
+        response = connection.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - start)
+        time.sleep(0.02)
+    connection.close()
+    results.put(latencies)
+
+
+async def small_requests(url: str, sentences: list[str], clients: int, count: int) -> tuple[list[float], int]:
+    """Seconds each of ``count`` one-sentence requests from ``clients`` clients, and how many answers were wrong."""
+    import aiohttp
+
+    latencies, errors = [], 0
+    queue = [sentences[i % len(sentences)] for i in range(count)]
+
+    async def small(session):
+        nonlocal errors
+        while queue:
+            text = queue.pop()
+            start = time.perf_counter()
+            try:
+                async with session.post(url + "/v1/embeddings", json={"input": text}) as response:
+                    body = await response.read()
+                    if response.status != 200 or len(json.loads(body)["data"]) != 1:
+                        errors += 1
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError):
+                errors += 1
+            latencies.append(time.perf_counter() - start)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        await asyncio.gather(*(small(session) for _ in range(clients)))
+    return latencies, errors
+
+
+def small_under_load(url: str, sentences: list[str], clients: int, count: int, with_flood: bool) -> dict:
+    """p99 ms of ``count`` one-sentence requests from ``clients`` clients (this process) and of /health polled
+    meanwhile (a second process), with or without the flood (a third process) running beside them."""
+    context = multiprocessing.get_context("spawn")  # no fork after torch's threads started
+    stop, health_out, flood_out = context.Event(), context.Queue(), context.Queue()
+    helpers = [context.Process(target=poll_health, args=(url, stop, health_out))]
+    if with_flood:
+        helpers.append(context.Process(target=flood, args=(url, sentences, stop, flood_out)))
+    for process in helpers:
+        process.start()
+    time.sleep(3.0 if with_flood else 1.0)  # the helpers started; the maximal requests are in the batcher
+    latencies, errors = asyncio.run(small_requests(url, sentences, clients, count))
+    stop.set()
+    health = health_out.get(timeout=120)
+    statuses = flood_out.get(timeout=120) if with_flood else []
+    for process in helpers:
+        process.join(timeout=60)
+    return {"p99_ms": p99(latencies) * 1000, "health_p99_ms": p99(health) * 1000, "health_polls": len(health),
+            "errors": errors, "flood_statuses": statuses}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sentences", type=int, default=512, help="sentences per measurement (default 512)")
@@ -104,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-worker", type=int, default=4, help="server requests per concurrent client at "
                         "least (default 4)")
     parser.add_argument("--model", default=None, help="model folder (default: the offline all-MiniLM-L6-v2)")
+    parser.add_argument("--small-clients", type=int, default=16, help="clients sending small requests in the "
+                        "fairness measurement (default 16)")
+    parser.add_argument("--small-requests", type=int, default=400, help="small requests per fairness "
+                        "measurement (default 400)")
     args = parser.parse_args(argv)
 
     from tke_playbook.localserver import start_server
@@ -129,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                 rate, errors = asyncio.run(server_rate(server.url, sentences, 64, per_request, args.per_worker))
                 rounds[per_request].append(rate if not errors else 0.0)
         print(f"  alternated rounds at c=64: direct {rounds['direct']}, x1 {rounds[1]}, x10 {rounds[10]}")
+        alone = small_under_load(server.url, sentences, args.small_clients, args.small_requests, False)
+        flooded = small_under_load(server.url, sentences, args.small_clients, args.small_requests, True)
+        print(f"  small requests alone: {alone}; beside maximal requests and 60 MB bodies: {flooded}")
     print(f"{'setting':<28}{'server s/s':>12}{'direct s/s':>12}{'server/direct':>15}{'errors':>8}")
     for concurrency, per_request, direct, rate, errors in rows:
         label = f"c={concurrency} x{per_request}/request"
@@ -138,7 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     best = statistics.median(rounds[best_k])
     print(f"{'median of rounds, c=64':<28}{best:>12.1f}{direct:>12.1f}{best / direct:>15.2f}{'':>8}")
     print(f"RESULT server_vs_direct={best / direct:.3f} server_c64_sps={best:.1f} direct_sps={direct:.1f} "
-          f"per_request={best_k} rounds={args.rounds}")
+          f"per_request={best_k} rounds={args.rounds} small_p99_ms={alone['p99_ms']:.1f} "
+          f"small_p99_ms_under_flood={flooded['p99_ms']:.1f} health_p99_ms={alone['health_p99_ms']:.1f} "
+          f"health_p99_ms_under_flood={flooded['health_p99_ms']:.1f} "
+          f"small_errors_under_flood={flooded['errors']}")
     return 0
 
 

@@ -12,6 +12,8 @@ the object is checked for the fields the LWS controller requires.
 from __future__ import annotations
 
 import copy
+import functools
+from pathlib import Path
 
 import pytest
 
@@ -64,6 +66,47 @@ def _validate_lws(manifest: dict, versions=K8S_VERSIONS) -> None:
     for key in ("leaderTemplate", "workerTemplate"):
         if key in lwt:
             _validate_builtin(_pod_template(f"{name}-{key.lower()}", lwt[key]), versions)
+    _validate_lws_crd(manifest)
+
+
+LWS_CRD = Path(__file__).resolve().parents[2] / "shared" / "reference" / "upstream" / \
+    "lws-leaderworkerset-crd-v0.10.0.yaml"
+
+
+def _strict(schema):
+    """The CRD schema with unknown fields rejected wherever it lists properties and does not preserve unknowns."""
+    if isinstance(schema, dict):
+        schema = {k: _strict(v) for k, v in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema and \
+                not schema.get("x-kubernetes-preserve-unknown-fields"):
+            schema["additionalProperties"] = False
+    elif isinstance(schema, list):
+        schema = [_strict(v) for v in schema]
+    return schema
+
+
+@functools.lru_cache(maxsize=1)
+def lws_crd_validator():
+    """A jsonschema validator for LeaderWorkerSet v1 from the LWS v0.10.0 CRD (strict), or None without the file."""
+    if not LWS_CRD.exists():
+        return None
+    import jsonschema
+    import yaml
+
+    crd = yaml.load(LWS_CRD.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    return jsonschema.Draft7Validator(_strict(version["schema"]["openAPIV3Schema"]))
+
+
+def _validate_lws_crd(manifest: dict) -> None:
+    validator = lws_crd_validator()
+    if validator is None:  # ../shared is absent: the pod templates were still checked above
+        return
+    error = next(iter(sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))), None)
+    if error is not None:
+        path = ".".join(str(p) for p in error.absolute_path) or "<root>"
+        pytest.fail(f"LeaderWorkerSet/{manifest.get('metadata', {}).get('name', '?')} is invalid for the LWS v0.10.0 "
+                    f"CRD: {path}: {error.message}", pytrace=False)
 
 
 def validate_manifest(manifest: dict, versions=K8S_VERSIONS) -> dict:
@@ -81,3 +124,32 @@ def validate_manifest(manifest: dict, versions=K8S_VERSIONS) -> dict:
 def k8s_valid():
     """A function: ``k8s_valid(manifest)`` validates in strict mode against Kubernetes 1.28 and 1.33."""
     return validate_manifest
+
+
+@pytest.fixture
+def lws_crd():
+    """The strict jsonschema validator of the LWS v0.10.0 CRD; skips when ../shared is absent."""
+    validator = lws_crd_validator()
+    if validator is None:
+        pytest.skip(f"the LWS CRD is not at {LWS_CRD} (../shared absent)")
+    return validator
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh toolkit home (state, secrets, the local PVC folders) on the offline local target."""
+    monkeypatch.setenv("TKE_PLAYBOOK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TKE_PLAYBOOK_OFFLINE", "1")
+    monkeypatch.delenv("TKE_PLAYBOOK_TARGET", raising=False)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def pb(home):
+    """The local playbook in that home; stops what it started."""
+    from tke_playbook.workflow import open_target
+
+    playbook = open_target("local")
+    yield playbook
+    playbook.stop_server()
+    playbook.stop_downloads()

@@ -30,7 +30,7 @@ def test_1000_requests_at_64_with_10_percent_errors_lose_none(engine):
     records = result.records
     injected = sum(1 for f in srv.faults if f in kinds)
     assert len(srv.faults) == 1000 and 50 < injected < 150
-    assert len(records) == 1000 and list(records.columns) == list(loadgen.RECORD_COLUMNS)
+    assert len(records) == 1000 and list(records.columns) == [*loadgen.RECORD_COLUMNS, "inputs"]
     assert int(records["ok"].sum()) + int((~records["ok"]).sum()) == 1000
     assert int((~records["ok"]).sum()) == injected
     errors = records[~records["ok"]]
@@ -122,6 +122,8 @@ def test_sync_wrapper_works_inside_a_running_loop():
     pytest.param({"input_tokens": [1.5]}, "whole numbers", id="fractional-tokens"),
     pytest.param({"engine": "curl"}, "'raw' or 'aiohttp'", id="unknown-engine"),
     pytest.param({"url": "127.0.0.1:8000"}, "not an HTTP URL", id="url-without-scheme"),
+    pytest.param({"progress": "yes"}, "progress must be", id="progress-not-a-bar"),
+    pytest.param({"batch_size": [1, 0]}, "positive", id="batch-size-zero"),
 ])
 def test_bad_arguments_are_refused(kwargs, match):
     arguments = {"url": "http://127.0.0.1:9", "model": "m", "requests_per_level": 1, **kwargs}
@@ -238,3 +240,166 @@ def test_null_server_that_cannot_start_says_why():
 
     with pytest.raises(ServerError, match="(?s)did not start: .*Invalid argument"):
         loadgen.start_null_server(cpu=100_000)  # no such CPU: the child fails before listening
+
+
+# --- embedding-shaped workloads (issue 16) ------------------------------------------------------------------
+
+
+class _Bar:
+    def __init__(self):
+        self.count, self.closed, self.labels = 0, False, []
+
+    def update(self, n=1):
+        self.count += n
+
+    def set_postfix_str(self, text):
+        self.labels.append(text)
+
+    def close(self):
+        self.closed = True
+
+
+def test_sweep_over_length_inputs_and_concurrency():
+    bar = _Bar()
+    with FakeEmbeddingServer() as srv:
+        result = loadgen.run_closed_loop(srv.url, "m", [1, 4], 12, [8, 32], batch_size=[1, 5], progress=bar)
+    summary = result.summary
+    assert len(summary) == 2 * 2 * 2 and list(summary.columns[:3]) == ["concurrency", "input_tokens", "inputs"]
+    assert set(map(tuple, summary[["concurrency", "input_tokens", "inputs"]].to_numpy().tolist())) == {
+        (c, t, i) for c in (1.0, 4.0) for t in (8, 32) for i in (1, 5)}
+    # the server really received requests of 5 inputs of 32 words, and usage counted their words
+    assert sum(1 for r in srv.requests if len(r["inputs"]) == 5 and len(r["inputs"][0].split()) == 32) == 24
+    five = summary[(summary["inputs"] == 5) & (summary["input_tokens"] == 32)]
+    assert np.allclose(five["embeddings_per_s"], 5 * five["req_per_s"])
+    assert np.allclose(five["tokens_per_s"], 5 * 32 * five["req_per_s"])  # usage.prompt_tokens of 5 x 32 words
+    assert bar.count == 96 and bar.closed and any("concurrency 4" in label for label in bar.labels)
+    assert set(result.server["inputs"]) == {1, 5} and len(result.table()) == 8
+
+
+def test_progress_true_draws_a_tqdm_bar(capsys):
+    with FakeEmbeddingServer() as srv:
+        loadgen.run_open_loop(srv.url, "m", [200.0], requests=20, input_tokens=[4], progress=True,
+                              scrape_metrics=False)
+    assert "open loop" in capsys.readouterr().err
+
+
+def test_mixed_workload_reports_each_stream_against_its_target():
+    streams = [loadgen.Stream("bulk", 20.0, 64, inputs=8, p99_target_ms=60_000),
+               loadgen.Stream("query", 100.0, 4, p99_target_ms=0.001)]  # an impossible target: must be "missed"
+    with FakeEmbeddingServer() as srv:
+        result = loadgen.run_mixed(srv.url, "m", streams, duration_s=0.5)
+    records = result.records
+    assert records.groupby("stream").size().to_dict() == {"bulk": 10, "query": 50}
+    assert set(records.loc[records["stream"] == "bulk", "inputs"]) == {8}
+    assert list(result.summary["stream"]) == ["bulk", "query"]
+    bulk = result.summary.set_index("stream").loc["bulk"]
+    assert bulk["embeddings_per_s"] == pytest.approx(8 * bulk["req_per_s"])
+    targets = result.targets().set_index("stream")
+    assert targets.loc["bulk", "met"] is True or targets.loc["bulk", "met"] == True  # noqa: E712
+    assert targets.loc["query", "met"] == False  # noqa: E712
+    shapes = {(len(r["inputs"]), len(r["inputs"][0].split())) for r in srv.requests}
+    assert shapes == {(8, 64), (1, 4)}
+    assert result.server is not None and result.server["server_requests"].iloc[0] == 60
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    pytest.param({"name": ""}, "name", id="no-name"),
+    pytest.param({"rate": 0}, "rate", id="zero-rate"),
+    pytest.param({"inputs": 2.5}, "whole", id="fractional-inputs"),
+])
+def test_bad_streams_are_refused(kwargs, match):
+    with pytest.raises(InvalidSpecError, match=match):
+        loadgen.Stream(**{"name": "q", "rate": 1.0, "input_tokens": 8, **kwargs})
+
+
+# Key names of vllm/benchmarks/serve.py (vLLM) for a pooling backend: main_async's setup keys, the dict benchmark()
+# returns for EmbedBenchmarkMetrics (input_lens and errors are dropped without --save-detailed), the e2el statistics
+# of process_one_metric with the default --metric-percentiles 99, and client_queue_time with --max-concurrency.
+VLLM_SETUP = ["date", "endpoint_type", "backend", "label", "model_id", "tokenizer_id", "num_prompts", "request_rate",
+              "burstiness", "max_concurrency"]
+VLLM_EMBED = ["duration", "completed", "total_input_tokens", "total_input_sequences", "request_throughput",
+              "input_sequence_throughput", "total_token_throughput", "latencies", "queue_times", "mean_e2el_ms",
+              "median_e2el_ms", "std_e2el_ms", "p99_e2el_ms"]
+VLLM_QUEUE = ["mean_client_queue_time_ms", "median_client_queue_time_ms", "std_client_queue_time_ms",
+              "p99_client_queue_time_ms"]
+
+
+def test_results_load_with_the_keys_vllm_bench_serve_writes(tmp_path):
+    import json
+
+    with FakeEmbeddingServer(error_rate=0.2, error_kinds=("503",), seed=3) as srv:
+        closed = loadgen.run_closed_loop(srv.url, "m", [4], 40, [16], batch_size=3)
+        opened = loadgen.run_open_loop(srv.url, "m", [100.0], requests=30, input_tokens=[16])
+    (path,) = loadgen.write_vllm_bench_json(closed.records, "org/m", tmp_path / "closed")
+    loaded = json.loads(path.read_text())
+    assert set(VLLM_SETUP + VLLM_EMBED + VLLM_QUEUE) <= set(loaded) and set(loadgen.VLLM_BENCH_KEYS) <= set(loaded)
+    assert not {"input_lens", "errors"} & set(loaded)
+    ok = closed.records[closed.records["ok"]]
+    assert loaded["backend"] == "openai-embeddings" and loaded["request_rate"] == "inf"
+    assert loaded["max_concurrency"] == 4 and loaded["num_prompts"] == 40 and loaded["completed"] == len(ok)
+    assert loaded["total_input_sequences"] == 3 * len(ok) and loaded["total_input_tokens"] == 3 * 16 * len(ok)
+    assert loaded["request_throughput"] == pytest.approx(loaded["completed"] / loaded["duration"])
+    assert loaded["total_token_throughput"] == pytest.approx(loaded["total_input_tokens"] / loaded["duration"])
+    assert loaded["p99_e2el_ms"] == pytest.approx(np.percentile(ok["latency_s"], 99) * 1000)
+    assert loaded["median_e2el_ms"] == pytest.approx(np.median(ok["latency_s"]) * 1000)
+    assert len(loaded["latencies"]) == len(ok) and path.name.startswith("00-openai-embeddings-infqps-concurrency4-m-")
+    (open_path,) = loadgen.write_vllm_bench_json(opened.records, "m", tmp_path / "open", label="x")
+    open_loaded = json.loads(open_path.read_text())
+    assert open_loaded["request_rate"] == 100.0 and open_loaded["max_concurrency"] is None
+    assert set(VLLM_SETUP + VLLM_EMBED) <= set(open_loaded) and not set(VLLM_QUEUE) & set(open_loaded)
+
+
+_SCRAPE = """# TYPE vllm:e2e_request_latency_seconds histogram
+vllm:e2e_request_latency_seconds_bucket{{le="0.3",model_name="m"}} {n}
+vllm:e2e_request_latency_seconds_bucket{{le="+Inf",model_name="m"}} {n}
+vllm:e2e_request_latency_seconds_sum{{model_name="m"}} {e2e}
+vllm:e2e_request_latency_seconds_count{{model_name="m"}} {n}
+# TYPE vllm:request_queue_time_seconds histogram
+vllm:request_queue_time_seconds_bucket{{le="+Inf",model_name="m"}} {n}
+vllm:request_queue_time_seconds_sum{{model_name="m"}} {queue}
+vllm:request_queue_time_seconds_count{{model_name="m"}} {n}
+# TYPE vllm:request_inference_time_seconds histogram
+vllm:request_inference_time_seconds_bucket{{le="+Inf",model_name="m"}} {n}
+vllm:request_inference_time_seconds_sum{{model_name="m"}} {inference}
+vllm:request_inference_time_seconds_count{{model_name="m"}} {n}
+"""
+
+
+def test_server_queue_and_inference_time_from_a_scrape_diff():
+    from tke_playbook.loadgen.runner import _server_row
+
+    before = _SCRAPE.format(n=10, e2e=1.0, queue=0.2, inference=0.7)
+    after = _SCRAPE.format(n=30, e2e=3.0, queue=1.8, inference=1.1)  # 20 requests: 80 ms queue, 20 ms running
+    row = _server_row(before, after, {"concurrency": 4.0})
+    assert row["server_requests"] == 20
+    assert row["server_queue_mean_ms"] == pytest.approx(80.0) and row["server_inference_mean_ms"] == pytest.approx(20)
+
+
+def test_open_loop_sweeps_inputs_per_request_too():
+    with FakeEmbeddingServer() as srv:
+        result = loadgen.run_open_loop(srv.url, "m", [200.0], requests=10, input_tokens=[4], batch_size=[1, 3])
+    assert result.summary[["rate", "inputs", "requests"]].to_dict("records") == [
+        {"rate": 200.0, "inputs": 1, "requests": 10}, {"rate": 200.0, "inputs": 3, "requests": 10}]
+    assert sorted(len(r["inputs"]) for r in srv.requests) == [1] * 10 + [3] * 10
+
+
+def test_compact_table_is_narrow_drops_empty_server_quantiles_and_shows_integers_and_dashes():
+    table = pd.DataFrame({
+        "concurrency": [1.0, 4.0], "rate": [math.nan, math.nan], "input_tokens": [32, 32], "inputs": [1, 4],
+        "requests": [20.0, 20.0], "errors": [0, 0], "error_rate": [0.0, 0.0], "req_per_s": [55.123, 130.456],
+        "embeddings_per_s": [55.123, 521.8], "tokens_per_s": [1764.0, 16697.6], "latency_mean_ms": [18.1, 30.2],
+        "p50_ms": [17.94, 29.51], "p90_ms": [20.0, 33.0], "p99_ms": [25.33, 40.71],
+        "server_requests": [20.0, 20.0], "server_p50_ms": [math.nan, math.nan], "server_p90_ms": [math.nan, math.nan],
+        "server_queue_mean_ms": [0.25, math.nan], "server_inference_mean_ms": [12.34, 20.5],
+        "server_prompt_tokens": [660.0, 2640.0], "server_first_bucket_ms": [300.0, 300.0],
+    })
+    out = loadgen.compact_table(table)
+    assert len(out.columns) <= 12, list(out.columns)
+    assert not any("_" in c for c in out.columns), "headers must be able to wrap"
+    assert not any("p50" in c and "server" in c for c in out.columns)  # all-NaN server quantiles are gone
+    assert "offered req/s" not in out.columns  # closed loop: no rate
+    assert out["concurrency"].tolist() == [1, 4] and str(out["concurrency"].dtype) == "Int64"
+    assert out["requests"].tolist() == [20, 20]
+    assert out["req/s"].tolist() == [55.1, 130.5]
+    assert out["server queue mean ms"].tolist() == [0.25, "–"]
+    assert not out.astype(str).apply(lambda c: c.str.contains("nan|NaN|<NA>")).any().any()

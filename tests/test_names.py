@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tke_playbook.errors import InvalidSpecError, UnknownNameError
-from tke_playbook.names import (quantity_to_float, slug, suggest, unknown, validate_name, validate_port,
-                                validate_quantity, validate_subdomain)
+from tke_playbook.names import (quantity_to_float, slug, suggest, unknown, validate_label, validate_name,
+                                validate_port, validate_quantity, validate_subdomain)
 
 
 @pytest.mark.parametrize("value", ["ai-model", "a", "vllm-e5-mistral-7b-instruct", "x" * 63, "0abc"])
@@ -80,3 +82,45 @@ def test_suggest_and_unknown():
     assert isinstance(error, UnknownNameError) and isinstance(error, LookupError)
     assert str(error).startswith("Unknown GPU 'L2O'. Did you mean 'L20'")
     assert str(unknown("GPU", "zzz", ["L20", "T4"])) == "Unknown GPU 'zzz'. Known: L20, T4."
+
+
+@pytest.mark.parametrize("key, value, message", [
+    pytest.param("team", "search", None, id="plain"),
+    pytest.param("example.com/team", "", None, id="prefixed-empty-value"),
+    pytest.param("Example.com/team", "x", "label prefix in 'Example.com/team'", id="prefix-uppercase"),
+    pytest.param("-team", "x", "label key '-team' is not valid", id="key-leading-dash"),
+    pytest.param("t" * 64, "x", "is not valid: use letters", id="key-too-long"),
+    pytest.param("team", "a b", "label value 'a b' for 'team' is not valid", id="value-space"),
+    pytest.param("team", "v" * 64, "at most 63 characters", id="value-too-long"),
+])
+def test_validate_label(key, value, message):
+    if message is None:
+        assert validate_label(key, value) is None
+    else:
+        with pytest.raises(InvalidSpecError, match=re.escape(message)):
+            validate_label(key, value)
+
+
+@pytest.mark.parametrize("value, kwargs, expected", [
+    pytest.param(float("nan"), {}, "positive number", id="nan"),
+    pytest.param(float("inf"), {}, "positive number", id="inf"),
+    pytest.param(True, {}, "positive number", id="bool"),
+    pytest.param("3", {}, "positive number", id="string"),
+    pytest.param(0, {}, "positive number", id="zero"),
+    pytest.param(2.5, {"whole": True}, "positive whole number", id="not-whole"),
+    pytest.param(0.5, {"minimum": 1.0, "strict": False}, "at least 1", id="below-minimum"),
+])
+def test_validate_number_refuses_with_what_to_do(value, kwargs, expected):
+    from tke_playbook.names import validate_number
+
+    with pytest.raises(InvalidSpecError, match=expected) as caught:
+        validate_number(value, "rate", 2.0, **kwargs)
+    assert "such as 2.0" in str(caught.value)
+
+
+def test_validate_number_returns_int_for_whole_and_float_otherwise():
+    from tke_playbook.names import validate_number
+
+    assert validate_number(3.0, "inputs", 32, whole=True) == 3 and isinstance(
+        validate_number(3.0, "inputs", 32, whole=True), int)
+    assert validate_number(1, "peak_factor", 1.5, minimum=1.0, strict=False) == 1.0

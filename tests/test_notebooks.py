@@ -1,33 +1,74 @@
-"""Every notebook runs under nbval (``--nbval-lax``) on the local target, in order, in a fresh state folder.
+"""The notebooks: jupytext percent-format sources (``notebooks/NN_name.py``) paired with the ``.ipynb`` that
+nbval and ``make demo`` run; the house style; and every notebook under nbval (``--nbval-lax``) on the local
+target, in order, in a fresh state folder.
 
-nbval-lax executes every cell and compares only the cells marked ``# NBVAL_CHECK_OUTPUT`` whose committed copy
-holds an output (the deterministic ones: specs, manifests, the download plan, the verification table). The
-run happens in a subprocess so its report shows the failing notebook and cell as nbval prints them.
+Edit the ``.py`` (or the notebook in JupyterLab, which saves both) and run ``jupytext --sync notebooks/*.ipynb``.
+nbval's markers are cell TAGS (``nbval-check-output``, ``nbval-ignore-output``; nbval reads them from the cell
+metadata), never comments a reader sees. nbval-lax executes every cell and compares only the cells tagged
+``nbval-check-output`` whose committed copy holds an output (the deterministic ones: specs, manifests, the download
+plan, the verification table). The run happens in a subprocess so its report shows the failing notebook and cell
+as nbval prints them.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import jupytext
 import nbformat
+import papermill
 import pytest
+from jupytext.compare import compare_notebooks
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 BUDGET_S = 600
+NBVAL_TAGS = {"nbval-check-output", "nbval-ignore-output", "nbval-skip", "nbval-raises-exception", "raises-exception"}
 
 
 def _notebooks() -> list[Path]:
     return sorted(p for p in NOTEBOOKS.glob("*.ipynb"))
 
 
-def test_notebooks_are_what_the_generator_writes():
-    done = subprocess.run([sys.executable, str(NOTEBOOKS / "_build.py"), "--check"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
+def test_every_notebook_has_its_percent_source_and_nothing_else_is_generated():
+    sources = sorted(p.stem for p in NOTEBOOKS.glob("*.py"))
+    assert sources == [p.stem for p in _notebooks()], "each notebooks/NN_name.ipynb is paired with NN_name.py"
+    assert not (NOTEBOOKS / "_build.py").exists()
+
+
+@pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.stem)
+def test_percent_source_and_notebook_are_in_sync(path):
+    """jupytext's own comparison: same cells, sources, cell types and tags (outputs live only in the .ipynb)."""
+    notebook = jupytext.read(path)
+    assert notebook.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent", \
+        f"{path.name} is not paired: jupytext --set-formats ipynb,py:percent {path.name}"
+    source = jupytext.read(path.with_suffix(".py"), fmt="py:percent")
+    compare_notebooks(source, notebook, fmt="py:percent")  # raises with the first difference
+    assert [c.metadata.get("tags", []) for c in source.cells] == [c.metadata.get("tags", []) for c in notebook.cells]
+
+
+def test_the_sync_check_sees_an_edited_source(tmp_path):
+    path = NOTEBOOKS / "01_storage.ipynb"
+    text = path.with_suffix(".py").read_text(encoding="utf-8").replace("print(pb.pvcs())", "print(pb.pvcs())  # edited")
+    (tmp_path / "01_storage.py").write_text(text, encoding="utf-8")
+    with pytest.raises(Exception, match="edited"):
+        compare_notebooks(jupytext.read(tmp_path / "01_storage.py", fmt="py:percent"), jupytext.read(path),
+                          fmt="py:percent")
+
+
+@pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.stem)
+def test_papermill_sees_every_parameter(path):
+    """``make demo`` injects TARGET and QUICK with papermill, which only overrides names it can parse in the
+    ``parameters`` cell (a comment holding quotes and "=" hides a line from it)."""
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    names = set(re.findall(r"^([A-Z][A-Z0-9_]*) =", cell.source, re.MULTILINE))
+    assert "TARGET" in names and names <= set(papermill.inspect_notebook(str(path)))
 
 
 @pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.stem)
@@ -37,15 +78,20 @@ def test_notebook_follows_the_house_style(path):
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1 and "TKE_PLAYBOOK_TARGET" in params[0].source
     for cell in nb.cells:
+        assert "NBVAL" not in cell.source.upper().replace("-", "_"), \
+            f"nbval markers are cell tags, not text a reader sees:\n{cell.source}"
         if cell.cell_type != "code":
             continue
         lines = [ln for ln in cell.source.splitlines() if not ln.startswith("#")]
         assert len(lines) <= 10, f"cell too long:\n{cell.source}"
         assert not any(ln.lstrip().startswith(("for ", "while ", "try:", "class ", "def ")) for ln in lines), \
             f"loops, try blocks, classes and functions belong in the library:\n{cell.source}"
+        tags = set(cell.metadata.get("tags", []))
+        assert len(tags & NBVAL_TAGS) <= 1, f"conflicting nbval tags {tags}:\n{cell.source}"
         stored = cell.get("outputs", [])
-        assert not stored or "# NBVAL_CHECK_OUTPUT" in cell.source, \
+        assert not stored or "nbval-check-output" in tags, \
             f"only deterministic (checked) cells may carry committed outputs:\n{cell.source}"
+        assert not any(o.get("output_type") == "error" for o in stored), f"a stored traceback:\n{cell.source}"
 
 
 @pytest.mark.slow

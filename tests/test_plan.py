@@ -10,7 +10,8 @@ import yaml
 from tke_playbook.download.planner import RepoFile, make_plan
 from tke_playbook.download.spec import DownloadSpec
 from tke_playbook.errors import FitError, InvalidSpecError
-from tke_playbook.plan import build_helm_values, build_plan, check_consistency, plan_notes, plan_to_yaml
+from tke_playbook.plan import (build_helm_values, build_plan, check_consistency, helm_values_notes, plan_notes,
+                               plan_to_yaml)
 from tke_playbook.profiles import get_profile, with_overrides
 from tke_playbook.serving import ServingSpec, seed_profile
 from tke_playbook.storage import StorageSpec
@@ -66,24 +67,26 @@ def _seed():
 def test_seed_plan_order_and_validity(k8s_valid):
     manifests = build_plan(*_seed(), api_key="k3y")
     assert [(m["kind"], m["metadata"]["name"]) for m in manifests] == [
-        ("PersistentVolumeClaim", "ai-model"), ("Job", "download-e5-mistral-7b-instruct"),
-        ("Secret", "vllm-e5-mistral-7b-instruct-api-key"), ("Deployment", "vllm-e5-mistral-7b-instruct"),
+        ("PersistentVolumeClaim", "ai-model"), ("ConfigMap", "download-e5-mistral-7b-instruct-worker"),
+        ("Job", "download-e5-mistral-7b-instruct"), ("Secret", "vllm-e5-mistral-7b-instruct-api-key"),
+        ("ConfigMap", "vllm-e5-mistral-7b-instruct-proxy"), ("Deployment", "vllm-e5-mistral-7b-instruct"),
         ("Service", "vllm-e5-mistral-7b-instruct")]
     for manifest in manifests:
         k8s_valid(manifest)
-    assert base64.b64decode(manifests[2]["data"]["api-key"]) == b"k3y"
-    job = manifests[1]["spec"]
+    assert base64.b64decode(manifests[3]["data"]["api-key"]) == b"k3y"
+    job = manifests[2]["spec"]
     assert (job["completions"], job["parallelism"]) == (3, 3)
 
 
 def test_full_plan_with_storage_class_and_worker_configmap(k8s_valid):
     storage, download, serving = _seed()
-    storage = StorageSpec(vpc_id="vpc-abc123", subnet_id="subnet-def456")
+    storage = StorageSpec(vpc_id="vpc-abc123", subnet_id="subnet-def456", zone="ap-guangzhou-3")
     files = [RepoFile("config.json", 600), *(RepoFile(f"model-0000{i}-of-00002.safetensors", 7_000_000_000)
                                               for i in (1, 2))]
     manifests = build_plan(storage, download, serving, download_plan=make_plan(download, files), api_key="k")
     kinds = [m["kind"] for m in manifests]
-    assert kinds == ["StorageClass", "PersistentVolumeClaim", "ConfigMap", "Job", "Secret", "Deployment", "Service"]
+    assert kinds == ["StorageClass", "PersistentVolumeClaim", "ConfigMap", "Job", "Secret", "ConfigMap", "Deployment",
+                     "Service"]
     for manifest in manifests:
         k8s_valid(manifest)
 
@@ -103,32 +106,45 @@ def test_yaml_round_trips_and_carries_notes():
     text = plan_to_yaml(manifests, plan_notes(storage, download, serving))
     assert text.startswith("# StorageClass 'cfs' is not rendered")
     assert [d for d in yaml.safe_load_all(text) if d] == manifests
-    assert text.count("---\n") == len(manifests)  # one separator before each document
+    assert text.splitlines().count("---") == len(manifests)  # one separator before each document
 
 
 def test_seed_helm_values_are_the_tutorials_with_the_key_in_a_secret():
-    values = build_helm_values(seed_profile())
+    values = build_helm_values(seed_profile().replace(service_type="ClusterIP"))
     expected = yaml.safe_load(yaml.safe_dump(TUTORIAL_VALUES))
-    expected["server"]["env"].append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {
+    # the chart always writes VLLM_API_KEY from apiKey: a second VLLM_API_KEY in env would duplicate it (facts.md 8)
+    expected["server"]["env"].append({"name": "TKE_PLAYBOOK_VLLM_API_KEY", "valueFrom": {"secretKeyRef": {
         "name": "vllm-e5-mistral-7b-instruct-api-key", "key": "api-key"}}})
+    expected["server"]["extraArgs"] = ["--gpu-memory-utilization 0.9", *expected["server"]["extraArgs"],
+                                       '--api-key "${TKE_PLAYBOOK_VLLM_API_KEY:?the API key Secret '
+                                       'vllm-e5-mistral-7b-instruct-api-key is missing}"']
+    expected["server"]["resources"]["requests"].update(cpu="4", memory="22Gi")  # the chart passes them through
+    expected["server"]["service"]["type"] = "ClusterIP"
     assert values == expected
+    assert [e["name"] for e in values["server"]["env"]].count("VLLM_API_KEY") == 0
 
 
 def test_helm_values_follow_the_vllm_version_and_options():
     spec = seed_profile().replace(vllm_version="0.12.0", node_instance_types=("PNV5b.8XLARGE96",),
                                   service_type="ClusterIP", api_key_required=False, ep_enabled=True)
     values = build_helm_values(spec)
-    assert values["server"]["extraArgs"] == ["--cudagraph-capture-sizes 1 2 4 8 16 24 32"]
+    assert values["server"]["extraArgs"] == ["--gpu-memory-utilization 0.9", "--disable-log-requests",
+                                             "--cudagraph-capture-sizes 1 2 4 8 16 24 32"]
     assert values["instanceType"] == ["PNV5b.8XLARGE96"] and values["server"]["args"]["epEnabled"] is True
     assert values["server"]["service"]["type"] == "ClusterIP"
     assert values["server"]["env"] == [{"name": "VLLM_WORKER_MULTIPROC_METHOD", "value": "spawn"}]
-    bge = build_helm_values(ServingSpec(model="BAAI/bge-m3", extra_args=()))
-    assert bge["server"]["extraArgs"] == ["--max-num-batched-tokens 16384"]
+    bge = build_helm_values(ServingSpec(model="BAAI/bge-m3", extra_args=(), api_key_required=False))
+    assert bge["server"]["extraArgs"] == ["--max-num-batched-tokens 16384", "--gpu-memory-utilization 0.9"]
 
 
-def test_helm_values_cannot_express_an_internal_lb():
-    with pytest.raises(InvalidSpecError, match="cannot make an internal LoadBalancer"):
-        build_helm_values(ServingSpec(service_type="LoadBalancer-internal", lb_subnet_id="subnet-a1"))
+@pytest.mark.parametrize("spec, message", [
+    pytest.param(ServingSpec(service_type="LoadBalancer-internal", lb_subnet_id="subnet-a1"),
+                 "cannot make an internal LoadBalancer", id="internal-lb"),
+    pytest.param(seed_profile(), "cannot put the authenticating proxy", id="public-lb-proxy"),
+])
+def test_helm_values_refuse_what_the_chart_cannot_express(spec, message):
+    with pytest.raises(InvalidSpecError, match=message):
+        build_helm_values(spec)
 
 
 @pytest.mark.parametrize("storage, download, serving, message", [
@@ -156,7 +172,7 @@ def test_bge_and_e5_side_by_side_share_only_the_pvc(k8s_valid):
     bge = with_overrides(e5, model="BAAI/bge-m3", completions=1)
     names = [(m["kind"], m["metadata"]["name"]) for p in (e5, bge)
              for m in build_plan(None, p.download, p.serving, api_key="k")]
-    assert len(names) == len(set(names)) == 8
+    assert len(names) == len(set(names)) == 12  # worker ConfigMap, Job, Secret, proxy ConfigMap, Deployment, Service
     assert bge.serving.max_model_len == 2048 and bge.download.parallelism == 1
 
 
@@ -169,7 +185,7 @@ def test_overrides_keep_specs_consistent():
 
 
 def test_notes_explain_translations():
-    notes = plan_notes(None, None, seed_profile().replace(vllm_version="0.12.0"))
+    notes = plan_notes(None, None, seed_profile().replace(vllm_version="0.17.0"))
     assert any("dropped --disable-log-requests" in n for n in notes)
     assert any(n.startswith("intfloat/e5-mistral-7b-instruct fits on 1 × L20") for n in notes)
 
@@ -180,7 +196,8 @@ def test_render_profile_for_notebooks_and_demo():
     text = render_profile("seed", api_key="k")
     assert text.startswith("# tke-playbook plan, profile seed: the tutorial")
     assert [d["kind"] for d in yaml.safe_load_all(text) if d][-2:] == ["Deployment", "Service"]
-    assert yaml.safe_load(render_profile("seed", helm_values=True)) == build_helm_values(seed_profile())
+    cluster_ip = with_overrides(get_profile("seed"), serving={"service_type": "ClusterIP"})
+    assert yaml.safe_load(render_profile(cluster_ip, helm_values=True)) == build_helm_values(cluster_ip.serving)
 
 
 def test_render_profile_redacts_secrets_unless_show_secrets():
@@ -194,11 +211,70 @@ def test_render_profile_redacts_secrets_unless_show_secrets():
     assert [d["kind"] for d in shown] == [d["kind"] for d in appliable]
 
 
-def test_notes_say_what_download_pods_need():
+def test_download_worker_configmap_is_always_in_the_plan():
     storage, download, serving = _seed()
-    notes = plan_notes(storage, download, serving)
-    assert any("ConfigMap 'download-e5-mistral-7b-instruct-worker'" in n and "NOT rendered" in n for n in notes)
-    assert any("pip install httpx>=0.27,<1' from PyPI" in n for n in notes)
-    files = [RepoFile("config.json", 600), RepoFile("model.safetensors", 1000)]
-    with_plan = plan_notes(storage, download, serving, download_plan=make_plan(download, files))
-    assert not any("NOT rendered" in n for n in with_plan)
+    kinds = {(m["kind"], m["metadata"]["name"]) for m in build_plan(storage, download, serving, api_key="k")}
+    assert ("ConfigMap", download.configmap_name) in kinds
+    assert not any("NOT rendered" in n for n in plan_notes(storage, download, serving))
+
+
+def test_every_reference_of_the_seed_plan_is_in_it():
+    from tke_playbook.plan import references
+
+    manifests = build_plan(*_seed(), api_key="k")
+    present = {(m["kind"], m["metadata"]["name"]) for m in manifests}
+    needed = set().union(*(references(m) for m in manifests))
+    assert ("Secret", "vllm-e5-mistral-7b-instruct-api-key") in needed
+    assert ("ConfigMap", "vllm-e5-mistral-7b-instruct-proxy") in needed
+    assert ("PersistentVolumeClaim", "ai-model") in needed
+    assert needed <= present
+
+
+@pytest.mark.parametrize("drop, message", [
+    pytest.param("Secret", "needs Secret 'vllm-e5-mistral-7b-instruct-api-key'", id="secret"),
+    pytest.param("PersistentVolumeClaim", "needs PersistentVolumeClaim 'ai-model'", id="pvc"),
+])
+def test_a_missing_reference_is_refused(drop, message):
+    from tke_playbook.plan import check_references
+
+    manifests = [m for m in build_plan(*_seed(), api_key="k") if m["kind"] != drop]
+    with pytest.raises(InvalidSpecError, match=message):
+        check_references(manifests)
+    kind, name = {"Secret": ("Secret", "vllm-e5-mistral-7b-instruct-api-key"),
+                  "PersistentVolumeClaim": ("PersistentVolumeClaim", "ai-model")}[drop]
+    check_references(manifests, [f"{kind}/{name}"])  # named as pre-existing: fine
+    check_references(manifests, [(kind, name)])
+
+
+def test_optional_references_need_not_exist():
+    from tke_playbook.plan import references
+
+    job = {"kind": "Job", "metadata": {"name": "j"}, "spec": {"template": {"spec": {
+        "containers": [{"name": "c", "env": [{"name": "T", "valueFrom": {"secretKeyRef": {
+            "name": "hub-token", "key": "token", "optional": True}}}]}],
+        "volumes": [{"name": "w", "configMap": {"name": "cm", "optional": True}},
+                    {"name": "s", "secret": {"secretName": "needed"}}]}}}}
+    assert references(job) == {("Secret", "needed")}
+
+
+def test_without_storage_the_pvc_is_pre_existing_and_bad_names_are_refused():
+    build_plan(None, None, seed_profile(), api_key="k")  # the PVC exists already (the tutorial's console step)
+    with pytest.raises(InvalidSpecError, match="must be written like 'Secret/hub-token'"):
+        build_plan(None, None, seed_profile(), api_key="k", pre_existing=["hub-token"])
+
+
+def test_a_multi_node_group_behind_the_proxy_does_not_claim_vllm_is_unreachable():
+    # the LeaderWorkerSet leader runs on the host network (as the chart's), so vLLM's 60000 and Ray's ports sit on
+    # the GPU node's own address: the Service does not publish them, but only the node's security group closes them
+    notes = " ".join(plan_notes(None, None, seed_profile().replace(lws_group_size=2, tp_size=2)))
+    assert "stays inside the cluster" not in notes
+    assert "host network" in notes and "security group" in notes
+    single = " ".join(plan_notes(None, None, seed_profile()))
+    assert "security group" not in single
+
+
+def test_helm_values_say_how_to_create_the_secret_they_refer_to():
+    # the chart renders no Secret, but its pods need one (secretKeyRef): the notes must say how to make it
+    spec = seed_profile().replace(service_type="ClusterIP", namespace="team-a")
+    notes = " ".join(helm_values_notes(spec))
+    assert (f"kubectl -n team-a create secret generic {spec.api_key_secret} --from-literal=api-key=" in notes)

@@ -262,6 +262,7 @@ def test_comparison_panel(tmp_path, no_cjk_font, comparison):
     heights = [p.get_height() for p in quality.patches[:4]]
     assert heights[0] == pytest.approx(comparison.a.slices.loc["all", "ndcg@10"])
     assert [p.get_height() for p in fig.axes[4].patches] == [comparison.a.dim, comparison.b.dim]
+    assert "vocabulary terms" in fig.axes[4].get_ylabel()  # a TF-IDF "dimension" is its vocabulary size
     assert "lexical-tfidf vs words-only" in fig.get_suptitle()
     fig.savefig(tmp_path / "panel.png")
     assert isinstance(fig.axes[0], Axes)

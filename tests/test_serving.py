@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +157,57 @@ def test_unknown_names_suggest(changes, message):
 def test_multi_node_spec_is_valid_when_gpus_add_up():
     spec = ServingSpec(lws_group_size=2, gpu_count=1, tp_size=1, pp_size=2)
     assert spec.is_multi_node
+
+
+def test_profiles_pick_their_vllm():
+    from tke_playbook.profiles import get_profile
+
+    assert get_profile("seed").serving.image == "ccr.ccs.tencentyun.com/tke-ai-playbook/vllm-openai:v0.10.1-20250801"
+    bge = get_profile("bge-m3").serving
+    assert bge.image == "vllm/vllm-openai:v0.33.0" and bge.vllm_version == "0.33.0"  # newest checked release
+
+
+def test_a_version_the_image_does_not_have_is_noted():
+    from tke_playbook.plan import serving_notes
+
+    notes = serving_notes(seed_profile().replace(vllm_version="0.33.0"))
+    assert any("built for vLLM 0.33.0 but image" in n and "says 0.10.1" in n for n in notes)
+    assert not any("built for vLLM" in n for n in serving_notes(seed_profile()))
+
+
+@pytest.mark.parametrize("path", ["/model", "data0/model", "/"])
+def test_local_path_needs_a_parent_folder(path):
+    with pytest.raises(InvalidSpecError, match="inside a folder"):
+        ServingSpec(pvc_enabled=False, local_enabled=True, local_path=path)
+
+
+def test_source_ranges_are_normalised():
+    spec = seed_profile().replace(lb_source_ranges=["203.0.113.0/24", "2001:DB8::/32"])
+    assert spec.lb_source_ranges == ("203.0.113.0/24", "2001:db8::/32")
+    assert seed_profile().replace(lb_source_ranges="10.0.0.0/8").lb_source_ranges == ("10.0.0.0/8",)
+
+
+@pytest.mark.parametrize("image", ["", "nginx latest", None])
+def test_bad_proxy_image_is_refused(image):
+    with pytest.raises(InvalidSpecError, match="proxy_image"):
+        seed_profile().replace(proxy_image=image)
+
+
+PACKAGE = Path(__file__).resolve().parents[1] / "tke_playbook"
+# imports inside functions, each with its reason: a heavy package __init__ (download pulls in its plots,
+# scaleout pandas)
+LATE_IMPORTS = {"plan.py": {".download.manifests", ".scaleout.manifests"}, "profiles.py": {".download.spec"}}
+
+
+@pytest.mark.parametrize("name", ["serving.py", "serving_manifests.py", "vllm_args.py", "plan.py", "storage.py",
+                                  "profiles.py", "hardware.py", "fit.py", "labels.py"])
+def test_modules_import_at_the_top_unless_they_must_not(name):
+    tree = ast.parse((PACKAGE / name).read_text())
+    late = set()
+    for function in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+        for node in ast.walk(function):
+            if isinstance(node, ast.ImportFrom):
+                late.add("." * node.level + (node.module or ""))
+            elif isinstance(node, ast.Import):
+                late.update(alias.name for alias in node.names)
+    assert late <= LATE_IMPORTS.get(name, set()), f"{name} imports {late - LATE_IMPORTS.get(name, set())} late"

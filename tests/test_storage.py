@@ -10,7 +10,7 @@ from tke_playbook.storage import (CFS_PROVISIONER, CfsStorageType, ReclaimPolicy
                                   build_storage_class)
 
 WITH_IDS = StorageSpec(vpc_id="vpc-abcd1234", subnet_id="subnet-efgh5678", zone="ap-guangzhou-3",
-                       pgroup_id="pgroup-basic1", storage_type="HP", mount_options=("vers=4",))
+                       pgroup_id="pgroup-basic1", storage_type="HP", mount_options=("hard",))
 
 
 def test_defaults_follow_the_tutorial():
@@ -31,15 +31,17 @@ def test_pvc_validates_and_is_read_write_many(spec, k8s_valid):
 def test_storage_class_for_cfs(k8s_valid):
     sc = k8s_valid(build_storage_class(WITH_IDS))
     assert sc["provisioner"] == CFS_PROVISIONER == "com.tencent.cloud.csi.cfs"
+    # parameter names of the CFS CSI driver; vers "3" as TKE's console (facts.md section 8)
     assert sc["parameters"] == {"vpcid": "vpc-abcd1234", "subnetid": "subnet-efgh5678", "storagetype": "HP",
-                                "zone": "ap-guangzhou-3", "pgroupid": "pgroup-basic1"}
-    assert sc["reclaimPolicy"] == "Retain" and sc["mountOptions"] == ["vers=4"]
+                                "zone": "ap-guangzhou-3", "pgroupid": "pgroup-basic1", "vers": "3"}
+    assert sc["reclaimPolicy"] == "Retain" and sc["mountOptions"] == ["hard"]
+    assert sc["volumeBindingMode"] == "Immediate"
     assert "namespace" not in sc["metadata"]  # cluster-scoped
     assert WITH_IDS.storage_type is CfsStorageType.PERFORMANCE
 
 
 def test_storage_class_needs_the_vpc_and_subnet():
-    with pytest.raises(InvalidSpecError, match="needs vpc_id and subnet_id"):
+    with pytest.raises(InvalidSpecError, match="needs vpc_id, subnet_id and zone"):
         build_storage_class(StorageSpec())
 
 
@@ -52,8 +54,13 @@ def test_storage_class_needs_the_vpc_and_subnet():
                  id="storage-class-uppercase"),
     pytest.param({"size": "100GB"}, "PVC size '100GB' is not a Kubernetes quantity", id="size-malformed"),
     pytest.param({"size": "0"}, "must be more than zero", id="size-zero"),
-    pytest.param({"vpc_id": "vpc-abc"}, "Give both vpc_id and subnet_id", id="vpc-without-subnet"),
+    pytest.param({"vpc_id": "vpc-abc"}, "give vpc_id, subnet_id and zone together", id="vpc-without-subnet"),
+    pytest.param({"vpc_id": "vpc-abc", "subnet_id": "subnet-a1"}, "give vpc_id, subnet_id and zone together",
+                 id="no-zone"),  # without it the driver uses its controller's zone (facts.md 8)
+    pytest.param({"zone": "ap-guangzhou-3"}, "give vpc_id, subnet_id and zone together", id="zone-alone"),
     pytest.param({"vpc_id": "VPC_1", "subnet_id": "subnet-a1"}, "vpc_id 'VPC_1' does not look like", id="bad-vpc"),
+    pytest.param({"vpc_id": "vpc-1", "subnet_id": "sub-1", "zone": "ap-guangzhou-3"}, "subnet_id 'sub-1'",
+                 id="bad-subnet"),
     pytest.param({"zone": "guangzhou"}, "zone 'guangzhou' is not a Tencent Cloud zone", id="bad-zone"),
 ])
 def test_bad_storage_input(changes, message):

@@ -1,4 +1,7 @@
-"""The vLLM command line per version: the tutorial's line, embed mode, renamed and removed flags."""
+"""The vLLM command line per version: the tutorial's line, embed mode, renamed and removed flags.
+
+Expected acceptance comes from facts.md section 3 (each release's own `vllm serve` parser), written out here by
+hand - never from the toolkit's FLAG_TABLE."""
 
 from __future__ import annotations
 
@@ -8,12 +11,13 @@ import pytest
 
 from tke_playbook.errors import InvalidSpecError
 from tke_playbook.serving import ServingSpec, seed_profile
-from tke_playbook.vllm_args import (RULES, build_command, build_leader_command, build_vllm_args,
-                                    build_worker_command, split_flags)
+from tke_playbook.vllm_args import (FLAG_TABLE, RULES, accepts, build_command, build_leader_command, build_vllm_args,
+                                    build_worker_command, check_pooler_json, split_flags)
 
 # The chart's command for the tutorial's values (helm-charts/vllm-inference-tke/templates/server.yaml).
+# The toolkit adds --gpu-memory-utilization (the fit check's fraction: vLLM's default moved to 0.92 in 0.20).
 TUTORIAL_COMMAND = ("vllm serve /data/model --served-model-name intfloat/e5-mistral-7b-instruct -tp 1 -pp 1 "
-                    "--max-model-len 2048 --max-num-seqs 32 --disable-log-requests "
+                    "--max-model-len 2048 --max-num-seqs 32 --gpu-memory-utilization 0.9 --disable-log-requests "
                     "--cuda-graph-sizes 1 2 4 8 16 24 32 --host 0.0.0.0 --port 60000")
 POOLER = '--override-pooler-config \'{"pooling_type":"MEAN","normalize":false}\''
 QWEN = "Qwen/Qwen3-Embedding-0.6B"
@@ -36,8 +40,8 @@ def _flags(argv: list[str]) -> list[str]:
 def test_vllm_0_9_accepts_the_old_flags():
     argv = _args("0.9.2", model=QWEN, max_model_len=8192)
     assert _flags(argv) == ["--served-model-name", "-tp", "-pp", "--max-model-len", "--max-num-seqs", "--task",
-                            "--disable-log-requests", "--cuda-graph-sizes", "--override-pooler-config", "--host",
-                            "--port"]
+                            "--gpu-memory-utilization", "--disable-log-requests", "--cuda-graph-sizes",
+                            "--override-pooler-config", "--host", "--port"]
     assert argv[argv.index("--task") + 1] == "embed"
 
 
@@ -49,18 +53,24 @@ def test_vllm_0_10_1_uses_the_runner_and_keeps_deprecated_flags():
     assert argv[i + 1:i + 8] == ["1", "2", "4", "8", "16", "24", "32"]
 
 
-@pytest.mark.parametrize("version", ["0.12.0", "0.13.0", "0.33.0"])
-def test_vllm_0_12_and_later_drop_and_rename(version):
+@pytest.mark.parametrize("version, keeps_disable, pooler", [
+    ("0.12.0", True, '{"pooling_type":"MEAN","normalize":false}'),
+    ("0.13.0", True, '{"pooling_type":"MEAN","normalize":false}'),
+    ("0.16.0", True, '{"pooling_type":"MEAN","use_activation":false}'),
+    ("0.17.0", False, '{"pooling_type":"MEAN","use_activation":false}'),
+    ("0.20.0", False, '{"pooling_type":"MEAN","use_activation":false}'),
+    ("0.33.0", True, '{"pooling_type":"MEAN","use_activation":false}')])
+def test_vllm_0_12_and_later_drop_and_rename(version, keeps_disable, pooler):
     argv, notes = build_vllm_args(seed_profile().replace(
         vllm_version=version, model=QWEN, max_model_len=8192,
         extra_args=seed_profile().extra_args + (POOLER,)), with_notes=True)
-    assert "--disable-log-requests" not in argv and "--cuda-graph-sizes" not in argv
+    assert ("--disable-log-requests" in argv) is keeps_disable and "--cuda-graph-sizes" not in argv
     assert "--override-pooler-config" not in argv and "--task" not in argv
     i = argv.index("--cudagraph-capture-sizes")
     assert argv[i + 1:i + 8] == ["1", "2", "4", "8", "16", "24", "32"]
-    assert argv[argv.index("--pooler-config") + 1] == '{"pooling_type":"MEAN","normalize":false}'
+    assert argv[argv.index("--pooler-config") + 1] == pooler
     assert argv[argv.index("--runner") + 1] == "pooling"
-    assert any(n.startswith("dropped --disable-log-requests") for n in notes)
+    assert any(n.startswith("dropped --disable-log-requests") for n in notes) is not keeps_disable
     assert any("→ --cudagraph-capture-sizes" in n for n in notes)
 
 
@@ -79,8 +89,9 @@ def test_new_flags_are_translated_back_for_old_versions():
 @pytest.mark.parametrize("version, flag, message", [
     pytest.param("0.10.1", "--max-cudagraph-capture-size 64", r"--max-cudagraph-capture-size is not accepted by "
                  r"vLLM 0.10.1 \(added in 0.11.1\)", id="too-new-for-0.10"),
-    pytest.param("0.8.5", "--cuda-graph-sizes 1 2", r"--cuda-graph-sizes is not accepted by vLLM 0.8.5 \(added in "
-                 r"0.9.0\)", id="too-new-for-0.8"),
+    pytest.param("0.9.2", "--enable-log-requests", r"--enable-log-requests is not accepted by vLLM 0.9.2 \(added "
+                 r"in 0.10.1\)", id="enable-log-requests-on-0.9.2"),
+    pytest.param("0.10.1", "--max-cudagraph-capture-size 64", r"added in 0.11.1", id="capture-size-on-0.10.1"),
     pytest.param("0.13.0", "--task generate", r"--task is not accepted by vLLM 0.13.0 \(removed in 0.13.0\)",
                  id="task-removed"),
 ])
@@ -89,7 +100,8 @@ def test_flags_a_version_cannot_take_are_refused(version, flag, message):
         build_vllm_args(ServingSpec(vllm_version=version, extra_args=(flag,)))
 
 
-@pytest.mark.parametrize("flag", ["--port 8000", "--max-model-len=4096", "--api-key secret", "-tp 2"])
+@pytest.mark.parametrize("flag", ["--port 8000", "--max-model-len=4096", "--api-key secret", "-tp 2",
+                                  "--gpu-memory-utilization 0.95"])
 def test_extra_args_cannot_override_spec_fields(flag):
     with pytest.raises(InvalidSpecError, match="which the spec already controls"):
         build_vllm_args(ServingSpec(extra_args=(flag,)))
@@ -136,8 +148,73 @@ def test_multi_node_commands():
     assert "worker --ray_address=$(LWS_LEADER_ADDRESS)" in worker
 
 
-def test_rules_mark_unverified_boundaries():
-    assert not RULES["--cuda-graph-sizes"].verified and RULES["--disable-log-requests"].removed == (0, 12, 0)
+# facts.md section 3, flag by flag, at the releases whose parsers were run. True = the parser accepts the flag.
+FACTS = {
+    "--task": {"0.9.2": True, "0.10.1": True, "0.11.2": True, "0.12.0": True, "0.13.0": False, "0.33.0": False},
+    "--runner": {"0.9.2": False, "0.10.0": False, "0.10.1": True, "0.13.0": True, "0.33.0": True},
+    "--convert": {"0.9.2": False, "0.10.1": True, "0.33.0": True},
+    "--disable-log-requests": {"0.9.2": True, "0.10.1": True, "0.11.2": True, "0.13.0": True, "0.16.0": True,
+                               "0.17.0": False, "0.20.0": False, "0.33.0": True},
+    "--enable-log-requests": {"0.9.2": False, "0.10.0": False, "0.10.1": True, "0.17.0": True, "0.33.0": True},
+    "--cuda-graph-sizes": {"0.9.2": True, "0.10.1": True, "0.11.1": True, "0.11.2": True, "0.12.0": True,
+                           "0.13.0": False, "0.33.0": False},
+    "--cudagraph-capture-sizes": {"0.10.1": False, "0.11.0": False, "0.11.1": True, "0.33.0": True},
+    "--max-cudagraph-capture-size": {"0.11.0": False, "0.11.1": True, "0.33.0": True},
+    "--override-pooler-config": {"0.9.2": True, "0.11.2": True, "0.12.0": False, "0.33.0": False},
+    "--pooler-config": {"0.10.1": False, "0.11.0": True, "0.12.0": True, "0.33.0": True},
+}
+FACT_CASES = [pytest.param(flag, v, ok, id=f"{flag}@{v}") for flag, row in FACTS.items() for v, ok in row.items()]
+
+
+@pytest.mark.parametrize("flag, version, ok", FACT_CASES)
+def test_the_flag_table_says_what_each_release_accepts(flag, version, ok):
+    assert accepts(flag, tuple(int(p) for p in version.split("."))) is ok
+
+
+def test_the_flag_table_is_one_table():
+    assert set(RULES) == {r.flag for r in FLAG_TABLE} == set(FACTS)
+
+
+@pytest.mark.parametrize("flag, version, ok", [c for c in FACT_CASES if c.values[0] not in ("--task", "--runner",
+                                                                                           "--convert")])
+def test_a_flag_in_extra_args_never_reaches_a_release_that_rejects_it(flag, version, ok):
+    values = {"--cuda-graph-sizes": " 1 2", "--cudagraph-capture-sizes": " 1 2", "--max-cudagraph-capture-size": " 8",
+              "--override-pooler-config": " '{\"pooling_type\":\"MEAN\"}'",
+              "--pooler-config": " '{\"pooling_type\":\"MEAN\"}'"}.get(flag, "")
+    try:
+        argv = build_vllm_args(ServingSpec(vllm_version=version, extra_args=(flag + values,)))
+    except InvalidSpecError as exc:
+        assert not ok and "is not accepted by vLLM" in str(exc)
+        return
+    for used, row in FACTS.items():
+        if used in argv and version in row:
+            assert row[version], f"{used} reached vLLM {version}, which rejects it"
+
+
+@pytest.mark.parametrize("version", ["0.9.2", "0.10.1", "0.11.2", "0.16.0", "0.20.0", "0.33.0"])
+def test_gpu_memory_utilization_is_always_written(version):
+    argv = build_vllm_args(ServingSpec(vllm_version=version, extra_args=()))
+    assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.9"  # vLLM 0.20+ would take 0.92 otherwise
+
+
+@pytest.mark.parametrize("text, message", [
+    pytest.param("{pooling_type: MEAN}", "is not JSON", id="not-json"),
+    pytest.param('["MEAN"]', "must be a JSON object", id="not-object"),
+    pytest.param('{"normalize":true,"use_activation":true}', "both 'normalize' and 'use_activation'", id="both")])
+def test_pooler_json_is_checked_before_rendering(text, message):
+    with pytest.raises(InvalidSpecError, match=message):
+        build_vllm_args(ServingSpec(vllm_version="0.33.0", extra_args=(f"--pooler-config '{text}'",)))
+
+
+def test_pooler_normalize_kept_before_0_16():
+    assert check_pooler_json("--pooler-config", '{"normalize":true}', (0, 13, 0)) == ('{"normalize":true}', None)
+    value, note = check_pooler_json("--pooler-config", '{"normalize":true}', (0, 16, 0))
+    assert value == '{"use_activation":true}' and "use_activation" in note
+
+
+def test_versions_outside_the_checked_range_say_so():
+    _, notes = build_vllm_args(ServingSpec(vllm_version="0.40.0", extra_args=()), with_notes=True)
+    assert any("outside the checked releases 0.9.2–0.33.0" in n for n in notes)
 
 
 @pytest.mark.parametrize("version, flags", [("0.9.2", ["--task", "embed"]), ("0.10.0", ["--task", "embed"]),
@@ -147,3 +224,23 @@ def test_embedding_mode_per_version(version, flags):
     argv = build_vllm_args(ServingSpec(model=QWEN, vllm_version=version, extra_args=()))
     i = argv.index(flags[0])
     assert argv[i:i + 2] == flags
+
+
+@pytest.mark.parametrize("extra_args", [
+    pytest.param(("--pooler-config", '{"pooling_type":"MEAN"}'), id="json-as-its-own-item"),
+    pytest.param(('--pooler-config {"pooling_type":"MEAN"}',), id="json-unquoted-in-one-item")])
+def test_json_that_lost_its_quotes_says_how_to_quote_it(extra_args):
+    # extra_args items are shell words, as in the chart (bash strips the double quotes of unquoted JSON): the
+    # message must say to wrap the JSON in single quotes, not just that '{pooling_type:MEAN}' is not JSON
+    with pytest.raises(InvalidSpecError, match=r"single quotes.*--pooler-config '\{\"pooling_type\":\"MEAN\"\}'"):
+        build_vllm_args(ServingSpec(vllm_version="0.33.0", extra_args=extra_args))
+
+
+@pytest.mark.parametrize("extra_args, version, message", [
+    pytest.param(("--pooler-config '{bad'",), "0.33.0", "is not JSON", id="pooler-json"),
+    pytest.param(("--enable-log-requests",), "0.9.2", "added in 0.10.1", id="flag-too-new"),
+    pytest.param(("--api-key x",), "0.10.1", "already controls", id="reserved")])
+def test_flag_mistakes_are_refused_when_the_spec_is_made(extra_args, version, message):
+    # validation at construction: a notebook's spec fails where it is written, not later at deploy time
+    with pytest.raises(InvalidSpecError, match=message):
+        ServingSpec(vllm_version=version, extra_args=extra_args)

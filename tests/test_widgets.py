@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+
+import ipywidgets as w
 import pytest
 
 from tke_playbook.catalog import OFFLINE_MODEL, TUTORIAL_MODEL
@@ -9,7 +12,8 @@ from tke_playbook.download import DownloadSpec
 from tke_playbook.errors import InvalidSpecError
 from tke_playbook.hardware import NODE_TYPES, get_node_type
 from tke_playbook.serving import ServingSpec, seed_profile
-from tke_playbook.widgets import DownloadForm, ModelPicker, NodeTypePicker, PvcPicker, ServingForm, TextForm
+from tke_playbook.widgets import (DownloadForm, ModelPicker, NodeTypePicker, PvcPicker, ServingForm, TextForm,
+                                 text_px)
 
 
 def test_node_type_picker_defaults_to_the_tutorial_gpu_node():
@@ -93,12 +97,58 @@ def test_serving_form_refuses_a_public_balancer_without_a_key():
     assert "anyone on the internet" in form.message.value
 
 
-def test_text_form_never_reads_empty():
+def test_text_form_blank_input_is_an_error_not_the_default_sentence():
     form = TextForm("Sentence", "用Python实现快速排序算法")
+    assert form.text == "用Python实现快速排序算法" and form.message.value == ""
     form.area.value = "   "
-    assert form.text == "用Python实现快速排序算法"
+    with pytest.raises(InvalidSpecError, match="empty: type a sentence"):
+        form.text
+    assert "type a sentence" in form.message.value  # said under the box as you type
+    form.area.value = "  向量数据库 "
+    assert form.text == "向量数据库" and form.message.value == ""
     with pytest.raises(InvalidSpecError):
         TextForm("Sentence", " ")
+
+
+def test_serving_form_max_model_len_follows_a_model_change():
+    form = ServingForm(seed_profile().replace(model=OFFLINE_MODEL, max_model_len=256))
+    form.model.dropdown.value = "BAAI/bge-m3"  # limit 8192: starts from the tutorial's 2048
+    assert form.max_model_len.value == 2048 and form.spec().max_model_len == 2048
+    form.model.dropdown.value = OFFLINE_MODEL  # limit 256
+    assert form.max_model_len.value == 256 and form.spec().max_model_len == 256 and "Valid." in form.message.value
+
+
+def test_fit_verdict_states_the_headroom_once():
+    for node in ("PNV5b.8XLARGE96", "GN7.2XLARGE32"):
+        verdict_html = ModelPicker(TUTORIAL_MODEL, get_node_type(node)).verdict_html.value
+        spare = ModelPicker(TUTORIAL_MODEL, get_node_type(node)).verdict
+        shown = f"{spare.headroom_bytes / 2**30:.1f} GiB"
+        assert verdict_html.count(shown) <= 1 and verdict_html.count("headroom") <= 1, verdict_html
+
+
+def _forms():
+    node = get_node_type("PNV5b.8XLARGE96")
+    return [NodeTypePicker(NODE_TYPES), PvcPicker(["models"]), DownloadForm(DownloadSpec(model=OFFLINE_MODEL), node),
+            ServingForm(seed_profile(), ["ai-model"], node), TextForm("Sentence to embed", "用Python实现快速排序算法")]
+
+
+def _leaves(widget):
+    children = getattr(widget, "children", ())
+    return [widget] if not children else [leaf for child in children for leaf in _leaves(child)]
+
+
+def test_labels_and_choices_are_wide_enough_to_show_in_full():
+    """Nothing is cut to "maxBatchSize (max-nu…": each label fits its label column, each dropdown its longest
+    choice (the browser suite measures the rendered page as well)."""
+    for form in _forms():
+        for leaf in _leaves(form):
+            if not getattr(leaf, "description", "") or isinstance(leaf, w.Checkbox):
+                continue
+            label = int(leaf.style.description_width.removesuffix("px"))
+            assert text_px(leaf.description) <= label, leaf.description
+            width = int(leaf.layout.width.removesuffix("px"))
+            labels = [o[0] if isinstance(o, tuple) else o for o in getattr(leaf, "options", ())]
+            assert all(text_px(text) + 30 <= width - label for text in labels), (leaf.description, labels)
 
 
 # --- what an exported notebook shows: a static copy of each widget -------------------------------------------
@@ -148,3 +198,50 @@ def test_serving_form_fit_verdict_follows_the_form():
 def test_serving_form_without_a_node_type_hides_the_verdict():
     form = ServingForm(seed_profile())
     assert form.model.verdict_html.layout.display == "none" and "GPU fit" not in form._repr_mimebundle_()["text/html"]
+
+
+def test_storage_form_reads_vpc_subnet_and_zone_into_the_spec():
+    from tke_playbook.storage import StorageSpec
+    from tke_playbook.widgets import StorageForm
+
+    form = StorageForm(StorageSpec(), ["ai-model"])
+    assert form.spec() == StorageSpec() and "must exist" in form.message.value
+    form.vpc_id.value, form.subnet_id.value, form.zone.value = "vpc-2x6fvbq3", "subnet-0b3ydm5e", "ap-guangzhou-3"
+    spec = form.spec()
+    assert (spec.vpc_id, spec.subnet_id, spec.zone) == ("vpc-2x6fvbq3", "subnet-0b3ydm5e", "ap-guangzhou-3")
+    assert spec.creates_storage_class and "creates StorageClass &#x27;cfs&#x27;" in form.message.value
+    form.subnet_id.value = ""
+    assert "subnet_id" in form.problem and form.problem in html.unescape(form.message.value)
+    with pytest.raises(InvalidSpecError):
+        form.spec()
+
+
+def test_storage_form_shows_the_cfs_storage_class_with_placeholders_until_given():
+    """01 shows the tutorial's StorageClass itself (facts.md: provisioner com.tencent.cloud.csi.cfs, parameters vpcid,
+    subnetid, zone, vers "3"), never only a comment."""
+    import yaml
+
+    from tke_playbook.storage import StorageSpec
+    from tke_playbook.widgets import StorageForm
+
+    form = StorageForm(StorageSpec())
+    preview = form.storage_class_preview()
+    assert preview.startswith("# Placeholders: give vpc_id, subnet_id, zone")
+    manifest = yaml.safe_load(preview)
+    assert manifest["kind"] == "StorageClass" and manifest["provisioner"] == "com.tencent.cloud.csi.cfs"
+    assert manifest["parameters"]["vpcid"].startswith("<vpc-") and manifest["parameters"]["vers"] == "3"
+    form.vpc_id.value, form.subnet_id.value, form.zone.value = "vpc-2x6fvbq3", "subnet-0b3ydm5e", "ap-guangzhou-3"
+    manifest = yaml.safe_load(form.storage_class_preview())
+    assert {k: manifest["parameters"][k] for k in ("vpcid", "subnetid", "zone")} == {
+        "vpcid": "vpc-2x6fvbq3", "subnetid": "subnet-0b3ydm5e", "zone": "ap-guangzhou-3"}
+    assert not form.storage_class_preview().startswith("#")
+
+
+def test_serving_form_offers_a_multi_node_group_like_render_nodes():
+    """Issue 10 item 9: the widget, like `render --nodes N`, sets the chart's lwsGroupSize."""
+    form = ServingForm(seed_profile(), ["ai-model"])
+    form.tp_size.value, form.nodes.value = 2, 2
+    spec = form.spec()
+    assert spec.lws_group_size == 2 and spec.is_multi_node and spec.gpu_count == 1
+    form.nodes.value = 1
+    assert form.spec().lws_group_size == 1 and not form.spec().is_multi_node

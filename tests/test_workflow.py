@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import sys
 from pathlib import Path
@@ -19,21 +20,7 @@ from tke_playbook.storage import StorageSpec
 from tke_playbook.target import Target
 from tke_playbook.workflow import SecretStore, StateStore, mask_secret, open_target, spec_from_dict, spec_to_dict
 from tke_playbook.workflow import local as local_module
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("TKE_PLAYBOOK_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TKE_PLAYBOOK_OFFLINE", "1")
-    monkeypatch.delenv("TKE_PLAYBOOK_TARGET", raising=False)
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def pb(home):
-    playbook = open_target("local")
-    yield playbook
-    playbook.stop_server()
+from tke_playbook.workflow.runs import DownloadRecord
 
 
 # --- state and secrets -------------------------------------------------------------------------------------
@@ -136,6 +123,7 @@ def test_node_type_choice_is_remembered(pb):
 
 
 def test_deploy_refuses_an_incomplete_model_folder(pb):
+    pb.create_storage(pb.storage_defaults())
     with pytest.raises(IncompleteModelError, match="02_download_model"):
         pb.deploy(pb.serving_defaults())
 
@@ -146,6 +134,7 @@ def test_wait_without_a_started_download_says_what_to_do(pb):
 
 
 def test_comparison_pair_refuses_a_model_the_local_target_cannot_serve(pb, monkeypatch):
+    monkeypatch.setattr(local_module.ServiceEndpoint, "check", lambda self: self)
     monkeypatch.setattr(type(pb), "endpoint", lambda self: local_module.ServiceEndpoint("http://x", OFFLINE_MODEL,
                                                                                          "local-process"))
     with pytest.raises(InvalidSpecError, match="serves one model"):
@@ -157,7 +146,8 @@ def test_comparison_pair_refuses_a_model_the_local_target_cannot_serve(pb, monke
 def test_progress_right_after_launch_lists_every_shard_as_pending(pb):
     pb.create_storage(pb.storage_defaults())
     spec = pb.download_defaults(completions=3, parallelism=3)
-    pb.state.put("download", {"spec": spec_to_dict(spec), "shard_bytes": [30, 20, 10]})
+    pb.runs.put_download(DownloadRecord(slug=spec.slug, model=spec.model, spec=spec_to_dict(spec), plan_id="p",
+                                        shard_bytes=(30, 20, 10), folder=str(pb.download_folder(spec))))
     frame = pb.download_progress()  # no worker has written its plan or progress yet
     assert frame["shard"].tolist() == [0, 1, 2] and set(frame["status"]) == {"pending"}
     assert frame["bytes_total"].tolist() == [30, 20, 10] and "error" not in frame.columns
@@ -210,12 +200,14 @@ def test_local_download_deploy_restart_teardown(pb, home):
     pb.start_download(spec, plan)
     with pytest.raises(DownloadError, match="still running"):
         pb.start_download(spec, plan)
-    lines = []
-    pb.wait_for_download(echo=lines.append)
+    pb.wait_for_download()
     verified = pb.verify_download()
     assert "model.safetensors" in set(verified["file"]) and verified["sha256"].str.len().min() > 0
 
-    endpoint = pb.deploy(pb.serving_defaults())
+    with socket.socket() as sock:  # a port of its own: 60000 may serve another test or a demo right now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    endpoint = pb.deploy(pb.serving_defaults().replace(service_port=port))
     key = pb.api_key(pb.serving_defaults())
     assert key not in repr(endpoint) and endpoint.api_key == key
     answer = endpoint.curl("hello")
@@ -226,35 +218,14 @@ def test_local_download_deploy_restart_teardown(pb, home):
     with pytest.raises(EmbeddingAPIError, match="401"):
         wrong.curl("hello")
 
-    pb.stop_server()  # what a new kernel sees: the recorded server is gone
+    assert pb.diagnose().loc[0, "severity"] == "ok" and "Serving" in pb.deployment_logs(50)
+    pb.stop_server()  # what a new kernel sees: the kernel that started the server is gone, and the server with it
     again = open_target("local").endpoint()
-    assert "restarted" in again.note and again.client().embed(["x"]).shape == (1, 384)
-    local_module.LocalPlaybook().stop_server()
+    assert "started it again" in again.note and again.client().embed(["x"]).shape == (1, 384)
+    assert again.url == endpoint.url == f"http://127.0.0.1:{port}"
 
     removed = pb.teardown(keep_pvc=False)
     assert "PVC folder" in set(removed["object"]) and pb.pvcs() == []
-
-
-@pytest.mark.slow
-def test_endpoint_with_nothing_deployed_serves_the_packaged_model(pb):
-    endpoint = pb.endpoint()
-    assert endpoint.model == OFFLINE_MODEL and endpoint.kind == "local-process"
-    assert pb.diagnose().loc[0, "severity"] == "ok"
-    assert "Serving" in pb.deployment_logs(50)
-
-
-@pytest.mark.slow
-def test_teardown_stops_the_server_another_kernel_started(pb):
-    endpoint = pb.endpoint()
-    server = local_module._SERVERS.pop(str(pb.state.path))  # what the kernel of 99_cleanup sees: not its server
-    try:
-        assert local_module._is_local_server(server.pid) and not local_module._is_local_server(os.getpid())
-        removed = open_target("local").teardown()
-        assert "local server" in set(removed["object"])
-        assert not local_module._healthy(endpoint.url, timeout=1.0)
-        assert open_target("local").stop_server() is False  # nothing left to stop
-    finally:
-        server.stop()
 
 
 # --- cluster target against the fake API server -------------------------------------------------------------
@@ -310,9 +281,11 @@ def test_cluster_deploy_applies_the_key_secret_follows_the_log_and_returns_the_b
 
     def cluster_side():
         until(lambda: server.exists("deployments", spec.name, "default"))
-        add_pod(server, "default", pod, labels={"app.kubernetes.io/instance": spec.name}, container="vllm")
+        labels = server.get("deployments", spec.name, "default")["spec"]["template"]["metadata"]["labels"]
+        add_pod(server, "default", pod, labels=labels, container="vllm")
         server.append_log("default", pod, "INFO Application startup complete.")
         pod_running(server, "default", pod, container="vllm")
+        until(lambda: server.exists("services", spec.name, "default"))  # applied right after the Deployment
         server.set_status("services", spec.name, "default", {"loadBalancer": {"ingress": [{"ip": "10.0.0.7"}]}})
         deployment_ready(server, "default", spec.name)
 
@@ -346,3 +319,42 @@ def test_cluster_download_puts_the_env_token_in_a_secret_and_never_in_the_job(fa
     job = server.get("jobs", spec.job_name, "default")
     assert token not in repr(job) and "secretKeyRef" in repr(job)
     assert token not in capsys.readouterr().out
+
+
+def test_cluster_deploy_of_a_public_balancer_applies_the_proxy_config_the_pod_mounts(fake_cluster):
+    """A public LoadBalancer puts an nginx proxy in the pod that mounts ConfigMap <name>-proxy: deploy must apply
+    it (and every other object the pod template references), and the Service must target the proxy."""
+    import dataclasses
+    import threading
+
+    from fake_cluster import add_pod, deployment_ready, pod_running, until
+
+    from tke_playbook.plan import references
+    from tke_playbook.serving import ServiceType
+
+    server, cluster = fake_cluster
+    spec = dataclasses.replace(cluster.serving_defaults("BAAI/bge-m3"), service_type=ServiceType.LOAD_BALANCER,
+                               api_key_required=True)
+    pod = "vllm-bge-m3-6d5f-proxy"
+
+    def cluster_side():
+        until(lambda: server.exists("services", spec.name, "default"))
+        labels = server.get("deployments", spec.name, "default")["spec"]["template"]["metadata"]["labels"]
+        add_pod(server, "default", pod, labels=labels, container="vllm")
+        server.append_log("default", pod, "INFO Application startup complete.")
+        pod_running(server, "default", pod, container="vllm")
+        server.set_status("services", spec.name, "default", {"loadBalancer": {"ingress": [{"ip": "10.0.0.8"}]}})
+        deployment_ready(server, "default", spec.name)
+
+    helper = threading.Thread(target=cluster_side)
+    helper.start()
+    cluster.deploy(spec, timeout=60)
+    helper.join()
+    deployment = server.get("deployments", spec.name, "default")
+    plural = {"ConfigMap": "configmaps", "Secret": "secrets", "PersistentVolumeClaim": "persistentvolumeclaims"}
+    for kind, name in references(deployment):
+        if kind != "PersistentVolumeClaim":  # the PVC is made by 01_storage
+            assert server.exists(plural[kind], name, "default"), f"{kind}/{name} referenced but not applied"
+    target = server.get("services", spec.name, "default")["spec"]["ports"][0]["targetPort"]
+    vllm = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm")
+    assert target not in {p["containerPort"] for p in vllm.get("ports", [])} and target != "http"

@@ -124,3 +124,14 @@ def test_headroom_without_a_ceiling_says_to_measure_it(ceiling):
 
 def test_headroom_without_results_is_a_plain_note():
     assert headroom_note(1000.0, pd.DataFrame(), None).level is Level.INFO
+
+
+def test_an_embedding_answer_is_described_by_its_shape_and_norm_not_raw_values():
+    """Issue 13 item 7: raw "first values" of a vector tell a reader nothing; 04 shows the nearest sentences."""
+    from tke_playbook.workflow import describe_embedding_answer
+
+    answer = {"model": "m", "data": [{"index": 0, "object": "embedding", "embedding": [0.6, 0.8, 0.0]}],
+              "usage": {"prompt_tokens": 3, "total_tokens": 3}}
+    described = describe_embedding_answer(answer)
+    assert "first values" not in described
+    assert described["dimension"] == 3 and described["vectors"] == 1 and described["norm"] == 1.0

@@ -22,15 +22,22 @@ _EXPORTS: dict[str, str] = {
     "storage": "StorageSpec CfsStorageType ReclaimPolicy build_storage_class build_pvc",
     "serving": "ServingSpec ServiceType PullPolicy seed_profile",
     "vllm_args": "build_vllm_args build_command",
-    "serving_manifests": "build_secret build_deployment build_service build_leader_worker_set build_workload",
+    "serving_manifests": "build_secret build_deployment build_service build_leader_worker_set build_workload "
+                         "build_serving_objects build_proxy_configmap",
     "plan": "build_plan plan_to_yaml plan_notes build_helm_values",
     "profiles": "get_profile with_overrides render_profile",
     "download": "DownloadSpec Source DownloadPlan RepoFile Piece HubToken make_plan tutorial_plan plan_download "
                 "list_repo_files run_local_download download_local read_progress progress_frame "
                 "build_download_job build_worker_configmap build_token_secret build_download_objects HubMirror "
-                "Fault offline_mirror plot_bytes_per_shard",
+                "Fault offline_mirror plot_bytes_per_shard DownloadMode check_plan_matches require_finished "
+                "verify_model adopt_model",
     "client": "EmbeddingClient AsyncEmbeddingClient",
-    "loadgen": "run_closed_loop run_open_loop summarize headroom_warning measure_ceiling LoadResult HttpEngine",
+    "loadgen": "run_closed_loop run_open_loop summarize headroom_warning measure_ceiling LoadResult HttpEngine "
+               "run_mixed Stream write_vllm_bench_json",
+    "capacity": "find_sustainable_rate sustainable_rate plan_capacity replay recommend_vllm tune_local "
+                "DocumentLoad QueryLoad LocalSettings with_mfu model_flops_utilisation",
+    "scaleout": "ScaleOutSpec Autoscaler build_scale_out build_pdb build_hpa build_scaled_object",
+    "prices": "load_prices NodePrice",
     "evaluation": "ndcg_at_k recall_at_k mrr evaluate per_query_table",
     "similarity": "cosine_matrix retrieve score_distributions pca_2d",
     "datasets": "load_bilingual sentence_set RetrievalDataset SentenceSet",
@@ -40,7 +47,8 @@ _EXPORTS: dict[str, str] = {
     "localserver": "start_server LocalServer",
     "plots": "plot_similarity_heatmap plot_heatmaps_side_by_side plot_comparison_heatmaps plot_comparison_panel "
              "plot_comparison_pca plot_pca plot_score_distributions plot_latency_histogram plot_latency_cdf "
-             "plot_latency_vs_input_length plot_throughput_vs_concurrency",
+             "plot_latency_vs_input_length plot_throughput_vs_concurrency plot_sweep plot_tokens_vs_batch "
+             "plot_mixed_latency plot_latency_knee plot_capacity_table",
     "workflow": "open_target Playbook ServiceEndpoint Note Level spec_table tidy headroom_note",
     "widgets": "NodeTypePicker PvcPicker ModelPicker DownloadForm ServingForm TextForm",
 }

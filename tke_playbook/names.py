@@ -6,6 +6,7 @@ Every check raises :class:`~tke_playbook.errors.InvalidSpecError` with a message
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable
 
@@ -42,6 +43,23 @@ def validate_subdomain(value: str, what: str) -> str:
     return value
 
 
+LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")  # a label key's name part, or a value
+
+
+def validate_label(key: str, value: str = "", what: str = "label") -> None:
+    """A Kubernetes label (or annotation, ``what``) key - an optional DNS-subdomain prefix and a name of at most 63
+    characters - and a label value of at most 63 characters (empty allowed)."""
+    prefix, _, name = key.rpartition("/")
+    if prefix:
+        validate_subdomain(prefix, f"label prefix in '{key}'")
+    if not name or len(name) > 63 or not LABEL_NAME.match(name):
+        raise InvalidSpecError(f"{what} key '{key}' is not valid: use letters, digits, '-', '_' and '.' (at most 63), "
+                               f"optionally after a prefix like 'example.com/'", field=f"{what}s", value=key)
+    if len(value) > 63 or (value and not LABEL_NAME.match(value)):
+        raise InvalidSpecError(f"label value '{value}' for '{key}' is not valid: use letters, digits, '-', '_' and "
+                               f"'.', at most 63 characters", field="labels", value=value)
+
+
 def validate_quantity(value: str, what: str) -> str:
     """A Kubernetes quantity such as ``100Gi``, ``500m`` or ``1``."""
     text = str(value).strip() if isinstance(value, (str, int)) else None
@@ -61,6 +79,20 @@ def quantity_to_float(value: str) -> float:
     if suffix in _DECIMAL:
         return number * _DECIMAL[suffix]
     return number * 10 ** int(suffix[1:])
+
+
+def validate_number(value, what: str, example, *, minimum: float = 0.0, whole: bool = False,
+                    strict: bool = True) -> float | int:
+    """A finite number (not a bool) above ``minimum`` (at least it when ``strict`` is false), whole if asked;
+    returned as int or float."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(float(value)) and (
+        value > minimum if strict else value >= minimum) and (not whole or int(value) == value)
+    if not ok:
+        kind = f"{'whole ' if whole else ''}number"
+        bound = ("a positive " + kind) if strict and minimum == 0 else (
+            f"a {kind} above {minimum:g}" if strict else f"a {kind} of at least {minimum:g}")
+        raise InvalidSpecError(f"{what} {value!r} must be {bound}, such as {example}", field=what, value=value)
+    return int(value) if whole else float(value)
 
 
 def validate_port(value: int, what: str = "port") -> int:

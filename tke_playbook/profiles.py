@@ -2,17 +2,23 @@
 
 ``seed`` is the tutorial: PVC ``ai-model``, e5-mistral-7b-instruct downloaded by 3 parallel Jobs from
 ModelScope, served on one L20 behind a public LoadBalancer on port 60000 (with an API key in a Secret).
-``bge-m3`` serves BAAI/bge-m3 beside it, reachable inside the cluster only.
+``bge-m3`` serves BAAI/bge-m3 beside it, reachable inside the cluster only, on the newest checked vLLM (0.33.0);
+the seed keeps the tutorial's v0.10.1 image.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
+
+import yaml
 
 from .catalog import get_model
 from .names import unknown
-from .serving import ServiceType, ServingSpec, seed_profile
+from .plan import (API_KEY_ENV, REDACTED, build_helm_values, build_plan, helm_values_notes, plan_notes,
+                   plan_to_yaml)
+from .serving import LATEST_VLLM_IMAGE, ServiceType, ServingSpec, seed_profile
 from .storage import StorageSpec
 
 
@@ -26,7 +32,7 @@ class Profile:
 
 
 def _download(**kwargs):
-    from .download.spec import DownloadSpec
+    from .download.spec import DownloadSpec  # late: the download package's __init__ pulls in its plots
 
     return DownloadSpec(**kwargs)
 
@@ -38,7 +44,8 @@ def _seed() -> Profile:
 
 
 def _bge_m3() -> Profile:
-    serving = ServingSpec(model="BAAI/bge-m3", max_model_len=8192, service_type=ServiceType.CLUSTER_IP, gpu="L20")
+    serving = ServingSpec(model="BAAI/bge-m3", max_model_len=8192, service_type=ServiceType.CLUSTER_IP, gpu="L20",
+                          image=LATEST_VLLM_IMAGE)
     return Profile("bge-m3", "BAAI/bge-m3 beside the tutorial's model, ClusterIP only",
                    StorageSpec(), _download(model=serving.model, completions=1, parallelism=1), serving)
 
@@ -91,24 +98,20 @@ def render_profile(profile: Profile | str = "seed", *, helm_values: bool = False
     Without ``api_key`` the plan's Secret takes ``$TKE_PLAYBOOK_API_KEY``, else a random key. Secret values are
     shown as ``<redacted>`` (safe to display or log) unless ``show_secrets=True`` gives the appliable form.
     ``download_plan`` (from ``download.plan_download``) adds the download worker ConfigMap."""
-    import os
-
-    import yaml
-
-    from .plan import API_KEY_ENV, REDACTED, build_helm_values, build_plan, plan_notes, plan_to_yaml
-
     profile = get_profile(profile) if isinstance(profile, str) else profile
     serving = profile.serving
     if helm_values:
-        head = (f"# values for helm-charts/vllm-inference-tke (profile {profile.name}); the API key is read from "
-                f"Secret '{serving.api_key_secret}'\n" if serving.api_key_required else "")
-        return head + yaml.safe_dump(build_helm_values(serving), sort_keys=False, allow_unicode=True)
+        values = build_helm_values(serving)
+        head = "".join(f"# {n}\n" for n in [f"values for helm-charts/vllm-inference-tke (profile {profile.name})",
+                                             *helm_values_notes(serving)])
+        return head + yaml.safe_dump(values, sort_keys=False, allow_unicode=True, width=2**20)
     notes = [f"tke-playbook plan, profile {profile.name}: {profile.description}",
              *plan_notes(profile.storage, profile.download, serving, download_plan=download_plan)]
     api_key = api_key or os.environ.get(API_KEY_ENV) or None
     manifests = build_plan(profile.storage, profile.download, serving, api_key=api_key, download_plan=download_plan)
     if serving.api_key_required and not api_key:
-        notes.append(f"no ${API_KEY_ENV}: a random API key was generated into Secret '{serving.api_key_secret}'")
+        notes.append(f"no ${API_KEY_ENV}: a random API key was generated into Secret '{serving.api_key_secret}'; "
+                     f"applying a plan with a new key restarts vLLM with it (set ${API_KEY_ENV} to keep one key)")
     if serving.api_key_required and not show_secrets:
         notes.append(f"Secret values are shown as {REDACTED}, so this YAML cannot be applied as it is: render with "
                      f"--show-secrets (show_secrets=True) for the appliable form, and keep that output private")

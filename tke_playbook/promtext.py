@@ -9,12 +9,9 @@ linear interpolation, as Prometheus' ``histogram_quantile`` does, so they are on
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?\s*$")
-_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
-_UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+from prometheus_client.parser import text_string_to_metric_families
 
 Labels = frozenset  # of (name, value) pairs
 
@@ -52,35 +49,40 @@ def _number(text: str) -> float:
     return float(text)
 
 
-def _labels(text: str | None) -> Labels:
-    if not text:
-        return frozenset()
-    pairs = []
-    for name, raw in _LABEL.findall(text):
-        pairs.append((name, re.sub(r'\\\\|\\"|\\n', lambda m: _UNESCAPE[m.group(0)], raw)))
-    return frozenset(pairs)
+def _parses(line: str) -> bool:
+    try:
+        for _ in text_string_to_metric_families(line + "\n"):
+            pass
+    except (ValueError, TypeError, IndexError, KeyError):
+        return False
+    return True
+
+
+def _readable(text: str) -> str:
+    """``text`` without the lines the standard parser refuses (so one bad line costs only itself)."""
+    return "".join(line + "\n" for line in text.splitlines() if line.strip() and _parses(line))
+
+
+def _families(text: str):
+    try:
+        return list(text_string_to_metric_families(text))
+    except (ValueError, TypeError, IndexError, KeyError):
+        readable = _readable(text)
+    try:
+        return list(text_string_to_metric_families(readable))
+    except (ValueError, TypeError, IndexError, KeyError):  # lines fine alone but not together: read them alone
+        return [family for line in readable.splitlines() for family in text_string_to_metric_families(line + "\n")]
 
 
 def parse(text: str) -> Metrics:
-    """Parse Prometheus text exposition format; lines that are not samples or TYPE comments are skipped."""
+    """Parse Prometheus text exposition format with ``prometheus_client``'s parser; lines it cannot read are
+    skipped. A counter's family is filed under its name without ``_total`` (``# TYPE c_total counter`` is ``c``)."""
     metrics = Metrics()
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("#"):
-            parts = line.split(None, 3)
-            if len(parts) == 4 and parts[1] == "TYPE":
-                metrics.types[parts[2]] = parts[3].strip()
-            continue
-        match = _SAMPLE.match(line)
-        if not match:
-            continue
-        name, labels, value = match.groups()
-        try:
-            metrics.samples[(name, _labels(labels))] = _number(value)
-        except ValueError:
-            continue
+    for family in _families(text):
+        if family.type != "unknown" or family.name not in metrics.types:
+            metrics.types[family.name] = "untyped" if family.type == "unknown" else family.type
+        for sample in family.samples:
+            metrics.samples[(sample.name, frozenset(sample.labels.items()))] = float(sample.value)
     return metrics
 
 

@@ -137,3 +137,19 @@ def pca_2d(vectors) -> np.ndarray:
     if points.shape[1] < 2:  # one-dimensional input: pad the missing component with zeros
         points = np.hstack([points, np.zeros((points.shape[0], 2 - points.shape[1]))])
     return points
+
+
+def project_2d(vectors, method: str = "pca", *, seed: int = 0) -> np.ndarray:
+    """Rows projected to 2-D: ``pca`` (numpy, deterministic) or ``umap`` (needs ``umap-learn``; cosine metric)."""
+    if method == "pca":
+        return pca_2d(vectors)
+    if method != "umap":
+        raise InvalidSpecError(f"method={method!r}: use 'pca' or 'umap'", field="method", value=method)
+    try:
+        import umap
+    except ImportError as exc:
+        raise InvalidSpecError("method='umap' needs umap-learn: pip install umap-learn (or use method='pca')",
+                               field="method", value=method, cause=exc) from exc
+    array = as_matrix(vectors)
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(array) - 1), metric="cosine", random_state=seed)
+    return np.asarray(reducer.fit_transform(array), dtype=float)

@@ -1,10 +1,11 @@
 """Where model weights live: a Tencent CFS StorageClass and a ReadWriteMany PVC (``ai-model`` by default).
 
 The CFS CSI provisioner (``com.tencent.cloud.csi.cfs``, installed by TKE's CFS add-on) needs the VPC and subnet
-to create the file system in; ``zone``, ``pgroupid`` and ``storagetype`` (SD standard, HP performance) are
-optional (parameters from TencentCloud/kubernetes-csi-tencentcloud docs/README_CFS.md). Put the file system in
-the GPU node's zone, as the tutorial says. Without VPC and subnet ids the toolkit does not render a
-StorageClass and expects one named ``storage_class`` to exist (created in the console, as in the tutorial).
+to create the file system in (``vpcid``, ``subnetid``); ``zone`` pins it to a zone (without it the driver uses its
+controller's zone, and a subnet of another zone fails), ``vers: "3"`` is the NFS v3 the TKE console uses,
+``storagetype`` is SD (standard) or HP (performance), ``pgroupid`` a permission group. The toolkit renders a
+StorageClass only with VPC, subnet AND zone - the GPU node's zone, as the tutorial says; without them it expects
+one named ``storage_class`` to exist (created in the console, as in the tutorial).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from dataclasses import dataclass
 
 from . import labels as L
 from .errors import InvalidSpecError
-from .names import quantity_to_float, validate_name, validate_quantity, validate_subdomain
+from .names import quantity_to_float, unknown, validate_name, validate_quantity, validate_subdomain
 
 CFS_PROVISIONER = "com.tencent.cloud.csi.cfs"
+CFS_NFS_VERSION = "3"  # the console's choice
 DEFAULT_PVC = "ai-model"
 
 
@@ -64,12 +66,14 @@ class StorageSpec:
                                    field="size", value=self.size)
         _check_id(self.vpc_id, "vpc", "vpc_id")
         _check_id(self.subnet_id, "subnet", "subnet_id")
-        if (self.vpc_id is None) != (self.subnet_id is None):
-            raise InvalidSpecError("Give both vpc_id and subnet_id (the subnet must belong to the VPC), or neither "
-                                   "to use an existing StorageClass", field="subnet_id", value=self.subnet_id)
-        if self.zone is not None and not re.match(r"^[a-z]+-[a-z]+-\d+$", self.zone):
+        if self.zone is not None and not re.match(r"^[a-z]+(-[a-z]+)+-\d+$", str(self.zone)):
             raise InvalidSpecError(f"zone '{self.zone}' is not a Tencent Cloud zone such as 'ap-guangzhou-3'",
                                    field="zone", value=self.zone)
+        given = [self.vpc_id is not None, self.subnet_id is not None, self.zone is not None]
+        if any(given) and not all(given):
+            raise InvalidSpecError("To render the CFS StorageClass give vpc_id, subnet_id and zone together (the GPU "
+                                   "node's zone and a subnet in it), or none of them to use an existing "
+                                   "StorageClass", field="zone", value=(self.vpc_id, self.subnet_id, self.zone))
         _check_id(self.pgroup_id, "pgroup", "pgroup_id")
         for what, kind in (("storage_type", CfsStorageType), ("reclaim_policy", ReclaimPolicy)):
             value = getattr(self, what)
@@ -77,26 +81,23 @@ class StorageSpec:
                 try:
                     object.__setattr__(self, what, kind(value))
                 except ValueError:
-                    from .names import unknown
-
                     raise unknown(what.replace("_", " "), str(value), [m.value for m in kind]) from None
         object.__setattr__(self, "mount_options", tuple(self.mount_options))
 
     @property
     def creates_storage_class(self) -> bool:
-        """Whether the plan renders the StorageClass (needs the VPC and subnet ids)."""
+        """Whether the plan renders the StorageClass (needs the VPC, subnet and zone)."""
         return self.vpc_id is not None
 
 
 def build_storage_class(spec: StorageSpec) -> dict:
     """The CFS StorageClass (cluster-scoped)."""
     if not spec.creates_storage_class:
-        raise InvalidSpecError(f"A CFS StorageClass needs vpc_id and subnet_id (the VPC and subnet of the GPU node's "
-                               f"zone): set them, or create StorageClass '{spec.storage_class}' in the TKE console "
-                               f"as the tutorial does", field="vpc_id", value=None)
-    params = {"vpcid": spec.vpc_id, "subnetid": spec.subnet_id, "storagetype": spec.storage_type.value}
-    if spec.zone:
-        params["zone"] = spec.zone
+        raise InvalidSpecError(f"A CFS StorageClass needs vpc_id, subnet_id and zone (the GPU node's zone and a "
+                               f"subnet in it): set them, or create StorageClass '{spec.storage_class}' in the TKE "
+                               f"console as the tutorial does", field="vpc_id", value=None)
+    params = {"vpcid": spec.vpc_id, "subnetid": spec.subnet_id, "zone": spec.zone, "vers": CFS_NFS_VERSION,
+              "storagetype": spec.storage_type.value}
     if spec.pgroup_id:
         params["pgroupid"] = spec.pgroup_id
     sc = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",

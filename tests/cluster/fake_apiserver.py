@@ -21,6 +21,14 @@ VERSION = {"major": "1", "minor": "30", "gitVersion": "v1.30.0-tke.7", "gitCommi
 WATCH_CAP_S = 10  # a watch without timeoutSeconds still ends, so no request loop is unbounded
 
 
+def _check_log_container(pod: dict, container: str | None) -> None:
+    """As the API server: a pod with several containers needs ``container``, and it must be one of them."""
+    names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+    if (container is None and len(names) > 1) or (container is not None and container not in names):
+        raise StatusError(400, "BadRequest", f"a container name must be specified for pod "
+                                             f"{pod['metadata']['name']}, choose one of: {names}")
+
+
 def _route(path: str):
     """``/api/v1/namespaces/ns/pods/name/log`` -> (prefix, plural, namespace, name, subresource)."""
     parts = [p for p in path.split("/") if p]
@@ -75,7 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
             prefix, plural, ns, name, sub = _route(url.path)
             store = fake.store
             if sub == "log" and plural == "pods" and method == "GET":
-                store.get(prefix, plural, ns, name)
+                _check_log_container(store.get(prefix, plural, ns, name), query.get("container"))
                 lines = fake.logs.get((ns, name, query.get("previous") == "true"), [])
                 if "tailLines" in query:
                     lines = lines[-int(query["tailLines"]):] if int(query["tailLines"]) else []

@@ -24,6 +24,7 @@ RESOURCES = {
     "storageclasses": ("apis/storage.k8s.io/v1", "StorageClass", False),
     "customresourcedefinitions": ("apis/apiextensions.k8s.io/v1", "CustomResourceDefinition", False),
     "leaderworkersets": ("apis/leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", True),
+    "apiservices": ("apis/apiregistration.k8s.io/v1", "APIService", False),  # scale-out preflight (H16)
 }
 LWS_CRD = "leaderworkersets.leaderworkerset.x-k8s.io"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

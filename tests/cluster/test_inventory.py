@@ -78,3 +78,22 @@ def test_current_pods_judges_every_pod_when_replica_sets_cannot_be_listed():
     pods = [{"metadata": {"name": "d-old", "labels": {"pod-template-hash": "1"}}},
             {"metadata": {"name": "d-gone", "deletionTimestamp": "2026-01-01T00:00:00Z"}}]
     assert [p["metadata"]["name"] for p in current_pods(Forbidden(), deployment, pods)] == ["d-old"]
+
+
+def test_pod_logs_of_a_pod_with_the_auth_proxy_show_vllm(kube, server):
+    # the API server answers 400 without ?container= for a pod with two containers (vLLM + auth proxy)
+    server.put("pods", {"metadata": {"name": "two", "namespace": NS}, "spec": {"containers": [
+        {"name": "vllm", "image": "vllm"}, {"name": "auth-proxy", "image": "nginx"}]}}, NS)
+    server.append_log(NS, "two", "vllm says hello")
+    assert pod_logs(kube, server.get("pods", "two", NS), 5) == "vllm says hello\n"
+    assert pod_logs(kube, "two", 5, NS) == ""  # by name only, the container cannot be chosen: as the API server
+
+
+def test_default_container_follows_kubectl():
+    from tke_playbook.cluster.inventory import default_container
+    from tke_playbook.serving import seed_profile
+    from tke_playbook.serving_manifests import build_deployment
+
+    template = build_deployment(seed_profile())["spec"]["template"]
+    assert default_container(template) == "vllm"
+    assert default_container({"spec": {"containers": [{"name": "only"}]}}) is None

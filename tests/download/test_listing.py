@@ -79,10 +79,31 @@ def test_nested_repo_folders(tmp_path):
 
 
 def test_hf_offline_mode_does_not_block_a_mirror_on_this_machine(hub, monkeypatch):
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert len(list_repo_files("huggingface", REPO, endpoint=hub.url)) == len(SMALL_REPO)
-    assert constants.HF_HUB_OFFLINE is True
     with pytest.raises(HubError, match="HF_HUB_OFFLINE=1 is set"):
         list_repo_files("huggingface", REPO, endpoint="https://huggingface.co")
+
+
+def test_plan_pins_the_commit_the_branch_resolved_to(hub):
+    plan = plan_download(DownloadSpec(model=REPO, source="huggingface", endpoint=hub.url))
+    assert plan.requested_revision == "main"
+    assert plan.revision == hub.repos[REPO].commit and len(plan.revision) == 40
+
+
+def test_a_next_page_link_to_another_host_does_not_take_the_token_there(repo_dir, monkeypatch):
+    """A mirror passing the upstream hub's Link header through still pages, on its own host."""
+    from tke_playbook.download import hubapi
+
+    class Leaky(HubMirror):  # its Link headers name another host
+        link_host = "http://evil.example"
+
+    seen, real = [], hubapi.open_url
+    monkeypatch.setattr(hubapi, "open_url", lambda url, headers, timeout: seen.append(url) or real(
+        url, headers, timeout))
+    with Leaky({REPO: repo_dir}, page_size=2) as hub:
+        own = hub.url
+        monkeypatch.setattr(Leaky, "url", property(lambda self: self.link_host))
+        files, _ = hubapi.list_files("huggingface", REPO, "main", own, token="t0ken")
+    assert len(files) == len(SMALL_REPO) and len(seen) > 2
+    assert all(u.startswith(own) for u in seen)

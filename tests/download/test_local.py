@@ -51,6 +51,19 @@ def test_timeout_stops_workers_and_leaves_the_folder_incomplete(repo_dir, tmp_pa
         plan = plan_download(spec)
         with pytest.raises(DownloadError, match="did not finish within .* it resumes"):
             run_local_download(spec, plan, tmp_path, poll_s=0.05, timeout_s=1.0)
-    with pytest.raises(IncompleteModelError, match="download has not finished"):
+    with pytest.raises(IncompleteModelError, match="download has not finished|does not exist"):
         require_complete(tmp_path / REPO)
     assert set(progress_frame(tmp_path / REPO)["status"]) <= {"running", "pending"}
+
+
+def test_a_crashed_worker_is_reported_with_its_own_log_not_an_earlier_run(hub, tmp_path):
+    from tke_playbook.errors import DownloadError
+    from tke_playbook.modelfolder import state_path
+
+    spec = DownloadSpec(model=REPO, source="huggingface", endpoint=hub.url, completions=1, parallelism=1)
+    log = state_path(tmp_path / REPO) / "logs" / "0.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("[shard 0] all 5 files verified: wrote the completion marker\n")  # an earlier run's words
+    with pytest.raises(DownloadError, match="exited with code 1") as caught:  # a parent that is not ours: exits
+        run_local_download(spec, plan_download(spec), tmp_path, poll_s=0.05, worker_args=("--parent-pid", "1"))
+    assert "completion marker" not in str(caught.value)

@@ -57,6 +57,10 @@ def test_node_selector_dict_is_stored_as_pairs():
     pytest.param({"repo_id": "no-owner"}, "'owner/name'", id="repo-id-without-owner"),
     pytest.param({"token_secret": "Hub_Token"}, "token Secret name", id="token-secret-bad-name"),
     pytest.param({"image": "python 3.11"}, "not an image reference", id="image-with-space"),
+    pytest.param({"completions": 10**12, "parallelism": 1}, "at most 64", id="completions-absurd"),
+    pytest.param({"run_as_user": -1}, "must be a uid", id="run-as-user-negative"),
+    pytest.param({"allow_unverified": "yes"}, "True or False", id="allow-unverified-string"),
+    pytest.param({"revision": "main branch"}, "branch, tag or commit", id="revision-with-space"),
 ])
 def test_invalid_specs_say_what_to_do(changes, words):
     with pytest.raises(InvalidSpecError, match=words.replace("(", r"\(")):
@@ -76,3 +80,13 @@ def test_pip_index_url_must_be_a_plain_url(url):
     with pytest.raises(InvalidSpecError, match="pip_index_url .* must be a URL without spaces or quotes"):
         DownloadSpec(pip_index_url=url)
     assert DownloadSpec(pip_index_url="https://mirrors.cloud.tencent.com/pypi/simple").pip_index_url
+
+
+def test_mode_and_catalog_revision():
+    from tke_playbook.download import DownloadMode
+
+    assert DownloadSpec(mode="adopt").mode is DownloadMode.ADOPT
+    with pytest.raises(UnknownNameError, match="download mode"):
+        DownloadSpec(mode="adoptt")
+    assert get_model("bge-m3").revision == "main"
+    assert DownloadSpec(model="bge-m3", source="huggingface").revision == get_model("bge-m3").revision

@@ -11,13 +11,13 @@ import time
 
 import pytest
 
-from hubfiles import FAST, REPO, SMALL_REPO, make_repo, sha256
+from hubfiles import FAST, REPO, make_repo, sha256
 from tke_playbook.download import DownloadSpec, read_progress
 from tke_playbook.download.listing import plan_download
 from tke_playbook.download.local import run_local_download
 from tke_playbook.download.mirror import Fault, HubMirror
 from tke_playbook.errors import DownloadError, IncompleteModelError, VerificationError
-from tke_playbook.modelfolder import is_complete, read_manifest, require_complete
+from tke_playbook.modelfolder import is_complete, read_manifest, require_complete, state_path
 
 
 def _spec(hub, source="huggingface", **kw):
@@ -63,14 +63,15 @@ def test_second_run_of_a_complete_plan_fetches_nothing(hub, tmp_path):
     assert hub.bytes_sent == before
 
 
-def test_new_plan_clears_the_old_marker_first(hub, tmp_path):
+def test_a_failed_rerun_with_a_new_plan_leaves_the_model_complete(hub, tmp_path):
     spec = _spec(hub)
     folder = _run(spec, plan_download(spec), tmp_path)
     other = plan_download(spec.replace(keep_duplicate_formats=True))
     hub.faults.append(Fault("status", path="pytorch_model.bin", times=None, status=403))
     with pytest.raises(DownloadError, match="pytorch_model.bin: the hub refused access"):
-        _run(spec, other, tmp_path)
-    assert not is_complete(folder)
+        _run(spec.replace(keep_duplicate_formats=True), other, tmp_path)
+    assert is_complete(folder) and require_complete(folder) == folder  # nothing verified replaced anything
+    assert not (folder / "pytorch_model.bin").exists()
 
 
 def test_killed_worker_resumes_and_leaves_no_corrupt_file(repo_dir, tmp_path):
@@ -143,7 +144,8 @@ def test_truncated_every_time_gives_up(hub, tmp_path):
 
 
 def test_large_file_split_across_shards_is_written_concurrently(tmp_path):
-    repo = make_repo(tmp_path / "r", {"model.safetensors": 3_000_000, "config.json": 100})
+    repo = make_repo(tmp_path / "r", {"model.safetensors": 3_000_000, "config.json": 100, "vocab.txt": 200,
+                                      "modules.json": 50})
     with HubMirror({REPO: repo}, rate=2_000_000) as hub:
         spec = _spec(hub)
         plan = plan_download(spec)
@@ -151,7 +153,8 @@ def test_large_file_split_across_shards_is_written_concurrently(tmp_path):
         folder = _run(spec, plan, tmp_path / "pvc")
         assert sha256(folder / "model.safetensors") == sha256(repo / "model.safetensors")
         checks = {f["path"]: f["check"] for f in read_manifest(folder)["files"]}
-        assert checks == {"model.safetensors": "sha256", "config.json": "git-sha1"}
+        assert checks == {"model.safetensors": "sha256", "config.json": "git-sha1", "vocab.txt": "git-sha1",
+                          "modules.json": "git-sha1"}
 
 
 def test_worker_runs_as_a_plain_script_like_in_the_pod(hub, repo_dir, tmp_path):
@@ -172,7 +175,7 @@ def test_worker_runs_as_a_plain_script_like_in_the_pod(hub, repo_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "wrote the completion marker" in result.stdout
     _assert_matches(tmp_path / "data" / REPO, repo_dir, plan)
-    assert json.loads((shipped / "plan.json").read_text())["plan_id"] == plan.plan_id
+    assert json.loads((shipped / "plan.json").read_text())["plan"]["plan_id"] == plan.plan_id
 
 
 def test_private_repo_token_reaches_the_worker_but_not_the_logs(repo_dir, tmp_path, monkeypatch):
@@ -183,8 +186,9 @@ def test_private_repo_token_reaches_the_worker_but_not_the_logs(repo_dir, tmp_pa
         monkeypatch.delenv("HF_TOKEN")
         folder = _run(spec, plan, tmp_path, token="s3cret-token")
         assert is_complete(folder)
-        logs = "".join(p.read_text() for p in (folder / ".tke-playbook" / "logs").iterdir())
-        assert "s3cret" not in logs and "s3cret" not in (folder / ".tke-playbook" / "plan.json").read_text()
+        state = state_path(folder)
+        logs = "".join(p.read_text() for p in (state / "logs").iterdir())
+        assert "s3cret" not in logs and "s3cret" not in (state / "plan.json").read_text()
 
 
 def test_unwritable_volume_is_a_clear_error(hub, tmp_path):

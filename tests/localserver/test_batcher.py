@@ -165,3 +165,58 @@ def test_closing_fails_waiting_requests_instead_of_hanging():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         Batcher(fake_encode, **kwargs)
+
+
+def test_a_batch_is_shared_between_the_waiting_requests():
+    """Round-robin shares: a 100-row request queued first does not fill the batch that small requests wait for."""
+    batches = []
+    gate = threading.Event()
+
+    def encode(ids):
+        gate.wait(5)
+        batches.append([row[0] for row in ids])
+        return fake_encode(ids)
+
+    async def main():
+        batcher = Batcher(encode, max_batch=8, max_wait_s=0.0)
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.submit([[-1]]))  # occupies the worker until the gate opens
+        await asyncio.sleep(0.02)
+        large = asyncio.ensure_future(batcher.submit([[1000 + i] for i in range(100)]))
+        small = [asyncio.ensure_future(batcher.submit([[i]])) for i in range(5)]
+        await asyncio.sleep(0.02)
+        gate.set()
+        results = await asyncio.gather(first, large, *small)
+        await batcher.close()
+        return results
+
+    results = run(main())
+    assert np.array_equal(results[1], expected([[1000 + i] for i in range(100)]))
+    second = batches[1]
+    assert sorted(r for r in second if r < 1000) == [0, 1, 2, 3, 4] and len(second) == 8
+
+
+def test_a_cancelled_request_is_counted_as_aborted_not_as_success():
+    gate = threading.Event()
+
+    def slow(ids):
+        gate.wait(5)
+        return fake_encode(ids)
+
+    async def main():
+        metrics = ServerMetrics("m")
+        batcher = Batcher(slow, max_batch=1, max_wait_s=0.0, metrics=metrics)
+        await batcher.start()
+        gone = asyncio.ensure_future(batcher.submit([[1], [2], [3]], prompt_tokens=3))
+        await asyncio.sleep(0.02)
+        gone.cancel()
+        gate.set()
+        await asyncio.gather(gone, return_exceptions=True)
+        kept = await batcher.submit([[4]], prompt_tokens=1)
+        await batcher.close()
+        return metrics, batcher, kept
+
+    metrics, batcher, kept = run(main())
+    assert (metrics.aborted, metrics.success, metrics.prompt_tokens) == (1, 1, 1)
+    assert batcher.pending == 0 and metrics.waiting == 0 and metrics.running == 0
+    assert batcher.batches == 2  # the cancelled request's first row was running; its other two were dropped

@@ -20,9 +20,9 @@ from tke_playbook.localserver import cli as serve_cli
 def test_serve_is_registered_with_vllm_like_options():
     parser = argparse.ArgumentParser()
     serve_cli.register(parser.add_subparsers())
-    args = parser.parse_args(["serve", "--model", "/m", "--port", "60000", "--api-key", "k",
+    args = parser.parse_args(["serve", "--model", "/m", "--port", "60000", "--api-key-file", "/k",
                               "--served-model-name", "bge"])
-    assert (args.model, args.port, args.api_key, args.served_model_name) == ("/m", 60000, "k", "bge")
+    assert (args.model, args.port, args.api_key_file, args.served_model_name) == ("/m", 60000, "/k", "bge")
     assert args.func is serve_cli.run
     assert parser.parse_args(["serve"]).model is None  # the offline model by default
 
@@ -44,13 +44,31 @@ def taken_port():
     pytest.param(["--port", "0", "--max-batch", "0"], "--max-batch 0 is too small", id="max-batch-zero"),
     pytest.param(["--port", "0", "--workers", "0"], "--workers 0 is too small", id="workers-zero"),
     pytest.param(["--port", "0", "--max-wait-ms", "-1"], "--max-wait-ms -1.0 is too small", id="negative-wait"),
+    pytest.param(["--port", "0", "--max-wait-ms", "nan"], "--max-wait-ms nan is not a number", id="nan-wait"),
+    pytest.param(["--port", "0", "--max-wait-ms", "inf"], "--max-wait-ms inf is too large", id="inf-wait"),
+    pytest.param(["--port", "0", "--workers", str(10 ** 30)], "--workers 1000000000000000000000000000000 is too "
+                 "large: give at most 256", id="absurd-workers"),
+    pytest.param(["--port", "0", "--max-batch", "99999999"], "--max-batch 99999999 is too large", id="huge-batch"),
+    pytest.param(["--port", "0", "--max-inputs-per-request", "0"], "--max-inputs-per-request 0 is too small",
+                 id="zero-inputs"),
+    pytest.param(["--port", "0", "--max-body-mb", "nan"], "--max-body-mb (in bytes) nan is not a number",
+                 id="nan-body"),
+    pytest.param(["--port", "0", "--host", ""], "--host '' is not an IP address", id="empty-host"),
+    pytest.param(["--port", "0", "--host", "my laptop"], "--host 'my laptop' is not an IP address", id="bad-host"),
+    pytest.param(["--port", "0", "--api-key", "K"], "--api-key puts the key in the process list", id="api-key-argv"),
+    pytest.param(["--port", "0", "--api-key-file", "{tmp}/missing"], "--api-key-file {tmp}/missing: cannot read",
+                 id="missing-key-file"),
+    pytest.param(["--port", "0", "--api-key-file", "{tmp}/empty"], "--api-key-file {tmp}/empty is empty",
+                 id="empty-key-file"),
 ])
 def test_bad_input_prints_one_line_and_exits_2(tmp_path, taken_port, capsys, extra, phrase):
+    (tmp_path / "empty").write_text("\n", encoding="utf-8")
     argv = ["serve"] + [a.format(tmp=tmp_path, taken=taken_port) for a in extra]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("tke-playbook serve: error: ")
-    assert phrase in err
+    assert phrase.format(tmp=tmp_path) in err
+    assert "\nK" not in err and " K " not in err  # a refused key is not echoed
 
 
 @pytest.mark.parametrize("argv, phrase", [
@@ -67,9 +85,25 @@ def test_the_module_entry_point_also_answers_in_one_line(argv, phrase, capsys):
     assert err.startswith("python -m tke_playbook.localserver: error: ") and phrase in err
 
 
-def test_serve_runs_in_the_foreground_until_sigterm():
+def test_the_key_comes_from_a_file_the_prompt_or_the_environment(tmp_path):
+    parser = serve_cli.build_parser()
+    key_file = tmp_path / "key"
+    key_file.write_text("from-file\n", encoding="utf-8")
+    env = {serve_cli.API_KEY_ENV: "from-env"}
+    assert serve_cli.resolve_api_key(parser.parse_args(["--api-key-file", str(key_file)]), env) == "from-file"
+    assert serve_cli.resolve_api_key(parser.parse_args(["--api-key-prompt"]), env,
+                                     ask=lambda prompt: " typed \n") == "typed"
+    assert serve_cli.resolve_api_key(parser.parse_args([]), env) == "from-env"
+    assert serve_cli.resolve_api_key(parser.parse_args([]), {}) is None
+    with pytest.raises(SystemExit):  # one source at a time
+        parser.parse_args(["--api-key-file", str(key_file), "--api-key-prompt"])
+
+
+def test_serve_runs_in_the_foreground_until_sigterm(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("secret\n", encoding="utf-8")
     command = [sys.executable, "-c", "import sys; from tke_playbook.cli import main; sys.exit(main(sys.argv[1:]))",
-               "serve", "--port", "0", "--api-key", "secret", "--served-model-name", "minilm"]
+               "serve", "--port", "0", "--api-key-file", str(key_file), "--served-model-name", "minilm"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = None
@@ -84,6 +118,8 @@ def test_serve_runs_in_the_foreground_until_sigterm():
         assert httpx.post(url + "/v1/embeddings", json={"input": "x"}, timeout=30).status_code == 401
         ok = httpx.post(url + "/v1/embeddings", json={"input": "x"}, timeout=30,
                         headers={"Authorization": "Bearer secret"})
+        with open(f"/proc/{process.pid}/cmdline", "rb") as cmdline:  # what `ps` shows
+            assert b"secret" not in cmdline.read()
         assert ok.status_code == 200 and ok.json()["model"] == "minilm"
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0

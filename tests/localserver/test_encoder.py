@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
@@ -67,3 +70,64 @@ def test_a_folder_that_is_not_a_model_raises_server_error(tmp_path):
     (tmp_path / "config.json").write_text("not json", encoding="utf-8")
     with pytest.raises(ServerError, match="Could not load the sentence-transformers model"):
         Encoder(tmp_path)
+
+
+TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+
+
+@pytest.fixture(scope="module")
+def chat_encoder(tmp_path_factory):
+    """The offline model with a chat template added to its tokenizer config."""
+    folder = tmp_path_factory.mktemp("chat-model") / "minilm-chat"
+    shutil.copytree(offline_model_dir(), folder)
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["chat_template"] = TEMPLATE
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    return Encoder(folder, threads=1)
+
+
+def test_chat_messages_are_embedded_through_the_models_template(chat_encoder):
+    """A chat request equals an `input` request of the prompt the template renders (vLLM's EmbeddingChatRequest)."""
+    import asyncio
+
+    from aiohttp import ClientSession
+    from aiohttp.test_utils import TestServer
+
+    from tke_playbook.localserver.app import ServerConfig, build_app
+
+    messages = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "What is TKE?"}]
+    prompt = "system: Answer briefly.\nuser: What is TKE?\n"
+    assert chat_encoder.facts.has_chat_template and chat_encoder.render_chat([messages]) == [prompt]
+
+    async def main():
+        server = TestServer(build_app(chat_encoder, ServerConfig("minilm-chat")))
+        await server.start_server()
+        try:
+            async with ClientSession() as session:
+                url = server.make_url("/v1/embeddings")
+                async with session.post(url, json={"messages": messages}) as chat:
+                    chat_body = await chat.json()
+                async with session.post(url, json={"input": prompt, "add_special_tokens": False}) as plain:
+                    plain_body = await plain.json()
+            return chat_body, plain_body
+        finally:
+            await server.close()
+
+    chat_body, plain_body = asyncio.run(main())
+    assert chat_body["usage"]["prompt_tokens"] == plain_body["usage"]["prompt_tokens"]
+    assert np.abs(np.array(chat_body["data"][0]["embedding"]) - plain_body["data"][0]["embedding"]).max() < 1e-6
+
+
+def test_left_truncation_keeps_the_special_tokens_around_the_end(encoder):
+    full = encoder.tokenize(["one two three four five"])[0]
+    cut = encoder.tokenize(["one two three four five"], max_length=4, truncation_side="left")[0]
+    assert cut == [full[0]] + full[-3:-1] + [full[-1]]  # [CLS] four five [SEP]
+    plain = encoder.tokenize(["one two three"], add_special_tokens=False, max_length=2, truncation_side="left")[0]
+    assert plain == full[2:4]
+
+
+def test_encoder_leaves_normalising_to_the_request(encoder):
+    raw = encoder.encode_ids(encoder.tokenize(["some text"]))
+    assert encoder.facts.normalize and abs(np.linalg.norm(raw) - 1) > 1e-3
+    assert np.abs(encoder.encode_texts(["some text"]) - encoder.model.encode(["some text"])).max() < 1e-5

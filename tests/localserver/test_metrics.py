@@ -1,4 +1,4 @@
-"""The Prometheus exporter: vLLM's names, labels and types, and values that follow the requests."""
+"""The Prometheus exporter (prometheus_client): vLLM's names, labels and types, and values that follow the requests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 
 from tke_playbook.localserver.metrics import LATENCY_BUCKETS, ServerMetrics
 
-LABELS = 'model_name="m",engine="0"'
+LABELS = 'engine="0",model_name="m"'  # prometheus_client writes labels sorted
+STOP = 'vllm:request_success_total{engine="0",finished_reason="stop",model_name="m"}'
 
 
 def samples(text: str) -> dict[str, float]:
@@ -22,7 +23,8 @@ def samples(text: str) -> dict[str, float]:
 
 def test_every_vllm_metric_is_exported_with_type_and_labels():
     text = ServerMetrics("m").render()
-    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, flags=re.M))
+    types = {name: kind for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, flags=re.M)
+             if not name.endswith("_created")}  # prometheus_client's creation-time gauges, as in vLLM's scrape
     assert types == {"vllm:num_requests_running": "gauge", "vllm:num_requests_waiting": "gauge",
                      "vllm:prompt_tokens_total": "counter", "vllm:request_success_total": "counter",
                      "vllm:e2e_request_latency_seconds": "histogram",
@@ -31,8 +33,9 @@ def test_every_vllm_metric_is_exported_with_type_and_labels():
                      "vllm:request_inference_time_seconds": "histogram"}
     values = samples(text)
     assert values[f"vllm:prompt_tokens_total{{{LABELS}}}"] == 0
-    assert values[f'vllm:request_success_total{{{LABELS},finished_reason="stop"}}'] == 0
-    assert f'vllm:e2e_request_latency_seconds_bucket{{{LABELS},le="+Inf"}}' in values
+    assert values['vllm:request_success_total{engine="0",finished_reason="stop",model_name="m"}'] == 0
+    assert values['vllm:request_success_total{engine="0",finished_reason="abort",model_name="m"}'] == 0
+    assert 'vllm:e2e_request_latency_seconds_bucket{engine="0",le="+Inf",model_name="m"}' in values
 
 
 def test_a_request_moves_through_waiting_running_and_the_histograms():
@@ -47,14 +50,14 @@ def test_a_request_moves_through_waiting_running_and_the_histograms():
     values = samples(metrics.render())
     assert values[f"vllm:num_requests_running{{{LABELS}}}"] == 0
     assert values[f"vllm:prompt_tokens_total{{{LABELS}}}"] == 12
-    assert values[f'vllm:request_success_total{{{LABELS},finished_reason="stop"}}'] == 1
+    assert values[STOP] == 1
     queue = "vllm:request_queue_time_seconds"
-    assert values[f'{queue}_bucket{{{LABELS},le="0.3"}}'] == 0
-    assert values[f'{queue}_bucket{{{LABELS},le="0.5"}}'] == 1  # cumulative buckets
-    assert values[f'{queue}_bucket{{{LABELS},le="+Inf"}}'] == 1
+    assert values[f'{queue}_bucket{{engine="0",le="0.3",model_name="m"}}'] == 0
+    assert values[f'{queue}_bucket{{engine="0",le="0.5",model_name="m"}}'] == 1  # cumulative buckets
+    assert values[f'{queue}_bucket{{engine="0",le="+Inf",model_name="m"}}'] == 1
     assert values[f"{queue}_count{{{LABELS}}}"] == 1 and values[f"{queue}_sum{{{LABELS}}}"] == 0.4
-    assert values[f'vllm:e2e_request_latency_seconds_bucket{{{LABELS},le="2.5"}}'] == 0
-    assert values[f'vllm:e2e_request_latency_seconds_bucket{{{LABELS},le="5.0"}}'] == 1
+    assert values['vllm:e2e_request_latency_seconds_bucket{engine="0",le="2.5",model_name="m"}'] == 0
+    assert values['vllm:e2e_request_latency_seconds_bucket{engine="0",le="5.0",model_name="m"}'] == 1
 
 
 def test_failed_requests_leave_the_gauges_but_are_not_counted_as_success():
@@ -63,7 +66,7 @@ def test_failed_requests_leave_the_gauges_but_are_not_counted_as_success():
     metrics.request_finished(started=False, ok=False, e2e_s=0.1)
     values = samples(metrics.render())
     assert values[f"vllm:num_requests_waiting{{{LABELS}}}"] == 0
-    assert values[f'vllm:request_success_total{{{LABELS},finished_reason="stop"}}'] == 0
+    assert values[STOP] == 0
     assert values[f"vllm:e2e_request_latency_seconds_count{{{LABELS}}}"] == 0
 
 
@@ -96,6 +99,29 @@ def test_buckets_are_vllms_request_latency_buckets():
     text = ServerMetrics("m").render()
     bounds = re.findall(r'vllm:e2e_request_latency_seconds_bucket\{[^}]*le="([^"]+)"', text)
     assert [float(b) for b in bounds[:-1]] == list(LATENCY_BUCKETS) and bounds[-1] == "+Inf"
+
+
+def test_an_aborted_request_is_counted_with_finished_reason_abort():
+    metrics = ServerMetrics("m")
+    metrics.request_queued()
+    metrics.request_started(queue_s=0.1)
+    metrics.request_finished(started=True, ok=False, aborted=True, e2e_s=0.5, prompt_tokens=9)
+    values = samples(metrics.render())
+    assert values['vllm:request_success_total{engine="0",finished_reason="abort",model_name="m"}'] == 1
+    assert values[STOP] == 0 and values[f"vllm:prompt_tokens_total{{{LABELS}}}"] == 0
+    assert values[f"vllm:num_requests_running{{{LABELS}}}"] == 0
+
+
+def test_promtext_reads_the_exporters_histograms():
+    from tke_playbook import promtext
+
+    metrics = ServerMetrics("m")
+    for seconds in (0.4, 0.4, 3.0):
+        metrics.request_queued()
+        metrics.request_finished(started=False, ok=True, e2e_s=seconds)
+    hist = promtext.histogram(promtext.parse(metrics.render()), "vllm:e2e_request_latency_seconds", model_name="m")
+    assert hist.count == 3 and hist.buckets[:2] == ((0.3, 0.0), (0.5, 2.0))
+    assert promtext.parse(metrics.render()).family_type("vllm:request_success_total") == "counter"
 
 
 def test_label_values_are_escaped():

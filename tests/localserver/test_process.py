@@ -70,6 +70,10 @@ def test_the_served_name_comes_from_the_manifest_else_the_folder(home):
     pytest.param({"port": -1}, "port -1 is outside 1–65535", id="port-negative"),
     pytest.param({"max_batch": 0}, "max_batch 0 is too small", id="max-batch-zero"),
     pytest.param({"max_queue": 0}, "max_queue 0 is too small", id="max-queue-zero"),
+    pytest.param({"host": ""}, "host '' is not an IP address", id="empty-host"),
+    pytest.param({"max_wait_ms": float("nan")}, "max_wait_ms nan is not a number", id="nan-wait"),
+    pytest.param({"workers": 10 ** 30}, "is too large: give at most 256", id="absurd-workers"),
+    pytest.param({"max_tokens_per_request": 0}, "max_tokens 0 is too small", id="zero-tokens"),
 ])
 def test_bad_settings_are_refused_before_starting(home, kwargs, phrase):
     with pytest.raises(InvalidSpecError, match=phrase):

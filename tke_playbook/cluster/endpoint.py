@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ClusterError
-from ..serving import INTERNAL_LB_SUBNET_ANNOTATION as INTERNAL_LB
+from ..serving import API_KEY_SECRET_KEY, INTERNAL_LB_SUBNET_ANNOTATION as INTERNAL_LB
 from .client import Kube, api_status, cluster_error
 
 _CHUNK = 65536
@@ -202,7 +202,7 @@ class Endpoint:
         self.close()
 
 
-def read_api_key(kube: Kube, secret_name: str, namespace: str, key: str = "api-key") -> str | None:
+def read_api_key(kube: Kube, secret_name: str, namespace: str, key: str = API_KEY_SECRET_KEY) -> str | None:
     """The API key the service expects (from its Secret, e.g. ``vllm-<slug>-api-key``), or None without one."""
     try:
         secret = kube.to_dict(kube.core.read_namespaced_secret(secret_name, namespace))

@@ -12,7 +12,7 @@ import time
 from ..errors import ClusterError, WaitTimeoutError
 from ..labels import selector
 from .client import Kube, cluster_error
-from .diagnose import Diagnosis, Severity, diagnose_pod, diagnose_pvc, format_diagnoses
+from ..diagnosis import Diagnosis, Severity, diagnose_pod, diagnose_pvc, format_diagnoses
 from .inventory import list_pods, list_pvcs, object_events, pod_events, pod_logs
 
 

@@ -9,6 +9,8 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from ..errors import ClusterError
+from ..hardware import node_type_from_labels
+from .apply import list_objects
 from .client import Kube, cluster_error
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -47,8 +49,6 @@ class NodeInfo:
 
 def node_info(node: dict) -> NodeInfo:
     """A NodeInfo from a Node as the API returns it (pure)."""
-    from ..hardware import node_type_from_labels
-
     meta, status = node.get("metadata") or {}, node.get("status") or {}
     labels = dict(meta.get("labels") or {})
     allocatable = {k: str(v) for k, v in (status.get("allocatable") or {}).items()}
@@ -106,8 +106,6 @@ def current_pods(kube: Kube, workload: dict, pods: list[dict]) -> list[dict]:
     """The pods that decide a rollout: terminating pods are left out, and for a Deployment so are the pods of
     older ReplicaSets (after a fix is applied, the old crashing pod lingers until the new one is ready, and its
     failure belongs to the previous spec). All remaining pods when the current ReplicaSet cannot be told."""
-    from .apply import list_objects
-
     pods = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
     meta = workload.get("metadata") or {}
     revision = (meta.get("annotations") or {}).get(REVISION)
@@ -151,6 +149,7 @@ def pod_logs(kube: Kube, pod: dict | str, tail_lines: int = 50, namespace: str |
     """The last ``tail_lines`` log lines; after a restart (``previous=None``) the crashed run's log is used when
     the current one is empty. A pod that has not started yet gives ''."""
     name, namespace = _name_ns(pod, namespace)
+    container = container or default_container(pod)
     if previous is None:
         text = pod_logs(kube, pod, tail_lines, namespace, container, previous=False)
         restarted = isinstance(pod, dict) and any(cs.get("restartCount") for cs in (pod.get("status") or {}).get(
@@ -165,6 +164,19 @@ def pod_logs(kube: Kube, pod: dict | str, tail_lines: int = 50, namespace: str |
         raise cluster_error(exc, f"read the log of pod {name}", kube) from None
     except Exception as exc:
         raise cluster_error(exc, f"read the log of pod {name}", kube) from None
+
+
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+
+
+def default_container(pod: dict | str) -> str | None:
+    """The container whose log a pod's log means, as kubectl picks it: the default-container annotation, else the
+    first container when there are several (vLLM comes before the auth-proxy sidecar); None for one container."""
+    if not isinstance(pod, dict):
+        return None
+    annotated = ((pod.get("metadata") or {}).get("annotations") or {}).get(DEFAULT_CONTAINER_ANNOTATION)
+    containers = (pod.get("spec") or {}).get("containers") or []
+    return annotated or (containers[0].get("name") if len(containers) > 1 else None)
 
 
 def _name_ns(pod: dict | str, namespace: str | None) -> tuple[str, str]:

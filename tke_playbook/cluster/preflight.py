@@ -11,56 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..catalog import get_model
 from ..errors import ClusterError, InvalidSpecError, PlaybookError
+from ..fit import check_fit
+from ..preflight_report import CheckRow, PreflightReport
 from .client import Kube, cluster_error, connect
 from .inventory import CFS_PROVISIONER, NodeInfo, cfs_storage_classes, list_nodes, list_storage_classes
 
 LWS_CRD = "leaderworkersets.leaderworkerset.x-k8s.io"
 LWS_INSTALL = ("kubectl apply --server-side -f https://github.com/kubernetes-sigs/lws/releases/latest/download/"
                "manifests.yaml")
-
-
-@dataclass(frozen=True)
-class CheckRow:
-    """One check: ``ok`` is True (pass), False (fail) or None (skipped because an earlier check failed)."""
-
-    check: str
-    ok: bool | None
-    detail: str
-    action: str = ""
-
-    @property
-    def mark(self) -> str:
-        return {True: "PASS", False: "FAIL", None: "skip"}[self.ok]
-
-
-@dataclass(frozen=True)
-class PreflightReport:
-    rows: tuple[CheckRow, ...]
-
-    @property
-    def ok(self) -> bool:
-        return all(row.ok is not False for row in self.rows)
-
-    @property
-    def failures(self) -> list[CheckRow]:
-        return [row for row in self.rows if row.ok is False]
-
-    def to_frame(self):
-        import pandas as pd
-
-        return pd.DataFrame([{"check": r.check, "result": r.mark, "detail": r.detail, "what to do": r.action}
-                             for r in self.rows])
-
-    def __str__(self) -> str:
-        width = max((len(r.check) for r in self.rows), default=0)
-        lines = [f"{r.mark:4}  {r.check:{width}}  {r.detail}" + (f"\n      {'':{width}}  -> {r.action}"
-                                                                  if r.action else "") for r in self.rows]
-        verdict = "Ready." if self.ok else f"{len(self.failures)} check(s) failed: fix them and run preflight again."
-        return "\n".join(lines + [verdict])
-
-    def _repr_html_(self) -> str:
-        return self.to_frame()._repr_html_()
 
 
 def _gpu_label(node: NodeInfo) -> str:
@@ -84,9 +44,6 @@ class _Refused:
 
 
 def _fit_row(nodes: list[NodeInfo], model: Any, max_model_len, gpu_memory_utilization, tensor_parallel) -> CheckRow:
-    from ..catalog import get_model
-    from ..hardware import check_fit
-
     info = get_model(model) if isinstance(model, str) else model
     verdicts, seen = [], set()
     for node in nodes:

@@ -18,7 +18,7 @@ from kubernetes import watch
 from ..errors import ClusterError, DeploymentFailedError, JobFailedError, WaitTimeoutError
 from .apply import get
 from .client import Kube, ObjectRef
-from .diagnose import Diagnosis, Severity, diagnose_pod, format_diagnoses
+from ..diagnosis import Diagnosis, Severity, diagnose_pod, format_diagnoses
 from .inventory import current_pods, list_pods, pod_events, pod_logs
 
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"

@@ -1,26 +1,30 @@
-"""Parallel, verified, resumable model download into the PVC (cluster) or a local folder playing it (local).
+"""Parallel, verified, resumable, non-destructive model download into the PVC (cluster) or a local folder playing
+it (local), and the checks that make a model folder servable.
 
-``DownloadSpec`` says what to fetch; ``list_repo_files`` asks the hub; ``make_plan`` splits the bytes across
-shards; ``build_download_job``/``build_worker_configmap`` run the shards on a cluster and ``run_local_download``
-runs them as local processes; ``read_progress`` shows how far they got. ``HubMirror`` serves repositories on
-127.0.0.1 (tests, the benchmark and the offline local target).
-
-Cluster pods run a plain ``python:3.11-slim`` image and ``pip install httpx`` when they start, so download nodes
-need PyPI or a mirror (``DownloadSpec.pip_index_url``); without one they stop saying so (see ``manifests``).
+``DownloadSpec`` says what to fetch; ``list_repo_files`` asks the hub (and refuses a hostile or broken listing
+before anything is written); ``make_plan`` splits the bytes across shards and ties the plan to its spec;
+``build_download_job``/``build_worker_configmap`` run the shards on a cluster and ``run_local_download`` runs
+them as local processes - the same standard-library worker either way, so pods install nothing. A file that
+already matches its listed hash is kept; new bytes replace a file only once verified. ``verify_model`` re-hashes
+a finished folder; ``adopt_model`` makes files fetched by other means servable. ``HubMirror`` serves repositories
+on 127.0.0.1 (tests, the benchmark and the offline local target).
 """
 
 from .charts import plot_bytes_per_shard
 from .listing import list_repo_files, plan_download
-from .local import download_local, progress_frame, run_local_download
+from .local import download_local, progress_frame, require_finished, run_local_download, validate_pvc_dir
 from .manifests import build_download_job, build_download_objects, build_token_secret, build_worker_configmap
 from .mirror import Fault, HubMirror, offline_mirror
-from .planner import DownloadPlan, Piece, RepoFile, make_plan, select_files, split_bytes, tutorial_plan
+from .planner import (DownloadPlan, Piece, RepoFile, check_plan_matches, make_plan, select_files, split_bytes,
+                      tutorial_plan)
 from .progress import read_progress
-from .spec import DownloadSpec, Source
+from .spec import DownloadMode, DownloadSpec, Source
 from .tokens import HubToken, token_from_env
+from .verify import adopt_model, verify_model
 
-__all__ = ["DownloadPlan", "DownloadSpec", "Fault", "HubMirror", "HubToken", "Piece", "RepoFile", "Source",
-           "build_download_job", "build_download_objects", "build_token_secret", "build_worker_configmap",
-           "download_local", "list_repo_files", "make_plan", "offline_mirror", "plan_download", "plot_bytes_per_shard",
-           "progress_frame", "read_progress", "run_local_download", "select_files", "split_bytes",
-           "token_from_env", "tutorial_plan"]
+__all__ = ["DownloadMode", "DownloadPlan", "DownloadSpec", "Fault", "HubMirror", "HubToken", "Piece", "RepoFile",
+           "Source", "adopt_model", "build_download_job", "build_download_objects", "build_token_secret",
+           "build_worker_configmap", "check_plan_matches", "download_local", "list_repo_files", "make_plan",
+           "offline_mirror", "plan_download", "plot_bytes_per_shard", "progress_frame", "read_progress",
+           "require_finished", "run_local_download", "select_files", "split_bytes", "token_from_env",
+           "tutorial_plan", "validate_pvc_dir", "verify_model"]

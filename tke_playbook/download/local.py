@@ -1,12 +1,13 @@
-"""The local target: run the same worker as N OS processes writing into a local folder that plays the PVC.
+"""The local target: run the same worker as OS processes writing into a local folder that plays the PVC.
 
-The worker's files are laid out exactly as the Job's ConfigMap ships them (``.tke-playbook/worker/``), so the
-local processes run what the pods run.
+The worker's files are laid out exactly as the Job's ConfigMap ships them, in a private temporary folder (never
+on the PVC, where hub content lands), so the local processes run what the pods run.
 
-:func:`run_local_download` runs a plan (at most ``workers`` processes at a time, like the Job's parallelism) and
-returns the verified model folder, or raises the worker's error (a ``VerificationError`` or ``HubError`` naming the
-file). :func:`download_local` lists and plans first; offline it serves the bundled all-MiniLM-L6-v2 through a local
-hub mirror so the real download path runs. :func:`progress_frame` shows progress as a table.
+:func:`run_local_download` runs a plan (at most ``workers`` processes at a time, bounded by the shards and the
+machine's cores; each dies with this process) and returns the verified model folder, or raises the worker's
+error (a ``VerificationError`` or ``HubError`` naming the file). :func:`download_local` lists and plans first;
+offline it serves the bundled all-MiniLM-L6-v2 through a local hub mirror so the real download path runs.
+:func:`progress_frame` shows progress as a table; :func:`require_finished` says whether a download really ended.
 """
 
 from __future__ import annotations
@@ -14,37 +15,83 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..errors import DownloadError, HubError, VerificationError
-from ..modelfolder import is_complete, read_manifest
+from ..errors import DownloadError, HubError, InvalidSpecError, VerificationError
+from ..modelfolder import completeness_problem
 from . import progress
 from .manifests import PLAN_KEY, build_worker_configmap
-from .planner import DownloadPlan
+from .planner import MAX_SHARDS, DownloadPlan, check_plan_matches
 from .spec import DownloadSpec
 from .tokens import TOKEN_ENV_IN_POD, reveal
+from .worker import finish, options
 
 _KINDS = {"verification": VerificationError, "hub": HubError}
+_SYSTEM_TREES = ("/proc", "/sys", "/dev")
 
 
-def _tail(path: Path, lines: int = 5) -> str:
+def max_local_workers() -> int:
+    """Worker processes at once on this machine: 4 per core (downloads wait on the network), at most 64."""
+    return max(2, min(MAX_SHARDS, 4 * (os.cpu_count() or 1)))
+
+
+def system_tree(path, trees=_SYSTEM_TREES) -> str | None:
+    """The system tree ``path`` is in, as typed or once symlinks are resolved (``/proc/self/cwd``), or None."""
+    for where in (os.path.abspath(path), os.path.realpath(path)):
+        tree = next((t for t in trees if where == t or where.startswith(t.rstrip("/") + "/")), None)
+        if tree:
+            return tree
+    return None
+
+
+def validate_pvc_dir(pvc_dir) -> Path:
+    """The folder playing the PVC: a writable directory (created if missing), never a file or a system tree."""
+    text = os.fspath(pvc_dir) if isinstance(pvc_dir, (str, os.PathLike)) else None
+    if not text or not text.strip():
+        raise InvalidSpecError("The PVC folder is empty: give a directory such as ~/models (or leave it out for the "
+                               "toolkit's own folder)", field="pvc_dir", value=pvc_dir)
+    path = Path(text).expanduser()
+    tree = system_tree(path)
+    if tree:
+        raise InvalidSpecError(f"The PVC folder {text} is inside {tree}, a system tree: give a directory of your own "
+                               f"such as ~/models", field="pvc_dir", value=text)
+    if path.exists() and not path.is_dir():
+        raise InvalidSpecError(f"The PVC folder {text} is a file, not a directory: give a directory such as ~/models",
+                               field="pvc_dir", value=text)
     try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidSpecError(f"The PVC folder {text} cannot be created ({exc.strerror}): give a writable directory",
+                               field="pvc_dir", value=text) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InvalidSpecError(f"The PVC folder {text} is not writable: give a directory you can write to",
+                               field="pvc_dir", value=text)
+    return path
+
+
+def _tail(path: Path, lines: int = 5, since: int = 0) -> str:
+    """The last lines a worker wrote to its log from byte ``since`` on (this run's, not an earlier run's)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(since)
+            text = fh.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
+    return "\n".join(text.splitlines()[-lines:]) or "(it wrote nothing)"
 
 
 def _ship_worker(spec: DownloadSpec, plan: DownloadPlan, where: Path) -> Path:
     """Lay out the worker ConfigMap's files, so local processes run exactly what the Job's pods run."""
-    where.mkdir(parents=True, exist_ok=True)
     for key, text in build_worker_configmap(spec, plan)["data"].items():
         (where / key).write_text(text, encoding="utf-8")
     return where
 
 
-def _failure(folder: Path, plan: DownloadPlan, codes: dict[int, int], logs: dict[int, Path]) -> DownloadError:
+def _failure(folder: Path, plan: DownloadPlan, codes: dict[int, int], logs: dict[int, tuple]) -> DownloadError:
     states = progress.shard_states(folder, plan.plan_id, len(plan.shards))
     for index, code in sorted(codes.items()):
         state = states.get(index, {})
@@ -52,35 +99,28 @@ def _failure(folder: Path, plan: DownloadPlan, codes: dict[int, int], logs: dict
             cls = _KINDS.get(state.get("kind"), DownloadError)
             return cls(f"Shard {index} failed: {state['error']}", obj=state.get("file") or index)
     index, code = next((i, c) for i, c in sorted(codes.items()) if c)
-    return DownloadError(f"Download worker {index} exited with code {code}:\n{_tail(logs[index])}", obj=index)
+    path, since = logs[index]
+    return DownloadError(f"Download worker {index} exited with code {code}:\n{_tail(path, since=since)}", obj=index)
 
 
-def run_local_download(spec: DownloadSpec, plan: DownloadPlan, pvc_dir=None, workers: int | None = None,
-                       on_progress=None, *, token=None, poll_s: float = 0.5, timeout_s: float | None = None,
-                       worker_args=()) -> Path:
-    """Download ``plan`` into ``pvc_dir/<model>`` with worker processes; return the complete model folder."""
-    from ..target import local_pvc_dir
+def _start(shipped: Path, root: Path, index: int, log: Path, env: dict, worker_args) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, str(shipped / "worker.py"), "--plan", str(shipped / PLAN_KEY),
+                                 "--root", str(root), "--index", str(index), *worker_args],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
 
-    root = Path(pvc_dir) if pvc_dir is not None else local_pvc_dir(spec.pvc)
-    folder = root / plan.model_path
-    workers = workers or spec.parallelism
-    shipped = _ship_worker(spec, plan, progress.state_dir(folder) / "worker")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if reveal(token):
-        env[TOKEN_ENV_IN_POD] = reveal(token)
-    pending, running, codes, logs = list(range(len(plan.shards))), {}, {}, {}
+
+def _run_processes(plan, shipped, root, folder, workers, env, on_progress, poll_s, timeout_s, worker_args):
     deadline = time.monotonic() + timeout_s if timeout_s else None
+    pending, running, codes, logs = list(range(len(plan.shards))), {}, {}, {}
     try:
         while pending or running:
             while pending and len(running) < workers:
                 index = pending.pop(0)
-                logs[index] = progress.state_dir(folder) / "logs" / f"{index}.log"
-                logs[index].parent.mkdir(parents=True, exist_ok=True)
-                with open(logs[index], "ab") as log:
-                    running[index] = subprocess.Popen(
-                        [sys.executable, str(shipped / "worker.py"), "--plan", str(shipped / PLAN_KEY),
-                         "--root", str(root), "--index", str(index), *worker_args],
-                        stdout=log, stderr=subprocess.STDOUT, env=env)
+                log = progress.state_dir(folder) / "logs" / f"{index}.log"
+                logs[index] = (log, log.stat().st_size if log.exists() else 0)  # the log grows run after run
+                running[index] = _start(shipped, root, index, log, env, worker_args)
             time.sleep(poll_s)
             for index, proc in list(running.items()):
                 if proc.poll() is not None:
@@ -89,31 +129,66 @@ def run_local_download(spec: DownloadSpec, plan: DownloadPlan, pvc_dir=None, wor
             if on_progress is not None:
                 on_progress(progress.read_progress(folder))
             if deadline and time.monotonic() > deadline:
-                raise DownloadError(f"The download of {plan.model_path} did not finish within {timeout_s:.0f} s; "
-                                    f"run it again - it resumes", obj=plan.model_path)
+                raise DownloadError(f"The download of {plan.model_path} did not finish within {timeout_s:.0f} s; run "
+                                    f"it again - it resumes", obj=plan.model_path)
     finally:
         for proc in running.values():
             proc.kill()
             proc.wait()
+    return codes, logs
+
+
+def run_local_download(spec: DownloadSpec, plan: DownloadPlan, pvc_dir=None, workers: int | None = None,
+                       on_progress=None, *, token=None, poll_s: float = 0.5, timeout_s: float | None = None,
+                       worker_args=()) -> Path:
+    """Download ``plan`` into ``pvc_dir/<model>`` with worker processes; return the complete model folder.
+    The plan must have been made for ``spec`` (else InvalidSpecError)."""
+    from ..target import local_pvc_dir
+
+    check_plan_matches(spec, plan)
+    root = validate_pvc_dir(pvc_dir) if pvc_dir is not None else local_pvc_dir(spec.pvc)
+    folder = root / plan.model_path
+    workers = max(1, min(workers or spec.parallelism, len(plan.shards), max_local_workers()))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TKE_PARENT_PID=str(os.getpid()))
+    run_id = uuid.uuid4().hex  # shards report "done" anew in every run
+    worker_args = ("--run-id", run_id, *worker_args)
+    if reveal(token):
+        env[TOKEN_ENV_IN_POD] = reveal(token)
+    with tempfile.TemporaryDirectory(prefix="tke-worker-") as tmp:
+        shipped = _ship_worker(spec, plan, Path(tmp))
+        codes, logs = _run_processes(plan, shipped, root, folder, workers, env, on_progress, poll_s, timeout_s,
+                                     worker_args)
     if any(codes.values()):
         raise _failure(folder, plan, codes, logs)
-    if not (is_complete(folder) and read_manifest(folder).get("plan_id") == plan.plan_id):
-        _finish_here(plan, folder)  # the final verify step, should the last worker have stopped before it
+    if completeness_problem(folder) is not None:
+        opts = options(root, "final", plan.model_path, retries=3, max_backoff=5.0, token=reveal(token),
+                       run_id=run_id)
+        if not finish(plan.to_dict(), opts):  # the final step, should the last worker have stopped before it
+            raise DownloadError(f"The download of {plan.model_path} is incomplete: some shards did not finish; run "
+                                f"it again - it resumes", obj=plan.model_path)
     return folder
 
 
-def _finish_here(plan: DownloadPlan, folder: Path) -> None:
-    import argparse
-
-    import httpx
-
-    from . import worker
-
-    opts = argparse.Namespace(folder=folder, index="final", retries=3, backoff=0.5, max_backoff=5.0)
-    with httpx.Client(timeout=60, follow_redirects=True) as client:
-        if not worker.finish(client, plan.to_dict(), opts):
-            raise DownloadError(f"The download of {plan.model_path} is incomplete: some shards did not finish; run "
-                                f"it again - it resumes", obj=plan.model_path)
+def require_finished(folder) -> dict:
+    """The progress summary of a download that really ended complete; else DownloadError saying what is left
+    (no download state, a plan with no files, shards pending or failed, or an incomplete folder)."""
+    summary = progress.read_progress(folder)
+    if summary["plan_id"] is None:
+        raise DownloadError(f"No download has run into {folder}: start it first (start_download)", obj=str(folder))
+    if summary["files_total"] == 0:
+        raise DownloadError(f"The download plan for {folder} has no files: plan it again from the spec",
+                            obj=str(folder))
+    failed = [r for r in summary["shards"] if r["status"] == progress.FAILED]
+    if failed:
+        raise DownloadError(f"Shard {failed[0]['shard']} failed: {failed[0]['error']}", obj=str(folder))
+    left = [r["shard"] for r in summary["shards"] if r["status"] != progress.DONE]
+    if left:
+        raise DownloadError(f"Shard(s) {left} of the download into {folder} have not finished: wait again or run "
+                            f"the download again - it resumes", obj=str(folder))
+    problem = completeness_problem(folder)
+    if problem is not None:
+        raise DownloadError(f"The download into {folder} is not complete: {problem}", obj=str(folder))
+    return summary
 
 
 def hub_reachable(endpoint: str, timeout_s: float = 3.0) -> bool:
@@ -130,26 +205,29 @@ def hub_reachable(endpoint: str, timeout_s: float = 3.0) -> bool:
 
 
 def download_local(spec: DownloadSpec, *, pvc_dir=None, token=None, on_progress=None,
-                   offline: bool | None = None, timeout_s: float | None = None) -> Path:
+                   offline: bool | None = None, timeout_s: float | None = None, workers: int | None = None) -> Path:
     """List, plan and download on this machine. Offline (no route to the hub) the bundled all-MiniLM-L6-v2 is
     served by a local mirror the toolkit starts; other models need the internet."""
     from ..catalog import OFFLINE_MODEL
     from .listing import plan_download, resolve_endpoint
     from .mirror import offline_mirror
 
+    if pvc_dir is not None:
+        pvc_dir = validate_pvc_dir(pvc_dir)
     endpoint = resolve_endpoint(spec.source, spec.endpoint)
     if offline is None:
         offline = os.environ.get("TKE_PLAYBOOK_OFFLINE") == "1" or not hub_reachable(endpoint)
     if not offline:
         plan = plan_download(spec, token=token)
-        return run_local_download(spec, plan, pvc_dir, on_progress=on_progress, token=token, timeout_s=timeout_s)
+        return run_local_download(spec, plan, pvc_dir, workers, on_progress=on_progress, token=token,
+                                  timeout_s=timeout_s)
     if spec.model != OFFLINE_MODEL:
         raise HubError(f"{endpoint} cannot be reached and only {OFFLINE_MODEL} ships with the toolkit: connect to "
                        f"the internet (or set {spec.source.endpoint_env} to a reachable mirror) to download "
                        f"{spec.model}", obj=spec.model)
     with offline_mirror() as hub:
         plan = plan_download(spec, endpoint=hub.url)
-        return run_local_download(spec, plan, pvc_dir, on_progress=on_progress, timeout_s=timeout_s)
+        return run_local_download(spec, plan, pvc_dir, workers, on_progress=on_progress, timeout_s=timeout_s)
 
 
 def progress_frame(folder):

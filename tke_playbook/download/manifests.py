@@ -1,77 +1,66 @@
 """Kubernetes objects for a cluster download: the Indexed Job, the worker ConfigMap and the hub-token Secret.
 
-Pure builders returning plain dicts. The Job runs the library's own worker source (shipped in a ConfigMap, not
-baked into an image) in a plain Python image; each pod downloads the shard of its ``JOB_COMPLETION_INDEX``.
-Pods carry labels their pod anti-affinity really selects, so the scheduler spreads them one per node.
-
-Network needs of a pod, besides the hub: the plain image (``python:3.11-slim``) has no httpx, so each pod runs
-``pip install 'httpx>=0.27,<1'`` when it starts - from PyPI, or from ``DownloadSpec.pip_index_url`` (a PyPI
-mirror reachable from the download nodes, e.g. Tencent Cloud's). An image that already has httpx skips the
-install. When pip cannot reach its index the pod stops within a minute or two (2 retries, 20 s timeout)
-with a message saying so and exit status 2; the Job carries the same fact in its
-``tke-playbook.io/pip-install`` annotation. The worker ConfigMap is mounted as optional: a pod started
-before the ConfigMap exists stops at once with a message naming it, instead of waiting in ContainerCreating.
+Pure builders returning plain dicts. The Job runs the library's own worker source (shipped in the ConfigMap, not
+baked into an image) in a plain Python image that needs nothing else: the worker is standard library only, so
+pods install nothing and reach only the hub. The ConfigMap is always part of a plan: it carries the request
+(model, repository, revision, include/exclude, shards, mode) and, when the plan was made with the hub's listing,
+the plan itself. Without the listing (``render`` without hub access) the pods list the hub themselves; the first
+one pins its listing for the Job run (keyed by the Job's uid from the downward API), so every index computes the
+same byte-balanced plan. Pods carry labels their anti-affinity really selects, so the scheduler spreads them one
+per node. They run without a service-account token, without privilege escalation and with every capability
+dropped; the image's user (root in python:3.11-slim) keeps write access to a fresh CFS volume - set
+``run_as_user`` when the PVC is writable by another uid.
 """
 
 from __future__ import annotations
 
-import shlex
+import json
 from pathlib import Path
 
+from ..errors import InvalidSpecError
 from ..labels import COMPONENT, INSTANCE, Component, common_labels
 from ..names import validate_subdomain
+from .planner import check_plan_matches, request_of
 from .spec import TOKEN_SECRET, TOKEN_SECRET_KEY, DownloadSpec
 from .tokens import TOKEN_ENV_IN_POD, reveal
 
 WORKER_DIR = "/opt/tke-playbook"
 DATA_DIR = "/data"
 PLAN_KEY = "plan.json"
-HTTPX_REQUIREMENT = "httpx>=0.27,<1"
+RUN_ID_LABEL = "batch.kubernetes.io/controller-uid"
+# Kept for plan.py's notes until its owner drops them: pods install nothing any more.
+HTTPX_REQUIREMENT = "nothing (the download worker is standard library only)"
+PIP_EXIT = PLAN_EXIT = 2
 _PACKAGE = Path(__file__).resolve().parent
-# ConfigMap key -> the library file shipped to the pods (stdlib + httpx only).
-WORKER_FILES = {"worker.py": _PACKAGE / "worker.py", "transfer.py": _PACKAGE / "transfer.py",
-                "progress.py": _PACKAGE / "progress.py",
-                "modelfolder.py": _PACKAGE.parent / "modelfolder.py"}
+# ConfigMap key -> the library file shipped to the pods (standard library only).
+WORKER_FILES = {name: _PACKAGE / name for name in ("worker.py", "transfer.py", "hubapi.py", "rules.py",
+                                                   "planner.py", "progress.py")}
+WORKER_FILES["modelfolder.py"] = _PACKAGE.parent / "modelfolder.py"
 
 
 def _labels(spec: DownloadSpec) -> dict[str, str]:
     return common_labels(Component.DOWNLOAD, spec.job_name, spec.model)
 
 
-PIP_EXIT = 2     # the pod's exit status when httpx cannot be installed
-PLAN_EXIT = 2    # ... and when the worker ConfigMap is missing
+def plan_document(spec: DownloadSpec, plan=None) -> dict:
+    """What ``plan.json`` holds: the spec's request and, when made with the listing, the plan."""
+    if plan is not None:
+        check_plan_matches(spec, plan)
+    return {"format": 2, "request": request_of(spec), "plan": plan.to_dict() if plan is not None else None}
 
 
-def pip_source(spec: DownloadSpec) -> str:
-    """Where download pods pip-install httpx from, in words."""
-    return spec.pip_index_url or "PyPI (https://pypi.org/simple)"
-
-
-def worker_command(spec: DownloadSpec) -> list[str]:
-    """Check the ConfigMap is mounted, install httpx into the plain image unless it has it (bounded retries and
-    timeout, a clear message when the index is out of reach), then run the shipped worker on this pod's shard."""
-    index = f" --index-url {shlex.quote(spec.pip_index_url)}" if spec.pip_index_url else ""
-    plan = f"{WORKER_DIR}/{PLAN_KEY}"
-    script = (
-        f"if [ ! -f {plan} ]; then echo \"tke-playbook: {plan} is missing: apply ConfigMap '{spec.configmap_name}' "
-        f"(the download worker and its shard plan) in namespace '{spec.namespace}' before the Job\" >&2; "
-        f"exit {PLAN_EXIT}; fi; "
-        f"if ! python -c 'import httpx' 2>/dev/null; then "
-        f"python -m pip install --quiet --no-cache-dir --disable-pip-version-check --retries 2 --timeout 20{index} "
-        f"'{HTTPX_REQUIREMENT}' || {{ echo \"tke-playbook: could not pip install {HTTPX_REQUIREMENT} from "
-        f"{pip_source(spec)}: the download node needs a route to it. Set pip_index_url to a PyPI mirror the node "
-        f"can reach, or use an image that has httpx\" >&2; exit {PIP_EXIT}; }}; fi; "
-        f"exec python {WORKER_DIR}/worker.py --plan {plan} --root {DATA_DIR}")
-    return ["sh", "-c", script]
-
-
-def build_worker_configmap(spec: DownloadSpec, plan) -> dict:
-    """The worker's source, read from the library's own files, and the plan as JSON."""
+def build_worker_configmap(spec: DownloadSpec, plan=None) -> dict:
+    """The worker's source, read from the library's own files, and the plan document as JSON."""
     data = {key: path.read_text(encoding="utf-8") for key, path in WORKER_FILES.items()}
-    data[PLAN_KEY] = plan.to_json() if hasattr(plan, "to_json") else str(plan)
+    data[PLAN_KEY] = json.dumps(plan_document(spec, plan), indent=1)
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": spec.configmap_name, "namespace": spec.namespace, "labels": _labels(spec)},
             "data": data}
+
+
+def worker_command(spec: DownloadSpec) -> list[str]:
+    """Run the shipped worker on this pod's shard (``JOB_COMPLETION_INDEX``)."""
+    return ["python", f"{WORKER_DIR}/worker.py", "--plan", f"{WORKER_DIR}/{PLAN_KEY}", "--root", DATA_DIR]
 
 
 def _affinity(spec: DownloadSpec) -> dict:
@@ -84,43 +73,65 @@ def _affinity(spec: DownloadSpec) -> dict:
 
 
 def _annotations(spec: DownloadSpec, plan) -> dict[str, str]:
-    notes = {"tke-playbook.io/pip-install": f"pods pip-install {HTTPX_REQUIREMENT} from {pip_source(spec)} at start "
-                                           f"unless the image has httpx",
-             "tke-playbook.io/worker-configmap": spec.configmap_name}
+    notes = {"tke-playbook.io/worker-configmap": spec.configmap_name,
+             "tke-playbook.io/listing": "in the ConfigMap's plan" if plan is not None else
+             f"listed by the pods at run time ({spec.source.value} {spec.repo_id} at '{spec.revision}')"}
     if plan is not None:
         notes["tke-playbook.io/plan-id"] = plan.plan_id
     return notes
 
 
-def build_download_job(spec: DownloadSpec, plan=None) -> dict:
-    """The batch/v1 Indexed Job: ``completions`` shards, ``parallelism`` pods at a time, one pod per node."""
-    if plan is not None and len(plan.shards) != spec.completions:
-        from ..errors import InvalidSpecError
-
-        raise InvalidSpecError(f"The plan has {len(plan.shards)} shards but the spec asks for {spec.completions} "
-                               f"completions: build the plan from this spec", field="completions",
-                               value=spec.completions)
-    env = [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "PIP_ROOT_USER_ACTION", "value": "ignore"}]
+def _env(spec: DownloadSpec) -> list[dict]:
+    env = [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+           {"name": "TKE_RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{RUN_ID_LABEL}']"}}}]
     if spec.endpoint:
         env.append({"name": spec.source.endpoint_env, "value": spec.endpoint})
     if spec.token_secret:
         env.append({"name": TOKEN_ENV_IN_POD, "valueFrom": {"secretKeyRef": {
             "name": spec.token_secret, "key": TOKEN_SECRET_KEY, "optional": True}}})
+    return env
+
+
+def _security(spec: DownloadSpec) -> tuple[dict, dict]:
+    """(pod securityContext, container securityContext)."""
+    pod = {"seccompProfile": {"type": "RuntimeDefault"}}
+    if spec.run_as_user is not None:
+        pod.update({"runAsUser": spec.run_as_user, "runAsGroup": spec.run_as_user,
+                    "runAsNonRoot": spec.run_as_user != 0})
+    container = {"allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True,
+                 "capabilities": {"drop": ["ALL"]}}
+    return pod, container
+
+
+def _pod_spec(spec: DownloadSpec) -> dict:
+    pod_security, container_security = _security(spec)
     pod_spec = {
         "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security,
         "affinity": _affinity(spec),
         "containers": [{
             "name": "worker", "image": spec.image, "imagePullPolicy": "IfNotPresent",
-            "command": worker_command(spec), "env": env,
+            "command": worker_command(spec), "env": _env(spec), "securityContext": container_security,
             "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
             "volumeMounts": [{"name": "model-store", "mountPath": DATA_DIR},
-                             {"name": "worker", "mountPath": WORKER_DIR, "readOnly": True}],
+                             {"name": "worker", "mountPath": WORKER_DIR, "readOnly": True},
+                             {"name": "tmp", "mountPath": "/tmp"}],
         }],
         "volumes": [{"name": "model-store", "persistentVolumeClaim": {"claimName": spec.pvc}},
-                    {"name": "worker", "configMap": {"name": spec.configmap_name, "optional": True}}],
+                    {"name": "worker", "configMap": {"name": spec.configmap_name}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
     }
     if spec.node_selector:
         pod_spec["nodeSelector"] = spec.node_selector_dict
+    return pod_spec
+
+
+def build_download_job(spec: DownloadSpec, plan=None) -> dict:
+    """The batch/v1 Indexed Job: ``completions`` shards, ``parallelism`` pods at a time, one pod per node."""
+    if plan is not None:
+        check_plan_matches(spec, plan)
     labels = _labels(spec)
     return {
         "apiVersion": "batch/v1", "kind": "Job",
@@ -132,7 +143,7 @@ def build_download_job(spec: DownloadSpec, plan=None) -> dict:
             # what Kubernetes 1.28 (per-index limit behind a feature gate there) applies to the whole Job instead
             "backoffLimit": spec.backoff_limit_per_index * spec.completions,
             "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": _pod_spec(spec)},
         },
     }
 
@@ -142,8 +153,6 @@ def build_token_secret(token, *, name: str = TOKEN_SECRET, namespace: str = "def
     """The Secret holding a hub token under key ``token`` (give a HubToken or str; it is never printed)."""
     value = reveal(token)
     if not value:
-        from ..errors import InvalidSpecError
-
         raise InvalidSpecError("The hub token is empty: set HF_TOKEN or MODELSCOPE_API_TOKEN, or pass the token",
                                field="token", value=None)
     if spec is not None:
@@ -155,8 +164,8 @@ def build_token_secret(token, *, name: str = TOKEN_SECRET, namespace: str = "def
             "stringData": {TOKEN_SECRET_KEY: value}}
 
 
-def build_download_objects(spec: DownloadSpec, plan, token=None) -> list[dict]:
+def build_download_objects(spec: DownloadSpec, plan=None, token=None) -> list[dict]:
     """Everything a cluster download applies, in order: the token Secret (when a token is given), the worker
-    ConfigMap, the Job."""
+    ConfigMap, the Job. Without ``plan`` the pods list the hub themselves."""
     objects = [build_token_secret(token, spec=spec)] if reveal(token) and spec.token_secret else []
     return objects + [build_worker_configmap(spec, plan), build_download_job(spec, plan)]

@@ -1,7 +1,8 @@
 """A local model hub on 127.0.0.1 speaking both the Hugging Face and the ModelScope REST APIs.
 
 :class:`HubMirror` serves folders as repositories: the Hugging Face tree API (``/api/models/{repo}/tree/{rev}``,
-paginated with ``Link`` headers, LFS metadata) and ``/{repo}/resolve/{rev}/{path}`` (LFS files answer with a
+paginated with ``Link`` headers, LFS metadata), ``/api/models/{repo}/revision/{rev}`` (the commit ``sha``)
+and ``/{repo}/resolve/{rev}/{path}`` (LFS files answer with a
 redirect, as the real hub does), and ModelScope's ``/api/v1/models/{repo}/repo/files`` listing and
 ``/api/v1/models/{repo}/repo?FilePath=`` file endpoint, all with HTTP Range support. Tests and the benchmark
 throttle it per connection and inject faults (:class:`Fault`); the offline local target downloads the bundled
@@ -53,6 +54,7 @@ class _Repo:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.files: dict[str, dict] = {}
+        self.commit = ""
         for dirpath, dirnames, filenames in os.walk(self.folder):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
@@ -61,6 +63,7 @@ class _Repo:
                 sha256, sha1 = _hashes(full)
                 self.files[rel] = {"size": full.stat().st_size, "sha256": sha256, "sha1": sha1,
                                    "lfs": rel.lower().endswith(LFS_SUFFIXES)}
+        self.commit = hashlib.sha1(json.dumps(self.files, sort_keys=True).encode()).hexdigest()
 
     def dirs(self) -> list[str]:
         found = {"/".join(p.split("/")[:i]) for p in self.files for i in range(1, p.count("/") + 1)}
@@ -123,169 +126,180 @@ class HubMirror:
         return None
 
 
-def _handler(hub: HubMirror):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+class _MirrorHandler(BaseHTTPRequestHandler):
+    """The routes of both hub APIs; ``hub`` (the HubMirror) is set by :func:`_handler`."""
 
-        def log_message(self, *args):  # quiet
-            pass
+    hub: HubMirror
+    protocol_version = "HTTP/1.1"
 
-        def _send(self, status: int, body: bytes = b"", headers: dict | None = None, ctype="application/json"):
-            self.send_response(status)
-            for key, value in {"Content-Type": ctype, "Content-Length": str(len(body)), **(headers or {})}.items():
-                self.send_header(key, value)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-            with hub._lock:
-                hub.log.append((self.command, self.path, status))
+    def log_message(self, *args):  # quiet
+        pass
 
-        def _json(self, status: int, obj, headers=None):
-            self._send(status, json.dumps(obj).encode(), headers)
+    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, ctype="application/json"):
+        self.send_response(status)
+        for key, value in {"Content-Type": ctype, "Content-Length": str(len(body)), **(headers or {})}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        with self.hub._lock:
+            self.hub.log.append((self.command, self.path, status))
 
-        def _authorized(self) -> bool:
-            if not hub.token:
-                return True
-            auth = self.headers.get("Authorization", "")
-            if auth == f"Bearer {hub.token}" or f"m_session_id={hub.token}" in self.headers.get("Cookie", ""):
-                return True
-            self._json(401, {"error": "Invalid credentials", "Code": 401, "Success": False})
-            return False
+    def _json(self, status: int, obj, headers=None):
+        self._send(status, json.dumps(obj).encode(), headers)
 
-        def do_HEAD(self):
-            self.do_GET()
+    def _authorized(self) -> bool:
+        if not self.hub.token:
+            return True
+        auth = self.headers.get("Authorization", "")
+        if auth == f"Bearer {self.hub.token}" or f"m_session_id={self.hub.token}" in self.headers.get("Cookie", ""):
+            return True
+        self._json(401, {"error": "Invalid credentials", "Code": 401, "Success": False})
+        return False
 
-        def do_GET(self):
-            url = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-            path = unquote(url.path)
-            try:
-                if not self._authorized():
-                    return
-                if m := re.match(r"^/api/v1/models/([^/]+/[^/]+)/repo/files$", path):
-                    return self._ms_list(m.group(1), query)
-                if m := re.match(r"^/api/v1/models/([^/]+/[^/]+)/repo$", path):
-                    return self._file(m.group(1), query.get("Revision", "master"), query.get("FilePath", ""),
-                                      ms=True)
-                if m := re.match(r"^/api/models/([^/]+/[^/]+)/tree/([^/]+)/?(.*)$", path):
-                    return self._hf_tree(m.group(1), m.group(2), m.group(3), query)
-                if m := re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path):
-                    return self._file(m.group(1), m.group(2), m.group(3), lfs_redirect=True)
-                if m := re.match(r"^/cdn-lfs/([^/]+/[^/]+)/([^/]+)/(.+)$", path):
-                    return self._file(m.group(1), m.group(2), m.group(3))
-                self._json(404, {"error": f"no route for {path}"})
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
+    def do_HEAD(self):
+        self.do_GET()
 
-        def _repo(self, repo_id: str, revision: str, ms=False):
-            repo = hub.repos.get(repo_id)
-            if repo is None or revision not in hub.revisions:
-                what = "Repository not found" if repo is None else f"Revision {revision} not found"
-                body = {"Code": 10010205001, "Message": what, "Success": False} if ms else {"error": what}
-                code = "RepoNotFound" if repo is None else "RevisionNotFound"
-                self._json(404, body, {"X-Error-Code": code, "X-Error-Message": what})
-                return None
-            return repo
-
-        def _ms_list(self, repo_id, query):
-            repo = self._repo(repo_id, query.get("Revision", "master"), ms=True)
-            if repo is None:
+    def do_GET(self):
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        path = unquote(url.path)
+        try:
+            if not self._authorized():
                 return
-            recursive = query.get("Recursive", "False").lower() == "true"
-            root = query.get("Root", "").strip("/")
-            entries = [{"Name": d.rsplit("/", 1)[-1], "Path": d, "Type": "tree", "Size": 0} for d in repo.dirs()]
-            entries += [{"Name": p.rsplit("/", 1)[-1], "Path": p, "Type": "blob", "Size": f["size"],
-                         "Sha256": f["sha256"], "IsLFS": f["lfs"], "Revision": "0" * 40}
-                        for p, f in repo.files.items()]
-            prefix = f"{root}/" if root else ""
-            entries = [e for e in entries if e["Path"].startswith(prefix)
-                       and (recursive or "/" not in e["Path"][len(prefix):])]
-            self._json(200, {"Code": 200, "Data": {"Files": entries}, "Message": "success", "Success": True})
+            if m := re.match(r"^/api/v1/models/([^/]+/[^/]+)/repo/files$", path):
+                return self._ms_list(m.group(1), query)
+            if m := re.match(r"^/api/v1/models/([^/]+/[^/]+)/repo$", path):
+                return self._file(m.group(1), query.get("Revision", "master"), query.get("FilePath", ""),
+                                  ms=True)
+            if m := re.match(r"^/api/models/([^/]+/[^/]+)/revision/([^/]+)$", path):
+                return self._hf_revision(m.group(1), m.group(2))
+            if m := re.match(r"^/api/models/([^/]+/[^/]+)/tree/([^/]+)/?(.*)$", path):
+                return self._hf_tree(m.group(1), m.group(2), m.group(3), query)
+            if m := re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path):
+                return self._file(m.group(1), m.group(2), m.group(3), lfs_redirect=True)
+            if m := re.match(r"^/cdn-lfs/([^/]+/[^/]+)/([^/]+)/(.+)$", path):
+                return self._file(m.group(1), m.group(2), m.group(3))
+            self._json(404, {"error": f"no route for {path}"})
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
-        def _hf_tree(self, repo_id, revision, sub, query):
-            repo = self._repo(repo_id, revision)
-            if repo is None:
-                return
-            recursive = query.get("recursive", "false").lower() == "true"
-            prefix = f"{sub.strip('/')}/" if sub.strip("/") else ""
-            entries = [{"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
-                       for d in repo.dirs()]
-            for p, f in repo.files.items():
-                entry = {"type": "file", "oid": f["sha1"], "size": f["size"], "path": p}
-                if f["lfs"]:
-                    entry["lfs"] = {"oid": f["sha256"], "size": f["size"], "pointerSize": 134}
-                entries.append(entry)
-            entries = sorted((e for e in entries if e["path"].startswith(prefix)
-                              and (recursive or "/" not in e["path"][len(prefix):])), key=lambda e: e["path"])
-            start = int(query.get("cursor", 0))
-            page, headers = entries[start:start + hub.page_size], {}
-            if start + hub.page_size < len(entries):
-                nxt = (f"{hub.url}{urlsplit(self.path).path}?recursive={str(recursive).lower()}"
-                       f"&expand=false&cursor={start + hub.page_size}")
-                headers["Link"] = f'<{nxt}>; rel="next"'
-            self._json(200, page, headers)
+    def _repo(self, repo_id: str, revision: str, ms=False):
+        repo = self.hub.repos.get(repo_id)
+        if repo is None or (revision not in self.hub.revisions and revision != repo.commit):
+            what = "Repository not found" if repo is None else f"Revision {revision} not found"
+            body = {"Code": 10010205001, "Message": what, "Success": False} if ms else {"error": what}
+            code = "RepoNotFound" if repo is None else "RevisionNotFound"
+            self._json(404, body, {"X-Error-Code": code, "X-Error-Message": what})
+            return None
+        return repo
 
-        def _file(self, repo_id, revision, rel, *, ms=False, lfs_redirect=False):
-            repo = self._repo(repo_id, revision, ms=ms)
-            if repo is None:
-                return
-            meta = repo.files.get(rel)
-            if meta is None:
-                return self._json(404, {"error": f"Entry not found: {rel}"}, {"X-Error-Code": "EntryNotFound"})
-            if lfs_redirect and meta["lfs"]:
-                return self._send(302, b"", {"Location": f"/cdn-lfs/{repo_id}/{revision}/{quote(rel)}"})
-            fault = hub.take_fault(rel) if self.command == "GET" else None
-            with hub._lock:
-                hub.ranges.append((rel, self.headers.get("Range", "")))
-            if fault and fault.kind == "status":
-                return self._json(fault.status, {"error": "injected fault"})
-            if fault and fault.kind == "stall":
-                time.sleep(fault.seconds)
-            size, start, end = meta["size"], 0, meta["size"] - 1
-            status, headers = 200, {"Accept-Ranges": "bytes", "ETag": f'"{meta["sha256"]}"',
-                                    "X-Repo-Commit": "0" * 40}
-            if m := re.match(r"^bytes=(\d*)-(\d*)$", self.headers.get("Range", "")):
-                start = int(m.group(1) or 0)
-                end = min(int(m.group(2)) if m.group(2) else size - 1, size - 1)
-                if start > end:
-                    return self._send(416, b"", {"Content-Range": f"bytes */{size}"})
-                status, headers["Content-Range"] = 206, f"bytes {start}-{end}/{size}"
-            self.send_response(status)
-            for key, value in {"Content-Type": "application/octet-stream", "Content-Length": str(end - start + 1),
-                               **headers}.items():
-                self.send_header(key, value)
-            self.end_headers()
-            with hub._lock:
-                hub.log.append((self.command, self.path, status))
-            if self.command == "GET":
-                self._stream(repo.folder / rel, start, end + 1, fault)
+    def _hf_revision(self, repo_id, revision):
+        repo = self._repo(repo_id, revision)
+        if repo is not None:
+            self._json(200, {"id": repo_id, "modelId": repo_id, "sha": repo.commit})
 
-        def _stream(self, path: Path, start: int, stop: int, fault: Fault | None):
-            began, sent, pos = time.monotonic(), 0, start
-            limit = stop if not (fault and fault.kind == "truncate") else min(stop, start + fault.after_bytes)
-            with open(path, "rb") as fh:
-                fh.seek(start)
-                while pos < limit:
-                    block = fh.read(min(1 << 16, limit - pos))
-                    if not block:
-                        break
-                    if fault and fault.kind == "corrupt" and pos <= fault.after_bytes < pos + len(block):
-                        i = fault.after_bytes - pos
-                        block = block[:i] + bytes([block[i] ^ 0xFF]) + block[i + 1:]
-                    self.wfile.write(block)
-                    pos, sent = pos + len(block), sent + len(block)
-                    with hub._lock:
-                        hub.bytes_sent += len(block)
-                    if hub.rate:
-                        ahead = sent / hub.rate - (time.monotonic() - began)
-                        if ahead > 0:
-                            time.sleep(ahead)
-            if pos < stop:  # truncated on purpose: drop the connection mid-body
-                self.close_connection = True
-                self.wfile.flush()
-                self.connection.shutdown(2)
+    def _ms_list(self, repo_id, query):
+        repo = self._repo(repo_id, query.get("Revision", "master"), ms=True)
+        if repo is None:
+            return
+        recursive = query.get("Recursive", "False").lower() == "true"
+        root = query.get("Root", "").strip("/")
+        entries = [{"Name": d.rsplit("/", 1)[-1], "Path": d, "Type": "tree", "Size": 0} for d in repo.dirs()]
+        entries += [{"Name": p.rsplit("/", 1)[-1], "Path": p, "Type": "blob", "Size": f["size"],
+                     "Sha256": f["sha256"], "IsLFS": f["lfs"], "Revision": repo.commit}
+                    for p, f in repo.files.items()]
+        prefix = f"{root}/" if root else ""
+        entries = [e for e in entries if e["Path"].startswith(prefix)
+                   and (recursive or "/" not in e["Path"][len(prefix):])]
+        self._json(200, {"Code": 200, "Data": {"Files": entries}, "Message": "success", "Success": True})
 
-    return Handler
+    def _hf_tree(self, repo_id, revision, sub, query):
+        repo = self._repo(repo_id, revision)
+        if repo is None:
+            return
+        recursive = query.get("recursive", "false").lower() == "true"
+        prefix = f"{sub.strip('/')}/" if sub.strip("/") else ""
+        entries = [{"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
+                   for d in repo.dirs()]
+        for p, f in repo.files.items():
+            entry = {"type": "file", "oid": f["sha1"], "size": f["size"], "path": p}
+            if f["lfs"]:
+                entry["lfs"] = {"oid": f["sha256"], "size": f["size"], "pointerSize": 134}
+            entries.append(entry)
+        entries = sorted((e for e in entries if e["path"].startswith(prefix)
+                          and (recursive or "/" not in e["path"][len(prefix):])), key=lambda e: e["path"])
+        start = int(query.get("cursor", 0))
+        page, headers = entries[start:start + self.hub.page_size], {}
+        if start + self.hub.page_size < len(entries):
+            nxt = (f"{self.hub.url}{urlsplit(self.path).path}?recursive={str(recursive).lower()}"
+                   f"&expand=false&cursor={start + self.hub.page_size}")
+            headers["Link"] = f'<{nxt}>; rel="next"'
+        self._json(200, page, headers)
+
+    def _file(self, repo_id, revision, rel, *, ms=False, lfs_redirect=False):
+        repo = self._repo(repo_id, revision, ms=ms)
+        if repo is None:
+            return
+        meta = repo.files.get(rel)
+        if meta is None:
+            return self._json(404, {"error": f"Entry not found: {rel}"}, {"X-Error-Code": "EntryNotFound"})
+        if lfs_redirect and meta["lfs"]:
+            return self._send(302, b"", {"Location": f"/cdn-lfs/{repo_id}/{revision}/{quote(rel)}"})
+        fault = self.hub.take_fault(rel) if self.command == "GET" else None
+        with self.hub._lock:
+            self.hub.ranges.append((rel, self.headers.get("Range", "")))
+        if fault and fault.kind == "status":
+            return self._json(fault.status, {"error": "injected fault"})
+        if fault and fault.kind == "stall":
+            time.sleep(fault.seconds)
+        size, start, end = meta["size"], 0, meta["size"] - 1
+        status, headers = 200, {"Accept-Ranges": "bytes", "ETag": f'"{meta["sha256"]}"',
+                                "X-Repo-Commit": repo.commit}
+        if m := re.match(r"^bytes=(\d*)-(\d*)$", self.headers.get("Range", "")):
+            start = int(m.group(1) or 0)
+            end = min(int(m.group(2)) if m.group(2) else size - 1, size - 1)
+            if start > end:
+                return self._send(416, b"", {"Content-Range": f"bytes */{size}"})
+            status, headers["Content-Range"] = 206, f"bytes {start}-{end}/{size}"
+        self.send_response(status)
+        for key, value in {"Content-Type": "application/octet-stream", "Content-Length": str(end - start + 1),
+                           **headers}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        with self.hub._lock:
+            self.hub.log.append((self.command, self.path, status))
+        if self.command == "GET":
+            self._stream(repo.folder / rel, start, end + 1, fault)
+
+    def _stream(self, path: Path, start: int, stop: int, fault: Fault | None):
+        began, sent, pos = time.monotonic(), 0, start
+        limit = stop if not (fault and fault.kind == "truncate") else min(stop, start + fault.after_bytes)
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            while pos < limit:
+                block = fh.read(min(1 << 16, limit - pos))
+                if not block:
+                    break
+                if fault and fault.kind == "corrupt" and pos <= fault.after_bytes < pos + len(block):
+                    i = fault.after_bytes - pos
+                    block = block[:i] + bytes([block[i] ^ 0xFF]) + block[i + 1:]
+                self.wfile.write(block)
+                pos, sent = pos + len(block), sent + len(block)
+                with self.hub._lock:
+                    self.hub.bytes_sent += len(block)
+                if self.hub.rate:
+                    ahead = sent / self.hub.rate - (time.monotonic() - began)
+                    if ahead > 0:
+                        time.sleep(ahead)
+        if pos < stop:  # truncated on purpose: drop the connection mid-body
+            self.close_connection = True
+            self.wfile.flush()
+            self.connection.shutdown(2)
+
+
+def _handler(hub: HubMirror) -> type:
+    return type("Handler", (_MirrorHandler,), {"hub": hub})
 
 
 def offline_mirror(**kwargs) -> HubMirror:

@@ -17,6 +17,7 @@ from ..errors import InvalidSpecError
 from ..names import slug, unknown, validate_name, validate_subdomain
 
 DEFAULT_IMAGE = "python:3.11-slim"
+MAX_SHARDS = 64   # as planner.MAX_SHARDS: Job indexes / local worker processes
 TOKEN_SECRET = "hub-token"
 TOKEN_SECRET_KEY = "token"
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -59,6 +60,16 @@ class Source(str, enum.Enum):
         raise unknown("hub", str(value), [m.value for m in cls])
 
 
+class DownloadMode(str, enum.Enum):
+    """What a download does with the model folder: fetch what is missing or damaged (keeping every intact file),
+    adopt files fetched by other means (check them against the hub's listing, fetch nothing), or trust the files
+    there without a hub (the explicit opt-out)."""
+
+    DOWNLOAD = "download"
+    ADOPT = "adopt"
+    TRUST = "trust"
+
+
 def validate_label_key(key: str) -> str:
     """A Kubernetes label key: an optional DNS-subdomain prefix and a name of at most 63 characters."""
     prefix, _, name = key.rpartition("/") if isinstance(key, str) else ("", "", "")
@@ -86,11 +97,34 @@ def _patterns(value, what: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in items)
 
 
-def _count(value, what: str, example: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidSpecError(f"{what} {value!r} must be a whole number of at least 1, such as {example}",
+def _count(value, what: str, example: int, most: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (most is not None and value > most):
+        limit = f" and at most {most}" if most is not None else ""
+        raise InvalidSpecError(f"{what} {value!r} must be a whole number of at least 1{limit}, such as {example}",
                                field=what, value=value)
     return value
+
+
+def _revision(value: str) -> str:
+    if not value or any(c.isspace() or ord(c) < 32 for c in value) or ".." in value:
+        raise InvalidSpecError(f"revision {value!r} must be a branch, tag or commit such as 'main'",
+                               field="revision", value=value)
+    return value
+
+
+def _download_options(spec) -> DownloadMode:
+    """Check allow_unverified and run_as_user; the mode as a DownloadMode."""
+    if not isinstance(spec.allow_unverified, bool):
+        raise InvalidSpecError(f"allow_unverified {spec.allow_unverified!r} must be True or False",
+                               field="allow_unverified", value=spec.allow_unverified)
+    uid = spec.run_as_user
+    if uid is not None and (isinstance(uid, bool) or not isinstance(uid, int) or not 0 <= uid < 2**31):
+        raise InvalidSpecError(f"run_as_user {uid!r} must be a uid such as 1000 (the PVC must be writable by it), or "
+                               f"None for the image's user", field="run_as_user", value=uid)
+    try:
+        return DownloadMode(spec.mode.value if isinstance(spec.mode, DownloadMode) else spec.mode)
+    except ValueError:
+        raise unknown("download mode", str(spec.mode), [m.value for m in DownloadMode]) from None
 
 
 @dataclass(frozen=True)
@@ -112,7 +146,10 @@ class DownloadSpec:
     endpoint: str | None = None            # hub URL override (a mirror); default from env or the public hub
     token_secret: str | None = TOKEN_SECRET  # Secret with key 'token'; optional in the pod
     repo_id: str | None = None             # hub repository; default the model's id on the chosen hub
-    pip_index_url: str | None = None       # where download pods pip-install httpx (e.g. a PyPI mirror)
+    pip_index_url: str | None = None       # unused since pods install nothing (the worker is stdlib only)
+    allow_unverified: bool = False         # fetch files the hub lists no hash for (size-only check)
+    mode: DownloadMode = DownloadMode.DOWNLOAD
+    run_as_user: int | None = None         # pods' uid (the PVC must be writable by it); None: the image's user
     backoff_limit_per_index: int = 3
     require_spread: bool = False           # True: at most one pod per node, or wait (required anti-affinity)
     ttl_seconds_after_finished: int = 3600
@@ -122,14 +159,16 @@ class DownloadSpec:
         info = get_model(self.model)
         set_("model", info.hf_id)
         set_("source", Source.parse(self.source))
-        set_("revision", (self.revision or self.source.default_revision).strip())
+        hub_default = info.revision if self.source is Source.HUGGINGFACE else self.source.default_revision
+        set_("revision", _revision(str(self.revision or hub_default).strip()))
         repo = self.repo_id or (info.modelscope_id if self.source is Source.MODELSCOPE else None) or info.hf_id
         if not _REPO_ID.match(repo):
             raise InvalidSpecError(f"repo_id '{repo}' is not a hub repository id: write it as 'owner/name'",
                                    field="repo_id", value=repo)
         set_("repo_id", repo)
-        _count(self.completions, "completions", 3)
-        _count(self.parallelism, "parallelism", 3)
+        _count(self.completions, "completions", 3, MAX_SHARDS)
+        _count(self.parallelism, "parallelism", 3, MAX_SHARDS)
+        set_("mode", _download_options(self))
         if self.parallelism > self.completions:
             raise InvalidSpecError(f"parallelism {self.parallelism} is above completions {self.completions}: the "
                                    f"extra pods would have no shard; set parallelism to at most {self.completions}",

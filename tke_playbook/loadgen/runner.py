@@ -24,7 +24,10 @@ from ..errors import InvalidSpecError
 from .engine import Engine
 from .rawhttp import RawEngine
 from .inputs import check_levels, encoded_bodies
+from .progress import describe, make_bar
 from .summary import RECORD_COLUMNS, headroom_warning, summarize
+
+VLLM_INFERENCE = "vllm:request_inference_time_seconds"
 
 
 class HttpEngine(str, enum.Enum):
@@ -57,7 +60,7 @@ class LoadResult:
         """The client summary with the server-side columns beside it (when scraped)."""
         if self.server is None or self.server.empty:
             return self.summary
-        key = [c for c in ("concurrency", "rate", "input_tokens") if c in self.summary and c in self.server]
+        key = [c for c in ("concurrency", "rate", "input_tokens", "inputs") if c in self.summary and c in self.server]
         return self.summary.merge(self.server, on=key, how="left")
 
     def warning(self, ceiling_rps: float | None) -> str | None:
@@ -68,10 +71,11 @@ class _Records:
     """Column lists filled in place; ``rows`` turns them into record dicts for the DataFrame."""
 
     def __init__(self):
-        self.columns = {name: [] for name in RECORD_COLUMNS}
+        self.columns = {name: [] for name in (*RECORD_COLUMNS, "inputs")}
 
-    def extend(self, start, latency, status, tokens, errors, input_tokens, concurrency, rate) -> None:
+    def extend(self, start, latency, status, tokens, errors, input_tokens, concurrency, rate, inputs=1) -> None:
         n = len(start)
+        self.columns["inputs"] += [inputs] * n
         self.columns["start_s"] += start
         self.columns["latency_s"] += latency
         self.columns["status"] += status
@@ -83,14 +87,15 @@ class _Records:
         self.columns["rate"] += [rate] * n
 
     def frame(self) -> pd.DataFrame:
-        frame = pd.DataFrame(self.columns, columns=list(RECORD_COLUMNS))
+        frame = pd.DataFrame(self.columns, columns=[*RECORD_COLUMNS, "inputs"])
         frame["error"] = pd.Series(self.columns["error"], dtype=object)  # str or None, as the records promise
         return frame.astype({"start_s": float, "latency_s": float, "status": int, "ok": bool,
-                             "prompt_tokens": float, "input_tokens": int, "concurrency": float, "rate": float})
+                             "prompt_tokens": float, "input_tokens": int, "concurrency": float, "rate": float,
+                             "inputs": int})
 
 
 async def _closed_level(engine: Engine, bodies: list[bytes], concurrency: int, count: int,
-                        max_duration_s: float | None, t0: float):
+                        max_duration_s: float | None, t0: float, bar=None):
     start, latency, status, tokens, errors = [0.0] * count, [0.0] * count, [0] * count, [None] * count, \
         [None] * count
     issued = 0
@@ -107,12 +112,15 @@ async def _closed_level(engine: Engine, bodies: list[bytes], concurrency: int, c
             status[i], tokens[i], errors[i] = await engine.send(bodies[i % nbodies])
             latency[i] = clock() - began
             start[i] = began - t0
+            if bar is not None:
+                bar.update(1)
 
     await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))
     return start[:issued], latency[:issued], status[:issued], tokens[:issued], errors[:issued]
 
 
-async def _open_level(engine: Engine, bodies: list[bytes], rate: float, count: int, seed: int, t0: float):
+async def _open_level(engine: Engine, bodies: list[bytes], rate: float, count: int, seed: int, t0: float,
+                      bar=None):
     gaps = np.random.default_rng(seed).exponential(1.0 / rate, count)
     arrivals = np.cumsum(gaps) - gaps[0]
     start, latency, status, tokens, errors = [0.0] * count, [0.0] * count, [0] * count, [None] * count, \
@@ -124,6 +132,8 @@ async def _open_level(engine: Engine, bodies: list[bytes], rate: float, count: i
         status[i], tokens[i], errors[i] = await engine.send(bodies[i % nbodies])
         latency[i] = clock() - due
         start[i] = due - t0
+        if bar is not None:
+            bar.update(1)
 
     tasks = []
     begin = clock()
@@ -142,42 +152,60 @@ async def _scrape(engine: Engine, scrape: bool) -> str | None:
 
 
 def _server_row(before: str | None, after: str | None, key: dict) -> dict | None:
+    """The server's own numbers for one level: vLLM's latency and queue time, plus its inference (running) time,
+    so queueing and compute can be told apart."""
     if before is None or after is None:
         return None
-    return {**key, **promtext.server_summary(before, after)}
+    inference = promtext.histogram(promtext.diff(before, after), VLLM_INFERENCE)
+    return {**key, **promtext.server_summary(before, after), "server_inference_mean_ms": inference.mean * 1000}
 
 
 async def run_closed_loop_async(url: str, model: str | None = None, concurrency_levels=(1, 4, 16, 64),
                                 requests_per_level: int = 200, input_tokens=(128,), *, api_key: str | None = None,
-                                timeout: float = 60.0, max_duration_s: float | None = 60.0, batch_size: int = 1,
-                                scrape_metrics: bool = True, engine: HttpEngine | str = "raw") -> LoadResult:
-    """Closed loop: at each concurrency level, that many workers each send one request after another."""
+                                timeout: float = 60.0, max_duration_s: float | None = 60.0, batch_size=1,
+                                scrape_metrics: bool = True, engine: HttpEngine | str = "raw",
+                                progress=False) -> LoadResult:
+    """Closed loop: at each concurrency level, that many workers each send one request after another.
+
+    ``batch_size`` is the number of inputs per request; a list sweeps it too (input length x inputs per request x
+    concurrency). ``progress=True`` shows a progress bar.
+    """
     base = root_url(url)
     levels = check_levels(concurrency_levels, "concurrency_levels")
     lengths = check_levels(input_tokens, "input_tokens")
+    batches = check_levels(batch_size, "batch_size")
     count = check_levels([requests_per_level], "requests_per_level")[0]
     records, server_rows, t0 = _Records(), [], time.perf_counter()
-    for tokens in lengths:
-        bodies = encoded_bodies(model, tokens, batch_size=batch_size)
-        for level in levels:
-            async with make_engine(engine, base, level, api_key=api_key, timeout=timeout) as sender:
-                before = await _scrape(sender, scrape_metrics)
-                prepared = [sender.prepare(b) for b in bodies]
-                columns = await _closed_level(sender, prepared, level, count, max_duration_s, t0)
-                after = await _scrape(sender, scrape_metrics)
-            records.extend(*columns, tokens, float(level), math.nan)
-            server_rows.append(_server_row(before, after, {"concurrency": float(level), "input_tokens": tokens}))
+    bar = make_bar(progress, len(lengths) * len(batches) * len(levels) * count, "closed loop")
+    try:
+        for tokens in lengths:
+            for inputs in batches:
+                bodies = encoded_bodies(model, tokens, batch_size=inputs)
+                for level in levels:
+                    describe(bar, f"{tokens} tok x {inputs} in, concurrency {level}")
+                    async with make_engine(engine, base, level, api_key=api_key, timeout=timeout) as sender:
+                        before = await _scrape(sender, scrape_metrics)
+                        prepared = [sender.prepare(b) for b in bodies]
+                        columns = await _closed_level(sender, prepared, level, count, max_duration_s, t0, bar)
+                        after = await _scrape(sender, scrape_metrics)
+                    records.extend(*columns, tokens, float(level), math.nan, inputs)
+                    server_rows.append(_server_row(before, after, {"concurrency": float(level),
+                                                                   "input_tokens": tokens, "inputs": inputs}))
+    finally:
+        bar.close()
     return _result("closed", records, server_rows, scrape_metrics)
 
 
 async def run_open_loop_async(url: str, model: str | None = None, rates=(1.0, 10.0, 50.0), *,
                               duration_s: float | None = 10.0, requests: int | None = None, input_tokens=(128,),
                               api_key: str | None = None, timeout: float = 60.0, seed: int = 0,
-                              max_connections: int = 256, batch_size: int = 1,
-                              scrape_metrics: bool = True, engine: HttpEngine | str = "raw") -> LoadResult:
+                              max_connections: int = 256, batch_size=1,
+                              scrape_metrics: bool = True, engine: HttpEngine | str = "raw",
+                              progress=False) -> LoadResult:
     """Open loop: at each rate (req/s), requests arrive as a seeded Poisson process, whatever the answers do.
 
-    A level sends ``requests`` requests, or ``rate * duration_s`` when ``requests`` is None. At most
+    A level sends ``requests`` requests, or ``rate * duration_s`` when ``requests`` is None; ``batch_size`` (inputs
+    per request) may be a list, swept like ``input_tokens``. At most
     ``max_connections`` are in flight; beyond that, requests wait for a connection and the wait counts as latency.
     """
     base = root_url(url)
@@ -186,18 +214,25 @@ async def run_open_loop_async(url: str, model: str | None = None, rates=(1.0, 10
     if requests is None and not duration_s:
         raise InvalidSpecError("an open-loop run needs duration_s or requests: pass e.g. duration_s=10",
                                field="duration_s", value=duration_s)
+    batches = check_levels(batch_size, "batch_size")
+    counts = [int(requests) if requests is not None else max(1, math.ceil(r * duration_s)) for r in rate_levels]
     records, server_rows, t0 = _Records(), [], time.perf_counter()
-    for tokens in lengths:
-        bodies = encoded_bodies(model, tokens, batch_size=batch_size)
-        for n, rate in enumerate(rate_levels):
-            count = int(requests) if requests is not None else max(1, math.ceil(rate * duration_s))
-            async with make_engine(engine, base, max_connections, api_key=api_key, timeout=timeout) as sender:
-                before = await _scrape(sender, scrape_metrics)
-                prepared = [sender.prepare(b) for b in bodies]
-                columns = await _open_level(sender, prepared, rate, count, seed + n, t0)
-                after = await _scrape(sender, scrape_metrics)
-            records.extend(*columns, tokens, math.nan, rate)
-            server_rows.append(_server_row(before, after, {"rate": rate, "input_tokens": tokens}))
+    bar = make_bar(progress, len(lengths) * len(batches) * sum(counts), "open loop")
+    try:
+        for tokens, inputs in ((t, b) for t in lengths for b in batches):
+            bodies = encoded_bodies(model, tokens, batch_size=inputs)
+            for n, (rate, count) in enumerate(zip(rate_levels, counts)):
+                describe(bar, f"{tokens} tok x {inputs} in, {rate:g} req/s")
+                async with make_engine(engine, base, max_connections, api_key=api_key, timeout=timeout) as sender:
+                    before = await _scrape(sender, scrape_metrics)
+                    prepared = [sender.prepare(b) for b in bodies]
+                    columns = await _open_level(sender, prepared, rate, count, seed + n, t0, bar)
+                    after = await _scrape(sender, scrape_metrics)
+                records.extend(*columns, tokens, math.nan, rate, inputs)
+                server_rows.append(_server_row(before, after, {"rate": rate, "input_tokens": tokens,
+                                                               "inputs": inputs}))
+    finally:
+        bar.close()
     return _result("open", records, server_rows, scrape_metrics)
 
 

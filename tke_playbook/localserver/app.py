@@ -1,56 +1,81 @@
-"""The HTTP side of the local server (aiohttp): vLLM v0.10's routes, auth rule and error shapes.
+"""The HTTP side of the local server (aiohttp): vLLM's routes, auth rule and error shapes (version in :mod:`.surface`).
 
 Routes: POST /v1/embeddings, GET /v1/models, GET /health, GET|POST /ping, GET /version, GET /metrics.
-API key: as vLLM 0.10, only paths starting with ``/v1`` need ``Authorization: Bearer <key>``; a wrong or
-missing key gets 401 ``{"error": "Unauthorized"}``.
+API key: as vLLM 0.33, paths starting with ``/v1``, ``/v2``, ``/inference`` or ``/cohere`` need
+``Authorization: Bearer <key>`` (the scheme word in any case); a wrong or missing key gets 401
+``{"error": "Unauthorized"}``. Every refusal of client input is a 4xx in vLLM's error shape.
+
+Bounds: the body is read in chunks up to ``max_body_bytes`` (also after gzip/deflate decoding, which aiohttp
+does in bounded steps), then parsed, validated and tokenised in a thread so the event loop keeps answering
+``/health``; inputs and tokens per request are capped; the batcher shares each batch between requests; a
+request whose client disconnects is cancelled (aiohttp's handler cancellation) and counted as aborted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
 import socket
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
+import numpy as np
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from jinja2 import TemplateError
 
 from ..errors import EmbeddingAPIError, InvalidSpecError
+from . import surface
 from .batcher import Batcher, QueueFull
-from .encoder import Encoder
+from .encoder import Encoder, NoChatTemplate
 from .metrics import CONTENT_TYPE, ServerMetrics
-from .protocol import (build_error, build_models_response, parse_embedding_request, render_embedding_response,
-                       resolve_token_ids)
+from .protocol import (EmbeddingRequest, bad_request, build_error, build_models_response, check_dimensions,
+                       finish_embeddings, parse_embedding_request, render_bytes_response, render_embedding_response,
+                       resolve_token_ids, response_id)
+from .settings import check_number
+from .surface import EncodingFormat
 
 log = logging.getLogger("tke_playbook.localserver")
-VERSION = "0.10.1"  # the vLLM API version this server mimics
+VERSION = surface.VLLM_VERSION
 SHUTDOWN_TIMEOUT_S = 5.0
-ENCODER_KEY = web.AppKey("encoder", Encoder)
-BATCHER_KEY = web.AppKey("batcher", Batcher)
+INLINE_RENDER_ROWS = 32  # answers with more rows are rendered in a thread
+INLINE_PREPARE_BYTES = 8192  # bodies up to this size are parsed and tokenised in the event loop (well under 1 ms)
+STATE_KEY = web.AppKey("state", object)
 METRICS_KEY = web.AppKey("metrics", ServerMetrics)
-CONFIG_KEY = web.AppKey("config", object)
-
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """How the server batches and who may call it."""
+    """How the server batches, what one request may ask for, and who may call it."""
 
     served_model_name: str
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     max_batch: int = 64
     max_wait_ms: float = 2.0
     max_queue: int = 4096
     workers: int = 1
+    max_inputs: int = surface.MAX_INPUTS_PER_REQUEST
+    max_tokens: int = surface.MAX_TOKENS_PER_REQUEST
+    max_body_bytes: int = surface.MAX_BODY_BYTES
 
     def __post_init__(self):
         if not self.served_model_name:
             raise InvalidSpecError("served_model_name must not be empty: give the name clients put in 'model'",
                                    field="served_model_name", value=self.served_model_name)
-        for name, least in (("max_batch", 1), ("max_queue", 1), ("workers", 1), ("max_wait_ms", 0)):
-            if getattr(self, name) < least:
-                raise InvalidSpecError(f"{name} {getattr(self, name)} is too small: give at least {least}",
-                                       field=name, value=getattr(self, name))
+        for name in ("max_batch", "max_wait_ms", "max_queue", "workers", "max_inputs", "max_tokens",
+                     "max_body_bytes"):
+            check_number(name, getattr(self, name))
+
+
+@dataclass
+class _State:
+    encoder: Encoder
+    config: ServerConfig
+    metrics: ServerMetrics
+    batcher: Batcher
+    cpu: ThreadPoolExecutor | None = None  # parsing, tokenising and rendering, off the event loop
 
 
 def _json(body: dict, status: int = 200) -> web.Response:
@@ -59,6 +84,10 @@ def _json(body: dict, status: int = 200) -> web.Response:
 
 def _error(message: str, status: int) -> web.Response:
     return _json(build_error(message, status), status)
+
+
+def _api_error(exc: EmbeddingAPIError) -> web.Response:
+    return _json(exc.body, exc.status or 400)
 
 
 @web.middleware
@@ -71,6 +100,8 @@ async def _errors_as_json(request: web.Request, handler):
         if exc.status in (404, 405):
             return _json({"detail": exc.reason}, exc.status)
         raise
+    except EmbeddingAPIError as exc:
+        return _api_error(exc)
     except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - one bad request must not look like a dead server
@@ -78,49 +109,126 @@ async def _errors_as_json(request: web.Request, handler):
         return _error(f"Internal server error: {type(exc).__name__}: {exc}", 500)
 
 
+def key_matches(header: str | None, expected_hash: bytes) -> bool:
+    """vLLM's check: ``<scheme> <token>`` with the scheme ``bearer`` in any case and the token's sha256 equal to
+    the key's (compared in constant time). Headers that are not text (undecodable bytes) never match."""
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    try:
+        given = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+    except UnicodeError:
+        return False
+    return hmac.compare_digest(given, expected_hash)
+
+
 def _auth_middleware(api_key: str):
-    expected = ("Bearer " + api_key).encode()
+    expected = hashlib.sha256(api_key.encode("utf-8")).digest()
 
     @web.middleware
     async def auth(request: web.Request, handler):
-        if request.method != "OPTIONS" and request.path.startswith("/v1"):
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                return _json({"error": "Unauthorized"}, 401)
+        if request.method != "OPTIONS" and surface.requires_key(request.path):
+            if not key_matches(request.headers.get("Authorization"), expected):
+                return _json(dict(surface.UNAUTHORIZED_BODY), 401)
         return await handler(request)
 
     return auth
 
 
-async def embeddings(request: web.Request) -> web.Response:
-    encoder, batcher = request.app[ENCODER_KEY], request.app[BATCHER_KEY]
-    config: ServerConfig = request.app[CONFIG_KEY]
-    body = await request.read()
+def _check_content_type(request: web.Request) -> None:
+    media_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise bad_request(surface.UNSUPPORTED_MEDIA_TYPE, validation=True)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The (decoded) body, read in chunks and refused with a 400 as soon as it passes ``limit`` bytes."""
+    too_large = bad_request(f"The request body is larger than this server's limit of {limit} bytes: send fewer or "
+                            f"shorter inputs per request (or start the server with a larger --max-body-mb).")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    chunks, size = [], 0
     try:
-        parsed = parse_embedding_request(body, served_names=(config.served_model_name,))
-        ids = resolve_token_ids(parsed, encoder.tokenize, max_model_len=encoder.facts.max_model_len,
-                                vocab_size=encoder.facts.vocab_size)
-    except EmbeddingAPIError as exc:
-        return _json(exc.body, exc.status)
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except (HttpProcessingError, web.RequestPayloadError) as exc:  # e.g. a gzip body that does not decode
+        encoding = request.headers.get("Content-Encoding", "")
+        reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        raise bad_request(f"The request body could not be read{f' as {encoding}' if encoding else ''}: "
+                          f"{' '.join(reason.split())}. Send valid JSON (compressed correctly, if compressed).",
+                          validation=True) from None
+    return b"".join(chunks)
+
+
+def _prepare(state: _State, body: bytes, request_id: str | None) -> tuple[EmbeddingRequest, list[list[int]]]:
+    """Parse, check and tokenise one request (runs in a thread)."""
+    encoder, config = state.encoder, state.config
+    parsed = parse_embedding_request(body, served_names=(config.served_model_name,), max_inputs=config.max_inputs,
+                                     request_id=request_id)
+    facts = encoder.facts
+    check_dimensions(parsed, is_matryoshka=facts.is_matryoshka, matryoshka_dimensions=facts.matryoshka_dimensions)
+    try:
+        ids = resolve_token_ids(parsed, encoder.tokenize, max_model_len=facts.max_model_len,
+                                vocab_size=facts.vocab_size, max_tokens=config.max_tokens,
+                                render_chat=encoder.render_chat)
+    except NoChatTemplate:
+        raise bad_request("This model has no chat template, so `messages` cannot become a prompt: send the text in "
+                          "`input` instead. (As of transformers v4.44, default chat template is no longer allowed, "
+                          "so you must provide a chat template if the tokenizer does not define one.)") from None
+    except TemplateError as exc:  # the model's chat template refused these messages
+        raise bad_request(f"The chat template could not render these messages: {exc}") from None
+    return parsed, ids
+
+
+def _render(state: _State, parsed: EmbeddingRequest, raw: np.ndarray, prompt_tokens: int) -> web.Response:
+    normalize = state.encoder.facts.normalize if parsed.use_activation is None else parsed.use_activation
+    vectors = finish_embeddings(raw, dimensions=parsed.dimensions, normalize=normalize)
+    common = {"model": parsed.model, "prompt_tokens": prompt_tokens, "encoding_format": parsed.encoding_format.value,
+              "request_id": response_id(parsed.request_id), "embed_dtype": parsed.embed_dtype.value,
+              "endianness": parsed.endianness.value}
+    if parsed.encoding_format in (EncodingFormat.BYTES, EncodingFormat.BYTES_ONLY):
+        body, headers = render_bytes_response(vectors, **common)
+        return web.Response(body=body, headers=headers, content_type="application/octet-stream")
+    return web.Response(body=render_embedding_response(vectors, **common), content_type="application/json")
+
+
+async def _in_thread(state: _State, function, *args):
+    return await asyncio.get_running_loop().run_in_executor(state.cpu, function, *args)
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    state: _State = request.app[STATE_KEY]
+    _check_content_type(request)
+    body = await read_body(request, state.config.max_body_bytes)
+    request_id = request.headers.get("X-Request-Id") or None
+    if len(body) <= INLINE_PREPARE_BYTES:
+        parsed, ids = _prepare(state, body, request_id)
+    else:
+        parsed, ids = await _in_thread(state, _prepare, state, body, request_id)
     prompt_tokens = sum(len(row) for row in ids)
     try:
-        vectors = await batcher.submit(ids, prompt_tokens=prompt_tokens)
+        raw = await state.batcher.submit(ids, prompt_tokens=prompt_tokens)
     except QueueFull as exc:
         response = _error(str(exc), 503)
         response.headers["Retry-After"] = "1"
         return response
+    except asyncio.CancelledError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a failed batch answers 500, the server carries on
         log.exception("encoding failed")
         return _error(f"Encoding failed: {exc}", 500)
-    payload = render_embedding_response(vectors, model=parsed.model, prompt_tokens=prompt_tokens,
-                                        encoding_format=parsed.encoding_format)
-    return web.Response(body=payload, content_type="application/json")
+    if len(ids) <= INLINE_RENDER_ROWS:
+        return _render(state, parsed, raw, prompt_tokens)
+    return await _in_thread(state, _render, state, parsed, raw, prompt_tokens)
 
 
 async def models(request: web.Request) -> web.Response:
-    encoder, config = request.app[ENCODER_KEY], request.app[CONFIG_KEY]
-    return _json(build_models_response(config.served_model_name, root=encoder.facts.path,
-                                       max_model_len=encoder.facts.max_model_len))
+    state: _State = request.app[STATE_KEY]
+    return _json(build_models_response(state.config.served_model_name, root=state.encoder.facts.path,
+                                       max_model_len=state.encoder.facts.max_model_len))
 
 
 async def health(request: web.Request) -> web.Response:
@@ -137,22 +245,24 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def build_app(encoder: Encoder, config: ServerConfig) -> web.Application:
-    """The aiohttp application; the batcher starts and stops with it."""
+    """The aiohttp application; the batcher and the parsing threads start and stop with it."""
     middlewares = [_errors_as_json]
     if config.api_key:
         middlewares.append(_auth_middleware(config.api_key))
-    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024 * 1024)
-    app[ENCODER_KEY] = encoder
-    app[CONFIG_KEY] = config
-    app[METRICS_KEY] = ServerMetrics(config.served_model_name)
-    app[BATCHER_KEY] = Batcher(encoder.encode_ids, max_batch=config.max_batch,
-                               max_wait_s=config.max_wait_ms / 1000.0, max_queue=config.max_queue,
-                               workers=config.workers, metrics=app[METRICS_KEY])
+    app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes)
+    server_metrics = ServerMetrics(config.served_model_name)
+    batcher = Batcher(encoder.encode_ids, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000.0,
+                      max_queue=config.max_queue, workers=config.workers, metrics=server_metrics)
+    state = _State(encoder=encoder, config=config, metrics=server_metrics, batcher=batcher)
+    app[STATE_KEY] = state
+    app[METRICS_KEY] = server_metrics
 
     async def lifecycle(app: web.Application):
-        await app[BATCHER_KEY].start()
+        state.cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="parse")
+        await batcher.start()
         yield
-        await app[BATCHER_KEY].close()
+        await batcher.close()
+        state.cpu.shutdown(wait=False, cancel_futures=True)
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_post("/v1/embeddings", embeddings)
@@ -166,21 +276,32 @@ def build_app(encoder: Encoder, config: ServerConfig) -> web.Application:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening socket on host:port (port 0 = a free port chosen by the OS)."""
+    """A listening socket on host:port (port 0 = a free port chosen by the OS).
+
+    SO_REUSEADDR lets a restarted server take its port back while the old connections sit in TIME_WAIT.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
     sock.setblocking(False)
     return sock
 
 
 async def serve(app: web.Application, sock: socket.socket, *, stop: asyncio.Event,
                 on_ready=None) -> None:
-    """Serve ``app`` on ``sock`` until ``stop`` is set; ``on_ready(port)`` runs once requests are accepted."""
+    """Serve ``app`` on ``sock`` until ``stop`` is set; ``on_ready(port)`` runs once requests are accepted.
+
+    A request whose client disconnects is cancelled (``handler_cancellation``), so its work stops.
+    """
     # On stop, requests already taken get up to SHUTDOWN_TIMEOUT_S to be answered before their connections close.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                           handler_cancellation=True)
     await runner.setup()
     site = web.SockSite(runner, sock)
     await site.start()

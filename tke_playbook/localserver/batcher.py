@@ -1,12 +1,14 @@
-"""Dynamic batching across concurrent requests: a bounded queue of sentences and a few encoding threads.
+"""Dynamic batching across concurrent requests: a bounded queue of sentences, fair shares, a few encoding threads.
 
 Requests put their token-id lists on the queue and await a future. Whenever one of ``workers`` encoding
 threads is free, a collector takes up to ``max_batch`` sentences - waiting at most ``max_wait_s`` for more while
 they keep arriving - and encodes them in that thread (torch releases the GIL, so the event loop keeps parsing
-requests meanwhile). While batches run the next ones fill up, so under load batches grow by themselves. When
-more than ``max_queue`` sentences wait, new requests are refused with :class:`QueueFull` (the server answers
-503) instead of the queue growing without bound; a request larger than ``max_queue`` is taken only when the
-queue is empty.
+requests meanwhile). A batch is shared between the waiting requests round-robin: each gets an equal part, so a
+request of thousands of sentences runs beside small ones instead of ahead of them. While batches run the next
+ones fill up, so under load batches grow by themselves. When more than ``max_queue`` sentences wait, new
+requests are refused with :class:`QueueFull` (the server answers 503) instead of the queue growing without
+bound; a request larger than ``max_queue`` is taken only when the queue is empty. A request cancelled while it
+waits or runs (its client left) has its remaining sentences dropped and is counted as aborted.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ class QueueFull(ServerError):
     """Too many sentences are waiting: the request was not queued (HTTP 503; retry later)."""
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job:
     ids: list[list[int]]
     future: asyncio.Future
     enqueued: float
     out: np.ndarray | None = None
-    remaining: int = 0
+    remaining: int = 0  # rows not encoded yet
+    taken: int = 0  # rows handed to batches so far (rows are taken in order)
     started: float | None = None
     inference_s: float = 0.0
 
@@ -52,7 +55,8 @@ class Batcher:
         self.workers = int(workers)
         self._idle = self.workers
         self.metrics = metrics
-        self._items: collections.deque[tuple[_Job, int]] = collections.deque()
+        self._jobs: collections.deque[_Job] = collections.deque()  # jobs with rows not yet taken, round-robin
+        self._pending = 0  # rows waiting to be taken
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -62,7 +66,7 @@ class Batcher:
     @property
     def pending(self) -> int:
         """Sentences waiting to be batched."""
-        return len(self._items)
+        return self._pending
 
     async def start(self) -> None:
         self._wakeup = asyncio.Event()
@@ -76,8 +80,8 @@ class Batcher:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        while self._items:
-            job, _ = self._items.popleft()
+        while self._jobs:
+            job = self._jobs.popleft()
             if not job.future.done():
                 job.future.set_exception(ServerError("The server is shutting down; retry against a running one."))
         if self._executor is not None:
@@ -90,23 +94,29 @@ class Batcher:
         n = len(ids)
         if n == 0:
             return np.zeros((0, 0), dtype=np.float32)
-        if self._items and len(self._items) + n > self.max_queue:
-            raise QueueFull(f"The server is overloaded: {len(self._items)} sentences are waiting (limit "
-                            f"{self.max_queue}). Retry later or lower the request rate.", obj=len(self._items))
+        if self._pending and self._pending + n > self.max_queue:
+            raise QueueFull(f"The server is overloaded: {self._pending} sentences are waiting (limit "
+                            f"{self.max_queue}). Retry later or lower the request rate.", obj=self._pending)
         loop = asyncio.get_running_loop()
         job = _Job(ids=ids, future=loop.create_future(), enqueued=time.perf_counter(), remaining=n)
         if self.metrics:
             self.metrics.request_queued()
-        ok = False
+        ok = aborted = False
         try:
-            self._items.extend((job, i) for i in range(n))
+            self._jobs.append(job)
+            self._pending += n
             self._wakeup.set()
             result = await job.future
             ok = True
             return result
+        except asyncio.CancelledError:
+            aborted = True
+            raise
         finally:
+            self._pending -= n - job.taken  # rows never taken leave the queue now (the collector skips the job)
+            job.taken = n
             if self.metrics:
-                self.metrics.request_finished(started=job.started is not None, ok=ok,
+                self.metrics.request_finished(started=job.started is not None, ok=ok, aborted=aborted,
                                               e2e_s=time.perf_counter() - job.enqueued,
                                               inference_s=job.inference_s, prompt_tokens=prompt_tokens)
 
@@ -117,24 +127,33 @@ class Batcher:
 
         With several idle workers the waiting sentences are shared between them, so no core sits idle.
         """
-        while not self._items:
+        while not self._pending:
             self._wakeup.clear()
             await self._wakeup.wait()
         if self.max_wait_s > 0:
             deadline = time.perf_counter() + self.max_wait_s
             seen = -1
-            while len(self._items) < self.max_batch and len(self._items) != seen and time.perf_counter() < deadline:
-                seen = len(self._items)
+            while self._pending < self.max_batch and self._pending != seen and time.perf_counter() < deadline:
+                seen = self._pending
                 await asyncio.sleep(0)  # let handlers whose bodies already arrived enqueue
-                if len(self._items) == seen:
+                if self._pending == seen:
                     await asyncio.sleep(min(0.0005, max(0.0, deadline - time.perf_counter())))
-        limit = min(self.max_batch, -(-len(self._items) // (1 + self._idle)))
-        batch = []
-        while self._items and len(batch) < limit:
-            job, index = self._items.popleft()
-            if job.future.done():  # the client went away: drop its sentences
+        return self._take(min(self.max_batch, -(-self._pending // (1 + self._idle))))
+
+    def _take(self, limit: int) -> list[tuple[_Job, int]]:
+        """Up to ``limit`` rows, shared round-robin between the waiting jobs (an equal part each, in turn)."""
+        batch: list[tuple[_Job, int]] = []
+        while self._jobs and len(batch) < limit:
+            share = max(1, (limit - len(batch)) // len(self._jobs))
+            job = self._jobs.popleft()
+            if job.future.done() or job.taken >= len(job.ids):  # finished, failed or its client went away
                 continue
-            batch.append((job, index))
+            count = min(share, len(job.ids) - job.taken, limit - len(batch))
+            batch.extend((job, index) for index in range(job.taken, job.taken + count))
+            job.taken += count
+            self._pending -= count
+            if job.taken < len(job.ids):
+                self._jobs.append(job)
         return batch
 
     async def _run(self) -> None:
@@ -156,9 +175,10 @@ class Batcher:
                     self._idle += 1
                     slots.release()
                     raise
-                if not batch:
+                if not batch:  # only rows of requests that just left: let their handlers clean up
                     self._idle += 1
                     slots.release()
+                    await asyncio.sleep(0)
                     continue
                 task = asyncio.get_running_loop().create_task(self._encode(batch))
                 running.add(task)
@@ -188,7 +208,10 @@ class Batcher:
                 if not job.future.done():
                     job.future.set_exception(ServerError(f"Encoding failed: {exc}", cause=exc))
             return
-        took = time.perf_counter() - now
+        self._deliver(batch, rows, time.perf_counter() - now)
+
+    def _deliver(self, batch: list[tuple[_Job, int]], rows: np.ndarray, took: float) -> None:
+        """Put each encoded row into its request's answer; a request is done when its last row arrives."""
         self.batches += 1
         self.largest_batch = max(self.largest_batch, len(batch))
         for job in {id(job): job for job, _ in batch}.values():

@@ -1,15 +1,17 @@
 """`tke-playbook serve` and `python -m tke_playbook.localserver`: run the local embedding server in the foreground.
 
-    tke-playbook serve --model PATH --port P [--api-key K] [--served-model-name NAME]
+    tke-playbook serve --model PATH --port P [--api-key-file FILE | --api-key-prompt] [--served-model-name NAME]
 
 Without ``--model`` it serves the packaged offline all-MiniLM-L6-v2. Any other folder must carry the download's
-completion marker. The API key may also come from ``VLLM_API_KEY``, as for vLLM.
+completion marker. The API key comes from ``--api-key-file``, an interactive prompt (``--api-key-prompt``) or
+``VLLM_API_KEY``, as for vLLM; never from the command line, where every local user sees it in ``ps``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import os
 import signal
@@ -19,6 +21,8 @@ from pathlib import Path
 
 from ..errors import InvalidSpecError, PlaybookError, ServerError
 from ..names import validate_port
+from . import surface
+from .settings import check_host, check_number, url_host
 
 API_KEY_ENV = "VLLM_API_KEY"
 MODULE_PROG = "python -m tke_playbook.localserver"
@@ -32,10 +36,14 @@ class _Parser(argparse.ArgumentParser):
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, help="sentence-transformers model folder (default: the offline "
                         "all-MiniLM-L6-v2)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--host", default="127.0.0.1", help="IP address to bind (default 127.0.0.1: this "
+                        "machine only)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (0 = any free port; default 8000)")
-    parser.add_argument("--api-key", default=None, help=f"require 'Authorization: Bearer KEY' on /v1/* "
-                        f"(default: ${API_KEY_ENV}, else no key)")
+    keys = parser.add_mutually_exclusive_group()
+    keys.add_argument("--api-key-file", default=None, help=f"require 'Authorization: Bearer KEY' on /v1/* with "
+                      f"the key in this file (default: ${API_KEY_ENV}, else no key)")
+    keys.add_argument("--api-key-prompt", action="store_true", help="ask for the API key on the terminal")
+    keys.add_argument("--api-key", default=None, help=argparse.SUPPRESS)  # refused: `ps` would show the key
     parser.add_argument("--served-model-name", default=None, help="model name in the API (default: the "
                         "folder's model id)")
     parser.add_argument("--max-batch", type=int, default=64, help="sentences per batch (default 64)")
@@ -43,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "sentences while they keep arriving (default 2 ms)")
     parser.add_argument("--max-queue", type=int, default=4096, help="sentences that may wait before "
                         "requests get 503 (default 4096)")
+    parser.add_argument("--max-inputs-per-request", type=int, default=surface.MAX_INPUTS_PER_REQUEST,
+                        help=f"inputs one request may hold (default {surface.MAX_INPUTS_PER_REQUEST})")
+    parser.add_argument("--max-tokens-per-request", type=int, default=surface.MAX_TOKENS_PER_REQUEST,
+                        help=f"tokens one request may hold (default {surface.MAX_TOKENS_PER_REQUEST})")
+    parser.add_argument("--max-body-mb", type=float, default=surface.MAX_BODY_BYTES / 2 ** 20,
+                        help=f"largest request body in MiB (default {surface.MAX_BODY_BYTES / 2 ** 20:g})")
     parser.add_argument("--workers", type=int, default=None, help="encoding threads running batches side by "
                         "side (default: 2 when there are 2 or more cores)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores "
@@ -70,19 +84,63 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def check_settings(*, port: int, max_batch: int, max_queue: int, max_wait_ms: float, workers: int | None = None,
-                   threads: int | None = None, cli: bool = False) -> None:
-    """Refuse bad numbers before anything loads: InvalidSpecError names the setting (``--max-batch`` on the
-    command line, ``max_batch`` in Python) and what to give. ``port`` 0 means any free port."""
-    def label(name: str) -> str:
-        return "--" + name.replace("_", "-") if cli else name
+                   threads: int | None = None, cli: bool = False, host: str | None = None,
+                   max_inputs: int | None = None, max_tokens: int | None = None,
+                   max_body_bytes: int | None = None) -> None:
+    """Refuse bad settings before anything loads: InvalidSpecError names the setting (``--max-batch`` on the
+    command line, ``max_batch`` in Python) and what to give. ``port`` 0 means any free port; NaN, infinity and
+    absurdly large numbers are refused too."""
+    names = {"max_inputs": "max_inputs_per_request", "max_tokens": "max_tokens_per_request"}
 
+    def label(name: str) -> str:
+        return "--" + names.get(name, name).replace("_", "-") if cli else name
+
+    if host is not None:
+        check_host(host, label("host"))
     if port != 0:
         validate_port(port, label("port"))
-    for name, value, least in (("max_batch", max_batch, 1), ("max_queue", max_queue, 1), ("workers", workers, 1),
-                               ("threads", threads, 1), ("max_wait_ms", max_wait_ms, 0)):
-        if value is not None and value < least:
-            raise InvalidSpecError(f"{label(name)} {value} is too small: give at least {least}", field=name,
-                                   value=value)
+    for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("workers", workers),
+                        ("threads", threads), ("max_wait_ms", max_wait_ms), ("max_inputs", max_inputs),
+                        ("max_tokens", max_tokens)):
+        if value is not None:
+            check_number(name, value, label(name))
+    if max_body_bytes is not None:
+        check_number("max_body_bytes", max_body_bytes, "--max-body-mb (in bytes)" if cli else "max_body_bytes")
+
+
+def _read_key_file(path: str) -> str:
+    try:
+        key = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidSpecError(f"--api-key-file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc}): "
+                               f"give a readable file holding the key", field="api_key_file", value=path) from exc
+    if not key:
+        raise InvalidSpecError(f"--api-key-file {path} is empty: put the key in it", field="api_key_file",
+                               value=path)
+    return key
+
+
+def resolve_api_key(args: argparse.Namespace, environ=os.environ, ask=getpass.getpass) -> str | None:
+    """The API key from ``--api-key-file``, the prompt (``--api-key-prompt``) or ``VLLM_API_KEY``; None for none.
+
+    ``--api-key K`` is refused: on the command line the key shows in ``ps`` for every user of the machine.
+    """
+    if args.api_key is not None:
+        raise InvalidSpecError(f"--api-key puts the key in the process list, where every local user can read it: "
+                               f"use --api-key-file FILE, --api-key-prompt or {API_KEY_ENV}=... instead",
+                               field="api_key", value="***")
+    if args.api_key_file:
+        return _read_key_file(args.api_key_file)
+    if args.api_key_prompt:
+        try:
+            key = ask("API key for the local server: ").strip()
+        except (EOFError, KeyboardInterrupt):
+            key = ""
+        if not key:
+            raise InvalidSpecError("no API key was typed: type one, or leave out --api-key-prompt to serve without "
+                                   "a key", field="api_key", value="")
+        return key
+    return environ.get(API_KEY_ENV) or None
 
 
 def raise_open_file_limit(target: int = 65535) -> int:
@@ -118,20 +176,25 @@ async def _main(args: argparse.Namespace) -> None:
     from .app import ServerConfig, bind_socket, build_app, serve
     from .encoder import Encoder, default_model_name, resolve_model_dir
 
+    max_body_bytes = args.max_body_mb * 2 ** 20
     check_settings(port=args.port, max_batch=args.max_batch, max_queue=args.max_queue,
-                   max_wait_ms=args.max_wait_ms, workers=args.workers, threads=args.threads, cli=True)
+                   max_wait_ms=args.max_wait_ms, workers=args.workers, threads=args.threads, cli=True,
+                   host=args.host, max_inputs=args.max_inputs_per_request, max_tokens=args.max_tokens_per_request,
+                   max_body_bytes=max_body_bytes)
+    host = check_host(args.host, "--host")
+    api_key = resolve_api_key(args)
     model_dir = resolve_model_dir(args.model, require_marker=not args.allow_incomplete)
     cores = os.cpu_count() or 1
     workers = args.workers or (2 if cores >= 2 else 1)
     threads = args.threads or max(1, cores // workers)
     config = ServerConfig(served_model_name=args.served_model_name or default_model_name(model_dir),
-                          api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
-                          max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-                          workers=workers)
+                          api_key=api_key, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                          max_queue=args.max_queue, workers=workers, max_inputs=args.max_inputs_per_request,
+                          max_tokens=args.max_tokens_per_request, max_body_bytes=int(max_body_bytes))
     try:  # a taken port fails now, not after loading the model
-        sock = bind_socket(args.host, args.port)
+        sock = bind_socket(host, args.port)
     except OSError as exc:
-        raise ServerError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}. Stop what uses the "
+        raise ServerError(f"cannot listen on {host}:{args.port}: {exc.strerror or exc}. Stop what uses the "
                           f"port or choose another one (--port 0 picks a free port).", cause=exc) from exc
     raise_open_file_limit()
     print(f"Loading {model_dir} ...", flush=True)
@@ -148,7 +211,7 @@ async def _main(args: argparse.Namespace) -> None:
         _watch_parent(args.parent_pid, stop, loop)
 
     def ready(port: int) -> None:
-        url = f"http://{args.host}:{port}"
+        url = f"http://{url_host(host)}:{port}"
         print(f"Serving {config.served_model_name} (dim {encoder.facts.dim}, max_model_len "
               f"{encoder.facts.max_model_len}, {workers} worker(s) x {threads} thread(s)) at {url}/v1/embeddings"
               f"{' - API key required' if config.api_key else ''}", flush=True)

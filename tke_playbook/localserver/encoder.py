@@ -101,6 +101,21 @@ class ModelFacts:
     dim: int
     max_model_len: int
     vocab_size: int
+    normalize: bool = True  # the model normalises its output (a Normalize module): vLLM's default activation
+    is_matryoshka: bool = False
+    matryoshka_dimensions: tuple[int, ...] | None = None
+    has_chat_template: bool = False
+
+
+class NoChatTemplate(ServerError):
+    """The model's tokenizer has no chat template, so ``messages`` cannot become a prompt."""
+
+
+def _matryoshka(config) -> tuple[bool, tuple[int, ...] | None]:
+    """vLLM reads ``is_matryoshka`` / ``matryoshka_dimensions`` from the model's config.json."""
+    dims = getattr(config, "matryoshka_dimensions", None)
+    dims = tuple(int(d) for d in dims) if isinstance(dims, (list, tuple)) and dims else None
+    return bool(getattr(config, "is_matryoshka", False) or dims), dims
 
 
 class Encoder:
@@ -123,6 +138,10 @@ class Encoder:
                               f"folder holds a complete model (config.json, weights, tokenizer).", obj=path,
                               cause=exc) from exc
         self.model.eval()
+        modules = list(self.model.children())
+        normalizes = bool(modules) and type(modules[-1]).__name__ == "Normalize"
+        # The API normalises per request (use_activation), so the forward pass stops before a Normalize module.
+        self._modules = modules[:-1] if normalizes else modules
         self.tokenizer = self.model.tokenizer
         self.chunk = max(1, int(chunk))
         self._needs_token_types = "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
@@ -135,19 +154,53 @@ class Encoder:
             path=str(path), dim=int(self.model.get_embedding_dimension() if hasattr(
                 self.model, "get_embedding_dimension") else self.model.get_sentence_embedding_dimension()),
             max_model_len=int(min(max_len, positions) if positions else max_len),
-            vocab_size=int(getattr(config, "vocab_size", None) or len(self.tokenizer)))
+            vocab_size=int(getattr(config, "vocab_size", None) or len(self.tokenizer)), normalize=normalizes,
+            is_matryoshka=_matryoshka(config)[0], matryoshka_dimensions=_matryoshka(config)[1],
+            has_chat_template=bool(getattr(self.tokenizer, "chat_template", None)))
 
     # --- tokenising --------------------------------------------------------------------------------------
 
-    def tokenize(self, texts: list[str], *, add_special_tokens: bool = True,
-                 max_length: int | None = None) -> list[list[int]]:
-        """Token ids of each text; cut to ``max_length`` tokens (keeping the start) when given, as vLLM does."""
+    def tokenize(self, texts: list[str], *, add_special_tokens: bool = True, max_length: int | None = None,
+                 truncation_side: str = "right") -> list[list[int]]:
+        """Token ids of each text; cut to ``max_length`` tokens when given, keeping the start (``right``, as vLLM
+        by default) or the end (``left``); special tokens stay around what is kept."""
+        if max_length is not None and truncation_side == "left":
+            return self._tokenize_keeping_end(texts, add_special_tokens=add_special_tokens, max_length=max_length)
         if max_length is None:
             encoded = self.tokenizer(texts, add_special_tokens=add_special_tokens, truncation=False)
         else:
             encoded = self.tokenizer(texts, add_special_tokens=add_special_tokens, truncation=True,
                                      max_length=max_length)
         return encoded["input_ids"]
+
+    def _special_tokens(self) -> tuple[list[int], list[int]]:
+        """The special tokens the tokenizer puts before and after a text (e.g. [CLS] and [SEP])."""
+        plain = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+        full = self.tokenizer("a", add_special_tokens=True)["input_ids"]
+        for start in range(len(full) - len(plain) + 1):
+            if full[start:start + len(plain)] == plain:
+                return full[:start], full[start + len(plain):]
+        return [], []
+
+    def _tokenize_keeping_end(self, texts: list[str], *, add_special_tokens: bool, max_length: int) -> list[list[int]]:
+        plain = self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+        if not add_special_tokens:
+            return [row[-max_length:] for row in plain]
+        before, after = self._special_tokens()
+        room = max(0, max_length - len(before) - len(after))
+        return [before + (row[-room:] if room else []) + after for row in plain]
+
+    def render_chat(self, conversations: list[list[dict]], *, add_generation_prompt: bool = False,
+                    continue_final_message: bool = False, chat_template_kwargs: dict | None = None) -> list[str]:
+        """Each conversation as a prompt through the model's chat template (NoChatTemplate without one)."""
+        if not self.facts.has_chat_template:
+            raise NoChatTemplate(f"The model {self.facts.path} has no chat template in its tokenizer config: send "
+                                 f"`input` (strings) instead of `messages`.")
+        return [self.tokenizer.apply_chat_template(conversation, tokenize=False,
+                                                   add_generation_prompt=add_generation_prompt,
+                                                   continue_final_message=continue_final_message,
+                                                   **(chat_template_kwargs or {}))
+                for conversation in conversations]
 
     # --- encoding ----------------------------------------------------------------------------------------
 
@@ -166,11 +219,13 @@ class Encoder:
         if self._needs_token_types:
             features["token_type_ids"] = torch.zeros_like(input_ids)
         with torch.inference_mode():
-            out = self.model(features)["sentence_embedding"]
-        return out.float().numpy()
+            for module in self._modules:
+                features = module(features)
+        return features["sentence_embedding"].float().numpy()
 
     def encode_ids(self, ids: list[list[int]]) -> np.ndarray:
-        """Embeddings (float32, one row per id list, in order), encoded in length-sorted chunks."""
+        """Pooled embeddings before any normalisation (float32, one row per id list, in order), encoded in
+        length-sorted chunks. :func:`.protocol.finish_embeddings` normalises them as the request asks."""
         if not ids:
             return np.zeros((0, self.facts.dim), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
@@ -181,5 +236,9 @@ class Encoder:
         return out
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        """Direct in-process encoding with the same code path (for benchmarks and tests)."""
-        return self.encode_ids(self.tokenize(texts, max_length=self.facts.max_model_len))
+        """Direct in-process encoding with the same code path (for benchmarks and tests), normalised as the model
+        does by default."""
+        raw = self.encode_ids(self.tokenize(texts, max_length=self.facts.max_model_len))
+        if not self.facts.normalize or not raw.size:
+            return raw
+        return raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), np.float32(1e-12))

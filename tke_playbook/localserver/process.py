@@ -27,6 +27,7 @@ from pathlib import Path
 from ..errors import ServerError
 from .cli import check_settings
 from .encoder import default_model_name, resolve_model_dir
+from .settings import check_host, url_host
 
 API_KEY_ENV = "VLLM_API_KEY"
 _LIVE: "set[LocalServer]" = set()  # stopped at interpreter exit, even if the caller dropped its reference
@@ -133,15 +134,20 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
                  served_model_name: str | None = None, require_marker: bool = True, host: str = "127.0.0.1", *,
                  timeout: float = 180.0, max_batch: int = 64, max_wait_ms: float = 2.0, max_queue: int = 4096,
                  workers: int | None = None, threads: int | None = None,
-                 log_path: str | os.PathLike | None = None) -> LocalServer:
+                 log_path: str | os.PathLike | None = None, max_inputs_per_request: int | None = None,
+                 max_tokens_per_request: int | None = None, max_body_mb: float | None = None) -> LocalServer:
     """Serve ``model_dir`` (default: the offline all-MiniLM-L6-v2) in a subprocess; return once it is healthy.
 
     ``port=0`` picks a free port. A folder other than the packaged offline model must carry the download's
     completion marker (IncompleteModelError before anything starts) unless ``require_marker`` is False.
+    The API key reaches the server through its environment, never its command line. ``max_inputs_per_request``,
+    ``max_tokens_per_request`` and ``max_body_mb`` bound one request (default: the server's).
     """
     folder = resolve_model_dir(model_dir, require_marker=require_marker)
     check_settings(port=port, max_batch=max_batch, max_queue=max_queue, max_wait_ms=max_wait_ms, workers=workers,
-                   threads=threads)
+                   threads=threads, host=host, max_inputs=max_inputs_per_request, max_tokens=max_tokens_per_request,
+                   max_body_bytes=None if max_body_mb is None else max_body_mb * 2 ** 20)
+    host = check_host(host)
     name = served_model_name or default_model_name(folder)
     log = Path(log_path) if log_path else _log_path()
     port_file = Path(tempfile.mkdtemp(prefix="tke-localserver-")) / "port"
@@ -153,6 +159,10 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
         command += ["--workers", str(workers)]
     if threads:
         command += ["--threads", str(threads)]
+    for flag, value in (("--max-inputs-per-request", max_inputs_per_request),
+                        ("--max-tokens-per-request", max_tokens_per_request), ("--max-body-mb", max_body_mb)):
+        if value is not None:
+            command += [flag, str(value)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
     env.pop(API_KEY_ENV, None)
     if api_key:
@@ -169,8 +179,9 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
                                   f"healthy. Last log lines ({log}):\n{_tail(log, 30)}", obj=log)
             if server is None and port_file.is_file():
                 bound = int(port_file.read_text(encoding="utf-8"))
-                server = LocalServer(url=f"http://{host}:{bound}", port=bound, pid=process.pid, model_dir=folder,
-                                     served_model_name=name, log_path=log, api_key=api_key, _process=process)
+                server = LocalServer(url=f"http://{url_host(host)}:{bound}", port=bound, pid=process.pid,
+                                     model_dir=folder, served_model_name=name, log_path=log, api_key=api_key,
+                                     _process=process)
             if server is not None and _health(server.url, 2.0):
                 _LIVE.add(server)
                 return server

@@ -1,10 +1,12 @@
-"""vLLM v0.10's embeddings API as pure functions: parse and check a request, shape responses and errors.
+"""vLLM's embeddings API (the version in :mod:`.surface`) as pure functions: parse and check a request, shape
+responses and errors.
 
-Request fields: ``model`` (optional; must name the served model), ``input`` (a string, a list of strings, a
-list of token ids or a list of token-id lists), ``encoding_format`` (``float`` | ``base64``), ``dimensions``
-(refused: the served models are not Matryoshka), ``truncate_prompt_tokens`` (-1 = max_model_len; k >= 1 keeps
-the first k tokens of a text, as vLLM's right-side truncation does, and the last k of a token-id list),
-``add_special_tokens``, ``user`` (ignored). Unknown fields are ignored, as vLLM does.
+Requests are validated by pydantic models with vLLM's field types, in pydantic's lax mode as vLLM's are
+(``"truncate_prompt_tokens": "3"`` is 3; ``"encoding_format": null`` is refused). Two request forms:
+``input`` (a string, a list of strings, token ids or token-id lists — EmbeddingCompletionRequest) and
+``messages`` (one conversation or a list of them, rendered with the model's chat template —
+EmbeddingChatRequest). Unknown fields are ignored, as vLLM does. Errors are :class:`EmbeddingAPIError`\\ s that
+carry vLLM's status and body ``{"error": {"message", "type", "param", "code"}}``.
 """
 
 from __future__ import annotations
@@ -13,125 +15,355 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import BadRequestError, EmbeddingAPIError
-
-_ERROR_TYPES = {400: "BadRequestError", 401: "Unauthorized", 404: "NotFoundError", 503: "ServiceUnavailableError",
-                500: "InternalServerError"}
-
-
-def build_error(message: str, status: int, err_type: str | None = None) -> dict:
-    """vLLM's error body: ``{"object": "error", "message", "type", "param": null, "code"}``."""
-    return {"object": "error", "message": message, "type": err_type or _ERROR_TYPES.get(status, "Error"),
-            "param": None, "code": int(status)}
+from . import surface
+from .serial import row_bytes
+from .surface import EmbedDType, EncodingFormat, Endianness, TruncationSide
 
 
-def bad_request(message: str) -> BadRequestError:
-    return BadRequestError(message, status=400, body=build_error(message, 400))
+def build_error(message: str, status: int, err_type: str | None = None, param: str | None = None) -> dict:
+    """vLLM's error body: ``{"error": {"message", "type", "param", "code"}}``."""
+    return {"error": {"message": message, "type": err_type or surface.ERROR_TYPES.get(status, "Error"),
+                      "param": param, "code": int(status)}}
+
+
+def bad_request(message: str, *, validation: bool = False) -> BadRequestError:
+    """A 400: ``validation`` errors (what FastAPI's request validation refuses) have type ``Bad Request``."""
+    err_type = surface.VALIDATION_ERROR_TYPE if validation else surface.BAD_REQUEST_TYPE
+    return BadRequestError(message, status=400, body=build_error(message, 400, err_type))
+
+
+def not_found(message: str) -> EmbeddingAPIError:
+    return EmbeddingAPIError(message, status=404, body=build_error(message, 404, surface.NOT_FOUND_TYPE))
+
+
+# --- request models (vLLM's field types; pydantic's lax mode, unknown fields allowed) -----------------------
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class _Common(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    user: str | None = None
+    truncate_prompt_tokens: Annotated[int, Field(ge=-1)] | None = None
+    truncation_side: Literal["left", "right"] | None = None
+    padding: Literal["max_length", "do_not_pad"] | None = None
+    request_id: str | None = None
+    priority: Annotated[int, Field(ge=-(2 ** 63), le=2 ** 63 - 1)] = 0
+    cache_salt: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    mm_processor_kwargs: dict[str, Any] | None = None
+    encoding_format: Literal["float", "base64", "bytes", "bytes_only"] = "float"
+    embed_dtype: Literal["float32", "float16", "bfloat16", "fp8_e4m3", "fp8_e5m2"] = "float32"
+    endianness: Literal["native", "big", "little"] = "native"
+    dimensions: int | None = None
+    use_activation: bool | None = None
+    normalize: bool | None = None  # 0.10.1's name for use_activation (see surface)
+
+
+class _CompletionRequest(_Common):
+    input: list[int] | list[list[int]] | str | list[str]
+    add_special_tokens: bool = True
+
+
+class _ChatRequest(_Common):
+    messages: list[_Message] | list[Annotated[list[_Message], Field(min_length=1)]]
+    add_generation_prompt: bool = False
+    continue_final_message: bool = False
+    add_special_tokens: bool = False
+    chat_template: str | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """How conversations become prompts (vLLM's chat-template fields)."""
+
+    add_generation_prompt: bool = False
+    continue_final_message: bool = False
+    chat_template_kwargs: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
 class EmbeddingRequest:
-    """A checked request: ``texts`` or ``token_ids`` (exactly one is set)."""
+    """A checked request: exactly one of ``texts``, ``token_ids`` or ``conversations`` is set."""
 
     model: str
     texts: tuple[str, ...] | None
     token_ids: tuple[tuple[int, ...], ...] | None
-    encoding_format: str = "float"
+    encoding_format: EncodingFormat = EncodingFormat.FLOAT
     truncate_prompt_tokens: int | None = None
     add_special_tokens: bool = True
+    conversations: tuple[tuple[dict, ...], ...] | None = None
+    chat: ChatOptions | None = None
+    truncation_side: TruncationSide | None = None
+    use_activation: bool | None = None
+    dimensions: int | None = None
+    embed_dtype: EmbedDType = EmbedDType.FLOAT32
+    endianness: Endianness = Endianness.NATIVE
+    request_id: str | None = None
 
     @property
     def size(self) -> int:
-        return len(self.texts if self.texts is not None else self.token_ids)
+        for items in (self.texts, self.token_ids, self.conversations):
+            if items is not None:
+                return len(items)
+        return 0
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+# --- parsing ------------------------------------------------------------------------------------------------
 
 
-def _parse_input(value) -> tuple[tuple[str, ...] | None, tuple[tuple[int, ...], ...] | None]:
-    if isinstance(value, str):
-        return (value,), None
-    if isinstance(value, list) and value:
-        if all(isinstance(v, str) for v in value):
-            return tuple(value), None
-        if all(_is_int(v) for v in value):
-            return None, (tuple(value),)
-        if all(isinstance(v, list) and all(_is_int(t) for t in v) for v in value):
-            return None, tuple(tuple(v) for v in value)
-    if isinstance(value, list) and not value:
-        raise bad_request("Input must not be empty: send a string, a list of strings or token ids.")
-    raise bad_request("Field 'input' must be a string, a list of strings, a list of token ids (integers) or a "
-                      "list of token-id lists.")
-
-
-def parse_embedding_request(body: bytes, *, served_names: tuple[str, ...]) -> EmbeddingRequest:
-    """Parse a POST /v1/embeddings body; raise an EmbeddingAPIError carrying vLLM's status and error body."""
+def decode_json(body: bytes) -> dict:
+    """The request body as a JSON object; anything else (bad JSON, too deep, not an object) is a 400."""
     try:
         data = json.loads(body)
+    except RecursionError:
+        raise bad_request("JSON decode error: the request body is nested too deeply.", validation=True) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"Invalid JSON in the request body: {exc}") from None
+        raise bad_request(f"JSON decode error: {exc}", validation=True) from None
     if not isinstance(data, dict):
-        raise bad_request("The request body must be a JSON object.")
-    if "input" not in data:
-        raise bad_request("Field required: 'input'.")
-    model = data.get("model")
-    if model is None:
-        model = served_names[0]
-    elif model not in served_names:
-        message = f"The model `{model}` does not exist."
-        raise EmbeddingAPIError(message, status=404, body=build_error(message, 404))
-    texts, token_ids = _parse_input(data["input"])
-    encoding_format = data.get("encoding_format") or "float"
-    if encoding_format not in ("float", "base64"):
-        raise bad_request(f"Input should be 'float' or 'base64' (field 'encoding_format', got {encoding_format!r}).")
-    if data.get("dimensions") is not None:
-        raise bad_request(f'Model "{model}" does not support matryoshka representation, changing output '
+        raise bad_request("Input should be a valid dictionary or object to extract fields from (the request body "
+                          "must be a JSON object).", validation=True)
+    return data
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _check_count(data: dict, max_inputs: int) -> None:
+    """Refuse too many inputs before validating each one (that work grows with the count)."""
+    for key in ("input", "messages"):
+        value = data.get(key)
+        one_input = isinstance(value, list) and value and isinstance(value[0], (int, dict))  # token ids, one chat
+        if isinstance(value, list) and len(value) > max_inputs and not one_input:
+            raise bad_request(f"This server takes at most {max_inputs} inputs per request; the request has "
+                              f"{len(value)}. Split it into several requests.")
+
+
+def _is_conversation(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(item, dict) and isinstance(item.get("role"), str) for item in value)
+
+
+def _validate(data: dict) -> _Common:
+    if "messages" not in data and (_is_conversation(data.get("input")) or (
+            isinstance(data.get("input"), list) and data["input"] and all(map(_is_conversation, data["input"])))):
+        data = {**data, "messages": data["input"]}  # chat messages sent in "input", as vLLM accepts
+        data.pop("input")
+    model = _ChatRequest if "messages" in data else _CompletionRequest
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise bad_request(_validation_message(exc), validation=True) from None
+
+
+def _check_text(text: str, where: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise bad_request(f"{where} is not valid Unicode ({exc.reason} at position {exc.start}): send UTF-8 text "
+                          f"without lone surrogates.") from None
+    return text
+
+
+def _conversations(messages: list) -> tuple[tuple[dict, ...], ...]:
+    batches = messages if messages and isinstance(messages[0], list) else [messages]
+    out = []
+    for b, conversation in enumerate(batches):
+        if not conversation:
+            raise bad_request("messages must not be empty.", validation=True)
+        turns = []
+        for m, message in enumerate(conversation):
+            content = message.content
+            if isinstance(content, list):
+                if any(part.get("type") != "text" or not isinstance(part.get("text"), str) for part in content):
+                    raise bad_request("Only text content parts ({\"type\": \"text\", \"text\": ...}) are supported "
+                                      "by this model.")
+                content = "".join(part["text"] for part in content)
+            turn = {"role": _check_text(message.role, f"messages[{b}][{m}].role")}
+            turn["content"] = _check_text(content or "", f"messages[{b}][{m}].content")
+            turns.append(turn)
+        out.append(tuple(turns))
+    return tuple(out)
+
+
+def _use_activation(parsed: _Common) -> bool | None:
+    if parsed.normalize is not None and parsed.use_activation is not None and \
+            parsed.normalize != parsed.use_activation:
+        raise bad_request("`normalize` and `use_activation` disagree: send only `use_activation` (normalize is its "
+                          "old name).")
+    return parsed.use_activation if parsed.use_activation is not None else parsed.normalize
+
+
+def _inputs(parsed: _Common) -> dict:
+    if isinstance(parsed, _ChatRequest):
+        if parsed.chat_template is not None:
+            raise bad_request("Chat template is passed with request, but --trust-request-chat-template is not set. "
+                              "Refused request with untrusted chat template.")
+        if parsed.add_generation_prompt and parsed.continue_final_message:
+            raise bad_request("Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
+                              validation=True)
+        kwargs = tuple(sorted((parsed.chat_template_kwargs or {}).items()))
+        return {"texts": None, "token_ids": None, "conversations": _conversations(parsed.messages),
+                "chat": ChatOptions(parsed.add_generation_prompt, parsed.continue_final_message, kwargs)}
+    value = parsed.input
+    if isinstance(value, str):
+        return {"texts": (_check_text(value, "input"),), "token_ids": None}
+    if not value:
+        raise bad_request("Input must not be empty: send a string, a list of strings or token ids.")
+    if isinstance(value[0], str):
+        return {"texts": tuple(_check_text(t, f"input[{i}]") for i, t in enumerate(value)), "token_ids": None}
+    if isinstance(value[0], int):
+        return {"texts": None, "token_ids": (tuple(value),)}
+    return {"texts": None, "token_ids": tuple(tuple(row) for row in value)}
+
+
+def parse_embedding_request(body: bytes | dict, *, served_names: tuple[str, ...],
+                            max_inputs: int = surface.MAX_INPUTS_PER_REQUEST,
+                            request_id: str | None = None) -> EmbeddingRequest:
+    """Parse a POST /v1/embeddings body; raise an EmbeddingAPIError carrying vLLM's status and error body.
+
+    ``request_id`` (the ``X-Request-Id`` header) wins over the body's ``request_id``, as in vLLM.
+    """
+    data = decode_json(body) if isinstance(body, (bytes, bytearray, memoryview)) else body
+    _check_count(data, max_inputs)
+    parsed = _validate(data)
+    model = parsed.model or served_names[0]
+    if model not in served_names:
+        raise not_found(f"The model `{model}` does not exist.")
+    inputs = _inputs(parsed)
+    request = EmbeddingRequest(
+        model=model, encoding_format=EncodingFormat(parsed.encoding_format),
+        truncate_prompt_tokens=parsed.truncate_prompt_tokens, add_special_tokens=parsed.add_special_tokens,
+        truncation_side=TruncationSide(parsed.truncation_side) if parsed.truncation_side else None,
+        use_activation=_use_activation(parsed), dimensions=parsed.dimensions,
+        embed_dtype=EmbedDType(parsed.embed_dtype), endianness=Endianness(parsed.endianness),
+        request_id=request_id or parsed.request_id, **inputs)
+    if request.size > max_inputs:
+        raise bad_request(f"This server takes at most {max_inputs} inputs per request; the request has "
+                          f"{request.size}. Split it into several requests.")
+    if request.truncate_prompt_tokens == 0:
+        raise bad_request("truncate_prompt_tokens must be -1 (truncate to the model's maximum length) or at least "
+                          "1.")
+    return request
+
+
+# --- checks that need the model ------------------------------------------------------------------------------
+
+
+def check_dimensions(request: EmbeddingRequest, *, is_matryoshka: bool,
+                     matryoshka_dimensions: Sequence[int] | None = None) -> None:
+    """vLLM's rules for ``dimensions``: only Matryoshka models take it, and only their listed sizes if listed."""
+    if request.dimensions is None:
+        return
+    if not is_matryoshka:
+        raise bad_request(f'Model "{request.model}" does not support matryoshka representation, changing output '
                           f"dimensions will lead to poor results.")
-    truncate = data.get("truncate_prompt_tokens")
-    if truncate is not None and (not _is_int(truncate) or truncate < -1 or truncate == 0):
-        raise bad_request("Field 'truncate_prompt_tokens' must be -1 (truncate to the model's maximum length) or "
-                          "an integer of at least 1.")
-    add_special = data.get("add_special_tokens", True)
-    if not isinstance(add_special, bool):
-        raise bad_request("Field 'add_special_tokens' must be true or false.")
-    return EmbeddingRequest(model=model, texts=texts, token_ids=token_ids, encoding_format=encoding_format,
-                            truncate_prompt_tokens=truncate, add_special_tokens=add_special)
+    if matryoshka_dimensions:
+        if request.dimensions not in matryoshka_dimensions:
+            raise bad_request(f'Model "{request.model}" only supports {list(matryoshka_dimensions)} matryoshka '
+                              f"dimensions, use other output dimensions will lead to poor results.")
+    elif request.dimensions < 1:
+        raise bad_request("Dimensions must be greater than 0")
+
+
+def _truncate(ids: list[list[int]], truncate: int | None, side: TruncationSide) -> list[list[int]]:
+    if truncate is None:
+        return ids
+    return [row[-truncate:] if side is TruncationSide.LEFT else row[:truncate] for row in ids]
+
+
+def _too_long(max_model_len: int, length: int) -> BadRequestError:
+    return bad_request(f"This model's maximum context length is {max_model_len} tokens. However, you requested "
+                       f"{length} tokens in the input for embedding generation. Please reduce the length of the "
+                       f"input.")
 
 
 def resolve_token_ids(request: EmbeddingRequest, tokenize: Callable[..., list[list[int]]], *,
-                      max_model_len: int, vocab_size: int) -> list[list[int]]:
-    """The token ids each input is encoded from, after vLLM's truncation and length checks."""
+                      max_model_len: int, vocab_size: int, max_tokens: int | None = None,
+                      render_chat: Callable[..., list[str]] | None = None) -> list[list[int]]:
+    """The token ids each input is encoded from, after vLLM's truncation and length checks.
+
+    Texts keep their start when cut (``truncation_side`` ``right``, the tokenizer's default) and token-id lists
+    their end (``left``), as vLLM does; ``truncation_side`` chooses explicitly. ``max_tokens`` caps the request.
+    """
     truncate = request.truncate_prompt_tokens
     if truncate is not None and truncate <= -1:
         truncate = max_model_len
     if truncate is not None and truncate > max_model_len:
         raise bad_request(f"truncate_prompt_tokens value ({truncate}) is greater than max_model_len "
                           f"({max_model_len}). Please, select a smaller truncation size.")
-    if request.texts is not None:
-        ids = tokenize(list(request.texts), add_special_tokens=request.add_special_tokens, max_length=truncate)
+    texts = request.texts
+    if request.conversations is not None:
+        if render_chat is None:
+            raise bad_request("This model has no chat template: send `input` instead of `messages`.")
+        options = request.chat or ChatOptions()
+        texts = tuple(render_chat([list(c) for c in request.conversations],
+                                  add_generation_prompt=options.add_generation_prompt,
+                                  continue_final_message=options.continue_final_message,
+                                  chat_template_kwargs=dict(options.chat_template_kwargs)))
+    if texts is not None:
+        if request.truncation_side is TruncationSide.LEFT and truncate is not None:
+            ids = tokenize(list(texts), add_special_tokens=request.add_special_tokens, max_length=truncate,
+                           truncation_side="left")
+        else:
+            ids = tokenize(list(texts), add_special_tokens=request.add_special_tokens, max_length=truncate)
     else:
-        ids = [list(row[-truncate:]) if truncate is not None else list(row) for row in request.token_ids]
+        ids = _truncate([list(row) for row in request.token_ids], truncate,
+                        request.truncation_side or TruncationSide.LEFT)
         for row in ids:
-            if not row:
-                raise bad_request("The decoder prompt cannot be empty")
-            if min(row) < 0 or max(row) >= vocab_size:
+            if row and (min(row) < 0 or max(row) >= vocab_size):
                 raise bad_request(f"Token id {max(row) if max(row) >= vocab_size else min(row)} is out of "
                                   f"vocabulary (size {vocab_size}).")
+    total = 0
     for row in ids:
         if len(row) > max_model_len:
-            raise bad_request(f"This model's maximum context length is {max_model_len} tokens. However, you "
-                              f"requested {len(row)} tokens in the input for embedding generation. Please reduce "
-                              f"the length of the input.")
+            raise _too_long(max_model_len, len(row))
         if not row:
             raise bad_request("The decoder prompt cannot be empty")
+        total += len(row)
+    if max_tokens is not None and total > max_tokens:
+        raise bad_request(f"This server takes at most {max_tokens} tokens per request; the request has {total}. "
+                          f"Split it into several requests.")
     return ids
+
+
+# --- responses -----------------------------------------------------------------------------------------------
+
+
+def finish_embeddings(raw: np.ndarray, *, dimensions: int | None = None, normalize: bool = True) -> np.ndarray:
+    """Pooled vectors as the API returns them: the first ``dimensions`` (Matryoshka), then L2-normalised.
+
+    The division matches ``torch.nn.functional.normalize`` (norms below 1e-12 are taken as 1e-12).
+    """
+    out = np.asarray(raw, dtype=np.float32)
+    if dimensions is not None:
+        out = out[:, :dimensions]
+    if normalize and out.size:
+        norms = np.maximum(np.linalg.norm(out, axis=1, keepdims=True), np.float32(1e-12))
+        out = out / norms
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 @lru_cache(maxsize=8)
@@ -140,21 +372,54 @@ def _row_format(dim: int) -> str:
     return "[" + ",".join(["%.9g"] * dim) + "]"
 
 
+def response_id(request_id: str | None = None) -> str:
+    """``embd-<request_id>`` (vLLM's prefix), or ``embd-<random>`` without one."""
+    return f"embd-{request_id or uuid.uuid4().hex}"
+
+
+def usage(prompt_tokens: int) -> dict:
+    """vLLM's UsageInfo for an embeddings answer."""
+    return {"prompt_tokens": int(prompt_tokens), "total_tokens": int(prompt_tokens), "completion_tokens": 0,
+            "prompt_tokens_details": None, "completion_tokens_details": None}
+
+
 def render_embedding_response(embeddings: np.ndarray, *, model: str, prompt_tokens: int,
                               encoding_format: str = "float", request_id: str | None = None,
-                              created: int | None = None) -> bytes:
-    """The JSON body of a /v1/embeddings answer, as vLLM shapes it (``base64`` = little-endian float32)."""
-    head = json.dumps({"id": request_id or f"embd-{uuid.uuid4().hex}", "object": "list",
+                              created: int | None = None, embed_dtype: str = "float32",
+                              endianness: str = "native") -> bytes:
+    """The JSON body of a /v1/embeddings answer, as vLLM shapes it (``request_id`` is the whole id)."""
+    head = json.dumps({"id": request_id or response_id(), "object": "list",
                        "created": int(created if created is not None else time.time()), "model": model})
-    matrix = np.ascontiguousarray(embeddings, dtype="<f4")
-    if encoding_format == "base64":
-        values = ['"' + base64.b64encode(row.tobytes()).decode("ascii") + '"' for row in matrix]
+    matrix = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if EncodingFormat(encoding_format) is EncodingFormat.BASE64:
+        values = ['"' + base64.b64encode(row).decode("ascii") + '"'
+                  for row in row_bytes(matrix, embed_dtype, endianness)]
     else:
         fmt = _row_format(matrix.shape[1]) if matrix.ndim == 2 and matrix.shape[1] else "[]"
         values = [fmt % tuple(row) for row in matrix.tolist()]
     data = ",".join(f'{{"index":{i},"object":"embedding","embedding":{v}}}' for i, v in enumerate(values))
-    usage = f'{{"prompt_tokens":{int(prompt_tokens)},"total_tokens":{int(prompt_tokens)},"completion_tokens":0}}'
-    return f'{head[:-1]},"data":[{data}],"usage":{usage}}}'.encode()
+    return f'{head[:-1]},"data":[{data}],"usage":{json.dumps(usage(prompt_tokens))}}}'.encode()
+
+
+def render_bytes_response(embeddings: np.ndarray, *, model: str, prompt_tokens: int, encoding_format: str = "bytes",
+                          request_id: str | None = None, created: int | None = None, embed_dtype: str = "float32",
+                          endianness: str = "native") -> tuple[bytes, dict[str, str]]:
+    """``encoding_format`` ``bytes``: the rows back to back, and a ``metadata`` header (JSON) saying where each
+    row starts and ends; ``bytes_only`` leaves the header out. As vLLM's binary embeddings answer."""
+    matrix = np.ascontiguousarray(embeddings, dtype=np.float32)
+    rows = row_bytes(matrix, embed_dtype, endianness)
+    if EncodingFormat(encoding_format) is EncodingFormat.BYTES_ONLY:
+        return b"".join(rows), {}
+    items, offset = [], 0
+    for i, row in enumerate(rows):
+        items.append({"index": i, "embed_dtype": str(EmbedDType(embed_dtype).value),
+                      "endianness": str(Endianness(endianness).value), "start": offset, "end": offset + len(row),
+                      "shape": list(matrix.shape[1:])})
+        offset += len(row)
+    metadata = {"id": request_id or response_id(), "created": int(created if created is not None else time.time()),
+                "model": model, "data": items,
+                "usage": {"prompt_tokens": int(prompt_tokens), "total_tokens": int(prompt_tokens)}}
+    return b"".join(rows), {"metadata": json.dumps(metadata)}
 
 
 def build_models_response(model: str, *, root: str, max_model_len: int, created: int | None = None) -> dict:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import InvalidSpecError
-from ._style import COLORS, done, figure_and_axes, safe_labels
+from ._style import COLORS, done, figure_and_axes, new_figure, safe_labels
 
 LANG_MARKERS = {"en": "o", "zh": "^"}
 
@@ -88,3 +88,29 @@ def plot_score_distributions(distributions, ax=None, *, title: str = "Scores of 
     ax.set_ylabel("density")
     ax.set_title(title)
     return done(fig, ax, owns)
+
+
+def plot_projections(points: dict, topics: Sequence[str], langs: Sequence[str] | None = None, *, columns: int = 3,
+                     method: str = "PCA", title: str | None = None):
+    """One 2-D projection per model (``{name: (n, 2) points}``, e.g. from ``similarity.project_2d``), coloured
+    by topic, English as circles and Chinese as triangles (returns the Figure)."""
+    if not points:
+        raise InvalidSpecError("plot_projections needs at least one {name: points}", field="points", value=0)
+    cols = max(1, min(int(columns), len(points)))
+    rows = -(-len(points) // cols)
+    fig = new_figure(5.2 * cols, 4.6 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for index, ax in enumerate(axes):
+        if index >= len(points):
+            ax.set_visible(False)
+            continue
+        name, xy = list(points.items())[index]
+        plot_pca(xy, topics, ax=ax, langs=langs, title=name)
+        ax.set_xlabel(f"{method} 1")
+        ax.set_ylabel(f"{method} 2")
+        if index:
+            legend = ax.get_legend()
+            if legend is not None:
+                legend.remove()
+    fig.suptitle(title or f"Documents in each model's embedding space ({method})", fontsize=13)
+    return done(fig, None, True)

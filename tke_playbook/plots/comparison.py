@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._style import MODEL_COLORS, done, new_figure
+from ._style import COLORS, MODEL_COLORS, done, figure_and_axes, new_figure
 
 
 def _bar_labels(ax, bars, fmt: str) -> None:
@@ -110,7 +110,7 @@ def plot_comparison_panel(comparison, *, k: int = 10, title: str | None = None):
     _distributions(axes[0, 2], comparison)
     _latency(axes[1, 0], comparison)
     _single_bars(axes[1, 1], comparison, [float(comparison.a.dim), float(comparison.b.dim)], "{:.0f}",
-                 "dimensions", "Embedding dimension")
+                 "dimensions (TF-IDF: vocabulary terms)", "Embedding dimension")
     memory = [r.memory_bytes / 1e6 if r.memory_bytes is not None else None for r in (comparison.a, comparison.b)]
     _single_bars(axes[1, 2], comparison, memory, "{:.3g} MB", "MB", "Model memory", log=True)
     a, b = comparison.names
@@ -141,3 +141,53 @@ def plot_comparison_pca(comparison, *, labels: bool = False):
                  labels=[d.id for d in docs] if labels else None, title=result.name)
     fig.suptitle("Documents in embedding space (PCA)", fontsize=13)
     return done(fig, None, True)
+
+
+def plot_metric_intervals(table, metric: str = "ndcg@10", ax=None, *, title: str | None = None):
+    """Each system's ``metric`` with its 95 % bootstrap interval (a scorecard table: ``metric``, ``metric low``,
+    ``metric high``), best at the top."""
+    data = table.sort_values(metric)
+    fig, ax, owns = figure_and_axes(ax, 8.0, 1.0 + 0.5 * len(data))
+    y = np.arange(len(data))
+    low = (data[metric] - data[f"{metric} low"]).to_numpy(dtype=float)
+    high = (data[f"{metric} high"] - data[metric]).to_numpy(dtype=float)
+    colors = [COLORS[i % len(COLORS)] for i in range(len(data))]
+    ax.errorbar(data[metric], y, xerr=[low, high], fmt="none", ecolor="grey", capsize=4)
+    ax.scatter(data[metric], y, color=colors, s=60, zorder=3)
+    for yi, (value, lo, hi) in enumerate(zip(data[metric], data[f"{metric} low"], data[f"{metric} high"])):
+        ax.annotate(f"{value:.3f}  [{lo:.3f}, {hi:.3f}]", (hi, yi), xytext=(6, 0), textcoords="offset points",
+                    va="center", fontsize=8)
+    ax.set_yticks(y, list(data.index), fontsize=9)
+    ax.set_xlim(0, 1.15)
+    ax.set_xlabel(f"{metric} (95% bootstrap interval over queries)")
+    ax.set_title(title or f"{metric} by system")
+    ax.grid(axis="x", alpha=0.25)
+    return done(fig, ax, owns)
+
+
+def plot_quality_vs_cost(costs, metric: str = "ndcg@10", ax=None, *, title: str = "Quality against cost"):
+    """Quality (y, with its interval) against cost per million tokens (x, log scale) from
+    ``scorecard.cost_table``; systems without a cost are listed in the corner instead of plotted."""
+    fig, ax, owns = figure_and_axes(ax, 8.0, 5.5)
+    priced = costs[np.isfinite(costs["cost per 1M tokens"].astype(float))]
+    for index, (system, row) in enumerate(priced.iterrows()):
+        color = COLORS[index % len(COLORS)]
+        err = [[row[metric] - row["low"]], [row["high"] - row[metric]]] if np.isfinite(row["low"]) else None
+        ax.errorbar(row["cost per 1M tokens"], row[metric], yerr=err, fmt="o", color=color, capsize=4, ms=8)
+        ax.annotate(f"{system}\n{row['node type']}", (row["cost per 1M tokens"], row[metric]),
+                    xytext=(8, 4 - 26 * (index % 3)), textcoords="offset points", fontsize=8)
+    unpriced = [s for s in costs.index if s not in priced.index]
+    if unpriced:
+        ax.text(0.01, 0.02, "no throughput given: " + ", ".join(unpriced), transform=ax.transAxes, fontsize=7,
+                color="grey")
+    if len(priced) and (priced["cost per 1M tokens"] > 0).all():
+        ax.set_xscale("log")
+    elif len(priced):
+        ax.set_xlim(left=0)
+    currency = next((c for c in priced.get("currency", []) if c), "")
+    ax.set_xlabel(f"cost per million tokens ({currency}; prices: list price, verify)")
+    ax.set_ylabel(metric)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title)
+    ax.grid(alpha=0.25)
+    return done(fig, ax, owns)

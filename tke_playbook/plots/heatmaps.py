@@ -117,3 +117,33 @@ def plot_heatmaps_side_by_side(sim_a, sim_b, labels: Sequence[str], topics: Sequ
     fig.colorbar(image, ax=[left, right], fraction=0.025, pad=0.01, label="cosine similarity")
     fig.suptitle(f"Cosine similarity: {names[0]} vs {names[1]}")
     return done(fig, None, True)
+
+
+def plot_heatmap_grid(sims, labels: Sequence[str], topics: Sequence[str] | None = None, *, columns: int = 3,
+                      annotate="auto", label_fallbacks: Sequence[str] | None = None,
+                      title: str = "Cosine similarity of the sentence set"):
+    """Any number of models' similarity matrices (``{name: matrix}``) over the same sentences, on ONE shared
+    colour scale: sentence labels once per row of panels, numbers on every axis, one colour bar."""
+    items = list(sims.items()) if hasattr(sims, "items") else list(sims)
+    if not items:
+        raise InvalidSpecError("plot_heatmap_grid needs at least one {name: matrix}", field="sims", value=0)
+    matrices = [(name, _check(sim, labels, topics)) for name, sim in items]
+    n, cols = len(labels), max(1, min(int(columns), len(matrices)))
+    rows = -(-len(matrices) // cols)
+    annotate = n <= 12 if annotate == "auto" else annotate
+    low = min(0.0, *(float(m.min()) for _, m in matrices))
+    side = max(3.2, n * _cell_inches(n) * 0.8)
+    shown = safe_labels(labels, label_fallbacks)
+    fig = new_figure(cols * side + _label_inches(shown) + 1.2, rows * (side + 0.9) + 0.6)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    image = None
+    for index, ax in enumerate(axes):
+        if index >= len(matrices):
+            ax.set_visible(False)
+            continue
+        name, matrix = matrices[index]
+        image = draw_heatmap(ax, matrix, labels, topics, annotate=annotate, title=name, vmin=low,
+                             label_fallbacks=label_fallbacks, show_ylabels=index % cols == 0, colorbar=False)
+    fig.colorbar(image, ax=list(axes[:len(matrices)]), fraction=0.02, pad=0.01, label="cosine similarity (shared)")
+    fig.suptitle(title)
+    return done(fig, None, True)

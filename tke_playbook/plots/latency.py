@@ -1,12 +1,17 @@
-"""Load-test plots from ``loadgen`` records (one row per request) and summaries (one row per load level)."""
+"""Load-test plots from ``loadgen`` records (one row per request) and summaries (one row per load level), and the
+capacity views: sweeps per input length, tokens/s against inputs per request, a mixed workload's two latency
+distributions, the latency knee of an open-loop sweep and the capacity plan as a table. Legends sit outside the
+plotting area so they never cover a line."""
 
 from __future__ import annotations
+
+import textwrap
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InvalidSpecError
-from ._style import COLORS, done, figure_and_axes
+from ._style import COLORS, done, figure_and_axes, finish, new_figure
 
 PERCENTILES = ((50, "#2ca02c"), (90, "#ff7f0e"), (99, "#d62728"))
 
@@ -43,7 +48,7 @@ def plot_latency_histogram(records, ax=None, *, bins: int = 40, title: str = "Re
         for pct, color in PERCENTILES:
             value = float(np.percentile(values, pct))
             ax.axvline(value, color=color, linestyle="--", linewidth=1.4, label=f"p{pct} = {value:.1f} ms")
-        ax.legend(fontsize=8, frameon=False)
+        _outside_legend(ax)  # beside the axes: never over the p50/p90/p99 lines
     else:
         _empty(ax)
     ax.set_xlabel("latency (ms)")
@@ -84,7 +89,7 @@ def plot_latency_cdf(records, by: str | None = "auto", ax=None, *, log_x: bool =
     else:
         ax.axhline(0.99, color="grey", linestyle=":", linewidth=1)
         ax.text(ax.get_xlim()[0], 0.99, " p99", va="bottom", fontsize=7, color="grey")
-        ax.legend(fontsize=8, frameon=False, loc="lower right")
+        _outside_legend(ax)
     if log_x and len(ok):
         ax.set_xscale("log")
     ax.set_ylim(0, 1.02)
@@ -128,7 +133,7 @@ def plot_throughput_vs_concurrency(summary, ax=None, *, title: str | None = None
     if x_column == "concurrency":  # ticks at the measured levels only (no "2.5 requests in flight")
         ax.set_xticks(x, [f"{v:g}" for v in x])
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], fontsize=8, frameon=False, loc="upper left")
+    _below_legend(ax, handles)  # both y axes are taken: below the plot, never over the lines
     ax.set_title(title or ("Throughput and tail latency against " +
                            ("concurrency" if x_column == "concurrency" else "offered rate")))
     ax.grid(alpha=0.25)
@@ -155,9 +160,165 @@ def plot_latency_vs_input_length(records, ax=None, *, title: str = "Latency agai
             medians.index = [interval.mid for interval in medians.index]
         ax.plot(medians.index.to_numpy(dtype=float), medians.to_numpy(), marker="o", color="#d62728",
                 label="median")
-        ax.legend(fontsize=8, frameon=False)
+        _outside_legend(ax)
     ax.set_xlabel("input length (tokens)")
     ax.set_ylabel("latency (ms)")
     ax.set_title(title)
     ax.grid(alpha=0.25)
     return done(fig, ax, owns)
+
+
+def _series_label(tokens, inputs) -> str:
+    return f"{int(tokens)} tokens" + (f" x {int(inputs)} inputs" if inputs is not None and inputs != 1 else "")
+
+
+def _series(summary: pd.DataFrame):
+    keys = ["input_tokens"] + (["inputs"] if "inputs" in summary.columns else [])
+    for index, (key, group) in enumerate(summary.groupby(keys, sort=True)):
+        key = key if isinstance(key, tuple) else (key,)
+        yield index, _series_label(key[0], key[1] if len(key) > 1 else None), group.sort_values("concurrency")
+
+
+def _outside_legend(ax, **kwargs) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                  borderaxespad=0.0, **kwargs)
+
+
+def _below_legend(ax, handles=None) -> None:
+    """A legend under the axes (below the x label), in columns: for twin axes and side-by-side panels."""
+    handles = handles if handles is not None else ax.get_legend_handles_labels()[0]
+    if handles:
+        ax.legend(handles, [h.get_label() for h in handles], fontsize=8, frameon=False, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.2), ncol=min(3, len(handles)), borderaxespad=0.0)
+
+
+def _concurrency_axis(ax, values) -> None:
+    values = np.unique(np.asarray(values, dtype=float))
+    if len(values) > 1 and values.max() / max(values.min(), 1) >= 8:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.minorticks_off()
+
+
+def plot_sweep(summary, *, throughput: str = "embeddings_per_s", title: str | None = None):
+    """Two panels against concurrency, one line per input length (x inputs per request): throughput (left;
+    ``embeddings_per_s``, ``tokens_per_s`` or ``req_per_s``) and p99 latency (right)."""
+    _require(summary, {"concurrency", "input_tokens", throughput, "p99_ms"}, "summary")
+    fig = new_figure(12.0, 4.5)
+    left, right = fig.subplots(1, 2)
+    for index, label, group in _series(summary.dropna(subset=["concurrency"])):
+        color = COLORS[index % len(COLORS)]
+        x = group["concurrency"].to_numpy(dtype=float)
+        left.plot(x, group[throughput], marker="o", color=color, label=label)
+        right.plot(x, group["p99_ms"], marker="s", color=color, label=label)
+    units = {"embeddings_per_s": "embeddings/s", "tokens_per_s": "tokens/s", "req_per_s": "requests/s"}
+    left.set_ylabel(units.get(throughput, throughput))
+    right.set_ylabel("p99 latency (ms)")
+    for ax, what in ((left, "throughput"), (right, "p99 latency")):
+        _concurrency_axis(ax, summary["concurrency"].dropna())
+        ax.set_xlabel("concurrent requests")
+        ax.set_ylim(bottom=0)
+        ax.set_title(what)
+        ax.grid(alpha=0.25)
+    _outside_legend(right, title="input length")
+    fig.suptitle(title or "Closed-loop sweep: throughput and tail latency per input length")
+    return finish(fig)
+
+
+def plot_tokens_vs_batch(summary, ax=None, *, title: str = "Tokens/s against inputs per request"):
+    """Tokens/s against the number of inputs per request, one line per input length (the best concurrency of each
+    batch size)."""
+    _require(summary, {"inputs", "input_tokens", "tokens_per_s"}, "summary")
+    fig, ax, owns = figure_and_axes(ax, 9.0, 4.5)
+    best = summary.loc[summary.groupby(["input_tokens", "inputs"])["tokens_per_s"].idxmax()]
+    for index, (tokens, group) in enumerate(best.groupby("input_tokens", sort=True)):
+        group = group.sort_values("inputs")
+        ax.plot(group["inputs"].to_numpy(dtype=float), group["tokens_per_s"], marker="o",
+                color=COLORS[index % len(COLORS)], label=f"{int(tokens)} tokens")
+    _concurrency_axis(ax, summary["inputs"])
+    ax.set_xlabel("inputs per request (batch size)")
+    ax.set_ylabel("tokens/s (from usage)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
+    ax.grid(alpha=0.25)
+    _outside_legend(ax, title="input length")
+    return done(fig, ax, owns)
+
+
+def plot_mixed_latency(records, targets=None, *, title: str = "Mixed workload: latency per stream"):
+    """One panel per stream (their scales differ): latency histogram with p50/p99 and the stream's target."""
+    _require(records, {"stream", "latency_s", "ok"}, "records")
+    ok = _ok_latencies_ms(records)
+    names = list(dict.fromkeys(records["stream"]))
+    fig = new_figure(6.0 * max(1, len(names)), 4.0)
+    axes = np.atleast_1d(fig.subplots(1, max(1, len(names))))
+    wanted = {} if targets is None else dict(zip(targets["stream"], targets["target_ms"]))
+    for index, (ax, name) in enumerate(zip(axes, names)):
+        values = ok.loc[ok["stream"] == name, "latency_ms"].to_numpy()
+        if len(values):
+            ax.hist(values, bins=30, color=COLORS[index % len(COLORS)], alpha=0.75)
+            for pct, color in (PERCENTILES[0], PERCENTILES[2]):
+                value = float(np.percentile(values, pct))
+                ax.axvline(value, color=color, linestyle="--", linewidth=1.3, label=f"p{pct} = {value:,.0f} ms")
+        else:
+            _empty(ax)
+        target = wanted.get(name)
+        if target is not None and not (isinstance(target, float) and np.isnan(target)):
+            ax.axvline(target, color="black", linewidth=1.6, label=f"target {target:,.0f} ms")
+        ax.set_title(f"{name} ({len(values)} ok)")
+        ax.set_xlabel("latency (ms)")
+        ax.set_ylabel("requests")
+        _below_legend(ax)
+    fig.suptitle(title)
+    return finish(fig)
+
+
+def plot_latency_knee(summary, target_ms: float | None = None, sustainable_rps: float | None = None, ax=None, *,
+                      title: str = "Open loop: p99 latency against offered rate"):
+    """p99 (and p50) against the offered rate, with the target and the sustainable rate marked: past capacity
+    the queue grows for as long as the level lasts, so latency jumps instead of rising gently."""
+    _require(summary, {"rate", "p99_ms"}, "summary")
+    data = summary.dropna(subset=["rate"]).sort_values("rate")
+    fig, ax, owns = figure_and_axes(ax, 9.0, 4.5)
+    x = data["rate"].to_numpy(dtype=float)
+    ax.plot(x, data["p99_ms"], marker="s", color="#d62728", label="p99")
+    if "p50_ms" in data.columns:
+        ax.plot(x, data["p50_ms"], marker=".", linestyle="--", color="#2ca02c", label="p50")
+    if target_ms:
+        ax.axhline(target_ms, color="black", linewidth=1.2, linestyle=":", label=f"target {target_ms:,.0f} ms")
+    if sustainable_rps:
+        ax.axvline(sustainable_rps, color="#3b6fb6", linewidth=1.2, label=f"sustainable {sustainable_rps:,.1f} req/s")
+    if len(data) and float(data["p99_ms"].max()) > 20 * max(float(data["p99_ms"].min()), 1e-9):
+        ax.set_yscale("log")
+    ax.set_xlabel("offered rate (req/s)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(title)
+    ax.grid(alpha=0.25)
+    _outside_legend(ax)
+    return done(fig, ax, owns)
+
+
+def plot_capacity_table(plan, *, title: str = "Capacity plan", wrap: int = 100):
+    """The capacity plan (``CapacityPlan`` or its ``table()``) drawn as a two-column table, long values wrapped."""
+    frame = plan.table() if hasattr(plan, "table") else plan
+    _require(frame, {"item", "value"}, "plan table")
+    values = [textwrap.wrap(str(v), wrap) or [""] for v in frame["value"]]
+    lines = sum(len(v) for v in values)
+    fig = new_figure(11.0, 0.6 + 0.26 * lines)
+    ax = fig.add_subplot()
+    ax.axis("off")
+    table = ax.table(cellText=[[str(item), "\n".join(value)] for item, value in zip(frame["item"], values)],
+                     colWidths=[0.14, 0.86], cellLoc="left", bbox=[0.0, 0.0, 1.0, 1.0])
+    table.auto_set_font_size(False)
+    table.set_fontsize(9)
+    for (row, col), cell in table.get_celld().items():
+        cell.set_edgecolor("#dddddd")
+        cell.PAD = 0.02 if col == 0 else 0.005  # matplotlib pads by a share of the cell's width
+        cell.set_height(len(values[row]) / lines)
+        cell.get_text().set_verticalalignment("center")
+        if col == 0:
+            cell.get_text().set_fontweight("bold")
+    ax.set_title(title)
+    return finish(fig)

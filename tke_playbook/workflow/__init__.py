@@ -12,7 +12,10 @@ State between notebooks (storage, download, serving spec, running server) lives 
 
 from __future__ import annotations
 
-from .base import Playbook, quick_mode, spec_from_dict, spec_to_dict
+from ..notebook import install_in_ipython
+from .base import Playbook, check_plan_matches, default_max_model_len, quick_mode, spec_from_dict, spec_to_dict
+from .cluster import ClusterPlaybook  # each target's playbook registers itself with Playbook (from_env)
+from .local import LocalPlaybook
 from .endpoint import TUTORIAL_INPUT, ServiceEndpoint, describe_embedding_answer
 from .report import Level, Note, headroom_note, spec_table, tidy
 from .state import SecretStore, StateStore, mask_secret
@@ -21,10 +24,13 @@ from .state import SecretStore, StateStore, mask_secret
 def open_target(target: str | None = None, *, context: str | None = None) -> Playbook:
     """The playbook for ``target`` (``'local'``/``'cluster'``), else from ``$TKE_PLAYBOOK_TARGET`` or kubeconfig.
 
-    ``context`` picks the kubeconfig context (cluster target; ignored locally)."""
+    ``context`` picks the kubeconfig context (cluster target; ignored locally). Inside IPython this also makes
+    the toolkit's errors show as one short red block (:func:`tke_playbook.notebook.install`)."""
+    install_in_ipython()
     return Playbook.from_env(target or None, context=context or None)
 
 
-__all__ = ["Level", "Note", "Playbook", "ServiceEndpoint", "SecretStore", "StateStore", "TUTORIAL_INPUT",
-           "describe_embedding_answer", "headroom_note", "mask_secret", "open_target", "quick_mode", "spec_from_dict",
-           "spec_table", "spec_to_dict", "tidy"]
+__all__ = ["ClusterPlaybook", "Level", "LocalPlaybook", "Note", "Playbook", "ServiceEndpoint", "SecretStore",
+           "StateStore", "TUTORIAL_INPUT", "check_plan_matches", "default_max_model_len", "describe_embedding_answer",
+           "headroom_note", "mask_secret", "open_target", "quick_mode", "spec_from_dict", "spec_table", "spec_to_dict",
+           "tidy"]

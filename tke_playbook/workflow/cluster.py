@@ -12,7 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import WaitTimeoutError
+from ..catalog import TUTORIAL_MODEL
+from ..errors import NotDeployedError, WaitTimeoutError
+from ..labels import INSTANCE
+from ..notebook import waiting
 from ..target import Target
 from .base import Playbook, spec_to_dict
 from .download_cluster import ClusterDownloads
@@ -32,6 +35,10 @@ class ClusterPlaybook(ClusterDownloads, Playbook):
             self.state.put("context", context)
         self.context = context or self.state.get("context") or None
         self._kube = kube
+
+    @classmethod
+    def open(cls, *, root=None, context: str | None = None) -> "ClusterPlaybook":
+        return cls(root=root, context=context)
 
     def describe(self) -> str:
         return (f"Target cluster: kubeconfig context {self.context or '(current)'}, namespace {self.namespace}; "
@@ -78,7 +85,7 @@ class ClusterPlaybook(ClusterDownloads, Playbook):
 
     def create_storage(self, storage_spec, timeout: float = PVC_BIND_TIMEOUT_S) -> pd.DataFrame:
         """Apply the StorageClass (when the spec has one) and the PVC, then wait until the PVC is Bound."""
-        from ..cluster import ObjectRef, apply_all, diagnose_pvc, format_diagnoses, get
+        from ..cluster import ObjectRef, apply_all
         from ..storage import build_pvc, build_storage_class
 
         docs = ([build_storage_class(storage_spec)] if storage_spec.creates_storage_class else []) + [
@@ -86,6 +93,12 @@ class ClusterPlaybook(ClusterDownloads, Playbook):
         apply_all(self.kube, docs)
         self.state.put("storage", spec_to_dict(storage_spec))
         ref = ObjectRef("v1", "PersistentVolumeClaim", storage_spec.pvc_name, storage_spec.namespace)
+        with waiting(f"Waiting for PVC {storage_spec.pvc_name} to be Bound"):
+            return self._wait_bound(storage_spec, ref, timeout)
+
+    def _wait_bound(self, storage_spec, ref, timeout: float) -> pd.DataFrame:
+        from ..cluster import diagnose_pvc, format_diagnoses, get
+
         deadline = time.monotonic() + timeout
         while True:
             pvc = get(self.kube, ref) or {}
@@ -103,41 +116,35 @@ class ClusterPlaybook(ClusterDownloads, Playbook):
     # --- 03 deploy ----------------------------------------------------------------------------------------
 
     def deploy(self, serving_spec, timeout: float | None = None) -> ServiceEndpoint:
-        """Apply the Secret, the workload and the Service; follow the log until ready; return the endpoint."""
+        """Apply every serving object (Secret, auth-proxy ConfigMap, workload, Service); follow the log until
+        ready; return the endpoint."""
         from ..cluster import apply_all, wait_for_deployment, wait_for_leader_worker_set
-        from ..serving_manifests import build_secret, build_service, build_workload
+        from ..serving_manifests import build_serving_objects
 
-        docs = []
-        if serving_spec.api_key_required:
-            docs.append(build_secret(serving_spec, self.api_key(serving_spec)))
-        docs.append(build_workload(serving_spec))
-        if serving_spec.service_enabled:
-            docs.append(build_service(serving_spec))
-        apply_all(self.kube, docs)
+        key = self.api_key(serving_spec) if serving_spec.api_key_required else None
+        apply_all(self.kube, build_serving_objects(serving_spec, key))
         self._record_serving(serving_spec)
         wait = wait_for_leader_worker_set if serving_spec.is_multi_node else wait_for_deployment
-        wait(self.kube, serving_spec.name, serving_spec.namespace, timeout or serving_spec.startup_timeout_s,
-             on_log=print, on_diagnosis=lambda d: print(f"!! {d}"))
+        with waiting(f"Waiting for {serving_spec.name} to become ready (log lines follow)"):
+            wait(self.kube, serving_spec.name, serving_spec.namespace, timeout or serving_spec.startup_timeout_s,
+                 on_log=print, on_diagnosis=lambda d: print(f"!! {d}"))
         return self.endpoint(serving_spec.model)
 
     def endpoint(self, model: str = "") -> ServiceEndpoint:
         """The Service's URL (load balancer, else a port-forward from here) for ``model`` (default: last deployed)."""
         from ..cluster import get_endpoint
-        from ..errors import ClusterError
 
-        spec = self.deployed_spec(model)
+        spec = self.deployed_spec(model) if model else self.require_deployed()
         if spec is None:
-            raise ClusterError("Nothing was deployed from this machine yet: run notebook 03_deploy_vllm first.")
+            raise NotDeployedError(f"{model} is not deployed: run 03_deploy_vllm with MODEL={model} first.")
         found = get_endpoint(self.kube, spec.name, spec.namespace, spec.service_port)
         return ServiceEndpoint(found.url, spec.served_model_name, found.kind, self.api_key(spec), found.note, found)
 
     def deployment_logs(self, lines: int = 20) -> str:
         from ..cluster import list_pods, pod_logs
 
-        spec = self.recorded_serving_spec()
-        if spec is None:
-            return ""
-        pods = list_pods(self.kube, spec.namespace, f"app.kubernetes.io/instance={spec.name}")
+        spec = self.require_deployed()
+        pods = list_pods(self.kube, spec.namespace, f"{INSTANCE}={spec.name}")
         return pod_logs(self.kube, pods[0], tail_lines=lines, namespace=spec.namespace) if pods else ""
 
     # --- 05 compare ----------------------------------------------------------------------------------------
@@ -145,7 +152,7 @@ class ClusterPlaybook(ClusterDownloads, Playbook):
     def comparison_pair(self, model_a: str = "", model_b: str = ""):
         """HTTP clients of two deployments (default BGE-M3 and e5-mistral), both deployed with notebook 03."""
         a = self.endpoint(model_a or "BAAI/bge-m3")
-        b = self.endpoint(model_b or "intfloat/e5-mistral-7b-instruct")
+        b = self.endpoint(model_b or TUTORIAL_MODEL)
         return a.client(), b.client()
 
     # --- 99 cleanup ---------------------------------------------------------------------------------------
@@ -154,5 +161,7 @@ class ClusterPlaybook(ClusterDownloads, Playbook):
         from ..cluster import teardown
 
         deleted = teardown(self.kube, self.namespace, keep_pvc=keep_pvc)
+        self.stop_downloads()
+        self.runs.clear()
         self.state.drop("server", "serving", "download", "deployments", *(() if keep_pvc else ("storage",)))
         return pd.DataFrame([{"object": r.kind, "name": r.name} for r in deleted], columns=["object", "name"])

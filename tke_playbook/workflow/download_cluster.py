@@ -6,19 +6,26 @@ and the last one writes the completion marker that serving waits for.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
-from ..errors import DownloadError
-from .base import spec_to_dict
+from ..errors import DownloadError, JobFailedError
+from ..notebook import progress_bar
 
 
 class ClusterDownloads:
-    """The download half of :class:`~tke_playbook.workflow.cluster.ClusterPlaybook`."""
+    """The download half of :class:`~tke_playbook.workflow.cluster.ClusterPlaybook`. A mixin: it relies on
+    :class:`~tke_playbook.workflow.base.Playbook` (``runs``, ``_plan_with``, ``_planned``, ``_record_download``,
+    ``_recorded_download``, ``_download_record``) and on ``kube``, which ClusterPlaybook provides."""
+
+    kube: Any  # the cluster client (tke_playbook.cluster.Kube): ClusterPlaybook connects on first use
 
     def plan_download(self, spec):
+        """List the hub from here and split the files; kept for the launch cell (a failed plan forgets it)."""
         from ..download.listing import plan_download
 
-        return plan_download(spec)
+        return self._plan_with(spec, lambda: plan_download(spec))
 
     def start_download(self, spec, plan=None, token=None) -> pd.DataFrame:
         """Apply the hub token Secret (when a token is given or set in HF_TOKEN / MODELSCOPE_API_TOKEN), the
@@ -28,10 +35,10 @@ class ClusterDownloads:
         from ..download import build_download_objects
         from ..download.tokens import token_from_env
 
-        plan = plan or self.plan_download(spec)
+        plan = self._planned(spec, plan)
         token = token if token is not None else token_from_env(spec.source)
         apply_all(self.kube, build_download_objects(spec, plan, token))
-        self.state.put("download", {"spec": spec_to_dict(spec), "plan_id": plan.plan_id})
+        self._record_download(spec, plan, f"pvc {spec.pvc}: /{spec.model_path}", kernel_pid=None)
         return pd.DataFrame([{"job": spec.job_name, "namespace": spec.namespace, "completions": spec.completions,
                               "parallelism": spec.parallelism, "bytes": plan.total_bytes}])
 
@@ -48,13 +55,28 @@ class ClusterDownloads:
                               "completed": i in progress.completed, "failed": i in progress.failed}
                              for i in range(progress.completions)])
 
-    def wait_for_download(self, timeout: float = 3600.0, echo=print):
-        """Wait for the Job, printing each change; a failure raises JobFailedError with the pod's log tail."""
+    def wait_for_download(self, timeout: float = 3600.0):
+        """Wait for the Job with a progress bar of finished indexes; a failure raises JobFailedError with the
+        pod's log tail and a diagnosis."""
         from ..cluster import wait_for_job
 
+        import dataclasses
+
+        record = self._download_record()
         spec = self._recorded_download()
-        return wait_for_job(self.kube, spec.job_name, spec.namespace, timeout,
-                            on_progress=lambda p: echo(p.summary())).summary()
+        def show(progress, bar):
+            bar.update(len(progress.completed) - bar.n)
+            bar.set_postfix_str(progress.summary()[:60])
+
+        try:
+            with progress_bar(spec.completions, f"Job {spec.job_name}", unit="index") as bar:
+                done = wait_for_job(self.kube, spec.job_name, spec.namespace, timeout,
+                                    on_progress=lambda p: show(p, bar))
+        except JobFailedError as exc:
+            self.runs.put_download(dataclasses.replace(record, status="failed", error=str(exc)))
+            raise
+        self.runs.put_download(dataclasses.replace(record, status="done"))
+        return done.summary()
 
     def verify_download(self) -> pd.DataFrame:
         """On the cluster the pods verify every file before the marker is written; this reports the Job's end."""
@@ -68,5 +90,10 @@ class ClusterDownloads:
                               "note": "every pod checked size and sha256; the last wrote the completion marker"
                               if done else "not complete yet: wait_for_download()"}])
 
-    def stop_downloads(self) -> None:
-        return None
+    def stop_downloads(self) -> list:
+        """Forget the recorded downloads (teardown deletes the Jobs themselves)."""
+        records = self.runs.downloads()
+        for record in records:
+            self.runs.remove_download(record.slug)
+        self._plan = None
+        return records

@@ -1,50 +1,49 @@
 """Downloads on the local target: plan from the hub (or, offline, from a local mirror of the packaged
 all-MiniLM-L6-v2), run the workers in the background, show progress, wait, verify.
 
-The download runs in a background thread of the kernel so the notebook can show progress while it goes. If the
-kernel that started it is gone (another notebook, a restart), :meth:`wait_for_download` resumes it from the
-recorded spec: the workers skip what is already on disk and verified.
+The download runs in a background thread of the kernel that launched it; what it is and how it stands is in the
+shared run record (:mod:`~tke_playbook.workflow.runs`), so any kernel can show its progress, wait for it, or -
+when the kernel that ran it is gone - resume it (the workers skip what is already on disk and verified). Deleting
+the record (cleanup) makes the running thread stop its workers at its next progress check.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from .. import errors
 from ..catalog import OFFLINE_MODEL
-from ..errors import DownloadError
-from ..modelfolder import is_complete, read_manifest, require_complete
-from ..target import local_pvc_dir
-from .base import spec_to_dict
+from ..download import progress
+from ..errors import DownloadError, NoDownloadError
+from ..download import require_finished
+from ..modelfolder import read_manifest, require_complete
+from ..notebook import error_text, progress_bar
+from .runs import DownloadRecord
 
 OFFLINE_ENV = "TKE_PLAYBOOK_OFFLINE"
-_RUNS: dict[str, "_Run"] = {}  # state file -> the download this kernel runs
 
 
-class _Run:
-    """One background download: the thread, its mirror (offline) and its outcome."""
+class _Cancelled(Exception):
+    """The download's record was deleted (cleanup) or replaced (a relaunch): stop the workers."""
 
-    def __init__(self, spec, plan, mirror=None):
-        self.spec, self.plan, self.mirror = spec, plan, mirror
-        self.error: BaseException | None = None
-        self.folder: Path | None = None
-        self.thread = threading.Thread(target=self._run, name=f"download-{spec.slug}", daemon=True)
 
-    def _run(self) -> None:
-        from ..download.local import run_local_download
+def _error_from(record: DownloadRecord) -> DownloadError:
+    kind = getattr(errors, record.extra.get("kind", ""), None)
+    cls = kind if isinstance(kind, type) and issubclass(kind, DownloadError) else DownloadError
+    return cls(record.error or f"The download of {record.model} failed: launch it again - it resumes",
+               obj=record.model)
 
-        try:
-            self.folder = run_local_download(self.spec, self.plan)
-        except BaseException as exc:  # reported by wait_for_download
-            self.error = exc
-        finally:
-            if self.mirror is not None:
-                self.mirror.stop()
+
+def _this_launch(record: DownloadRecord) -> dict[int, dict]:
+    """The shard states written by this launch's workers (same plan, updated since it was launched)."""
+    states = progress.shard_states(Path(record.folder), record.plan_id, len(record.shard_bytes))
+    return {i: s for i, s in states.items() if float(s.get("updated") or 0) >= record.started_at}
 
 
 class LocalDownloads:
@@ -58,103 +57,141 @@ class LocalDownloads:
             return True
         return not hub_reachable(resolve_endpoint(spec.source, spec.endpoint), timeout_s=2.0)
 
+    def _stop_mirror(self) -> None:
+        mirror, self._mirror = getattr(self, "_mirror", None), None
+        if mirror is not None:
+            mirror.stop()
+
     def plan_download(self, spec, mirror=None):
-        """List the repository and split it into shards. Offline, the packaged model is listed from a local
-        mirror (started here and kept for :meth:`start_download`)."""
+        """List the repository and split it into shards; the plan is kept for the launch cell. Offline, the
+        packaged model is listed from a local mirror (started here and kept for :meth:`start_download`). A failed
+        plan forgets the previous one, so the launch cell cannot run a stale plan."""
         from ..download.listing import plan_download
 
-        if mirror is None and spec.model == OFFLINE_MODEL and self._offline(spec):
-            from ..download.mirror import offline_mirror
+        def make():
+            nonlocal mirror
+            self._stop_mirror()
+            if mirror is None and self._offline(spec):
+                if spec.model != OFFLINE_MODEL:
+                    raise DownloadError(f"The hub for {spec.source.value} cannot be reached from here and only "
+                                        f"{OFFLINE_MODEL} ships with the toolkit: connect to the internet, set "
+                                        f"{spec.source.endpoint_env} to a mirror, or choose {OFFLINE_MODEL}",
+                                        obj=spec.model)
+                from ..download.mirror import offline_mirror
 
-            mirror = offline_mirror().start()
-            self._mirror = mirror
-        elif mirror is None and self._offline(spec):
-            raise DownloadError(f"The hub for {spec.source.value} cannot be reached from here and only "
-                                f"{OFFLINE_MODEL} ships with the toolkit: connect to the internet, set "
-                                f"{spec.source.endpoint_env} to a mirror, or choose {OFFLINE_MODEL}.", obj=spec.model)
-        return plan_download(spec, endpoint=mirror.url if mirror is not None else None)
+                mirror = self._mirror = offline_mirror().start()
+            return plan_download(spec, endpoint=mirror.url if mirror is not None else None)
+
+        return self._plan_with(spec, make)
 
     def start_download(self, spec, plan=None) -> pd.DataFrame:
-        """Start the worker processes in the background (``parallelism`` at a time); returns at once."""
-        current = _RUNS.get(str(self.state.path))
-        if current is not None and current.thread.is_alive():
-            raise DownloadError(f"A download of {current.spec.model} is still running: wait for it "
-                                "(wait_for_download) before starting another.", obj=current.spec.model)
-        if plan is None:
-            plan = self.plan_download(spec)
-        mirror = getattr(self, "_mirror", None)
-        self._mirror = None
-        run = _Run(spec, plan, mirror)
-        _RUNS[str(self.state.path)] = run
-        self.state.put("download", {"spec": spec_to_dict(spec), "folder": str(self.download_folder(spec)),
-                                    "shard_bytes": [int(b) for b in plan.bytes_per_shard]})
-        run.thread.start()
+        """Start the worker processes in the background (``parallelism`` at a time); returns at once. ``plan``
+        must be for ``spec`` (PlanMismatchError otherwise); None takes the plan the plan cell made for it."""
+        plan = self._planned(spec, plan)
+        self._require_pvc(spec.pvc)
+        for record in self.runs.downloads():
+            if record.current_status() == "running":
+                raise DownloadError(f"A download of {record.model} is still running: wait for it "
+                                    "(wait_for_download) before starting another.", obj=record.model)
+        mirror, self._mirror = getattr(self, "_mirror", None), None
+        record = self._record_download(spec, plan, str(self.download_folder(spec)), kernel_pid=os.getpid())
+        thread = threading.Thread(target=self._run, args=(spec, plan, mirror, record), daemon=True,
+                                  name=f"download-{spec.slug}")
+        thread.start()
         return pd.DataFrame([{"model": spec.model, "shards": len(plan.shards), "workers at once": spec.parallelism,
                               "bytes": plan.total_bytes, "into": str(self.download_folder(spec))}])
+
+    def _still_current(self, record: DownloadRecord) -> None:
+        now = self.runs.download(record.slug)
+        if now is None or now.plan_id != record.plan_id or now.started_at != record.started_at:
+            raise _Cancelled()
+
+    def _run(self, spec, plan, mirror, record: DownloadRecord) -> None:
+        from ..download.local import run_local_download
+
+        outcome = {"status": "done", "error": "", "extra": {}}
+        try:
+            run_local_download(spec, plan, self.pvc_path(spec.pvc),
+                               on_progress=lambda _summary: self._still_current(record))
+        except _Cancelled:
+            return
+        except BaseException as exc:  # reported by wait_for_download, in whichever kernel waits
+            outcome = {"status": "failed", "error": str(exc) or error_text(exc),
+                       "extra": {"kind": type(exc).__name__}}
+        finally:
+            if mirror is not None:
+                mirror.stop()
+        try:
+            self._still_current(record)
+        except _Cancelled:
+            return
+        self.runs.put_download(dataclasses.replace(record, **outcome))
 
     def download_folder(self, spec=None) -> Path:
         """The model folder on the local PVC (``<pvc>/<model id>``) of ``spec`` or the recorded download."""
         if spec is None:
             spec = self._recorded_download()
-        return local_pvc_dir(spec.pvc) / spec.model_path
+        return self.pvc_path(spec.pvc) / spec.model_path
 
     def download_progress(self) -> pd.DataFrame:
-        """Per-shard status, bytes done and percent (what `kubectl get pods` shows for the Job); shards whose
-        worker has not reported yet are listed as ``pending``."""
-        from ..download.local import progress_frame
+        """Per-shard status, bytes done and percent for the download launched last (what `kubectl get pods`
+        shows for the Job). Only that launch's shards count: right after a relaunch every shard is pending."""
+        record = self._download_record()
+        states = _this_launch(record)
+        rows = []
+        for index, total in enumerate(record.shard_bytes):
+            state = states.get(index, {})
+            done = int(state.get("bytes_done", 0))
+            rows.append({"shard": index, "status": state.get("status", "pending"), "bytes_done": done,
+                         "bytes_total": int(total), "percent": round(100 * done / max(int(total), 1), 1),
+                         "error": state.get("error")})
+        frame = pd.DataFrame(rows, columns=["shard", "status", "bytes_done", "bytes_total", "percent", "error"])
+        return frame.drop(columns="error") if frame["error"].isna().all() else frame
 
-        frame = progress_frame(self.download_folder())
-        planned = (self.state.get("download") or {}).get("shard_bytes") or []
-        missing = [{"shard": i, "status": "pending", "bytes_done": 0, "bytes_total": size, "error": None,
-                    "percent": 0.0} for i, size in enumerate(planned) if i not in set(frame["shard"])]
-        if missing:
-            frame = pd.DataFrame(frame.to_dict("records") + missing, columns=frame.columns)
-            frame = frame.sort_values("shard", ignore_index=True)
-        if frame["error"].isna().all():
-            frame = frame.drop(columns="error")
-        return frame
+    def _bytes_done(self, record: DownloadRecord) -> int:
+        return sum(int(s.get("bytes_done", 0)) for s in _this_launch(record).values())
 
-    def wait_for_download(self, timeout: float = 1800.0, every: float = 2.0, echo=print) -> pd.DataFrame:
-        """Wait until the download is complete, printing progress; resume it if no worker runs in this kernel."""
-        from ..download import read_progress
-
-        spec = self._recorded_download()
-        folder = self.download_folder(spec)
-        run = _RUNS.get(str(self.state.path))
-        if run is None and not is_complete(folder):
-            echo("No download runs in this kernel: resuming it from the recorded spec.")
-            self.start_download(spec)
-            run = _RUNS[str(self.state.path)]
-        deadline, last = time.monotonic() + timeout, None
-        while run is not None and run.thread.is_alive():
-            run.thread.join(every)
-            summary = read_progress(folder)
-            line = f"{summary['bytes_done'] / 1e6:8.1f} of {summary['bytes_total'] / 1e6:.1f} MB, " \
-                   f"{summary['files_verified']}/{summary['files_total']} files verified"
-            if line != last:
-                echo(line)
-                last = line
-            if time.monotonic() > deadline:
-                raise DownloadError(f"The download of {spec.model} did not finish within {timeout:.0f} s: wait "
-                                    "again - it keeps going in the background.", obj=spec.model)
-        if run is not None and run.error is not None:
-            _RUNS.pop(str(self.state.path), None)
-            raise run.error
+    def wait_for_download(self, timeout: float = 1800.0, every: float = 1.0) -> pd.DataFrame:
+        """Wait until the download is complete, with a progress bar; resume it when the kernel that ran it is
+        gone. Raises the download's error (naming the file) if it failed."""
+        record = self._download_record()
+        if record.current_status() == "interrupted":
+            spec = self._recorded_download()
+            self.start_download(spec, self.plan_download(spec))
+            record = self._download_record()
+        deadline = time.monotonic() + timeout
+        with progress_bar(sum(record.shard_bytes), f"Downloading {record.model}") as bar:
+            while record.current_status() == "running":
+                bar.update(self._bytes_done(record) - bar.n)
+                if time.monotonic() > deadline:
+                    raise DownloadError(f"The download of {record.model} did not finish within {timeout:.0f} s: "
+                                        "wait again - it keeps going in the background", obj=record.model)
+                time.sleep(every)
+                record = self.runs.download(record.slug)
+                if record is None:
+                    raise NoDownloadError("The download was cancelled (cleanup ran): launch it again in "
+                                          "02_download_model")
+            bar.update(self._bytes_done(record) - bar.n)
+        if record.current_status() == "failed":
+            raise _error_from(record)
+        require_finished(record.folder)  # never "0.0 of 0.0 MB" and no error
         return self.download_progress()
 
     def verify_download(self) -> pd.DataFrame:
-        """The completion manifest: every file with its size and sha256 as checked against the hub."""
+        """The completion manifest: every file, its size and how it was checked against the hub (sha256, git
+        sha1, or size alone when the hub listed no hash), with the sha256 of what is on disk."""
         folder = require_complete(self.download_folder())
-        manifest = read_manifest(folder)
-        rows = [{"file": f["path"], "bytes": f["size"], "sha256": (f.get("sha256") or "")[:16],
-                 "checked": f.get("check", "")} for f in manifest.get("files", [])]
-        return pd.DataFrame(rows, columns=["file", "bytes", "sha256", "checked"])
+        rows = [{"file": f["path"], "bytes": f["size"], "check": f.get("check") or "not recorded",
+                 "sha256": (f.get("sha256") or "")[:16]} for f in read_manifest(folder).get("files", [])]
+        return pd.DataFrame(rows, columns=["file", "bytes", "check", "sha256"])
 
-    def stop_downloads(self) -> None:
-        """Forget this kernel's finished download (a running one stops with the kernel)."""
-        run = _RUNS.get(str(self.state.path))
-        if run is not None and not run.thread.is_alive():
-            _RUNS.pop(str(self.state.path), None)
+    def stop_downloads(self) -> list[DownloadRecord]:
+        """Cancel the recorded downloads (the kernel running one stops its workers at its next check) and forget
+        them; returns those that were running."""
+        running = [r for r in self.runs.downloads() if r.current_status() == "running"]
+        for record in self.runs.downloads():
+            self.runs.remove_download(record.slug)
+        self._stop_mirror()
+        self._plan = None
+        return running
 
-    def _download_spec_dict(self) -> dict[str, Any]:
-        return (self.state.get("download") or {}).get("spec") or {}

@@ -7,27 +7,28 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from ..catalog import OFFLINE_MODEL, get_model
-from ..errors import IncompleteModelError
+from ..errors import IncompleteModelError, InvalidSpecError
+from ..hardware import NODE_TYPES, node_type_rows
 from ..modelfolder import is_complete, require_complete
-from ..target import Target, local_pvc_dir, offline_model_dir
+from ..names import validate_name
+from ..notebook import waiting
+from ..target import Target, offline_model_dir
 from .base import Playbook, spec_to_dict
 from .download_local import LocalDownloads
 from .endpoint import ServiceEndpoint
-from .local_checks import port_is_free, run_local_preflight
+from .local_checks import DEFAULT_PORT, port_is_free, run_local_preflight
+from .runs import ServerRecord, stop_process
 
-STOP_TIMEOUT_S = 10.0
-_SERVERS: dict[str, Any] = {}  # state file -> LocalServer started by this kernel (kept alive here)
+PORT_RELEASE_S = 5.0  # how long a redeploy waits for the stopped server's port
+HEALTH_TIMEOUT_S = 5.0  # a recorded server that does not answer /health within this is replaced
 
 
 _PROGRESS_BAR = re.compile(r"^(?P<what>[^|]*?):\s*\d{1,3}%\|")  # tqdm: "Loading weights:  42%|####  | 43/103"
@@ -51,19 +52,6 @@ def without_progress_bars(lines: list[str]) -> list[str]:
     return kept
 
 
-def _is_local_server(pid: int) -> bool:
-    """True when process ``pid`` runs ``tke_playbook.localserver`` (so a reused pid is never signalled)."""
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        try:
-            command = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True,
-                                     timeout=5).stdout
-        except (OSError, subprocess.SubprocessError):
-            return False
-    return "tke_playbook.localserver" in command
-
-
 def _healthy(url: str, timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(url + "/health", timeout=timeout) as response:
@@ -79,23 +67,20 @@ class LocalPlaybook(LocalDownloads, Playbook):
 
     def describe(self) -> str:
         return (f"Target local: this machine plays the cluster - a folder under {self.root} plays the PVC and a CPU "
-                "server plays vLLM, with the same API on port 60000.")
+                f"server plays vLLM, with the same API on port {DEFAULT_PORT}.")
 
     # --- 00 prerequisites ---------------------------------------------------------------------------------
 
     def preflight(self, model: str = ""):
         """Python, torch, the model package, disk, the serving port and curl, as a report (``.to_frame()``)."""
-        return run_local_preflight(self.root)
+        ours = next((f"server {r.name} (pid {r.pid})" for r in self.runs.servers() if r.port == DEFAULT_PORT), "")
+        return run_local_preflight(self.root, DEFAULT_PORT, ours)
 
     def node_types(self) -> list:
         """The catalog's TKE node types (the local target has no nodes to list)."""
-        from ..hardware import NODE_TYPES
-
         return list(NODE_TYPES)
 
     def nodes_table(self) -> pd.DataFrame:
-        from ..hardware import node_type_rows
-
         return pd.DataFrame(node_type_rows())
 
     # --- 01 storage ---------------------------------------------------------------------------------------
@@ -106,11 +91,13 @@ class LocalPlaybook(LocalDownloads, Playbook):
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
     def pvc_path(self, pvc_name: str) -> Path:
-        return local_pvc_dir(pvc_name)
+        """The folder that plays PVC ``pvc_name`` (not created here)."""
+        return self.root / "pvcs" / validate_name(pvc_name, "PVC name")
 
     def create_storage(self, storage_spec) -> pd.DataFrame:
         """Create the folder that plays PVC ``storage_spec.pvc_name`` (idempotent) and record it."""
-        path = local_pvc_dir(storage_spec.pvc_name)
+        path = self.pvc_path(storage_spec.pvc_name)
+        path.mkdir(parents=True, exist_ok=True)
         self.state.put("storage", spec_to_dict(storage_spec))
         free = shutil.disk_usage(path).free
         return pd.DataFrame([{"pvc": storage_spec.pvc_name, "status": "Bound", "path": str(path),
@@ -119,83 +106,110 @@ class LocalPlaybook(LocalDownloads, Playbook):
     # --- 03 deploy ----------------------------------------------------------------------------------------
 
     def model_folder(self, serving_spec) -> Path:
-        """Where the model of ``serving_spec`` lies on the local PVC (``<pvc>/<model id>``)."""
-        return local_pvc_dir(serving_spec.pvc_name) / serving_spec.pvc_path
+        """Where the model of ``serving_spec`` lies on the local PVC (``<pvc>/<model id>``); creates nothing."""
+        return self.pvc_path(serving_spec.pvc_name) / serving_spec.pvc_path
+
+    def _require_pvc(self, pvc_name: str) -> Path:
+        path = self.pvc_path(pvc_name)
+        if not path.is_dir():
+            existing = ", ".join(self.pvcs()) or "none yet"
+            raise InvalidSpecError(f"PVC '{pvc_name}' does not exist (existing: {existing}): pick an existing PVC, "
+                                   "or create it with 01_storage and download the model onto it with "
+                                   "02_download_model", field="pvc_name", value=pvc_name)
+        return path
 
     def deploy(self, serving_spec) -> ServiceEndpoint:
-        """Check the model folder is complete, then start the local server on the spec's port (or a free one)."""
+        """Check the PVC and the model folder, stop the deployment's running server (whichever kernel started
+        it) and start the local server on the spec's port (60000)."""
         from ..localserver import start_server
 
-        folder = require_complete(self.model_folder(serving_spec))
+        self._require_pvc(serving_spec.pvc_name)
+        folder = self.model_folder(serving_spec)
+        if not is_complete(folder):
+            require_complete(folder)  # says what is missing
         return self._start(serving_spec, folder, start_server)
 
-    def _start(self, spec, folder: Path, start_server) -> ServiceEndpoint:
-        self.stop_server()
+    def _start(self, spec, folder: Path, start_server, note: str = "") -> ServiceEndpoint:
+        self.stop_servers(lambda r: r.name == spec.name or r.port == spec.service_port)
+        deadline = time.monotonic() + PORT_RELEASE_S
+        while not port_is_free(spec.service_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
         port = spec.service_port if port_is_free(spec.service_port) else 0
-        server = start_server(folder, port=port, api_key=self.api_key(spec),
-                              served_model_name=spec.served_model_name, require_marker=folder != offline_model_dir())
-        _SERVERS[str(self.state.path)] = server
+        with waiting(f"Starting the local server for {spec.model}"):
+            server = start_server(folder, port=port, api_key=self.api_key(spec),
+                                  served_model_name=spec.served_model_name,
+                                  require_marker=folder != offline_model_dir())
+        key_file = self.secrets.path(spec.api_key_secret) if spec.api_key_required else None
+        self.runs.add_server(ServerRecord(
+            name=spec.name, pid=server.pid, port=server.port, url=server.url, model=spec.model,
+            served_model_name=spec.served_model_name, spec=spec_to_dict(spec), model_dir=str(folder),
+            log=str(server.log_path), key_file=str(key_file) if key_file else None, kernel_pid=os.getpid(),
+            started_at=time.time()))
         self._record_serving(spec)
-        self.state.put("server", {"url": server.url, "port": server.port, "pid": server.pid,
-                                  "model_dir": str(folder), "log": str(server.log_path)})
-        note = "" if port else f"port {spec.service_port} was busy, so the server took port {server.port}"
+        self.state.put("server_log", str(server.log_path))
+        if not port:
+            note = (f"port {spec.service_port} is held by another program (not a server of this playbook), so the "
+                    f"server took port {server.port}: free port {spec.service_port} and deploy again to get it")
         return ServiceEndpoint(server.url, spec.served_model_name, "local-process", self.api_key(spec), note)
 
     def deployment_logs(self, lines: int = 20) -> str:
         """The last lines of the local server's log (what `kubectl logs` shows on the cluster)."""
-        record = self.state.get("server") or {}
+        spec = self.require_deployed()
+        record = self.runs.server(spec.name)
+        path = record.log if record is not None else self.state.get("server_log")
         try:
-            text = Path(record["log"]).read_text(encoding="utf-8", errors="replace")
-        except (KeyError, OSError):
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        except (TypeError, OSError):
             return ""
         return "\n".join(without_progress_bars(text.splitlines())[-lines:])
 
     def endpoint(self) -> ServiceEndpoint:
-        """The running server; restarted from the recorded spec when it is gone (another kernel started it, or
-        the kernel restarted); the packaged offline model when nothing was deployed yet."""
-        spec = self.recorded_serving_spec()
-        record = self.state.get("server") or {}
-        if spec is not None and record.get("url") and _healthy(record["url"]):
-            return ServiceEndpoint(record["url"], spec.served_model_name, "local-process", self.api_key(spec))
+        """The server of the deployment 03 made. If it stopped (it stops with the kernel that started it), it is
+        started again from 03's recorded deployment, and the endpoint's note says so. NotDeployedError when
+        nothing is deployed (never, or cleaned up by 99)."""
+        spec = self.require_deployed()
+        record = self.runs.server(spec.name)
+        if record is not None and _healthy(record.url, timeout=HEALTH_TIMEOUT_S):
+            return ServiceEndpoint(record.url, record.served_model_name, "local-process", self.api_key(spec))
+        if record is not None:  # alive but not answering: stopping with its kernel, or hung
+            self.stop_servers(lambda r: r.pid == record.pid)
         from ..localserver import start_server
 
-        if spec is None:
-            spec = self.serving_defaults(OFFLINE_MODEL)
         folder = self.model_folder(spec)
         if not is_complete(folder):
             if get_model(spec.model).hf_id != OFFLINE_MODEL:
-                raise IncompleteModelError(f"Nothing serves {spec.model} and its folder {folder} is not complete: "
-                                           "run notebooks 02_download_model and 03_deploy_vllm first.", obj=folder)
+                raise IncompleteModelError(f"03 deployed {spec.model} but its folder {folder} is no longer complete: "
+                                           "run 02_download_model and 03_deploy_vllm again", obj=folder)
             folder = offline_model_dir()  # the packaged copy: trusted without a marker
-        endpoint = self._start(spec, folder, start_server)
-        endpoint.note = "restarted the local server from the recorded serving spec"
-        return endpoint
+        return self._start(spec, folder, start_server, note="03's server had stopped (with the kernel that started "
+                                                            "it): started it again from 03's deployment, same key")
+
+    def running(self) -> pd.DataFrame:
+        """What runs now, from the record every kernel shares: servers and downloads."""
+        rows = [{"kind": "local server", "name": r.name, "model": r.model, "where": r.url, "pid": r.pid,
+                 "status": "running" if _healthy(r.url) else "starting or busy"} for r in self.runs.servers()]
+        rows += [{"kind": "download", "name": r.slug, "model": r.model, "where": r.folder, "pid": r.kernel_pid,
+                  "status": r.current_status()} for r in self.runs.downloads()]
+        return pd.DataFrame(rows, columns=["kind", "name", "model", "where", "pid", "status"])
+
+    def stop_servers(self, which=None) -> list[ServerRecord]:
+        """Stop every recorded running server (``which(record)`` picks some), whichever kernel started it."""
+        stopped = []
+        for record in self.runs.servers():
+            if which is None or which(record):
+                stop_process(record.pid)
+                self.runs.remove_server(record.name)
+                stopped.append(record)
+        return stopped
 
     def stop_server(self) -> bool:
-        """Stop the server this kernel started; else the recorded one another kernel started (JupyterLab keeps
-        the kernels of earlier notebooks running), when it still answers and its process is the local server."""
-        server = _SERVERS.pop(str(self.state.path), None)
-        if server is not None:
-            server.stop()
-            return True
-        record = self.state.get("server") or {}
-        pid, url = record.get("pid"), record.get("url")
-        if not isinstance(pid, int) or not url or not _healthy(url) or not _is_local_server(pid):
-            return False
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            return False
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _healthy(url, timeout=0.5) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        return True
+        """Stop every recorded running server; True when one was running."""
+        return bool(self.stop_servers())
 
     # --- 05 compare ----------------------------------------------------------------------------------------
 
     def comparison_pair(self, model_a: str = "", model_b: str = ""):
         """The offline pair: the served model (all-MiniLM-L6-v2) as A, the lexical TF-IDF baseline as B."""
-        from ..errors import InvalidSpecError
         from ..lexical import LexicalEmbedder
 
         endpoint = self.endpoint()
@@ -210,19 +224,20 @@ class LocalPlaybook(LocalDownloads, Playbook):
     # --- 99 cleanup ---------------------------------------------------------------------------------------
 
     def teardown(self, keep_pvc: bool = True) -> pd.DataFrame:
-        """Stop the server and forget the deployment; delete the PVC folders too unless ``keep_pvc``."""
-        removed = []
-        if self.stop_server():
-            removed.append({"object": "local server", "name": (self.state.get("server") or {}).get("url", "")})
-        spec = self.recorded_serving_spec()
-        if spec is not None and spec.api_key_required:
-            self.secrets.delete(spec.api_key_secret)
-            removed.append({"object": "API key", "name": spec.api_key_secret})
-        self.stop_downloads()
-        self.state.drop("server", "serving", "download", "deployments")
+        """Stop every recorded server and download, delete the records and API keys; the PVC folders too unless
+        ``keep_pvc``. Afterwards the other notebooks say that nothing is deployed."""
+        removed = [{"object": "local server", "name": f"{r.name} ({r.url}, pid {r.pid})"} for r in self.stop_servers()]
+        removed += [{"object": "download", "name": f"{r.model} ({r.current_status()})"} for r in self.stop_downloads()]
+        specs = [self.recorded_serving_spec()] + [self.deployed_spec(m) for m in (self.state.get("deployments") or {})]
+        for secret in dict.fromkeys(s.api_key_secret for s in specs if s is not None and s.api_key_required):
+            if self.secrets.read(secret) is not None:
+                self.secrets.delete(secret)
+                removed.append({"object": "API key", "name": secret})
+        self.runs.clear()
+        self.state.drop("server", "server_log", "serving", "download", "deployments")
         if not keep_pvc:
             for name in self.pvcs():
-                shutil.rmtree(self.root / "pvcs" / name, ignore_errors=True)
+                shutil.rmtree(self.pvc_path(name), ignore_errors=True)
                 removed.append({"object": "PVC folder", "name": name})
             self.state.drop("storage")
         return pd.DataFrame(removed, columns=["object", "name"])

@@ -12,10 +12,11 @@ import socket
 import sys
 from pathlib import Path
 
-from ..cluster.preflight import CheckRow, PreflightReport
+from ..preflight_report import CheckRow, PreflightReport
+from ..vllm_args import CONTAINER_PORT
 
 MIN_FREE_BYTES = 1 * 2**30
-DEFAULT_PORT = 60000
+DEFAULT_PORT = CONTAINER_PORT  # the local server answers where vLLM does in the pod
 
 
 def _version(package: str) -> str | None:
@@ -26,7 +27,10 @@ def _version(package: str) -> str | None:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether the local server could listen on ``port``: bound the way the server binds (uvicorn sets
+    SO_REUSEADDR), so connections of a just-stopped server lingering in TIME_WAIT do not count as busy."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -65,10 +69,14 @@ def _disk_row(folder: Path) -> CheckRow:
                     "" if ok else "Free at least 1 GiB, or point TKE_PLAYBOOK_HOME at a bigger disk.")
 
 
-def _port_row(port: int) -> CheckRow:
+def _port_row(port: int, ours: str = "") -> CheckRow:
     if port_is_free(port):
         return CheckRow("serving port", True, f"port {port} is free on 127.0.0.1")
-    return CheckRow("serving port", True, f"port {port} is busy: the local server will take a free port instead")
+    if ours:
+        return CheckRow("serving port", True, f"port {port} is used by this playbook's {ours}: deploying again "
+                                              "replaces it on the same port")
+    return CheckRow("serving port", True, f"port {port} is held by another program: the local server will take a "
+                                          f"free port instead (free port {port} to keep the tutorial's)")
 
 
 def _curl_row() -> CheckRow:
@@ -78,10 +86,11 @@ def _curl_row() -> CheckRow:
                                     "Python client works without it.")
 
 
-def run_local_preflight(state_folder: Path, port: int = DEFAULT_PORT) -> PreflightReport:
-    """The local target's checks as a :class:`~tke_playbook.cluster.preflight.PreflightReport`."""
+def run_local_preflight(state_folder: Path, port: int = DEFAULT_PORT, ours: str = "") -> PreflightReport:
+    """The local target's checks as a :class:`~tke_playbook.preflight_report.PreflightReport`; ``ours`` names
+    this playbook's server when it is the one holding ``port``."""
     rows = (_python_row(),
             _package_row("torch", "torch", "Install it first: pip install torch==2.13.0 (make setup does)."),
             _package_row("sentence-transformers", "sentence-transformers", "pip install -e . (make setup does)."),
-            _offline_model_row(), _disk_row(state_folder), _port_row(port), _curl_row())
+            _offline_model_row(), _disk_row(state_folder), _port_row(port, ours), _curl_row())
     return PreflightReport(rows)

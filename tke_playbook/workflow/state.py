@@ -78,6 +78,10 @@ class SecretStore:
     def _path(self, name: str) -> Path:
         return self.folder / validate_subdomain(name, "secret name")
 
+    def path(self, name: str) -> Path:
+        """The file that holds key ``name`` (it may not exist yet)."""
+        return self._path(name)
+
     def read(self, name: str) -> str | None:
         try:
             return self._path(name).read_text(encoding="utf-8").strip() or None

@@ -1,0 +1,104 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Download the model onto the PVC
+#
+# **Goal:** the model's files on the PVC, verified, with a completion marker that serving checks.
+#
+# The tutorial runs `tke-llm-downloader.sh --pvc ai-model --completions 3 --parallelism 3 --model …`: an Indexed Job
+# whose pods each download a share of the files. Here the files are split by **size**, each file is checked against
+# what the hub publishes, and the download resumes if a pod dies. Locally, worker processes do the same.
+
+# %% tags=["parameters"]
+import os
+
+TARGET = os.environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: cluster if kubeconfig found
+MODEL = os.environ.get("TKE_PLAYBOOK_MODEL", "")  # empty: the target's default model
+SOURCE = os.environ.get("TKE_PLAYBOOK_SOURCE", "")  # modelscope | huggingface | empty: target default
+COMPLETIONS = int(os.environ.get("TKE_PLAYBOOK_COMPLETIONS", "3"))
+PARALLELISM = int(os.environ.get("TKE_PLAYBOOK_PARALLELISM", "3"))
+
+# %%
+# %matplotlib inline
+from tke_playbook.notebook import install
+from tke_playbook.widgets import DownloadForm
+from tke_playbook.workflow import open_target, spec_table
+from tke_playbook.workflow.charts import plot_bytes_per_pod
+
+install();  # the toolkit's errors show as one short red block: what happened, what to do
+
+# %% tags=["nbval-ignore-output"]
+pb = open_target(TARGET)
+pb
+
+# %% [markdown]
+# Pick the model (the verdict says whether it fits the GPU node type chosen in 00), the hub, and how many shards
+# (`completions`) and pods at once (`parallelism`).
+
+# %%
+form = DownloadForm(pb.download_defaults(MODEL, SOURCE, COMPLETIONS, PARALLELISM), pb.node_type())
+form
+
+# %% tags=["nbval-check-output"]
+download_spec = form.spec()
+spec_table(download_spec)
+
+# %% [markdown]
+# The plan: which files each pod downloads, and the bytes per pod (balanced by size, not by count).
+
+# %% tags=["nbval-check-output"]
+plan = pb.plan_download(download_spec)
+plan.to_frame()
+
+# %% [markdown]
+# Ours beside the tutorial's split of the same files (its script cuts the sorted weight files by count and leaves
+# the rest to index 0): the dashed line is an even share.
+
+# %%
+plot_bytes_per_pod(plan, tutorial=pb.tutorial_plan(download_spec, plan))
+
+# %% [markdown]
+# The Indexed Job as the tutorial's script makes it: `completions` pods in all, `parallelism` at once, each
+# downloading the files of its index (`JOB_COMPLETION_INDEX`), with the plan and the worker in a ConfigMap.
+
+# %% tags=["nbval-check-output"]
+pb.download_job_table(download_spec, plan)
+
+# %% tags=["nbval-ignore-output"]
+print(pb.render_download(download_spec, plan))
+
+# %% [markdown]
+# Launch. On the cluster this applies the worker ConfigMap and the Job; locally it starts worker processes. The
+# launch uses the plan above, made for this very form: a changed form needs the plan cell run again.
+
+# %% tags=["nbval-ignore-output"]
+pb.start_download(download_spec, plan)
+
+# %% tags=["nbval-ignore-output"]
+pb.download_progress()
+
+# %% [markdown]
+# Wait until every shard has finished (a progress bar follows the bytes).
+
+# %% tags=["nbval-ignore-output"]
+pb.wait_for_download()
+
+# %% [markdown]
+# Verify: every file matches what the hub publishes, and the `check` column says what was compared for each file
+# (a sha256 only where one was really computed). The completion marker is written last.
+
+# %% tags=["nbval-check-output"]
+pb.verify_download()

@@ -1,0 +1,92 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Deploy vLLM
+#
+# **Goal:** an OpenAI-compatible embeddings endpoint serving the model from the PVC.
+#
+# The tutorial edits the `vllm-inference-tke` chart's `values.yaml` and runs `helm install`. The form below is
+# prefilled with those values (the seed profile) and with the model and PVC that 02 downloaded, except that an API
+# key is **generated** and kept in a Secret rather than left empty. Locally, the CPU server plays vLLM on the same
+# port (60000) and API.
+
+# %% tags=["parameters"]
+import os
+
+TARGET = os.environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: cluster if kubeconfig found
+MODEL = os.environ.get("TKE_PLAYBOOK_MODEL", "")  # empty: the model 02 downloaded, else the target's default
+
+# %%
+from tke_playbook.notebook import install
+from tke_playbook.widgets import ServingForm
+from tke_playbook.workflow import open_target, spec_table
+
+install();  # the toolkit's errors show as one short red block: what happened, what to do
+
+# %% tags=["nbval-ignore-output"]
+pb = open_target(TARGET)
+pb
+
+# %% [markdown]
+# The chart's main values. The verdict says whether the model, at this `max_model_len`, memory share and `tpSize`,
+# fits the GPU node type chosen in 00 (the tutorial's FAQ: *CUDA out of memory* means it does not). A new model
+# starts from its own `max_model_len` (2048, or less when the model allows less).
+
+# %%
+form = ServingForm(pb.serving_defaults(MODEL), pb.pvcs(), pb.node_type())
+form
+
+# %% [markdown]
+# The form read into a spec (the settings that differ most between deployments; the YAML below has all):
+
+# %% tags=["nbval-check-output"]
+serving_spec = form.spec()
+spec_table(serving_spec, ["name", "model", "pvc_name", "max_model_len", "max_batch_size", "gpu_count",
+                          "service_type", "service_port", "api_key_secret"])
+
+# %% [markdown]
+# The API key: generated once, kept in Secret `vllm-<model>-api-key` (locally a 0600 file). Only a masked form is
+# ever shown.
+
+# %% tags=["nbval-ignore-output"]
+print(pb.masked_api_key(serving_spec))
+
+# %% [markdown]
+# What is applied (the Secret's value is not shown):
+
+# %% tags=["nbval-ignore-output"]
+print(pb.render_serving(serving_spec))
+
+# %% [markdown]
+# The same deployment as Helm values for the tutorial's chart (`helm install vllm-service . -f values.yaml`):
+
+# %% tags=["nbval-check-output"]
+print(pb.helm_values(serving_spec))
+
+# %% [markdown]
+# Deploy and wait until ready. Deploying again replaces the running server (same port, 60000). If it fails, the
+# diagnosis says why in plain words (e.g. *model not found*: the download has not finished; *CUDA out of memory*:
+# the GPU is too small).
+
+# %% tags=["nbval-ignore-output"]
+endpoint = pb.deploy(serving_spec)
+endpoint
+
+# %% tags=["nbval-ignore-output"]
+print(pb.deployment_logs(10))
+
+# %% tags=["nbval-ignore-output"]
+pb.diagnose()

@@ -1,0 +1,120 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Embeddings
+#
+# **Goal:** send the tutorial's request, then see what the vectors mean: a similarity heatmap of Chinese and
+# English sentences, the sentences nearest to yours, and how long requests take.
+
+# %% tags=["parameters"]
+import os
+
+TARGET = os.environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: cluster if kubeconfig found
+TEXT = os.environ.get("TKE_PLAYBOOK_TEXT", "用Python实现快速排序算法")
+QUICK = os.environ.get("TKE_PLAYBOOK_QUICK", "") not in ("", "0")  # True: a short latency run (make demo, tests)
+REQUESTS = int(os.environ.get("TKE_PLAYBOOK_REQUESTS", "20" if QUICK else "100"))
+
+# %%
+# %matplotlib inline
+import pandas as pd
+from tke_playbook.datasets import sentence_set
+from tke_playbook.loadgen import run_closed_loop
+from tke_playbook.notebook import install
+from tke_playbook.plots import plot_latency_cdf, plot_latency_histogram, plot_similarity_heatmap
+from tke_playbook.similarity import cosine_matrix
+from tke_playbook.widgets import TextForm
+from tke_playbook.workflow import describe_embedding_answer, open_target, tidy
+install();  # the toolkit's errors show as one short red block: what happened, what to do
+
+# %% [markdown]
+# The endpoint deployed in 03. If nothing is deployed (a fresh start, or after 99) this says so: run 03 first.
+
+# %% tags=["nbval-ignore-output"]
+pb = open_target(TARGET)
+endpoint = pb.endpoint()
+endpoint
+
+# %% [markdown]
+# Type a sentence (any language), then run the cells below: the request shows it, and its nearest sentences follow.
+
+# %%
+text_form = TextForm("Sentence to embed", TEXT)
+text_form
+
+# %% [markdown]
+# The tutorial's request for your sentence. The key is never shown: the request reads it from `$VLLM_API_KEY`. Set it
+# in your shell first, from where the key is kept (the name is `api_key_secret` in 03):
+#
+# - on a cluster: `export VLLM_API_KEY=$(kubectl get secret vllm-<model>-api-key -o jsonpath='{.data.api-key}' | base64 -d)`
+# - locally: `export VLLM_API_KEY=$(cat ~/.cache/tke-playbook/secrets/vllm-<model>-api-key)` (or under `$TKE_PLAYBOOK_HOME`)
+
+# %% tags=["nbval-ignore-output"]
+print(endpoint.curl_text(text_form.text))
+
+# %% tags=["nbval-ignore-output"]
+answer = endpoint.curl(text_form.text)
+describe_embedding_answer(answer)
+
+# %% [markdown]
+# ## Similarity heatmap
+#
+# Sentences ordered by topic, English with their Chinese translations. A multilingual model lights up the topic
+# blocks, translation pairs included; an English-only model (the local all-MiniLM-L6-v2) shows the Chinese
+# sentences apart.
+
+# %% tags=["nbval-check-output"]
+sentences = sentence_set()
+print(len(sentences), 'sentences,', len(set(sentences.topics)), 'topics')
+
+# %%
+vectors = endpoint.client().embed_documents(list(sentences.texts))
+similarity = cosine_matrix(vectors)
+
+# %%
+plot_similarity_heatmap(similarity, sentences.labels(), sentences.topics, label_fallbacks=sentences.ids,
+                        title=f"Cosine similarity: {endpoint.model}")
+
+# %% [markdown]
+# Your sentence among them: the five nearest by cosine similarity (1 is the same direction).
+
+# %% tags=["nbval-ignore-output"]
+typed = endpoint.client().embed_documents([text_form.text])
+nearest = pd.DataFrame({"sentence": sentences.texts, "language": sentences.langs, "topic": sentences.topics,
+                        "cosine": cosine_matrix(typed, vectors)[0].round(3)})
+nearest.nlargest(5, "cosine").set_index("sentence")
+
+# %% [markdown]
+# ## Latency
+#
+# A short closed-loop run: first one request in flight at a time, then four. The table gives requests per second
+# and latency percentiles (p50: half the requests were faster; p99: all but one in a hundred). `QUICK` (see the
+# parameters) sends fewer requests.
+
+# %% tags=["nbval-ignore-output"]
+load = run_closed_loop(endpoint.url, endpoint.model, concurrency_levels=(1, 4),
+                       requests_per_level=REQUESTS, api_key=endpoint.api_key)
+tidy(load.summary)[["concurrency", "requests", "errors", "req_per_s", "tokens_per_s", "latency_mean_ms", "p50_ms",
+                    "p90_ms", "p99_ms"]]
+
+# %%
+plot_latency_histogram(load.records, title="Request latency, both levels")
+
+# %% [markdown]
+# The same requests by level: each line is the share of requests answered within a time. With four in flight they
+# queue, so the line moves right.
+
+# %%
+plot_latency_cdf(load.records, title="Latency by requests in flight")

@@ -1,0 +1,129 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Compare embedding models: the research scorecard
+#
+# **Goal:** which model to deploy - how well each one retrieves, how sure we can be, whether the served vectors are
+# right, and what a million tokens costs.
+#
+# Any number of systems side by side: the endpoints deployed with 03 (on a cluster, e.g. BGE-M3 and e5-mistral;
+# locally, all-MiniLM-L6-v2 served by the local server), BM25, a hybrid of the first model with BM25 (reciprocal
+# rank fusion) and a TF-IDF baseline. They are evaluated through `mteb`, the field's evaluation library: on the
+# shipped Chinese/English set (a local mteb task, works offline) or on an MTEB / C-MTEB retrieval task by name when
+# the Hugging Face hub is reachable. Embeddings are cached on disk, so a rerun costs nothing.
+
+# %% tags=["parameters"]
+import os
+
+TARGET = os.environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: cluster if kubeconfig found
+MODELS = os.environ.get("TKE_PLAYBOOK_MODELS", "")  # comma-separated deployed models; empty: the served model
+TASK = os.environ.get("TKE_PLAYBOOK_TASK", "")  # empty: the shipped set; or T2Retrieval, SciFact, ... (needs a hub)
+MAX_QUERIES = int(os.environ.get("TKE_PLAYBOOK_MAX_QUERIES", "200"))  # subset of a named task, for speed
+NODE_TYPE = os.environ.get("TKE_PLAYBOOK_NODE_TYPE", "")  # node type to price on; empty: the target's default
+
+# %%
+# %matplotlib inline
+from tke_playbook.datasets import load_bilingual
+from tke_playbook.plots import (plot_heatmap_grid, plot_metric_intervals, plot_projections,
+                                plot_quality_vs_cost)
+from tke_playbook.scorecard import (check_parity, choose_task, cost_table, default_node_type, price_table,
+                                    projections, reference_for, run_scorecard, scorecard_throughputs,
+                                    target_systems, wrong_pooling_demo)
+from tke_playbook.notebook import install
+from tke_playbook.workflow import open_target
+install();  # the toolkit's errors show as one short red block: what happened, what to do
+
+# %% tags=["nbval-ignore-output"]
+pb = open_target(TARGET)
+systems = target_systems(pb, [m for m in MODELS.split(",") if m.strip()])
+task = choose_task(TASK, max_queries=MAX_QUERIES)
+task.metadata.name, len(systems)
+
+# %% [markdown]
+# Run every system through mteb. The table holds mteb's nDCG@10 and our own nDCG@10, recall@10 and MRR@10, each
+# with a 95 % bootstrap interval over the queries (resampling queries with replacement).
+
+# %% tags=["nbval-ignore-output"]
+result = run_scorecard(systems, task)
+result.table.round(3)
+
+# %% [markdown]
+# How to read it: with 22 queries the intervals are wide - two systems whose intervals overlap may well be equally
+# good. Word overlap is a strong signal within one language, so the lexical baselines are hard to beat on a small
+# set: a model has to beat them to earn its GPU. Locally, all-MiniLM-L6-v2 is an English model, weak on Chinese.
+
+# %%
+plot_metric_intervals(result.table)
+
+# %% [markdown]
+# Is a difference real? A paired randomisation test on the per-query scores against the first system: the
+# p-value is the chance of a difference this large if the two systems were interchangeable.
+
+# %% tags=["nbval-ignore-output"]
+result.paired_table().round(3)
+
+# %% [markdown]
+# Where they disagree: the queries where one system ranks a relevant document in its top 3 and the other does not.
+
+# %% tags=["nbval-ignore-output"]
+result.disagreements(result.systems[0], result.systems[1])
+
+# %% [markdown]
+# Served-vector parity: the first endpoint embeds a fixed probe set; a reference computes the same texts from the
+# same weights with sentence-transformers (locally in-process; on a cluster a CPU Job reading the PVC). Cosine
+# must reach 0.999 on every probe, with the same norm, the same vectors at batch 1 and 32, and the catalog's prompts.
+
+# %% tags=["nbval-ignore-output"]
+parity = check_parity(systems[0], reference_for(pb))
+print(parity.sentence())
+parity.table()
+
+# %% [markdown]
+# A deliberately wrong server: the offline model pooled on its first token (CLS) instead of the mean. Parity fails
+# and names the cause - the failure users hit when a server's pooling differs from sentence-transformers.
+
+# %% tags=["nbval-ignore-output"]
+wrong = wrong_pooling_demo("cls")
+print(wrong.sentence())
+wrong.table()
+
+# %% [markdown]
+# Quality against cost. Throughput here is one stream measured during the scorecard's first run (locally: this
+# machine's CPU, priced as the smallest CPU node) - replace it with 06's load-test numbers
+# (`Throughput(system, tokens_per_s, node_type)`). Prices are placeholders marked "list price, verify": edit
+# `prices` with your region's price before showing the numbers.
+
+# %% tags=["nbval-ignore-output"]
+prices = price_table()
+throughputs = scorecard_throughputs(result, NODE_TYPE or default_node_type(pb))
+costs = cost_table(result.table, throughputs, prices)
+costs.round(4)
+
+# %%
+plot_quality_vs_cost(costs)
+
+# %% [markdown]
+# Each model's documents projected on two principal components, coloured by topic (English circles, Chinese
+# triangles): a model that clusters by language instead of topic shows two clouds. Then the sentence set's
+# similarity matrices on one shared colour scale.
+
+# %%
+docs = load_bilingual().documents
+plot_projections(projections(result), [d.topic for d in docs], [d.lang for d in docs])
+
+# %%
+sentences = load_bilingual().sentence_set()
+plot_heatmap_grid(result.sentence_sims, sentences.labels(), sentences.topics, label_fallbacks=sentences.ids)

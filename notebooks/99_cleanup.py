@@ -1,0 +1,61 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 99 · Clean up
+#
+# **Goal:** remove what the playbook created. The PVC holding the downloaded models is kept unless you say so,
+# because downloading again takes time.
+
+# %% tags=["parameters"]
+import os
+
+TARGET = os.environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: cluster if kubeconfig found
+KEEP_PVC = os.environ.get("TKE_PLAYBOOK_KEEP_PVC", "1") not in ("0", "false", "no")
+
+# %%
+from tke_playbook.notebook import install
+from tke_playbook.workflow import open_target
+
+install();  # the toolkit's errors show as one short red block: what happened, what to do
+
+# %% tags=["nbval-ignore-output"]
+pb = open_target(TARGET)
+pb
+
+# %% [markdown]
+# What runs now, whichever notebook or kernel started it (servers with their process and port, downloads):
+
+# %% tags=["nbval-ignore-output"]
+pb.running()
+
+# %% [markdown]
+# Delete what the playbook made. On a cluster that is every object labelled
+# `app.kubernetes.io/managed-by=tke-playbook` in the namespace: the vLLM Deployments and Services, the download Jobs
+# and their ConfigMaps, the API-key and hub-token Secrets; the PVC only with `TKE_PLAYBOOK_KEEP_PVC=0`. Locally: every
+# recorded server and download still running, the API key files and, with `TKE_PLAYBOOK_KEEP_PVC=0`, the folders
+# playing PVCs. Afterwards the other notebooks say "nothing is deployed: run 03" rather than start anything.
+
+# %% tags=["nbval-ignore-output"]
+pb.teardown(keep_pvc=KEEP_PVC)
+
+# %% tags=["nbval-ignore-output"]
+pb.running()
+
+# %% [markdown]
+# The PVCs left (the downloaded models stay on them for the next run):
+
+# %% tags=["nbval-ignore-output"]
+pb.pvcs()

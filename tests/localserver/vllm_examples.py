@@ -1,0 +1,80 @@
+"""Recorded vLLM bodies (reference facts, sections 4 and 10; vLLM 0.33.0's pooling/embed protocol), the yardstick
+for the local server. Nothing here comes from the local server's own output.
+
+``same_shape(got, example)`` compares key sets and value types recursively (not values), as "the same body
+shape" in the acceptance criteria means.
+"""
+
+from __future__ import annotations
+
+# A 0.33.0 EmbeddingCompletionRequest as its pydantic model dumps it with the defaults (every field it declares).
+COMPLETION_REQUEST_033 = {
+    "model": None, "user": None, "truncate_prompt_tokens": None, "padding": None, "truncation_side": None,
+    "request_id": "8c3f0b1e2d4a4b6c9e7f1a2b3c4d5e6f", "priority": 0, "mm_processor_kwargs": None,
+    "cache_salt": None, "input": "The cluster serves embeddings.", "add_special_tokens": True,
+    "encoding_format": "float", "embed_dtype": "float32", "endianness": "native", "dimensions": None,
+    "use_activation": None,
+}
+
+# A 0.33.0 EmbeddingChatRequest with its defaults.
+CHAT_REQUEST_033 = {
+    "model": None, "user": None, "truncate_prompt_tokens": None, "padding": None, "truncation_side": None,
+    "request_id": "0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a", "priority": 0, "mm_processor_kwargs": None,
+    "cache_salt": None, "messages": [{"role": "user", "content": "What is a GPU node?"}],
+    "add_generation_prompt": False, "continue_final_message": False, "add_special_tokens": False,
+    "chat_template": None, "chat_template_kwargs": None, "media_io_kwargs": None,
+    "encoding_format": "float", "embed_dtype": "float32", "endianness": "native", "dimensions": None,
+    "use_activation": None,
+}
+
+# What a 0.10.1 client sends (the tutorial's image).
+COMPLETION_REQUEST_0101 = {"model": None, "input": ["a", "b"], "encoding_format": "float", "dimensions": None,
+                           "user": None, "truncate_prompt_tokens": None, "add_special_tokens": True,
+                           "normalize": None, "priority": 0, "request_id": "abc"}
+
+EMBEDDING_RESPONSE = {
+    "id": "embd-8c3f0b1e2d4a4b6c9e7f1a2b3c4d5e6f", "object": "list", "created": 1764460800,
+    "model": "sentence-transformers/all-MiniLM-L6-v2",
+    "data": [{"index": 0, "object": "embedding", "embedding": [0.0123, -0.0456]}],
+    "usage": {"prompt_tokens": 8, "total_tokens": 8, "completion_tokens": 0, "prompt_tokens_details": None,
+              "completion_tokens_details": None},
+}
+EMBEDDING_RESPONSE_BASE64 = {**EMBEDDING_RESPONSE,
+                             "data": [{"index": 0, "object": "embedding", "embedding": "AAAAPwAAgD8="}]}
+
+VALIDATION_ERROR = {"error": {"message": "[{'type': 'json_invalid', 'loc': ('body', 1), 'msg': 'JSON decode error'}]",
+                              "type": "Bad Request", "param": None, "code": 400}}
+UNSUPPORTED_MEDIA_TYPE = {"error": {"message": "[\"Unsupported Media Type: Only 'application/json' is allowed\"]",
+                                    "type": "Bad Request", "param": None, "code": 400}}
+TOO_LONG = {"error": {"message": "This model's maximum context length is 256 tokens. However, you requested 302 "
+                                 "tokens in the input for embedding generation. Please reduce the length of the "
+                                 "input.", "type": "BadRequestError", "param": None, "code": 400}}
+UNKNOWN_MODEL = {"error": {"message": "The model `nope` does not exist.", "type": "NotFoundError", "param": None,
+                           "code": 404}}
+DIMENSIONS = {"error": {"message": 'Model "sentence-transformers/all-MiniLM-L6-v2" does not support matryoshka '
+                                   "representation, changing output dimensions will lead to poor results.",
+                        "type": "BadRequestError", "param": None, "code": 400}}
+UNAUTHORIZED = {"error": "Unauthorized"}
+NOT_FOUND_ROUTE = {"detail": "Not Found"}
+VERSION_033 = {"version": "0.33.0"}
+
+# The bytes answer's metadata header (encoding_format "bytes").
+BYTES_METADATA = {"id": "embd-x", "created": 1764460800, "model": "m",
+                  "data": [{"index": 0, "embed_dtype": "float32", "endianness": "native", "start": 0, "end": 1536,
+                            "shape": [384]}],
+                  "usage": {"prompt_tokens": 8, "total_tokens": 8}}
+
+
+def same_shape(got, example) -> bool:
+    """True when ``got`` has ``example``'s keys and value types, recursively (lists: every item like the first)."""
+    if isinstance(example, dict):
+        return isinstance(got, dict) and set(got) == set(example) and all(
+            same_shape(got[k], v) for k, v in example.items())
+    if isinstance(example, list):
+        return isinstance(got, list) and all(same_shape(item, example[0]) for item in got) if example else \
+            isinstance(got, list)
+    if example is None:
+        return got is None
+    if isinstance(example, float):
+        return isinstance(got, (int, float)) and not isinstance(got, bool)
+    return type(got) is type(example)

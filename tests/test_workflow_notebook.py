@@ -1,0 +1,150 @@
+"""Issue 13 item 4: the toolkit's errors in a notebook are one short red block (what happened, what to do) with the
+traceback one click away, in a real IPython shell; and the progress helpers."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import pytest
+from IPython.core.displaypub import CapturingDisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+
+from tke_playbook import notebook
+from tke_playbook.errors import NotDeployedError, PlaybookError
+
+
+@pytest.fixture
+def shell(tmp_path, monkeypatch):
+    monkeypatch.setenv("TKE_PLAYBOOK_HOME", str(tmp_path / "home"))
+    ip = InteractiveShell.instance()
+    saved = ip.display_pub
+    ip.display_pub = CapturingDisplayPublisher()
+    yield ip
+    ip.display_pub = saved
+    ip.set_custom_exc((), None)
+    InteractiveShell.clear_instance()
+
+
+BAD_VALUES = [
+    pytest.param("from tke_playbook.storage import StorageSpec\nStorageSpec(pvc_name='Other_PVC')",
+                 "InvalidSpecError", "PVC name", id="invalid-pvc-name"),
+    pytest.param("from tke_playbook.modelfolder import require_complete\nrequire_complete('/nonexistent/model')",
+                 "IncompleteModelError", "/nonexistent/model", id="model-not-downloaded"),
+    pytest.param("from tke_playbook.workflow import ServiceEndpoint\n"
+                 "ServiceEndpoint('http://127.0.0.1:9', 'm', 'local-process').curl('hello')",
+                 "EndpointGoneError", "the server is gone: run 03_deploy_vllm", id="stale-endpoint"),
+    pytest.param("from tke_playbook.workflow import open_target\nopen_target('local').endpoint()",
+                 "NotDeployedError", "Nothing is deployed", id="nothing-deployed"),
+]
+
+
+@pytest.mark.parametrize("cell, kind, words", BAD_VALUES)
+def test_a_toolkit_error_is_one_block_with_the_traceback_folded(shell, capfd, cell, kind, words):
+    assert notebook.install(shell) is True
+    result = shell.run_cell(cell)
+    assert isinstance(result.error_in_exec, PlaybookError) and type(result.error_in_exec).__name__ == kind
+    outputs = shell.display_pub.outputs
+    assert len(outputs) == 1
+    data = outputs[0]["data"]
+    html, text = data["text/html"], data["text/plain"]
+    assert 'class="tke-playbook-error"' in html and words in html.replace("&#x27;", "'")
+    assert html.count("<details>") == 1 and "Traceback" in html.split("<details>", 1)[1]
+    assert "File " not in html.split("<details>", 1)[0]  # no frames outside the folded part
+    assert text.startswith(f"{kind}: ")
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.out + printed.err and "File " not in printed.out + printed.err
+
+
+def test_other_errors_keep_the_usual_traceback(shell, capfd):
+    notebook.install(shell)
+    result = shell.run_cell("1 / 0")
+    assert isinstance(result.error_in_exec, ZeroDivisionError)
+    assert shell.display_pub.outputs == []
+    assert "ZeroDivisionError" in capfd.readouterr().out
+
+
+def test_open_target_installs_the_handler(shell):
+    shell.run_cell("from tke_playbook.workflow import open_target\npb = open_target('local')")
+    assert shell.custom_exceptions == (PlaybookError,)
+
+
+def test_the_block_says_what_happened_and_what_to_do_and_escapes_html():
+    error = NotDeployedError("Nothing <b>is</b> deployed: run 03_deploy_vllm first.")
+    html = notebook.error_html(error)
+    assert "Nothing &lt;b&gt;is&lt;/b&gt; deployed" in html and "<b>is</b>" not in html
+    assert "<b>What to do:</b> run 03_deploy_vllm first." in html
+    assert notebook.split_message("Shard 0 failed: Connection refused") == ("Shard 0 failed: Connection refused",
+                                                                             "", [])
+
+
+def test_long_messages_keep_the_block_short():
+    error = PlaybookError("The pod failed: check the log\n" + "\n".join(f"log line {i}" for i in range(40)))
+    head = notebook.error_html(error).split("<details>", 1)[0]
+    assert "log line 5" in head and "log line 6" not in head
+
+
+def test_outside_ipython_an_uncaught_toolkit_error_prints_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(notebook, "_ipython", lambda: None)
+    monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
+    assert notebook.install() is False
+    error = NotDeployedError("Nothing is deployed: run 03_deploy_vllm first.")
+    sys.excepthook(type(error), error, None)
+    assert capsys.readouterr().err == "NotDeployedError: Nothing is deployed: run 03_deploy_vllm first.\n"
+
+
+# --- progress -------------------------------------------------------------------------------------------------
+
+
+def test_progress_outside_a_notebook_is_plain_log_lines(monkeypatch, caplog):
+    monkeypatch.setattr(notebook, "_ipython", lambda: None)
+    caplog.set_level(logging.INFO, logger="tke_playbook.progress")
+    with notebook.progress_bar(1000, "Downloading m") as bar:
+        for _ in range(10):
+            bar.update(100)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("Downloading m: 100/1,000 B") and lines[-1].endswith("- done")
+    assert len(lines) == 11 and not any("\r" in line for line in lines)
+
+
+def test_progress_inside_ipython_is_a_tqdm_bar(shell):
+    from tqdm.auto import tqdm
+
+    bar = notebook.progress_bar(10, "x")
+    try:
+        assert isinstance(bar, tqdm)
+    finally:
+        bar.close()
+
+
+def test_waiting_counts_the_seconds(monkeypatch, caplog):
+    monkeypatch.setattr(notebook, "_ipython", lambda: None)
+    caplog.set_level(logging.INFO, logger="tke_playbook.progress")
+    with notebook.waiting("Starting the server", every=0.01) as bar:
+        time.sleep(0.1)
+    assert bar.n > 0 and caplog.records[-1].getMessage().startswith("Starting the server")
+
+
+def test_in_a_real_kernel_the_error_is_one_html_block_and_no_traceback_output(tmp_path):
+    """What JupyterLab and nbclient receive: a display_data block, no `error` output and no stderr; the cell still
+    fails, so Run All stops there. A progress bar is a widget, not stderr text."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from tke_playbook.notebook import install, progress_bar\ninstall()"),
+                nbformat.v4.new_code_cell("with progress_bar(10, 'x') as bar:\n    bar.update(10)"),
+                nbformat.v4.new_code_cell("from tke_playbook.storage import StorageSpec\nStorageSpec(pvc_name='Bad_PVC')"),
+                nbformat.v4.new_code_cell("print('not reached')")]
+    client = NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    with pytest.raises(CellExecutionError):
+        client.execute()
+    failed = nb.cells[2].outputs
+    assert [o["output_type"] for o in failed] == ["display_data"]
+    assert "tke-playbook-error" in failed[0]["data"]["text/html"]
+    assert failed[0]["data"]["text/plain"].startswith("InvalidSpecError: PVC name 'Bad_PVC'")
+    everything = [o for cell in nb.cells for o in cell.get("outputs", [])]
+    assert not [o for o in everything if o["output_type"] == "error" or o.get("name") == "stderr"]
+    assert nb.cells[3].outputs == []

@@ -1,0 +1,120 @@
+"""The tuning loop on the local target: restart the local server with other batching settings, measure each one's
+sustainable rate at the p99 target, keep the best. Settings come from what the default run showed.
+
+The local server batches sentences from concurrent requests (``max_batch`` per batch, waiting up to ``max_wait_ms``
+for more while they keep arriving) on ``workers`` encoding threads. Rules for the candidates:
+- requests queued longer than they ran at the sustainable level: batching is the limit - larger batches and a
+  longer wait amortise more per batch;
+- otherwise latency is mostly compute: smaller batches and a shorter wait cut the tail;
+- one worker with all cores versus several workers with fewer threads each (the CPU analogue of several API
+  servers or replicas per GPU).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, replace
+
+import pandas as pd
+
+from ..errors import InvalidSpecError
+from ..localserver.process import start_server
+from .search import RateSearch, find_sustainable_rate
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """The local server's batching settings (``tke-playbook serve`` flags); None = the server's default."""
+
+    max_batch: int = 64
+    max_wait_ms: float = 2.0
+    workers: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or self.max_batch < 1:
+            raise InvalidSpecError(f"max_batch {self.max_batch!r} must be a whole number >= 1", field="max_batch",
+                                   value=self.max_batch)
+        if not isinstance(self.max_wait_ms, (int, float)) or not 0 <= self.max_wait_ms < 1000:
+            raise InvalidSpecError(f"max_wait_ms {self.max_wait_ms!r} must be in [0, 1000)", field="max_wait_ms",
+                                   value=self.max_wait_ms)
+
+    @property
+    def flags(self) -> str:
+        out = f"--max-batch {self.max_batch} --max-wait-ms {self.max_wait_ms:g}"
+        return out + (f" --workers {self.workers}" if self.workers else "")
+
+
+def local_candidates(default: RateSearch, settings: LocalSettings = LocalSettings(), cores: int = 2) -> list:
+    """Settings worth trying after ``default`` (a search run with ``settings``)."""
+    row = _sustainable_row(default)
+    queue = float(row.get("server_queue_mean_ms", math.nan)) if row is not None else math.nan
+    inference = float(row.get("server_inference_mean_ms", math.nan)) if row is not None else math.nan
+    if not math.isnan(queue) and not math.isnan(inference) and queue > inference:
+        first = replace(settings, max_batch=min(512, settings.max_batch * 2), max_wait_ms=settings.max_wait_ms * 2)
+    else:
+        first = replace(settings, max_batch=max(4, settings.max_batch // 4), max_wait_ms=settings.max_wait_ms / 4)
+    workers = settings.workers or (2 if cores >= 2 else 1)
+    second = replace(settings, workers=1 if workers > 1 else min(2, cores))
+    return [c for c in dict.fromkeys([first, second]) if c != settings]
+
+
+def _sustainable_row(search: RateSearch):
+    table = search.opened.table()
+    if search.sustainable is None or table.empty:
+        return None
+    rows = table[table["rate"] == search.sustainable.level]
+    return rows.iloc[0] if len(rows) else None
+
+
+@dataclass
+class LocalTuning:
+    """Every setting tried, its sustainable rate, and the best one; ``tuned_vs_default`` = best / default."""
+
+    trials: list[tuple[LocalSettings, RateSearch]]
+
+    @property
+    def default(self) -> tuple[LocalSettings, RateSearch]:
+        return self.trials[0]
+
+    @property
+    def best(self) -> tuple[LocalSettings, RateSearch]:
+        return max(self.trials, key=lambda t: t[1].sustainable.rate if t[1].sustainable else 0.0)
+
+    @property
+    def tuned_vs_default(self) -> float:
+        default = self.default[1].sustainable
+        best = self.best[1].sustainable
+        return best.rate / default.rate if default and best and default.rate else math.nan
+
+    def table(self) -> pd.DataFrame:
+        rows = []
+        for settings, search in self.trials:
+            found = search.sustainable
+            rows.append({**asdict(settings), "flags": settings.flags, "ceiling_rps": search.ceiling_rps,
+                         "sustainable_rps": found.rate if found else 0.0,
+                         "p99_ms": found.p99_ms if found else math.nan,
+                         "best": settings == self.best[0]})
+        return pd.DataFrame(rows)
+
+
+def measure_local(settings: LocalSettings, p99_target_ms: float, *, model_dir=None, **search_options) -> RateSearch:
+    """Start the local server with ``settings``, find its sustainable rate, stop it."""
+    with start_server(model_dir, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
+                      workers=settings.workers) as server:
+        return find_sustainable_rate(server.url, server.served_model_name, p99_target_ms, **search_options)
+
+
+def tune_local(p99_target_ms: float, *, settings: LocalSettings = LocalSettings(), candidates=None,
+               model_dir=None, cores: int | None = None, baseline: RateSearch | None = None,
+               **search_options) -> LocalTuning:
+    """Measure ``settings`` (the defaults; or take ``baseline``, a search already run against a server with those
+    settings), then each candidate (derived from that run unless given), each on a fresh local server."""
+    first = baseline if baseline is not None else measure_local(settings, p99_target_ms, model_dir=model_dir,
+                                                                 **search_options)
+    trials = [(settings, first)]
+    chosen = candidates if candidates is not None else local_candidates(trials[0][1], settings,
+                                                                          cores or os.cpu_count() or 1)
+    for candidate in chosen:
+        trials.append((candidate, measure_local(candidate, p99_target_ms, model_dir=model_dir, **search_options)))
+    return LocalTuning(trials)

@@ -1,0 +1,126 @@
+"""Embedding-shaped workloads: a mixed run of a bulk-ingestion stream and a query stream, each with its own target.
+
+Embedding traffic is rarely one shape: documents arrive in bulk (many long inputs per request) while users send a
+trickle of single short queries that must answer fast. :func:`run_mixed` sends both at once, each as its own
+seeded Poisson stream on its own connections, and reports them apart: the records carry a ``stream`` column, the
+summary has one row per stream, and :meth:`MixedResult.targets` says whether each stream kept its p99 target.
+The sweeps over input length x inputs per request x concurrency are :func:`~tke_playbook.loadgen.run_closed_loop`
+with lists for ``input_tokens`` and ``batch_size``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..embeddings_api import root_url
+from ..errors import InvalidSpecError
+from ..names import validate_number
+from .inputs import encoded_bodies
+from .progress import make_bar
+from .runner import HttpEngine, LoadResult, _Records, _open_level, _scrape, _server_row, make_engine
+from .summary import summarize
+from .sync import run_sync
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One stream of a mixed workload: ``rate`` requests/s of ``inputs`` texts of ``input_tokens`` tokens each."""
+
+    name: str
+    rate: float
+    input_tokens: int
+    inputs: int = 1
+    p99_target_ms: float | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise InvalidSpecError("a stream needs a name, such as 'bulk' or 'query'", field="name", value=self.name)
+        object.__setattr__(self, "rate", validate_number(self.rate, "rate", 2.0))
+        object.__setattr__(self, "input_tokens", validate_number(self.input_tokens, "input_tokens", 512, whole=True))
+        object.__setattr__(self, "inputs", validate_number(self.inputs, "inputs", 32, whole=True))
+        if self.p99_target_ms is not None:
+            object.__setattr__(self, "p99_target_ms", validate_number(self.p99_target_ms, "p99_target_ms", 200))
+
+
+def default_streams(scale: float = 1.0, *, bulk_tokens: int = 200, bulk_inputs: int = 16,
+                    bulk_target_ms: float = 10_000.0, query_target_ms: float = 250.0) -> tuple[Stream, Stream]:
+    """Bulk ingestion (``bulk_inputs`` documents of ``bulk_tokens`` tokens per request, 0.5 req/s) beside single
+    16-token queries (10 req/s); ``scale`` multiplies both rates. 200 tokens fit every catalog model."""
+    return (Stream("bulk", 0.5 * scale, bulk_tokens, bulk_inputs, p99_target_ms=bulk_target_ms),
+            Stream("query", 10.0 * scale, 16, 1, p99_target_ms=query_target_ms))
+
+
+@dataclass
+class MixedResult(LoadResult):
+    """A :class:`LoadResult` whose records and summary have a ``stream`` column; ``streams`` as run."""
+
+    streams: tuple[Stream, ...] = field(default_factory=tuple)
+
+    def table(self) -> pd.DataFrame:
+        """The per-stream summary (the server's /metrics cannot tell the streams apart: see ``server``)."""
+        return self.summary
+
+    def targets(self) -> pd.DataFrame:
+        """Per stream: p99 against its target, and whether the target held (no target: None)."""
+        rows = []
+        for stream in self.streams:
+            row = self.summary[self.summary["stream"] == stream.name]
+            p99 = float(row["p99_ms"].iloc[0]) if len(row) else math.nan
+            errors = int(row["errors"].iloc[0]) if len(row) else 0
+            met = None if stream.p99_target_ms is None else bool(p99 <= stream.p99_target_ms and errors == 0)
+            rows.append({"stream": stream.name, "rate": stream.rate, "input_tokens": stream.input_tokens,
+                         "inputs": stream.inputs, "p99_ms": p99, "target_ms": stream.p99_target_ms,
+                         "errors": errors, "met": met})
+        return pd.DataFrame(rows)
+
+
+async def run_mixed_async(url: str, model: str | None = None, streams=None, *, duration_s: float = 10.0,
+                          api_key: str | None = None, timeout: float = 60.0, seed: int = 0,
+                          max_connections: int = 256, scrape_metrics: bool = True,
+                          engine: HttpEngine | str = "raw", progress=False) -> MixedResult:
+    """Send every stream at once for ``duration_s`` seconds, each as its own Poisson process."""
+    base = root_url(url)
+    streams = tuple(streams or default_streams())
+    if not all(isinstance(s, Stream) for s in streams) or len({s.name for s in streams}) != len(streams):
+        raise InvalidSpecError("streams must be Stream objects with distinct names, e.g. default_streams()",
+                               field="streams", value=streams)
+    duration = validate_number(duration_s, "duration_s", 10)
+    counts = [max(1, math.ceil(s.rate * duration)) for s in streams]
+    bar = make_bar(progress, sum(counts), "mixed workload")
+    t0 = time.perf_counter()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            scraper = await stack.enter_async_context(make_engine(engine, base, 4, api_key=api_key, timeout=timeout))
+            senders = [await stack.enter_async_context(make_engine(engine, base, max_connections, api_key=api_key,
+                                                                   timeout=timeout)) for _ in streams]
+            before = await _scrape(scraper, scrape_metrics)
+            columns = await asyncio.gather(*(
+                _open_level(sender, [sender.prepare(b) for b in encoded_bodies(model, s.input_tokens,
+                                                                                batch_size=s.inputs)],
+                            s.rate, count, seed + n, t0, bar)
+                for n, (sender, s, count) in enumerate(zip(senders, streams, counts))))
+            after = await _scrape(scraper, scrape_metrics)
+    finally:
+        bar.close()
+    frames = []
+    for stream, cols in zip(streams, columns):
+        records = _Records()
+        records.extend(*cols, stream.input_tokens, math.nan, stream.rate, stream.inputs)
+        frames.append(records.frame().assign(stream=stream.name))
+    frame = pd.concat(frames, ignore_index=True)
+    server_row = _server_row(before, after, {"stream": "all streams"})
+    notes = [] if server_row is not None or not scrape_metrics else \
+        ["the server's /metrics could not be read: only client-side numbers are shown"]
+    return MixedResult("mixed", frame, summarize(frame), pd.DataFrame([server_row]) if server_row else None, notes,
+                       streams)
+
+
+def run_mixed(url: str, model: str | None = None, streams=None, **options) -> MixedResult:
+    """Mixed bulk + query workload (see :func:`run_mixed_async` for the options); Jupyter-safe."""
+    return run_sync(run_mixed_async(url, model, streams, **options))

@@ -1,0 +1,48 @@
+"""Checks of the local server's settings, shared by the command line, ``start_server`` and ``ServerConfig``.
+
+Light on purpose (no aiohttp, no torch), so refusing a bad setting costs nothing. Each refusal is an
+InvalidSpecError whose message names the setting (``--max-batch`` on the command line, ``max_batch`` in Python)
+and says what to give.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+
+from ..errors import InvalidSpecError
+
+# Upper bounds catch typos (10^30 workers) rather than limit real use.
+BOUNDS = {"max_batch": (1, 65536), "max_queue": (1, 10_000_000), "workers": (1, 256), "threads": (1, 1024),
+          "max_wait_ms": (0, 60_000), "max_inputs": (1, 1_000_000), "max_tokens": (1, 1_000_000_000),
+          "max_body_bytes": (1024, 2 ** 31)}
+
+
+def check_number(name: str, value, label: str | None = None) -> None:
+    """Refuse a setting outside ``BOUNDS`` (and NaN, infinity or a non-number) naming it as ``label``."""
+    least, most = BOUNDS[name]
+    label = label or name
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise InvalidSpecError(f"{label} {value!r} is not a number: give one from {least} to {most}", field=name,
+                               value=value)
+    if value < least:
+        raise InvalidSpecError(f"{label} {value} is too small: give at least {least}", field=name, value=value)
+    if value > most:
+        raise InvalidSpecError(f"{label} {value} is too large: give at most {most}", field=name, value=value)
+
+
+def check_host(host, label: str = "host") -> str:
+    """The address to bind: an IPv4 or IPv6 address, or ``localhost`` (taken as 127.0.0.1)."""
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(host))
+    except (ValueError, TypeError):
+        raise InvalidSpecError(f"{label} {host!r} is not an IP address: give 127.0.0.1 (this machine only, the "
+                               f"default), 0.0.0.0 (every interface) or another address of this machine",
+                               field="host", value=host) from None
+
+
+def url_host(host: str) -> str:
+    """``host`` as it goes in a URL (IPv6 addresses in brackets)."""
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,84 @@
+"""Which vLLM API the local server speaks: version, fields, limits, error types and the API-key rule, in one place.
+
+The server follows vLLM **0.33.0** (``vllm/entrypoints/pooling/embed/protocol.py`` and the OpenAI server's auth
+middleware and error handlers) and keeps what **0.10.1** clients send working. One deliberate difference:
+0.33.0 refuses ``normalize`` ("Parameter `normalize` was removed; use `use_activation` instead"); the local
+server still takes it as the 0.10.1 spelling of ``use_activation``, so clients written against the tutorial's
+0.10.1 image keep working. Tests read their expectations from here and from recorded vLLM bodies.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+VLLM_VERSION = "0.33.0"  # what GET /version answers and what the request/response surface follows
+COMPAT_VERSION = "0.10.1"  # the oldest vLLM whose clients must keep working (the tutorial's image)
+
+
+class EncodingFormat(str, Enum):
+    """``encoding_format``: JSON floats, base64 in a JSON body, or raw bytes (with or without a metadata header)."""
+
+    FLOAT = "float"
+    BASE64 = "base64"
+    BYTES = "bytes"
+    BYTES_ONLY = "bytes_only"
+
+
+class EmbedDType(str, Enum):
+    """``embed_dtype``: the element type of base64 and bytes answers (floats are always float32 in JSON)."""
+
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    BFLOAT16 = "bfloat16"
+    FP8_E4M3 = "fp8_e4m3"
+    FP8_E5M2 = "fp8_e5m2"
+
+
+class Endianness(str, Enum):
+    """``endianness`` of base64 and bytes answers (``native`` is the server's, little-endian on x86 and ARM)."""
+
+    NATIVE = "native"
+    BIG = "big"
+    LITTLE = "little"
+
+
+class TruncationSide(str, Enum):
+    """``truncation_side`` with ``truncate_prompt_tokens``: ``right`` keeps the first tokens, ``left`` the last."""
+
+    LEFT = "left"
+    RIGHT = "right"
+
+
+# Request fields of EmbeddingCompletionRequest / EmbeddingChatRequest the server reads; others are ignored (as
+# vLLM's OpenAIBaseModel does, extra="allow").
+COMPLETION_FIELDS = ("model", "input", "encoding_format", "dimensions", "user", "truncate_prompt_tokens",
+                     "truncation_side", "add_special_tokens", "use_activation", "embed_dtype", "endianness",
+                     "padding", "priority", "request_id", "cache_salt", "mm_processor_kwargs")
+CHAT_FIELDS = ("messages", "add_generation_prompt", "continue_final_message", "chat_template",
+               "chat_template_kwargs")
+LEGACY_FIELDS = {"normalize": "use_activation"}  # 0.10.1 spelling -> 0.33.0 spelling
+
+# Error bodies: {"error": {"message", "type", "param", "code"}} (vLLM >= 0.10.1).
+VALIDATION_ERROR_TYPE = "Bad Request"  # FastAPI RequestValidationError: bad JSON, bad field, wrong content type
+BAD_REQUEST_TYPE = "BadRequestError"  # the engine refused the request (too long, dimensions, chat template)
+NOT_FOUND_TYPE = "NotFoundError"  # unknown model
+ERROR_TYPES = {400: BAD_REQUEST_TYPE, 404: NOT_FOUND_TYPE, 500: "InternalServerError",
+               503: "ServiceUnavailableError"}
+UNAUTHORIZED_BODY = {"error": "Unauthorized"}  # vLLM's auth middleware answer (401)
+NOT_FOUND_BODY = {"detail": "Not Found"}  # FastAPI's answer for an unknown route
+UNSUPPORTED_MEDIA_TYPE = "Unsupported Media Type: Only 'application/json' is allowed"
+
+# The API key guards these path prefixes (0.33.0; 0.10.x guarded only /v1); the scheme word is case-insensitive.
+AUTH_PREFIXES = ("/v1", "/v2", "/inference", "/cohere")
+OPEN_PATHS = ("/health", "/ping", "/version", "/metrics")
+
+# Limits. vLLM has none per request besides max_model_len per input; these follow OpenAI's embeddings API
+# (2,048 inputs and 300,000 tokens per request) and are refused with a 400 that states them.
+MAX_INPUTS_PER_REQUEST = 2048
+MAX_TOKENS_PER_REQUEST = 300_000
+MAX_BODY_BYTES = 4 * 1024 * 1024  # a JSON body of that size parses in a few tens of milliseconds
+
+
+def requires_key(path: str) -> bool:
+    """True when ``path`` needs ``Authorization: Bearer <key>`` (once a key is set)."""
+    return path.startswith(AUTH_PREFIXES)  # a plain prefix test, as vLLM's middleware does

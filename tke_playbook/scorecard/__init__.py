@@ -1,0 +1,36 @@
+"""The research scorecard: any number of embedders (endpoints, in-process models, BM25, hybrids) on real
+retrieval benchmarks through ``mteb``, with bootstrap intervals, paired tests and disagreement tables;
+served-vector parity against a sentence-transformers reference; and quality joined with cost per million tokens.
+
+    from tke_playbook.scorecard import local_systems, run_scorecard
+    result = run_scorecard(local_systems())          # MiniLM, BM25 and their hybrid on the shipped set
+    result.table; result.paired_table(); result.disagreements("all-MiniLM-L6-v2", "bm25")
+"""
+
+from .bm25 import BM25Retriever, bm25_tokens
+from .cache import CachedEmbedder, EmbeddingCache, default_cache_dir, revision_of
+from .cluster import deployed_embedders, service_name
+from .cost import (Throughput, cost_per_million_tokens, cost_table, price_table, scorecard_throughputs,
+                   throughput_from_summary)
+from .fusion import reciprocal_rank_fusion
+from .parity import Cause, ParityReport, ReferenceEncoder, check_parity, probe_set, wrong_pooling_demo
+from .reference_job import (PrecomputedReference, ReferenceJobSpec, build_reference_configmap, build_reference_job,
+                            parse_reference_log, reference_texts, run_reference_job)
+from .registry import Hybrid, Kind, build_systems, local_endpoints, local_systems, stop_local, target_systems
+from .run import ScorecardResult, run_scorecard
+from .search import MtebEncoder, RecordingSearch
+from .stats import PairedMethod, PairedTest, bootstrap_ci, disagreements, intervals, paired_test, per_query_scores
+from .task import (SUGGESTED_TASKS, TkeBilingualRetrieval, bilingual_task, choose_task, evaluate_search,
+                   named_task, subsample)
+from .visuals import default_node_type, projections, reference_for
+
+__all__ = ["BM25Retriever", "bm25_tokens", "CachedEmbedder", "EmbeddingCache", "default_cache_dir", "revision_of",
+           "deployed_embedders", "service_name", "Throughput",
+           "cost_per_million_tokens", "cost_table", "price_table", "scorecard_throughputs",
+           "throughput_from_summary", "reciprocal_rank_fusion", "Cause", "ParityReport", "ReferenceEncoder",
+           "check_parity", "probe_set", "wrong_pooling_demo", "choose_task", "PrecomputedReference", "ReferenceJobSpec", "build_reference_configmap",
+           "build_reference_job", "parse_reference_log", "reference_texts", "run_reference_job", "Hybrid", "Kind",
+           "build_systems", "local_systems", "target_systems", "local_endpoints", "stop_local", "ScorecardResult", "run_scorecard", "PairedMethod",
+           "PairedTest", "bootstrap_ci", "disagreements", "intervals", "paired_test", "per_query_scores",
+           "SUGGESTED_TASKS", "MtebEncoder", "RecordingSearch", "TkeBilingualRetrieval", "bilingual_task", "evaluate_search",
+           "named_task", "subsample", "projections", "reference_for", "default_node_type"]

@@ -1,0 +1,124 @@
+"""Quality against cost: each system's nDCG@10 joined with its measured throughput (tokens/s per GPU, e.g. from
+notebook 06's load test) and its node type's hourly price into a cost per million tokens.
+
+Prices come from :mod:`tke_playbook.prices` - the project's one editable node price table (its defaults are
+illustrative, not list prices: verify them, or put your own in ``$TKE_PLAYBOOK_NODE_PRICES``); GPUs per node
+from :mod:`tke_playbook.hardware`. :func:`price_table` gives the table as a DataFrame to edit in a notebook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..errors import InvalidSpecError, UnknownNameError
+from ..hardware import get_node_type
+from ..prices import load_prices
+
+VERIFY = "list price, verify"
+
+
+def _gpus(node_type: str) -> int:
+    try:
+        return get_node_type(node_type).gpu_count
+    except UnknownNameError:
+        return 0
+
+
+def price_table(path=None) -> pd.DataFrame:
+    """Node prices (``tke_playbook.prices``, a prices file on top) with GPUs per node: edit it and pass it to
+    :func:`cost_table`. Rows from the illustrative defaults say so in ``source``."""
+    rows = [{"node_type": p.node_type, "hourly_price": p.per_hour, "gpus": _gpus(p.node_type),
+             "currency": p.currency, "source": p.note if p.verified else f"{VERIFY} ({p.note})"}
+            for p in load_prices(path).values()]
+    return pd.DataFrame(rows).set_index("node_type")
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """A measured throughput: ``tokens_per_s`` on ``accelerators`` GPUs (1 for a CPU node) of ``node_type``."""
+
+    system: str
+    tokens_per_s: float
+    node_type: str
+    accelerators: int = 1
+    source: str = "measured"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.tokens_per_s, (int, float)) and self.tokens_per_s > 0):
+            raise InvalidSpecError(f"{self.system}: tokens_per_s={self.tokens_per_s!r}: use the measured tokens per "
+                                   "second (> 0), e.g. from 06's load test", field="tokens_per_s",
+                                   value=self.tokens_per_s)
+        if isinstance(self.accelerators, bool) or not isinstance(self.accelerators, int) or self.accelerators < 1:
+            raise InvalidSpecError(f"{self.system}: accelerators={self.accelerators!r}: use how many GPUs served "
+                                   "that throughput (1 on a CPU node)", field="accelerators", value=self.accelerators)
+
+    @property
+    def tokens_per_s_per_accelerator(self) -> float:
+        return self.tokens_per_s / self.accelerators
+
+
+def throughput_from_summary(system: str, summary: pd.DataFrame, node_type: str, accelerators: int = 1) -> Throughput:
+    """The best ``tokens_per_s`` of a loadgen summary (one row per load level, from notebook 06) without errors."""
+    if "tokens_per_s" not in getattr(summary, "columns", ()):
+        raise InvalidSpecError("the summary has no tokens_per_s column: pass loadgen's summary DataFrame",
+                               field="summary", value=list(getattr(summary, "columns", [])))
+    clean = summary[summary["errors"] == 0] if "errors" in summary.columns else summary
+    best = float(clean["tokens_per_s"].max()) if len(clean) else float("nan")
+    if not best > 0:
+        raise InvalidSpecError("no load level finished without errors and with tokens counted: rerun 06 at a "
+                               "lower load", field="summary", value=len(summary))
+    return Throughput(system, best, node_type, accelerators, source="loadgen summary (best error-free level)")
+
+
+def cost_per_million_tokens(throughput: Throughput, hourly_price: float, gpus: int) -> float:
+    """Price of one accelerator-hour (a CPU node counts as one) / tokens one accelerator embeds in an hour, x 1e6."""
+    return hourly_price / max(gpus, 1) / (throughput.tokens_per_s_per_accelerator * 3600) * 1e6
+
+
+def _price_rows(prices) -> dict[str, dict]:
+    table = prices if isinstance(prices, pd.DataFrame) else price_table()
+    missing = {"hourly_price", "gpus"} - set(table.columns)
+    if missing:
+        raise InvalidSpecError(f"the price table lacks {sorted(missing)}: start from scorecard.price_table()",
+                               field="prices", value=sorted(missing))
+    return {str(i).lower(): {"node_type": str(i), **r.to_dict()} for i, r in table.iterrows()}
+
+
+def cost_table(quality: pd.DataFrame, throughputs: Sequence[Throughput] | Mapping[str, Throughput],
+               prices: pd.DataFrame | None = None, *, metric: str = "ndcg@10") -> pd.DataFrame:
+    """One row per system of ``quality`` (a scorecard table): the metric and its interval, throughput per
+    accelerator, node type, price and cost per million tokens (NaN where no throughput was given)."""
+    found = dict(throughputs) if isinstance(throughputs, Mapping) else {t.system: t for t in throughputs}
+    table, rows = _price_rows(prices), []
+    for system, row in quality.iterrows():
+        t = found.get(system)
+        price = table.get(t.node_type.lower()) if t else None
+        if t and price is None:
+            raise InvalidSpecError(f"no price for node type {t.node_type!r} (system {system}): add it to the price "
+                                   "table (scorecard.price_table(), or a prices file in $TKE_PLAYBOOK_NODE_PRICES)",
+                                   field="prices", value=t.node_type)
+        cost = cost_per_million_tokens(t, float(price["hourly_price"]), int(price["gpus"])) if t else float("nan")
+        rows.append({"system": system, metric: row[metric], "low": row.get(f"{metric} low"),
+                     "high": row.get(f"{metric} high"),
+                     "tokens/s per accelerator": t.tokens_per_s_per_accelerator if t else float("nan"),
+                     "node type": price["node_type"] if t else None,
+                     "price per node-hour": float(price["hourly_price"]) if t else float("nan"),
+                     "currency": price.get("currency") if t else None, "cost per 1M tokens": cost,
+                     "price source": price.get("source") if t else None, "throughput source": t.source if t else None})
+    return pd.DataFrame(rows).set_index("system")
+
+
+def scorecard_throughputs(result, node_type: str = "SA5.LARGE8") -> list[Throughput]:
+    """Single-stream throughput of each dense system, from the tokens its endpoint reported during a cold
+    scorecard run (only endpoints that report usage; a rough figure - prefer 06's load test)."""
+    out = []
+    for system, calls in result.embed_calls.items():
+        counted = [c for c in calls if c.get("tokens")]
+        seconds = sum(c["seconds"] for c in counted)
+        if counted and seconds > 0:
+            out.append(Throughput(system, sum(c["tokens"] for c in counted) / seconds, node_type,
+                                  source="scorecard cold run, one stream"))
+    return out
