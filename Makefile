@@ -15,13 +15,13 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip setuptools wheel
 	$(PIP) install --quiet "$(TORCH_SPEC)"
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[notebooks,test]'
 	touch $@
 
 # Runs every notebook on the local target with papermill (TARGET="local", QUICK=True); executed notebooks and HTML
 # land in build/notebooks, build/html. It fails on a traceback, stderr output or an nbval marker in any notebook.
 demo: setup font-deps
-	$(PY) -m tke_playbook.demo --out build
+	$(PY) -m tke_playbook.cli.demo --out build
 
 test: setup browser-deps font-deps nginx-deps
 	$(PY) -m pytest

@@ -21,8 +21,8 @@ import tempfile
 import time
 
 from tke_playbook.capacity import QueryLoad, plan_capacity, replay, tune_local
-from tke_playbook.localserver.process import start_server
 from tke_playbook.loadgen import VLLM_BENCH_KEYS, write_vllm_bench_json
+from tke_playbook.localserver.process import start_server
 
 
 def main() -> None:

@@ -28,8 +28,10 @@ import httpx
 from tke_playbook.download import DownloadSpec
 from tke_playbook.download.listing import plan_download
 from tke_playbook.download.local import run_local_download
-from tke_playbook.download.mirror import HubMirror
-from tke_playbook.modelfolder import is_complete
+from tke_playbook.podworker.modelfolder import is_complete
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fakes.hub import FakeHub  # noqa: E402 - the mirror with a per-connection throttle (a test double)
 
 MODEL = "intfloat/e5-mistral-7b-instruct"
 SHAPE = {"model-00001-of-00002.safetensors": 9.9, "model-00002-of-00002.safetensors": 4.5,
@@ -56,7 +58,7 @@ def make_repo(root: Path, unit: int) -> Path:
     return root
 
 
-def measure_rate(hub: HubMirror, nbytes: int) -> float:
+def measure_rate(hub: FakeHub, nbytes: int) -> float:
     """Bytes/s one connection gets from the mirror (a timed Range request)."""
     url = f"{hub.url}/api/v1/models/{MODEL}/repo?Revision=master&FilePath=model-00001-of-00002.safetensors"
     began = time.perf_counter()
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-download-"))
     try:
         repo = make_repo(work / "hub", unit)
-        with HubMirror({MODEL: repo}, rate=rate) as hub:
+        with FakeHub({MODEL: repo}, rate=rate) as hub:
             spec = DownloadSpec(model=MODEL, source="modelscope", endpoint=hub.url, completions=3, parallelism=3)
             plans = {"tutorial": plan_download(spec, strategy="tutorial"), "ours": plan_download(spec)}
             measured = measure_rate(hub, unit)

@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from tke_playbook.localserver import start_server
-    from tke_playbook.target import offline_model_dir
+    from tke_playbook.specs.target import offline_model_dir
 
     model_dir = str(args.model or offline_model_dir())
     sentences = make_sentences(args.sentences)

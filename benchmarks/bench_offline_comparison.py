@@ -18,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from tke_playbook import plots
-from tke_playbook.compare import compare_embedders
-from tke_playbook.datasets import load_bilingual
-from tke_playbook.lexical import LexicalEmbedder
-from tke_playbook.local_embedder import LocalEmbedder
+from tke_playbook.embed.lexical import LexicalEmbedder
+from tke_playbook.embed.local import LocalEmbedder
+from tke_playbook.evaluate.compare import compare_embedders
+from tke_playbook.evaluate.datasets import load_bilingual
 
 
 def main() -> None:

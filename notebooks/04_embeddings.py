@@ -30,13 +30,13 @@ REQUESTS = int(os.environ.get("TKE_PLAYBOOK_REQUESTS", "20" if QUICK else "100")
 # %%
 # %matplotlib inline
 import pandas as pd
-from tke_playbook.datasets import sentence_set
+from tke_playbook.evaluate import sentence_set
 from tke_playbook.loadgen import run_closed_loop
-from tke_playbook.notebook import install
+from tke_playbook.playbook.display import install
 from tke_playbook.plots import plot_latency_cdf, plot_latency_histogram, plot_similarity_heatmap
-from tke_playbook.similarity import cosine_matrix
-from tke_playbook.widgets import TextForm
-from tke_playbook.workflow import describe_embedding_answer, open_target, tidy
+from tke_playbook.evaluate import cosine_matrix
+from tke_playbook.playbook.widgets import TextForm
+from tke_playbook.playbook import describe_embedding_answer, open_target, tidy
 install();  # the toolkit's errors show as one short red block: what happened, what to do
 
 # %% [markdown]

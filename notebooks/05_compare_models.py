@@ -36,14 +36,13 @@ NODE_TYPE = os.environ.get("TKE_PLAYBOOK_NODE_TYPE", "")  # node type to price o
 
 # %%
 # %matplotlib inline
-from tke_playbook.datasets import load_bilingual
-from tke_playbook.plots import (plot_heatmap_grid, plot_metric_intervals, plot_projections,
-                                plot_quality_vs_cost)
-from tke_playbook.scorecard import (check_parity, choose_task, cost_table, default_node_type, price_table,
-                                    projections, reference_for, run_scorecard, scorecard_throughputs,
-                                    target_systems, wrong_pooling_demo)
-from tke_playbook.notebook import install
-from tke_playbook.workflow import open_target
+from tke_playbook.evaluate import load_bilingual
+from tke_playbook.plots import plot_heatmap_grid, plot_metric_intervals, plot_projections, plot_quality_vs_cost
+from tke_playbook.scorecard import (check_parity, choose_task, cost_table, default_node_type, price_table, projections,
+                                    reference_for, run_scorecard, scorecard_throughputs, target_systems,
+                                    wrong_pooling_demo)
+from tke_playbook.playbook.display import install
+from tke_playbook.playbook import open_target
 install();  # the toolkit's errors show as one short red block: what happened, what to do
 
 # %% tags=["nbval-ignore-output"]

@@ -40,9 +40,9 @@ from tke_playbook.capacity import (QUICK_SEARCH, DocumentLoad, QueryLoad, compac
 from tke_playbook.loadgen import default_streams, measure_ceiling, run_closed_loop, run_mixed, write_vllm_bench_json
 from tke_playbook.plots import (plot_capacity_table, plot_latency_knee, plot_mixed_latency, plot_sweep,
                                 plot_tokens_vs_batch)
-from tke_playbook.scaleout import ScaleOutSpec, autoscaler_checks, render_scale_out
-from tke_playbook.notebook import install
-from tke_playbook.workflow import headroom_note, open_target, tidy
+from tke_playbook import ScaleOutSpec, autoscaler_checks, render_scale_out
+from tke_playbook.playbook.display import install
+from tke_playbook.playbook import headroom_note, open_target, tidy
 install();  # the toolkit's errors show as one short red block: what happened, what to do
 
 # %% tags=["nbval-ignore-output"]
@@ -75,7 +75,7 @@ plot_tokens_vs_batch(closed.summary)
 # ## Against the physical limit: model FLOPs utilisation
 #
 # One embedded token costs about 2 × parameters FLOPs, so MFU = tokens/s × 2 × params ÷ the GPU's dense bf16
-# peak (spec-sheet values in `tke_playbook.hardware.PEAK_BF16_TFLOPS`). Prefill-only embedding can run close to
+# peak (spec-sheet values in `tke_playbook.specs.hardware.PEAK_BF16_TFLOPS`). Prefill-only embedding can run close to
 # the limit: 0.5–0.6 is good; a few percent means the GPU mostly waits - for batches, for the API server, for
 # the client (facts: e5-mistral reached ~61% of a measured H200 peak in plain PyTorch).
 
@@ -124,7 +124,7 @@ plot_mixed_latency(mixed.records, mixed.targets())
 #
 # Replicas = the load ÷ what one replica sustains (rounded up); nodes hold as many replicas as they have GPUs;
 # cost per day from the node price table. The default prices are illustrative: put yours in a YAML/JSON/CSV
-# file named by `$TKE_PLAYBOOK_NODE_PRICES` (see `tke_playbook.prices`). Queries plan from the open-loop sustainable rate; bulk
+# file named by `$TKE_PLAYBOOK_NODE_PRICES` (see `tke_playbook.specs.prices`). Queries plan from the open-loop sustainable rate; bulk
 # documents from tokens/s at the longest input and largest batch of the sweep (closed loop: optimistic).
 
 # %% tags=["nbval-ignore-output"]

@@ -26,8 +26,8 @@ TARGET = os.environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: c
 KEEP_PVC = os.environ.get("TKE_PLAYBOOK_KEEP_PVC", "1") not in ("0", "false", "no")
 
 # %%
-from tke_playbook.notebook import install
-from tke_playbook.workflow import open_target
+from tke_playbook.playbook.display import install
+from tke_playbook.playbook import open_target
 
 install();  # the toolkit's errors show as one short red block: what happened, what to do
 

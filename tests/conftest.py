@@ -147,7 +147,7 @@ def home(tmp_path, monkeypatch):
 @pytest.fixture
 def pb(home):
     """The local playbook in that home; stops what it started."""
-    from tke_playbook.workflow import open_target
+    from tke_playbook.playbook import open_target
 
     playbook = open_target("local")
     yield playbook

@@ -19,13 +19,8 @@ from tke_playbook.errors import ClusterError, DeploymentFailedError, JobFailedEr
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "tke_playbook"
 
-# Cycles that remain in files this change could not touch (issue 14, still open): each is a set of modules that
-# import one another. A cycle not listed here - or one of these growing - fails the test.
-KNOWN_CYCLES = {
-    # plan.build_plan imports scaleout.manifests.add_scale_out; scaleout.manifests.render_scale_out imports
-    # plan.plan_to_yaml back (late). Fix: move plan_to_yaml to a YAML-rendering module both import.
-    frozenset({"tke_playbook.plan", "tke_playbook.scaleout.manifests"}),
-}
+# Cycles the package may keep: none. A cycle - or a new module in one - fails the test.
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def _graph() -> grimp.ImportGraph:
@@ -93,10 +88,10 @@ def test_no_new_import_cycles():
 
 
 @pytest.mark.parametrize("importer, imported", [
-    ("tke_playbook.fit", "tke_playbook.hardware"),
-    ("tke_playbook.serving", "tke_playbook.vllm_args"),
-    ("tke_playbook.workflow.local", "tke_playbook.workflow.base"),
-    ("tke_playbook.workflow.cluster", "tke_playbook.workflow.base"),
+    ("tke_playbook.specs.fit", "tke_playbook.specs.hardware"),
+    ("tke_playbook.specs.serving", "tke_playbook.specs.vllm_args"),
+    ("tke_playbook.playbook.local", "tke_playbook.playbook.base"),
+    ("tke_playbook.playbook.cluster", "tke_playbook.playbook.base"),
 ])
 def test_the_cycles_issue_14_named_are_gone(importer, imported):
     graph = _graph()
@@ -115,7 +110,7 @@ def test_import_linter_contracts_hold():
 
 LOCAL_RUN = textwrap.dedent("""
     import importlib, json, sys
-    from tke_playbook.workflow import open_target
+    from tke_playbook.playbook import open_target
 
     pb = open_target("local")
     pb.preflight()
@@ -133,7 +128,7 @@ LOCAL_RUN = textwrap.dedent("""
 
 def test_the_local_path_never_loads_the_kubernetes_client(tmp_path):
     graph = _graph()
-    roots = ["tke_playbook.workflow.local", "tke_playbook.localserver"]
+    roots = ["tke_playbook.playbook.local", "tke_playbook.localserver"]
     modules = set(roots)
     for root in roots:
         modules |= {m for m in graph.find_upstream_modules(root) if m.startswith("tke_playbook")}
@@ -145,33 +140,29 @@ def test_the_local_path_never_loads_the_kubernetes_client(tmp_path):
 
 
 def test_each_target_opens_its_own_playbook(tmp_path):
-    from tke_playbook.target import Target
-    from tke_playbook.workflow import ClusterPlaybook, LocalPlaybook, Playbook
+    from tke_playbook.playbook import Backend, ClusterPlaybook, LocalBackend, LocalPlaybook, Playbook
+    from tke_playbook.playbook.cluster import ClusterBackend
+    from tke_playbook.specs.target import Target
 
     local = Playbook.from_env("local", root=tmp_path)
     cluster = Playbook.from_env(Target.CLUSTER, root=tmp_path, context="ctx-a")  # no kubeconfig needed to build
     assert type(local) is LocalPlaybook and type(cluster) is ClusterPlaybook and cluster.context == "ctx-a"
+    # composed, not mixed in: one facade class, the target's steps in a backend that satisfies the protocol
+    assert LocalPlaybook.__bases__ == (Playbook,) and ClusterPlaybook.__bases__ == (Playbook,)
+    assert type(local.backend) is LocalBackend and type(cluster.backend) is ClusterBackend
+    assert isinstance(local.backend, Backend) and isinstance(cluster.backend, Backend)
+    assert (local.target, cluster.target) == (Target.LOCAL, Target.CLUSTER)
 
 
 # --- one owner per constant --------------------------------------------------------------------------------
 
 OWNERS = {
-    "sentence-transformers/all-MiniLM-L6-v2": "catalog.py",
-    "ai-model": "storage.py",
-    60000: "vllm_args.py",
-}
-# copies in modules other sessions still edit (issue 14): point them at the owner, then drop them from here
-KNOWN_COPIES = {
-    ("localserver/encoder.py", "sentence-transformers/all-MiniLM-L6-v2"),
-    ("download/cli.py", "sentence-transformers/all-MiniLM-L6-v2"),
-    ("download/mirror.py", "sentence-transformers/all-MiniLM-L6-v2"),
-    ("download/cli.py", "ai-model"),
-    ("download/spec.py", "ai-model"),
-    ("widgets.py", "ai-model"),
-    ("scorecard/reference_job.py", "ai-model"),
+    "sentence-transformers/all-MiniLM-L6-v2": "specs/catalog.py",
+    "ai-model": "specs/storage.py",
+    60000: "specs/vllm_args.py",
 }
 NOT_THE_PORT = {
-    ("hardware.py", 60000),  # a memory size in MiB (A100 40 GB or 80 GB)
+    ("specs/hardware.py", 60000),  # a memory size in MiB (A100 40 GB or 80 GB)
     ("localserver/settings.py", 60000),  # a bound in milliseconds
 }
 
@@ -187,7 +178,7 @@ def test_each_constant_has_one_owner():
     for path in PACKAGE.rglob("*.py"):
         name = path.relative_to(PACKAGE).as_posix()
         copies |= {(name, value) for value in _constants(path) if OWNERS[value] != name}
-    new = sorted(copies - KNOWN_COPIES - NOT_THE_PORT, key=str)
+    new = sorted(copies - NOT_THE_PORT, key=str)
     assert not new, f"import these from their owner ({OWNERS}) instead: {new}"
 
 
@@ -199,3 +190,68 @@ def test_job_and_deployment_failures_share_one_class():
         assert "__init__" not in vars(kind)
     assert not issubclass(JobFailedError, DeploymentFailedError) and not issubclass(DeploymentFailedError,
                                                                                     JobFailedError)
+
+
+# --- no private names across packages, no function above complexity 15 -----------------------------------------
+
+
+def _package_of(module: str) -> str:
+    is_package = (ROOT / module.replace(".", "/") / "__init__.py").exists()
+    return module if is_package else module.rpartition(".")[0]
+
+
+def _imported_privates(path: Path) -> list[tuple[int, str]]:
+    """(line, what) for each import in ``path`` of a private name or module that lives in another package."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    here = _package_of(module)
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:
+            base = here.split(".")[: len(here.split(".")) - node.level + 1]
+            target = ".".join(base + ([node.module] if node.module else []))
+        else:
+            target = node.module or ""
+        if not target.startswith("tke_playbook"):
+            continue
+        private_module = next((i for i, p in enumerate(target.split(".")) if p.startswith("_")), None)
+        if private_module is not None and ".".join(target.split(".")[:private_module]) != here:
+            found.append((node.lineno, target))
+        found += [(node.lineno, f"{target}.{a.name}") for a in node.names
+                  if a.name.startswith("_") and not a.name.startswith("__") and _package_of(target) != here]
+    return found
+
+
+def test_the_private_name_finder_sees_one(tmp_path, monkeypatch):
+    fake = tmp_path / "tke_playbook"
+    (fake / "a").mkdir(parents=True)
+    (fake / "b").mkdir()
+    for init in (fake / "__init__.py", fake / "a" / "__init__.py", fake / "b" / "__init__.py"):
+        init.write_text("")
+    (fake / "b" / "m.py").write_text("from ..a.x import _hidden, shown\nfrom .n import _ours\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert _imported_privates(fake / "b" / "m.py") == [(1, "tke_playbook.a.x._hidden")]
+
+
+def test_no_module_imports_a_private_name_from_another_package():
+    found = {f"{path.relative_to(ROOT)}:{line} {what}" for path in PACKAGE.rglob("*.py")
+             for line, what in _imported_privates(path)}
+    assert not found, f"make these public in their package, or move the caller: {sorted(found)}"
+
+
+MAX_COMPLEXITY = 15
+
+
+def test_no_function_is_above_cyclomatic_complexity_15():
+    import mccabe
+
+    over = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = compile(path.read_text(encoding="utf-8"), str(path), "exec", ast.PyCF_ONLY_AST)
+        visitor = mccabe.PathGraphingAstVisitor()
+        visitor.preorder(tree, visitor)
+        over += [f"{path.relative_to(PACKAGE)} {graph.entity}: {graph.complexity()}"
+                 for graph in visitor.graphs.values() if graph.complexity() > MAX_COMPLEXITY]
+    assert not over, f"split these (a table of rules, a helper per case): {over}"

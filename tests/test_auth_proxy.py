@@ -20,8 +20,8 @@ import urllib.request
 
 import pytest
 
-from tke_playbook.serving import CONTAINER_PORT, PROXY_PORT, seed_profile
-from tke_playbook.serving_manifests import PROXY_START, build_proxy_configmap
+from tke_playbook.manifests.serving import PROXY_START, build_proxy_configmap
+from tke_playbook.specs.serving import CONTAINER_PORT, PROXY_PORT, seed_profile
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light)")

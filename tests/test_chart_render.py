@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tke_playbook.plan import build_helm_values, helm_values_notes
-from tke_playbook.profiles import get_profile
-from tke_playbook.serving import seed_profile
-from tke_playbook.serving_manifests import build_workload
+from tke_playbook.manifests.plan import build_helm_values, helm_values_notes
+from tke_playbook.manifests.profiles import get_profile
+from tke_playbook.manifests.serving import build_workload
+from tke_playbook.specs.serving import seed_profile
 
 CHART = Path(__file__).resolve().parents[2] / "shared" / "reference" / "upstream" / "vllm-inference-tke"
 pytestmark = pytest.mark.skipif(not CHART.is_dir(), reason=f"the tutorial's chart is not at {CHART} (../shared absent)")

@@ -10,9 +10,9 @@ import sys
 import pytest
 import yaml
 
-from tke_playbook.cli import build_parser, main
-from tke_playbook.plan import build_helm_values
-from tke_playbook.serving import seed_profile
+from tke_playbook.cli.main import build_parser, main
+from tke_playbook.manifests.plan import build_helm_values
+from tke_playbook.specs.serving import seed_profile
 
 
 def run(capsys, *argv):
@@ -157,8 +157,8 @@ BAD = [
                  id="pip-index-url"),
     pytest.param(["render", "--node-selector", "SA5.LARGE8"], "--node-selector 'SA5.LARGE8' is not KEY=VALUE",
                  id="node-selector-not-key-value"),
-    pytest.param(["render", "--node-selector", "pool=a b"], "node selector value 'a b' for 'pool' is not a valid "
-                 "label value", id="node-selector-bad-value"),
+    pytest.param(["render", "--node-selector", "pool=a b"], "node selector value 'a b' for 'pool' is not valid: use "
+                 "letters", id="node-selector-bad-value"),
     pytest.param(["render", "--vllm-version", "0.10.1", "--image", "x/vllm"], None, id="image-ok-with-version"),
     pytest.param(["render", "--nodes", "0"], "lws_group_size 0 must be a whole number of at least 1",
                  id="nodes-zero"),

@@ -13,11 +13,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # fake_embedding_server (importlib mode)
 from fake_embedding_server import FakeEmbeddingServer, fake_vector  # noqa: E402
 
-from tke_playbook import embeddings_api as api  # noqa: E402
-from tke_playbook.catalog import get_model  # noqa: E402
-from tke_playbook.client import AsyncEmbeddingClient, EmbeddingClient  # noqa: E402
-from tke_playbook.errors import (AuthenticationError, BadRequestError, EmbeddingAPIError,  # noqa: E402
-                                 InvalidSpecError, RetriesExhaustedError)
+from tke_playbook.embed import api  # noqa: E402
+from tke_playbook.embed.http import AsyncEmbeddingClient, EmbeddingClient  # noqa: E402
+from tke_playbook.errors import InvalidSpecError  # noqa: E402
+from tke_playbook.errors import AuthenticationError, BadRequestError, EmbeddingAPIError, RetriesExhaustedError
+from tke_playbook.specs.catalog import get_model  # noqa: E402
 
 FAST = {"backoff": 0.01, "max_backoff": 0.05}
 

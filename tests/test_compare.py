@@ -10,12 +10,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # fake_embedding_server (importlib mode)
 from fake_embedding_server import FakeEmbeddingServer  # noqa: E402
 
-from tke_playbook import compare, evaluation, similarity  # noqa: E402
-from tke_playbook.catalog import get_model  # noqa: E402
-from tke_playbook.client import EmbeddingClient  # noqa: E402
-from tke_playbook.datasets import load_bilingual  # noqa: E402
+from tke_playbook.embed.http import EmbeddingClient  # noqa: E402
+from tke_playbook.embed.lexical import LexicalEmbedder  # noqa: E402
 from tke_playbook.errors import EmbeddingAPIError, InvalidSpecError, PlaybookError  # noqa: E402
-from tke_playbook.lexical import LexicalEmbedder  # noqa: E402
+from tke_playbook.evaluate import compare  # noqa: E402
+from tke_playbook.evaluate import metrics as evaluation
+from tke_playbook.evaluate import similarity
+from tke_playbook.evaluate.datasets import load_bilingual  # noqa: E402
+from tke_playbook.specs.catalog import get_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

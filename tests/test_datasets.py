@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tke_playbook import datasets
 from tke_playbook.errors import InvalidSpecError, UnknownNameError
+from tke_playbook.evaluate import datasets
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from tke_playbook.demo import (_html_config, curl_ports, execute_notebook, notebook_parameters, notebook_paths,
-                              output_problems, store_checked_outputs)
+from tke_playbook.cli.demo import (_html_config, curl_ports, execute_notebook, notebook_parameters, notebook_paths,
+                                   output_problems, store_checked_outputs)
 from tke_playbook.errors import InvalidSpecError
 
 
@@ -138,7 +138,7 @@ def test_make_demo_output_shows_no_marker_no_traceback_and_curl_on_port_60000():
     notebooks and their HTML export."""
     from pathlib import Path
 
-    from tke_playbook.serving import CONTAINER_PORT
+    from tke_playbook.specs.serving import CONTAINER_PORT
 
     build = Path(__file__).resolve().parent.parent / "build"
     paths = sorted((build / "notebooks").glob("*.ipynb"))

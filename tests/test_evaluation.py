@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from tke_playbook import evaluation
 from tke_playbook.errors import InvalidSpecError
-from tke_playbook.evaluation import evaluate, mrr, ndcg_at_k, per_query_table, recall_at_k
+from tke_playbook.evaluate import metrics as evaluation
+from tke_playbook.evaluate.metrics import evaluate, mrr, ndcg_at_k, per_query_table, recall_at_k
 
 # q1 ranking by score: d2 (0.9, grade 1), d3 (0.5, grade 0), d5 (0.3, not judged = 0), d1 (0.1, grade 2)
 # q2 ranking by score: d6 (0.8, not judged), d4 (0.2, grade 1)

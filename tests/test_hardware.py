@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tke_playbook.catalog import get_model
 from tke_playbook.errors import InvalidSpecError, UnknownNameError
-from tke_playbook.fit import check_fit
-from tke_playbook.hardware import (GPUS, NODE_TYPES, GiB, MiB, NodeRole, get_gpu, get_node_type, gpu_from_product,
-                                   node_type_from_labels)
+from tke_playbook.specs.catalog import get_model
+from tke_playbook.specs.fit import check_fit
+from tke_playbook.specs.hardware import (GPUS, NODE_TYPES, GiB, MiB, NodeRole, get_gpu, get_node_type, gpu_from_product,
+                                         node_type_from_labels)
 
 E5 = "intfloat/e5-mistral-7b-instruct"
 

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from tke_playbook.datasets import load_bilingual
+from tke_playbook.embed.lexical import LexicalEmbedder, tokenize
 from tke_playbook.errors import InvalidSpecError, PlaybookError
-from tke_playbook.lexical import LexicalEmbedder, tokenize
-from tke_playbook.similarity import cosine_matrix
+from tke_playbook.evaluate.datasets import load_bilingual
+from tke_playbook.evaluate.similarity import cosine_matrix
 
 
 def test_tokenize_words_and_character_ngrams():

@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
+from tke_playbook.embed.local import LocalEmbedder
 from tke_playbook.errors import InvalidSpecError, PlaybookError
-from tke_playbook.local_embedder import LocalEmbedder
 
 
 @pytest.fixture(scope="module")

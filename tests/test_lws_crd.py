@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from tke_playbook.serving import ServingSpec, seed_profile
-from tke_playbook.serving_manifests import build_leader_worker_set
+from tke_playbook.manifests.serving import build_leader_worker_set
+from tke_playbook.specs.serving import ServingSpec, seed_profile
 
 SPECS = [
     pytest.param(ServingSpec(lws_group_size=2, tp_size=2), id="two-nodes"),

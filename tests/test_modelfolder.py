@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tke_playbook import modelfolder
 from tke_playbook.errors import IncompleteModelError
+from tke_playbook.podworker import modelfolder
 
 
 def test_completion_round_trip_and_clear(tmp_path):

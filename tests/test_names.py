@@ -7,8 +7,8 @@ import re
 import pytest
 
 from tke_playbook.errors import InvalidSpecError, UnknownNameError
-from tke_playbook.names import (quantity_to_float, slug, suggest, unknown, validate_label, validate_name,
-                                validate_port, validate_quantity, validate_subdomain)
+from tke_playbook.specs.names import (quantity_to_float, slug, suggest, unknown, validate_label, validate_name,
+                                      validate_port, validate_quantity, validate_subdomain)
 
 
 @pytest.mark.parametrize("value", ["ai-model", "a", "vllm-e5-mistral-7b-instruct", "x" * 63, "0abc"])
@@ -111,7 +111,7 @@ def test_validate_label(key, value, message):
     pytest.param(0.5, {"minimum": 1.0, "strict": False}, "at least 1", id="below-minimum"),
 ])
 def test_validate_number_refuses_with_what_to_do(value, kwargs, expected):
-    from tke_playbook.names import validate_number
+    from tke_playbook.specs.names import validate_number
 
     with pytest.raises(InvalidSpecError, match=expected) as caught:
         validate_number(value, "rate", 2.0, **kwargs)
@@ -119,7 +119,7 @@ def test_validate_number_refuses_with_what_to_do(value, kwargs, expected):
 
 
 def test_validate_number_returns_int_for_whole_and_float_otherwise():
-    from tke_playbook.names import validate_number
+    from tke_playbook.specs.names import validate_number
 
     assert validate_number(3.0, "inputs", 32, whole=True) == 3 and isinstance(
         validate_number(3.0, "inputs", 32, whole=True), int)

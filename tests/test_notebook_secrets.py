@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tke_playbook.workflow.leaks import find_in_text, find_secrets
+from tke_playbook.playbook.leaks import find_in_text, find_secrets
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "3bXyZq7Lr2Kd9Wm4Vn8Tp1Hs6Jf5Gc0A"  # the shape secrets.token_urlsafe(24) has
@@ -77,7 +77,7 @@ def test_demo_notebooks_in_build_hold_no_secret():
 
 @pytest.mark.slow
 def test_executed_notebooks_never_show_the_generated_key(tmp_path, monkeypatch):
-    from tke_playbook.demo import run_demo
+    from tke_playbook.cli.demo import run_demo
 
     home = tmp_path / "home"
     monkeypatch.setenv("TKE_PLAYBOOK_OFFLINE", "1")

@@ -7,14 +7,14 @@ import base64
 import pytest
 import yaml
 
-from tke_playbook.download.planner import RepoFile, make_plan
-from tke_playbook.download.spec import DownloadSpec
 from tke_playbook.errors import FitError, InvalidSpecError
-from tke_playbook.plan import (build_helm_values, build_plan, check_consistency, helm_values_notes, plan_notes,
-                               plan_to_yaml)
-from tke_playbook.profiles import get_profile, with_overrides
-from tke_playbook.serving import ServingSpec, seed_profile
-from tke_playbook.storage import StorageSpec
+from tke_playbook.manifests.plan import build_helm_values, build_plan, check_consistency, helm_values_notes, plan_notes
+from tke_playbook.manifests.yamldoc import plan_to_yaml
+from tke_playbook.manifests.profiles import get_profile, with_overrides
+from tke_playbook.podworker.planner import RepoFile, make_plan
+from tke_playbook.specs.download import DownloadSpec
+from tke_playbook.specs.serving import ServingSpec, seed_profile
+from tke_playbook.specs.storage import StorageSpec
 
 # The tutorial's values.yaml (seed-tutorial-zh.txt), with its indentation restored from the chart.
 TUTORIAL_VALUES = yaml.safe_load("""
@@ -191,7 +191,7 @@ def test_notes_explain_translations():
 
 
 def test_render_profile_for_notebooks_and_demo():
-    from tke_playbook.profiles import render_profile
+    from tke_playbook.manifests.profiles import render_profile
 
     text = render_profile("seed", api_key="k")
     assert text.startswith("# tke-playbook plan, profile seed: the tutorial")
@@ -201,7 +201,7 @@ def test_render_profile_for_notebooks_and_demo():
 
 
 def test_render_profile_redacts_secrets_unless_show_secrets():
-    from tke_playbook.profiles import render_profile
+    from tke_playbook.manifests.profiles import render_profile
 
     shown = [d for d in yaml.safe_load_all(render_profile("seed", api_key="k3y-value")) if d]
     assert next(d for d in shown if d["kind"] == "Secret")["data"] == {"api-key": "<redacted>"}
@@ -219,7 +219,7 @@ def test_download_worker_configmap_is_always_in_the_plan():
 
 
 def test_every_reference_of_the_seed_plan_is_in_it():
-    from tke_playbook.plan import references
+    from tke_playbook.manifests.plan import references
 
     manifests = build_plan(*_seed(), api_key="k")
     present = {(m["kind"], m["metadata"]["name"]) for m in manifests}
@@ -235,7 +235,7 @@ def test_every_reference_of_the_seed_plan_is_in_it():
     pytest.param("PersistentVolumeClaim", "needs PersistentVolumeClaim 'ai-model'", id="pvc"),
 ])
 def test_a_missing_reference_is_refused(drop, message):
-    from tke_playbook.plan import check_references
+    from tke_playbook.manifests.plan import check_references
 
     manifests = [m for m in build_plan(*_seed(), api_key="k") if m["kind"] != drop]
     with pytest.raises(InvalidSpecError, match=message):
@@ -247,7 +247,7 @@ def test_a_missing_reference_is_refused(drop, message):
 
 
 def test_optional_references_need_not_exist():
-    from tke_playbook.plan import references
+    from tke_playbook.manifests.plan import references
 
     job = {"kind": "Job", "metadata": {"name": "j"}, "spec": {"template": {"spec": {
         "containers": [{"name": "c", "env": [{"name": "T", "valueFrom": {"secretKeyRef": {

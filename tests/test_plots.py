@@ -9,10 +9,11 @@ import pytest
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from tke_playbook import compare, plots
-from tke_playbook.datasets import load_bilingual
+from tke_playbook import plots
+from tke_playbook.embed.lexical import LexicalEmbedder
 from tke_playbook.errors import InvalidSpecError
-from tke_playbook.lexical import LexicalEmbedder
+from tke_playbook.evaluate import compare
+from tke_playbook.evaluate.datasets import load_bilingual
 from tke_playbook.plots import _style
 
 LABELS = ["Kubernetes pods", "容器重启", "quicksort in Python", "用Python实现快速排序算法", "steamed fish"]
@@ -188,7 +189,7 @@ def test_latency_histogram_marks_percentiles_and_counts_failures():
 
 def test_latency_plots_survive_all_requests_failing(tmp_path):
     records = _records(fail_every=1)
-    for plot in (plots.plot_latency_histogram, plots.plot_latency_cdf, plots.plot_latency_vs_input_length):
+    for plot in (plots.plot_latency_histogram, plots.plot_latency_cdf):
         fig = plot(records)
         assert any("no successful requests" in t.get_text() for t in fig.axes[0].texts)
         fig.savefig(tmp_path / "empty.png")
@@ -226,13 +227,6 @@ def test_throughput_against_offered_rate_for_open_loop():
     assert fig.axes[0].get_xlabel() == "offered rate (req/s)"
     with pytest.raises(InvalidSpecError, match="lack column"):
         plots.plot_throughput_vs_concurrency(summary.drop(columns="p99_ms"))
-
-
-def test_latency_against_input_length_has_points_and_medians():
-    fig = plots.plot_latency_vs_input_length(_records())
-    ax = fig.axes[0]
-    assert len(ax.collections) == 1 and len(ax.lines) == 1
-    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [16, 128, 512])
 
 
 def test_latency_plots_want_loadgen_frames():

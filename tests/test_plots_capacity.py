@@ -107,7 +107,7 @@ def test_latency_legends_never_cover_the_data():
     summary = pd.DataFrame({"concurrency": [1.0, 4.0], "req_per_s": [50.0, 120.0], "p50_ms": [10.0, 20.0],
                             "p99_ms": [15.0, 40.0], "error_rate": [0.0, 0.0]})
     figures = [plots.plot_latency_histogram(records), plots.plot_latency_cdf(records),
-               plots.plot_latency_vs_input_length(records), plots.plot_throughput_vs_concurrency(summary),
+               plots.plot_throughput_vs_concurrency(summary),
                plots.plot_mixed_latency(mixed)]
     for fig in figures:
         for ax in fig.axes:

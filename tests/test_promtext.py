@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tke_playbook import promtext
+from tke_playbook.loadgen import promtext
 
 BEFORE = """\
 # HELP vllm:e2e_request_latency_seconds Histogram of end to end request latency in seconds.

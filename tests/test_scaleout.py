@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 
 from tke_playbook.errors import InvalidSpecError
-from tke_playbook.serving import ServingSpec
-from tke_playbook.serving_manifests import build_deployment, selector_labels
-from tke_playbook.scaleout import (EXTERNAL_METRIC, Autoscaler, ScaleOutSpec, build_adapter_rule, build_hpa,
-                                   build_pdb, build_pod_monitor, build_scale_out, build_scaled_object,
-                                   requirements, waiting_query, with_topology_spread)
+from tke_playbook.manifests.scaleout import (EXTERNAL_METRIC, Autoscaler, ScaleOutSpec, build_adapter_rule, build_hpa,
+                                             build_pdb, build_pod_monitor, build_scale_out, build_scaled_object,
+                                             requirements, waiting_query, with_topology_spread)
+from tke_playbook.manifests.serving import build_deployment, selector_labels
+from tke_playbook.specs.serving import ServingSpec
 
 BGE = "BAAI/bge-m3"
 
@@ -135,7 +135,7 @@ def test_multi_node_cannot_be_autoscaled():
 
 
 def test_build_plan_adds_scale_out_for_several_replicas(k8s_valid):
-    from tke_playbook.plan import build_plan
+    from tke_playbook.manifests.plan import build_plan
 
     spec = _spec(gpu="L20")
     plan = build_plan(None, serving=spec, api_key="k", scale_out=ScaleOutSpec("hpa", min_replicas=2, max_replicas=6))

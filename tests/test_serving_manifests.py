@@ -6,12 +6,12 @@ import base64
 
 import pytest
 
-from tke_playbook import labels as L
 from tke_playbook.errors import InvalidSpecError
-from tke_playbook.serving import ServiceType, ServingSpec, seed_profile
-from tke_playbook.serving_manifests import (build_deployment, build_leader_worker_set, build_proxy_configmap,
+from tke_playbook.manifests.serving import (build_deployment, build_leader_worker_set, build_proxy_configmap,
                                             build_secret, build_service, build_serving_objects, build_workload,
                                             selector_labels)
+from tke_playbook.specs import labels as L
+from tke_playbook.specs.serving import ServiceType, ServingSpec, seed_profile
 
 SPECS = [
     pytest.param(seed_profile(), id="seed"),
@@ -305,7 +305,7 @@ def test_api_keys_the_proxy_cannot_compare_are_refused(key):
 def test_manifests_have_no_shared_objects():
     import yaml
 
-    from tke_playbook.plan import plan_to_yaml
+    from tke_playbook.manifests.yamldoc import plan_to_yaml
 
     assert "&id" not in plan_to_yaml([build_deployment(seed_profile())])
     assert "&id" not in yaml.safe_dump(build_deployment(seed_profile()))

@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from tke_playbook import evaluation, similarity
 from tke_playbook.errors import InvalidSpecError
+from tke_playbook.evaluate import metrics as evaluation
+from tke_playbook.evaluate import similarity
 
 R = 1 / math.sqrt(2)
 

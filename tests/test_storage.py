@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tke_playbook import labels as L
 from tke_playbook.errors import InvalidSpecError, UnknownNameError
-from tke_playbook.storage import (CFS_PROVISIONER, CfsStorageType, ReclaimPolicy, StorageSpec, build_pvc,
-                                  build_storage_class)
+from tke_playbook.manifests.storage import build_pvc, build_storage_class
+from tke_playbook.specs import labels as L
+from tke_playbook.specs.storage import CFS_PROVISIONER, CfsStorageType, ReclaimPolicy, StorageSpec
 
 WITH_IDS = StorageSpec(vpc_id="vpc-abcd1234", subnet_id="subnet-efgh5678", zone="ap-guangzhou-3",
                        pgroup_id="pgroup-basic1", storage_type="HP", mount_options=("hard",))

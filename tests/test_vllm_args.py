@@ -10,9 +10,9 @@ import shlex
 import pytest
 
 from tke_playbook.errors import InvalidSpecError
-from tke_playbook.serving import ServingSpec, seed_profile
-from tke_playbook.vllm_args import (FLAG_TABLE, RULES, accepts, build_command, build_leader_command, build_vllm_args,
-                                    build_worker_command, check_pooler_json, split_flags)
+from tke_playbook.specs.serving import ServingSpec, seed_profile
+from tke_playbook.specs.vllm_args import (FLAG_TABLE, RULES, accepts, build_command, build_leader_command,
+                                          build_vllm_args, build_worker_command, check_pooler_json, split_flags)
 
 # The chart's command for the tutorial's values (helm-charts/vllm-inference-tke/templates/server.yaml).
 # The toolkit adds --gpu-memory-utilization (the fit check's fraction: vLLM's default moved to 0.92 in 0.20).

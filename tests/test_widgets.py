@@ -7,13 +7,13 @@ import html
 import ipywidgets as w
 import pytest
 
-from tke_playbook.catalog import OFFLINE_MODEL, TUTORIAL_MODEL
 from tke_playbook.download import DownloadSpec
 from tke_playbook.errors import InvalidSpecError
-from tke_playbook.hardware import NODE_TYPES, get_node_type
-from tke_playbook.serving import ServingSpec, seed_profile
-from tke_playbook.widgets import (DownloadForm, ModelPicker, NodeTypePicker, PvcPicker, ServingForm, TextForm,
-                                 text_px)
+from tke_playbook.playbook.widgets import (DownloadForm, ModelPicker, NodeTypePicker, PvcPicker, ServingForm, TextForm,
+                                           text_px)
+from tke_playbook.specs.catalog import OFFLINE_MODEL, TUTORIAL_MODEL
+from tke_playbook.specs.hardware import NODE_TYPES, get_node_type
+from tke_playbook.specs.serving import ServingSpec, seed_profile
 
 
 def test_node_type_picker_defaults_to_the_tutorial_gpu_node():
@@ -201,8 +201,8 @@ def test_serving_form_without_a_node_type_hides_the_verdict():
 
 
 def test_storage_form_reads_vpc_subnet_and_zone_into_the_spec():
-    from tke_playbook.storage import StorageSpec
-    from tke_playbook.widgets import StorageForm
+    from tke_playbook.playbook.widgets import StorageForm
+    from tke_playbook.specs.storage import StorageSpec
 
     form = StorageForm(StorageSpec(), ["ai-model"])
     assert form.spec() == StorageSpec() and "must exist" in form.message.value
@@ -221,8 +221,8 @@ def test_storage_form_shows_the_cfs_storage_class_with_placeholders_until_given(
     subnetid, zone, vers "3"), never only a comment."""
     import yaml
 
-    from tke_playbook.storage import StorageSpec
-    from tke_playbook.widgets import StorageForm
+    from tke_playbook.playbook.widgets import StorageForm
+    from tke_playbook.specs.storage import StorageSpec
 
     form = StorageForm(StorageSpec())
     preview = form.storage_class_preview()

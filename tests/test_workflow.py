@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tke_playbook.catalog import OFFLINE_MODEL
 from tke_playbook.errors import (DownloadError, EmbeddingAPIError, IncompleteModelError, InvalidSpecError,
                                  UnknownNameError)
-from tke_playbook.serving import ServingSpec
-from tke_playbook.storage import StorageSpec
-from tke_playbook.target import Target
-from tke_playbook.workflow import SecretStore, StateStore, mask_secret, open_target, spec_from_dict, spec_to_dict
-from tke_playbook.workflow import local as local_module
-from tke_playbook.workflow.runs import DownloadRecord
-
+from tke_playbook.playbook import SecretStore, StateStore
+from tke_playbook.playbook import local as local_module
+from tke_playbook.playbook import mask_secret, open_target, spec_from_dict, spec_to_dict
+from tke_playbook.playbook.runs import DownloadRecord
+from tke_playbook.specs.catalog import OFFLINE_MODEL
+from tke_playbook.specs.serving import ServingSpec
+from tke_playbook.specs.storage import StorageSpec
+from tke_playbook.specs.target import Target
 
 # --- state and secrets -------------------------------------------------------------------------------------
 
@@ -135,8 +135,8 @@ def test_wait_without_a_started_download_says_what_to_do(pb):
 
 def test_comparison_pair_refuses_a_model_the_local_target_cannot_serve(pb, monkeypatch):
     monkeypatch.setattr(local_module.ServiceEndpoint, "check", lambda self: self)
-    monkeypatch.setattr(type(pb), "endpoint", lambda self: local_module.ServiceEndpoint("http://x", OFFLINE_MODEL,
-                                                                                         "local-process"))
+    monkeypatch.setattr(type(pb.backend), "endpoint", lambda self, model="": local_module.ServiceEndpoint(
+        "http://x", OFFLINE_MODEL, "local-process"))
     with pytest.raises(InvalidSpecError, match="serves one model"):
         pb.comparison_pair("BAAI/bge-m3")
     a, b = pb.comparison_pair()
@@ -234,19 +234,133 @@ sys.path.insert(0, str(Path(__file__).parent / "cluster"))
 
 
 @pytest.fixture
-def fake_cluster(home):
+def fake_api(home):
+    """The fake API server with a GPU and a CPU node, and a client connected to it."""
     from fake_apiserver import FakeApiServer
     from fake_cluster import add_node
 
-    from tke_playbook.cluster.client import Kube
-    from tke_playbook.workflow.cluster import ClusterPlaybook
+    from tke_playbook.kube.client import Kube
 
     with FakeApiServer() as server:
         server.put("namespaces", {"metadata": {"name": "default"}})
         add_node(server, "gpu-1")
         add_node(server, "cpu-1", instance_type="SA5.LARGE8", gpus=0)
         with Kube.from_host(server.url) as kube:
-            yield server, ClusterPlaybook(kube=kube)
+            yield server, kube
+
+
+@pytest.fixture
+def fake_cluster(fake_api):
+    from tke_playbook.playbook import ClusterPlaybook
+
+    server, kube = fake_api
+    return server, ClusterPlaybook(kube=kube)
+
+
+def _serve_when_applied(server, spec, pod, lines=("INFO Application startup complete.",)):
+    """The cluster's side of a deploy: once the Deployment exists, a running pod with its labels logs ``lines``,
+    the Service gets a balancer address and the Deployment becomes ready."""
+    from fake_cluster import add_pod, deployment_ready, pod_running, until
+
+    until(lambda: server.exists("deployments", spec.name, "default"))
+    labels = server.get("deployments", spec.name, "default")["spec"]["template"]["metadata"]["labels"]
+    add_pod(server, "default", pod, labels=labels, container="vllm")
+    for line in lines:
+        server.append_log("default", pod, line)
+    pod_running(server, "default", pod, container="vllm")
+    until(lambda: server.exists("services", spec.name, "default"))
+    server.set_status("services", spec.name, "default", {"loadBalancer": {"ingress": [{"ip": "10.0.0.9"}]}})
+    deployment_ready(server, "default", spec.name)
+
+
+def test_cluster_deploy_sends_the_log_to_the_event_sink_not_print(fake_api, capsys):
+    import threading
+
+    from tke_playbook.playbook import ClusterPlaybook, Event, Level
+
+    server, kube = fake_api
+    events: list[Event] = []
+    cluster = ClusterPlaybook(kube=kube, on_event=events.append)
+    spec = cluster.serving_defaults("BAAI/bge-m3")
+    lines = ("INFO Loading weights", "INFO Application startup complete.")
+    helper = threading.Thread(target=_serve_when_applied, args=(server, spec, "vllm-bge-m3-6d5f-events", lines))
+    helper.start()
+    cluster.deploy(spec, timeout=60)
+    helper.join()
+    assert capsys.readouterr().out == ""  # nothing printed: every line went to the sink
+    assert [e.message for e in events if e.level is Level.INFO] == list(lines)
+    assert {e.source for e in events} == {"deploy"}
+    assert "Application startup complete" in cluster.deployment_logs(5)  # the pod found by the toolkit's labels
+
+
+def test_the_default_sink_shows_events_as_the_notebooks_printed_them(capsys):
+    from tke_playbook.playbook import Event, Level, show_event
+
+    show_event(Event("INFO Application startup complete.", source="deploy"))
+    show_event(Event("The model does not fit", Level.WARNING, "deploy"))
+    assert capsys.readouterr().out == "INFO Application startup complete.\n!! The model does not fit\n"
+
+
+def test_cluster_storage_that_binds_on_first_use_returns_at_once(fake_cluster):
+    """A StorageClass with WaitForFirstConsumer binds only when the download Job's pod uses the PVC: create_storage
+    must not wait for Bound then (it used to, until its timeout)."""
+    import threading
+
+    from fake_cluster import until
+
+    server, cluster = fake_cluster
+
+    def cluster_side():
+        until(lambda: server.exists("persistentvolumeclaims", "ai-model", "default"))
+        server.add_event("default", "PersistentVolumeClaim", "ai-model", "WaitForFirstConsumer",
+                         "waiting for first consumer to be created before binding", "Normal")
+
+    helper = threading.Thread(target=cluster_side)
+    helper.start()
+    frame = cluster.create_storage(StorageSpec(), timeout=30)
+    helper.join()
+    assert frame.loc[0, "status"] == "Pending" and frame.loc[0, "pvc"] == "ai-model"
+
+
+def test_cluster_storage_with_a_missing_storage_class_fails_with_the_diagnosis(fake_cluster):
+    import threading
+
+    from fake_cluster import until
+
+    from tke_playbook.errors import ClusterError
+
+    server, cluster = fake_cluster
+
+    def cluster_side():
+        until(lambda: server.exists("persistentvolumeclaims", "ai-model", "default"))
+        server.add_event("default", "PersistentVolumeClaim", "ai-model", "ProvisioningFailed",
+                         'storageclass.storage.k8s.io "cfs" not found')
+
+    helper = threading.Thread(target=cluster_side)
+    helper.start()
+    with pytest.raises(ClusterError, match="StorageClass cfs does not exist"):
+        cluster.create_storage(StorageSpec(), timeout=30)
+    helper.join()
+
+
+def test_cluster_download_progress_finds_the_job_pods_by_the_toolkit_labels(fake_cluster, monkeypatch):
+    from fake_cluster import add_pod
+
+    from tke_playbook.download import DownloadSpec, RepoFile, make_plan
+
+    server, cluster = fake_cluster
+    spec = DownloadSpec(model="BAAI/bge-m3", source="huggingface", completions=2, parallelism=2)
+    plan = make_plan(spec, [RepoFile("model.safetensors", 3000, "a" * 64), RepoFile("config.json", 10, "b" * 64)])
+    for name in ("HF_TOKEN", "HUB_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    cluster.start_download(spec, plan)
+    labels = server.get("jobs", spec.job_name, "default")["spec"]["template"]["metadata"]["labels"]
+    add_pod(server, "default", f"{spec.job_name}-0-abcde", phase="Running",
+            labels={**labels, "batch.kubernetes.io/job-completion-index": "0"})
+    add_pod(server, "default", "someone-elses-pod", phase="Failed",
+            labels={"batch.kubernetes.io/job-completion-index": "1"})
+    frame = cluster.download_progress()
+    assert frame["pod"].tolist() == ["Running", "not started"]
 
 
 def test_cluster_node_types_come_from_the_nodes(fake_cluster):
@@ -329,8 +443,8 @@ def test_cluster_deploy_of_a_public_balancer_applies_the_proxy_config_the_pod_mo
 
     from fake_cluster import add_pod, deployment_ready, pod_running, until
 
-    from tke_playbook.plan import references
-    from tke_playbook.serving import ServiceType
+    from tke_playbook.manifests.plan import references
+    from tke_playbook.specs.serving import ServiceType
 
     server, cluster = fake_cluster
     spec = dataclasses.replace(cluster.serving_defaults("BAAI/bge-m3"), service_type=ServiceType.LOAD_BALANCER,
@@ -358,3 +472,70 @@ def test_cluster_deploy_of_a_public_balancer_applies_the_proxy_config_the_pod_mo
     target = server.get("services", spec.name, "default")["spec"]["ports"][0]["targetPort"]
     vllm = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm")
     assert target not in {p["containerPort"] for p in vllm.get("ports", [])} and target != "http"
+
+
+# --- the facade's shape ------------------------------------------------------------------------------------
+
+
+def test_which_playbook_a_target_opens_is_fixed_not_a_registry_subclasses_fill(tmp_path):
+    """No kernel-global registry: defining another playbook class must not change what from_env opens."""
+    from tke_playbook.playbook import PLAYBOOKS, LocalPlaybook, Playbook
+
+    class Other(LocalPlaybook):
+        target = Target.LOCAL
+
+    assert type(Playbook.from_env("local", root=tmp_path)) is LocalPlaybook
+    with pytest.raises(TypeError):
+        PLAYBOOKS[Target.LOCAL] = Other
+
+
+def _private_calls_on_others(path: Path) -> list[str]:
+    """``x.y._z`` / ``obj._z(...)``: a private name read on any object but ``self``/``cls`` (its own). IPython's
+    display protocol (``_repr_html_``, names ending in ``_``) is public."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.endswith("_")
+                and isinstance(node.ctx, ast.Load)
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+            found.append(f"{path.name}:{node.lineno} .{node.attr}")
+    return found
+
+
+def test_no_playbook_module_uses_another_objects_private_names():
+    import tke_playbook.playbook as package
+
+    folder = Path(package.__file__).parent
+    found = [hit for path in sorted(folder.glob("*.py")) for hit in _private_calls_on_others(path)]
+    assert not found, f"make these public (or move the code to the class that owns them): {found}"
+
+
+def test_backends_get_what_they_use_through_their_constructors(tmp_path):
+    """Every attribute a backend reads on ``self`` is one its class defines or its constructor sets (the cluster
+    downloads once used a ``kube`` only the class they were mixed into defined)."""
+    import ast
+    import inspect
+
+    from tke_playbook.playbook import LocalBackend
+    from tke_playbook.playbook.cluster import ClusterBackend
+    from tke_playbook.playbook.download_cluster import ClusterDownloads
+    from tke_playbook.playbook.download_local import LocalDownloads
+
+    for cls in (LocalBackend, ClusterBackend, LocalDownloads, ClusterDownloads):
+        tree = ast.parse(inspect.getsource(cls))
+        used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                and n.value.id == "self"}
+        assigned = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)
+                    and isinstance(n.value, ast.Name) and n.value.id == "self"}
+        defined = {name for klass in cls.__mro__ for name in vars(klass)}
+        assert used <= assigned | defined, f"{cls.__name__} uses {sorted(used - assigned - defined)}"
+
+
+def test_the_local_endpoint_of_another_model_says_the_target_serves_one(pb):
+    """``pb.endpoint(model)`` is one call on both targets (the scorecard asks for each model): locally a model
+    other than the one 03 deployed is refused with what to do, before any server starts."""
+    pb.records.record_serving(pb.serving_defaults())
+    with pytest.raises(InvalidSpecError, match="serves one model at a time"):
+        pb.endpoint("BAAI/bge-m3")
+    assert pb.runs.servers() == []

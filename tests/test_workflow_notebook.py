@@ -11,8 +11,8 @@ import pytest
 from IPython.core.displaypub import CapturingDisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 
-from tke_playbook import notebook
 from tke_playbook.errors import NotDeployedError, PlaybookError
+from tke_playbook.playbook import display as notebook
 
 
 @pytest.fixture
@@ -28,14 +28,14 @@ def shell(tmp_path, monkeypatch):
 
 
 BAD_VALUES = [
-    pytest.param("from tke_playbook.storage import StorageSpec\nStorageSpec(pvc_name='Other_PVC')",
+    pytest.param("from tke_playbook.specs.storage import StorageSpec\nStorageSpec(pvc_name='Other_PVC')",
                  "InvalidSpecError", "PVC name", id="invalid-pvc-name"),
-    pytest.param("from tke_playbook.modelfolder import require_complete\nrequire_complete('/nonexistent/model')",
+    pytest.param("from tke_playbook.podworker.modelfolder import require_complete\nrequire_complete('/nonexistent/model')",
                  "IncompleteModelError", "/nonexistent/model", id="model-not-downloaded"),
-    pytest.param("from tke_playbook.workflow import ServiceEndpoint\n"
+    pytest.param("from tke_playbook.playbook import ServiceEndpoint\n"
                  "ServiceEndpoint('http://127.0.0.1:9', 'm', 'local-process').curl('hello')",
                  "EndpointGoneError", "the server is gone: run 03_deploy_vllm", id="stale-endpoint"),
-    pytest.param("from tke_playbook.workflow import open_target\nopen_target('local').endpoint()",
+    pytest.param("from tke_playbook.playbook import open_target\nopen_target('local').endpoint()",
                  "NotDeployedError", "Nothing is deployed", id="nothing-deployed"),
 ]
 
@@ -66,7 +66,7 @@ def test_other_errors_keep_the_usual_traceback(shell, capfd):
 
 
 def test_open_target_installs_the_handler(shell):
-    shell.run_cell("from tke_playbook.workflow import open_target\npb = open_target('local')")
+    shell.run_cell("from tke_playbook.playbook import open_target\npb = open_target('local')")
     assert shell.custom_exceptions == (PlaybookError,)
 
 
@@ -134,9 +134,9 @@ def test_in_a_real_kernel_the_error_is_one_html_block_and_no_traceback_output(tm
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("from tke_playbook.notebook import install, progress_bar\ninstall()"),
+    nb.cells = [nbformat.v4.new_code_cell("from tke_playbook.playbook.display import install, progress_bar\ninstall()"),
                 nbformat.v4.new_code_cell("with progress_bar(10, 'x') as bar:\n    bar.update(10)"),
-                nbformat.v4.new_code_cell("from tke_playbook.storage import StorageSpec\nStorageSpec(pvc_name='Bad_PVC')"),
+                nbformat.v4.new_code_cell("from tke_playbook.specs.storage import StorageSpec\nStorageSpec(pvc_name='Bad_PVC')"),
                 nbformat.v4.new_code_cell("print('not reached')")]
     client = NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     with pytest.raises(CellExecutionError):

@@ -8,11 +8,11 @@ import math
 import pandas as pd
 import pytest
 
-from tke_playbook.catalog import OFFLINE_MODEL
 from tke_playbook.errors import InvalidSpecError, UnknownNameError
-from tke_playbook.serving import ServingSpec
-from tke_playbook.storage import StorageSpec
-from tke_playbook.workflow import Level, Note, headroom_note, spec_table, tidy
+from tke_playbook.playbook import Level, Note, headroom_note, spec_table, tidy
+from tke_playbook.specs.catalog import OFFLINE_MODEL
+from tke_playbook.specs.serving import ServingSpec
+from tke_playbook.specs.storage import StorageSpec
 
 
 def _summary(*req_per_s: float) -> pd.DataFrame:
@@ -128,7 +128,7 @@ def test_headroom_without_results_is_a_plain_note():
 
 def test_an_embedding_answer_is_described_by_its_shape_and_norm_not_raw_values():
     """Issue 13 item 7: raw "first values" of a vector tell a reader nothing; 04 shows the nearest sentences."""
-    from tke_playbook.workflow import describe_embedding_answer
+    from tke_playbook.playbook import describe_embedding_answer
 
     answer = {"model": "m", "data": [{"index": 0, "object": "embedding", "embedding": [0.6, 0.8, 0.0]}],
               "usage": {"prompt_tokens": 3, "total_tokens": 3}}

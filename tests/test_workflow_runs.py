@@ -13,16 +13,16 @@ import time
 
 import pytest
 
-from tke_playbook.catalog import OFFLINE_MODEL
-from tke_playbook.download import progress
-from tke_playbook.errors import (BadRequestError, DownloadError, EndpointGoneError, IncompleteModelError, InvalidSpecError,
-                                 NoDownloadError, NotDeployedError, PlanMismatchError, PlaybookError)
-from tke_playbook.modelfolder import write_completion
-from tke_playbook.storage import StorageSpec
-from tke_playbook.target import offline_model_dir
-from tke_playbook.workflow import ServiceEndpoint, default_max_model_len, spec_to_dict
-from tke_playbook.workflow.local_checks import port_is_free
-from tke_playbook.workflow.runs import DownloadRecord, RunRegistry, ServerRecord, is_local_server, process_alive
+from tke_playbook.errors import (BadRequestError, DownloadError, EndpointGoneError, IncompleteModelError,
+                                 InvalidSpecError, NoDownloadError, NotDeployedError, PlanMismatchError, PlaybookError)
+from tke_playbook.playbook import ServiceEndpoint, default_max_model_len, spec_to_dict
+from tke_playbook.playbook.local_checks import port_is_free
+from tke_playbook.playbook.runs import DownloadRecord, RunRegistry, ServerRecord, is_local_server, process_alive
+from tke_playbook.podworker import progress
+from tke_playbook.podworker.modelfolder import write_completion
+from tke_playbook.specs.catalog import OFFLINE_MODEL
+from tke_playbook.specs.storage import StorageSpec
+from tke_playbook.specs.target import offline_model_dir
 
 SMALL_ZH = "BAAI/bge-small-zh-v1.5"
 
@@ -143,7 +143,7 @@ def test_a_download_whose_kernel_is_gone_reads_as_interrupted(tmp_path):
 
 KERNEL = textwrap.dedent("""
     import sys
-    from tke_playbook.workflow import open_target
+    from tke_playbook.playbook import open_target
 
     pb = open_target("local")
     if sys.argv[1] == "endpoint":
@@ -176,7 +176,7 @@ def test_any_kernel_order_keeps_one_server_on_the_port_and_cleanup_sticks(pb):
     _downloaded(pb)
     port = _free_port()
     spec = pb.serving_defaults().replace(service_port=port)
-    pb._record_serving(spec)  # what 03 leaves once its kernel (and the server it started) is gone
+    pb.records.record_serving(spec)  # what 03 leaves once its kernel (and the server it started) is gone
     notebook_04 = Kernel("endpoint")  # 04 starts the server again from 03's deployment, in its own kernel
     try:
         started_by_04 = pb.runs.server(spec.name)
@@ -202,7 +202,7 @@ def test_any_kernel_order_keeps_one_server_on_the_port_and_cleanup_sticks(pb):
 
 
 def test_after_cleanup_every_step_says_nothing_is_deployed(pb):
-    pb._record_serving(pb.serving_defaults())  # 03 deployed (its server has stopped since)
+    pb.records.record_serving(pb.serving_defaults())  # 03 deployed (its server has stopped since)
     pb.teardown()
     for step in (pb.endpoint, pb.deployment_logs, pb.diagnose, pb.comparison_pair):
         with pytest.raises(NotDeployedError, match="run 03_deploy_vllm"):
@@ -364,7 +364,7 @@ def test_the_indexed_job_and_its_configmap_are_shown(pb):
 
 
 def test_bytes_per_pod_chart_puts_the_tutorials_split_beside_ours(pb):
-    from tke_playbook.workflow.charts import plot_bytes_per_pod
+    from tke_playbook.plots.download import plot_bytes_per_pod
 
     spec, plan = _plan(pb)
     tutorial = pb.tutorial_plan(spec, plan)

@@ -14,43 +14,45 @@ from .errors import PlaybookError
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
-    "catalog": "Architecture ModelInfo Pooling get_model list_models catalog_rows OFFLINE_MODEL TUTORIAL_MODEL",
-    "modelfolder": "is_complete require_complete read_manifest",
-    "target": "Target resolve_target state_dir local_pvc_dir offline_model_dir",
-    "hardware": "GpuType NodeType NodeRole GPUS NODE_TYPES get_gpu get_node_type node_type_from_labels",
-    "fit": "check_fit FitVerdict",
-    "storage": "StorageSpec CfsStorageType ReclaimPolicy build_storage_class build_pvc",
-    "serving": "ServingSpec ServiceType PullPolicy seed_profile",
-    "vllm_args": "build_vllm_args build_command",
-    "serving_manifests": "build_secret build_deployment build_service build_leader_worker_set build_workload "
+    "specs.catalog": "Architecture ModelInfo Pooling get_model list_models OFFLINE_MODEL TUTORIAL_MODEL",
+    "podworker.modelfolder": "is_complete require_complete read_manifest",
+    "specs.target": "Target resolve_target state_dir local_pvc_dir offline_model_dir",
+    "specs.hardware": "GpuType NodeType NodeRole GPUS NODE_TYPES get_gpu get_node_type node_type_from_labels",
+    "specs.fit": "check_fit FitVerdict",
+    "specs.storage": "StorageSpec CfsStorageType ReclaimPolicy",
+    "manifests.storage": "build_storage_class build_pvc",
+    "specs.serving": "ServingSpec ServiceType PullPolicy seed_profile",
+    "specs.vllm_args": "build_vllm_args build_command",
+    "manifests.serving": "build_secret build_deployment build_service build_leader_worker_set build_workload "
                          "build_serving_objects build_proxy_configmap",
-    "plan": "build_plan plan_to_yaml plan_notes build_helm_values",
-    "profiles": "get_profile with_overrides render_profile",
-    "download": "DownloadSpec Source DownloadPlan RepoFile Piece HubToken make_plan tutorial_plan plan_download "
-                "list_repo_files run_local_download download_local read_progress progress_frame "
-                "build_download_job build_worker_configmap build_token_secret build_download_objects HubMirror "
-                "Fault offline_mirror plot_bytes_per_shard DownloadMode check_plan_matches require_finished "
-                "verify_model adopt_model",
-    "client": "EmbeddingClient AsyncEmbeddingClient",
+    "manifests.plan": "build_plan plan_notes build_helm_values",
+    "manifests.yamldoc": "plan_to_yaml",
+    "manifests.profiles": "get_profile with_overrides render_profile",
+    "specs.download": "DownloadSpec Source DownloadMode",
+    "specs.tokens": "HubToken",
+    "podworker.planner": "DownloadPlan RepoFile Piece make_plan tutorial_plan check_plan_matches",
+    "podworker.progress": "read_progress",
+    "manifests.download": "build_download_job build_worker_configmap build_token_secret build_download_objects",
+    "download": "plan_download list_repo_files run_local_download download_local progress_frame HubMirror "
+                "offline_mirror require_finished verify_model adopt_model",
+    "embed": "EmbeddingClient AsyncEmbeddingClient LexicalEmbedder LocalEmbedder",
     "loadgen": "run_closed_loop run_open_loop summarize headroom_warning measure_ceiling LoadResult HttpEngine "
                "run_mixed Stream write_vllm_bench_json",
     "capacity": "find_sustainable_rate sustainable_rate plan_capacity replay recommend_vllm tune_local "
                 "DocumentLoad QueryLoad LocalSettings with_mfu model_flops_utilisation",
-    "scaleout": "ScaleOutSpec Autoscaler build_scale_out build_pdb build_hpa build_scaled_object",
-    "prices": "load_prices NodePrice",
-    "evaluation": "ndcg_at_k recall_at_k mrr evaluate per_query_table",
-    "similarity": "cosine_matrix retrieve score_distributions pca_2d",
-    "datasets": "load_bilingual sentence_set RetrievalDataset SentenceSet",
-    "lexical": "LexicalEmbedder",
-    "local_embedder": "LocalEmbedder",
-    "compare": "evaluate_embedder compare_embedders EvaluationResult Comparison",
+    "manifests.scaleout": "ScaleOutSpec Autoscaler build_scale_out build_pdb build_hpa build_scaled_object render_scale_out",
+    "playbook.scaleout": "autoscaler_checks",
+    "specs.prices": "load_prices NodePrice",
+    "evaluate": "ndcg_at_k recall_at_k mrr evaluate per_query_table cosine_matrix retrieve score_distributions pca_2d "
+                "load_bilingual sentence_set RetrievalDataset SentenceSet evaluate_embedder compare_embedders "
+                "EvaluationResult Comparison",
     "localserver": "start_server LocalServer",
     "plots": "plot_similarity_heatmap plot_heatmaps_side_by_side plot_comparison_heatmaps plot_comparison_panel "
              "plot_comparison_pca plot_pca plot_score_distributions plot_latency_histogram plot_latency_cdf "
-             "plot_latency_vs_input_length plot_throughput_vs_concurrency plot_sweep plot_tokens_vs_batch "
-             "plot_mixed_latency plot_latency_knee plot_capacity_table",
-    "workflow": "open_target Playbook ServiceEndpoint Note Level spec_table tidy headroom_note",
-    "widgets": "NodeTypePicker PvcPicker ModelPicker DownloadForm ServingForm TextForm",
+             "plot_throughput_vs_concurrency plot_sweep plot_tokens_vs_batch "
+             "plot_mixed_latency plot_latency_knee plot_capacity_table plot_bytes_per_pod",
+    "playbook": "open_target Playbook ServiceEndpoint Note Level spec_table tidy headroom_note",
+    "playbook.widgets": "NodeTypePicker PvcPicker ModelPicker DownloadForm ServingForm TextForm",
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names.split()}
 

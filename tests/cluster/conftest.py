@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # fake_apiserver, fake_store, fa
 from fake_apiserver import FakeApiServer  # noqa: E402
 from fake_cluster import NS  # noqa: E402
 
-from tke_playbook.cluster.client import Kube  # noqa: E402
+from tke_playbook.kube.client import Kube  # noqa: E402
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from fake_store import LWS_CRD, Store, StatusError, now
+from fake_store import LWS_CRD, StatusError, Store, now
 
 VERSION = {"major": "1", "minor": "30", "gitVersion": "v1.30.0-tke.7", "gitCommit": "fake", "gitTreeState": "clean",
            "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.22", "compiler": "gc", "platform": "linux/amd64"}

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-
 from fake_cluster import NS
-from tke_playbook.cluster import Cascade, ObjectRef, apply, apply_all, delete, get, list_objects
-from tke_playbook.cluster.client import Kube
+
 from tke_playbook.errors import ApplyError, ClusterError, InvalidSpecError, UnknownNameError
-from tke_playbook.labels import Component, common_labels, selector
+from tke_playbook.kube import Cascade, ObjectRef, apply, apply_all, delete, get, list_objects
+from tke_playbook.kube.client import Kube
+from tke_playbook.specs.labels import Component, common_labels, selector, selector_matching
 
 
 def _cm(name, data="1", namespace=NS):
@@ -115,6 +115,18 @@ def test_list_objects_by_label_and_missing_api(kube):
     found = list_objects(kube, "v1", "ConfigMap", NS, selector(Component.DOWNLOAD))
     assert [(o["kind"], o["metadata"]["name"]) for o in found] == [("ConfigMap", "a")]
     assert list_objects(kube, "leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", NS) == []
+
+
+def test_one_selector_string_for_the_toolkits_labels_and_for_match_labels(kube):
+    assert selector() == "app.kubernetes.io/managed-by=tke-playbook"
+    assert selector(Component.DOWNLOAD, "download-a", model="BAAI/bge-m3") == (
+        "app.kubernetes.io/managed-by=tke-playbook,app.kubernetes.io/component=download,"
+        "app.kubernetes.io/instance=download-a,tke-playbook.io/model=bge-m3")
+    assert selector_matching({"b": "2", "a": "1"}) == "a=1,b=2" and selector_matching(None) == ""
+    apply(kube, _cm("a"))
+    apply(kube, _cm("b"))
+    only_a = list_objects(kube, "v1", "ConfigMap", NS, selector_matching(common_labels(Component.DOWNLOAD, "a")))
+    assert [o["metadata"]["name"] for o in only_a] == ["a"]
 
 
 def test_unreachable_server_is_a_cluster_error_in_plain_words():

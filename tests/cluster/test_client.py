@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tke_playbook.cluster import Kube, ObjectRef, connect
 from tke_playbook.errors import ClusterError, UnknownNameError
+from tke_playbook.kube import Kube, ObjectRef, connect
 
 
 def _kubeconfig(tmp_path, server_url, current="fake"):

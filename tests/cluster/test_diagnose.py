@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tke_playbook.cluster.diagnose import Severity, diagnose_log, diagnose_pod, diagnose_pvc, format_diagnoses
+from tke_playbook.specs.diagnosis import Severity, diagnose_log, diagnose_pod, diagnose_pvc, format_diagnoses
 
 
 def _pod(name="vllm-e5-7d9f-abcde", phase="Pending", conditions=(), statuses=()):

@@ -11,10 +11,10 @@ import threading
 import time
 
 import pytest
-
 from fake_cluster import NS, add_pod, pod_running
-from tke_playbook.cluster.endpoint import INTERNAL_LB, PortForward, get_endpoint, plan_endpoint, port_forward
+
 from tke_playbook.errors import ClusterError
+from tke_playbook.kube.endpoint import INTERNAL_LB, PortForward, get_endpoint, plan_endpoint, port_forward
 
 
 def _svc(type_="ClusterIP", ingress=None, target=60000, annotations=None):
@@ -197,7 +197,7 @@ def test_load_balancer_still_pending_falls_back_to_a_port_forward(kube, server):
 def test_read_api_key_from_the_services_secret(kube, server):
     import base64
 
-    from tke_playbook.cluster import read_api_key
+    from tke_playbook.kube import read_api_key
 
     server.put("secrets", {"metadata": {"name": "vllm-bge-m3-api-key"},
                            "data": {"api-key": base64.b64encode(b"sk-test-123").decode()}}, NS)

@@ -1,35 +1,12 @@
-"""explain(): the diagnosis rules applied to what the fake cluster reports for the toolkit's pods and PVCs."""
+"""explain_pvc() and wait_for_pvc_bound(): the PVC diagnosis rules applied to what the fake cluster reports."""
 
 from __future__ import annotations
 
 import pytest
+from fake_cluster import NS
 
-from fake_cluster import NS, add_pod, pod_oom_killed, pod_unschedulable
-from tke_playbook.cluster.explain import explain, explain_pod, explain_pvc, wait_for_pvc_bound
 from tke_playbook.errors import ClusterError, WaitTimeoutError
-from tke_playbook.labels import Component, common_labels
-
-
-def test_explain_covers_the_toolkits_pods_and_pvcs(kube, server):
-    server.put("persistentvolumeclaims", {"metadata": {"name": "ai-model", "labels": common_labels(
-        Component.STORAGE, "ai-model")}, "spec": {"storageClassName": "cfs"}}, NS)
-    server.add_event(NS, "PersistentVolumeClaim", "ai-model", "ProvisioningFailed",
-                     'storageclass.storage.k8s.io "cfs" not found')
-    labels = common_labels(Component.SERVING, "vllm-bge-m3", "BAAI/bge-m3")
-    add_pod(server, NS, "vllm-bge-m3-1", labels=labels)
-    pod_unschedulable(server, NS, "vllm-bge-m3-1", "0/2 nodes are available: 2 Insufficient nvidia.com/gpu.")
-    add_pod(server, NS, "unrelated", labels={"app": "x"})
-    pod_unschedulable(server, NS, "unrelated", "0/2 nodes are available: 2 Insufficient nvidia.com/gpu.")
-    found = explain(kube, NS)
-    assert {(d.subject, d.code) for d in found} == {("pvc ai-model", "storage-class-missing"),
-                                                    ("pod vllm-bge-m3-1", "no-free-gpu")}
-
-
-def test_explain_pod_by_name_reads_the_crashed_runs_log(kube, server):
-    add_pod(server, NS, "vllm-1", container="vllm")
-    server.append_log(NS, "vllm-1", "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
-    pod_oom_killed(server, NS, "vllm-1", "vllm")
-    assert [d.code for d in explain_pod(kube, "vllm-1", NS)] == ["oom-killed", "cuda-oom"]
+from tke_playbook.kube.explain import explain_pvc, wait_for_pvc_bound
 
 
 def test_explain_pvc_bound_is_quiet_and_missing_is_an_error(kube, server):

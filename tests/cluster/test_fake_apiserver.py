@@ -6,10 +6,9 @@ import json
 import threading
 
 import pytest
+from fake_cluster import NS
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
-
-from fake_cluster import NS
 
 
 def _cm(name, labels=None, data=None):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fake_cluster import NS, add_node, add_pod, pod_crashed
-from tke_playbook.cluster import (cfs_storage_classes, list_nodes, list_pvcs, list_storage_classes, nodes_frame,
-                                  pod_events, pod_logs)
-from tke_playbook.cluster.inventory import current_pods
+
+from tke_playbook.kube import (cfs_storage_classes, list_nodes, list_pvcs, list_storage_classes, nodes_frame,
+                               pod_events, pod_logs)
+from tke_playbook.kube.inventory import current_pods
 
 
 def test_list_nodes_describes_gpu_and_cpu_nodes(kube, server):
@@ -90,9 +91,9 @@ def test_pod_logs_of_a_pod_with_the_auth_proxy_show_vllm(kube, server):
 
 
 def test_default_container_follows_kubectl():
-    from tke_playbook.cluster.inventory import default_container
-    from tke_playbook.serving import seed_profile
-    from tke_playbook.serving_manifests import build_deployment
+    from tke_playbook.kube.inventory import default_container
+    from tke_playbook.manifests.serving import build_deployment
+    from tke_playbook.specs.serving import seed_profile
 
     template = build_deployment(seed_profile())["spec"]["template"]
     assert default_container(template) == "vllm"

@@ -6,12 +6,12 @@ import argparse
 from types import SimpleNamespace
 
 import pytest
-
 from fake_cluster import add_node
-from tke_playbook.cluster import preflight, run_preflight
-from tke_playbook.cluster.cli import register
-from tke_playbook.cluster.client import Kube
+
+from tke_playbook.cli.preflight import register
 from tke_playbook.errors import UnknownNameError
+from tke_playbook.kube import preflight, run_preflight
+from tke_playbook.kube.client import Kube
 
 E5 = "intfloat/e5-mistral-7b-instruct"
 
@@ -117,7 +117,7 @@ def test_cli_unknown_model_suggests_before_connecting(tmp_path):
 
 
 def test_real_serving_spec_pins_instance_types_and_namespace(kube, server):
-    from tke_playbook.serving import ServingSpec
+    from tke_playbook.specs.serving import ServingSpec
 
     add_node(server, "gpu-1", product="NVIDIA-L20")
     _cfs(server)

@@ -11,10 +11,10 @@ import uuid
 
 import pytest
 
-from tke_playbook.cluster import (Cascade, apply, apply_all, connect, delete, get, list_nodes, list_objects,
-                                  list_pods, pod_logs, run_preflight, teardown, wait_for_job)
 from tke_playbook.errors import JobFailedError
-from tke_playbook.labels import Component, common_labels, selector
+from tke_playbook.kube import (Cascade, apply, apply_all, connect, delete, get, list_nodes, list_objects, list_pods,
+                               pod_logs, run_preflight, teardown, wait_for_job)
+from tke_playbook.specs.labels import Component, common_labels, selector
 
 pytestmark = [pytest.mark.cluster,
               pytest.mark.skipif(not os.environ.get("KUBECONFIG"), reason="needs a real cluster: set KUBECONFIG")]

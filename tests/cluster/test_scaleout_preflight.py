@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tke_playbook.scaleout import EXTERNAL_METRICS_APISERVICE, KEDA_CRD, ScaleOutSpec
-from tke_playbook.scaleout.preflight import check_autoscaler
+from tke_playbook.kube.scaleout import check_autoscaler
+from tke_playbook.manifests.scaleout import EXTERNAL_METRICS_APISERVICE, KEDA_CRD, ScaleOutSpec
 
 HPA = ScaleOutSpec("hpa", max_replicas=3)
 KEDA = ScaleOutSpec("keda", max_replicas=3, prometheus_url="http://prometheus.monitoring:9090")
@@ -57,8 +57,8 @@ def test_no_autoscaler_needs_nothing(kube, server):
 def test_notebook_checks_on_each_target(kube, server):
     from types import SimpleNamespace
 
-    from tke_playbook.scaleout import autoscaler_checks
-    from tke_playbook.target import Target
+    from tke_playbook.playbook.scaleout import autoscaler_checks
+    from tke_playbook.specs.target import Target
 
     cluster = autoscaler_checks(SimpleNamespace(target=Target.CLUSTER, kube=kube), HPA)
     assert list(cluster.columns) == ["check", "result", "detail", "what to do"]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
 from fake_cluster import NS, job_pods
-from tke_playbook.cluster import apply_all, find_created, teardown
+
 from tke_playbook.errors import WaitTimeoutError
-from tke_playbook.labels import Component, common_labels
+from tke_playbook.kube import apply_all, find_created, teardown
+from tke_playbook.specs.labels import Component, common_labels
 
 
 def _obj(api_version, kind, name, component, model=None, namespaced=True, **body):

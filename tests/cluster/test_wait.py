@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from fake_cluster import (NS, add_pod, deployment_ready, job_pod_fails, job_pods, job_pods_succeed, pod_crashed,
+                          pod_oom_killed, pod_running, pod_unschedulable, pod_waiting, requested, until)
 
-from fake_cluster import NS, requested, until
-from fake_cluster import (add_pod, deployment_ready, job_pod_fails, job_pods, job_pods_succeed, pod_crashed,
-                          pod_oom_killed, pod_running, pod_unschedulable, pod_waiting)
-from tke_playbook.cluster import apply
-from tke_playbook.cluster.wait import (JobProgress, job_progress, new_lines, parse_indexes, rollout_state,
-                                       wait_for_deployment, wait_for_job, wait_for_leader_worker_set)
 from tke_playbook.errors import ClusterError, DeploymentFailedError, JobFailedError, WaitTimeoutError
+from tke_playbook.kube import apply
+from tke_playbook.kube.wait import (JobProgress, job_progress, new_lines, parse_indexes, rollout_state,
+                                    wait_for_deployment, wait_for_job, wait_for_leader_worker_set)
 
 FAST = {"poll": 1.0}
 PROBE_REFUSED = ('Startup probe failed: Get "http://10.0.0.5:60000/health": dial tcp 10.0.0.5:60000: connect: '

@@ -1,4 +1,4 @@
-"""Fixtures for download tests: generated repositories served by a HubMirror on 127.0.0.1."""
+"""Fixtures for download tests: generated repositories served by a FakeHub on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # hubfiles (importlib mode)
+sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]  # hubfiles, fakes (importlib mode)
 
+from fakes.hub import FakeHub  # noqa: E402
 from hubfiles import MS_REPO, REPO, SMALL_REPO, make_repo  # noqa: E402
-
-from tke_playbook.download.mirror import HubMirror  # noqa: E402
 
 
 @pytest.fixture
@@ -21,5 +20,5 @@ def repo_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def hub(repo_dir):
-    with HubMirror({REPO: repo_dir, MS_REPO: repo_dir}) as mirror:
+    with FakeHub({REPO: repo_dir, MS_REPO: repo_dir}) as mirror:
         yield mirror

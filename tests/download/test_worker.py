@@ -10,14 +10,16 @@ import sys
 import time
 
 import pytest
-
+from fakes.hub import FakeHub, Fault
 from hubfiles import FAST, REPO, make_repo, sha256
+
 from tke_playbook.download import DownloadSpec, read_progress
 from tke_playbook.download.listing import plan_download
 from tke_playbook.download.local import run_local_download
-from tke_playbook.download.mirror import Fault, HubMirror
 from tke_playbook.errors import DownloadError, IncompleteModelError, VerificationError
-from tke_playbook.modelfolder import is_complete, read_manifest, require_complete, state_path
+from tke_playbook.podworker.modelfolder import (clear_completion, is_complete, read_manifest, require_complete,
+                                                state_path)
+from tke_playbook.podworker.worker import complete, run
 
 
 def _spec(hub, source="huggingface", **kw):
@@ -54,6 +56,18 @@ def test_full_download_with_three_shards(hub, repo_dir, tmp_path, source):
     assert ranged, "pieces are fetched with Range requests"
 
 
+def test_the_completion_step_runs_on_its_own_once_every_shard_is_done(hub, tmp_path):
+    plan = plan_download(_spec(hub)).to_dict()
+    folder = tmp_path / plan["model_path"]
+    assert not complete(plan, tmp_path, run_id="r1")  # no shard has run
+    for index in range(len(plan["shards"])):
+        run({"plan": plan}, tmp_path, index, run_id="r1", retries=1, backoff=0.01)
+    assert is_complete(folder)
+    clear_completion(folder)  # as if the last worker stopped before its completion step
+    assert not is_complete(folder) and not complete(plan, tmp_path, run_id="other-run")
+    assert complete(plan, tmp_path, run_id="r1") and is_complete(folder)
+
+
 def test_second_run_of_a_complete_plan_fetches_nothing(hub, tmp_path):
     spec = _spec(hub)
     plan = plan_download(spec)
@@ -75,13 +89,13 @@ def test_a_failed_rerun_with_a_new_plan_leaves_the_model_complete(hub, tmp_path)
 
 
 def test_killed_worker_resumes_and_leaves_no_corrupt_file(repo_dir, tmp_path):
-    with HubMirror({REPO: repo_dir}, rate=150_000) as hub:
+    with FakeHub({REPO: repo_dir}, rate=150_000) as hub:
         spec = _spec(hub, completions=1, parallelism=1)
         plan = plan_download(spec)
         plan_path = tmp_path / "plan.json"
         plan_path.write_text(plan.to_json())
         folder = tmp_path / "pvc" / REPO
-        proc = subprocess.Popen([sys.executable, "-m", "tke_playbook.download.worker", "--plan", str(plan_path),
+        proc = subprocess.Popen([sys.executable, "-m", "tke_playbook.podworker.worker", "--plan", str(plan_path),
                                  "--root", str(tmp_path / "pvc"), "--index", "0"], stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while read_progress(folder)["bytes_done"] < 150_000 and time.monotonic() < deadline:
@@ -146,7 +160,7 @@ def test_truncated_every_time_gives_up(hub, tmp_path):
 def test_large_file_split_across_shards_is_written_concurrently(tmp_path):
     repo = make_repo(tmp_path / "r", {"model.safetensors": 3_000_000, "config.json": 100, "vocab.txt": 200,
                                       "modules.json": 50})
-    with HubMirror({REPO: repo}, rate=2_000_000) as hub:
+    with FakeHub({REPO: repo}, rate=2_000_000) as hub:
         spec = _spec(hub)
         plan = plan_download(spec)
         assert sum(p.path == "model.safetensors" for s in plan.shards for p in s) == 3
@@ -159,7 +173,7 @@ def test_large_file_split_across_shards_is_written_concurrently(tmp_path):
 
 def test_worker_runs_as_a_plain_script_like_in_the_pod(hub, repo_dir, tmp_path):
     """The ConfigMap layout: worker.py, progress.py, modelfolder.py and plan.json in one folder; shard from env."""
-    from tke_playbook.download.manifests import build_worker_configmap
+    from tke_playbook.manifests.download import build_worker_configmap
 
     spec = _spec(hub, completions=1, parallelism=1)
     plan = plan_download(spec)
@@ -179,7 +193,7 @@ def test_worker_runs_as_a_plain_script_like_in_the_pod(hub, repo_dir, tmp_path):
 
 
 def test_private_repo_token_reaches_the_worker_but_not_the_logs(repo_dir, tmp_path, monkeypatch):
-    with HubMirror({REPO: repo_dir}, token="s3cret-token") as hub:
+    with FakeHub({REPO: repo_dir}, token="s3cret-token") as hub:
         monkeypatch.setenv("HF_TOKEN", "s3cret-token")
         spec = _spec(hub)
         plan = plan_download(spec)

@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from tke_playbook.cli import main
+from tke_playbook.cli.main import main
 from tke_playbook.localserver import cli as serve_cli
 
 

@@ -113,7 +113,7 @@ def test_an_aborted_request_is_counted_with_finished_reason_abort():
 
 
 def test_promtext_reads_the_exporters_histograms():
-    from tke_playbook import promtext
+    from tke_playbook.loadgen import promtext
 
     metrics = ServerMetrics("m")
     for seconds in (0.4, 0.4, 3.0):

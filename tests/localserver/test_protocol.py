@@ -11,8 +11,8 @@ import pytest
 
 from tke_playbook.errors import BadRequestError, EmbeddingAPIError
 from tke_playbook.localserver import surface
-from tke_playbook.localserver.protocol import (build_error, build_models_response, check_dimensions,
-                                               finish_embeddings, parse_embedding_request, render_bytes_response,
+from tke_playbook.localserver.protocol import (build_error, build_models_response, check_dimensions, finish_embeddings,
+                                               parse_embedding_request, render_bytes_response,
                                                render_embedding_response, resolve_token_ids)
 
 from . import vllm_examples as vllm

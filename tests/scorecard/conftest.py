@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def dataset():
-    from tke_playbook.datasets import load_bilingual
+    from tke_playbook.evaluate.datasets import load_bilingual
 
     return load_bilingual()
 
@@ -27,7 +27,7 @@ def local_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def minilm():
-    from tke_playbook.local_embedder import LocalEmbedder
+    from tke_playbook.embed.local import LocalEmbedder
 
     return LocalEmbedder()
 
@@ -35,6 +35,6 @@ def minilm():
 @pytest.fixture(scope="session")
 def reference():
     from tke_playbook.scorecard import ReferenceEncoder
-    from tke_playbook.target import offline_model_dir
+    from tke_playbook.specs.target import offline_model_dir
 
     return ReferenceEncoder(offline_model_dir())

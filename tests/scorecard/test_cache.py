@@ -4,8 +4,8 @@ model change under the same name is refused instead of mixing vectors."""
 import numpy as np
 import pytest
 
+from tke_playbook.embed.lexical import LexicalEmbedder
 from tke_playbook.errors import InvalidSpecError, PlaybookError
-from tke_playbook.lexical import LexicalEmbedder
 from tke_playbook.scorecard import CachedEmbedder
 from tke_playbook.scorecard.cache import cacheable
 
@@ -85,7 +85,7 @@ def test_bad_batch_size_is_refused(tmp_path):
 
 
 def test_an_endpoint_is_cached_by_its_served_name_not_its_url(tmp_path):
-    from tke_playbook.client import EmbeddingClient
+    from tke_playbook.embed.http import EmbeddingClient
     from tke_playbook.scorecard import revision_of
 
     # a port-forward gets a new local port every time: the cache must not depend on it

@@ -22,15 +22,15 @@ from fake_apiserver import FakeApiServer  # noqa: E402
 from fake_cluster import NS, job_pods, job_pods_succeed, until  # noqa: E402
 from fake_embedding_server import FakeEmbeddingServer  # noqa: E402
 
-from tke_playbook.cluster.client import Kube  # noqa: E402
+from tke_playbook.embed.local import LocalEmbedder  # noqa: E402
 from tke_playbook.errors import InvalidSpecError, PlaybookError  # noqa: E402
-from tke_playbook.local_embedder import LocalEmbedder  # noqa: E402
-from tke_playbook.scorecard import (BM25Retriever, Cause, Hybrid, ReferenceJobSpec,  # noqa: E402
-                                    build_reference_configmap, build_reference_job, check_parity,
-                                    deployed_embedders, parse_reference_log, probe_set, run_reference_job,
-                                    run_scorecard, target_systems)
+from tke_playbook.kube.client import Kube  # noqa: E402
+from tke_playbook.scorecard import run_scorecard  # noqa: E402
+from tke_playbook.scorecard import (BM25Retriever, Cause, Hybrid, ReferenceJobSpec, build_reference_configmap,
+                                    build_reference_job, check_parity, deployed_embedders, parse_reference_log,
+                                    probe_set, run_reference_job, target_systems)
 from tke_playbook.scorecard.parity import LONG_PROBE  # noqa: E402
-from tke_playbook.target import offline_model_dir  # noqa: E402
+from tke_playbook.specs.target import offline_model_dir  # noqa: E402
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 SHORT = [t for t in probe_set(10) if t != LONG_PROBE]
@@ -145,7 +145,7 @@ def test_scorecard_of_two_deployments_found_through_the_api(apiserver, kube, loc
 @pytest.mark.cluster
 @pytest.mark.skipif(not os.environ.get("KUBECONFIG"), reason="needs a real cluster: set KUBECONFIG")
 def test_scorecard_of_two_deployed_models_on_a_real_cluster(tmp_path):
-    from tke_playbook.workflow import open_target
+    from tke_playbook.playbook import open_target
 
     models = os.environ.get("TKE_PLAYBOOK_SCORECARD_MODELS", "BAAI/bge-m3,intfloat/e5-mistral-7b-instruct")
     pb = open_target("cluster")

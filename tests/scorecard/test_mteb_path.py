@@ -4,9 +4,10 @@ Named MTEB tasks need a hub: offline they fail with one clear message."""
 
 import pytest
 
-from tke_playbook import evaluation, similarity
-from tke_playbook.client import EmbeddingClient
+from tke_playbook.embed.http import EmbeddingClient
 from tke_playbook.errors import PlaybookError, UnknownNameError
+from tke_playbook.evaluate import metrics as evaluation
+from tke_playbook.evaluate import similarity
 from tke_playbook.scorecard import (BM25Retriever, Hybrid, bilingual_task, named_task, reciprocal_rank_fusion,
                                     run_scorecard, subsample)
 

@@ -5,9 +5,9 @@ entirely from the caches."""
 import numpy as np
 import pytest
 
-from tke_playbook import evaluation
-from tke_playbook.client import EmbeddingClient
+from tke_playbook.embed.http import EmbeddingClient
 from tke_playbook.errors import InvalidSpecError, UnknownNameError
+from tke_playbook.evaluate import metrics as evaluation
 from tke_playbook.scorecard import BM25Retriever, Hybrid, Kind, build_systems, local_systems, run_scorecard
 from tke_playbook.scorecard.stats import first_relevant_rank
 
@@ -123,7 +123,7 @@ def test_unknown_system_names_in_result_queries(cold):
 
 def test_local_endpoints_serve_each_folder_and_stop(tmp_path):
     from tke_playbook.scorecard import local_endpoints, stop_local
-    from tke_playbook.target import offline_model_dir
+    from tke_playbook.specs.target import offline_model_dir
 
     clients = local_endpoints([offline_model_dir()], log_path=tmp_path / "server.log")
     try:

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from tke_playbook.errors import InvalidSpecError
-from tke_playbook.scorecard import (PairedMethod, bootstrap_ci, disagreements, intervals, paired_test,
-                                    per_query_scores)
+from tke_playbook.scorecard import PairedMethod, bootstrap_ci, disagreements, intervals, paired_test, per_query_scores
 
 
 def test_constant_scores_have_a_zero_width_interval():

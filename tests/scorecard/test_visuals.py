@@ -8,8 +8,8 @@ from matplotlib.figure import Figure
 
 from tke_playbook import plots
 from tke_playbook.errors import InvalidSpecError
+from tke_playbook.evaluate.similarity import project_2d
 from tke_playbook.scorecard import Throughput, cost_table
-from tke_playbook.similarity import project_2d
 
 
 def _sims(n=8, models=4):

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..plan import plan_to_yaml, redact_secrets
-from ..serving import ServingSpec
-from ..serving_manifests import build_workload
-from ..target import Target
+from ..manifests.yamldoc import plan_to_yaml, redact_secrets
+from ..manifests.serving import build_workload
+from ..specs.serving import ServingSpec
+from ..specs.target import Target
 from .efficiency import model_flops_utilisation
 from .local import LocalTuning, tune_local
 from .tuning import TuningAdvice, recommend_vllm

@@ -2,7 +2,7 @@
 
 An embedding request is one forward pass over its tokens: about ``2 x parameters`` FLOPs per token (attention adds
 a little more at long lengths, left out as is usual for MFU). So ``MFU = tokens/s x 2 x params / (GPUs x dense bf16
-peak)``. The peaks are spec-sheet values (:data:`tke_playbook.hardware.PEAK_BF16_TFLOPS`); an H200 measured about
+peak)``. The peaks are spec-sheet values (:data:`tke_playbook.specs.hardware.PEAK_BF16_TFLOPS`); an H200 measured about
 80% of its spec in a plain matmul (facts.md section 9), so an MFU of 0.5-0.6 is already close to the limit and a
 few percent says the GPU mostly waits (small batches, one API server process, the client).
 """
@@ -13,9 +13,9 @@ import math
 
 import pandas as pd
 
-from ..catalog import get_model
 from ..errors import InvalidSpecError
-from ..hardware import get_gpu, peak_bf16_tflops
+from ..specs.catalog import get_model
+from ..specs.hardware import get_gpu, peak_bf16_tflops
 
 
 def flops_per_token(model) -> float:

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..errors import InvalidSpecError
-from ..hardware import get_node_type
-from ..names import validate_number
-from ..prices import load_prices, price_of
+from ..specs.hardware import get_node_type
+from ..specs.names import validate_number
+from ..specs.prices import load_prices, price_of
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..catalog import get_model
-from ..fit import ENCODER_STEP_TOKENS
-from ..serving import ServingSpec
+from ..specs.catalog import get_model
+from ..specs.fit import ENCODER_STEP_TOKENS
+from ..specs.serving import ServingSpec
 
 MAX_STEP_TOKENS = 32768
 API_SERVERS = 4
@@ -122,7 +122,7 @@ def _api_servers(spec: ServingSpec, best, mfu: float | None, summary: pd.DataFra
         return None
     if any(a.startswith("--api-server-count") for a in spec.extra_args):
         return None
-    why = (f"throughput stopped growing with concurrency" + (f" at MFU {mfu:.0%}" if mfu is not None else "") +
+    why = ("throughput stopped growing with concurrency" + (f" at MFU {mfu:.0%}" if mfu is not None else "") +
            (f", and requests queued longer ({queue:.1f} ms) than they ran ({inference:.1f} ms)" if queued else "") +
            ": one API server process is the bottleneck; run several (check your image's `vllm serve --help`: the "
            "flag is not in the toolkit's checked flag table), or several replicas per GPU with TKE qGPU "

@@ -7,24 +7,24 @@ before anything is written); ``make_plan`` splits the bytes across shards and ti
 them as local processes - the same standard-library worker either way, so pods install nothing. A file that
 already matches its listed hash is kept; new bytes replace a file only once verified. ``verify_model`` re-hashes
 a finished folder; ``adopt_model`` makes files fetched by other means servable. ``HubMirror`` serves repositories
-on 127.0.0.1 (tests, the benchmark and the offline local target).
+on 127.0.0.1 (the offline local target; tests add faults to it).
 """
 
-from .charts import plot_bytes_per_shard
+from ..manifests.download import build_download_job, build_download_objects, build_token_secret, build_worker_configmap
+from ..podworker.planner import (DownloadPlan, Piece, RepoFile, check_plan_matches, make_plan, select_files,
+                                 split_bytes, tutorial_plan)
+from ..podworker.progress import read_progress
+from ..specs.download import DownloadMode, DownloadSpec, Source
+from ..specs.tokens import HubToken, token_from_env
 from .listing import list_repo_files, plan_download
-from .local import download_local, progress_frame, require_finished, run_local_download, validate_pvc_dir
-from .manifests import build_download_job, build_download_objects, build_token_secret, build_worker_configmap
-from .mirror import Fault, HubMirror, offline_mirror
-from .planner import (DownloadPlan, Piece, RepoFile, check_plan_matches, make_plan, select_files, split_bytes,
-                      tutorial_plan)
-from .progress import read_progress
-from .spec import DownloadMode, DownloadSpec, Source
-from .tokens import HubToken, token_from_env
+from .local import (download_local, hub_offline, plan_local, progress_frame, require_finished, run_local_download,
+                    validate_pvc_dir)
+from .mirror import HubMirror, offline_mirror
 from .verify import adopt_model, verify_model
 
-__all__ = ["DownloadMode", "DownloadPlan", "DownloadSpec", "Fault", "HubMirror", "HubToken", "Piece", "RepoFile",
+__all__ = ["DownloadMode", "DownloadPlan", "DownloadSpec", "HubMirror", "HubToken", "Piece", "RepoFile",
            "Source", "adopt_model", "build_download_job", "build_download_objects", "build_token_secret",
-           "build_worker_configmap", "check_plan_matches", "download_local", "list_repo_files", "make_plan",
-           "offline_mirror", "plan_download", "plot_bytes_per_shard", "progress_frame", "read_progress",
+           "build_worker_configmap", "check_plan_matches", "download_local", "hub_offline", "list_repo_files",
+           "make_plan", "offline_mirror", "plan_download", "plan_local", "progress_frame", "read_progress",
            "require_finished", "run_local_download", "select_files", "split_bytes", "token_from_env",
            "tutorial_plan", "validate_pvc_dir", "verify_model"]

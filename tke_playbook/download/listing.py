@@ -12,11 +12,11 @@ import os
 from urllib.parse import urlsplit
 
 from ..errors import HubError
-from ..names import unknown
-from .hubapi import describe, list_files
-from .planner import DownloadPlan, RepoFile, make_plan, require_plan_hashes, tutorial_plan
-from .spec import DownloadSpec, Source
-from .tokens import reveal, token_from_env
+from ..podworker.hubapi import describe, list_files
+from ..podworker.planner import DownloadPlan, RepoFile, make_plan, require_plan_hashes, tutorial_plan
+from ..specs.download import DownloadSpec, Source
+from ..specs.names import unknown
+from ..specs.tokens import reveal, token_from_env
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

@@ -5,14 +5,16 @@ on the PVC, where hub content lands), so the local processes run what the pods r
 
 :func:`run_local_download` runs a plan (at most ``workers`` processes at a time, bounded by the shards and the
 machine's cores; each dies with this process) and returns the verified model folder, or raises the worker's
-error (a ``VerificationError`` or ``HubError`` naming the file). :func:`download_local` lists and plans first;
-offline it serves the bundled all-MiniLM-L6-v2 through a local hub mirror so the real download path runs.
+error (a ``VerificationError`` or ``HubError`` naming the file). :func:`plan_local` lists and plans on this
+machine - offline (:func:`hub_offline`) from a local hub mirror serving the bundled all-MiniLM-L6-v2, so the real
+download path runs; :func:`download_local` plans and runs in one call.
 :func:`progress_frame` shows progress as a table; :func:`require_finished` says whether a download really ended.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,13 +24,19 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import DownloadError, HubError, InvalidSpecError, VerificationError
-from ..modelfolder import completeness_problem
-from . import progress
-from .manifests import PLAN_KEY, build_worker_configmap
-from .planner import MAX_SHARDS, DownloadPlan, check_plan_matches
-from .spec import DownloadSpec
-from .tokens import TOKEN_ENV_IN_POD, reveal
-from .worker import finish, options
+from ..manifests.download import PLAN_KEY, build_worker_configmap
+from ..podworker import progress
+from ..podworker.modelfolder import completeness_problem
+from ..podworker.planner import MAX_SHARDS, DownloadPlan, check_plan_matches
+from ..podworker.worker import complete
+from ..specs.catalog import OFFLINE_MODEL
+from ..specs.download import DownloadSpec
+from ..specs.target import local_pvc_dir
+from ..specs.tokens import TOKEN_ENV_IN_POD, reveal
+from .listing import plan_download, resolve_endpoint
+from .mirror import HubMirror, offline_mirror
+
+OFFLINE_ENV = "TKE_PLAYBOOK_OFFLINE"  # "1": act as if no hub can be reached (the offline notebooks, tests)
 
 _KINDS = {"verification": VerificationError, "hub": HubError}
 _SYSTEM_TREES = ("/proc", "/sys", "/dev")
@@ -143,8 +151,6 @@ def run_local_download(spec: DownloadSpec, plan: DownloadPlan, pvc_dir=None, wor
                        worker_args=()) -> Path:
     """Download ``plan`` into ``pvc_dir/<model>`` with worker processes; return the complete model folder.
     The plan must have been made for ``spec`` (else InvalidSpecError)."""
-    from ..target import local_pvc_dir
-
     check_plan_matches(spec, plan)
     root = validate_pvc_dir(pvc_dir) if pvc_dir is not None else local_pvc_dir(spec.pvc)
     folder = root / plan.model_path
@@ -161,9 +167,8 @@ def run_local_download(spec: DownloadSpec, plan: DownloadPlan, pvc_dir=None, wor
     if any(codes.values()):
         raise _failure(folder, plan, codes, logs)
     if completeness_problem(folder) is not None:
-        opts = options(root, "final", plan.model_path, retries=3, max_backoff=5.0, token=reveal(token),
-                       run_id=run_id)
-        if not finish(plan.to_dict(), opts):  # the final step, should the last worker have stopped before it
+        # the final step, should the last worker have stopped before it
+        if not complete(plan.to_dict(), root, run_id=run_id, token=reveal(token), retries=3, max_backoff=5.0):
             raise DownloadError(f"The download of {plan.model_path} is incomplete: some shards did not finish; run "
                                 f"it again - it resumes", obj=plan.model_path)
     return folder
@@ -193,8 +198,6 @@ def require_finished(folder) -> dict:
 
 def hub_reachable(endpoint: str, timeout_s: float = 3.0) -> bool:
     """Whether a TCP connection to the hub's host opens within ``timeout_s``."""
-    import socket
-
     parts = urlsplit(endpoint)
     try:
         with socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
@@ -204,35 +207,54 @@ def hub_reachable(endpoint: str, timeout_s: float = 3.0) -> bool:
         return False
 
 
+def hub_offline(spec: DownloadSpec, timeout_s: float = 3.0) -> bool:
+    """True when ``TKE_PLAYBOOK_OFFLINE=1`` or the spec's hub (its endpoint, else the source's) cannot be reached
+    within ``timeout_s``."""
+    return os.environ.get(OFFLINE_ENV) == "1" or not hub_reachable(resolve_endpoint(spec.source, spec.endpoint),
+                                                                   timeout_s)
+
+
+def plan_local(spec: DownloadSpec, *, token=None, offline: bool | None = None,
+               timeout_s: float = 3.0) -> tuple[DownloadPlan, HubMirror | None]:
+    """List and plan a download on this machine: ``(plan, mirror)``. Offline (``offline``, or when None
+    :func:`hub_offline`) the bundled all-MiniLM-L6-v2 is listed from a local mirror started here and returned
+    running - the workers download from it and the caller stops it; other models raise HubError. Online the mirror
+    is None."""
+    if offline is None:
+        offline = hub_offline(spec, timeout_s)
+    if not offline:
+        return plan_download(spec, token=token), None
+    if spec.model != OFFLINE_MODEL:
+        endpoint = resolve_endpoint(spec.source, spec.endpoint)
+        raise HubError(f"{endpoint} cannot be reached and only {OFFLINE_MODEL} ships with the toolkit: connect to "
+                       f"the internet (or set {spec.source.endpoint_env} to a reachable mirror) to download "
+                       f"{spec.model}", obj=spec.model)
+    mirror = offline_mirror().start()
+    try:
+        return plan_download(spec, endpoint=mirror.url), mirror
+    except BaseException:
+        mirror.stop()
+        raise
+
+
 def download_local(spec: DownloadSpec, *, pvc_dir=None, token=None, on_progress=None,
                    offline: bool | None = None, timeout_s: float | None = None, workers: int | None = None) -> Path:
     """List, plan and download on this machine. Offline (no route to the hub) the bundled all-MiniLM-L6-v2 is
     served by a local mirror the toolkit starts; other models need the internet."""
-    from ..catalog import OFFLINE_MODEL
-    from .listing import plan_download, resolve_endpoint
-    from .mirror import offline_mirror
-
     if pvc_dir is not None:
         pvc_dir = validate_pvc_dir(pvc_dir)
-    endpoint = resolve_endpoint(spec.source, spec.endpoint)
-    if offline is None:
-        offline = os.environ.get("TKE_PLAYBOOK_OFFLINE") == "1" or not hub_reachable(endpoint)
-    if not offline:
-        plan = plan_download(spec, token=token)
-        return run_local_download(spec, plan, pvc_dir, workers, on_progress=on_progress, token=token,
-                                  timeout_s=timeout_s)
-    if spec.model != OFFLINE_MODEL:
-        raise HubError(f"{endpoint} cannot be reached and only {OFFLINE_MODEL} ships with the toolkit: connect to "
-                       f"the internet (or set {spec.source.endpoint_env} to a reachable mirror) to download "
-                       f"{spec.model}", obj=spec.model)
-    with offline_mirror() as hub:
-        plan = plan_download(spec, endpoint=hub.url)
-        return run_local_download(spec, plan, pvc_dir, workers, on_progress=on_progress, timeout_s=timeout_s)
+    plan, mirror = plan_local(spec, token=token, offline=offline)
+    try:
+        return run_local_download(spec, plan, pvc_dir, workers, on_progress=on_progress,
+                                  token=token if mirror is None else None, timeout_s=timeout_s)
+    finally:
+        if mirror is not None:
+            mirror.stop()
 
 
 def progress_frame(folder):
     """Per-shard progress as a DataFrame: status, bytes done/total, percent, error."""
-    import pandas as pd
+    import pandas as pd  # late: the command line's download never needs pandas
 
     summary = progress.read_progress(folder)
     frame = pd.DataFrame(summary["shards"], columns=["shard", "status", "bytes_done", "bytes_total", "error"])

@@ -4,9 +4,10 @@
 paginated with ``Link`` headers, LFS metadata), ``/api/models/{repo}/revision/{rev}`` (the commit ``sha``)
 and ``/{repo}/resolve/{rev}/{path}`` (LFS files answer with a
 redirect, as the real hub does), and ModelScope's ``/api/v1/models/{repo}/repo/files`` listing and
-``/api/v1/models/{repo}/repo?FilePath=`` file endpoint, all with HTTP Range support. Tests and the benchmark
-throttle it per connection and inject faults (:class:`Fault`); the offline local target downloads the bundled
-all-MiniLM-L6-v2 through it (:func:`offline_mirror`), so learners see the real download path.
+``/api/v1/models/{repo}/repo?FilePath=`` file endpoint, all with HTTP Range support. The offline local target
+downloads the bundled all-MiniLM-L6-v2 through it (:func:`offline_mirror`), so learners see the real download path.
+Tests subclass :class:`MirrorHandler` (its hooks :meth:`~MirrorHandler.answered`,
+:meth:`~MirrorHandler.intercept` and :meth:`~MirrorHandler.body`) to record requests, throttle and inject faults.
 """
 
 from __future__ import annotations
@@ -16,28 +17,15 @@ import json
 import os
 import re
 import threading
-import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from ..specs.catalog import OFFLINE_MODEL
+from ..specs.target import offline_model_dir
+
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".gguf", ".ot")
-OFFLINE_REPO = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-@dataclass
-class Fault:
-    """A fault for file requests of ``path`` (None: any file), applied to the next ``times`` matches
-    (None: always). ``kind``: 'status' (answer ``status``), 'truncate' (close after ``after_bytes``),
-    'corrupt' (flip the byte at offset ``after_bytes`` of the file) or 'stall' (sleep ``seconds`` first)."""
-
-    kind: str
-    path: str | None = None
-    times: int | None = 1
-    status: int = 500
-    after_bytes: int = 0
-    seconds: float = 0.0
 
 
 def _hashes(path: Path) -> tuple[str, str]:
@@ -70,64 +58,9 @@ class _Repo:
         return sorted(found)
 
 
-class HubMirror:
-    """``with HubMirror({'owner/name': folder}) as hub:`` → ``hub.url`` is both HF_ENDPOINT and
-    MODELSCOPE_ENDPOINT. ``rate`` throttles each connection (bytes/s); ``faults`` lists :class:`Fault` s."""
-
-    def __init__(self, repos: dict, *, rate: float | None = None, faults=(), token: str | None = None,
-                 revisions=("main", "master"), page_size: int = 1000, port: int = 0):
-        self.repos = {repo_id: _Repo(folder) for repo_id, folder in repos.items()}
-        self.rate, self.token, self.page_size = rate, token, page_size
-        self.revisions = set(revisions)
-        self.faults = list(faults)
-        self.log: list[tuple[str, str, int]] = []   # (method, path-and-query, status)
-        self.ranges: list[tuple[str, str]] = []       # (file, Range header) of every file GET
-        self.bytes_sent = 0
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> HubMirror:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="hub-mirror",
-                                            daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> HubMirror:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def env(self) -> dict[str, str]:
-        """Environment variables pointing both hub SDKs at this mirror."""
-        return {"HF_ENDPOINT": self.url, "MODELSCOPE_ENDPOINT": self.url}
-
-    def take_fault(self, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self.faults:
-                if fault.path in (None, path) and (fault.times is None or fault.times > 0):
-                    if fault.times is not None:
-                        fault.times -= 1
-                    return fault
-        return None
-
-
-class _MirrorHandler(BaseHTTPRequestHandler):
-    """The routes of both hub APIs; ``hub`` (the HubMirror) is set by :func:`_handler`."""
+class MirrorHandler(BaseHTTPRequestHandler):
+    """The routes of both hub APIs; ``hub`` (the HubMirror) is set per mirror. Three hooks, no-ops here, let a
+    subclass watch or bend what it serves: :meth:`answered`, :meth:`intercept` and :meth:`body`."""
 
     hub: HubMirror
     protocol_version = "HTTP/1.1"
@@ -142,8 +75,22 @@ class _MirrorHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        with self.hub._lock:
-            self.hub.log.append((self.command, self.path, status))
+        self.answered(status)
+
+    def answered(self, status: int) -> None:
+        """Called once the status line and headers of a response went out."""
+
+    def intercept(self, rel: str) -> bool:
+        """Called before a file request (GET or HEAD) of ``rel`` is answered; True: this hook answered it."""
+        return False
+
+    def body(self, path: Path, start: int, stop: int) -> Iterator[bytes]:
+        """The bytes ``start:stop`` of ``path``, in blocks; a body ending early drops the connection."""
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            while start < stop and (block := fh.read(min(1 << 16, stop - start))):
+                start += len(block)
+                yield block
 
     def _json(self, status: int, obj, headers=None):
         self._send(status, json.dumps(obj).encode(), headers)
@@ -246,13 +193,8 @@ class _MirrorHandler(BaseHTTPRequestHandler):
             return self._json(404, {"error": f"Entry not found: {rel}"}, {"X-Error-Code": "EntryNotFound"})
         if lfs_redirect and meta["lfs"]:
             return self._send(302, b"", {"Location": f"/cdn-lfs/{repo_id}/{revision}/{quote(rel)}"})
-        fault = self.hub.take_fault(rel) if self.command == "GET" else None
-        with self.hub._lock:
-            self.hub.ranges.append((rel, self.headers.get("Range", "")))
-        if fault and fault.kind == "status":
-            return self._json(fault.status, {"error": "injected fault"})
-        if fault and fault.kind == "stall":
-            time.sleep(fault.seconds)
+        if self.intercept(rel):
+            return None
         size, start, end = meta["size"], 0, meta["size"] - 1
         status, headers = 200, {"Accept-Ranges": "bytes", "ETag": f'"{meta["sha256"]}"',
                                 "X-Repo-Commit": repo.commit}
@@ -267,44 +209,62 @@ class _MirrorHandler(BaseHTTPRequestHandler):
                            **headers}.items():
             self.send_header(key, value)
         self.end_headers()
-        with self.hub._lock:
-            self.hub.log.append((self.command, self.path, status))
+        self.answered(status)
         if self.command == "GET":
-            self._stream(repo.folder / rel, start, end + 1, fault)
+            self._stream(repo.folder / rel, start, end + 1)
 
-    def _stream(self, path: Path, start: int, stop: int, fault: Fault | None):
-        began, sent, pos = time.monotonic(), 0, start
-        limit = stop if not (fault and fault.kind == "truncate") else min(stop, start + fault.after_bytes)
-        with open(path, "rb") as fh:
-            fh.seek(start)
-            while pos < limit:
-                block = fh.read(min(1 << 16, limit - pos))
-                if not block:
-                    break
-                if fault and fault.kind == "corrupt" and pos <= fault.after_bytes < pos + len(block):
-                    i = fault.after_bytes - pos
-                    block = block[:i] + bytes([block[i] ^ 0xFF]) + block[i + 1:]
-                self.wfile.write(block)
-                pos, sent = pos + len(block), sent + len(block)
-                with self.hub._lock:
-                    self.hub.bytes_sent += len(block)
-                if self.hub.rate:
-                    ahead = sent / self.hub.rate - (time.monotonic() - began)
-                    if ahead > 0:
-                        time.sleep(ahead)
-        if pos < stop:  # truncated on purpose: drop the connection mid-body
+    def _stream(self, path: Path, start: int, stop: int):
+        for block in self.body(path, start, stop):
+            self.wfile.write(block)
+            start += len(block)
+        if start < stop:  # the body ended early: drop the connection mid-body, as a broken hub would
             self.close_connection = True
             self.wfile.flush()
             self.connection.shutdown(2)
 
 
-def _handler(hub: HubMirror) -> type:
-    return type("Handler", (_MirrorHandler,), {"hub": hub})
+class HubMirror:
+    """``with HubMirror({'owner/name': folder}) as hub:`` → ``hub.url`` is both HF_ENDPOINT and
+    MODELSCOPE_ENDPOINT. ``token``: the bearer token (or ModelScope session cookie) every request must carry.
+    Subclasses answer through their own ``handler`` (a :class:`MirrorHandler` subclass)."""
+
+    handler: type[MirrorHandler] = MirrorHandler
+
+    def __init__(self, repos: dict, *, token: str | None = None, revisions=("main", "master"),
+                 page_size: int = 1000, port: int = 0):
+        self.repos = {repo_id: _Repo(folder) for repo_id, folder in repos.items()}
+        self.token, self.page_size = token, page_size
+        self.revisions = set(revisions)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), type("Handler", (self.handler,), {"hub": self}))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> HubMirror:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="hub-mirror",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> HubMirror:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 def offline_mirror(**kwargs) -> HubMirror:
     """A (not yet started) mirror serving the bundled all-MiniLM-L6-v2 as ``sentence-transformers/all-MiniLM-L6-v2``
     on both hub APIs."""
-    from ..target import offline_model_dir
-
-    return HubMirror({OFFLINE_REPO: offline_model_dir()}, **kwargs)
+    return HubMirror({OFFLINE_MODEL: offline_model_dir()}, **kwargs)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import InvalidSpecError
-from ..modelfolder import verify_folder
-from .local import system_tree
-from .spec import DownloadSpec
-from .tokens import reveal
-from .worker import adopt, options, trust
+from ..errors import IncompleteModelError, InvalidSpecError
+from ..podworker.modelfolder import verify_folder
+from ..podworker.worker import adopt, options, trust
+from ..specs.download import DownloadSpec
+from ..specs.target import local_pvc_dir
+from ..specs.tokens import reveal
+from .listing import plan_download
+from .local import system_tree, validate_pvc_dir
 
 
 def verify_model(folder, on_progress=None) -> dict:
@@ -29,9 +31,6 @@ def verify_model(folder, on_progress=None) -> dict:
 
 def model_folder_for(spec: DownloadSpec, pvc_dir=None, folder=None) -> Path:
     """``folder``, else ``<pvc_dir>/<model id>``, else the local PVC folder of ``spec.pvc``."""
-    from ..target import local_pvc_dir
-    from .local import validate_pvc_dir
-
     if folder is not None:
         return Path(folder)
     root = validate_pvc_dir(pvc_dir) if pvc_dir is not None else local_pvc_dir(spec.pvc)
@@ -57,16 +56,12 @@ def adopt_model(spec: DownloadSpec | None, *, pvc_dir=None, folder=None, trust_f
     them as they are; ``spec`` may then be None and the manifest names no model, so the folder is served under
     its own name) and write the completion marker. Returns the folder; raises VerificationError naming the first
     missing or differing file (nothing is fetched, no marker is written)."""
-    from .listing import plan_download
-
     if spec is None and not (trust_files and folder is not None):
         raise InvalidSpecError("Adopting against the hub needs the spec (which model, which hub): give a "
                                "DownloadSpec, or trust_files=True with the folder", field="spec", value=None)
     path = Path(folder) if spec is None else model_folder_for(spec, pvc_dir, folder)
     _require_adoptable(path)
     if not path.is_dir():
-        from ..errors import IncompleteModelError
-
         raise IncompleteModelError(f"Model folder {path} does not exist: nothing to adopt", obj=path)
     opts = options(path.parent, 0, spec.model_path if spec is not None else None, folder=path, token=reveal(token))
     if trust_files:

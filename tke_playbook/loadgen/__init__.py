@@ -13,13 +13,13 @@ Jupyter; the ``*_async`` ones are for code that already runs an event loop.
 
 from __future__ import annotations
 
+from .benchjson import VLLM_BENCH_KEYS, vllm_bench_result, vllm_bench_results, write_vllm_bench_json
 from .ceiling import generator_ceiling, measure_ceiling, measure_ceiling_async
 from .inputs import encoded_bodies, make_text
 from .nullserver import NullServer, start_null_server
 from .runner import HttpEngine, LoadResult, run_closed_loop_async, run_open_loop_async
 from .summary import COMPACT_COLUMNS, RECORD_COLUMNS, SUMMARY_COLUMNS, compact_table, headroom_warning, summarize
 from .sync import run_sync
-from .benchjson import (VLLM_BENCH_KEYS, vllm_bench_result, vllm_bench_results, write_vllm_bench_json)
 from .workloads import MixedResult, Stream, default_streams, run_mixed, run_mixed_async
 
 

@@ -6,9 +6,17 @@ object with ``update(n)`` and ``close()`` (a bar of your own, or a recorder in t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 
 from ..errors import InvalidSpecError
+
+
+class Bar(Protocol):
+    """What a progress bar needs: ``update(n)`` and ``close()`` (``set_postfix_str`` is used when present)."""
+
+    def update(self, n: int = 1) -> object: ...
+
+    def close(self) -> object: ...
 
 
 class _NoBar:
@@ -22,12 +30,12 @@ class _NoBar:
         pass
 
 
-def make_bar(progress: Any, total: int, desc: str):
+def make_bar(progress: bool | Bar | None, total: int, desc: str) -> Bar:
     """A bar for ``total`` requests: tqdm when ``progress`` is True, the object itself when it is a bar."""
     if progress is None or progress is False:
         return _NoBar()
     if progress is True:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # late: tqdm.auto probes for Jupyter widgets; only a bar needs it
 
         return tqdm(total=total, desc=desc, unit="req", leave=False, mininterval=0.5)
     if not (hasattr(progress, "update") and hasattr(progress, "close")):
@@ -36,7 +44,7 @@ def make_bar(progress: Any, total: int, desc: str):
     return progress
 
 
-def describe(progress: Any, text: str) -> None:
+def describe(progress: Bar, text: str) -> None:
     """Show ``text`` beside the bar (the level being run), when the bar can."""
     setter = getattr(progress, "set_postfix_str", None)
     if setter is not None:

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import promtext
-from ..embeddings_api import root_url
+from ..embed.api import root_url
 from ..errors import InvalidSpecError
+from . import promtext
 from .engine import Engine
-from .rawhttp import RawEngine
 from .inputs import check_levels, encoded_bodies
 from .progress import describe, make_bar
+from .rawhttp import RawEngine
 from .summary import RECORD_COLUMNS, headroom_warning, summarize
 
 VLLM_INFERENCE = "vllm:request_inference_time_seconds"

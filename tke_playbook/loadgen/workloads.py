@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..embeddings_api import root_url
+from ..embed.api import root_url
 from ..errors import InvalidSpecError
-from ..names import validate_number
+from ..specs.names import validate_number
 from .inputs import encoded_bodies
 from .progress import make_bar
-from .runner import HttpEngine, LoadResult, _Records, _open_level, _scrape, _server_row, make_engine
+from .runner import HttpEngine, LoadResult, _open_level, _Records, _scrape, _server_row, make_engine
 from .summary import summarize
 from .sync import run_sync
 

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 from ..errors import InvalidSpecError, PlaybookError, ServerError
-from ..names import validate_port
+from ..specs.names import validate_port
 from . import surface
 from .settings import check_host, check_number, url_host
 
@@ -173,6 +173,7 @@ def _watch_parent(parent_pid: int, stop, loop) -> None:
 
 
 async def _main(args: argparse.Namespace) -> None:
+    # late: aiohttp, numpy and (once a model loads) torch; `tke-playbook --help` loads none of them
     from .app import ServerConfig, bind_socket, build_app, serve
     from .encoder import Encoder, default_model_name, resolve_model_dir
 

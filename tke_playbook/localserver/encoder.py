@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ServerError
+from ..podworker.modelfolder import manifest_path, require_complete
+from ..specs.catalog import OFFLINE_MODEL
+from ..specs.target import offline_model_dir
 
 DEFAULT_CHUNK = 32
-OFFLINE_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 _MANIFEST_ID_KEYS = ("model", "hf_id", "model_id", "repo_id")
 
 
@@ -27,14 +29,10 @@ def default_model_name(model_dir: str | os.PathLike) -> str:
     """The name a folder is served under by default: its model id from the download manifest, else its name."""
     path = Path(model_dir).resolve()
     try:
-        from ..target import offline_model_dir
-
         if path == offline_model_dir().resolve():
-            return OFFLINE_MODEL_ID
+            return OFFLINE_MODEL
     except Exception:  # the offline package is optional for serving other folders
         pass
-    from ..modelfolder import manifest_path
-
     try:
         manifest = json.loads(manifest_path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -52,9 +50,6 @@ def resolve_model_dir(model_dir: str | os.PathLike | None = None, *, require_mar
     Any other folder must carry the download's completion marker (IncompleteModelError otherwise), unless
     ``require_marker`` is False.
     """
-    from ..modelfolder import require_complete
-    from ..target import offline_model_dir
-
     if model_dir is None:
         return offline_model_dir()
     path = Path(model_dir).expanduser()
@@ -125,7 +120,7 @@ class Encoder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
-        import torch
+        import torch  # late: seconds to import; the API process needs it only once a model loads
         from sentence_transformers import SentenceTransformer
 
         self._torch = torch

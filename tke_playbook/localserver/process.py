@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ServerError
+from ..specs.target import state_dir
 from .cli import check_settings
 from .encoder import default_model_name, resolve_model_dir
 from .settings import check_host, url_host
@@ -123,8 +124,6 @@ def _health(url: str, timeout: float) -> bool:
 
 
 def _log_path() -> Path:
-    from ..target import state_dir
-
     folder = state_dir() / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"localserver-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.log"

@@ -9,14 +9,14 @@ from ._style import cjk_font, safe_labels
 from .analysis import plot_pca, plot_projections, plot_score_distributions
 from .comparison import (plot_comparison_heatmaps, plot_comparison_panel, plot_comparison_pca, plot_metric_intervals,
                          plot_quality_vs_cost)
+from .download import plot_bytes_per_pod
 from .heatmaps import plot_heatmap_grid, plot_heatmaps_side_by_side, plot_similarity_heatmap
 from .latency import (plot_capacity_table, plot_latency_cdf, plot_latency_histogram, plot_latency_knee,
-                      plot_latency_vs_input_length, plot_mixed_latency, plot_sweep, plot_throughput_vs_concurrency,
-                      plot_tokens_vs_batch)
+                      plot_mixed_latency, plot_sweep, plot_throughput_vs_concurrency, plot_tokens_vs_batch)
 
 __all__ = ["cjk_font", "safe_labels", "plot_pca", "plot_score_distributions", "plot_comparison_panel",
            "plot_comparison_heatmaps", "plot_comparison_pca", "plot_metric_intervals", "plot_quality_vs_cost",
            "plot_projections", "plot_heatmap_grid", "plot_heatmaps_side_by_side",
-           "plot_similarity_heatmap", "plot_latency_cdf", "plot_latency_histogram", "plot_latency_vs_input_length",
+           "plot_similarity_heatmap", "plot_latency_cdf", "plot_latency_histogram",
            "plot_throughput_vs_concurrency", "plot_sweep", "plot_tokens_vs_batch", "plot_mixed_latency",
-           "plot_latency_knee", "plot_capacity_table"]
+           "plot_latency_knee", "plot_capacity_table", "plot_bytes_per_pod"]

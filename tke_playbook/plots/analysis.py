@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.lines import Line2D
 
 from ..errors import InvalidSpecError
 from ._style import COLORS, done, figure_and_axes, new_figure, safe_labels
@@ -15,7 +16,7 @@ LANG_MARKERS = {"en": "o", "zh": "^"}
 
 def plot_pca(points, topics: Sequence[str], ax=None, *, langs: Sequence[str] | None = None,
              labels: Sequence[str] | None = None, title: str = "Embeddings projected on two principal components"):
-    """Scatter of 2-D points (e.g. :func:`tke_playbook.similarity.pca_2d`) coloured by topic; with ``langs``,
+    """Scatter of 2-D points (e.g. :func:`tke_playbook.evaluate.similarity.pca_2d`) coloured by topic; with ``langs``,
     English is drawn as circles and Chinese as triangles; ``labels`` are written next to the points."""
     xy = np.asarray(points, dtype=float)
     if xy.ndim != 2 or xy.shape[1] != 2:
@@ -40,8 +41,6 @@ def plot_pca(points, topics: Sequence[str], ax=None, *, langs: Sequence[str] | N
             ax.annotate(text, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7, color="#333333")
     handles, names = ax.get_legend_handles_labels()
     if langs is not None:
-        from matplotlib.lines import Line2D
-
         for lang in sorted(set(langs)):
             handles.append(Line2D([], [], marker=LANG_MARKERS.get(lang, "o"), linestyle="", color="grey"))
             names.append({"en": "English", "zh": "Chinese"}.get(lang, lang))
@@ -66,7 +65,7 @@ def _groups(distributions, split_cross_lingual: bool):
 def plot_score_distributions(distributions, ax=None, *, title: str = "Scores of relevant and irrelevant pairs",
                              bins: int = 30, split_cross_lingual: bool = True):
     """Histograms (as densities) of cosine scores for relevant and irrelevant query-document pairs, from
-    :func:`tke_playbook.similarity.score_distributions`; relevant pairs split by language when known."""
+    :func:`tke_playbook.evaluate.similarity.score_distributions`; relevant pairs split by language when known."""
     missing = {"score", "relevant"} - set(distributions.columns)
     if missing:
         raise InvalidSpecError(f"distributions lack column(s) {sorted(missing)}: build them with "

@@ -1,11 +1,14 @@
 """One panel comparing two embedders: retrieval quality, quality by language slice, score distributions,
-query latency, dimension and memory. Takes a :class:`tke_playbook.compare.Comparison`."""
+query latency, dimension and memory. Takes a :class:`tke_playbook.evaluate.compare.Comparison`."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..evaluate.similarity import pca_2d
 from ._style import COLORS, MODEL_COLORS, done, figure_and_axes, new_figure
+from .analysis import plot_pca
+from .heatmaps import plot_heatmaps_side_by_side
 
 
 def _bar_labels(ax, bars, fmt: str) -> None:
@@ -120,8 +123,6 @@ def plot_comparison_panel(comparison, *, k: int = 10, title: str | None = None):
 
 def plot_comparison_heatmaps(comparison, *, annotate="auto"):
     """The two embedders' similarity matrices over the dataset's heatmap sentences, side by side."""
-    from .heatmaps import plot_heatmaps_side_by_side
-
     sentences = comparison.dataset.sentence_set()
     return plot_heatmaps_side_by_side(comparison.a.sentence_sim, comparison.b.sentence_sim, sentences.labels(),
                                       sentences.topics, comparison.names, annotate=annotate,
@@ -131,9 +132,6 @@ def plot_comparison_heatmaps(comparison, *, annotate="auto"):
 def plot_comparison_pca(comparison, *, labels: bool = False):
     """Each embedder's document vectors projected on two principal components, coloured by topic, with
     English as circles and Chinese as triangles (a model that clusters by language shows two clouds)."""
-    from ..similarity import pca_2d
-    from .analysis import plot_pca
-
     docs = comparison.dataset.documents
     fig = new_figure(14.0, 6.0)
     for ax, result in zip(fig.subplots(1, 2), (comparison.a, comparison.b)):

@@ -140,34 +140,6 @@ def plot_throughput_vs_concurrency(summary, ax=None, *, title: str | None = None
     return done(fig, ax, owns)
 
 
-def plot_latency_vs_input_length(records, ax=None, *, title: str = "Latency against input length"):
-    """Each successful request's latency against its input length (requested ``input_tokens``, else
-    ``prompt_tokens``), with the median per length."""
-    ok = _ok_latencies_ms(records)
-    column = next((c for c in ("input_tokens", "prompt_tokens") if c in ok.columns and ok[c].notna().any()), None)
-    fig, ax, owns = figure_and_axes(ax, 8.0, 4.5)
-    if column is None:
-        _empty(ax, "no successful requests with a known input length")
-    else:
-        data = ok.dropna(subset=[column])
-        lengths = data[column].to_numpy(dtype=float)
-        ax.scatter(lengths, data["latency_ms"], s=12, alpha=0.35, color="#3b6fb6", label="request")
-        if data[column].nunique() <= 30:
-            medians = data.groupby(column)["latency_ms"].median()
-        else:
-            bins = pd.cut(data[column], 12)
-            medians = data.groupby(bins, observed=True)["latency_ms"].median()
-            medians.index = [interval.mid for interval in medians.index]
-        ax.plot(medians.index.to_numpy(dtype=float), medians.to_numpy(), marker="o", color="#d62728",
-                label="median")
-        _outside_legend(ax)
-    ax.set_xlabel("input length (tokens)")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title(title)
-    ax.grid(alpha=0.25)
-    return done(fig, ax, owns)
-
-
 def _series_label(tokens, inputs) -> str:
     return f"{int(tokens)} tokens" + (f" x {int(inputs)} inputs" if inputs is not None and inputs != 1 else "")
 

@@ -20,8 +20,8 @@ from .registry import Hybrid, Kind, build_systems, local_endpoints, local_system
 from .run import ScorecardResult, run_scorecard
 from .search import MtebEncoder, RecordingSearch
 from .stats import PairedMethod, PairedTest, bootstrap_ci, disagreements, intervals, paired_test, per_query_scores
-from .task import (SUGGESTED_TASKS, TkeBilingualRetrieval, bilingual_task, choose_task, evaluate_search,
-                   named_task, subsample)
+from .task import (SUGGESTED_TASKS, TkeBilingualRetrieval, bilingual_task, choose_task, evaluate_search, named_task,
+                   subsample)
 from .visuals import default_node_type, projections, reference_for
 
 __all__ = ["BM25Retriever", "bm25_tokens", "CachedEmbedder", "EmbeddingCache", "default_cache_dir", "revision_of",

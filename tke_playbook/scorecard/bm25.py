@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import bm25s
 import numpy as np
 
-from ..embeddings_api import check_texts
+from ..embed.api import check_texts
+from ..embed.lexical import tokenize
 from ..errors import InvalidSpecError, PlaybookError
-from ..lexical import tokenize
 
 
 def bm25_tokens(text: str) -> list[str]:

@@ -19,15 +19,15 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..embeddings_api import check_texts
+from ..embed.api import check_texts
+from ..embed.base import Embedder
 from ..errors import InvalidSpecError, PlaybookError
+from ..specs.target import state_dir
 
 DEFAULT_BATCH = 32
 
 
 def default_cache_dir() -> Path:
-    from ..target import state_dir
-
     return state_dir() / "embeddings"
 
 
@@ -96,7 +96,7 @@ class CachedEmbedder:
     """Any embedder behind an :class:`EmbeddingCache`: only texts not seen before are embedded, in batches of
     ``batch_size`` with a progress bar. ``calls`` records each real embedding call (texts, seconds, tokens)."""
 
-    def __init__(self, embedder, dataset: str, *, cache_dir: str | os.PathLike | None = None,
+    def __init__(self, embedder: Embedder, dataset: str, *, cache_dir: str | os.PathLike | None = None,
                  revision: str | None = None, batch_size: int = DEFAULT_BATCH, progress: bool = True):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidSpecError(f"batch_size={batch_size!r}: use a positive integer such as 32",

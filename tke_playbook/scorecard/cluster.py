@@ -4,22 +4,26 @@ Secret ``vllm-<slug>-api-key``), found through the Kubernetes API - a load balan
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from ..catalog import get_model
-from ..client import EmbeddingClient
+from ..embed.http import EmbeddingClient
 from ..errors import InvalidSpecError
-from ..names import slug
+from ..specs.catalog import get_model
+from ..specs.names import slug
+
+if TYPE_CHECKING:  # the local path never loads the Kubernetes client
+    from ..kube import Kube
 
 
 def service_name(model: str) -> str:
     return f"vllm-{slug(get_model(model).hf_id)}"
 
 
-def deployed_embedders(kube, namespace: str, models: Sequence[str], *, port: int | None = None,
+def deployed_embedders(kube: Kube, namespace: str, models: Sequence[str], *, port: int | None = None,
                        **client_options) -> list[EmbeddingClient]:
-    """One :class:`~tke_playbook.client.EmbeddingClient` per deployed model (catalog prompts applied); any
+    """One :class:`~tke_playbook.embed.http.EmbeddingClient` per deployed model (catalog prompts applied); any
     port-forward stays open while the client lives (``client.endpoint.close()`` ends it)."""
-    from ..cluster import get_endpoint, read_api_key
+    from ..kube import get_endpoint, read_api_key  # late: local scorecards never load the Kubernetes client
 
     if not models:
         raise InvalidSpecError("name the deployed models to compare, e.g. ['BAAI/bge-m3', "

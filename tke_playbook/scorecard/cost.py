@@ -1,9 +1,9 @@
 """Quality against cost: each system's nDCG@10 joined with its measured throughput (tokens/s per GPU, e.g. from
 notebook 06's load test) and its node type's hourly price into a cost per million tokens.
 
-Prices come from :mod:`tke_playbook.prices` - the project's one editable node price table (its defaults are
+Prices come from :mod:`tke_playbook.specs.prices` - the project's one editable node price table (its defaults are
 illustrative, not list prices: verify them, or put your own in ``$TKE_PLAYBOOK_NODE_PRICES``); GPUs per node
-from :mod:`tke_playbook.hardware`. :func:`price_table` gives the table as a DataFrame to edit in a notebook.
+from :mod:`tke_playbook.specs.hardware`. :func:`price_table` gives the table as a DataFrame to edit in a notebook.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..errors import InvalidSpecError, UnknownNameError
-from ..hardware import get_node_type
-from ..prices import load_prices
+from ..specs.hardware import get_node_type
+from ..specs.prices import load_prices
 
 VERIFY = "list price, verify"
 
@@ -28,7 +28,7 @@ def _gpus(node_type: str) -> int:
 
 
 def price_table(path=None) -> pd.DataFrame:
-    """Node prices (``tke_playbook.prices``, a prices file on top) with GPUs per node: edit it and pass it to
+    """Node prices (``tke_playbook.specs.prices``, a prices file on top) with GPUs per node: edit it and pass it to
     :func:`cost_table`. Rows from the illustrative defaults say so in ``source``."""
     rows = [{"node_type": p.node_type, "hourly_price": p.per_hour, "gpus": _gpus(p.node_type),
              "currency": p.currency, "source": p.note if p.verified else f"{VERIFY} ({p.note})"}

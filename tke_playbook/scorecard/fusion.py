@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ..errors import InvalidSpecError
-from ..evaluation import ranked
+from ..evaluate.metrics import ranked
 
 RRF_K = 60
 
@@ -15,7 +15,7 @@ RRF_K = 60
 def reciprocal_rank_fusion(runs: Sequence[Mapping[str, Mapping[str, float]]], *, k: int = RRF_K,
                            weights: Sequence[float] | None = None) -> dict[str, dict[str, float]]:
     """Fuse TREC-style runs (``run[qid][docid] = score``); a document missing from a run gets nothing from it.
-    Within a run, ties are ranked by ascending document id (as :func:`tke_playbook.evaluation.ranked`)."""
+    Within a run, ties are ranked by ascending document id (as :func:`tke_playbook.evaluate.metrics.ranked`)."""
     if not runs:
         raise InvalidSpecError("reciprocal rank fusion needs at least one run", field="runs", value=0)
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:

@@ -20,9 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..catalog import ModelInfo, Pooling, get_model
+from ..embed.base import Embedder
+from ..embed.local import LocalEmbedder, load_sentence_transformer, pool_tokens
 from ..errors import BadRequestError, InvalidSpecError, PlaybookError
-from ..local_embedder import load_sentence_transformer, pool_tokens
+from ..evaluate.compare import model_of
+from ..evaluate.datasets import load_bilingual
+from ..specs.catalog import OFFLINE_MODEL, ModelInfo, Pooling, get_model
+from ..specs.target import offline_model_dir
 
 COS_MIN = 0.999
 NORM_TOL = 1e-3
@@ -53,8 +57,6 @@ class Cause(str, enum.Enum):
 
 def probe_set(n: int = PROBE_COUNT) -> list[str]:
     """The fixed probes: handwritten English/Chinese/mixed/short/over-long texts, then the shipped documents."""
-    from ..datasets import load_bilingual
-
     texts = list(HANDWRITTEN) + [d.text for d in load_bilingual().documents]
     return texts[:n]
 
@@ -65,8 +67,6 @@ class ReferenceEncoder:
     (results do not depend on the batch: sentence-transformers masks padding)."""
 
     def __init__(self, model_dir: str | os.PathLike, model: str | ModelInfo | None = None):
-        from ..catalog import OFFLINE_MODEL
-
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "config.json").is_file():
             raise InvalidSpecError(f"{self.model_dir} is not a model folder (no config.json): pass the folder the "
@@ -208,11 +208,9 @@ def _query_cause(reference, queries, served_q, model: ModelInfo) -> tuple[Cause,
                           "check the client's catalog_model and task instruction.")
 
 
-def check_parity(embedder, reference, *, model: str | ModelInfo | None = None, probes: Sequence[str] | None = None,
+def check_parity(embedder: Embedder, reference, *, model: str | ModelInfo | None = None, probes: Sequence[str] | None = None,
                  batch: int = 32, queries: int = 8) -> ParityReport:
     """Compare ``embedder`` with ``reference`` on the probe set; the report names the likely cause of a failure."""
-    from ..compare import model_of
-
     info = get_model(model) if model is not None else (model_of(embedder) or getattr(reference, "model", None))
     if not isinstance(info, ModelInfo):
         raise InvalidSpecError("cannot tell which catalog model the embedder serves: pass model='<hf id>'",
@@ -267,8 +265,5 @@ def check_parity(embedder, reference, *, model: str | ModelInfo | None = None, p
 def wrong_pooling_demo(pooling: Pooling | str = Pooling.CLS) -> ParityReport:
     """Parity of a deliberately misconfigured embedder - the offline model pooled with ``pooling`` instead of
     its mean pooling - against its sentence-transformers reference: it must fail, with the cause named."""
-    from ..local_embedder import LocalEmbedder
-    from ..target import offline_model_dir
-
     return check_parity(LocalEmbedder(pooling=pooling), ReferenceEncoder(offline_model_dir()),
                         probes=[t for t in probe_set() if t != LONG_PROBE])

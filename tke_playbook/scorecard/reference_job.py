@@ -12,15 +12,21 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..catalog import ModelInfo, Pooling, get_model
 from ..errors import InvalidSpecError, PlaybookError
-from ..labels import common_labels
-from ..names import slug, validate_name, validate_quantity
+from ..specs.catalog import ModelInfo, Pooling, get_model
+from ..specs.labels import common_labels
+from ..specs.names import slug, validate_name, validate_quantity
+from ..specs.storage import DEFAULT_PVC
+from ..specs.vllm_args import MODEL_DIR
 from .parity import probe_set
+
+if TYPE_CHECKING:  # the local path never loads the Kubernetes client
+    from ..kube import Kube
 
 DEFAULT_IMAGE = "ccr.ccs.tencentyun.com/tke-ai-playbook/vllm-openai:v0.10.1-20250801"  # the tutorial's image
 MARKER = "TKE-PARITY "
@@ -72,7 +78,7 @@ class ReferenceJobSpec:
 
     model: str
     namespace: str = "default"
-    pvc: str = "ai-model"
+    pvc: str = DEFAULT_PVC
     image: str = DEFAULT_IMAGE
     cpu: str = "4"
     memory: str = "16Gi"
@@ -119,7 +125,7 @@ def build_reference_job(spec: ReferenceJobSpec) -> dict:
         "name": "reference", "image": spec.image, "command": ["python", "/config/reference.py"],
         "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "CUDA_VISIBLE_DEVICES", "value": ""}],
         "resources": {"requests": {"cpu": spec.cpu, "memory": spec.memory}, "limits": {"memory": spec.memory}},
-        "volumeMounts": [{"name": "model", "mountPath": "/data/model", "subPath": spec.model, "readOnly": True},
+        "volumeMounts": [{"name": "model", "mountPath": MODEL_DIR, "subPath": spec.model, "readOnly": True},
                          {"name": "config", "mountPath": "/config", "readOnly": True}],
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}
     pod = {"metadata": {"labels": labels},
@@ -169,10 +175,10 @@ def parse_reference_log(text: str, model: str | ModelInfo) -> PrecomputedReferen
     return PrecomputedReference(model, vectors, max_tokens)
 
 
-def run_reference_job(kube, spec: ReferenceJobSpec, probes: Sequence[str] | None = None, *,
+def run_reference_job(kube: Kube, spec: ReferenceJobSpec, probes: Sequence[str] | None = None, *,
                       timeout: float = 1800.0, poll: float = 5.0) -> PrecomputedReference:
     """Apply the ConfigMap and Job, wait for it, and parse the pod's log."""
-    from ..cluster import apply, list_pods, pod_logs, wait_for_job
+    from ..kube import apply, list_pods, pod_logs, wait_for_job  # late: as in scorecard.cluster
 
     apply(kube, build_reference_configmap(spec, probes))
     apply(kube, build_reference_job(spec))

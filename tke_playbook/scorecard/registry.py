@@ -12,8 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..embed.base import Embedder
+from ..embed.http import EmbeddingClient
+from ..embed.lexical import LexicalEmbedder
+from ..embed.local import LocalEmbedder
 from ..errors import InvalidSpecError
-from ..lexical import LexicalEmbedder
+from ..localserver import start_server
 from .bm25 import BM25Retriever
 from .cache import CachedEmbedder, cacheable, revision_of
 from .fusion import RRF_K
@@ -30,7 +34,7 @@ class Kind(str, enum.Enum):
 class Hybrid:
     """Dense + BM25 by reciprocal rank fusion; ``dense`` is an embedder (also compared on its own when listed)."""
 
-    dense: Any
+    dense: Embedder
     bm25: BM25Retriever | None = None
     name: str | None = None
     rrf_k: int = RRF_K
@@ -52,7 +56,7 @@ class System:
     name: str
     kind: Kind
     search: RecordingSearch
-    embedder: Any = None
+    embedder: Embedder | None = None
     fingerprint: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -108,7 +112,7 @@ def build_systems(items: Sequence, dataset: str, *, cache_dir=None, progress: bo
     if not items:
         raise InvalidSpecError("a scorecard needs at least one system: pass embedders, 'bm25' or a Hybrid",
                                field="systems", value=0)
-    cached: dict[int, Any] = {}
+    cached: dict[int, Embedder] = {}
 
     def dense(embedder):
         if id(embedder) not in cached:
@@ -156,8 +160,6 @@ def local_systems(dense=None, *, tfidf: bool = False) -> list:
     """The offline line-up: a dense model (default: the packaged all-MiniLM-L6-v2 in-process), BM25 and their
     hybrid; ``tfidf`` adds the TF-IDF baseline."""
     if dense is None:
-        from ..local_embedder import LocalEmbedder
-
         dense = LocalEmbedder()
     return [dense, BM25Retriever(), Hybrid(dense)] + ([LexicalEmbedder()] if tfidf else [])
 
@@ -181,9 +183,6 @@ def local_endpoints(model_dirs: Sequence, **server_options) -> list:
     """Several models side by side on this machine: one local server per model folder (each a complete download,
     or the packaged offline model), returned as clients; ``client.server.stop()`` (or ``stop_local(clients)``)
     ends them. With a hub, download the folders first (02); offline, only the packaged model exists."""
-    from ..client import EmbeddingClient
-    from ..localserver import start_server
-
     clients = []
     try:
         for folder in model_dirs:

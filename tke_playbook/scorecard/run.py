@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidSpecError
-from ..similarity import cosine_matrix
+from ..evaluate.similarity import cosine_matrix
+from ..specs.names import unknown
 from . import stats
 from .cache import ResultCache
 from .registry import Kind, System, build_systems
@@ -46,8 +47,6 @@ class ScorecardResult:
 
     def _check(self, name: str) -> str:
         if name not in self.per_query:
-            from ..names import unknown
-
             raise unknown("system", name, self.systems)
         return name
 

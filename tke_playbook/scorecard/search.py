@@ -2,7 +2,7 @@
 through the on-disk cache) inside mteb's own ``SearchEncoderWrapper``; BM25 and hybrids as search models of their
 own. :class:`RecordingSearch` keeps each run, so our statistics use exactly what mteb scored; mteb is handed each
 ranking as rank scores, ties already broken by ascending document id (pytrec_eval would break them the other way),
-so mteb's numbers and :mod:`tke_playbook.evaluation`'s agree."""
+so mteb's numbers and :mod:`tke_playbook.evaluate.metrics`'s agree."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from mteb.models import SearchEncoderWrapper
 from mteb.models.model_meta import ModelMeta
 from mteb.types import PromptType
 
-from ..evaluation import ranked
+from ..embed.base import Embedder
+from ..evaluate.compare import model_of
+from ..evaluate.metrics import ranked
+from ..evaluate.similarity import cosine_matrix, normalize_rows, run_from_matrix
 from .fusion import reciprocal_rank_fusion
 
 
@@ -34,9 +37,7 @@ class MtebEncoder:
     """An embedder as an mteb encoder: queries through ``embed_queries`` (the catalog's query prompt, ``task``
     filling instruction prompts), documents through ``embed_documents``; cosine similarity."""
 
-    def __init__(self, embedder, *, task: str | None = None, revision: str | None = None):
-        from ..compare import model_of
-
+    def __init__(self, embedder: Embedder, *, task: str | None = None, revision: str | None = None):
         self.embedder, self.task = embedder, task
         self.mteb_model_meta = model_meta(str(getattr(embedder, "name", "embedder")),
                                           revision or getattr(embedder, "revision", None), info=model_of(embedder))
@@ -51,24 +52,18 @@ class MtebEncoder:
         return np.asarray(vectors, dtype=np.float32)
 
     def similarity(self, embeddings1, embeddings2):
-        import torch
-
-        from ..similarity import cosine_matrix
+        import torch  # late: loaded only when mteb asks for torch tensors
 
         return torch.from_numpy(cosine_matrix(np.asarray(embeddings1), np.asarray(embeddings2)).astype(np.float32))
 
     def similarity_pairwise(self, embeddings1, embeddings2):
-        import torch
-
-        from ..similarity import normalize_rows
+        import torch  # late: loaded only when mteb asks for torch tensors
 
         a, b = normalize_rows(np.asarray(embeddings1)), normalize_rows(np.asarray(embeddings2))
         return torch.from_numpy((a * b).sum(axis=1).astype(np.float32))
 
 
 def _top(scores: np.ndarray, doc_ids: Sequence[str], query_ids: Sequence[str], top_k: int) -> dict:
-    from ..similarity import run_from_matrix
-
     return run_from_matrix(scores, query_ids, doc_ids, min(top_k, len(doc_ids)))
 
 
@@ -114,7 +109,7 @@ class HybridSearch:
 
 def rank_scores(run: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
     """The same rankings with each score replaced by ``n - rank`` (distinct, so no tie is left to break), in the
-    order of :func:`tke_playbook.evaluation.ranked` (ties by ascending document id)."""
+    order of :func:`tke_playbook.evaluate.metrics.ranked` (ties by ascending document id)."""
     out = {}
     for qid, scores in run.items():
         order = ranked(scores)
@@ -140,5 +135,5 @@ class RecordingSearch:
         return rank_scores(run)
 
 
-def dense_search(embedder, *, task: str | None = None):
+def dense_search(embedder: Embedder, *, task: str | None = None):
     return SearchEncoderWrapper(MtebEncoder(embedder, task=task))

@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidSpecError
-from ..evaluation import (judged_queries, ndcg_of_ranking, ranked, recall_of_ranking,
-                          reciprocal_rank_of_ranking)
+from ..evaluate.metrics import judged_queries, ndcg_of_ranking, ranked, recall_of_ranking, reciprocal_rank_of_ranking
 
 DEFAULT_BOOT = 2000
 DEFAULT_KS = (1, 3, 5, 10)

@@ -12,17 +12,17 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import datasets as hf_datasets
 import mteb
 import numpy as np
 from datasets import Dataset
-import datasets as hf_datasets
 from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.abstasks.task_metadata import TaskMetadata
 
-from ..datasets import RetrievalDataset, load_bilingual
 from ..errors import PlaybookError, UnknownNameError
-from ..names import unknown
+from ..evaluate.datasets import RetrievalDataset, load_bilingual
+from ..specs.names import unknown
 
 TASK_KS = (1, 3, 5, 10)
 SUGGESTED_TASKS = ("T2Retrieval", "MMarcoRetrieval", "SciFact", "NFCorpus")

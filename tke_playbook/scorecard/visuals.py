@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..catalog import OFFLINE_MODEL
 from ..errors import NotDeployedError
-from ..modelfolder import is_complete
-from ..similarity import project_2d
+from ..evaluate.similarity import project_2d
+from ..podworker.modelfolder import is_complete
+from ..specs.catalog import OFFLINE_MODEL
+from ..specs.target import offline_model_dir
 from .parity import ReferenceEncoder
 from .reference_job import ReferenceJobSpec, run_reference_job
-from ..target import offline_model_dir
 
 
 def projections(result, method: str = "pca") -> dict[str, np.ndarray]:

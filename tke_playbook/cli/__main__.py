@@ -1,0 +1,7 @@
+"""``python -m tke_playbook.cli ...``: the same as the ``tke-playbook`` command."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())

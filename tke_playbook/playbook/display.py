@@ -1,0 +1,199 @@
+"""How the toolkit looks in a notebook: its errors as one short red block, and progress bars.
+
+    from tke_playbook.playbook.display import install
+    install()      # open_target() does this for you inside IPython
+
+After :func:`install`, a :class:`~tke_playbook.errors.PlaybookError` raised by a cell shows as one red block -
+what happened, what to do - with the traceback one click away (an HTML ``<details>`` element), instead of frames of
+library source. The cell still counts as failed (Run All, nbclient and papermill stop there). Other exceptions
+keep IPython's usual traceback. Outside IPython, :func:`install` makes uncaught toolkit errors print as one line.
+
+:func:`progress_bar` gives a tqdm bar in a notebook (ipywidgets) and plain log lines elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+import re
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from ..errors import PlaybookError
+
+MAX_SHOWN_LINES = 6  # message lines shown in the block; the rest is one click away with the traceback
+_TODO = re.compile(r"^(run|use|set|pick|choose|create|connect|wait|install|leave|give|pass|type|free|delete|"
+                   r"reinstall|start|deploy|add|check|try|write|rerun|remove|stop|open|make|point|fix|lower|raise|"
+                   r"increase|reduce|shorten|split|select|edit|change|download|launch|call|see|ask|keep|send|"
+                   r"enter|name|restart|retry|plan|clean)\b", re.IGNORECASE)
+log = logging.getLogger("tke_playbook.progress")
+
+
+# --- errors ------------------------------------------------------------------------------------------------
+
+
+def split_message(message: str) -> tuple[str, str, list[str]]:
+    """``(what happened, what to do, more lines)`` of an error message: the first line is split at its last
+    ``": "`` when what follows reads as an instruction ("run 03_deploy_vllm first"); later lines are ``more``."""
+    lines = [line for line in str(message).strip().splitlines()] or [""]
+    head, more = lines[0].strip(), [line.rstrip() for line in lines[1:]]
+    cut = head.rfind(": ")
+    while cut > 0:
+        tail = head[cut + 2:].strip()
+        if _TODO.match(tail):
+            return head[:cut].strip(), tail, more
+        cut = head.rfind(": ", 0, cut)
+    return head, "", more
+
+
+def _kind(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def error_text(exc: BaseException) -> str:
+    """The plain-text form: ``'<Kind>: <message>'`` (the whole message, no traceback)."""
+    return f"{_kind(exc)}: {exc}"
+
+
+def _traceback_text(exc: BaseException, tb: Any = None) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, tb if tb is not None else exc.__traceback__))
+
+
+def error_html(exc: BaseException, tb: Any = None) -> str:
+    """One short red block: the error's kind, what happened, what to do, and (folded) details and traceback."""
+    what, todo, more = split_message(str(exc))
+    shown, folded = more[:MAX_SHOWN_LINES], more[MAX_SHOWN_LINES:]
+    parts = ['<div class="tke-playbook-error" role="alert" style="border-left:4px solid #cf222e;'
+             'background:#ffebe9;color:#1f2328;padding:6px 10px;margin:4px 0;max-width:900px">',
+             f'<b style="color:#cf222e">{html.escape(_kind(exc))}</b>: {html.escape(what)}']
+    if todo:
+        parts.append(f'<div><b>What to do:</b> {html.escape(todo)}</div>')
+    if shown:
+        parts.append('<pre style="margin:4px 0;white-space:pre-wrap">' + html.escape("\n".join(shown)) + "</pre>")
+    details = ("\n".join(folded) + "\n\n" if folded else "") + _traceback_text(exc, tb)
+    parts.append('<details><summary style="cursor:pointer">Traceback</summary>'
+                 f'<pre style="white-space:pre-wrap;font-size:85%">{html.escape(details)}</pre></details></div>')
+    return "".join(parts)
+
+
+def _ipython_handler(shell, etype, value, tb, tb_offset=None):
+    """IPython's custom exception handler: display the block, return no structured traceback."""
+    from IPython.display import display
+
+    display({"text/plain": error_text(value), "text/html": error_html(value, tb)}, raw=True)
+    return None
+
+
+def _ipython():
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def install(shell: Any = None) -> bool:
+    """Show toolkit errors as one short block. Inside IPython (``shell`` or the running one) register the custom
+    exception handler and return True; outside, make uncaught toolkit errors print one line, and return False."""
+    shell = shell if shell is not None else _ipython()
+    if shell is not None:
+        shell.set_custom_exc((PlaybookError,), _ipython_handler)
+        return True
+    if not getattr(sys.excepthook, "_tke_playbook", False):
+        previous = sys.excepthook
+
+        def hook(etype, value, tb):
+            if isinstance(value, PlaybookError):
+                print(error_text(value), file=sys.stderr)
+            else:
+                previous(etype, value, tb)
+
+        hook._tke_playbook = True
+        sys.excepthook = hook
+    return False
+
+
+def install_in_ipython() -> bool:
+    """:func:`install` only when running inside IPython (what ``open_target`` calls); False elsewhere."""
+    shell = _ipython()
+    return install(shell) if shell is not None else False
+
+
+# --- progress ----------------------------------------------------------------------------------------------
+
+
+class LogBar:
+    """A tqdm-like bar that logs one plain line per tenth of the way (without a total: every ``steps`` units),
+    for logs and runs outside a notebook."""
+
+    def __init__(self, total: float | None = None, desc: str = "", unit: str = "it", steps: int = 10):
+        self.total, self.desc, self.unit, self.n = total, desc, unit, 0
+        self._steps, self._logged = steps, -1
+
+    def _line(self) -> str:
+        if self.total:
+            return f"{self.desc}: {self.n:,.0f}/{self.total:,.0f} {self.unit} ({100 * self.n / self.total:.0f}%)"
+        return f"{self.desc}: {self.n:,.0f} {self.unit}"
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
+        step = int(self._steps * self.n / self.total) if self.total else int(self.n // self._steps)
+        if step > self._logged:
+            self._logged = step
+            log.info(self._line())
+
+    def set_description(self, desc: str) -> None:
+        self.desc = desc
+
+    def set_postfix_str(self, text: str) -> None:
+        self.desc = f"{self.desc.split(' [')[0]} [{text}]"
+
+    def refresh(self) -> None:
+        return None
+
+    def close(self) -> None:
+        log.info(self._line() + " - done")
+
+    def __enter__(self) -> "LogBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def progress_bar(total: float | None = None, desc: str = "", unit: str = "B", **options: Any):
+    """A progress bar: tqdm.auto's (a widget in a notebook) inside IPython, a :class:`LogBar` elsewhere.
+    ``unit='B'`` scales bytes (kB, MB). Use as a context manager; ``update(n)`` moves it."""
+    if _ipython() is None:
+        return LogBar(total, desc, unit)
+    from tqdm.auto import tqdm
+
+    scale = {"unit_scale": True, "unit_divisor": 1000} if unit == "B" else {}
+    return tqdm(total=total, desc=desc, unit=unit, **scale, **options)
+
+
+@contextlib.contextmanager
+def waiting(desc: str, every: float = 0.5):
+    """A bar counting the seconds while the block runs (for waits that report no progress of their own, such as
+    a server loading its model)."""
+    bar = progress_bar(None, desc, unit="s", bar_format="{desc}: {elapsed}") if _ipython() is not None else \
+        LogBar(None, desc, unit="s", steps=10)
+    done = threading.Event()
+    started = time.monotonic()
+
+    def tick():
+        while not done.wait(every):
+            bar.update(time.monotonic() - started - bar.n)
+
+    ticker = threading.Thread(target=tick, name="tke-playbook-waiting", daemon=True)
+    ticker.start()
+    try:
+        yield bar
+    finally:
+        done.set()
+        ticker.join()
+        bar.close()

@@ -1,0 +1,203 @@
+"""Does a model fit a GPU under vLLM? An estimate with its numbers and a plain recommendation.
+
+vLLM may use ``gpu_memory_utilization`` × the GPU's total memory. Out of that it needs the weights (fp16/bf16,
+split over tensor-parallel GPUs), the activations of one scheduler step (profiled at start-up), a runtime
+overhead (CUDA context, cuBLAS workspaces, CUDA graphs) and, for decoder models, a paged KV cache that holds
+at least one sequence of ``max_model_len`` tokens. Encoder models (BERT, XLM-R) get no KV cache.
+All figures are per GPU and are estimates: they err on the safe side by about a gibibyte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..errors import InvalidSpecError
+from .catalog import ModelInfo, get_model
+from .hardware import GPUS, NODE_TYPES, GiB, GpuType, NodeType, get_gpu, get_node_type
+from .names import unknown
+
+RUNTIME_OVERHEAD_BYTES = 1 * GiB  # CUDA context, NCCL/cuBLAS workspaces, CUDA graphs (estimate)
+ACTIVATION_BYTES_PER_HIDDEN = 12 * 2  # peak activations ≈ step tokens × hidden size × 12 values × 2 bytes
+DECODER_STEP_TOKENS = 8192  # vLLM's default token budget per step for online serving
+ENCODER_STEP_TOKENS = 16384  # what the toolkit sets --max-num-batched-tokens to for encoder models
+TIGHT_FRACTION = 0.10  # less headroom than this share of usable memory is "tight"
+
+
+def default_batched_tokens(model: str | ModelInfo, max_model_len: int) -> int:
+    """The token budget of one scheduler step: at least one full sequence, more for batching."""
+    info = get_model(model)
+    return max(max_model_len, ENCODER_STEP_TOKENS if info.is_encoder else DECODER_STEP_TOKENS)
+
+
+@dataclass(frozen=True)
+class FitVerdict:
+    """The outcome of :func:`check_fit`; byte figures are per GPU."""
+
+    fits: bool
+    model: str
+    gpu: str
+    gpu_count: int
+    max_model_len: int
+    gpu_memory_utilization: float
+    total_bytes: int
+    usable_bytes: int
+    weights_bytes: int
+    kv_cache_bytes: int
+    activation_bytes: int
+    overhead_bytes: int
+    headroom_bytes: int
+    kv_capacity_sequences: int
+    recommendation: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def needed_bytes(self) -> int:
+        return self.weights_bytes + self.kv_cache_bytes + self.activation_bytes + self.overhead_bytes
+
+    def summary(self) -> str:
+        """One plain sentence."""
+        verb = "fits" if self.fits else "does not fit"
+        return (f"{self.model} {verb} on {self.gpu_count} × {self.gpu} at max_model_len {self.max_model_len}: "
+                f"needs about {_gib(self.needed_bytes)} of {_gib(self.usable_bytes)} GiB usable per GPU "
+                f"(weights {_gib(self.weights_bytes)}, KV cache {_gib(self.kv_cache_bytes)}, activations and "
+                f"runtime {_gib(self.activation_bytes + self.overhead_bytes)}), headroom "
+                f"{_gib(self.headroom_bytes)} GiB.")
+
+    def as_rows(self) -> list[dict]:
+        """The numbers as rows (item, GiB, note) for a table."""
+        util = f"{self.gpu_memory_utilization:.2f}"
+        if not self.kv_cache_bytes:
+            kv_note = "encoder model: no KV cache"
+        elif self.fits:
+            kv_note = f"room for {self.kv_capacity_sequences} sequences of {self.max_model_len} tokens"
+        else:
+            kv_note = f"at least one sequence of {self.max_model_len} tokens"
+        rows = [("GPU memory", self.total_bytes, f"{self.gpu}, as the driver reports it"),
+                ("usable", self.usable_bytes, f"gpu_memory_utilization {util}"),
+                ("weights", self.weights_bytes, f"fp16/bf16, split over {self.gpu_count} GPU(s)"),
+                ("KV cache (minimum)", self.kv_cache_bytes, kv_note),
+                ("activations", self.activation_bytes, "one scheduler step (estimate)"),
+                ("runtime overhead", self.overhead_bytes, "CUDA context, workspaces, CUDA graphs (estimate)"),
+                ("headroom", self.headroom_bytes, "fits" if self.fits else "does not fit")]
+        return [{"item": item, "GiB": round(value / GiB, 2), "note": note} for item, value, note in rows]
+
+
+def _gib(value: int) -> str:
+    return f"{value / GiB:.1f}"
+
+
+def _resolve_gpu(gpu: str | GpuType | NodeType) -> tuple[GpuType, int | None]:
+    if isinstance(gpu, GpuType):
+        return gpu, None
+    if isinstance(gpu, NodeType):
+        node = gpu
+    else:
+        try:
+            return get_gpu(gpu), None
+        except LookupError:
+            try:
+                node = get_node_type(gpu)
+            except LookupError:
+                raise get_gpu_or_node_error(str(gpu)) from None
+    if node.gpu is None or node.gpu_count < 1:
+        raise InvalidSpecError(f"Node type '{node.name}' has no GPU: choose a GPU node such as PNV5b.8XLARGE96",
+                               field="gpu", value=node.name)
+    return node.gpu, node.gpu_count
+
+
+def get_gpu_or_node_error(name: str) -> LookupError:
+    return unknown("GPU or node type", name, [g.name for g in GPUS] + [n.name for n in NODE_TYPES])
+
+
+def _estimate(info: ModelInfo, gpu: GpuType, max_model_len: int, util: float, tp: int, step_tokens: int):
+    usable = int(gpu.memory_bytes * util)
+    weights = -(-info.serving_bytes // tp)
+    kv_per_token = info.kv_bytes_per_token / tp
+    kv = int(kv_per_token * max_model_len)
+    activations = step_tokens * info.hidden_size * ACTIVATION_BYTES_PER_HIDDEN
+    headroom = usable - weights - kv - activations - RUNTIME_OVERHEAD_BYTES
+    sequences = int((headroom + kv) // kv) if kv and headroom >= 0 else 0
+    return usable, weights, kv, activations, headroom, sequences
+
+
+def check_fit(model: str | ModelInfo, gpu: str | GpuType | NodeType, max_model_len: int | None = None,
+              gpu_memory_utilization: float | None = 0.9, tensor_parallel: int | None = 1,
+              max_num_batched_tokens: int | None = None) -> FitVerdict:
+    """Estimate whether ``model`` serves on ``gpu`` (a GPU, a node type or either's name) and say what to do.
+    ``None`` for an option means its default (the model's recommended length, 0.9, one GPU)."""
+    info = get_model(model)
+    gpu_memory_utilization = 0.9 if gpu_memory_utilization is None else gpu_memory_utilization
+    tensor_parallel = 1 if tensor_parallel is None else tensor_parallel
+    gpu_type, node_gpus = _resolve_gpu(gpu)
+    max_len = max_model_len if max_model_len is not None else (info.recommended_max_tokens or info.max_tokens)
+    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
+        raise InvalidSpecError(f"max_model_len {max_len!r} must be a positive whole number of tokens, such as 2048",
+                               field="max_model_len", value=max_len)
+    if max_len > info.max_tokens:
+        raise InvalidSpecError(f"max_model_len {max_len} is above {info.hf_id}'s limit of {info.max_tokens} tokens: "
+                               f"use at most {info.max_tokens}", field="max_model_len", value=max_len)
+    util = gpu_memory_utilization
+    if isinstance(util, bool) or not isinstance(util, (int, float)) or not 0 < util <= 1:
+        raise InvalidSpecError(f"gpu_memory_utilization {util!r} must be a fraction in (0, 1], such as 0.9",
+                               field="gpu_memory_utilization", value=util)
+    if isinstance(tensor_parallel, bool) or not isinstance(tensor_parallel, int) or tensor_parallel < 1:
+        raise InvalidSpecError(f"tensor_parallel {tensor_parallel!r} must be 1 or more", field="tensor_parallel",
+                               value=tensor_parallel)
+    if node_gpus is not None and tensor_parallel > node_gpus:
+        raise InvalidSpecError(f"tensor_parallel {tensor_parallel} needs {tensor_parallel} GPUs but the node has "
+                               f"{node_gpus}: lower it or choose a bigger node type", field="tensor_parallel",
+                               value=tensor_parallel)
+    step = max_num_batched_tokens or default_batched_tokens(info, max_len)
+    usable, weights, kv, act, headroom, seqs = _estimate(info, gpu_type, max_len, util, tensor_parallel, step)
+    fits = headroom >= 0
+    notes = []
+    if not gpu_type.bf16 and info.dtype == "bfloat16":
+        notes.append(f"{gpu_type.name} has no bfloat16: vLLM serves this model in float16 (check its outputs)")
+    if not gpu_type.verified:
+        notes.append(f"{gpu_type.name}: {gpu_type.note}")
+    verdict = FitVerdict(fits, info.hf_id, gpu_type.name, tensor_parallel, max_len, float(util),
+                         gpu_type.memory_bytes, usable, weights, kv, act, RUNTIME_OVERHEAD_BYTES, headroom, seqs, "",
+                         tuple(notes))
+    return _with_recommendation(verdict, info, gpu_type, step)
+
+
+def _with_recommendation(v: FitVerdict, info: ModelInfo, gpu: GpuType, step: int) -> FitVerdict:
+    if v.fits:
+        if v.kv_cache_bytes:
+            room = f"the KV cache has room for about {v.kv_capacity_sequences} sequences of {v.max_model_len} tokens"
+        else:
+            room = "an encoder model needs no KV cache"
+        if v.headroom_bytes < TIGHT_FRACTION * v.usable_bytes and v.kv_cache_bytes == 0:
+            text = (f"Fits tightly on {gpu.name}: only {_gib(v.headroom_bytes)} GiB spare; raise "
+                    f"gpu_memory_utilization or choose a larger GPU if start-up runs out of memory.")
+        elif v.kv_cache_bytes and v.kv_capacity_sequences < 4:
+            text = (f"Fits tightly on {gpu.name}: {room}, so requests will queue; lower max_model_len or use a "
+                    f"larger GPU for more concurrency.")
+        else:
+            text = f"Fits on {gpu.name} with {_gib(v.headroom_bytes)} GiB to spare; {room}."
+        return replace(v, recommendation=text)
+    options = []
+    bigger = [g for g in sorted(GPUS, key=lambda g: g.memory_bytes)
+              if g.memory_bytes > gpu.memory_bytes and _estimate(info, g, v.max_model_len, v.gpu_memory_utilization,
+                                                                 v.gpu_count, step)[4] >= 0]
+    if bigger:
+        options.append(f"use {bigger[0].name} ({bigger[0].memory_gib:.0f} GiB) or a larger GPU")
+    for tp in (2, 4, 8):
+        if tp > v.gpu_count and _estimate(info, gpu, v.max_model_len, v.gpu_memory_utilization, tp, step)[4] >= 0:
+            options.append(f"shard it over {tp} × {gpu.name} with tensor parallel {tp}")
+            break
+    if v.kv_cache_bytes:
+        spare = v.headroom_bytes + v.kv_cache_bytes
+        per_token = info.kv_bytes_per_token / v.gpu_count
+        shorter = int(spare // per_token) // 256 * 256 if spare > 0 else 0
+        if shorter >= 512:
+            options.append(f"lower max_model_len to {shorter}")
+    if v.gpu_memory_utilization < 0.95:
+        raised = _estimate(info, gpu, v.max_model_len, 0.95, v.gpu_count, step)[4]
+        if raised >= 0:
+            options.append("raise gpu_memory_utilization to 0.95")
+    what = "; or ".join(options) if options else "choose a smaller model"
+    text = (f"Does not fit: {info.short_name} needs about {_gib(v.needed_bytes)} GiB per GPU but {gpu.name} offers "
+            f"{_gib(v.usable_bytes)} GiB at gpu_memory_utilization {v.gpu_memory_utilization:.2f} (vLLM would stop "
+            f"with CUDA out of memory). {what[0].upper() + what[1:]}.")
+    return replace(v, recommendation=text)
