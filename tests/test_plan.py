@@ -9,8 +9,8 @@ import yaml
 
 from tke_playbook.errors import FitError, InvalidSpecError
 from tke_playbook.manifests.plan import build_helm_values, build_plan, check_consistency, helm_values_notes, plan_notes
-from tke_playbook.manifests.yamldoc import plan_to_yaml
 from tke_playbook.manifests.profiles import get_profile, with_overrides
+from tke_playbook.manifests.yamldoc import plan_to_yaml
 from tke_playbook.podworker.planner import RepoFile, make_plan
 from tke_playbook.specs.download import DownloadSpec
 from tke_playbook.specs.serving import ServingSpec, seed_profile

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..manifests.yamldoc import plan_to_yaml, redact_secrets
 from ..manifests.serving import build_workload
+from ..manifests.yamldoc import plan_to_yaml, redact_secrets
 from ..specs.serving import ServingSpec
 from ..specs.target import Target
 from .efficiency import model_flops_utilisation

@@ -15,7 +15,8 @@ cell's output). State between notebooks (storage, download, serving spec, runnin
 from __future__ import annotations
 
 from .backend import Backend
-from .base import PlanMemory, Records, check_plan_matches, default_max_model_len, quick_mode, spec_from_dict, spec_to_dict
+from .base import (PlanMemory, Records, check_plan_matches, default_max_model_len, quick_mode, spec_from_dict,
+                   spec_to_dict)
 from .display import install_in_ipython
 from .endpoint import TUTORIAL_INPUT, ServiceEndpoint, describe_embedding_answer
 from .events import Event, EventSink, show_event

@@ -20,6 +20,7 @@ import yaml
 
 from ..download import check_plan_matches as check_download_plan
 from ..errors import InvalidSpecError, NoDownloadError, NotDeployedError, PlanMismatchError
+from ..podworker.planner import DownloadPlan
 from ..specs.catalog import get_model
 from ..specs.download import DownloadSpec
 from ..specs.names import slug
@@ -80,7 +81,7 @@ def default_max_model_len(model: str) -> int:
     return min(2048, get_model(model).max_tokens)
 
 
-def check_plan_matches(spec: Any, plan: Any) -> None:
+def check_plan_matches(spec: DownloadSpec, plan: DownloadPlan) -> None:
     """Raise PlanMismatchError unless ``plan`` was made for ``spec`` (model, hub repository, revision, PVC, shards):
     a plan left from an earlier run of the plan cell must never download another model."""
     try:
@@ -108,7 +109,7 @@ class Records:
 
     # --- the API key --------------------------------------------------------------------------------------
 
-    def api_key(self, serving_spec: Any) -> str | None:
+    def api_key(self, serving_spec: ServingSpec) -> str | None:
         """The API key of a deployment (generated on first use and kept; None when no key is required)."""
         if not serving_spec.api_key_required:
             return None
@@ -116,14 +117,14 @@ class Records:
 
     # --- deployments (03) ---------------------------------------------------------------------------------
 
-    def record_serving(self, spec: Any) -> None:
+    def record_serving(self, spec: ServingSpec) -> None:
         """Remember ``spec`` as the last deployment and as ``model``'s deployment."""
         self.state.put("serving", spec_to_dict(spec))
         deployments = self.state.get("deployments") or {}
         deployments[spec.model] = spec_to_dict(spec)
         self.state.put("deployments", deployments)
 
-    def recorded_serving_spec(self) -> Any | None:
+    def recorded_serving_spec(self) -> ServingSpec | None:
         """The serving spec the last deploy used (notebook 03), or None."""
         data = self.state.get("serving")
         if not data:
@@ -133,14 +134,14 @@ class Records:
         except (InvalidSpecError, TypeError):
             return None
 
-    def require_deployed(self) -> Any:
+    def require_deployed(self) -> ServingSpec:
         """The serving spec 03 deployed; NotDeployedError (run 03) when nothing is deployed, e.g. after 99."""
         spec = self.recorded_serving_spec()
         if spec is None:
             raise NotDeployedError(NOT_DEPLOYED + ".")
         return spec
 
-    def deployed_spec(self, model: str = "") -> Any | None:
+    def deployed_spec(self, model: str = "") -> ServingSpec | None:
         """The spec ``model`` was deployed with (default: the last deployment), or None."""
         if not model:
             return self.recorded_serving_spec()
@@ -199,7 +200,7 @@ class PlanMemory:
         self._last, self._failed = (spec, plan), False
         return plan
 
-    def planned(self, spec, plan=None) -> Any:
+    def planned(self, spec: DownloadSpec, plan: DownloadPlan | None = None) -> DownloadPlan:
         """``plan`` (checked against ``spec``), else the plan the plan cell made for this very spec."""
         if plan is None:
             if self._last is None or self._last[0] != spec:

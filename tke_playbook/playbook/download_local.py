@@ -32,7 +32,6 @@ from .folders import PvcFolders
 from .runs import DownloadRecord
 
 
-
 class _Cancelled(Exception):
     """The download's record was deleted (cleanup) or replaced (a relaunch): stop the workers."""
 

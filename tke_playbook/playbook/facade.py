@@ -21,17 +21,16 @@ from ..errors import InvalidSpecError
 from ..manifests.download import build_download_job, build_worker_configmap
 from ..manifests.plan import build_helm_values, build_plan
 from ..manifests.serving import KEY_CHECKSUM_ANNOTATION, build_serving_objects, pod_templates
-from ..podworker.planner import tutorial_plan
+from ..podworker.planner import DownloadPlan, tutorial_plan
 from ..specs.catalog import get_model
 from ..specs.diagnosis import diagnose_log
 from ..specs.download import DownloadSpec
 from ..specs.hardware import NodeType
-from ..specs.serving import API_KEY_SECRET_KEY, seed_profile
+from ..specs.serving import API_KEY_SECRET_KEY, ServingSpec, seed_profile
 from ..specs.storage import DEFAULT_PVC, StorageSpec
 from ..specs.target import Target, resolve_target
 from .backend import Backend
-from .base import (PREFERRED_NODE, Records, check_plan_matches, default_max_model_len, model_id, namespace,
-                   to_yaml)
+from .base import PREFERRED_NODE, Records, check_plan_matches, default_max_model_len, model_id, namespace, to_yaml
 from .events import EventSink, show_event
 from .local import LocalBackend
 from .report import Level, Note
@@ -39,6 +38,7 @@ from .runs import DownloadRecord
 from .state import mask_secret
 
 if TYPE_CHECKING:
+    from ..kube import Kube
     from .cluster import ClusterBackend
 
 
@@ -50,7 +50,7 @@ class Playbook:
         self.backend = backend
         self.records = records
         self.on_event = on_event
-        self._node_type: Any = None  # the node type chosen in 00, in this kernel
+        self._node_type: NodeType | None = None  # the node type chosen in 00, in this kernel
 
     # --- construction -------------------------------------------------------------------------------------
 
@@ -108,14 +108,14 @@ class Playbook:
         return namespace()
 
     def storage_defaults(self, pvc_name: str = "", vpc_id: str | None = None, subnet_id: str | None = None,
-                         zone: str | None = None) -> Any:
+                         zone: str | None = None) -> StorageSpec:
         """The tutorial's storage: PVC ``ai-model`` (or ``pvc_name``) on a CFS StorageClass; with ``vpc_id`` and
         ``subnet_id`` (and ``zone``: the GPU node's) the StorageClass itself is created too. Empty means not given."""
         given = {k: v.strip() for k, v in {"pvc_name": pvc_name, "vpc_id": vpc_id, "subnet_id": subnet_id,
                                            "zone": zone}.items() if v and v.strip()}
         return StorageSpec(**given)
 
-    def serving_defaults(self, model: str = "", **changes: Any) -> Any:
+    def serving_defaults(self, model: str = "", **changes: Any) -> ServingSpec:
         """The seed profile (the tutorial's values) for ``model``, with max_model_len capped to the model's limit
         and the PVC recorded by notebook 01. Without ``model``: the model (and PVC) 02 downloaded last, else the
         target's default model."""
@@ -155,7 +155,7 @@ class Playbook:
     def nodes_table(self) -> pd.DataFrame:
         return self.backend.nodes_table()
 
-    def choose_node_type(self, node_type) -> Any:
+    def choose_node_type(self, node_type) -> NodeType:
         """Remember the GPU node type to serve on (the fit checks of later notebooks use it)."""
         self.state.put("node_type", node_type.name)
         self._node_type = node_type
@@ -220,7 +220,7 @@ class Playbook:
                                  "plan, shipped to every pod>") for k, v in configmap.get("data", {}).items()}
         return to_yaml([configmap, build_download_job(spec, plan)])
 
-    def download_job_table(self, spec, plan) -> Any:
+    def download_job_table(self, spec: DownloadSpec, plan: DownloadPlan) -> pd.DataFrame:
         """The Indexed Job at a glance: one row per index with its files and bytes, and the Job's completions,
         parallelism and completion mode (what the tutorial's downloader script sets)."""
         check_plan_matches(spec, plan)
@@ -248,7 +248,7 @@ class Playbook:
     def deployment_logs(self, lines: int = 20) -> str:
         return self.backend.deployment_logs(lines)
 
-    def diagnose(self) -> Any:
+    def diagnose(self) -> pd.DataFrame:
         """Plain-words findings in the deployment's log tail (model not found, CUDA out of memory, ...)."""
         found = diagnose_log(self.deployment_logs(200), "serving")
         if not found:
@@ -282,22 +282,22 @@ class Playbook:
 
     # --- the API key and the recorded specs ---------------------------------------------------------------
 
-    def api_key(self, serving_spec: Any) -> str | None:
+    def api_key(self, serving_spec: ServingSpec) -> str | None:
         """The API key of a deployment (generated on first use and kept; None when no key is required)."""
         return self.records.api_key(serving_spec)
 
-    def masked_api_key(self, serving_spec: Any) -> str:
+    def masked_api_key(self, serving_spec: ServingSpec) -> str:
         return mask_secret(self.api_key(serving_spec))
 
-    def require_deployed(self) -> Any:
+    def require_deployed(self) -> ServingSpec:
         """The serving spec 03 deployed; NotDeployedError (run 03) when nothing is deployed, e.g. after 99."""
         return self.records.require_deployed()
 
-    def recorded_serving_spec(self) -> Any | None:
+    def recorded_serving_spec(self) -> ServingSpec | None:
         """The serving spec the last deploy used (notebook 03), or None."""
         return self.records.recorded_serving_spec()
 
-    def deployed_spec(self, model: str = "") -> Any | None:
+    def deployed_spec(self, model: str = "") -> ServingSpec | None:
         """The spec ``model`` was deployed with (default: the last deployment), or None."""
         return self.records.deployed_spec(model)
 
@@ -357,7 +357,7 @@ class ClusterPlaybook(Playbook):
 
     backend: ClusterBackend
 
-    def __init__(self, root: Path | None = None, context: str | None = None, kube: Any = None, *,
+    def __init__(self, root: Path | None = None, context: str | None = None, kube: Kube | None = None, *,
                  on_event: EventSink = show_event):
         # here, not at the top: the Kubernetes client loads only when a cluster playbook is built
         from .cluster import ClusterBackend
