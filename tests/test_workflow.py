@@ -257,9 +257,9 @@ def fake_cluster(fake_api):
     return server, ClusterPlaybook(kube=kube)
 
 
-def _serve_when_applied(server, spec, pod, lines=("INFO Application startup complete.",)):
+def _serve_when_applied(server, spec, pod, lines=("INFO Application startup complete.",), ip="10.0.0.9"):
     """The cluster's side of a deploy: once the Deployment exists, a running pod with its labels logs ``lines``,
-    the Service gets a balancer address and the Deployment becomes ready."""
+    the Service gets the balancer address ``ip`` and the Deployment becomes ready."""
     from fake_cluster import add_pod, deployment_ready, pod_running, until
 
     until(lambda: server.exists("deployments", spec.name, "default"))
@@ -269,7 +269,7 @@ def _serve_when_applied(server, spec, pod, lines=("INFO Application startup comp
         server.append_log("default", pod, line)
     pod_running(server, "default", pod, container="vllm")
     until(lambda: server.exists("services", spec.name, "default"))
-    server.set_status("services", spec.name, "default", {"loadBalancer": {"ingress": [{"ip": "10.0.0.9"}]}})
+    server.set_status("services", spec.name, "default", {"loadBalancer": {"ingress": [{"ip": ip}]}})
     deployment_ready(server, "default", spec.name)
 
 
@@ -387,23 +387,10 @@ def test_cluster_deploy_applies_the_key_secret_follows_the_log_and_returns_the_b
     import base64
     import threading
 
-    from fake_cluster import add_pod, deployment_ready, pod_running, until
-
     server, cluster = fake_cluster
     spec = cluster.serving_defaults("BAAI/bge-m3")
-    pod = "vllm-bge-m3-6d5f-abcde"
-
-    def cluster_side():
-        until(lambda: server.exists("deployments", spec.name, "default"))
-        labels = server.get("deployments", spec.name, "default")["spec"]["template"]["metadata"]["labels"]
-        add_pod(server, "default", pod, labels=labels, container="vllm")
-        server.append_log("default", pod, "INFO Application startup complete.")
-        pod_running(server, "default", pod, container="vllm")
-        until(lambda: server.exists("services", spec.name, "default"))  # applied right after the Deployment
-        server.set_status("services", spec.name, "default", {"loadBalancer": {"ingress": [{"ip": "10.0.0.7"}]}})
-        deployment_ready(server, "default", spec.name)
-
-    helper = threading.Thread(target=cluster_side)
+    helper = threading.Thread(target=_serve_when_applied, args=(server, spec, "vllm-bge-m3-6d5f-abcde"),
+                              kwargs={"ip": "10.0.0.7"})
     helper.start()
     endpoint = cluster.deploy(spec, timeout=60)
     helper.join()
@@ -441,26 +428,14 @@ def test_cluster_deploy_of_a_public_balancer_applies_the_proxy_config_the_pod_mo
     import dataclasses
     import threading
 
-    from fake_cluster import add_pod, deployment_ready, pod_running, until
-
     from tke_playbook.manifests.plan import references
     from tke_playbook.specs.serving import ServiceType
 
     server, cluster = fake_cluster
     spec = dataclasses.replace(cluster.serving_defaults("BAAI/bge-m3"), service_type=ServiceType.LOAD_BALANCER,
                                api_key_required=True)
-    pod = "vllm-bge-m3-6d5f-proxy"
-
-    def cluster_side():
-        until(lambda: server.exists("services", spec.name, "default"))
-        labels = server.get("deployments", spec.name, "default")["spec"]["template"]["metadata"]["labels"]
-        add_pod(server, "default", pod, labels=labels, container="vllm")
-        server.append_log("default", pod, "INFO Application startup complete.")
-        pod_running(server, "default", pod, container="vllm")
-        server.set_status("services", spec.name, "default", {"loadBalancer": {"ingress": [{"ip": "10.0.0.8"}]}})
-        deployment_ready(server, "default", spec.name)
-
-    helper = threading.Thread(target=cluster_side)
+    helper = threading.Thread(target=_serve_when_applied, args=(server, spec, "vllm-bge-m3-6d5f-proxy"),
+                              kwargs={"ip": "10.0.0.8"})
     helper.start()
     cluster.deploy(spec, timeout=60)
     helper.join()
