@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -36,7 +36,7 @@ from tke_playbook.playbook.display import install
 from tke_playbook.plots import plot_latency_cdf, plot_latency_histogram, plot_similarity_heatmap
 from tke_playbook.evaluate import cosine_matrix
 from tke_playbook.playbook.widgets import TextForm
-from tke_playbook.playbook import describe_embedding_answer, open_target, tidy
+from tke_playbook.playbook import api_key_source, describe_embedding_answer, measured_on, open_target, tidy
 install();  # the toolkit's errors show as one short red block: what happened, what to do
 
 # %% [markdown]
@@ -55,14 +55,16 @@ text_form = TextForm("Sentence to embed", TEXT)
 text_form
 
 # %% [markdown]
-# The tutorial's request for your sentence. The key is never shown: the request reads it from `$VLLM_API_KEY`. Set it
-# in your shell first, from where the key is kept (the name is `api_key_secret` in 03):
-#
-# - on a cluster: `export VLLM_API_KEY=$(kubectl get secret vllm-<model>-api-key -o jsonpath='{.data.api-key}' | base64 -d)`
-# - locally: `export VLLM_API_KEY=$(cat ~/.cache/tke-playbook/secrets/vllm-<model>-api-key)` (or under `$TKE_PLAYBOOK_HOME`)
+# The tutorial's request for your sentence, ready to paste into a shell. The key is never shown: the first line reads
+# it into `$VLLM_API_KEY` from where 03 keeps it (on a cluster its Secret, locally its key file), and the request
+# sends `$VLLM_API_KEY`.
 
 # %% tags=["nbval-ignore-output"]
-print(endpoint.curl_text(text_form.text))
+print(endpoint.curl_text(text_form.text, key_from=api_key_source(pb)))
+
+# %% [markdown]
+# The same request sent from here, and what came back: the served model, one vector of the model's dimension (its
+# length is 1 when the model normalises), its first values, and the tokens the server counted.
 
 # %% tags=["nbval-ignore-output"]
 answer = endpoint.curl(text_form.text)
@@ -101,7 +103,7 @@ nearest.nlargest(5, "cosine").set_index("sentence")
 #
 # A short closed-loop run: first one request in flight at a time, then four. The table gives requests per second
 # and latency percentiles (p50: half the requests were faster; p99: all but one in a hundred). `QUICK` (see the
-# parameters) sends fewer requests.
+# parameters) sends fewer requests. Locally the server runs on this machine's CPU, so these are CPU numbers.
 
 # %% tags=["nbval-ignore-output"]
 load = run_closed_loop(endpoint.url, endpoint.model, concurrency_levels=(1, 4),
@@ -109,12 +111,17 @@ load = run_closed_loop(endpoint.url, endpoint.model, concurrency_levels=(1, 4),
 tidy(load.summary)[["concurrency", "requests", "errors", "req_per_s", "tokens_per_s", "latency_mean_ms", "p50_ms",
                     "p90_ms", "p99_ms"]]
 
+# %% [markdown]
+# One histogram per level, on one latency axis: each level has its own peak, and its p50, p90 and p99 lines are
+# the numbers in the table above.
+
 # %%
-plot_latency_histogram(load.records, title="Request latency, both levels")
+plot_latency_histogram(load.records, summary=load.summary, title="Request latency by requests in flight",
+                       hardware=measured_on(pb))
 
 # %% [markdown]
 # The same requests by level: each line is the share of requests answered within a time. With four in flight they
 # queue, so the line moves right.
 
 # %%
-plot_latency_cdf(load.records, title="Latency by requests in flight")
+plot_latency_cdf(load.records, title=f"Latency by requests in flight\nmeasured on {measured_on(pb)}")

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -32,32 +32,40 @@ TARGET = os.environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: c
 MODELS = os.environ.get("TKE_PLAYBOOK_MODELS", "")  # comma-separated deployed models; empty: the served model
 TASK = os.environ.get("TKE_PLAYBOOK_TASK", "")  # empty: the shipped set; or T2Retrieval, SciFact, ... (needs a hub)
 MAX_QUERIES = int(os.environ.get("TKE_PLAYBOOK_MAX_QUERIES", "200"))  # subset of a named task, for speed
-NODE_TYPE = os.environ.get("TKE_PLAYBOOK_NODE_TYPE", "")  # node type to price on; empty: the target's default
+NODE_TYPE = os.environ.get("TKE_PLAYBOOK_NODE_TYPE", "")  # node type to price on; empty: 00's (locally a CPU node)
 
 # %%
 # %matplotlib inline
 from tke_playbook.evaluate import load_bilingual
 from tke_playbook.plots import plot_heatmap_grid, plot_metric_intervals, plot_projections, plot_quality_vs_cost
-from tke_playbook.scorecard import (check_parity, choose_task, cost_table, default_node_type, price_table, projections,
-                                    reference_for, run_scorecard, scorecard_throughputs, target_systems,
-                                    wrong_pooling_demo)
+from tke_playbook.scorecard import (check_parity, choose_task, cost_summary, cost_table, dataset_card,
+                                    default_node_type, price_table, projections, reference_for, results_table,
+                                    run_scorecard, scorecard_throughputs, target_systems, wrong_pooling_demo)
 from tke_playbook.playbook.display import install
-from tke_playbook.playbook import open_target
+from tke_playbook.playbook import measured_on, open_target
 install();  # the toolkit's errors show as one short red block: what happened, what to do
 
 # %% tags=["nbval-ignore-output"]
 pb = open_target(TARGET)
 systems = target_systems(pb, [m for m in MODELS.split(",") if m.strip()])
 task = choose_task(TASK, max_queries=MAX_QUERIES)
-task.metadata.name, len(systems)
 
 # %% [markdown]
-# Run every system through mteb. The table holds mteb's nDCG@10 and our own nDCG@10, recall@10 and MRR@10, each
-# with a 95 % bootstrap interval over the queries (resampling queries with replacement).
+# The data set: what it holds, in which languages, how relevance was judged, and what a query's kind means.
+
+# %% tags=["nbval-ignore-output"]
+dataset_card(task)
+
+# %% [markdown]
+# Run every system through mteb, then score each one's rankings: nDCG@10, recall@10 and MRR@10, each with a 95 %
+# bootstrap interval over the queries (resampling queries with replacement), best first. `kind` is what the system
+# is: **dense** an embedding model (an endpoint), **lexical** word overlap with no model (BM25, TF-IDF), **hybrid**
+# a dense model and BM25 merged by reciprocal rank fusion. mteb's own nDCG@10 agrees with ours (`result.table`
+# keeps both, and every number).
 
 # %% tags=["nbval-ignore-output"]
 result = run_scorecard(systems, task)
-result.table.round(3)
+results_table(result)
 
 # %% [markdown]
 # How to read it: with 22 queries the intervals are wide - two systems whose intervals overlap may well be equally
@@ -68,17 +76,27 @@ result.table.round(3)
 plot_metric_intervals(result.table)
 
 # %% [markdown]
-# Is a difference real? A paired randomisation test on the per-query scores against the first system: the
-# p-value is the chance of a difference this large if the two systems were interchangeable.
+# Is a difference real? Every pair of systems, a paired randomisation test on the per-query nDCG@10: the p-value is
+# the chance of a difference this large if the two systems were interchangeable. Testing many pairs finds a "winner"
+# by luck, so the p-values are Holm-corrected over all the pairs; a difference counts when its corrected p-value
+# is below 0.05.
 
 # %% tags=["nbval-ignore-output"]
-result.paired_table().round(3)
+pairs = result.pairwise()
+pairs.table()
 
 # %% [markdown]
-# Where they disagree: the queries where one system ranks a relevant document in its top 3 and the other does not.
+# The verdict, in one sentence:
 
 # %% tags=["nbval-ignore-output"]
-result.disagreements(result.systems[0], result.systems[1])
+print(pairs.verdict())
+
+# %% [markdown]
+# Where the leader and the runner-up disagree: the queries where one ranks a relevant document in its top 3 and
+# the other does not (`kind`: the query's kind, from the data-set card).
+
+# %% tags=["nbval-ignore-output"]
+result.disagreements(*pairs.ranking[:2])
 
 # %% [markdown]
 # Served-vector parity: the first endpoint embeds a fixed probe set; a reference computes the same texts from the
@@ -100,19 +118,20 @@ print(wrong.sentence())
 wrong.table()
 
 # %% [markdown]
-# Quality against cost. Throughput here is one stream measured during the scorecard's first run (locally: this
-# machine's CPU, priced as the smallest CPU node) - replace it with 06's load-test numbers
-# (`Throughput(system, tokens_per_s, node_type)`). Prices are placeholders marked "list price, verify": edit
-# `prices` with your region's price before showing the numbers.
+# Quality against cost. Throughput here is one stream measured during the scorecard's first run, priced on the node
+# type chosen in 00 - locally on this machine's CPU, priced as a small CPU node (no GPU served anything here; GPU
+# costs come from a cluster run, or from 06's labelled projection). Replace it with 06's load-test numbers
+# (`Throughput(system, tokens_per_s, node_type)`). Prices are illustrative, marked "verify": edit `prices` with your
+# region's price before showing the numbers. BM25 and TF-IDF need no model server.
 
 # %% tags=["nbval-ignore-output"]
 prices = price_table()
-throughputs = scorecard_throughputs(result, NODE_TYPE or default_node_type(pb))
+throughputs = scorecard_throughputs(result, default_node_type(pb, NODE_TYPE), measured_on(pb))
 costs = cost_table(result.table, throughputs, prices)
-costs.round(4)
+cost_summary(costs)
 
 # %%
-plot_quality_vs_cost(costs)
+plot_quality_vs_cost(costs, hardware=measured_on(pb))
 
 # %% [markdown]
 # Each model's documents projected on two principal components, coloured by topic (English circles, Chinese

@@ -180,11 +180,48 @@ def test_score_distributions_split_relevant_pairs_by_language():
 
 def test_latency_histogram_marks_percentiles_and_counts_failures():
     records = _records(fail_every=10)
-    fig = plots.plot_latency_histogram(records, bins=20)
-    ax = fig.axes[0]
-    assert len(ax.patches) == 20 and len(ax.lines) == 3
-    assert ax.get_title() == "Request latency (72 ok, 8 failed)"
-    assert ax.get_xlabel() == "latency (ms)"
+    fig = plots.plot_latency_histogram(records, bins=20, hardware="a test CPU")
+    top, bottom = fig.axes
+    assert len(top.patches) == 20 and len(top.lines) == 3
+    assert top.get_title(loc="left") == "1 in flight (36 ok, 4 failed)"
+    assert bottom.get_title(loc="left") == "4 in flight (36 ok, 4 failed)"
+    assert bottom.get_xlabel() == "latency (ms)"
+    assert fig.get_suptitle() == "Request latency\nmeasured on a test CPU"
+
+
+def _two_levels() -> pd.DataFrame:
+    """Issue 20 item 9's run: one request in flight answers in ~50 ms, four in ~180 ms (two separate peaks)."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for level, centre in ((1, 0.05), (4, 0.18)):
+        for i, latency in enumerate(rng.normal(centre, 0.008, 20)):
+            rows.append({"start_s": i * 0.1, "latency_s": latency, "status": 200, "ok": True, "prompt_tokens": 12,
+                         "input_tokens": 12, "concurrency": level, "rate": np.nan, "error": None})
+    return pd.DataFrame(rows)
+
+
+def _drawn_marks(ax) -> list[float]:
+    return [float(line.get_xdata()[0]) for line in ax.lines]
+
+
+def test_latency_histogram_draws_each_levels_own_percentiles_from_the_table():
+    """The marks are the summary table's numbers (loadgen computes them once): pooled p50/p99 fell between the
+    two peaks and matched neither row."""
+    from tke_playbook.loadgen import summarize
+
+    records = _two_levels()
+    table = summarize(records)
+    fig = plots.plot_latency_histogram(records, summary=table)
+    assert len(fig.axes) == 2
+    for ax, (_, row) in zip(fig.axes, table.iterrows()):
+        assert _drawn_marks(ax) == [row["p50_ms"], row["p90_ms"], row["p99_ms"]]
+        assert [t.get_text() for t in ax.get_legend().get_texts()][0] == f"p50 = {row['p50_ms']:.1f} ms"
+    pooled = np.percentile(records["latency_s"] * 1000, 50)
+    assert all(abs(x - pooled) > 20 for ax in fig.axes for x in _drawn_marks(ax))
+    alone = plots.plot_latency_histogram(records)  # without the table: computed the same way
+    assert [_drawn_marks(ax) for ax in alone.axes] == [_drawn_marks(ax) for ax in fig.axes]
+    with pytest.raises(InvalidSpecError, match="rows for concurrency"):
+        plots.plot_latency_histogram(records, summary=table.iloc[:1])
 
 
 def test_latency_plots_survive_all_requests_failing(tmp_path):

@@ -126,12 +126,94 @@ def test_headroom_without_results_is_a_plain_note():
     assert headroom_note(1000.0, pd.DataFrame(), None).level is Level.INFO
 
 
-def test_an_embedding_answer_is_described_by_its_shape_and_norm_not_raw_values():
-    """Issue 13 item 7: raw "first values" of a vector tell a reader nothing; 04 shows the nearest sentences."""
+def test_an_embedding_answer_is_a_readable_summary_not_a_raw_dict():
+    """Issue 20: 04 printed the answer as a dict with 'prompt_tokens_details': None. vLLM's EmbeddingResponse
+    (OpenAI layout) holds model, data[].embedding and usage {prompt_tokens, total_tokens, completion_tokens,
+    prompt_tokens_details}."""
     from tke_playbook.playbook import describe_embedding_answer
 
-    answer = {"model": "m", "data": [{"index": 0, "object": "embedding", "embedding": [0.6, 0.8, 0.0]}],
-              "usage": {"prompt_tokens": 3, "total_tokens": 3}}
+    answer = {"id": "embd-1", "object": "list", "created": 1, "model": "m",
+              "data": [{"index": 0, "object": "embedding", "embedding": [0.6, -0.8, 0.0, 0.0, 0.0]}],
+              "usage": {"prompt_tokens": 3, "total_tokens": 3, "completion_tokens": 0,
+                        "prompt_tokens_details": None}}
     described = describe_embedding_answer(answer)
-    assert "first values" not in described
-    assert described["dimension"] == 3 and described["vectors"] == 1 and described["norm"] == 1.0
+    assert isinstance(described, pd.DataFrame)
+    value = described["value"].to_dict()
+    assert value["served model"] == "m" and value["dimension"] == "5" and value["vectors"] == "1"
+    assert value["length (L2 norm)"] == "1.0000 - normalised"
+    assert value["first values"] == "+0.600, -0.800, +0.000, +0.000 (first 4 of 5)"
+    assert value["tokens"] == "3 prompt tokens"
+    shown = described.to_string()
+    assert "None" not in shown and "details" not in shown and "..." not in shown  # nothing cut off, nothing empty
+    with pytest.raises(InvalidSpecError, match="JSON object"):
+        describe_embedding_answer("{}")
+
+# --- 04's request text and the hardware a figure names ---------------------------------------------------------
+
+
+def _deployed(tmp_path, target):
+    """A playbook as 04 sees it after 03: a deployed spec and its key, nothing running."""
+    from types import SimpleNamespace
+
+    from tke_playbook.playbook import SecretStore
+    from tke_playbook.specs.hardware import get_node_type
+    from tke_playbook.specs.target import Target
+
+    secrets = SecretStore(tmp_path)
+    spec = ServingSpec(model=OFFLINE_MODEL, max_model_len=256)
+    key = secrets.ensure(spec.api_key_secret)
+    pb = SimpleNamespace(target=Target(target), secrets=secrets, deployed_spec=lambda model="": spec,
+                         node_type=lambda: get_node_type("GN7.2XLARGE32"))
+    return pb, spec, key
+
+
+def _shell(line: str, path: str = "") -> str:
+    import os
+    import subprocess
+
+    env = {"PATH": f"{path}:{os.environ['PATH']}" if path else os.environ["PATH"]}
+    done = subprocess.run(["bash", "-c", f'{line}; printf %s "$VLLM_API_KEY"'], capture_output=True, text=True,
+                          env=env, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_curl_text_fills_in_where_the_key_is_read_from_without_the_key(tmp_path):
+    """Issue 20: 04 told the reader to fill in `vllm-<model>-api-key` themselves; the notebook knows the name."""
+    from tke_playbook.playbook import ServiceEndpoint, api_key_source
+
+    pb, spec, key = _deployed(tmp_path / "home", "local")
+    line = api_key_source(pb)
+    assert key not in line and spec.api_key_secret in line and "<" not in line
+    assert _shell(line) == key  # the line, run in a shell, sets the variable to the real key
+    endpoint = ServiceEndpoint("http://127.0.0.1:60000", OFFLINE_MODEL, "local-process", key)
+    text = endpoint.curl_text("hello", key_from=line)
+    assert text.splitlines()[0] == line and key not in text and '"Authorization: Bearer $VLLM_API_KEY"' in text
+    with pytest.raises(InvalidSpecError, match="never hold it"):
+        endpoint.curl_text("hello", key_from=f"export VLLM_API_KEY={key}")
+
+
+def test_on_a_cluster_the_key_is_read_from_the_secret(tmp_path):
+    """The Secret holds the key base64-encoded under data['api-key'] (Kubernetes Secret API)."""
+    import base64
+
+    from tke_playbook.playbook import api_key_source
+
+    pb, spec, _ = _deployed(tmp_path / "home", "cluster")
+    line = api_key_source(pb)
+    assert f"kubectl get secret {spec.api_key_secret} -n {spec.namespace}" in line
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "kubectl").write_text("#!/bin/sh\nprintf %s " + base64.b64encode(b"from-the-secret").decode() + "\n")
+    (fake / "kubectl").chmod(0o755)
+    assert _shell(line, str(fake)) == "from-the-secret"
+
+
+def test_figures_name_the_hardware_that_served(tmp_path):
+    from tke_playbook.playbook import measured_on
+
+    pb_local, _, _ = _deployed(tmp_path, "local")
+    assert measured_on(pb_local).startswith("this machine's CPU (") and "cores), local server" in measured_on(pb_local)
+    assert "GN7" not in measured_on(pb_local)  # locally the chosen node type served nothing
+    pb_cluster, _, _ = _deployed(tmp_path, "cluster")
+    assert measured_on(pb_cluster) == "GN7.2XLARGE32 (1 x T4)"

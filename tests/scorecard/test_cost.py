@@ -71,3 +71,47 @@ def test_throughput_from_a_loadgen_summary_takes_the_best_error_free_level():
 def test_bad_cost_inputs_are_refused(make, message):
     with pytest.raises(InvalidSpecError, match=message):
         make()
+
+
+def _pb(target: str, chosen: str):
+    from types import SimpleNamespace
+
+    from tke_playbook.specs.hardware import get_node_type
+    from tke_playbook.specs.target import Target
+
+    return SimpleNamespace(target=Target(target), node_type=lambda: get_node_type(chosen))
+
+
+def test_the_node_type_chosen_in_00_prices_a_cluster_run():
+    """Issue 20 item 5: GN7.2XLARGE32 chosen in 00, yet 05 priced on PNV5b.8XLARGE96."""
+    from tke_playbook.scorecard import default_node_type
+
+    assert default_node_type(_pb("cluster", "GN7.2XLARGE32")) == "GN7.2XLARGE32"
+    assert default_node_type(_pb("cluster", "GN7.2XLARGE32"), "pnv4.7xlarge116") == "PNV4.7XLARGE116"
+
+
+def test_locally_a_cpu_measurement_is_never_priced_as_a_gpu_node():
+    from tke_playbook.errors import UnknownNameError
+    from tke_playbook.scorecard import default_node_type
+    from tke_playbook.specs.hardware import get_node_type
+
+    local = _pb("local", "PNV5b.8XLARGE96")  # 00's choice is for the fit checks; nothing served on it here
+    assert get_node_type(default_node_type(local)).gpu_count == 0
+    with pytest.raises(InvalidSpecError, match="measured on this machine's CPU"):
+        default_node_type(local, "GN7.2XLARGE32")
+    with pytest.raises(UnknownNameError, match="Did you mean"):
+        default_node_type(local, "SA5.LARGE")
+
+
+def test_the_cost_summary_reads_without_nan():
+    """Issue 20: tables showed NaN where a system (BM25, TF-IDF) has no throughput."""
+    from tke_playbook.scorecard import cost_summary
+
+    quality = pd.DataFrame({"ndcg@10": [0.7, 0.5], "ndcg@10 low": [0.6, 0.4], "ndcg@10 high": [0.8, 0.6]},
+                           index=pd.Index(["bge", "bm25"], name="system"))
+    summary = cost_summary(cost_table(quality, [Throughput("bge", 10_000, "SA5.LARGE8")]))
+    shown = summary.to_string()
+    assert "nan" not in shown.lower() and "<NA>" not in shown and "None" not in shown
+    assert summary.loc["bm25", "cost per 1M tokens"] == "–" and summary.loc["bge", "priced as"] == "SA5.LARGE8"
+    # 0.6 per node-hour / (10,000 tokens/s x 3600 s) x 1e6 = 0.01667 per million tokens
+    assert summary.loc["bge", "cost per 1M tokens"] == "0.0167 CNY" and summary.loc["bge", "price"] == "illustrative, verify"

@@ -30,6 +30,8 @@ def test_cls_pooling_is_caught_and_named(reference):
     assert not report.passed and report.cause is Cause.POOLING
     assert "match CLS pooling" in report.explanation and "MEAN" in report.explanation
     assert "likely cause: pooling" in report.sentence()
+    shown = report.table().to_string()
+    assert "e-0" not in shown and "e+0" not in shown  # issue 20: values read as decimals, not 9.999999e-01
 
 
 def test_missing_normalisation_is_caught_and_named(reference):

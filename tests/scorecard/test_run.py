@@ -133,3 +133,13 @@ def test_local_endpoints_serve_each_folder_and_stop(tmp_path):
     finally:
         stop_local(clients)
     assert not clients[0].server.alive()
+
+
+def test_pairwise_tests_cover_every_pair_of_the_scorecard(cold):
+    pairs = cold.pairwise()
+    assert len(pairs.tests) == 6 and set(pairs.ranking) == set(cold.systems)
+    means = {name: cold.per_query[name]["ndcg@10"].mean() for name in cold.systems}
+    assert list(pairs.ranking) == sorted(means, key=lambda n: -means[n])
+    for test in pairs.tests:
+        assert test.difference == pytest.approx(means[test.b] - means[test.a]) and test.queries == 22
+    assert pairs.verdict().startswith(f"{pairs.ranking[0]} leads {pairs.ranking[1]} by ")

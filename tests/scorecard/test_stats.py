@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from tke_playbook.errors import InvalidSpecError
-from tke_playbook.scorecard import PairedMethod, bootstrap_ci, disagreements, intervals, paired_test, per_query_scores
+from tke_playbook.scorecard import (PairedMethod, bootstrap_ci, disagreements, holm_adjust, intervals, paired_test,
+                                    pairwise_tests, per_query_scores)
 
 
 def test_constant_scores_have_a_zero_width_interval():
@@ -80,3 +81,40 @@ def test_disagreements_list_queries_found_in_the_top_k_by_one_only():
     assert table.loc["q1", "found by"] == "A" and table.loc["q1", "B rank"] == 4
     assert table.loc["q2", "found by"] == "B" and table.loc["q2", "A top"] == "x"
     assert table.loc["q1", "query"] == "first"
+
+
+def test_holm_adjustment_by_hand():
+    """Holm (1979): sort the m p-values, multiply the i-th smallest by m - i + 1, keep the running maximum, cap at
+    1. For 0.01, 0.04, 0.03, 0.005: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, max(0.04*1, 0.06) = 0.06."""
+    np.testing.assert_allclose(holm_adjust([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(holm_adjust([0.5, 0.9]), [1.0, 1.0])
+    with pytest.raises(InvalidSpecError, match="in \\[0, 1\\]"):
+        holm_adjust([0.2, 1.5])
+
+
+def _three():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.8, 22)
+    return {"weak": base - 0.3, "good": base, "best": base + rng.normal(0.01, 0.05, 22)}
+
+
+def test_every_pair_is_tested_leader_first_with_holm_adjusted_p_values():
+    pairs = pairwise_tests(_three())
+    assert pairs.ranking == ("best", "good", "weak")
+    assert [(t.b, t.a) for t in pairs.tests] == [("best", "good"), ("best", "weak"), ("good", "weak")]
+    assert all(t.difference >= 0 for t in pairs.tests)
+    np.testing.assert_allclose(pairs.adjusted, holm_adjust([t.p_value for t in pairs.tests]))
+    table = pairs.table()
+    assert list(table.index) == [("best", "good"), ("best", "weak"), ("good", "weak")]
+    assert list(table["significant"]) == ["no", "yes", "yes"]
+
+
+def test_the_verdict_names_the_leader_its_margin_and_what_holm_leaves_significant():
+    verdict = pairwise_tests(_three()).verdict()
+    assert verdict.startswith("best leads good by 0.0") and "nDCG@10 [95% CI" in verdict
+    assert "not significant at n = 22 queries after Holm correction over 3 pairs" in verdict
+    assert "significant: best over weak, good over weak" in verdict and verdict.count(".") >= 1
+    same = np.linspace(0.1, 0.9, 22)
+    alike = pairwise_tests({"a": same, "b": same[::-1], "c": same}).verdict()
+    assert "no difference between the 3 systems is significant at n = 22 queries after Holm correction" in alike
+    assert "nothing to compare" in pairwise_tests({"only": same}).verdict()

@@ -19,6 +19,12 @@ from ..specs.names import unknown
 
 LANGUAGES = ("en", "zh")
 GRADES = (0, 1, 2)
+# What :meth:`RetrievalDataset.query_kind` calls a query, by the languages of its relevant documents
+QUERY_KINDS = {
+    "same-language": "every relevant document is in the query's language",
+    "cross-lingual": "every relevant document is in the other language",
+    "mixed": "relevant documents in both languages",
+}
 DATA_FILE = "bilingual_retrieval.json"
 
 
@@ -58,6 +64,10 @@ class RetrievalDataset:
     queries: tuple[Text, ...]
     qrels: dict[str, dict[str, int]]
     sentences: tuple[Text, ...] = ()
+    description: str = ""
+    relevance: str = ""  # how the grades were given (who judged, what each grade means)
+    source: str = ""
+    license: str = ""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -98,11 +108,17 @@ class RetrievalDataset:
         return out
 
     def summary(self) -> dict[str, Any]:
+        """Counts: documents, queries, topics, judgements, cross-lingual pairs, queries of each kind (see
+        :meth:`query_kind`), documents and queries per language, and judgements per grade."""
         kinds = [self.query_kind(q) for q in self.query_ids]
+        grades = [g for judged in self.qrels.values() for g in judged.values()]
         return {"documents": len(self.documents), "queries": len(self.queries), "topics": len(self.topics),
-                "judgements": sum(len(v) for v in self.qrels.values()),
+                "judgements": len(grades),
                 "cross_lingual_pairs": len(self.cross_lingual_pairs()),
-                **{f"{k}_queries": kinds.count(k) for k in ("same-language", "cross-lingual", "mixed")}}
+                **{f"{k}_queries": kinds.count(k) for k in QUERY_KINDS},
+                **{f"{lang}_documents": sum(d.lang == lang for d in self.documents) for lang in LANGUAGES},
+                **{f"{lang}_queries": sum(q.lang == lang for q in self.queries) for lang in LANGUAGES},
+                **{f"grade_{g}": grades.count(g) for g in GRADES}}
 
     def sentence_set(self) -> SentenceSet:
         """The dataset's sentences ordered by topic (the order of :attr:`topics`), keeping file order within one."""
@@ -193,7 +209,8 @@ def dataset_from_dict(raw: dict, source: str = "dataset") -> RetrievalDataset:
                             documents=_texts(raw["documents"], "documents", source),
                             queries=_texts(raw["queries"], "queries", source),
                             qrels={str(q): {str(d): g for d, g in v.items()} for q, v in qrels.items()},
-                            sentences=_texts(raw.get("sentences", []), "sentences", source))
+                            sentences=_texts(raw.get("sentences", []), "sentences", source),
+                            **{key: str(raw.get(key, "")) for key in ("description", "relevance", "source", "license")})
 
 
 def load_bilingual(path: str | Path | None = None) -> RetrievalDataset:

@@ -18,7 +18,7 @@ from .backend import Backend
 from .base import (PlanMemory, Records, check_plan_matches, default_max_model_len, quick_mode, spec_from_dict,
                    spec_to_dict)
 from .display import install_in_ipython
-from .endpoint import TUTORIAL_INPUT, ServiceEndpoint, describe_embedding_answer
+from .endpoint import TUTORIAL_INPUT, ServiceEndpoint, api_key_source, describe_embedding_answer, measured_on
 from .events import Event, EventSink, show_event
 from .facade import PLAYBOOKS, ClusterPlaybook, LocalPlaybook, Playbook
 from .local import LocalBackend
@@ -40,6 +40,7 @@ def open_target(target: str | None = None, *, context: str | None = None,
 
 __all__ = ["Backend", "autoscaler_checks", "ClusterPlaybook", "Event", "EventSink", "Level", "LocalBackend", "LocalPlaybook", "Note",
            "PLAYBOOKS", "PlanMemory", "Playbook", "Records", "ServiceEndpoint", "SecretStore", "StateStore",
-           "TUTORIAL_INPUT", "check_plan_matches", "default_max_model_len", "describe_embedding_answer",
+           "TUTORIAL_INPUT", "api_key_source", "check_plan_matches", "default_max_model_len",
+           "describe_embedding_answer", "measured_on",
            "headroom_note", "mask_secret", "open_target", "quick_mode", "show_event", "spec_from_dict",
            "spec_table", "spec_to_dict", "tidy"]

@@ -28,14 +28,15 @@ def plot_pca(points, topics: Sequence[str], ax=None, *, langs: Sequence[str] | N
     fig, ax, owns = figure_and_axes(ax, 8.0, 6.5)
     order = list(dict.fromkeys(topics))
     for index, topic in enumerate(order):
-        color = COLORS[index % len(COLORS)]
+        color, named = COLORS[index % len(COLORS)], False
         for lang in (sorted(set(langs)) if langs is not None else [None]):
             mask = np.array([t == topic and (lang is None or g == lang)
                              for t, g in zip(topics, langs if langs is not None else topics)])
             if not mask.any():
                 continue
             ax.scatter(xy[mask, 0], xy[mask, 1], s=60, color=color, marker=LANG_MARKERS.get(lang, "o"),
-                       edgecolor="white", linewidth=0.8, label=topic if lang in (None, "en") else None)
+                       edgecolor="white", linewidth=0.8, label=None if named else topic)  # each topic named once
+            named = True
     if labels is not None:
         for (x, y), text in zip(xy, safe_labels(labels)):
             ax.annotate(text, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7, color="#333333")
@@ -97,7 +98,7 @@ def plot_projections(points: dict, topics: Sequence[str], langs: Sequence[str] |
         raise InvalidSpecError("plot_projections needs at least one {name: points}", field="points", value=0)
     cols = max(1, min(int(columns), len(points)))
     rows = -(-len(points) // cols)
-    fig = new_figure(5.2 * cols, 4.6 * rows)
+    fig = new_figure(5.2 * cols + 1.4, 4.6 * rows)
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for index, ax in enumerate(axes):
         if index >= len(points):
@@ -107,9 +108,11 @@ def plot_projections(points: dict, topics: Sequence[str], langs: Sequence[str] |
         plot_pca(xy, topics, ax=ax, langs=langs, title=name)
         ax.set_xlabel(f"{method} 1")
         ax.set_ylabel(f"{method} 2")
-        if index:
-            legend = ax.get_legend()
-            if legend is not None:
-                legend.remove()
+    legend = axes[0].get_legend()
+    handles, names = legend.legend_handles, [t.get_text() for t in legend.get_texts()]
+    for ax in axes[:len(points)]:  # one key for every panel, beside them: it covers no point of any panel
+        ax.get_legend().remove()
+    fig.legend(handles, names, loc="outside right upper", fontsize=9, frameon=False,
+               title="topic / language", title_fontsize=9)
     fig.suptitle(title or f"Documents in each model's embedding space ({method})", fontsize=13)
     return done(fig, None, True)

@@ -163,29 +163,69 @@ def plot_metric_intervals(table, metric: str = "ndcg@10", ax=None, *, title: str
     return done(fig, ax, owns)
 
 
-def plot_quality_vs_cost(costs, metric: str = "ndcg@10", ax=None, *, title: str = "Quality against cost"):
-    """Quality (y, with its interval) against cost per million tokens (x, log scale) from
-    ``scorecard.cost_table``; systems without a cost are listed in the corner instead of plotted."""
-    fig, ax, owns = figure_and_axes(ax, 8.0, 5.5)
-    priced = costs[np.isfinite(costs["cost per 1M tokens"].astype(float))]
+def _cost_text(row) -> str:
+    cost = float(row["cost per 1M tokens"])
+    if not np.isfinite(cost):
+        return "no model to serve (word overlap)" if row.get("kind") == "lexical" else "no throughput measured"
+    currency = row.get("currency") if isinstance(row.get("currency"), str) else ""
+    return f"{cost:.3g} {currency} per 1M tokens on {row['node type']}".replace("  ", " ")
+
+
+def _quality_with_costs(ax, costs, metric: str) -> None:
+    """Too few distinct costs for an axis: quality by system (with its interval), each system's cost under its
+    name."""
+    data = costs.sort_values(metric)
+    y = np.arange(len(data))
+    low = (data[metric] - data["low"]).to_numpy(dtype=float)
+    high = (data["high"] - data[metric]).to_numpy(dtype=float)
+    ax.errorbar(data[metric], y, xerr=[np.nan_to_num(low), np.nan_to_num(high)], fmt="o", color=COLORS[0],
+                ecolor="grey", capsize=4, ms=7)
+    ax.set_yticks(y, [f"{system}\n{_cost_text(row)}" for system, row in data.iterrows()], fontsize=8)
+    ax.set_xlim(0, 1.0)
+    ax.set_xlabel(f"{metric} (95% bootstrap interval over queries)")
+    ax.grid(axis="x", alpha=0.25)
+
+
+def _quality_against_cost(ax, priced, metric: str) -> None:
     for index, (system, row) in enumerate(priced.iterrows()):
         color = COLORS[index % len(COLORS)]
         err = [[row[metric] - row["low"]], [row["high"] - row[metric]]] if np.isfinite(row["low"]) else None
         ax.errorbar(row["cost per 1M tokens"], row[metric], yerr=err, fmt="o", color=color, capsize=4, ms=8)
         ax.annotate(f"{system}\n{row['node type']}", (row["cost per 1M tokens"], row[metric]),
                     xytext=(8, 4 - 26 * (index % 3)), textcoords="offset points", fontsize=8)
-    unpriced = [s for s in costs.index if s not in priced.index]
-    if unpriced:
-        ax.text(0.01, 0.02, "no throughput given: " + ", ".join(unpriced), transform=ax.transAxes, fontsize=7,
-                color="grey")
-    if len(priced) and (priced["cost per 1M tokens"] > 0).all():
+    values = priced["cost per 1M tokens"].astype(float)
+    if values.min() > 0 and values.max() / values.min() >= 10:  # a log axis only when it spans a decade or more
         ax.set_xscale("log")
-    elif len(priced):
-        ax.set_xlim(left=0)
+    else:
+        ax.set_xlim(0, values.max() * 1.35)
     currency = next((c for c in priced.get("currency", []) if c), "")
     ax.set_xlabel(f"cost per million tokens ({currency}; prices: list price, verify)")
     ax.set_ylabel(metric)
     ax.set_ylim(0, 1.05)
-    ax.set_title(title)
     ax.grid(alpha=0.25)
+
+
+def plot_quality_vs_cost(costs, metric: str = "ndcg@10", ax=None, *, title: str = "Quality against cost",
+                         hardware: str | None = None):
+    """Quality (y, with its interval) against cost per million tokens (x) from ``scorecard.cost_table``, for the
+    systems with a cost (the others listed in the corner). With fewer than two distinct costs (locally: one model
+    on this machine's CPU) there is nothing to trade off, and the figure says so: quality by system, each with its
+    cost under its name. ``hardware``: where the throughput was measured (``playbook.measured_on(pb)``)."""
+    priced = costs[np.isfinite(costs["cost per 1M tokens"].astype(float))]
+    distinct = np.unique(priced["cost per 1M tokens"].astype(float).round(12))
+    single = len(distinct) < 2
+    fig, ax, owns = figure_and_axes(ax, 8.5, 1.6 + 0.6 * len(costs) if single else 5.5)
+    if single:
+        _quality_with_costs(ax, costs, metric)
+        what = ("one measured cost (illustrative price), so quality decides" if len(distinct) == 1
+                else "no cost measured")
+        heading = f"{title}: {what}"
+    else:
+        _quality_against_cost(ax, priced, metric)
+        unpriced = [s for s in costs.index if s not in priced.index]
+        if unpriced:
+            ax.text(0.01, 0.02, "no throughput given: " + ", ".join(unpriced), transform=ax.transAxes, fontsize=7,
+                    color="grey")
+        heading = title
+    ax.set_title(heading + (f"\nthroughput measured on {hardware}" if hardware else ""), fontsize=10)
     return done(fig, ax, owns)

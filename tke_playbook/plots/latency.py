@@ -14,6 +14,7 @@ from ..errors import InvalidSpecError
 from ._style import COLORS, done, figure_and_axes, finish, new_figure
 
 PERCENTILES = ((50, "#2ca02c"), (90, "#ff7f0e"), (99, "#d62728"))
+MARK_STYLES = ("-", "--", ":")  # p50, p90, p99 on a per-level histogram: dark lines, whatever the level's colour
 
 
 def _require(frame, columns: set[str], what: str) -> None:
@@ -37,24 +38,91 @@ def _empty(ax, message: str = "no successful requests") -> None:
     ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", color="grey")
 
 
-def plot_latency_histogram(records, ax=None, *, bins: int = 40, title: str = "Request latency"):
-    """Histogram of successful requests' latency (ms) with p50, p90 and p99 marked; errors counted in the title."""
-    ok = _ok_latencies_ms(records)
-    fig, ax, owns = figure_and_axes(ax, 8.0, 4.5)
+def _histogram_groups(records: pd.DataFrame, summary) -> list[str]:
+    """The columns that split records into the summary's rows: the level (concurrency, else rate), and the input
+    length, stream or inputs per request where the summary has several rows per level."""
+    level = _group_column(records, "auto")
+    if level is None:
+        return []
+    keys = [level]
+    if summary is not None:
+        _require(summary, {level, "p50_ms", "p90_ms", "p99_ms"}, "summary")
+        keys += [c for c in ("input_tokens", "stream", "inputs") if c in summary.columns and c in records.columns
+                 and len(summary) and summary.groupby(level)[c].nunique().max() > 1]
+    return keys
+
+
+def _marks(values: np.ndarray, key: tuple, keys: list[str], summary) -> list[tuple[int, float]]:
+    """``(percentile, ms)`` for p50/p90/p99: the summary's row for ``key`` (the table the notebook shows), else
+    computed as loadgen's summary computes them (``numpy.percentile``, linear)."""
+    if summary is None:
+        return [(pct, float(np.percentile(values, pct))) for pct, _ in PERCENTILES]
+    rows = summary
+    for column, value in zip(keys, key):
+        rows = rows[rows[column] == value]
+    if len(rows) != 1:
+        where = ", ".join(f"{c} = {v:g}" if isinstance(v, (int, float)) else f"{c} = {v}" for c, v in zip(keys, key))
+        raise InvalidSpecError(f"the summary has {len(rows)} rows for {where}: pass the summary of these records "
+                               "(load.summary)", field="summary", value=where)
+    return [(pct, float(rows.iloc[0][f"p{pct}_ms"])) for pct, _ in PERCENTILES]
+
+
+def _level_label(keys: list[str], key: tuple) -> str:
+    names = {"concurrency": "{:g} in flight", "rate": "{:g} req/s offered", "input_tokens": "{:g} input tokens",
+             "inputs": "{:g} inputs per request", "stream": "{} stream"}
+    return ", ".join(names[c].format(v) for c, v in zip(keys, key)) if keys else "all requests"
+
+
+def _histogram_panel(ax, records: pd.DataFrame, key: tuple, keys: list[str], summary, edges, color) -> None:
+    ok = records[records["ok"].astype(bool)]
+    values = ok["latency_s"].to_numpy(dtype=float) * 1000.0
     errors = len(records) - len(ok)
-    if len(ok):
-        values = ok["latency_ms"].to_numpy()
-        ax.hist(values, bins=bins, color="#3b6fb6", alpha=0.8)
-        for pct, color in PERCENTILES:
-            value = float(np.percentile(values, pct))
-            ax.axvline(value, color=color, linestyle="--", linewidth=1.4, label=f"p{pct} = {value:.1f} ms")
+    if len(values):
+        ax.hist(values, bins=edges, color=color, alpha=0.85)
+        for (pct, value), style in zip(_marks(values, key, keys, summary), MARK_STYLES):
+            ax.axvline(value, color="#222222", linestyle=style, linewidth=1.5, label=f"p{pct} = {value:.1f} ms")
         _outside_legend(ax)  # beside the axes: never over the p50/p90/p99 lines
     else:
         _empty(ax)
-    ax.set_xlabel("latency (ms)")
     ax.set_ylabel("requests")
-    ax.set_title(f"{title} ({len(ok)} ok" + (f", {errors} failed)" if errors else ")"))
-    return done(fig, ax, owns)
+    ax.set_title(f"{_level_label(keys, key)} ({len(values)} ok" + (f", {errors} failed)" if errors else ")"),
+                 fontsize=10, loc="left")
+
+
+def plot_latency_histogram(records, ax=None, *, summary=None, bins: int = 30, title: str = "Request latency",
+                           hardware: str | None = None):
+    """One histogram of successful requests' latency (ms) per load level (concurrency, else rate), stacked on one
+    shared latency axis, each with its own p50, p90 and p99 marked; failed requests counted per level.
+
+    ``summary`` (loadgen's, e.g. ``load.summary``): the marks are its ``p50_ms``/``p90_ms``/``p99_ms`` - the very
+    numbers of the table beside the plot (without it they are computed the same way). ``hardware`` (what served
+    the requests, e.g. ``playbook.measured_on(pb)``) goes under the title. ``ax`` works for records of one level."""
+    _require(records, {"latency_s", "ok"}, "records")
+    keys = _histogram_groups(records, summary)
+    groups = [((), records)] if not keys else [
+        (k if isinstance(k, tuple) else (k,), g) for k, g in records.groupby(keys if len(keys) > 1 else keys[0],
+                                                                            sort=True)]
+    if ax is not None and len(groups) > 1:
+        raise InvalidSpecError(f"{len(groups)} load levels need one panel each: leave ax empty, or pass the records "
+                               "of one level", field="ax", value=len(groups))
+    ok_ms = records.loc[records["ok"].astype(bool), "latency_s"].to_numpy(dtype=float) * 1000.0
+    low, high = (float(ok_ms.min()), float(ok_ms.max())) if len(ok_ms) else (0.0, 1.0)
+    edges = np.linspace(low, high if high > low else low + 1.0, bins + 1)  # one bin width for every level
+    if ax is None:
+        fig = new_figure(8.5, 0.8 + 2.1 * len(groups))
+        axes = list(np.atleast_1d(fig.subplots(len(groups), 1, sharex=True, squeeze=False)).ravel())
+        owns = True
+    else:
+        fig, axes, owns = ax.figure, [ax], False
+    for index, ((key, group), panel) in enumerate(zip(groups, axes)):
+        _histogram_panel(panel, group, key, keys, summary, edges, COLORS[index % len(COLORS)])
+    axes[-1].set_xlabel("latency (ms)")
+    heading = title + (f"\nmeasured on {hardware}" if hardware else "")
+    if owns:
+        fig.suptitle(heading, fontsize=11)
+    elif hardware:
+        ax.set_title(heading, fontsize=9, loc="right")
+    return done(fig, axes[0], owns)
 
 
 def _group_column(records, by: str | None) -> str | None:

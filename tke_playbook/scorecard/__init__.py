@@ -10,27 +10,30 @@ served-vector parity against a sentence-transformers reference; and quality join
 from .bm25 import BM25Retriever, bm25_tokens
 from .cache import CachedEmbedder, EmbeddingCache, default_cache_dir, revision_of
 from .cluster import deployed_embedders, service_name
-from .cost import (Throughput, cost_per_million_tokens, cost_table, price_table, scorecard_throughputs,
-                   throughput_from_summary)
+from .cost import (LOCAL_PRICE_NODE, Throughput, cost_per_million_tokens, cost_summary, cost_table, price_table,
+                   scorecard_throughputs, throughput_from_summary)
 from .fusion import reciprocal_rank_fusion
 from .parity import Cause, ParityReport, ReferenceEncoder, check_parity, probe_set, wrong_pooling_demo
 from .reference_job import (PrecomputedReference, ReferenceJobSpec, build_reference_configmap, build_reference_job,
                             parse_reference_log, reference_texts, run_reference_job)
 from .registry import Hybrid, Kind, build_systems, local_endpoints, local_systems, stop_local, target_systems
+from .report import DatasetCard, dataset_card, results_table
 from .run import ScorecardResult, run_scorecard
 from .search import MtebEncoder, RecordingSearch
-from .stats import PairedMethod, PairedTest, bootstrap_ci, disagreements, intervals, paired_test, per_query_scores
+from .stats import (PairedMethod, PairedTest, PairwiseTests, bootstrap_ci, disagreements, holm_adjust, intervals,
+                    paired_test, pairwise_tests, per_query_scores)
 from .task import (SUGGESTED_TASKS, TkeBilingualRetrieval, bilingual_task, choose_task, evaluate_search, named_task,
                    subsample)
 from .visuals import default_node_type, projections, reference_for
 
 __all__ = ["BM25Retriever", "bm25_tokens", "CachedEmbedder", "EmbeddingCache", "default_cache_dir", "revision_of",
            "deployed_embedders", "service_name", "Throughput",
-           "cost_per_million_tokens", "cost_table", "price_table", "scorecard_throughputs",
+           "cost_per_million_tokens", "cost_table", "cost_summary", "LOCAL_PRICE_NODE", "price_table", "scorecard_throughputs",
            "throughput_from_summary", "reciprocal_rank_fusion", "Cause", "ParityReport", "ReferenceEncoder",
            "check_parity", "probe_set", "wrong_pooling_demo", "choose_task", "PrecomputedReference", "ReferenceJobSpec", "build_reference_configmap",
            "build_reference_job", "parse_reference_log", "reference_texts", "run_reference_job", "Hybrid", "Kind",
            "build_systems", "local_systems", "target_systems", "local_endpoints", "stop_local", "ScorecardResult", "run_scorecard", "PairedMethod",
-           "PairedTest", "bootstrap_ci", "disagreements", "intervals", "paired_test", "per_query_scores",
+           "PairedTest", "PairwiseTests", "bootstrap_ci", "disagreements", "holm_adjust", "intervals", "paired_test",
+           "pairwise_tests", "per_query_scores", "DatasetCard", "dataset_card", "results_table",
            "SUGGESTED_TASKS", "MtebEncoder", "RecordingSearch", "TkeBilingualRetrieval", "bilingual_task", "evaluate_search",
            "named_task", "subsample", "projections", "reference_for", "default_node_type"]

@@ -31,8 +31,18 @@ def default_cache_dir() -> Path:
     return state_dir() / "embeddings"
 
 
-def _safe(part: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(part)).strip("_")[:80] or "_"
+SLUG_CHARS = 60  # readable part of a cache folder or file name; a hash of the whole name follows
+
+
+def safe_slug(part) -> str:
+    """A folder or file name for any model, revision or dataset name, however hostile (``..``, ``/``, NUL, 10 kB):
+    letters, digits, ``.``, ``_`` and ``-`` only, never starting with a dot (so never ``.`` or ``..``), a readable
+    part of at most ``SLUG_CHARS`` characters, then a hash of the whole name - two names that clean up alike
+    (``a/b`` and ``a_b``) or share a long prefix never share a file."""
+    text = str(part)
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:SLUG_CHARS] or "_"
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{readable}-{digest}"
 
 
 def text_key(kind: str, text: str, task: str | None = None) -> str:
@@ -59,7 +69,11 @@ class EmbeddingCache:
     """Vectors of one (model, revision, dataset) on disk: ``get(keys)`` / ``put(keys, vectors)``."""
 
     def __init__(self, folder: str | os.PathLike, model: str, revision: str, dataset: str):
-        self.path = Path(folder) / _safe(model) / _safe(revision) / f"{_safe(dataset)}.npz"
+        root = Path(folder)
+        self.path = root / safe_slug(model) / safe_slug(revision) / f"{safe_slug(dataset)}.npz"
+        if not self.path.resolve().is_relative_to(root.resolve()):  # cannot happen with safe slugs; never write outside
+            raise InvalidSpecError(f"the cache file for {model!r} would lie outside {root}: use another model name",
+                                   field="model", value=model)
         self._rows: dict[str, np.ndarray] | None = None
 
     def _load(self) -> dict[str, np.ndarray]:

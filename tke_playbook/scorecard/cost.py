@@ -8,6 +8,7 @@ from :mod:`tke_playbook.specs.hardware`. :func:`price_table` gives the table as 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from ..specs.hardware import get_node_type
 from ..specs.prices import load_prices
 
 VERIFY = "list price, verify"
+LOCAL_PRICE_NODE = "SA5.LARGE8"  # a 4-vCPU CPU node: what the local server's CPU throughput is priced as
 
 
 def _gpus(node_type: str) -> int:
@@ -101,7 +103,8 @@ def cost_table(quality: pd.DataFrame, throughputs: Sequence[Throughput] | Mappin
                                    "table (scorecard.price_table(), or a prices file in $TKE_PLAYBOOK_NODE_PRICES)",
                                    field="prices", value=t.node_type)
         cost = cost_per_million_tokens(t, float(price["hourly_price"]), int(price["gpus"])) if t else float("nan")
-        rows.append({"system": system, metric: row[metric], "low": row.get(f"{metric} low"),
+        rows.append({"system": system, **({"kind": row["kind"]} if "kind" in row else {}),
+                     metric: row[metric], "low": row.get(f"{metric} low"),
                      "high": row.get(f"{metric} high"),
                      "tokens/s per accelerator": t.tokens_per_s_per_accelerator if t else float("nan"),
                      "node type": price["node_type"] if t else None,
@@ -111,14 +114,43 @@ def cost_table(quality: pd.DataFrame, throughputs: Sequence[Throughput] | Mappin
     return pd.DataFrame(rows).set_index("system")
 
 
-def scorecard_throughputs(result, node_type: str = "SA5.LARGE8") -> list[Throughput]:
+def scorecard_throughputs(result, node_type: str = LOCAL_PRICE_NODE, measured_on: str = "") -> list[Throughput]:
     """Single-stream throughput of each dense system, from the tokens its endpoint reported during a cold
-    scorecard run (only endpoints that report usage; a rough figure - prefer 06's load test)."""
-    out = []
+    scorecard run (only endpoints that report usage; a rough figure - prefer 06's load test). ``measured_on``
+    (e.g. ``playbook.measured_on(pb)``) is added to each throughput's source."""
+    out, source = [], "scorecard cold run, one stream" + (f", {measured_on}" if measured_on else "")
     for system, calls in result.embed_calls.items():
         counted = [c for c in calls if c.get("tokens")]
         seconds = sum(c["seconds"] for c in counted)
         if counted and seconds > 0:
             out.append(Throughput(system, sum(c["tokens"] for c in counted) / seconds, node_type,
-                                  source="scorecard cold run, one stream"))
+                                  source=source))
     return out
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _or_dash(value, fmt: str = "{}") -> str:
+    return "–" if _missing(value) else fmt.format(value)
+
+
+def cost_summary(costs: pd.DataFrame, metric: str = "ndcg@10") -> pd.DataFrame:
+    """:func:`cost_table` for reading: quality, throughput, the node type priced and the cost per million tokens
+    as text ("–" where no throughput was measured), and whether the price is the illustrative default."""
+    missing = {metric, "tokens/s per accelerator", "node type", "cost per 1M tokens"} - set(costs.columns)
+    if missing:
+        raise InvalidSpecError(f"cost_summary needs a cost_table(), which has {sorted(missing)}", field="costs",
+                               value=sorted(missing))
+    rows = {}
+    for system, r in costs.iterrows():
+        cost = _or_dash(r["cost per 1M tokens"], "{:.3g}")
+        source = r.get("price source")
+        rows[system] = {metric: _or_dash(r[metric], "{:.3f}"),
+                        "tokens/s": _or_dash(r["tokens/s per accelerator"], "{:,.0f}"),
+                        "priced as": _or_dash(r["node type"]),
+                        "cost per 1M tokens": cost if _missing(r.get("currency")) else f"{cost} {r['currency']}",
+                        "price": "–" if _missing(source) else
+                                 "illustrative, verify" if VERIFY in str(source) else str(source)}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("system")

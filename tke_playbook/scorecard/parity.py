@@ -134,7 +134,10 @@ class ParityReport:
         return float(min(self.per_probe["cosine"].min(), self.per_probe["query cosine"].min(skipna=True)))
 
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame([c.__dict__ for c in self.checks]).set_index("name")
+        """One row per check, for reading: the value to six decimals (no scientific notation)."""
+        frame = pd.DataFrame([c.__dict__ for c in self.checks]).set_index("name")
+        frame["value"] = [f"{float(v):.6f}" if isinstance(v, (int, float)) else str(v) for v in frame["value"]]
+        return frame
 
     def sentence(self) -> str:
         if self.passed:

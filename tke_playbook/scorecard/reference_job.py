@@ -10,6 +10,7 @@ reference. :func:`run_reference_job` is the thin I/O: apply, wait, read the log.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # the local path never loads the Kubernetes client
 DEFAULT_IMAGE = "ccr.ccs.tencentyun.com/tke-ai-playbook/vllm-openai:v0.10.1-20250801"  # the tutorial's image
 MARKER = "TKE-PARITY "
 COMPONENT = "parity-reference"
+CONFIGMAP_MAX_BYTES = 1 << 20  # the Kubernetes API: "data stored in a ConfigMap cannot exceed 1 MiB"
 SCRIPT = r'''
 import base64, json, os, sys
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -110,11 +112,19 @@ def reference_texts(model: str | ModelInfo, probes: Sequence[str] | None = None,
 
 
 def build_reference_configmap(spec: ReferenceJobSpec, probes: Sequence[str] | None = None) -> dict:
-    request = reference_texts(spec.model, probes)
+    """The request (texts, pooling) and the script for the Job. Refused when its data exceeds the 1 MiB the
+    Kubernetes API allows a ConfigMap."""
+    request = json.dumps(reference_texts(spec.model, probes), ensure_ascii=False)
+    size = len(request.encode("utf-8")) + len(SCRIPT.lstrip().encode("utf-8"))
+    if size > CONFIGMAP_MAX_BYTES:
+        raise InvalidSpecError(f"the reference request is {size / 2**20:.1f} MiB, above the "
+                               f"{CONFIGMAP_MAX_BYTES >> 20} MiB the Kubernetes API allows a ConfigMap: pass fewer or "
+                               "shorter probes",
+                               field="probes", value=size)
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": spec.name, "namespace": spec.namespace,
                          "labels": common_labels(COMPONENT, spec.name, spec.model)},
-            "data": {"request.json": json.dumps(request, ensure_ascii=False), "reference.py": SCRIPT.lstrip()}}
+            "data": {"request.json": request, "reference.py": SCRIPT.lstrip()}}
 
 
 def build_reference_job(spec: ReferenceJobSpec) -> dict:
@@ -159,16 +169,68 @@ class PrecomputedReference:
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12) if normalize else vectors
 
 
+VECTOR_KINDS = ("reference", *(p.value for p in Pooling))  # what the Job's script prints a vector for
+
+
+def _bad_line(number: int, line: str, why: str) -> InvalidSpecError:
+    return InvalidSpecError(f"line {number} of the reference Job's log is malformed ({why}): {line[:80]!r}. The log "
+                            "was cut or another script wrote it: rerun the Job with run_reference_job",
+                            field="log", value=number)
+
+
+def _log_item(number: int, line: str) -> dict:
+    try:
+        item = json.loads(line[len(MARKER):])
+    except ValueError as exc:  # JSONDecodeError, and recursion or number limits of the parser
+        raise _bad_line(number, line, f"not JSON: {getattr(exc, 'msg', exc)}") from None
+    except RecursionError:
+        raise _bad_line(number, line, "JSON nested too deep") from None
+    if not isinstance(item, dict):
+        raise _bad_line(number, line, f"a JSON {type(item).__name__}, not an object")
+    return item
+
+
+def _max_tokens(number: int, line: str, item: dict) -> int:
+    value = item.get("value")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _bad_line(number, line, f"max_tokens value {value!r} is not a whole number >= 1")
+    return value
+
+
+def _vector(number: int, line: str, item: dict) -> tuple[tuple[str, str], np.ndarray]:
+    kind, text, vector = item.get("kind"), item.get("text"), item.get("vector")
+    if kind not in VECTOR_KINDS:
+        raise _bad_line(number, line, f"kind {kind!r} is not one of {', '.join(VECTOR_KINDS)}, max_tokens")
+    if not isinstance(text, str) or not isinstance(vector, str):
+        raise _bad_line(number, line, "a vector line needs 'text' and 'vector' strings")
+    try:
+        raw = base64.b64decode(vector, validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad_line(number, line, "'vector' is not base64") from None
+    if not raw or len(raw) % 4:
+        raise _bad_line(number, line, f"'vector' holds {len(raw)} bytes, not whole float32 values")
+    values = np.frombuffer(raw, dtype="<f4")
+    if not np.isfinite(values).all():
+        raise _bad_line(number, line, "'vector' holds NaN or infinity")
+    return (kind, text), values
+
+
 def parse_reference_log(text: str, model: str | ModelInfo) -> PrecomputedReference:
+    """The reference vectors in a Job's log (its ``TKE-PARITY`` lines; other lines are ignored). A malformed
+    marker line raises one InvalidSpecError naming the line; a log without the final line, a PlaybookError."""
+    if not isinstance(text, str):
+        raise InvalidSpecError(f"the reference log must be text (the pod's log), not {type(text).__name__}",
+                               field="log", value=type(text).__name__)
     vectors, max_tokens = {}, None
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.startswith(MARKER):
             continue
-        item = json.loads(line[len(MARKER):])
+        item = _log_item(number, line)
         if item.get("kind") == "max_tokens":
-            max_tokens = int(item["value"])
+            max_tokens = _max_tokens(number, line, item)
         else:
-            vectors[(item["kind"], item["text"])] = np.frombuffer(base64.b64decode(item["vector"]), dtype="<f4")
+            key, values = _vector(number, line, item)
+            vectors[key] = values
     if max_tokens is None:
         raise PlaybookError("the reference Job's log has no result (it failed or is still running): read its log "
                             "with `kubectl logs job/<name>`", obj=text[-400:])

@@ -70,6 +70,12 @@ class ScorecardResult:
                              "significant": t.significant, "wins": t.wins_b, "losses": t.wins_a, "ties": t.ties})
         return pd.DataFrame(rows).set_index("system") if rows else pd.DataFrame()
 
+    def pairwise(self, metric: str = "ndcg@10", **options) -> stats.PairwiseTests:
+        """Every pair of systems tested on ``metric`` over the same queries, p-values Holm-adjusted over the
+        pairs: ``.table()`` and ``.verdict()`` (one sentence: who leads, and whether it is significant)."""
+        return stats.pairwise_tests({name: self.per_query[name][metric].to_numpy() for name in self.systems},
+                                    metric, **options)
+
     def disagreements(self, a: str, b: str, k: int = 3) -> pd.DataFrame:
         """Queries where one system has a relevant document in its top ``k`` and the other does not."""
         a, b = self._check(a), self._check(b)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import NotDeployedError
+from ..errors import InvalidSpecError, NotDeployedError
 from ..evaluate.similarity import project_2d
 from ..podworker.modelfolder import is_complete
 from ..specs.catalog import OFFLINE_MODEL
-from ..specs.target import offline_model_dir
+from ..specs.hardware import get_node_type
+from ..specs.target import Target, offline_model_dir
+from .cost import LOCAL_PRICE_NODE
 from .parity import ReferenceEncoder
 from .reference_job import ReferenceJobSpec, run_reference_job
 
@@ -36,7 +38,28 @@ def reference_for(pb, model: str = "", **job_options):
     return ReferenceEncoder(folder, spec.model if spec is not None else OFFLINE_MODEL)
 
 
-def default_node_type(pb) -> str:
-    """The node type to price a target's endpoints on: the tutorial's GPU node on a cluster, the smallest CPU
-    node (SA5.LARGE8, 4 vCPU) for the local server's CPU throughput."""
-    return "PNV5b.8XLARGE96" if getattr(pb, "kube", None) is not None else "SA5.LARGE8"
+def _is_local(pb) -> bool:
+    target = getattr(pb, "target", None)
+    return Target(target) is Target.LOCAL if target is not None else getattr(pb, "kube", None) is None
+
+
+def default_node_type(pb, requested: str = "") -> str:
+    """The node type to price a target's endpoints on: ``requested`` when given, else on a cluster the node type
+    chosen in 00 (``pb.node_type()``: where the endpoints were deployed). Locally the endpoint's throughput is
+    measured on this machine's CPU, so it is priced as a CPU node (``LOCAL_PRICE_NODE``); a GPU node type is
+    refused there - a GPU cost needs a GPU measurement, or 06's labelled projection."""
+    if requested and requested.strip():
+        node = get_node_type(requested.strip())
+        if _is_local(pb) and node.gpu_count:
+            raise InvalidSpecError(f"NODE_TYPE {node.name} has GPUs, but locally the throughput was measured on this "
+                                   f"machine's CPU: leave NODE_TYPE empty (priced as {LOCAL_PRICE_NODE}) or use a CPU "
+                                   "node type; GPU costs come from a cluster run (or 06's projection)",
+                                   field="node_type", value=node.name)
+        return node.name
+    if _is_local(pb):
+        return LOCAL_PRICE_NODE
+    chosen = pb.node_type()
+    if chosen is None:
+        raise InvalidSpecError("no node type is known for this cluster: choose one in 00_prerequisites or set "
+                               "NODE_TYPE", field="node_type", value=None)
+    return chosen.name
