@@ -22,7 +22,7 @@ from .endpoint import TUTORIAL_INPUT, ServiceEndpoint, describe_embedding_answer
 from .events import Event, EventSink, show_event
 from .facade import PLAYBOOKS, ClusterPlaybook, LocalPlaybook, Playbook
 from .local import LocalBackend
-from .report import Level, Note, headroom_note, spec_table, tidy
+from .report import Level, Note, headroom_note, nothing_note, spec_table, tidy
 from .scaleout import autoscaler_checks
 from .state import SecretStore, StateStore, mask_secret
 
@@ -41,5 +41,5 @@ def open_target(target: str | None = None, *, context: str | None = None,
 __all__ = ["Backend", "autoscaler_checks", "ClusterPlaybook", "Event", "EventSink", "Level", "LocalBackend", "LocalPlaybook", "Note",
            "PLAYBOOKS", "PlanMemory", "Playbook", "Records", "ServiceEndpoint", "SecretStore", "StateStore",
            "TUTORIAL_INPUT", "check_plan_matches", "default_max_model_len", "describe_embedding_answer",
-           "headroom_note", "mask_secret", "open_target", "quick_mode", "show_event", "spec_from_dict",
+           "headroom_note", "mask_secret", "nothing_note", "open_target", "quick_mode", "show_event", "spec_from_dict",
            "spec_table", "spec_to_dict", "tidy"]

@@ -37,6 +37,10 @@ def reference_for(pb, model: str = "", **job_options):
 
 
 def default_node_type(pb) -> str:
-    """The node type to price a target's endpoints on: the tutorial's GPU node on a cluster, the smallest CPU
-    node (SA5.LARGE8, 4 vCPU) for the local server's CPU throughput."""
-    return "PNV5b.8XLARGE96" if getattr(pb, "kube", None) is not None else "SA5.LARGE8"
+    """The node type to price a target's endpoints on: on a cluster the GPU node type chosen in 00
+    (``pb.node_type()``, the tutorial's PNV5b.8XLARGE96 when none was chosen); locally the smallest CPU node
+    (SA5.LARGE8, 4 vCPU), because the local server's throughput was measured on a CPU."""
+    if getattr(pb, "kube", None) is None:
+        return "SA5.LARGE8"
+    chosen = pb.node_type()
+    return chosen.name if chosen is not None else "PNV5b.8XLARGE96"
