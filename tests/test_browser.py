@@ -279,7 +279,8 @@ class Notebook:
     def choose_starting(self, cell_text: str, label: str, prefix: str) -> str:
         """Choose the option whose label starts with ``prefix`` (a model id, whatever the label adds to it)."""
         select = self._labelled(cell_text, label, "select")
-        option = next(o for o in select.locator("option").all_inner_texts() if o.startswith(prefix))
+        options = [o.replace("\xa0", " ") for o in select.locator("option").all_inner_texts()]  # widgets use nbsp
+        option = next(o for o in options if o.startswith(prefix))
         self.choose(cell_text, label, option)
         return option
 
