@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -69,7 +69,10 @@ pb.preflight(MODEL).to_frame()
 pb.nodes_table()
 
 # %% [markdown]
-# Pick the GPU node type the model will be served on; the fit checks of the next notebooks use it.
+# Pick the GPU node type the model will be served on. The choice is recorded for every later notebook: the fit
+# checks of 02 and 03, the serving spec's GPU and node affinity (03 pins vLLM to this instance type and refuses a
+# layout it cannot hold), and the node type 05 and 06 price and plan on for a cluster. Locally, nothing runs on it:
+# the CPU server plays vLLM, and the GPU figures are what a cluster deployment would get.
 
 # %%
 node_picker = NodeTypePicker(pb.node_types(), default=NODE_TYPE)

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -44,15 +44,16 @@ pb
 # %% [markdown]
 # Choose the PVC (an existing one, or type a new name: `ai-model` matches the download script's default). For the
 # playbook to create the CFS StorageClass as well, give the GPU node's VPC, a subnet of it and its zone (TKE
-# console: the node's details); left empty, StorageClass `cfs` must already exist (created in the console, as the
-# tutorial does).
+# console: the node's details) - all three, the zone too; left empty, StorageClass `cfs` must already exist (created
+# in the console, as the tutorial does). A red line under the form says what to change; the cells below refuse a
+# form that was refused.
 
 # %%
 storage_form = StorageForm(pb.storage_defaults(PVC_NAME, VPC_ID, SUBNET_ID, ZONE), pb.pvcs())
 storage_form
 
 # %% tags=["nbval-check-output"]
-storage_spec = storage_form.spec()
+storage_spec = pb.read_form(storage_form)
 spec_table(storage_spec)
 
 # %% [markdown]

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -45,15 +45,17 @@ pb = open_target(TARGET)
 pb
 
 # %% [markdown]
-# Pick the model (the verdict says whether it fits the GPU node type chosen in 00), the hub, and how many shards
-# (`completions`) and pods at once (`parallelism`).
+# Pick the model (the verdict says whether it fits the GPU node type chosen in 00; a model this machine cannot
+# fetch says "needs a hub"), the hub, and how many shards (`completions`, 1 to 64) and pods at once (`parallelism`,
+# at most `completions`). A value out of range is refused in one red line, never changed behind your back.
 
 # %%
-form = DownloadForm(pb.download_defaults(MODEL, SOURCE, COMPLETIONS, PARALLELISM), pb.node_type())
+form = DownloadForm(pb.download_defaults(MODEL, SOURCE, COMPLETIONS, PARALLELISM), pb.node_type(),
+                    pb.unavailable_models("download"), pb.source_note())
 form
 
 # %% tags=["nbval-check-output"]
-download_spec = form.spec()
+download_spec = pb.read_form(form)
 spec_table(download_spec)
 
 # %% [markdown]
@@ -65,7 +67,8 @@ plan.to_frame()
 
 # %% [markdown]
 # Ours beside the tutorial's split of the same files (its script cuts the sorted weight files by count and leaves
-# the rest to index 0): the dashed line is an even share.
+# the rest to index 0): the dashed line is an even share. Ours never gives a pod less than one file or 8 MiB, so a
+# small model gets fewer pods than `completions` asks for: the extra pods would only start, find nothing, and stop.
 
 # %%
 plot_bytes_per_pod(plan, tutorial=pb.tutorial_plan(download_spec, plan))

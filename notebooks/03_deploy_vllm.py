@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -42,18 +42,20 @@ pb
 
 # %% [markdown]
 # The chart's main values. The verdict says whether the model, at this `max_model_len`, memory share and `tpSize`,
-# fits the GPU node type chosen in 00 (the tutorial's FAQ: *CUDA out of memory* means it does not). A new model
-# starts from its own `max_model_len` (2048, or less when the model allows less).
+# fits the GPU node type chosen in 00 (the tutorial's FAQ: *CUDA out of memory* means it does not). Each pod gets
+# `tpSize × ppSize ÷ nodes` GPUs, pinned to that node type: a layout or model the node cannot hold is refused in one
+# red line, and so is a number out of range (a port outside 1–65535, 0 replicas, a memory share outside (0, 1]). A
+# new model starts from its own `max_model_len` (2048, or less when the model allows less).
 
 # %%
-form = ServingForm(pb.serving_defaults(MODEL), pb.pvcs(), pb.node_type())
+form = ServingForm(pb.serving_defaults(MODEL), pb.pvcs(), pb.node_type(), pb.unavailable_models("serve"))
 form
 
 # %% [markdown]
 # The form read into a spec (the settings that differ most between deployments; the YAML below has all):
 
 # %% tags=["nbval-check-output"]
-serving_spec = form.spec()
+serving_spec = pb.read_form(form)
 spec_table(serving_spec, ["name", "model", "pvc_name", "max_model_len", "max_batch_size", "gpu_count",
                           "service_type", "service_port", "api_key_secret"])
 
@@ -71,7 +73,9 @@ print(pb.masked_api_key(serving_spec))
 print(pb.render_serving(serving_spec))
 
 # %% [markdown]
-# The same deployment as Helm values for the tutorial's chart (`helm install vllm-service . -f values.yaml`):
+# The same deployment as Helm values for the tutorial's chart (`helm install vllm-service . -f values.yaml`). The
+# chart cannot put the authenticating proxy in front of a public LoadBalancer, so for the tutorial's own settings the
+# values are those of a ClusterIP Service, and the comment on top says which form field gives the same here:
 
 # %% tags=["nbval-check-output"]
 print(pb.helm_values(serving_spec))

@@ -276,6 +276,14 @@ class Notebook:
         self._labelled(cell_text, label, "select").select_option(label=option)
         self.page.wait_for_timeout(300)
 
+    def choose_starting(self, cell_text: str, label: str, prefix: str) -> str:
+        """Choose the option whose label starts with ``prefix`` (a model id, whatever the label adds to it)."""
+        select = self._labelled(cell_text, label, "select")
+        options = [o.replace("\xa0", " ") for o in select.locator("option").all_inner_texts()]  # widgets use nbsp
+        option = next(o for o in options if o.startswith(prefix))
+        self.choose(cell_text, label, option)
+        return option
+
     def type(self, cell_text: str, label: str, value: str, kind: str = "input") -> None:
         field = self._labelled(cell_text, label, kind)
         field.fill(value)
@@ -437,7 +445,9 @@ def test_deploy_twice_then_again_after_cleanup_keeps_port_60000(lab, kept, open_
 # --- changed and invalid values: the next cells honour them or say what is wrong in one line ------------------------
 
 
-def test_00_node_type_change_reaches_the_fit_verdict_of_03(kept):
+def test_00_node_type_change_reaches_03s_verdict_spec_and_yaml(kept):
+    """Issue 20 item 5: the node type chosen in 00 reaches 03's fit verdict, its spec (GPU) and its YAML (node
+    affinity) - read from the state file, in 03's own kernel."""
     from tke_playbook.playbook.widgets import node_label
     from tke_playbook.specs.hardware import get_node_type
 
@@ -447,30 +457,43 @@ def test_00_node_type_change_reaches_the_fit_verdict_of_03(kept):
     assert "GN7.2XLARGE32" in prerequisites.run_cell("pb.choose_node_type(")
     shown = deploy.run_cell("form = ServingForm(")
     assert "T4" in shown, f"03's fit verdict does not follow the node type chosen in 00: {shown}"
+    deploy.run_cell("serving_spec = pb.read_form(form)")
+    assert "GN7.2XLARGE32" in deploy.run_cell("print(pb.render_serving(serving_spec))")  # the node affinity
     deploy.assert_clean()
     prerequisites.choose("NodeTypePicker(", "GPU node type", node_label(get_node_type("PNV5b.8XLARGE96")))
     assert "PNV5b.8XLARGE96" in prerequisites.run_cell("pb.choose_node_type(")
     assert "L20" in deploy.run_cell("form = ServingForm(")
+    deploy.run_cell("serving_spec = pb.read_form(form)")
 
 
 def test_03_changed_and_invalid_values(lab, kept):
-    from tke_playbook.playbook.widgets import ModelPicker
-
-    labels = {value: label for label, value in ModelPicker("BAAI/bge-m3").dropdown.options}
     nb = _kept(kept, "03_deploy_vllm.ipynb")
-    nb.choose("form = ServingForm(", "Model", labels["BAAI/bge-m3"])
-    shown = nb.run_cell("serving_spec = form.spec()")
-    assert "BAAI/bge-m3" in shown and re.search(r"max_model_len\s+2048", shown), shown  # follows the model
-    nb.choose("form = ServingForm(", "Model", labels["sentence-transformers/all-MiniLM-L6-v2"])
-    shown = nb.run_cell("serving_spec = form.spec()")
+    option = nb.choose_starting("form = ServingForm(", "Model", "BAAI/bge-m3")  # offline: not on this machine
+    assert option.endswith("needs a hub"), option
+    nb.run_cell("serving_spec = pb.read_form(form)")
+    nb.assert_one_red_block("needs a hub")
+    nb.choose_starting("form = ServingForm(", "Model", "sentence-transformers/all-MiniLM-L6-v2")
+    shown = nb.run_cell("serving_spec = pb.read_form(form)")
     assert re.search(r"max_model_len\s+256", shown), shown
+    nb.type("form = ServingForm(", "tpSize (tensor parallel)", "3")  # the node has one GPU
+    form = nb.output("form = ServingForm(")
+    assert "needs 3 GPUs" in form and "Valid." not in form, form
+    nb.run_cell("serving_spec = pb.read_form(form)")
+    nb.assert_one_red_block("needs 3 GPUs")
+    nb.type("form = ServingForm(", "tpSize (tensor parallel)", "1")
+    nb.type("form = ServingForm(", "Service port", "70000")  # refused, never clamped to 65535
+    assert "Service port 70000" in nb.output("form = ServingForm(") and "1–65535" in nb.output("form = ServingForm(")
+    nb.run_cell("serving_spec = pb.read_form(form)")
+    nb.assert_one_red_block("1–65535")
+    # the older spec the kernel still holds is refused too, never deployed quietly
+    assert "run its spec cell again" in nb.run_cell("endpoint = pb.deploy(serving_spec)")
+    nb.type("form = ServingForm(", "Service port", "60000")
     nb.type("form = ServingForm(", "PVC", "Other_PVC")  # not a Kubernetes name
     assert "not a valid Kubernetes name" in nb.output("form = ServingForm(")
-    nb.run_cell("serving_spec = form.spec()")
     nb.screenshot("invalid-pvc")
-    nb.assert_one_red_block("not a valid Kubernetes name")
+    assert "not a valid Kubernetes name" in nb.run_cell("serving_spec = pb.read_form(form)")
     nb.type("form = ServingForm(", "PVC", "other-pvc")  # valid, but no such PVC
-    nb.run_cell("serving_spec = form.spec()")
+    nb.run_cell("serving_spec = pb.read_form(form)")
     nb.run_cell("endpoint = pb.deploy(serving_spec)")
     nb.screenshot("missing-pvc")
     nb.assert_one_red_block("other-pvc")
@@ -478,24 +501,26 @@ def test_03_changed_and_invalid_values(lab, kept):
 
 
 def test_02_changed_and_invalid_values(kept):
-    from tke_playbook.playbook.widgets import ModelPicker
-
-    labels = {value: label for label, value in ModelPicker("BAAI/bge-m3").dropdown.options}
     nb = _kept(kept, "02_download_model.ipynb")
+    nb.type("form = DownloadForm(", "Completions (shards)", "1000")  # refused, never clamped to 64
+    assert "Completions 1000 must be a whole number from 1 to 64" in nb.output("form = DownloadForm(")
     nb.type("form = DownloadForm(", "Completions (shards)", "2")
     nb.type("form = DownloadForm(", "Parallelism (pods at once)", "2")
-    shown = nb.run_cell("download_spec = form.spec()")
+    shown = nb.run_cell("download_spec = pb.read_form(form)")
     assert re.search(r"completions\s+2", shown) and re.search(r"parallelism\s+2", shown), shown
     nb.run_cell("plan = pb.plan_download(")
     table = nb.run_cell("pb.download_job_table(")
     assert len(re.findall(r"^\s*\d+\s+download-", table, re.MULTILINE)) == 2, f"not 2 indexes:\n{table}"
     nb.type("form = DownloadForm(", "Parallelism (pods at once)", "5")  # invalid: above completions
-    assert "above completions" in nb.output("form = DownloadForm(")
-    nb.run_cell("download_spec = form.spec()")
-    nb.assert_one_red_block("parallelism 5 is above completions 2")
+    assert "above Completions" in nb.output("form = DownloadForm(")
+    nb.run_cell("download_spec = pb.read_form(form)")
+    nb.assert_one_red_block("Parallelism 5 is above Completions 2")
     nb.type("form = DownloadForm(", "Parallelism (pods at once)", "2")
-    nb.choose("form = DownloadForm(", "Model", labels["BAAI/bge-small-zh-v1.5"])
-    assert "bge-small-zh" in nb.run_cell("download_spec = form.spec()")
-    nb.run_cell("pb.start_download(download_spec, plan)")  # launched with the old plan: must not fetch MiniLM
+    assert nb.choose_starting("form = DownloadForm(", "Model", "BAAI/bge-small-zh-v1.5").endswith("needs a hub")
+    assert "needs a hub" in nb.run_cell("download_spec = pb.read_form(form)")
+    # the older spec and plan the kernel still holds: refused, so MiniLM is not fetched again behind the user's back
+    assert "run its spec cell again" in nb.run_cell("pb.start_download(download_spec, plan)")
+    nb.choose_starting("form = DownloadForm(", "Model", "sentence-transformers/all-MiniLM-L6-v2")
+    nb.run_cell("download_spec = pb.read_form(form)")  # valid again: its red block goes, the launch's stays
     nb.screenshot("changed-model")
-    nb.assert_one_red_block("run the plan cell again")
+    nb.assert_one_red_block("run its spec cell again")

@@ -147,7 +147,7 @@ def test_tensor_parallel_splits_weights():
 
 def test_node_type_is_accepted_and_limits_tensor_parallel():
     assert check_fit(E5, "PNV5b.8XLARGE96", 2048).fits
-    with pytest.raises(InvalidSpecError, match="needs 2 GPUs but the node has 1"):
+    with pytest.raises(InvalidSpecError, match="needs 2 GPUs but node type PNV5b.8XLARGE96 has 1"):
         check_fit(E5, get_node_type("PNV5b.8XLARGE96"), 2048, tensor_parallel=2)
 
 
@@ -170,7 +170,7 @@ def test_default_length_is_the_recommended_one():
                  id="length-above-limit"),
     pytest.param({"max_model_len": 0}, "positive whole number", id="length-zero"),
     pytest.param({"gpu_memory_utilization": 1.5}, r"fraction in \(0, 1\]", id="utilization-above-one"),
-    pytest.param({"tensor_parallel": 0}, "must be 1 or more", id="tp-zero"),
+    pytest.param({"tensor_parallel": 0}, "must be a whole number of at least 1", id="tp-zero"),
 ])
 def test_bad_fit_arguments(kwargs, message):
     with pytest.raises(InvalidSpecError, match=message):

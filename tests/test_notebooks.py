@@ -102,7 +102,12 @@ def test_all_notebooks_run_under_nbval_on_the_local_target(tmp_path):
     command = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
                "-o", "addopts=", "--nbval-cell-timeout=300", "-q", *[str(p) for p in _notebooks()]]
     started = time.monotonic()
-    done = subprocess.run(command, cwd=NOTEBOOKS, env=env, capture_output=True, text=True, timeout=BUDGET_S + 120)
+    try:
+        done = subprocess.run(command, cwd=NOTEBOOKS, env=env, capture_output=True, text=True, timeout=BUDGET_S + 120)
+    finally:  # a local server outlives its notebook's kernel; 99 stops it, unless a notebook before it failed
+        from tke_playbook.playbook.facade import LocalPlaybook
+
+        LocalPlaybook(root=tmp_path / "home").stop_servers()
     seconds = time.monotonic() - started
     report = done.stdout[-6000:] + done.stderr[-2000:]
     print(f"nbval: {len(_notebooks())} notebooks in {seconds:.0f} s\n{done.stdout[-600:]}")

@@ -107,7 +107,7 @@ BAD = [
                  "of 32768 tokens", id="length-above-model-limit"),
     pytest.param({"model": "BAAI/bge-m3", "max_model_len": 9000}, "limit of 8192", id="bge-length"),
     pytest.param({"max_model_len": 0}, "max_model_len 0 must be a whole number of at least 1", id="length-zero"),
-    pytest.param({"replicas": 0}, "replicas 0 must be a whole number of at least 1", id="replicas-zero"),
+    pytest.param({"replicas": 0}, "replicas 0 must be a whole number from 1 to 2,147,483,647", id="replicas-zero"),
     pytest.param({"max_batch_size": True}, "max_batch_size True must be a whole number", id="batch-bool"),
     pytest.param({"service_type": ServiceType.LOAD_BALANCER, "api_key_required": False},
                  "A public LoadBalancer without an API key", id="public-lb-without-key"),

@@ -8,7 +8,7 @@ import ipywidgets as w
 import pytest
 
 from tke_playbook.download import DownloadSpec
-from tke_playbook.errors import InvalidSpecError
+from tke_playbook.errors import FitError, InvalidSpecError
 from tke_playbook.playbook.widgets import (DownloadForm, ModelPicker, NodeTypePicker, PvcPicker, ServingForm, TextForm,
                                            text_px)
 from tke_playbook.specs.catalog import OFFLINE_MODEL, TUTORIAL_MODEL
@@ -68,7 +68,7 @@ def test_download_form_reads_changes_and_reports_bad_ones():
     spec = form.spec()
     assert spec.source.value == "huggingface" and spec.completions == 4 and spec.revision == "main"
     form.parallelism.value = 6
-    assert "parallelism 6 is above completions 4" in form.message.value
+    assert "Parallelism 6 is above Completions 4" in form.message.value
     with pytest.raises(InvalidSpecError):
         form.spec()
 
@@ -182,17 +182,26 @@ def test_static_copy_follows_changes_and_shows_problems_escaped():
     assert "&lt;b&gt;bold&lt;/b&gt;" in text._repr_mimebundle_()["text/html"]
     download = DownloadForm(DownloadSpec(model=OFFLINE_MODEL, source="huggingface", completions=2, parallelism=2))
     download.parallelism.value = 5
-    assert "above completions" in download._repr_mimebundle_()["text/html"]
+    assert "above Completions" in download._repr_mimebundle_()["text/html"]
 
 
-def test_serving_form_fit_verdict_follows_the_form():
+def test_serving_form_fit_verdict_follows_the_form_and_refuses_what_cannot_run():
+    """Issue 20 item 7: what cannot run on the chosen node is refused in one red line, never "Valid."."""
     form = ServingForm(seed_profile(), ["ai-model"], get_node_type("GN7.2XLARGE32"))  # one 16 GB T4
-    assert "Does not fit" in form.model.verdict_html.value and "Does not fit" in form._repr_mimebundle_()["text/html"]
+    message = html.unescape(form.message.value)
+    assert "Does not fit" in message and "Valid." not in message and form.model.verdict_html.value == ""
+    assert "Does not fit" in form._repr_mimebundle_()["text/html"]
+    with pytest.raises(FitError):
+        form.spec()
     form.model.dropdown.value = "BAAI/bge-m3"
-    assert form.model.verdict.fits and form.model.verdict_html.layout.display != "none"
+    assert form.model.verdict.fits and "fits on 1 × T4" in form.model.verdict_html.value
+    assert "Valid." in form.message.value and "Each pod gets 1 GPU on GN7.2XLARGE32" in form.message.value
     form.tp_size.value = 2  # the node has one GPU
-    assert "needs 2 GPUs" in form.model.verdict_html.value
-    assert form.spec().tp_size == 2  # the spec itself is still valid: the verdict is advice about this node
+    message = html.unescape(form.message.value)
+    assert "needs 2 GPUs" in message and "GN7.2XLARGE32 has 1" in message and "Valid." not in message
+    assert "tpSize" in message and "tp_size" not in message  # names the box the user sees
+    with pytest.raises(InvalidSpecError, match="needs 2 GPUs"):
+        form.spec()
 
 
 def test_serving_form_without_a_node_type_hides_the_verdict():
@@ -211,7 +220,7 @@ def test_storage_form_reads_vpc_subnet_and_zone_into_the_spec():
     assert (spec.vpc_id, spec.subnet_id, spec.zone) == ("vpc-2x6fvbq3", "subnet-0b3ydm5e", "ap-guangzhou-3")
     assert spec.creates_storage_class and "creates StorageClass &#x27;cfs&#x27;" in form.message.value
     form.subnet_id.value = ""
-    assert "subnet_id" in form.problem and form.problem in html.unescape(form.message.value)
+    assert "Subnet ID" in form.problem and form.problem in html.unescape(form.message.value)
     with pytest.raises(InvalidSpecError):
         form.spec()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tke_playbook.errors import (DownloadError, EmbeddingAPIError, IncompleteModelError, InvalidSpecError,
-                                 UnknownNameError)
+                                 NotDeployedError, UnknownNameError)
 from tke_playbook.playbook import SecretStore, StateStore
 from tke_playbook.playbook import local as local_module
 from tke_playbook.playbook import mask_secret, open_target, spec_from_dict, spec_to_dict
@@ -57,7 +57,8 @@ def test_secret_store_refuses_bad_keys(tmp_path, bad):
 
 def test_mask_secret_never_shows_the_whole_key():
     key = "3bXyZabcdefghijklmnopqrstuv1a1d"
-    assert key not in mask_secret(key) and mask_secret(key).startswith("3bXy")
+    assert not any(key[:n] in mask_secret(key) for n in range(2, len(key)))  # not even a prefix (issue 20)
+    assert "31 characters" in mask_secret(key)
     assert mask_secret(None) == "(none)"
 
 
@@ -185,7 +186,7 @@ def test_displays_of_the_playbook_and_endpoint_hold_no_key(pb):
     key = "3bXyZq7Lr2Kd9Wm4Vn8Tp1Hs6Jf5Gc0A"
     endpoint = local_module.ServiceEndpoint("http://127.0.0.1:60000", OFFLINE_MODEL, "local-process", key, "a <note>")
     html = endpoint._repr_html_()
-    assert key not in html and key not in repr(endpoint) and "3bXy…" in html and "a &lt;note&gt;" in html
+    assert key not in html and key not in repr(endpoint) and "3bX" not in html and "a &lt;note&gt;" in html
 
 
 # --- local target end to end: download through the mirror, deploy, restart, tear down -----------------------
@@ -219,10 +220,11 @@ def test_local_download_deploy_restart_teardown(pb, home):
         wrong.curl("hello")
 
     assert pb.diagnose().loc[0, "severity"] == "ok" and "Serving" in pb.deployment_logs(50)
-    pb.stop_server()  # what a new kernel sees: the kernel that started the server is gone, and the server with it
-    again = open_target("local").endpoint()
-    assert "started it again" in again.note and again.client().embed(["x"]).shape == (1, 384)
-    assert again.url == endpoint.url == f"http://127.0.0.1:{port}"
+    again = open_target("local").endpoint()  # another kernel (04) finds 03's server
+    assert again.url == endpoint.url == f"http://127.0.0.1:{port}" and again.client().embed(["x"]).shape == (1, 384)
+    pb.stop_server()  # stopped (or crashed): 04 says to run 03 and starts nothing behind the user's back
+    with pytest.raises(NotDeployedError, match="run 03_deploy_vllm again"):
+        open_target("local").endpoint()
 
     removed = pb.teardown(keep_pvc=False)
     assert "PVC folder" in set(removed["object"]) and pb.pvcs() == []

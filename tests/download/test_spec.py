@@ -47,7 +47,7 @@ def test_node_selector_dict_is_stored_as_pairs():
 @pytest.mark.parametrize("changes, words", [
     pytest.param({"pvc": "AI_Model"}, "PVC name 'AI_Model' is not a valid Kubernetes name", id="pvc-name-uppercase"),
     pytest.param({"parallelism": 4}, "parallelism 4 is above completions 3", id="parallelism-above-completions"),
-    pytest.param({"parallelism": 0}, "at least 1", id="parallelism-zero"),
+    pytest.param({"parallelism": 0}, "from 1 to 64", id="parallelism-zero"),
     pytest.param({"completions": True}, "whole number", id="completions-bool"),
     pytest.param({"node_selector": {"bad key!": "x"}}, "node selector key 'bad key!' is not valid", id="selector-bad-key"),
     pytest.param({"node_selector": {"zone": "a b"}}, "node selector value 'a b' for 'zone' is not valid", id="selector-bad-value"),

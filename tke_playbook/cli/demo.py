@@ -192,6 +192,7 @@ def run_demo(out_dir: Path = Path("build"), *, home: Path | None = None, only: l
     saved = dict(os.environ)
     if home is None and not os.environ.get("TKE_PLAYBOOK_HOME"):
         home = out_dir / "home"
+        stop_local_servers(home)  # a server outlives its notebook: one left by an earlier run must not keep the port
         shutil.rmtree(home, ignore_errors=True)
     if home is not None:
         os.environ["TKE_PLAYBOOK_HOME"] = str(Path(home).resolve())
@@ -200,8 +201,10 @@ def run_demo(out_dir: Path = Path("build"), *, home: Path | None = None, only: l
         os.environ.setdefault("TKE_PLAYBOOK_QUICK", "1")
     port_was_free = port_is_free(SERVICE_PORT)
     runs = []
+    paths = []
     try:
-        for path in notebook_paths(notebooks, only):
+        paths = notebook_paths(notebooks, only)
+        for path in paths:
             run = execute_notebook(path, out_dir, html=html,
                                    parameters=notebook_parameters(path, TARGET="local", QUICK=quick))
             if run.ok:
@@ -212,9 +215,20 @@ def run_demo(out_dir: Path = Path("build"), *, home: Path | None = None, only: l
             if not run.ok:
                 break
     finally:
+        if not all(run.ok for run in runs) or len(runs) < len(paths):
+            stop_local_servers(Path(os.environ.get("TKE_PLAYBOOK_HOME") or state_dir()))  # 99 did not run
         os.environ.clear()
         os.environ.update(saved)
     return runs
+
+
+def stop_local_servers(home: Path) -> None:
+    """Stop the local servers recorded under ``home`` (they outlive the kernels that started them; 99 stops them
+    in a full run)."""
+    if Path(home).is_dir():
+        from ..playbook.facade import LocalPlaybook  # late: the playbook loads pandas and widgets
+
+        LocalPlaybook(root=Path(home)).stop_servers()
 
 
 def port_is_free(port: int) -> bool:

@@ -23,6 +23,7 @@ from ..errors import InvalidSpecError, PlaybookError
 from ..manifests.profiles import get_profile, render_profile, with_overrides
 from ..specs.fit import check_fit
 from ..specs.hardware import gpu_rows, node_type_rows
+from ..specs.serving import layout_changes, node_gpu_name
 from ..specs.vllm_args import CONTAINER_PORT
 
 PLUGINS = ("tke_playbook.localserver.cli", "tke_playbook.cli.preflight", "tke_playbook.cli.download")
@@ -102,20 +103,21 @@ def _serving_changes(args, profile) -> dict:
         "vllm_version": args.vllm_version, "image": args.image, "service_type": args.service_type,
         "lb_subnet_id": args.lb_subnet_id, "service_port": args.port, "max_model_len": args.max_model_len,
         "max_batch_size": args.max_batch_size, "gpu_memory_utilization": args.gpu_memory_utilization,
-        "gpu": args.gpu, "gpu_count": args.gpus, "tp_size": args.tp, "pp_size": args.pp, "replicas": args.replicas,
-        "lws_group_size": args.nodes, "lb_source_ranges": tuple(args.lb_source_range or ()) or None,
+        "gpu": args.gpu, "replicas": args.replicas, "lb_source_ranges": tuple(args.lb_source_range or ()) or None,
         "proxy_image": args.proxy_image,
     }.items() if v is not None}
     if args.image and not args.vllm_version:
         serving["vllm_version"] = None  # derive it from the new image's tag
-    if (args.gpus is not None or args.nodes is not None) and args.tp is None and args.pp is None:
-        gpus = args.gpus if args.gpus is not None else profile.serving.gpu_count
-        nodes = args.nodes if args.nodes is not None else profile.serving.lws_group_size
-        serving["tp_size"] = gpus * nodes  # tensor parallel over every GPU of a replica
+    layout = {k: v for k, v in (("tp", args.tp), ("pp", args.pp), ("nodes", args.nodes), ("gpus", args.gpus))
+              if v is not None}
+    if layout:  # the one layout rule (the notebook form uses it too): GPUs per pod = tp × pp ÷ nodes
+        serving.update(layout_changes(profile.serving, **layout))
     if args.no_api_key:
         serving["api_key_required"] = False
     if args.instance_type:
         serving["node_instance_types"] = tuple(args.instance_type)
+        if args.gpu is None:  # the fit check follows the pinned node type's GPU when the catalog knows it
+            serving["gpu"] = node_gpu_name(args.instance_type, profile.serving.gpu)
     return serving
 
 

@@ -5,7 +5,10 @@
 
 The server runs ``python -m tke_playbook.localserver`` with its output in a log file; :func:`start_server`
 returns once ``/health`` answers, and raises :class:`~tke_playbook.errors.ServerError` with the log's tail if
-the process dies or never becomes healthy. The server exits by itself when the process that started it exits.
+the process dies or never becomes healthy. By default the server exits by itself when the process that started it
+exits; ``outlive_caller=True`` (the playbook's deployments) leaves it running until it is stopped, like a
+Deployment outlives the ``kubectl`` that applied it. Either way its exit status is collected at once, so a stopped
+server never lingers as a ``<defunct>`` child of the caller.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -134,13 +138,15 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
                  timeout: float = 180.0, max_batch: int = 64, max_wait_ms: float = 2.0, max_queue: int = 4096,
                  workers: int | None = None, threads: int | None = None,
                  log_path: str | os.PathLike | None = None, max_inputs_per_request: int | None = None,
-                 max_tokens_per_request: int | None = None, max_body_mb: float | None = None) -> LocalServer:
+                 max_tokens_per_request: int | None = None, max_body_mb: float | None = None,
+                 outlive_caller: bool = False) -> LocalServer:
     """Serve ``model_dir`` (default: the offline all-MiniLM-L6-v2) in a subprocess; return once it is healthy.
 
     ``port=0`` picks a free port. A folder other than the packaged offline model must carry the download's
     completion marker (IncompleteModelError before anything starts) unless ``require_marker`` is False.
     The API key reaches the server through its environment, never its command line. ``max_inputs_per_request``,
     ``max_tokens_per_request`` and ``max_body_mb`` bound one request (default: the server's).
+    ``outlive_caller``: keep serving after this process exits (stop it by its pid); otherwise it exits with it.
     """
     folder = resolve_model_dir(model_dir, require_marker=require_marker)
     check_settings(port=port, max_batch=max_batch, max_queue=max_queue, max_wait_ms=max_wait_ms, workers=workers,
@@ -153,7 +159,9 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
     command = [sys.executable, "-m", "tke_playbook.localserver", "--model", str(folder), "--host", host,
                "--port", str(port), "--served-model-name", name, "--allow-incomplete",
                "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--max-queue", str(max_queue),
-               "--port-file", str(port_file), "--parent-pid", str(os.getpid())]
+               "--port-file", str(port_file)]
+    if not outlive_caller:
+        command += ["--parent-pid", str(os.getpid())]
     if workers:
         command += ["--workers", str(workers)]
     if threads:
@@ -169,6 +177,8 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
     with open(log, "ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=env, start_new_session=True)
+    # collect its exit status the moment it ends (stopped by another process, or crashed): no <defunct> child
+    threading.Thread(target=process.wait, name=f"reap-localserver-{process.pid}", daemon=True).start()
     server = None
     deadline = time.monotonic() + timeout
     try:
@@ -182,7 +192,8 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
                                      model_dir=folder, served_model_name=name, log_path=log, api_key=api_key,
                                      _process=process)
             if server is not None and _health(server.url, 2.0):
-                _LIVE.add(server)
+                if not outlive_caller:
+                    _LIVE.add(server)
                 return server
             time.sleep(0.1)
         raise ServerError(f"The local server did not become healthy within {timeout:g} s and was stopped. "

@@ -236,22 +236,37 @@ def _security_note(serving: ServingSpec) -> str:
 HELM_KEY_ENV = "TKE_PLAYBOOK_VLLM_API_KEY"  # env the chart's pods read the key from (secretKeyRef)
 
 
-def _chart_cannot(serving: ServingSpec) -> str | None:
+def chart_limit(serving: ServingSpec) -> tuple[str, dict] | None:
+    """What the tutorial's chart cannot express of ``serving``: ``(why, changes)``, where ``changes`` (ServingSpec
+    fields) give the nearest deployment the chart can make ({} when there is none), or None when it can."""
     if serving.service_type is ServiceType.LOAD_BALANCER_INTERNAL:
-        return ("The vllm-inference-tke chart cannot make an internal LoadBalancer (it sets no Service annotations): "
-                "render the toolkit's manifests instead, or use --service-type ClusterIP")
+        return ("cannot make an internal LoadBalancer (it sets no Service annotations)",
+                {"service_type": ServiceType.CLUSTER_IP, "lb_subnet_id": None, "lb_source_ranges": ()})
     if serving.uses_auth_proxy:
-        return ("The vllm-inference-tke chart cannot put the authenticating proxy in front of vLLM, and vLLM's own "
-                "key leaves /pooling, /score and /metrics open on a public LoadBalancer: use --service-type "
-                "ClusterIP with --helm-values (reach it with kubectl port-forward), or render the toolkit's "
-                "manifests instead")
+        return ("cannot put the authenticating proxy in front of vLLM, and vLLM's own key leaves /pooling, /score "
+                "and /metrics open on a public LoadBalancer", {"service_type": ServiceType.CLUSTER_IP,
+                                                                "lb_source_ranges": ()})
     if serving.lb_source_ranges:
-        return "The vllm-inference-tke chart cannot set loadBalancerSourceRanges: render the toolkit's manifests"
+        return "cannot set loadBalancerSourceRanges", {"lb_source_ranges": ()}
     clash = sorted({k for k, _ in serving.env} & {k for k, _ in NCCL_ENV}) if serving.is_multi_node else []
     if clash:
-        return (f"The vllm-inference-tke chart always writes {', '.join(clash)} for a LeaderWorkerSet, so env would "
-                f"hold them twice: drop them from env or render the toolkit's manifests")
+        return (f"always writes {', '.join(clash)} for a LeaderWorkerSet, so env would hold them twice (drop them "
+                f"from env)", {})
     return None
+
+
+_CLI_FIX = {ServiceType.LOAD_BALANCER_INTERNAL: "render the toolkit's manifests instead, or use --service-type ClusterIP",
+            ServiceType.LOAD_BALANCER: "use --service-type ClusterIP with --helm-values (reach it with kubectl "
+                                       "port-forward), or render the toolkit's manifests instead"}
+
+
+def _chart_cannot(serving: ServingSpec) -> str | None:
+    limit = chart_limit(serving)
+    if limit is None:
+        return None
+    fix = _CLI_FIX.get(serving.service_type, "render the toolkit's manifests") if "service_type" in limit[1] else \
+        "render the toolkit's manifests"
+    return f"The vllm-inference-tke chart {limit[0]}: {fix}"
 
 
 def _helm_extra_args(serving: ServingSpec) -> list[str]:

@@ -22,7 +22,7 @@ from .endpoint import TUTORIAL_INPUT, ServiceEndpoint, api_key_source, describe_
 from .events import Event, EventSink, show_event
 from .facade import PLAYBOOKS, ClusterPlaybook, LocalPlaybook, Playbook
 from .local import LocalBackend
-from .report import Level, Note, headroom_note, spec_table, tidy
+from .report import Level, Note, headroom_note, nothing_note, spec_table, tidy
 from .scaleout import autoscaler_checks
 from .state import SecretStore, StateStore, mask_secret
 
@@ -42,5 +42,5 @@ __all__ = ["Backend", "autoscaler_checks", "ClusterPlaybook", "Event", "EventSin
            "PLAYBOOKS", "PlanMemory", "Playbook", "Records", "ServiceEndpoint", "SecretStore", "StateStore",
            "TUTORIAL_INPUT", "api_key_source", "check_plan_matches", "default_max_model_len",
            "describe_embedding_answer", "measured_on",
-           "headroom_note", "mask_secret", "open_target", "quick_mode", "show_event", "spec_from_dict",
+           "headroom_note", "mask_secret", "nothing_note", "open_target", "quick_mode", "show_event", "spec_from_dict",
            "spec_table", "spec_to_dict", "tidy"]

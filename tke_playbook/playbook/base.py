@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from ..download import check_plan_matches as check_download_plan
-from ..errors import InvalidSpecError, NoDownloadError, NotDeployedError, PlanMismatchError
+from ..errors import InvalidSpecError, NoDownloadError, NotDeployedError, PlanMismatchError, PlaybookError
 from ..podworker.planner import DownloadPlan
 from ..specs.catalog import get_model
 from ..specs.download import DownloadSpec
@@ -215,3 +215,32 @@ class PlanMemory:
 
     def forget(self) -> None:
         self._last = None
+
+
+class FormMemory:
+    """Whether this kernel's last reading of each kind of form failed (:meth:`read`), so the cells after a failed
+    spec cell refuse the spec an earlier run left in the kernel (:meth:`check`) - as :class:`PlanMemory` does for
+    the plan cell."""
+
+    def __init__(self):
+        self._failed: dict[type, str] = {}  # spec type -> the error of its form's last reading
+
+    def read(self, form) -> Any:
+        """``form.spec()``; remember whether it failed for the form's kind of spec (``form.spec_type``)."""
+        kind = getattr(form, "spec_type", None)
+        try:
+            spec = form.spec()
+        except PlaybookError as exc:
+            if kind is not None:
+                self._failed[kind] = str(exc)
+            raise
+        self._failed.pop(kind or type(spec), None)
+        return spec
+
+    def check(self, spec: Any) -> None:
+        """Raise InvalidSpecError when the last reading of ``spec``'s form in this kernel failed."""
+        problem = self._failed.get(type(spec))
+        if problem is not None:
+            raise InvalidSpecError(f"The form's last reading was refused (the red message under its spec cell), so "
+                                   f"this cell would use an older {type(spec).__name__}: fix the form, run its spec "
+                                   f"cell again, then this cell", field="form", value=problem)

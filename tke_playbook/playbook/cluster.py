@@ -79,6 +79,13 @@ class ClusterBackend:
     def nodes_table(self) -> pd.DataFrame:
         return nodes_frame(list_nodes(self.kube))
 
+    def unavailable_models(self, step: str = "download") -> dict[str, str]:
+        """None: a cluster downloads any catalog model from its hub (02 says so if the hub cannot be reached)."""
+        return {}
+
+    def source_note(self) -> str:
+        return ""
+
     # --- 01 storage ---------------------------------------------------------------------------------------
 
     def pvcs(self) -> list[str]:

@@ -29,7 +29,7 @@ MAX_SHOWN_LINES = 6  # message lines shown in the block; the rest is one click a
 _TODO = re.compile(r"^(run|use|set|pick|choose|create|connect|wait|install|leave|give|pass|type|free|delete|"
                    r"reinstall|start|deploy|add|check|try|write|rerun|remove|stop|open|make|point|fix|lower|raise|"
                    r"increase|reduce|shorten|split|select|edit|change|download|launch|call|see|ask|keep|send|"
-                   r"enter|name|restart|retry|plan|clean)\b", re.IGNORECASE)
+                   r"enter|name|restart|retry|plan|clean|tick|untick|drop|look|read|put)\b", re.IGNORECASE)
 log = logging.getLogger("tke_playbook.progress")
 
 
@@ -38,16 +38,37 @@ log = logging.getLogger("tke_playbook.progress")
 
 def split_message(message: str) -> tuple[str, str, list[str]]:
     """``(what happened, what to do, more lines)`` of an error message: the first line is split at its last
-    ``": "`` when what follows reads as an instruction ("run 03_deploy_vllm first"); later lines are ``more``."""
+    ``": "``, ``" - "`` or ``"; "`` when what follows reads as an instruction ("run 03_deploy_vllm first");
+    later lines are ``more``."""
     lines = [line for line in str(message).strip().splitlines()] or [""]
     head, more = lines[0].strip(), [line.rstrip() for line in lines[1:]]
-    cut = head.rfind(": ")
-    while cut > 0:
-        tail = head[cut + 2:].strip()
-        if _TODO.match(tail):
+    cuts = sorted({m.start() for m in re.finditer(r": | - |; ", head)}, reverse=True)
+    for cut in cuts:
+        tail = head[cut:].lstrip(":-; ").strip()
+        if cut > 0 and _TODO.match(tail):
             return head[:cut].strip(), tail, more
-        cut = head.rfind(": ", 0, cut)
     return head, "", more
+
+
+# What to do when a message names no step itself, by error class (the nearest in the class's MRO wins): every
+# block has the same three parts - what happened, what to do, the details one click away.
+DEFAULT_TODO = {
+    "InvalidSpecError": "change the value the message names, then run the cell again",
+    "UnknownNameError": "use one of the names the message suggests",
+    "EmbeddingAPIError": "look at the server's log (pb.deployment_logs()), then run the cell again",
+    "ServerError": "look at the server's log (pb.deployment_logs()), or run 03_deploy_vllm again",
+    "ClusterError": "run pb.diagnose() for the reason in plain words",
+    "DownloadError": "launch the download again (it resumes), or see the shard's log below",
+    "PlaybookError": "read the details below, fix what they name, then run the cell again",
+}
+
+
+def what_to_do(exc: BaseException) -> str:
+    """The instruction of ``exc``'s message, else the default for its class (:data:`DEFAULT_TODO`)."""
+    _, todo, _ = split_message(str(exc))
+    if todo:
+        return todo
+    return next((DEFAULT_TODO[k.__name__] for k in type(exc).__mro__ if k.__name__ in DEFAULT_TODO), "")
 
 
 def _kind(exc: BaseException) -> str:
@@ -66,6 +87,7 @@ def _traceback_text(exc: BaseException, tb: Any = None) -> str:
 def error_html(exc: BaseException, tb: Any = None) -> str:
     """One short red block: the error's kind, what happened, what to do, and (folded) details and traceback."""
     what, todo, more = split_message(str(exc))
+    todo = todo or what_to_do(exc)
     shown, folded = more[:MAX_SHOWN_LINES], more[MAX_SHOWN_LINES:]
     parts = ['<div class="tke-playbook-error" role="alert" style="border-left:4px solid #cf222e;'
              'background:#ffebe9;color:#1f2328;padding:6px 10px;margin:4px 0;max-width:900px">',
@@ -98,10 +120,13 @@ def _ipython():
 
 def install(shell: Any = None) -> bool:
     """Show toolkit errors as one short block. Inside IPython (``shell`` or the running one) register the custom
-    exception handler and return True; outside, make uncaught toolkit errors print one line, and return False."""
+    exception handler, make tables readable (:func:`~tke_playbook.playbook.report.readable_tables`) and return True; outside, make uncaught toolkit errors print one line, and return False."""
     shell = shell if shell is not None else _ipython()
     if shell is not None:
+        from .report import readable_tables  # late: pandas only where tables are shown
+
         shell.set_custom_exc((PlaybookError,), _ipython_handler)
+        readable_tables()
         return True
     if not getattr(sys.excepthook, "_tke_playbook", False):
         previous = sys.excepthook

@@ -17,20 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..errors import InvalidSpecError
 from ..manifests.download import build_download_job, build_worker_configmap
-from ..manifests.plan import build_helm_values, build_plan
+from ..manifests.plan import build_helm_values, build_plan, chart_limit
 from ..manifests.serving import KEY_CHECKSUM_ANNOTATION, build_serving_objects, pod_templates
 from ..podworker.planner import DownloadPlan, tutorial_plan
 from ..specs.catalog import get_model
 from ..specs.diagnosis import diagnose_log
 from ..specs.download import DownloadSpec
-from ..specs.hardware import NodeType
-from ..specs.serving import API_KEY_SECRET_KEY, ServingSpec, seed_profile
+from ..specs.hardware import NodeType, node_type_from_dict, node_type_to_dict
+from ..specs.serving import API_KEY_SECRET_KEY, ServingSpec, node_changes, seed_profile
 from ..specs.storage import DEFAULT_PVC, StorageSpec
 from ..specs.target import Target, resolve_target
 from .backend import Backend
-from .base import PREFERRED_NODE, Records, check_plan_matches, default_max_model_len, model_id, namespace, to_yaml
+from .base import (PREFERRED_NODE, FormMemory, Records, check_plan_matches, default_max_model_len, model_id,
+                   namespace, to_yaml)
 from .events import EventSink, show_event
 from .local import LocalBackend
 from .report import Level, Note
@@ -50,7 +50,7 @@ class Playbook:
         self.backend = backend
         self.records = records
         self.on_event = on_event
-        self._node_type: NodeType | None = None  # the node type chosen in 00, in this kernel
+        self.forms = FormMemory()  # whether this kernel's last reading of each form failed (see read_form)
 
     # --- construction -------------------------------------------------------------------------------------
 
@@ -116,16 +116,17 @@ class Playbook:
         return StorageSpec(**given)
 
     def serving_defaults(self, model: str = "", **changes: Any) -> ServingSpec:
-        """The seed profile (the tutorial's values) for ``model``, with max_model_len capped to the model's limit
-        and the PVC recorded by notebook 01. Without ``model``: the model (and PVC) 02 downloaded last, else the
-        target's default model."""
+        """The seed profile (the tutorial's values) for ``model``, with max_model_len capped to the model's limit,
+        the PVC recorded by notebook 01 and the node type chosen in 00 (its GPU for the fit check, its instance
+        type for the node affinity). Without ``model``: the model (and PVC) 02 downloaded last, else the target's
+        default model."""
         downloaded = self.downloaded()
         if not model and downloaded is not None:
             model = downloaded.model
             changes.setdefault("pvc_name", downloaded.spec.get("pvc"))
         info = get_model(self.model(model))
         spec = seed_profile().replace(model=info.hf_id, max_model_len=default_max_model_len(info.hf_id),
-                                      namespace=self.namespace)
+                                      namespace=self.namespace, **node_changes(self.node_type()))
         storage = self.state.get("storage") or {}
         if storage.get("pvc_name") and "pvc_name" not in changes:
             changes["pvc_name"] = storage["pvc_name"]
@@ -156,19 +157,38 @@ class Playbook:
         return self.backend.nodes_table()
 
     def choose_node_type(self, node_type) -> NodeType:
-        """Remember the GPU node type to serve on (the fit checks of later notebooks use it)."""
-        self.state.put("node_type", node_type.name)
-        self._node_type = node_type
+        """Record the GPU node type to serve on, for every later notebook and kernel: the fit checks of 02/03, the
+        serving spec's GPU and node affinity, and what 05/06 price and plan on (:meth:`node_type`)."""
+        self.state.put("node_type", node_type_to_dict(node_type))
         return node_type
 
     def node_type(self) -> NodeType | None:
-        """The node type chosen in 00, else the tutorial's PNV5b.8XLARGE96 (or the first GPU node type)."""
-        if self._node_type is not None:
-            return self._node_type
-        name = self.state.get("node_type")
+        """The node type chosen in 00 (read from the state file, so any kernel sees it), else the tutorial's
+        PNV5b.8XLARGE96 (or the first GPU node type of the target)."""
+        recorded = self.state.get("node_type")
+        if isinstance(recorded, dict):
+            try:
+                return node_type_from_dict(recorded)
+            except (KeyError, TypeError, ValueError):
+                pass  # a damaged record: fall back to the default below
         nodes = [n for n in self.node_types() if getattr(n, "gpu", None)] or list(self.node_types())
         by_name = {n.name: n for n in nodes}
-        return by_name.get(name) or by_name.get(PREFERRED_NODE) or (nodes[0] if nodes else None)
+        return by_name.get(recorded) or by_name.get(PREFERRED_NODE) or (nodes[0] if nodes else None)
+
+    def unavailable_models(self, step: str = "download") -> dict[str, str]:
+        """Models this target cannot use for ``step`` (``download`` in 02, ``serve`` in 03) right now, each with
+        why in words (locally offline: "needs a hub"); the pickers mark them instead of offering them as usable."""
+        return self.backend.unavailable_models(step)
+
+    def source_note(self) -> str:
+        """What the hub choice means on this target (locally offline: the packaged copy through a local mirror),
+        shown beside the hub in 02's form; empty when the hub is the real one."""
+        return self.backend.source_note()
+
+    def read_form(self, form):
+        """``form.spec()``, remembered for this kernel: when it fails (a red message), the cells after it refuse
+        the spec an earlier run left in the notebook instead of quietly using it."""
+        return self.forms.read(form)
 
     # --- 01 storage ---------------------------------------------------------------------------------------
 
@@ -178,10 +198,12 @@ class Playbook:
     def create_storage(self, storage_spec, **options: Any) -> pd.DataFrame:
         """Create the PVC (and StorageClass) of ``storage_spec`` and record it; on a cluster wait until it binds
         (``timeout=`` seconds)."""
+        self.forms.check(storage_spec)
         return self.backend.create_storage(storage_spec, **options)
 
     def render_storage(self, storage_spec) -> str:
         """The StorageClass (when the spec creates one) and the PVC, as YAML."""
+        self.forms.check(storage_spec)
         head = "" if storage_spec.creates_storage_class else (
             f"# StorageClass '{storage_spec.storage_class}' is expected to exist (create it in the TKE console, type "
             f"CFS, in the GPU node's zone),\n# or give vpc_id and subnet_id to have it created.\n")
@@ -192,11 +214,13 @@ class Playbook:
     def plan_download(self, spec, **options: Any):
         """List the hub and split the files into shards; kept for the launch cell (a failed plan forgets it).
         Locally ``mirror=`` lists from a running hub mirror."""
+        self.forms.check(spec)
         return self.backend.plan_download(spec, **options)
 
     def start_download(self, spec, plan=None, **options: Any) -> pd.DataFrame:
         """Launch the download of ``plan`` (default: the plan cell's for ``spec``); on a cluster ``token=`` goes
         into the hub token Secret only."""
+        self.forms.check(spec)
         return self.backend.start_download(spec, plan, **options)
 
     def download_progress(self) -> pd.DataFrame:
@@ -239,6 +263,7 @@ class Playbook:
     def deploy(self, serving_spec, **options: Any):
         """Deploy ``serving_spec`` and return its endpoint; on a cluster the vLLM log follows as events
         (``timeout=`` seconds)."""
+        self.forms.check(serving_spec)
         return self.backend.deploy(serving_spec, **options)
 
     def endpoint(self, model: str = ""):
@@ -263,6 +288,7 @@ class Playbook:
     def render_serving(self, serving_spec) -> str:
         """Every serving object (Secret with its value hidden, auth-proxy ConfigMap for a public load balancer,
         Deployment or LeaderWorkerSet, Service), as YAML."""
+        self.forms.check(serving_spec)
         docs = build_serving_objects(serving_spec, "hidden" if serving_spec.api_key_required else None)
         for doc in docs:
             if doc["kind"] == "Secret":
@@ -273,12 +299,23 @@ class Playbook:
         return to_yaml(docs)
 
     def helm_values(self, serving_spec) -> str:
-        """The equivalent values.yaml for the tutorial's vllm-inference-tke chart (apiKey left out). When the
-        chart cannot express this deployment, the text says why and what to use instead (as YAML comments)."""
-        try:
+        """The equivalent values.yaml for the tutorial's vllm-inference-tke chart (apiKey left out). When the chart
+        cannot express this deployment (the tutorial's own public LoadBalancer needs the toolkit's auth proxy), the
+        values are those of the nearest one it can make, headed by a comment that says what differs and which form
+        field gives exactly that."""
+        self.forms.check(serving_spec)
+        limit = chart_limit(serving_spec)
+        if limit is None:
             return to_yaml([build_helm_values(serving_spec)])
-        except InvalidSpecError as exc:
-            return f"# No values.yaml for the tutorial's chart: {exc}\n"
+        why, changes = limit
+        nearest = serving_spec.replace(**changes) if changes else None
+        if nearest is None or chart_limit(nearest) is not None:
+            return f"# No values.yaml for the tutorial's chart: it {why}. Deploy with the manifests above instead.\n"
+        change = (f"set 'Service type' to {nearest.service_type.value} in the form above" if "service_type" in changes
+                  else "leave out the load balancer's source ranges")
+        return (f"# The tutorial's chart {why}.\n# These values are for Service type {nearest.service_type.value} "
+                f"(reach it with kubectl port-forward): {change} for the same deployment here.\n"
+                + to_yaml([build_helm_values(nearest)]))
 
     # --- the API key and the recorded specs ---------------------------------------------------------------
 
@@ -287,6 +324,7 @@ class Playbook:
         return self.records.api_key(serving_spec)
 
     def masked_api_key(self, serving_spec: ServingSpec) -> str:
+        self.forms.check(serving_spec)
         return mask_secret(self.api_key(serving_spec))
 
     def require_deployed(self) -> ServingSpec:

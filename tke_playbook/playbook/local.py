@@ -16,11 +16,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..embed.lexical import LexicalEmbedder
-from ..errors import IncompleteModelError, InvalidSpecError
+from ..errors import InvalidSpecError, NotDeployedError, ServerError
 from ..localserver import start_server
 from ..podworker.modelfolder import is_complete, require_complete
-from ..specs.catalog import OFFLINE_MODEL, get_model
-from ..specs.download import Source
+from ..download.local import hub_offline
+from ..specs.catalog import OFFLINE_MODEL, get_model, list_models
+from ..specs.download import DownloadSpec, Source
 from ..specs.hardware import NODE_TYPES, node_type_rows
 from ..specs.target import Target, offline_model_dir
 from .base import Records, spec_to_dict
@@ -103,6 +104,28 @@ class LocalBackend:
     def nodes_table(self) -> pd.DataFrame:
         return pd.DataFrame(node_type_rows())
 
+    def _offline(self) -> bool:
+        return hub_offline(DownloadSpec(model=OFFLINE_MODEL, source=self.default_source), timeout_s=2.0)
+
+    def source_note(self) -> str:
+        """Offline, 'huggingface' is the packaged copy of the offline model behind a local mirror of its API."""
+        return "offline: the packaged copy, through a local mirror of its API" if self._offline() else ""
+
+    def unavailable_models(self, step: str = "download") -> dict[str, str]:
+        """Offline, only the packaged model can be downloaded: every other model "needs a hub". To serve (03), a
+        model must also be complete on a local PVC (02 downloaded it)."""
+        offline = self._offline()
+        hub = (f"needs a hub: this machine cannot reach one and only {OFFLINE_MODEL} ships with the toolkit; choose "
+               f"it, or connect to the internet (or a mirror) first")
+        missing = {m.hf_id: hub for m in list_models() if offline and m.hf_id != OFFLINE_MODEL}
+        if step == "serve":
+            for info in list_models():
+                if info.hf_id not in missing and not any(is_complete(self.folders.path(pvc) / info.hf_id)
+                                                         for pvc in self.folders.names()):
+                    missing[info.hf_id] = ("is not downloaded yet: download it with 02_download_model first (the "
+                                           "local server serves only a complete model folder)")
+        return missing
+
     # --- 01 storage ---------------------------------------------------------------------------------------
 
     def pvcs(self) -> list[str]:
@@ -153,7 +176,7 @@ class LocalBackend:
             require_complete(folder)  # says what is missing
         return self._start(serving_spec, folder)
 
-    def _start(self, spec, folder: Path, note: str = "") -> ServiceEndpoint:
+    def _start(self, spec, folder: Path) -> ServiceEndpoint:
         self.stop_servers(lambda r: r.name == spec.name or r.port == spec.service_port)
         deadline = time.monotonic() + PORT_RELEASE_S
         while not port_is_free(spec.service_port) and time.monotonic() < deadline:
@@ -162,7 +185,7 @@ class LocalBackend:
         key = self.records.api_key(spec)
         with waiting(f"Starting the local server for {spec.model}"):
             server = start_server(folder, port=port, api_key=key, served_model_name=spec.served_model_name,
-                                  require_marker=folder != offline_model_dir())
+                                  require_marker=folder != offline_model_dir(), outlive_caller=True)
         key_file = self.records.secrets.path(spec.api_key_secret) if spec.api_key_required else None
         self.runs.add_server(ServerRecord(
             name=spec.name, pid=server.pid, port=server.port, url=server.url, model=spec.model,
@@ -171,9 +194,9 @@ class LocalBackend:
             started_at=time.time()))
         self.records.record_serving(spec)
         self.state.put("server_log", str(server.log_path))
-        if not port:
-            note = (f"port {spec.service_port} is held by another program (not a server of this playbook), so the "
-                    f"server took port {server.port}: free port {spec.service_port} and deploy again to get it")
+        note = "" if port else (
+            f"port {spec.service_port} is held by another program (not a server of this playbook), so the server "
+            f"took port {server.port}: free port {spec.service_port} and deploy again to get it")
         return ServiceEndpoint(server.url, spec.served_model_name, "local-process", key, note)
 
     def deployment_logs(self, lines: int = 20) -> str:
@@ -196,23 +219,21 @@ class LocalBackend:
         return spec
 
     def endpoint(self, model: str = "") -> ServiceEndpoint:
-        """The server of the deployment 03 made. If it stopped (it stops with the kernel that started it), it is
-        started again from 03's recorded deployment, and the endpoint's note says so. NotDeployedError when
-        nothing is deployed (never, or cleaned up by 99); InvalidSpecError when ``model`` is not the one served."""
+        """The server of the deployment 03 made. Nothing is started here: the server outlives the kernel that
+        started it (99 stops it), so when it is gone - stopped, crashed, or the machine restarted - the one line
+        says to run 03 again. NotDeployedError when nothing is deployed (never, or cleaned up by 99);
+        InvalidSpecError when ``model`` is not the one served."""
         spec = self._deployed(model)
         record = self.runs.server(spec.name)
-        if record is not None and _healthy(record.url, timeout=HEALTH_TIMEOUT_S):
-            return ServiceEndpoint(record.url, record.served_model_name, "local-process", self.records.api_key(spec))
-        if record is not None:  # alive but not answering: stopping with its kernel, or hung
-            self.stop_servers(lambda r: r.pid == record.pid)
-        folder = self.model_folder(spec)
-        if not is_complete(folder):
-            if get_model(spec.model).hf_id != OFFLINE_MODEL:
-                raise IncompleteModelError(f"03 deployed {spec.model} but its folder {folder} is no longer complete: "
-                                           "run 02_download_model and 03_deploy_vllm again", obj=folder)
-            folder = offline_model_dir()  # the packaged copy: trusted without a marker
-        return self._start(spec, folder, note="03's server had stopped (with the kernel that started it): started "
-                                              "it again from 03's deployment, same key")
+        if record is None:
+            raise NotDeployedError(f"03 deployed {spec.model}, but its local server is no longer running (stopped, "
+                                   "crashed, or this machine restarted), and nothing is started behind your back: "
+                                   "run 03_deploy_vllm again", obj=spec.name)
+        if not _healthy(record.url, timeout=HEALTH_TIMEOUT_S):
+            raise ServerError(f"03's local server for {spec.model} (pid {record.pid}, {record.url}) runs but does "
+                              f"not answer /health within {HEALTH_TIMEOUT_S:g} s (still loading, or stuck): wait "
+                              "and run this cell again, or run 03_deploy_vllm again to replace it", obj=record.url)
+        return ServiceEndpoint(record.url, record.served_model_name, "local-process", self.records.api_key(spec))
 
     def running(self) -> pd.DataFrame:
         """What runs now, from the record every kernel shares: servers and downloads."""

@@ -85,24 +85,61 @@ def spec_table(spec: Any, fields: Sequence[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame({"value": [str(_plain(getattr(spec, name))) for name in names]}, index=names)
 
 
+MISSING = "—"  # what a table shows for a value that does not exist (never NaN, <NA> or None)
+
+
+def readable_number(value: float) -> str:
+    """A float as a reader wants it in a table: thousands separators, no scientific notation, whole numbers without
+    decimals, two significant decimals for small values (0.0042, not 4.2e-03)."""
+    if value != value:  # NaN
+        return MISSING
+    if value in (float("inf"), float("-inf")):
+        return "∞" if value > 0 else "-∞"
+    magnitude = abs(value)
+    if value == int(value) and magnitude < 1e15:
+        return f"{value:,.0f}"
+    if magnitude >= 100:
+        return f"{value:,.1f}"
+    if magnitude >= 1:
+        return f"{value:,.2f}"
+    places = 2 if magnitude == 0 else max(2, 1 - math.floor(math.log10(magnitude)))
+    return f"{value:.{min(places, 12)}f}"
+
+
+def readable_tables() -> None:
+    """pandas display settings for notebooks: text is never cut ("third-party table of Tencent instance t…"), and
+    floats read as :func:`readable_number` (no scientific notation). :func:`~tke_playbook.playbook.display.install`
+    applies them inside IPython."""
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.float_format", readable_number)
+
+
 def tidy(frame: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     """A result table for reading: columns without any value dropped, floats rounded to ``digits`` (two more
-    for columns below 10, such as error rates) and whole numbers (levels such as concurrency 4.0, request counts)
-    shown as integers. The input is not changed."""
+    for columns below 10, such as error rates), whole numbers (levels such as concurrency 4.0, request counts)
+    shown as integers, and a missing value shown as "—" (never NaN or <NA>). The input is not changed."""
     if not isinstance(frame, pd.DataFrame):
         raise InvalidSpecError(f"tidy needs a DataFrame, not {type(frame).__name__}", field="frame",
                                value=type(frame).__name__)
     out = frame.dropna(axis=1, how="all").copy()
     for column in out.columns:
         series = out[column]
-        if not pd.api.types.is_float_dtype(series):
-            continue
-        values = series.dropna()
-        if len(values) and (values == values.round()).all() and values.abs().max() < 2**53:
-            out[column] = series.astype("Int64")
-        else:  # small numbers (error rates, fractions) keep two more places: 0.05 must not read 0.1
-            out[column] = series.round(digits + 2 if len(values) and values.abs().max() < 10 else digits)
+        if pd.api.types.is_float_dtype(series):
+            values = series.dropna()
+            if len(values) and (values == values.round()).all() and values.abs().max() < 2**53:
+                series = series.astype("Int64")
+            else:  # small numbers (error rates, fractions) keep two more places: 0.05 must not read 0.1
+                series = series.round(digits + 2 if len(values) and values.abs().max() < 10 else digits)
+        if series.isna().any():
+            series = series.astype(object).where(series.notna(), MISSING)
+        out[column] = series
     return out
+
+
+def nothing_note(frame: pd.DataFrame, text: str) -> Any:
+    """``frame``, or - when it has no rows - a :class:`Note` saying ``text`` (e.g. "Nothing to remove"): an empty
+    table tells a reader nothing."""
+    return Note(text, Level.INFO) if frame is None or len(frame) == 0 else frame
 
 
 def headroom_note(ceiling_rps: float | None, *summaries: pd.DataFrame) -> Note:

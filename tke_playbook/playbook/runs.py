@@ -116,7 +116,7 @@ class ServerRecord:
     model_dir: str
     log: str = ""
     key_file: str | None = None
-    kernel_pid: int = 0       # the kernel that started it (the server exits when that kernel does)
+    kernel_pid: int = 0       # the kernel that started it (the server outlives it; 99 or a redeploy stops it)
     started_at: float = 0.0
 
     def alive(self) -> bool:

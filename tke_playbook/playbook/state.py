@@ -23,10 +23,11 @@ KEY_BYTES = 24  # secrets.token_urlsafe(24) -> 32 characters
 
 
 def mask_secret(value: str | None) -> str:
-    """A form of a secret that is safe to show: ``'3bxY…'`` plus its length, never the whole value."""
+    """A form of a secret that is safe to show: its length only, never any of its characters (an exported
+    notebook is shared; even a prefix narrows a guess)."""
     if not value:
         return "(none)"
-    return f"{value[:4]}… ({len(value)} characters, hidden)"
+    return f"•••• ({len(value)} characters, hidden)"
 
 
 class StateStore:

@@ -10,9 +10,10 @@ what an exported notebook shows where no widget JavaScript runs (``make demo``'s
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -20,13 +21,14 @@ import ipywidgets as w
 import yaml
 
 from ..download import Source
-from ..errors import InvalidSpecError, PlaybookError
+from ..errors import FitError, InvalidSpecError, PlaybookError
 from ..manifests.storage import build_storage_class
 from ..specs.catalog import get_model, list_models
+from ..specs.download import DownloadSpec
 from ..specs.fit import check_fit
 from ..specs.names import validate_name
-from ..specs.serving import ServiceType
-from ..specs.storage import DEFAULT_PVC
+from ..specs.serving import ServiceType, ServingSpec, check_on_node, layout_changes, node_changes
+from ..specs.storage import DEFAULT_PVC, StorageSpec
 from .base import PREFERRED_NODE, default_max_model_len
 
 # Widths in CSS pixels, from JupyterLab's 13 px UI font: about 7.5 px per Latin character (wider glyphs such as
@@ -59,11 +61,46 @@ def _field(kind, description: str, **kwargs):
 
 def _message(text: str, ok: bool) -> str:
     colour = "#1a7f37" if ok else "#cf222e"
-    return f'<div style="color:{colour};max-width:700px">{html.escape(text)}</div>'
+    return f'<div style="color:{colour};max-width:700px">{html.escape(text)}</div>' if text else ""
+
+
+def in_form_words(message: str, words: Sequence[tuple[str, str]]) -> str:
+    """``message`` with the spec's field names replaced by what the form shows (``words``: (field, widget) pairs,
+    tried in order), so a refusal names the box or checkbox to change, not a Python field."""
+    for field, widget in words:
+        message = re.sub(rf"(?<![\w'=]){re.escape(field)}(?![\w=])", widget, message)
+    return message
+
+
+@contextlib.contextmanager
+def form_words(words: Sequence[tuple[str, str]]):
+    """Re-raise a toolkit error from the block with its message in the form's words (:func:`in_form_words`), so
+    the red block of a spec cell names the widget too."""
+    try:
+        yield
+    except PlaybookError as exc:
+        exc.message = in_form_words(exc.message, words)
+        exc.args = (exc.message,)
+        raise
+
+
+# The spec's words for the form's widgets, longest first ("set api_key_required=True" before "api_key_required").
+SERVING_WORDS = (("set api_key_required=True", "tick 'Require an API key'"),
+                 ("use service type", "set 'Service type' to"), ("api_key_required", "'Require an API key'"),
+                 ("tensor_parallel", "tpSize"), ("tp_size", "tpSize"), ("pp_size", "ppSize"),
+                 ("lws_group_size", "nodes (lwsGroupSize)"), ("max_batch_size", "maxBatchSize"),
+                 ("service port", "Service port"), ("choose a node type", "choose another node type in 00"),
+                 ("set gpu to", "choose in 00 a node type with"))
+STORAGE_WORDS = (("vpc_id, subnet_id and zone", "VPC ID, Subnet ID and Zone"), ("vpc_id", "VPC ID"),
+                 ("subnet_id", "Subnet ID"), ("zone '", "Zone '"))
+DOWNLOAD_WORDS = (("completions", "Completions"), ("parallelism", "Parallelism"))
 
 
 class _Form(w.VBox):
-    """A VBox that also renders as a static table of its values (:meth:`rows`) and has a one-line repr."""
+    """A VBox that also renders as a static table of its values (:meth:`rows`) and has a one-line repr. A form
+    that reads into a spec names its type (``spec_type``) and has ``.spec()``."""
+
+    spec_type: type | None = None
 
     def rows(self) -> list[tuple[str, Any]]:
         """The form's current values as (label, value) pairs: what its static table and repr show."""
@@ -127,13 +164,13 @@ class NodeTypePicker(_Form):
 class PvcPicker(_Form):
     """Pick an existing PVC or type a new name (the tutorial's is ``ai-model``). ``.pvc_name`` reads it."""
 
-    def __init__(self, pvcs: Sequence[str] = (), default: str = DEFAULT_PVC):
+    def __init__(self, pvcs: Sequence[str] = (), default: str = DEFAULT_PVC, quiet: bool = False):
         options = sorted(set(pvcs) | {default})
         self.combo = _field(w.Combobox, "PVC", options=options, value=default, ensure_option=False,
                             placeholder=DEFAULT_PVC)
-        self.message = w.HTML()
+        self.message = w.HTML()  # quiet: the form around it says what is wrong, once
         self.combo.observe(lambda _: self._check(), names="value")
-        super().__init__([self.combo, self.message])
+        super().__init__([self.combo] if quiet else [self.combo, self.message])
         self._check()
 
     def _check(self) -> None:
@@ -162,9 +199,11 @@ class StorageForm(_Form):
     """The PVC and, for a StorageClass of type CFS made by the playbook, the GPU node's VPC, subnet and zone
     (empty: use an existing StorageClass). ``.spec()`` builds the StorageSpec (InvalidSpecError says what to fix)."""
 
+    spec_type = StorageSpec
+
     def __init__(self, defaults: Any, pvcs: Sequence[str] = ()):
         self.defaults = defaults
-        self.pvc = PvcPicker(pvcs, defaults.pvc_name)
+        self.pvc = PvcPicker(pvcs, defaults.pvc_name, quiet=True)
         self.vpc_id = _field(w.Text, "VPC ID", value=defaults.vpc_id or "", placeholder="vpc-… (the GPU node's VPC)")
         self.subnet_id = _field(w.Text, "Subnet ID", value=defaults.subnet_id or "",
                                 placeholder="subnet-… (in that VPC)")
@@ -181,16 +220,18 @@ class StorageForm(_Form):
             self.problem = ""
             made = (f"the playbook creates StorageClass '{spec.storage_class}' (CFS) in this VPC and subnet"
                     if spec.creates_storage_class else
-                    f"StorageClass '{spec.storage_class}' must exist (or give VPC and subnet to create it)")
+                    f"StorageClass '{spec.storage_class}' must exist (or give VPC ID, Subnet ID and Zone - all three - "
+                    f"to create it)")
             self.message.value = _message(f"Valid: {made}.", True)
         except PlaybookError as exc:
-            self.problem = str(exc)
+            self.problem = in_form_words(str(exc), STORAGE_WORDS)
             self.message.value = _message(self.problem, False)
 
     def spec(self):
         """The StorageSpec the form describes."""
         given = {name: (getattr(self, name).value.strip() or None) for name in ("vpc_id", "subnet_id", "zone")}
-        return replace(self.defaults, pvc_name=self.pvc.pvc_name, **given)
+        with form_words(STORAGE_WORDS):
+            return replace(self.defaults, pvc_name=self.pvc.pvc_name, **given)
 
     def storage_class_preview(self) -> str:
         """The CFS StorageClass the tutorial creates, as YAML, with the form's VPC, subnet and zone; a value not
@@ -214,17 +255,21 @@ class StorageForm(_Form):
 
 
 class ModelPicker(_Form):
-    """Pick a catalog model; the GPU fit verdict for ``node_type`` updates as you choose. ``.model`` reads it."""
+    """Pick a catalog model; the GPU fit verdict for ``node_type`` updates as you choose. ``.model`` reads it.
+    ``unavailable`` maps models this target cannot use now to why (e.g. "needs a hub" offline): their choice says
+    so, and the verdict says why instead of "fits"."""
 
     def __init__(self, default: str, node_type: Any = None, max_model_len: int | None = None,
-                 gpu_memory_utilization: float | None = None, tensor_parallel: int | None = None):
+                 gpu_memory_utilization: float | None = None, tensor_parallel: int | None = None,
+                 unavailable: Mapping[str, str] | None = None):
         self.node_type = node_type
         self.max_model_len = max_model_len
         self.gpu_memory_utilization = gpu_memory_utilization
         self.tensor_parallel = tensor_parallel
-        self.dropdown = _field(w.Dropdown, "Model", value=get_model(default).hf_id,
-                               options=[(f"{m.hf_id} ({m.params / 1e9:.2f}B, dim {m.dim})", m.hf_id)
-                                        for m in list_models()])
+        self.unavailable = dict(unavailable or {})
+        self.dropdown = _field(w.Dropdown, "Model", value=get_model(default).hf_id, options=[
+            (f"{m.hf_id} ({m.params / 1e9:.2f}B, dim {m.dim}){_unavailable_tag(self.unavailable.get(m.hf_id))}",
+             m.hf_id) for m in list_models()])
         self.verdict_html = w.HTML()
         self.dropdown.observe(lambda _: self.refresh(), names="value")
         super().__init__([self.dropdown, self.verdict_html])
@@ -233,6 +278,12 @@ class ModelPicker(_Form):
     @property
     def model(self) -> str:
         return self.dropdown.value
+
+    def require_available(self) -> None:
+        """Raise InvalidSpecError when the chosen model cannot be used on this target now (says why)."""
+        why = self.unavailable.get(self.model)
+        if why:
+            raise InvalidSpecError(f"{self.model} {why}", field="model", value=self.model)
 
     @property
     def verdict(self):
@@ -246,6 +297,7 @@ class ModelPicker(_Form):
 
     def refresh(self) -> None:
         try:
+            self.require_available()
             verdict = self.verdict
         except PlaybookError as exc:
             self.verdict_html.value = _message(str(exc), False)
@@ -257,6 +309,7 @@ class ModelPicker(_Form):
 
     def fit_text(self) -> str:
         try:
+            self.require_available()
             verdict = self.verdict
         except PlaybookError as exc:
             return str(exc)
@@ -266,18 +319,33 @@ class ModelPicker(_Form):
         return [("Model", self.model), ("GPU fit", self.fit_text())]
 
 
-class DownloadForm(_Form):
-    """Model (with fit verdict), source hub, completions and parallelism. ``.spec()`` builds the DownloadSpec."""
+def _unavailable_tag(why: str | None) -> str:
+    """" - needs a hub" for a model this target cannot use now (the reason's words before its colon)."""
+    return f" - {why.split(':')[0]}" if why else ""
 
-    def __init__(self, defaults: Any, node_type: Any = None):
+
+def _number(kind, description: str, value):
+    """A number box that never changes what was typed (ipywidgets' bounded boxes clamp silently): the spec checks
+    the range and the form says what is allowed."""
+    return _field(kind, description, value=value)
+
+
+class DownloadForm(_Form):
+    """Model (with fit verdict), source hub, completions and parallelism. ``.spec()`` builds the DownloadSpec.
+    ``source_note`` (e.g. the local target's offline mirror) is shown beside the hub's name."""
+
+    spec_type = DownloadSpec
+
+    def __init__(self, defaults: Any, node_type: Any = None, unavailable: Mapping[str, str] | None = None,
+                 source_note: str = ""):
         self.defaults = defaults
-        self.picker = ModelPicker(defaults.model, node_type)
-        self.source = _field(w.Dropdown, "Source", options=[s.value for s in Source],
-                             value=Source(defaults.source).value)
-        self.completions = _field(w.BoundedIntText, "Completions (shards)", min=1, max=64,
-                                  value=defaults.completions)
-        self.parallelism = _field(w.BoundedIntText, "Parallelism (pods at once)", min=1, max=64,
-                                  value=defaults.parallelism)
+        self.source_note = source_note
+        self.picker = ModelPicker(defaults.model, node_type, unavailable=unavailable)
+        self.source = _field(w.Dropdown, "Source", value=Source(defaults.source).value,
+                             options=[(s.value + (f" ({source_note})" if source_note else ""), s.value)
+                                      for s in Source])
+        self.completions = _number(w.IntText, "Completions (shards)", defaults.completions)
+        self.parallelism = _number(w.IntText, "Parallelism (pods at once)", defaults.parallelism)
         self.message = w.HTML()
         for widget in (self.source, self.completions, self.parallelism, self.picker.dropdown):
             widget.observe(lambda _: self._check(), names="value")
@@ -288,46 +356,52 @@ class DownloadForm(_Form):
         try:
             self.spec()
             self.problem = ""
-            self.message.value = ""
         except PlaybookError as exc:
-            self.problem = str(exc)
-            self.message.value = _message(self.problem, False)
+            self.problem = in_form_words(str(exc), DOWNLOAD_WORDS)
+        said_above = self.picker.model in self.picker.unavailable  # the picker's line already says why
+        self.message.value = "" if said_above else _message(self.problem, False)
 
     def spec(self):
         """The DownloadSpec the form describes (the revision and repository follow a change of hub or model)."""
-        return self.defaults.replace(model=self.picker.model, source=self.source.value,
-                                     completions=self.completions.value, parallelism=self.parallelism.value)
+        self.picker.require_available()
+        with form_words(DOWNLOAD_WORDS):
+            return self.defaults.replace(model=self.picker.model, source=self.source.value,
+                                         completions=self.completions.value, parallelism=self.parallelism.value)
 
     def rows(self):
-        return self.picker.rows() + [("Source", self.source.value), ("Completions (shards)", self.completions.value),
+        source = self.source.value + (f" ({self.source_note})" if self.source_note else "")
+        return self.picker.rows() + [("Source", source), ("Completions (shards)", self.completions.value),
                                         ("Parallelism (pods at once)", self.parallelism.value),
                                         ("check", self.problem or "valid")]
 
 
 class ServingForm(_Form):
     """The chart's main values, prefilled from a spec (the seed profile). ``.spec()`` builds the ServingSpec.
-    With a ``node_type`` the GPU fit verdict follows the model, max_model_len, memory share and tpSize."""
+    With a ``node_type`` (chosen in 00) the spec records its GPU and pins its instance type, a layout the node
+    cannot hold is refused (GPUs per pod = tpSize × ppSize ÷ nodes), and so is a model the fit verdict says does
+    not fit; the verdict follows the model, max_model_len, memory share and tpSize."""
 
-    def __init__(self, defaults: Any, pvcs: Sequence[str] = (), node_type: Any = None):
+    spec_type = ServingSpec
+
+    def __init__(self, defaults: Any, pvcs: Sequence[str] = (), node_type: Any = None,
+                 unavailable: Mapping[str, str] | None = None):
         self.defaults = defaults
+        self.node_type = node_type
         self.model = ModelPicker(defaults.model, node_type, defaults.max_model_len,
-                                 defaults.gpu_memory_utilization, defaults.tp_size)
+                                 defaults.gpu_memory_utilization, defaults.tp_size, unavailable=unavailable)
         if node_type is None:
             self.model.verdict_html.layout.display = "none"
-        self.pvc = PvcPicker(pvcs, defaults.pvc_name)
-        self.max_model_len = _field(w.BoundedIntText, "max_model_len", min=1, max=1 << 20,
-                                    value=defaults.max_model_len)
-        self.max_batch_size = _field(w.BoundedIntText, "maxBatchSize (max-num-seqs)", min=1, max=4096,
-                                     value=defaults.max_batch_size)
-        self.gpu_memory_utilization = _field(w.BoundedFloatText, "gpu_memory_utilization", min=0.05, max=1.0,
-                                             step=0.01, value=defaults.gpu_memory_utilization)
-        self.tp_size = _field(w.BoundedIntText, "tpSize (GPUs per pod)", min=1, max=16, value=defaults.tp_size)
-        self.nodes = _field(w.BoundedIntText, "nodes (lwsGroupSize)", min=1, max=64,
-                            value=defaults.lws_group_size)
-        self.replicas = _field(w.BoundedIntText, "replicas", min=1, max=64, value=defaults.replicas)
+        self.pvc = PvcPicker(pvcs, defaults.pvc_name, quiet=True)
+        self.max_model_len = _number(w.IntText, "max_model_len", defaults.max_model_len)
+        self.max_batch_size = _number(w.IntText, "maxBatchSize (max-num-seqs)", defaults.max_batch_size)
+        self.gpu_memory_utilization = _field(w.FloatText, "gpu_memory_utilization", step=0.01,
+                                             value=defaults.gpu_memory_utilization)
+        self.tp_size = _number(w.IntText, "tpSize (tensor parallel)", defaults.tp_size)
+        self.nodes = _number(w.IntText, "nodes (lwsGroupSize)", defaults.lws_group_size)
+        self.replicas = _number(w.IntText, "replicas", defaults.replicas)
         self.service_type = _field(w.Dropdown, "Service type", options=[t.value for t in ServiceType],
                                    value=defaults.service_type.value)
-        self.service_port = _field(w.BoundedIntText, "Service port", min=1, max=65535, value=defaults.service_port)
+        self.service_port = _number(w.IntText, "Service port", defaults.service_port)
         self.api_key_required = w.Checkbox(description="Require an API key (kept in a Secret)",
                                            value=defaults.api_key_required, indent=False,
                                            layout=w.Layout(width=f"{LABEL_PX + MIN_VALUE_PX}px"))
@@ -348,33 +422,54 @@ class ServingForm(_Form):
         self.max_model_len.value = default_max_model_len(change["new"])
 
     def _check(self) -> None:
-        if self.model.node_type is not None:  # the verdict follows the numbers that change GPU memory
-            self.model.max_model_len = self.max_model_len.value
-            self.model.gpu_memory_utilization = self.gpu_memory_utilization.value
-            self.model.tensor_parallel = self.tp_size.value
-            self.model.refresh()
+        self.model.max_model_len = self.max_model_len.value  # the verdict follows the numbers that change GPU memory
+        self.model.gpu_memory_utilization = self.gpu_memory_utilization.value
+        self.model.tensor_parallel = self.tp_size.value
         try:
-            self.spec()
-            self.problem = ""
-            self.message.value = _message("Valid.", True)
+            spec = self.spec()
         except PlaybookError as exc:
-            self.problem = str(exc)
+            self.problem = in_form_words(str(exc), SERVING_WORDS)
+            self.model.verdict_html.value = ""  # the one red line below says what is wrong
             self.message.value = _message(self.problem, False)
+            return
+        self.problem = ""
+        self.model.refresh()
+        self.message.value = _message(f"Valid. {pod_layout_text(spec, self.node_type)}", True)
 
     def spec(self):
-        """The ServingSpec the form describes (raises InvalidSpecError with what to fix)."""
-        tp, nodes = self.tp_size.value, self.nodes.value
-        return self.defaults.replace(
+        """The ServingSpec the form describes; InvalidSpecError (or FitError) says, in the form's words, what to
+        change."""
+        with form_words(SERVING_WORDS):
+            return self._spec()
+
+    def _spec(self):
+        self.model.require_available()
+        changes = layout_changes(self.defaults, tp=self.tp_size.value, nodes=self.nodes.value)
+        spec = self.defaults.replace(
             model=self.model.model, pvc_name=self.pvc.pvc_name, max_model_len=self.max_model_len.value,
             max_batch_size=self.max_batch_size.value, gpu_memory_utilization=self.gpu_memory_utilization.value,
-            tp_size=tp, lws_group_size=nodes, gpu_count=max(1, tp * self.defaults.pp_size // nodes),
             replicas=self.replicas.value, service_type=self.service_type.value, service_port=self.service_port.value,
-            api_key_required=self.api_key_required.value)
+            api_key_required=self.api_key_required.value, **changes, **node_changes(self.node_type))
+        if self.node_type is not None:
+            check_on_node(spec, self.node_type)
+            verdict = check_fit(spec.model, self.node_type, spec.max_model_len, spec.gpu_memory_utilization,
+                                tensor_parallel=spec.tp_size, max_num_batched_tokens=spec.max_num_batched_tokens)
+            if not verdict.fits:
+                raise FitError(verdict_text(verdict), obj=verdict)
+        return spec
 
     def rows(self):
         fit = [("GPU fit", self.model.fit_text())] if self.model.node_type is not None else []
         return [(widget.description, widget.value) for widget in self._inputs] + fit + [
             ("check", self.problem or "valid")]
+
+
+def pod_layout_text(spec, node_type: Any = None) -> str:
+    """What the layout asks of the nodes, in one sentence: GPUs per pod = tp × pp ÷ nodes."""
+    where = f" on {node_type.name}" if node_type is not None else ""
+    gpus = "GPU" if spec.gpu_count == 1 else "GPUs"
+    return (f"Each pod gets {spec.gpu_count} {gpus}{where} (tpSize {spec.tp_size} × ppSize {spec.pp_size} ÷ "
+            f"{spec.lws_group_size} node(s)); {spec.replicas} replica(s).")
 
 
 class TextForm(_Form):

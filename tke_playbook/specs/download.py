@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import InvalidSpecError
+from ..podworker.planner import MAX_SHARDS
 from ..podworker.transfer import DEFAULT_ENDPOINTS, TOKEN_ENVS
 from .catalog import ModelInfo, get_model
 from .names import slug, unknown, validate_label, validate_name, validate_subdomain
 from .storage import DEFAULT_PVC
 
 DEFAULT_IMAGE = "python:3.11-slim"
-MAX_SHARDS = 64   # as planner.MAX_SHARDS: Job indexes / local worker processes
 TOKEN_SECRET = "hub-token"
 TOKEN_SECRET_KEY = "token"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$")
@@ -79,12 +79,16 @@ def _patterns(value, what: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in items)
 
 
-def _count(value, what: str, example: int, most: int | None = None) -> int:
+def _count(value, what: str, example: int, most: int | None = None, why: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (most is not None and value > most):
-        limit = f" and at most {most}" if most is not None else ""
-        raise InvalidSpecError(f"{what} {value!r} must be a whole number of at least 1{limit}, such as {example}",
-                               field=what, value=value)
+        limit = f"from 1 to {most}" if most is not None else "of at least 1"
+        raise InvalidSpecError(f"{what} {value!r} must be a whole number {limit}{why}, such as {example}", field=what,
+                               value=value)
     return value
+
+
+# Indexed Jobs allow up to 100,000 completions (Kubernetes API); the planner makes at most MAX_SHARDS shards.
+_SHARDS_WHY = f" (the download makes at most {MAX_SHARDS} shards, one pod each)"
 
 
 def _revision(value: str) -> str:
@@ -148,8 +152,8 @@ class DownloadSpec:
             raise InvalidSpecError(f"repo_id '{repo}' is not a hub repository id: write it as 'owner/name'",
                                    field="repo_id", value=repo)
         set_("repo_id", repo)
-        _count(self.completions, "completions", 3, MAX_SHARDS)
-        _count(self.parallelism, "parallelism", 3, MAX_SHARDS)
+        _count(self.completions, "completions", 3, MAX_SHARDS, _SHARDS_WHY)
+        _count(self.parallelism, "parallelism", 3, MAX_SHARDS, _SHARDS_WHY)
         set_("mode", _download_options(self))
         if self.parallelism > self.completions:
             raise InvalidSpecError(f"parallelism {self.parallelism} is above completions {self.completions}: the "

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from ..errors import InvalidSpecError
 from .catalog import ModelInfo, get_model
-from .hardware import GPUS, NODE_TYPES, GiB, GpuType, NodeType, get_gpu, get_node_type
+from .hardware import GPUS, MAX_GPUS_PER_NODE, NODE_TYPES, GiB, GpuType, NodeType, get_gpu, get_node_type
 from .names import unknown
 
 RUNTIME_OVERHEAD_BYTES = 1 * GiB  # CUDA context, NCCL/cuBLAS workspaces, CUDA graphs (estimate)
@@ -55,12 +55,14 @@ class FitVerdict:
         return self.weights_bytes + self.kv_cache_bytes + self.activation_bytes + self.overhead_bytes
 
     def summary(self) -> str:
-        """One plain sentence."""
+        """One plain sentence. Figures are rounded to 0.01 GiB and the total is the sum of the rounded parts, so the
+        parts add up to it as shown."""
         verb = "fits" if self.fits else "does not fit"
+        weights, kv, rest = (_round_gib(b) for b in (self.weights_bytes, self.kv_cache_bytes,
+                                                     self.activation_bytes + self.overhead_bytes))
         return (f"{self.model} {verb} on {self.gpu_count} × {self.gpu} at max_model_len {self.max_model_len}: "
-                f"needs about {_gib(self.needed_bytes)} of {_gib(self.usable_bytes)} GiB usable per GPU "
-                f"(weights {_gib(self.weights_bytes)}, KV cache {_gib(self.kv_cache_bytes)}, activations and "
-                f"runtime {_gib(self.activation_bytes + self.overhead_bytes)}), headroom "
+                f"needs about {weights + kv + rest:.2f} of {_round_gib(self.usable_bytes):.2f} GiB usable per GPU "
+                f"(weights {weights:.2f}, KV cache {kv:.2f}, activations and runtime {rest:.2f}), headroom "
                 f"{_gib(self.headroom_bytes)} GiB.")
 
     def as_rows(self) -> list[dict]:
@@ -84,6 +86,39 @@ class FitVerdict:
 
 def _gib(value: int) -> str:
     return f"{value / GiB:.1f}"
+
+
+def _round_gib(value: int) -> float:
+    return round(value / GiB, 2)
+
+
+def tensor_parallel_choices(model: str | ModelInfo, most: int | None = None) -> list[int]:
+    """The tensor-parallel sizes vLLM accepts for ``model`` (divisors of its attention heads), up to ``most``."""
+    heads = get_model(model).num_attention_heads
+    top = most if most is not None else heads
+    return [tp for tp in range(1, (top or 0) + 1) if heads and heads % tp == 0]
+
+
+def check_tensor_parallel(model: str | ModelInfo, tensor_parallel, node_gpus: int | None = None,
+                          node: str = "the node") -> int:
+    """The one tensor-parallel rule: a whole number of at least 1 that divides the model's attention heads (vLLM
+    stops otherwise: "Total number of attention heads (16) must be divisible by tensor parallel size (3)") and,
+    with ``node_gpus``, no more than the GPUs of one node. Returns it; InvalidSpecError says what to use."""
+    info = get_model(model)
+    tp = tensor_parallel
+    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+        raise InvalidSpecError(f"tensor_parallel {tp!r} must be a whole number of at least 1, such as 1",
+                               field="tensor_parallel", value=tp)
+    heads = info.num_attention_heads
+    if heads and heads % tp:
+        choices = ", ".join(str(c) for c in tensor_parallel_choices(info, node_gpus))
+        raise InvalidSpecError(f"tensor_parallel {tp} does not divide {info.short_name}'s {heads} attention heads "
+                               f"(vLLM refuses to start): use one of {choices}", field="tensor_parallel", value=tp)
+    if node_gpus is not None and tp > node_gpus:
+        raise InvalidSpecError(f"tensor_parallel {tp} needs {tp} GPUs but {node} has {node_gpus}: lower it to at "
+                               f"most {node_gpus} or choose a node type with more GPUs", field="tensor_parallel",
+                               value=tp)
+    return tp
 
 
 def _resolve_gpu(gpu: str | GpuType | NodeType) -> tuple[GpuType, int | None]:
@@ -140,13 +175,9 @@ def check_fit(model: str | ModelInfo, gpu: str | GpuType | NodeType, max_model_l
     if isinstance(util, bool) or not isinstance(util, (int, float)) or not 0 < util <= 1:
         raise InvalidSpecError(f"gpu_memory_utilization {util!r} must be a fraction in (0, 1], such as 0.9",
                                field="gpu_memory_utilization", value=util)
-    if isinstance(tensor_parallel, bool) or not isinstance(tensor_parallel, int) or tensor_parallel < 1:
-        raise InvalidSpecError(f"tensor_parallel {tensor_parallel!r} must be 1 or more", field="tensor_parallel",
-                               value=tensor_parallel)
-    if node_gpus is not None and tensor_parallel > node_gpus:
-        raise InvalidSpecError(f"tensor_parallel {tensor_parallel} needs {tensor_parallel} GPUs but the node has "
-                               f"{node_gpus}: lower it or choose a bigger node type", field="tensor_parallel",
-                               value=tensor_parallel)
+    node_name = f"node type {gpu.name}" if isinstance(gpu, NodeType) else (
+        "the node" if node_gpus is None else f"node type {gpu}")
+    check_tensor_parallel(info, tensor_parallel, node_gpus, node_name)
     step = max_num_batched_tokens or default_batched_tokens(info, max_len)
     usable, weights, kv, act, headroom, seqs = _estimate(info, gpu_type, max_len, util, tensor_parallel, step)
     fits = headroom >= 0
@@ -182,7 +213,7 @@ def _with_recommendation(v: FitVerdict, info: ModelInfo, gpu: GpuType, step: int
                                                                  v.gpu_count, step)[4] >= 0]
     if bigger:
         options.append(f"use {bigger[0].name} ({bigger[0].memory_gib:.0f} GiB) or a larger GPU")
-    for tp in (2, 4, 8):
+    for tp in tensor_parallel_choices(info, MAX_GPUS_PER_NODE):
         if tp > v.gpu_count and _estimate(info, gpu, v.max_model_len, v.gpu_memory_utilization, tp, step)[4] >= 0:
             options.append(f"shard it over {tp} × {gpu.name} with tensor parallel {tp}")
             break

@@ -117,6 +117,9 @@ NODE_TYPES: tuple[NodeType, ...] = (
     _node("GT4.8XLARGE192", 32, 192, "A100-40GB", 2),
 )
 _NODE_INDEX = {n.name.lower(): n for n in NODE_TYPES}
+# The most GPUs one node carries: NVIDIA's HGX/DGX boards hold 8 (NVLink/NVSwitch), and so do the largest GPU
+# instance types of the public clouds. A pod's nvidia.com/gpu above this cannot be scheduled on any node.
+MAX_GPUS_PER_NODE = 8
 
 INSTANCE_TYPE_LABELS = ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type")
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"   # NVIDIA GPU feature discovery, e.g. "NVIDIA-L20"
@@ -146,6 +149,30 @@ def get_node_type(name: str | NodeType) -> NodeType:
     if found is None:
         raise unknown("node type", str(name), [n.name for n in NODE_TYPES])
     return found
+
+
+def node_type_to_dict(node: NodeType) -> dict:
+    """A node type as plain JSON data (what 00 records for the later notebooks)."""
+    gpu = node.gpu
+    return {"name": node.name, "cpu": node.cpu, "memory_bytes": int(node.memory_bytes), "gpu_count": node.gpu_count,
+            "role": node.role.value, "verified": node.verified, "note": node.note,
+            "gpu": None if gpu is None else {"name": gpu.name, "memory_bytes": int(gpu.memory_bytes),
+                                             "nominal_gb": gpu.nominal_gb, "bf16": gpu.bf16}}
+
+
+def node_type_from_dict(data: dict) -> NodeType:
+    """The node type :func:`node_type_to_dict` recorded: a known GPU by name, else as described."""
+    gpu = data.get("gpu")
+    if gpu is not None:
+        known = _GPU_INDEX.get(str(gpu.get("name", "")).lower())
+        if known is not None and known.memory_bytes == gpu.get("memory_bytes", known.memory_bytes):
+            gpu = known
+        else:
+            gpu = GpuType(str(gpu["name"]), int(gpu["memory_bytes"]), int(gpu.get("nominal_gb") or 0),
+                          bool(gpu.get("bf16", True)), verified=False, note="described from the cluster's node labels")
+    return NodeType(str(data["name"]), float(data.get("cpu") or 0), int(data.get("memory_bytes") or 0), gpu,
+                    int(data.get("gpu_count") or 0), NodeRole(data.get("role") or NodeRole.GPU.value),
+                    bool(data.get("verified", False)), str(data.get("note") or ""))
 
 
 def gpu_from_product(product: str, memory_mib: int | None = None) -> GpuType | None:

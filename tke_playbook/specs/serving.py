@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from ..errors import InvalidSpecError
 from .catalog import TUTORIAL_MODEL, ModelInfo, get_model
-from .fit import ENCODER_STEP_TOKENS
-from .hardware import get_gpu
+from .fit import ENCODER_STEP_TOKENS, check_tensor_parallel
+from .hardware import MAX_GPUS_PER_NODE, NodeType, get_gpu, get_node_type
 from .names import slug, unknown, validate_label, validate_name, validate_port, validate_quantity, validate_subdomain
 from .storage import DEFAULT_PVC
 from .vllm_args import CONTAINER_PORT, VERSION_PATTERN, build_vllm_args, parse_vllm_version
@@ -32,6 +32,8 @@ PROXY_PORT = 60080                            # the auth proxy in front of vLLM 
 API_KEY_SECRET_KEY = "api-key"
 INTERNAL_LB_SUBNET_ANNOTATION = "service.kubernetes.io/qcloud-loadbalancer-internal-subnetid"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+MAX_INT32 = 2**31 - 1  # Kubernetes' replicas (Deployment, LeaderWorkerSet) and LWS size are int32
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 
 
 class ServiceType(str, enum.Enum):
@@ -59,9 +61,10 @@ def version_from_image(image: str) -> str | None:
     return ".".join(str(p) for p in parse_vllm_version(match.group(0))) if match else None
 
 
-def _positive(value, what: str, example: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidSpecError(f"{what} {value!r} must be a whole number of at least 1, such as {example}",
+def _positive(value, what: str, example: int, most: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (most is not None and value > most):
+        allowed = f"from 1 to {most:,}" if most is not None else "of at least 1"
+        raise InvalidSpecError(f"{what} {value!r} must be a whole number {allowed}, such as {example}",
                                field=what, value=value)
     return value
 
@@ -140,7 +143,7 @@ class ServingSpec:
         set_("env", _pairs(self.env, "env"))
         set_("labels", _pairs(self.labels, "labels"))
         set_("pod_annotations", _pairs(self.pod_annotations, "pod_annotations"))
-        set_("node_instance_types", tuple(self.node_instance_types))
+        set_("node_instance_types", _instance_types(self.node_instance_types))
         set_("lb_source_ranges", _cidrs(self.lb_source_ranges))
         self._derive_requests(info)
         self._derive_version()
@@ -167,13 +170,14 @@ class ServingSpec:
     def _validate(self, info: ModelInfo) -> None:
         validate_name(self.namespace, "Namespace")
         validate_name(self.pvc_name, "PVC name")
-        for what, value, example in (("replicas", self.replicas, 1), ("lws_group_size", self.lws_group_size, 1),
-                                     ("gpu_count", self.gpu_count, 1), ("tp_size", self.tp_size, 1),
+        for what, value, example in (("gpu_count", self.gpu_count, 1), ("tp_size", self.tp_size, 1),
                                      ("pp_size", self.pp_size, 1), ("max_model_len", self.max_model_len, 2048),
                                      ("max_batch_size", self.max_batch_size, 32),
                                      ("startup_timeout_s", self.startup_timeout_s, 3600),
                                      ("model_wait_timeout_s", self.model_wait_timeout_s, 7200)):
             _positive(value, what, example)
+        for what, value in (("replicas", self.replicas), ("lws_group_size", self.lws_group_size)):
+            _positive(value, what, 1, MAX_INT32)  # int32 in the Kubernetes API
         self._validate_lengths(info)
         self._validate_layout()
         self._validate_values()
@@ -202,6 +206,8 @@ class ServingSpec:
                                    field="max_model_len", value=self.max_model_len)
 
     def _validate_layout(self) -> None:
+        check_node_types(self)
+        check_tensor_parallel(self.model, self.tp_size)
         gpus = self.gpu_count * self.lws_group_size
         if self.tp_size * self.pp_size != gpus:
             raise InvalidSpecError(f"tp_size × pp_size = {self.tp_size} × {self.pp_size} = "
@@ -308,6 +314,104 @@ class ServingSpec:
     @classmethod
     def seed(cls) -> ServingSpec:
         return seed_profile()
+
+
+def _whole_share(total: int, parts: int, what: str, over: str) -> int:
+    if total % parts:
+        raise InvalidSpecError(f"{what} = {total} does not split evenly over {parts} {over}: make it a multiple of "
+                               f"{parts}", field="tp_size", value=(total, parts))
+    return total // parts
+
+
+def layout_changes(spec: ServingSpec, *, tp: int | None = None, pp: int | None = None, nodes: int | None = None,
+                   gpus: int | None = None) -> dict:
+    """The one layout rule, for the form and the command line: a replica's GPUs are tp × pp, spread over ``nodes``
+    pods, so GPUs per pod = tp × pp ÷ nodes. Given tp (the form's tpSize), the GPUs per pod follow; given only the
+    GPUs per pod and/or the nodes (``render --gpus/--nodes``), tensor parallel spans every GPU of the replica
+    (tp = gpus × nodes ÷ pp). What is not given keeps ``spec``'s value. Returns the ServingSpec fields to replace;
+    InvalidSpecError when the numbers are not whole numbers of at least 1 or do not split evenly."""
+    for what, value in (("tp_size", tp), ("pp_size", pp), ("lws_group_size", nodes), ("gpu_count", gpus)):
+        if value is not None:
+            _positive(value, what, 1)
+    nodes_given = nodes is not None
+    nodes = nodes if nodes_given else spec.lws_group_size
+    pp = pp if pp is not None else spec.pp_size
+    if tp is None and (gpus is not None or nodes_given):
+        gpus = gpus if gpus is not None else spec.gpu_count
+        tp = _whole_share(gpus * nodes, pp, f"GPUs per replica {gpus} × {nodes}", "pipeline stages (pp_size)")
+    else:
+        tp = tp if tp is not None else spec.tp_size
+        if gpus is None:
+            gpus = _whole_share(tp * pp, nodes, f"tp_size × pp_size {tp} × {pp}", "nodes (lws_group_size)")
+    return {"tp_size": tp, "pp_size": pp, "lws_group_size": nodes, "gpu_count": gpus}
+
+
+def _instance_types(value) -> tuple[str, ...]:
+    """Node instance types to pin vLLM to: each is a value of the ``node.kubernetes.io/instance-type`` label."""
+    items = (value,) if isinstance(value, str) else tuple(value or ())
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise InvalidSpecError(f"node instance type {item!r} is empty: name a node type such as "
+                                   f"'PNV5b.8XLARGE96', or pin none", field="node_instance_types", value=item)
+        validate_label(INSTANCE_TYPE_LABEL, item, what="node instance type")
+    return tuple(items)
+
+
+def check_on_node(spec: ServingSpec, node: NodeType) -> None:
+    """Refuse a spec whose pods cannot run on ``node``: a pod needs gpu_count GPUs (tp × pp ÷ nodes) of the spec's
+    GPU model, and the node has ``node.gpu_count`` of ``node.gpu``."""
+    have = node.gpu_count if node.gpu is not None else 0
+    if spec.gpu_count > have:
+        raise InvalidSpecError(f"a pod needs {spec.gpu_count} GPUs (tp_size {spec.tp_size} × pp_size {spec.pp_size} ÷ "
+                               f"{spec.lws_group_size} node(s)) but node type {node.name} has {have}: lower tp_size "
+                               f"to at most {max(have, 1)} or choose a node type with more GPUs", field="tp_size",
+                               value=spec.tp_size)
+    if spec.gpu is not None and node.gpu is not None and get_gpu(spec.gpu).name != node.gpu.name:
+        raise InvalidSpecError(f"gpu {spec.gpu} is not the GPU of node type {node.name} ({node.gpu.name}): set gpu to "
+                               f"{node.gpu.name}, or choose a node type with {spec.gpu}", field="gpu", value=spec.gpu)
+
+
+def node_changes(node: NodeType | None) -> dict:
+    """The ServingSpec fields that follow the node type chosen in 00: the GPU model the fit check and MFU use (when
+    the catalog knows it; else none) and the instance type the pods are pinned to (node affinity)."""
+    if node is None:
+        return {}
+    try:
+        gpu = get_gpu(node.gpu.name).name if node.gpu is not None else None
+    except LookupError:
+        gpu = None
+    try:
+        pinned = _instance_types((node.name,))
+    except InvalidSpecError:  # a node without an instance-type label, named by its node name: pin nothing
+        pinned = ()
+    return {"gpu": gpu, "node_instance_types": pinned}
+
+
+def node_gpu_name(instance_types, default: str | None = None) -> str | None:
+    """The GPU model of the first of ``instance_types`` the catalog knows (what the fit check should use), else
+    ``default``."""
+    for name in instance_types or ():
+        try:
+            node = get_node_type(name)
+        except LookupError:
+            continue
+        return node.gpu.name if node.gpu is not None else default
+    return default
+
+
+def check_node_types(spec: ServingSpec) -> None:
+    """A pod fits one node: no more GPUs than the pinned node types have (those the catalog knows), and never more
+    than :data:`MAX_GPUS_PER_NODE`."""
+    if spec.gpu_count > MAX_GPUS_PER_NODE:
+        raise InvalidSpecError(f"gpu_count {spec.gpu_count} is more GPUs than one node has (at most "
+                               f"{MAX_GPUS_PER_NODE}): use 1 to {MAX_GPUS_PER_NODE} per pod, and more nodes "
+                               f"(lws_group_size) for a bigger replica", field="gpu_count", value=spec.gpu_count)
+    for name in spec.node_instance_types:
+        try:
+            node = get_node_type(name)
+        except LookupError:
+            continue  # a type the catalog does not know (a cluster's own): checked against the node in 03
+        check_on_node(spec, node)
 
 
 def default_memory_request(info: ModelInfo) -> str:
