@@ -78,3 +78,10 @@ def same_shape(got, example) -> bool:
     if isinstance(example, float):
         return isinstance(got, (int, float)) and not isinstance(got, bool)
     return type(got) is type(example)
+
+# vLLM 0.33/0.34 (PoolingIOProcessor._validate_chat_template -> VLLMValidationError -> 400 BadRequestError) for a
+# template in the request when the server runs without --trust-request-chat-template.
+UNTRUSTED_CHAT_TEMPLATE = {"error": {"message": "Chat template is passed with request, but "
+                                                "--trust-request-chat-template is not set. Refused request with "
+                                                "untrusted chat template.",
+                                     "type": "BadRequestError", "param": None, "code": 400}}

@@ -5,10 +5,13 @@ API key: as vLLM 0.33, paths starting with ``/v1``, ``/v2``, ``/inference`` or `
 ``Authorization: Bearer <key>`` (the scheme word in any case); a wrong or missing key gets 401
 ``{"error": "Unauthorized"}``. Every refusal of client input is a 4xx in vLLM's error shape.
 
-Bounds: the body is read in chunks up to ``max_body_bytes`` (also after gzip/deflate decoding, which aiohttp
+Bounds: a connection must deliver a request's headers within ``header_timeout_s`` of opening or of its last
+answer (else it is closed: slow-header clients cannot hold sockets) and its body within ``body_timeout_s``
+(else 408); the body is read in chunks up to ``max_body_bytes`` (also after gzip/deflate decoding, which aiohttp
 does in bounded steps), then parsed, validated and tokenised in a thread so the event loop keeps answering
-``/health``; inputs and tokens per request are capped; the batcher shares each batch between requests; a
-request whose client disconnects is cancelled (aiohttp's handler cancellation) and counted as aborted.
+``/health``; chat templates render in worker processes bounded in time, memory and output (:mod:`.chat`);
+inputs and tokens per request are capped; the batcher shares each batch between requests; a request whose
+client disconnects is cancelled (aiohttp's handler cancellation) and counted as aborted.
 """
 
 from __future__ import annotations
@@ -25,22 +28,23 @@ from dataclasses import dataclass, field
 import numpy as np
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from jinja2 import TemplateError
 
 from ..errors import EmbeddingAPIError, InvalidSpecError
 from . import surface
 from .batcher import Batcher, QueueFull
+from .chat import ChatBusy, ChatRenderer, template_call
 from .encoder import Encoder, NoChatTemplate
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .protocol import (EmbeddingRequest, bad_request, build_error, build_models_response, check_dimensions,
                        finish_embeddings, parse_embedding_request, render_bytes_response, render_embedding_response,
                        resolve_token_ids, response_id)
-from .settings import check_number
+from .settings import BULK_NICE, EXPRESS_ROWS, MAX_BATCH_TOKENS, check_number
 from .surface import EncodingFormat
 
 log = logging.getLogger("tke_playbook.localserver")
 VERSION = surface.VLLM_VERSION
 SHUTDOWN_TIMEOUT_S = 5.0
+LINGER_S = 2.0  # after refusing a body before its end, read (and drop) its rest this long so the client sees why
 INLINE_RENDER_ROWS = 32  # answers with more rows are rendered in a thread
 INLINE_PREPARE_BYTES = 8192  # bodies up to this size are parsed and tokenised in the event loop (well under 1 ms)
 STATE_KEY = web.AppKey("state", object)
@@ -53,19 +57,24 @@ class ServerConfig:
     served_model_name: str
     api_key: str | None = field(default=None, repr=False)
     max_batch: int = 64
+    max_batch_tokens: int = MAX_BATCH_TOKENS
     max_wait_ms: float = 2.0
     max_queue: int = 4096
     workers: int = 1
     max_inputs: int = surface.MAX_INPUTS_PER_REQUEST
     max_tokens: int = surface.MAX_TOKENS_PER_REQUEST
     max_body_bytes: int = surface.MAX_BODY_BYTES
+    trust_request_chat_template: bool = False  # vLLM's --trust-request-chat-template
+    chat_template_timeout_s: float = surface.CHAT_TEMPLATE_TIMEOUT_S
+    header_timeout_s: float = surface.HEADER_TIMEOUT_S
+    body_timeout_s: float = surface.BODY_TIMEOUT_S
 
     def __post_init__(self):
         if not self.served_model_name:
             raise InvalidSpecError("served_model_name must not be empty: give the name clients put in 'model'",
                                    field="served_model_name", value=self.served_model_name)
-        for name in ("max_batch", "max_wait_ms", "max_queue", "workers", "max_inputs", "max_tokens",
-                     "max_body_bytes"):
+        for name in ("max_batch", "max_batch_tokens", "max_wait_ms", "max_queue", "workers", "max_inputs", "max_tokens",
+                     "max_body_bytes", "chat_template_timeout_s", "header_timeout_s", "body_timeout_s"):
             check_number(name, getattr(self, name))
 
 
@@ -75,6 +84,7 @@ class _State:
     config: ServerConfig
     metrics: ServerMetrics
     batcher: Batcher
+    chat: ChatRenderer
     cpu: ThreadPoolExecutor | None = None  # parsing, tokenising and rendering, off the event loop
 
 
@@ -87,7 +97,16 @@ def _error(message: str, status: int) -> web.Response:
 
 
 def _api_error(exc: EmbeddingAPIError) -> web.Response:
-    return _json(exc.body, exc.status or 400)
+    response = _json(exc.body, exc.status or 400)
+    if exc.status == 408:  # the body never came: do not wait for the rest of it on this connection
+        response.force_close()
+    return response
+
+
+def _busy(message: str) -> web.Response:
+    response = _error(message, 503)
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 @web.middleware
@@ -141,8 +160,19 @@ def _check_content_type(request: web.Request) -> None:
         raise bad_request(surface.UNSUPPORTED_MEDIA_TYPE, validation=True)
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The (decoded) body, read in chunks and refused with a 400 as soon as it passes ``limit`` bytes."""
+async def read_body(request: web.Request, limit: int, timeout_s: float | None = None) -> bytes:
+    """The (decoded) body, read in chunks and refused with a 400 as soon as it passes ``limit`` bytes; a body
+    that has not fully arrived after ``timeout_s`` seconds is answered 408 and its connection closed."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_chunks(request, limit)
+    except TimeoutError:
+        raise EmbeddingAPIError(f"The request body did not arrive within {timeout_s:g} s.", status=408,
+                                body=build_error(f"The request body did not arrive within {timeout_s:g} s: "
+                                                 f"send it at once.", 408)) from None
+
+
+async def _read_chunks(request: web.Request, limit: int) -> bytes:
     too_large = bad_request(f"The request body is larger than this server's limit of {limit} bytes: send fewer or "
                             f"shorter inputs per request (or start the server with a larger --max-body-mb).")
     if request.content_length is not None and request.content_length > limit:
@@ -163,24 +193,52 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _prepare(state: _State, body: bytes, request_id: str | None) -> tuple[EmbeddingRequest, list[list[int]]]:
-    """Parse, check and tokenise one request (runs in a thread)."""
-    encoder, config = state.encoder, state.config
+def _parse(state: _State, body: bytes, request_id: str | None) -> EmbeddingRequest:
+    """Parse and check one request (in a thread for large bodies)."""
+    config = state.config
     parsed = parse_embedding_request(body, served_names=(config.served_model_name,), max_inputs=config.max_inputs,
-                                     request_id=request_id)
-    facts = encoder.facts
+                                     request_id=request_id,
+                                     trust_request_chat_template=config.trust_request_chat_template)
+    facts = state.encoder.facts
     check_dimensions(parsed, is_matryoshka=facts.is_matryoshka, matryoshka_dimensions=facts.matryoshka_dimensions)
+    return parsed
+
+
+def _tokens(state: _State, parsed: EmbeddingRequest, prompts, tokenized: bool) -> list[list[int]]:
+    """Tokenise one request (in a thread for large ones)."""
+    facts = state.encoder.facts
+    return resolve_token_ids(parsed, state.encoder.tokenize, max_model_len=facts.max_model_len,
+                             vocab_size=facts.vocab_size, max_tokens=state.config.max_tokens, prompts=prompts,
+                             prompts_tokenized=tokenized)
+
+
+async def _render_chat(state: _State, parsed: EmbeddingRequest):
+    """A chat request's prompts, rendered by its template in a bounded worker process (:mod:`.chat`)."""
+    options = parsed.chat
+    kwargs = dict(options.chat_template_kwargs)
     try:
-        ids = resolve_token_ids(parsed, encoder.tokenize, max_model_len=facts.max_model_len,
-                                vocab_size=facts.vocab_size, max_tokens=config.max_tokens,
-                                render_chat=encoder.render_chat)
+        template = state.encoder.chat_template(options.chat_template, kwargs.get("tools"))
     except NoChatTemplate:
         raise bad_request("This model has no chat template, so `messages` cannot become a prompt: send the text in "
                           "`input` instead. (As of transformers v4.44, default chat template is no longer allowed, "
                           "so you must provide a chat template if the tokenizer does not define one.)") from None
-    except TemplateError as exc:  # the model's chat template refused these messages
-        raise bad_request(f"The chat template could not render these messages: {exc}") from None
-    return parsed, ids
+    call = template_call(template, parsed.conversations, add_generation_prompt=options.add_generation_prompt,
+                         continue_final_message=options.continue_final_message, chat_template_kwargs=kwargs,
+                         special_tokens=state.encoder.special_tokens)
+    return await state.chat.render(call), call.tokenize
+
+
+async def _prepare(state: _State, body: bytes, request_id: str | None):
+    """Parse, render (chat) and tokenise one request; small ones on the event loop (well under a millisecond)."""
+    inline = len(body) <= INLINE_PREPARE_BYTES
+    parsed = _parse(state, body, request_id) if inline else await _in_thread(state, _parse, state, body, request_id)
+    prompts, tokenized = None, False
+    if parsed.conversations is not None:
+        prompts, tokenized = await _render_chat(state, parsed)
+        inline = inline and sum(len(p) for p in prompts) <= INLINE_PREPARE_BYTES
+    if inline:
+        return parsed, _tokens(state, parsed, prompts, tokenized)
+    return parsed, await _in_thread(state, _tokens, state, parsed, prompts, tokenized)
 
 
 def _render(state: _State, parsed: EmbeddingRequest, raw: np.ndarray, prompt_tokens: int) -> web.Response:
@@ -202,19 +260,16 @@ async def _in_thread(state: _State, function, *args):
 async def embeddings(request: web.Request) -> web.Response:
     state: _State = request.app[STATE_KEY]
     _check_content_type(request)
-    body = await read_body(request, state.config.max_body_bytes)
-    request_id = request.headers.get("X-Request-Id") or None
-    if len(body) <= INLINE_PREPARE_BYTES:
-        parsed, ids = _prepare(state, body, request_id)
-    else:
-        parsed, ids = await _in_thread(state, _prepare, state, body, request_id)
+    body = await read_body(request, state.config.max_body_bytes, state.config.body_timeout_s)
+    try:
+        parsed, ids = await _prepare(state, body, request.headers.get("X-Request-Id") or None)
+    except ChatBusy as exc:
+        return _busy(str(exc))
     prompt_tokens = sum(len(row) for row in ids)
     try:
         raw = await state.batcher.submit(ids, prompt_tokens=prompt_tokens)
     except QueueFull as exc:
-        response = _error(str(exc), 503)
-        response.headers["Retry-After"] = "1"
-        return response
+        return _busy(str(exc))
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - a failed batch answers 500, the server carries on
@@ -252,17 +307,23 @@ def build_app(encoder: Encoder, config: ServerConfig) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes)
     server_metrics = ServerMetrics(config.served_model_name)
     batcher = Batcher(encoder.encode_ids, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000.0,
-                      max_queue=config.max_queue, workers=config.workers, metrics=server_metrics)
-    state = _State(encoder=encoder, config=config, metrics=server_metrics, batcher=batcher)
+                      max_queue=config.max_queue, workers=config.workers, metrics=server_metrics,
+                      max_batch_tokens=config.max_batch_tokens, express_rows=EXPRESS_ROWS,
+                      bulk_nice=BULK_NICE)
+    chat = ChatRenderer(timeout_s=config.chat_template_timeout_s, max_chars=config.max_body_bytes)
+    state = _State(encoder=encoder, config=config, metrics=server_metrics, batcher=batcher, chat=chat)
     app[STATE_KEY] = state
     app[METRICS_KEY] = server_metrics
 
     async def lifecycle(app: web.Application):
         state.cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="parse")
+        if encoder.facts.has_chat_template or config.trust_request_chat_template:
+            chat.start()  # the render workers start now rather than on the first chat request
         await batcher.start()
         yield
         await batcher.close()
         state.cpu.shutdown(wait=False, cancel_futures=True)
+        await asyncio.get_running_loop().run_in_executor(None, chat.close)
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_post("/v1/embeddings", embeddings)
@@ -300,8 +361,13 @@ async def serve(app: web.Application, sock: socket.socket, *, stop: asyncio.Even
     A request whose client disconnects is cancelled (``handler_cancellation``), so its work stops.
     """
     # On stop, requests already taken get up to SHUTDOWN_TIMEOUT_S to be answered before their connections close.
+    # aiohttp closes a connection whose next request has not fully arrived when its keep-alive timer fires (from
+    # the connection's start or its last answer), however slowly bytes trickle in: that timer is the header-read
+    # timeout (and the idle keep-alive, 5 s in vLLM's uvicorn).
+    config = app[STATE_KEY].config
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-                           handler_cancellation=True)
+                           handler_cancellation=True, keepalive_timeout=config.header_timeout_s,
+                           lingering_time=LINGER_S)
     await runner.setup()
     site = web.SockSite(runner, sock)
     await site.start()

@@ -185,17 +185,22 @@ class Encoder:
         room = max(0, max_length - len(before) - len(after))
         return [before + (row[-room:] if room else []) + after for row in plain]
 
-    def render_chat(self, conversations: list[list[dict]], *, add_generation_prompt: bool = False,
-                    continue_final_message: bool = False, chat_template_kwargs: dict | None = None) -> list[str]:
-        """Each conversation as a prompt through the model's chat template (NoChatTemplate without one)."""
-        if not self.facts.has_chat_template:
+    def chat_template(self, requested: str | None = None, tools: list | None = None) -> str:
+        """The template a chat request renders with: ``requested`` (a trusted request's own template, or the name
+        of one of the model's templates), else the model's (NoChatTemplate without one). Rendering happens in
+        :mod:`.chat`, never here."""
+        if requested is None and not self.facts.has_chat_template:
             raise NoChatTemplate(f"The model {self.facts.path} has no chat template in its tokenizer config: send "
                                  f"`input` (strings) instead of `messages`.")
-        return [self.tokenizer.apply_chat_template(conversation, tokenize=False,
-                                                   add_generation_prompt=add_generation_prompt,
-                                                   continue_final_message=continue_final_message,
-                                                   **(chat_template_kwargs or {}))
-                for conversation in conversations]
+        try:
+            return self.tokenizer.get_chat_template(requested, tools)
+        except ValueError as exc:
+            raise NoChatTemplate(str(exc)) from exc
+
+    @property
+    def special_tokens(self) -> dict:
+        """The tokenizer's special tokens, which transformers hands every chat template (``bos_token`` ...)."""
+        return dict(self.tokenizer.special_tokens_map)
 
     # --- encoding ----------------------------------------------------------------------------------------
 

@@ -134,18 +134,21 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
                  timeout: float = 180.0, max_batch: int = 64, max_wait_ms: float = 2.0, max_queue: int = 4096,
                  workers: int | None = None, threads: int | None = None,
                  log_path: str | os.PathLike | None = None, max_inputs_per_request: int | None = None,
-                 max_tokens_per_request: int | None = None, max_body_mb: float | None = None) -> LocalServer:
+                 max_tokens_per_request: int | None = None, max_body_mb: float | None = None,
+                 trust_request_chat_template: bool = False, max_batch_tokens: int | None = None) -> LocalServer:
     """Serve ``model_dir`` (default: the offline all-MiniLM-L6-v2) in a subprocess; return once it is healthy.
 
     ``port=0`` picks a free port. A folder other than the packaged offline model must carry the download's
     completion marker (IncompleteModelError before anything starts) unless ``require_marker`` is False.
     The API key reaches the server through its environment, never its command line. ``max_inputs_per_request``,
     ``max_tokens_per_request`` and ``max_body_mb`` bound one request (default: the server's).
+    ``trust_request_chat_template`` renders templates sent in requests (vLLM's flag; off by default).
     """
     folder = resolve_model_dir(model_dir, require_marker=require_marker)
     check_settings(port=port, max_batch=max_batch, max_queue=max_queue, max_wait_ms=max_wait_ms, workers=workers,
                    threads=threads, host=host, max_inputs=max_inputs_per_request, max_tokens=max_tokens_per_request,
-                   max_body_bytes=None if max_body_mb is None else max_body_mb * 2 ** 20)
+                   max_body_bytes=None if max_body_mb is None else max_body_mb * 2 ** 20,
+                   max_batch_tokens=max_batch_tokens)
     host = check_host(host)
     name = served_model_name or default_model_name(folder)
     log = Path(log_path) if log_path else _log_path()
@@ -158,7 +161,9 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
         command += ["--workers", str(workers)]
     if threads:
         command += ["--threads", str(threads)]
-    for flag, value in (("--max-inputs-per-request", max_inputs_per_request),
+    if trust_request_chat_template:
+        command.append("--trust-request-chat-template")
+    for flag, value in (("--max-batch-tokens", max_batch_tokens), ("--max-inputs-per-request", max_inputs_per_request),
                         ("--max-tokens-per-request", max_tokens_per_request), ("--max-body-mb", max_body_mb)):
         if value is not None:
             command += [flag, str(value)]

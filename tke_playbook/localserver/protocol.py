@@ -96,6 +96,7 @@ class ChatOptions:
     add_generation_prompt: bool = False
     continue_final_message: bool = False
     chat_template_kwargs: tuple[tuple[str, Any], ...] = ()
+    chat_template: str | None = None  # a request-supplied template (only when the server trusts them)
 
 
 @dataclass(frozen=True)
@@ -216,17 +217,26 @@ def _use_activation(parsed: _Common) -> bool | None:
     return parsed.use_activation if parsed.use_activation is not None else parsed.normalize
 
 
-def _inputs(parsed: _Common) -> dict:
+def _chat_options(parsed: _ChatRequest, trust_request_chat_template: bool) -> ChatOptions:
+    """vLLM's rule: a template in the request (``chat_template`` or ``chat_template_kwargs.chat_template``) is
+    refused unless the server runs with ``--trust-request-chat-template``; the top-level one wins."""
+    kwargs = parsed.chat_template_kwargs or {}
+    requested = parsed.chat_template if parsed.chat_template is not None else kwargs.get("chat_template")
+    if requested is not None and not trust_request_chat_template:
+        raise bad_request(surface.UNTRUSTED_CHAT_TEMPLATE)
+    if requested is not None and not isinstance(requested, str):
+        raise bad_request("chat_template_kwargs.chat_template must be a string (a Jinja template).")
+    if parsed.add_generation_prompt and parsed.continue_final_message:
+        raise bad_request("Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
+                          validation=True)
+    return ChatOptions(parsed.add_generation_prompt, parsed.continue_final_message,
+                       tuple(sorted(kwargs.items())), requested)
+
+
+def _inputs(parsed: _Common, trust_request_chat_template: bool = False) -> dict:
     if isinstance(parsed, _ChatRequest):
-        if parsed.chat_template is not None:
-            raise bad_request("Chat template is passed with request, but --trust-request-chat-template is not set. "
-                              "Refused request with untrusted chat template.")
-        if parsed.add_generation_prompt and parsed.continue_final_message:
-            raise bad_request("Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
-                              validation=True)
-        kwargs = tuple(sorted((parsed.chat_template_kwargs or {}).items()))
         return {"texts": None, "token_ids": None, "conversations": _conversations(parsed.messages),
-                "chat": ChatOptions(parsed.add_generation_prompt, parsed.continue_final_message, kwargs)}
+                "chat": _chat_options(parsed, trust_request_chat_template)}
     value = parsed.input
     if isinstance(value, str):
         return {"texts": (_check_text(value, "input"),), "token_ids": None}
@@ -241,10 +251,12 @@ def _inputs(parsed: _Common) -> dict:
 
 def parse_embedding_request(body: bytes | dict, *, served_names: tuple[str, ...],
                             max_inputs: int = surface.MAX_INPUTS_PER_REQUEST,
-                            request_id: str | None = None) -> EmbeddingRequest:
+                            request_id: str | None = None,
+                            trust_request_chat_template: bool = False) -> EmbeddingRequest:
     """Parse a POST /v1/embeddings body; raise an EmbeddingAPIError carrying vLLM's status and error body.
 
-    ``request_id`` (the ``X-Request-Id`` header) wins over the body's ``request_id``, as in vLLM.
+    ``request_id`` (the ``X-Request-Id`` header) wins over the body's ``request_id``, as in vLLM. A chat request
+    carrying its own template is refused unless ``trust_request_chat_template`` (vLLM's flag of that name).
     """
     data = decode_json(body) if isinstance(body, (bytes, bytearray, memoryview)) else body
     _check_count(data, max_inputs)
@@ -252,7 +264,7 @@ def parse_embedding_request(body: bytes | dict, *, served_names: tuple[str, ...]
     model = parsed.model or served_names[0]
     if model not in served_names:
         raise not_found(f"The model `{model}` does not exist.")
-    inputs = _inputs(parsed)
+    inputs = _inputs(parsed, trust_request_chat_template)
     request = EmbeddingRequest(
         model=model, encoding_format=EncodingFormat(parsed.encoding_format),
         truncate_prompt_tokens=parsed.truncate_prompt_tokens, add_special_tokens=parsed.add_special_tokens,
@@ -302,11 +314,13 @@ def _too_long(max_model_len: int, length: int) -> BadRequestError:
 
 def resolve_token_ids(request: EmbeddingRequest, tokenize: Callable[..., list[list[int]]], *,
                       max_model_len: int, vocab_size: int, max_tokens: int | None = None,
-                      render_chat: Callable[..., list[str]] | None = None) -> list[list[int]]:
+                      prompts: Sequence[str] | None = None, prompts_tokenized: bool = False) -> list[list[int]]:
     """The token ids each input is encoded from, after vLLM's truncation and length checks.
 
     Texts keep their start when cut (``truncation_side`` ``right``, the tokenizer's default) and token-id lists
     their end (``left``), as vLLM does; ``truncation_side`` chooses explicitly. ``max_tokens`` caps the request.
+    A chat request's ``prompts`` are what its template rendered (:mod:`.chat`); ``prompts_tokenized`` means vLLM
+    tokenised them in the template call, so no special tokens are added whatever ``add_special_tokens`` says.
     """
     truncate = request.truncate_prompt_tokens
     if truncate is not None and truncate <= -1:
@@ -314,21 +328,16 @@ def resolve_token_ids(request: EmbeddingRequest, tokenize: Callable[..., list[li
     if truncate is not None and truncate > max_model_len:
         raise bad_request(f"truncate_prompt_tokens value ({truncate}) is greater than max_model_len "
                           f"({max_model_len}). Please, select a smaller truncation size.")
-    texts = request.texts
+    texts, special = request.texts, request.add_special_tokens
     if request.conversations is not None:
-        if render_chat is None:
+        if prompts is None or len(prompts) != len(request.conversations):
             raise bad_request("This model has no chat template: send `input` instead of `messages`.")
-        options = request.chat or ChatOptions()
-        texts = tuple(render_chat([list(c) for c in request.conversations],
-                                  add_generation_prompt=options.add_generation_prompt,
-                                  continue_final_message=options.continue_final_message,
-                                  chat_template_kwargs=dict(options.chat_template_kwargs)))
+        texts, special = tuple(prompts), special and not prompts_tokenized
     if texts is not None:
         if request.truncation_side is TruncationSide.LEFT and truncate is not None:
-            ids = tokenize(list(texts), add_special_tokens=request.add_special_tokens, max_length=truncate,
-                           truncation_side="left")
+            ids = tokenize(list(texts), add_special_tokens=special, max_length=truncate, truncation_side="left")
         else:
-            ids = tokenize(list(texts), add_special_tokens=request.add_special_tokens, max_length=truncate)
+            ids = tokenize(list(texts), add_special_tokens=special, max_length=truncate)
     else:
         ids = _truncate([list(row) for row in request.token_ids], truncate,
                         request.truncation_side or TruncationSide.LEFT)

@@ -62,11 +62,20 @@ LEGACY_FIELDS = {"normalize": "use_activation"}  # 0.10.1 spelling -> 0.33.0 spe
 VALIDATION_ERROR_TYPE = "Bad Request"  # FastAPI RequestValidationError: bad JSON, bad field, wrong content type
 BAD_REQUEST_TYPE = "BadRequestError"  # the engine refused the request (too long, dimensions, chat template)
 NOT_FOUND_TYPE = "NotFoundError"  # unknown model
-ERROR_TYPES = {400: BAD_REQUEST_TYPE, 404: NOT_FOUND_TYPE, 500: "InternalServerError",
+ERROR_TYPES = {400: BAD_REQUEST_TYPE, 404: NOT_FOUND_TYPE, 408: "Request Timeout", 500: "InternalServerError",
                503: "ServiceUnavailableError"}
 UNAUTHORIZED_BODY = {"error": "Unauthorized"}  # vLLM's auth middleware answer (401)
 NOT_FOUND_BODY = {"detail": "Not Found"}  # FastAPI's answer for an unknown route
 UNSUPPORTED_MEDIA_TYPE = "Unsupported Media Type: Only 'application/json' is allowed"
+# vLLM (>= 0.11; PoolingIOProcessor._validate_chat_template in 0.33/0.34) refuses a template sent in the request,
+# top-level or in chat_template_kwargs, unless the server runs with --trust-request-chat-template (off by default).
+UNTRUSTED_CHAT_TEMPLATE = ("Chat template is passed with request, but --trust-request-chat-template is not set. "
+                           "Refused request with untrusted chat template.")
+# vLLM's bound on one render (env VLLM_CHAT_TEMPLATE_RENDER_TIMEOUT, 30 s; it answers a timeout with 500 on its
+# chat path and has no bound on its pooling path). Here every render is bounded, trusted template or not, and a
+# timeout is the client's 400: its messages or template are what took too long.
+CHAT_TEMPLATE_TIMEOUT_ENV = "VLLM_CHAT_TEMPLATE_RENDER_TIMEOUT"
+CHAT_TEMPLATE_TIMEOUT_S = 30.0
 
 # The API key guards these path prefixes (0.33.0; 0.10.x guarded only /v1); the scheme word is case-insensitive.
 AUTH_PREFIXES = ("/v1", "/v2", "/inference", "/cohere")
@@ -77,6 +86,11 @@ OPEN_PATHS = ("/health", "/ping", "/version", "/metrics")
 MAX_INPUTS_PER_REQUEST = 2048
 MAX_TOKENS_PER_REQUEST = 300_000
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a JSON body of that size parses in a few tens of milliseconds
+# Slow clients: a request's headers must arrive within HEADER_TIMEOUT_S of the connection opening or going idle
+# (also the idle keep-alive; vLLM's uvicorn keeps idle connections 5 s), its body within BODY_TIMEOUT_S (else 408,
+# as nginx's client_body_timeout answers).
+HEADER_TIMEOUT_S = 5.0
+BODY_TIMEOUT_S = 60.0
 
 
 def requires_key(path: str) -> bool:
