@@ -57,6 +57,7 @@ class FakeEncoder:
         return requested or FAKE_TEMPLATE
 
     special_tokens = {"bos_token": "<s>"}
+    special_token_count = 0
 
     def encode_ids(self, ids):
         self.threads.add(threading.current_thread().name)

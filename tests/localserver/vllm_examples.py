@@ -85,3 +85,53 @@ UNTRUSTED_CHAT_TEMPLATE = {"error": {"message": "Chat template is passed with re
                                                 "--trust-request-chat-template is not set. Refused request with "
                                                 "untrusted chat template.",
                                      "type": "BadRequestError", "param": None, "code": 400}}
+
+# --- vLLM 0.34.0's other pooling routes for an embedding model (vllm/entrypoints/pooling/*/protocol.py; the same
+# models in 0.33.0). Bodies as their pydantic models dump them.
+SCORE_REQUEST_FORMS = [  # ScoreQueriesDocumentsRequest, ScoreQueriesItemsRequest, ScoreDataRequest, ScoreTextRequest
+    {"queries": "What is the capital of France?", "documents": ["Paris is the capital of France.", "Bananas."]},
+    {"queries": "What is the capital of France?", "items": ["Paris is the capital of France.", "Bananas."]},
+    {"data_1": "What is the capital of France?", "data_2": ["Paris is the capital of France.", "Bananas."]},
+    {"text_1": "What is the capital of France?", "text_2": ["Paris is the capital of France.", "Bananas."]},
+]
+SCORE_RESPONSE = {"id": "score-0d1e2f3a", "object": "list", "created": 1764460800,
+                  "model": "sentence-transformers/all-MiniLM-L6-v2",
+                  "data": [{"index": 0, "object": "score", "score": 0.71}],
+                  "usage": {"prompt_tokens": 24, "total_tokens": 24, "completion_tokens": 0,
+                            "prompt_tokens_details": None, "completion_tokens_details": None}}
+RERANK_REQUEST = {"model": "sentence-transformers/all-MiniLM-L6-v2", "query": "What is the capital of France?",
+                  "documents": ["The capital of Brazil is Brasilia.", "The capital of France is Paris.",
+                                "Horses and cows are both animals"], "top_n": 2, "return_documents": True}
+RERANK_RESPONSE = {"id": "score-0d1e2f3a", "model": "sentence-transformers/all-MiniLM-L6-v2",
+                   "usage": {"prompt_tokens": 38, "total_tokens": 38},
+                   "results": [{"index": 1, "document": {"text": "The capital of France is Paris.",
+                                                         "multi_modal": None}, "relevance_score": 0.8}]}
+POOLING_RESPONSE = {"id": "pool-0d1e2f3a", "object": "list", "created": 1764460800,
+                    "model": "sentence-transformers/all-MiniLM-L6-v2",
+                    "data": [{"index": 0, "object": "pooling", "data": [0.0123, -0.0456]}],
+                    "usage": {"prompt_tokens": 8, "total_tokens": 8, "completion_tokens": 0,
+                              "prompt_tokens_details": None, "completion_tokens_details": None}}
+COHERE_REQUEST = {"model": "sentence-transformers/all-MiniLM-L6-v2", "texts": ["hello", "goodbye"],
+                  "embedding_types": ["float", "binary", "ubinary", "base64"]}
+COHERE_RESPONSE = {"id": "embd-0d1e2f3a",
+                   "embeddings": {"float": [[0.1, -0.2]], "binary": [[-71]], "ubinary": [[57]],
+                                  "base64": ["AAAAPwAAgD8="]},
+                   "texts": ["hello"], "meta": {"api_version": {"version": "2"},
+                                                "billed_units": {"input_tokens": 3, "image_tokens": 0}},
+                   "response_type": "embeddings_by_type"}
+CLASSIFY_EMBEDDING_MODEL = {"error": {"message": "The model does not support Classification API",
+                                      "type": "NotImplementedError", "param": None, "code": 501}}
+SCORE_LENGTHS = {"error": {"message": "Input lengths must be either 1:1, 1:N or N:N", "type": "BadRequestError",
+                           "param": None, "code": 400}}
+POOLING_DIMENSIONS = {"error": {"message": "dimensions is currently not supported", "type": "BadRequestError",
+                                "param": "dimensions", "code": 400}}
+COHERE_INPUT_TYPE = {"error": {"message": "Unsupported input_type 'search_query'. This model does not define any "
+                                          "input_type task instructions.", "type": "BadRequestError", "param": None,
+                               "code": 400}}
+MATRYOSHKA_ONLY = ('Model "sentence-transformers/all-MiniLM-L6-v2" only supports [128, 256] matryoshka dimensions, '
+                   "use other output dimensions will lead to poor results.")
+# 0.34.0's UsageInfo excludes prompt_tokens_details when it is None.
+USAGE_034 = {"prompt_tokens": 8, "total_tokens": 8, "completion_tokens": 0, "completion_tokens_details": None}
+# vLLM 0.34.0's routes for an embedding model (api_router.py of embed, pooling, classify, scoring).
+POOLING_ROUTES_034 = ("/v1/embeddings", "/v2/embed", "/pooling", "/classify", "/score", "/v1/score", "/rerank",
+                      "/v1/rerank", "/v2/rerank")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import logging
 import os
 import signal
@@ -67,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "in requests (chat_template, chat_template_kwargs.chat_template); refused by default, as "
                         "in vLLM. Every render is bounded in time ($" + surface.CHAT_TEMPLATE_TIMEOUT_ENV +
                         f", default {surface.CHAT_TEMPLATE_TIMEOUT_S:g} s), memory and output")
+    parser.add_argument("--vllm-version", default=surface.VLLM_VERSION, choices=surface.VLLM_VERSIONS,
+                        help=f"which vLLM release to answer as where they differ (default {surface.VLLM_VERSION})")
+    parser.add_argument("--hf-overrides", default=None, help="JSON, as vLLM's: "
+                        "'{\"matryoshka_dimensions\": [128, 256]}' lets requests ask for those `dimensions`")
+    parser.add_argument("--pooler-config", default=None, help="JSON, as vLLM's: '{\"enable_chunked_processing\": "
+                        "true, \"max_embed_len\": 3072}' embeds over-long inputs in chunks")
     parser.add_argument("--allow-incomplete", action="store_true", help="serve a folder without the "
                         "download's completion marker")
     parser.add_argument("--port-file", default=None, help=argparse.SUPPRESS)  # written once serving
@@ -112,6 +119,37 @@ def check_settings(*, port: int, max_batch: int, max_queue: int, max_wait_ms: fl
             check_number(name, value, label(name))
     if max_body_bytes is not None:
         check_number("max_body_bytes", max_body_bytes, "--max-body-mb (in bytes)" if cli else "max_body_bytes")
+
+
+def json_option(flag: str, raw: str | None, allowed: tuple[str, ...]) -> dict:
+    """A JSON object option (``--hf-overrides``, ``--pooler-config``) holding only keys the local server uses."""
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidSpecError(f"{flag} is not JSON ({exc}): give an object such as '{{\"{allowed[0]}\": ...}}'",
+                               field=flag, value=raw) from None
+    if not isinstance(value, dict):
+        raise InvalidSpecError(f"{flag} must be a JSON object", field=flag, value=raw)
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise InvalidSpecError(f"{flag}: the local server takes only {', '.join(allowed)}, not {', '.join(unknown)}",
+                               field=flag, value=raw)
+    return value
+
+
+def model_options(args: argparse.Namespace) -> dict:
+    """ServerConfig fields from ``--hf-overrides`` and ``--pooler-config``."""
+    overrides = json_option("--hf-overrides", args.hf_overrides, surface.HF_OVERRIDE_KEYS)
+    pooler = json_option("--pooler-config", args.pooler_config, surface.POOLER_CONFIG_KEYS)
+    dims = overrides.get("matryoshka_dimensions")
+    if dims is not None and (not isinstance(dims, list) or not all(isinstance(d, int) and d > 0 for d in dims)):
+        raise InvalidSpecError("--hf-overrides matryoshka_dimensions must be a list of positive integers",
+                               field="hf_overrides", value=args.hf_overrides)
+    return {"matryoshka_dimensions": tuple(dims) if dims else None,
+            "enable_chunked_processing": bool(pooler.get("enable_chunked_processing", False)),
+            "max_embed_len": pooler.get("max_embed_len"), "vllm_version": args.vllm_version}
 
 
 def chat_template_timeout(environ=os.environ) -> float:
@@ -213,7 +251,7 @@ async def _main(args: argparse.Namespace) -> None:
                           max_queue=args.max_queue, workers=workers, max_inputs=args.max_inputs_per_request,
                           max_tokens=args.max_tokens_per_request, max_body_bytes=int(max_body_bytes),
                           trust_request_chat_template=args.trust_request_chat_template,
-                          chat_template_timeout_s=chat_template_timeout())
+                          chat_template_timeout_s=chat_template_timeout(), **model_options(args))
     try:  # a taken port fails now, not after loading the model
         sock = bind_socket(host, args.port)
     except OSError as exc:

@@ -100,6 +100,8 @@ class ModelFacts:
     is_matryoshka: bool = False
     matryoshka_dimensions: tuple[int, ...] | None = None
     has_chat_template: bool = False
+    architecture: str = "BertModel"  # config.json's first architecture (vLLM names it in some refusals)
+    task_instructions: dict | None = None  # Cohere input_type -> prefix (the model's sentence-transformers prompts)
 
 
 class NoChatTemplate(ServerError):
@@ -151,7 +153,10 @@ class Encoder:
             max_model_len=int(min(max_len, positions) if positions else max_len),
             vocab_size=int(getattr(config, "vocab_size", None) or len(self.tokenizer)), normalize=normalizes,
             is_matryoshka=_matryoshka(config)[0], matryoshka_dimensions=_matryoshka(config)[1],
-            has_chat_template=bool(getattr(self.tokenizer, "chat_template", None)))
+            has_chat_template=bool(getattr(self.tokenizer, "chat_template", None)),
+            architecture=str((getattr(config, "architectures", None) or ["BertModel"])[0]),
+            task_instructions={k: v for k, v in (getattr(self.model, "prompts", None) or {}).items()
+                               if isinstance(v, str) and v} or None)
 
     # --- tokenising --------------------------------------------------------------------------------------
 
@@ -176,6 +181,12 @@ class Encoder:
             if full[start:start + len(plain)] == plain:
                 return full[:start], full[start + len(plain):]
         return [], []
+
+    @property
+    def special_token_count(self) -> int:
+        """How many special tokens the tokenizer puts around one text ([CLS] and [SEP]: 2)."""
+        before, after = self._special_tokens()
+        return len(before) + len(after)
 
     def _tokenize_keeping_end(self, texts: list[str], *, add_special_tokens: bool, max_length: int) -> list[list[int]]:
         plain = self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]

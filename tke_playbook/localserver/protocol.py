@@ -35,10 +35,11 @@ def build_error(message: str, status: int, err_type: str | None = None, param: s
                       "param": param, "code": int(status)}}
 
 
-def bad_request(message: str, *, validation: bool = False) -> BadRequestError:
-    """A 400: ``validation`` errors (what FastAPI's request validation refuses) have type ``Bad Request``."""
+def bad_request(message: str, *, validation: bool = False, param: str | None = None) -> BadRequestError:
+    """A 400: ``validation`` errors (what FastAPI's request validation refuses) have type ``Bad Request``;
+    ``param`` names the field where vLLM's VLLMValidationError does."""
     err_type = surface.VALIDATION_ERROR_TYPE if validation else surface.BAD_REQUEST_TYPE
-    return BadRequestError(message, status=400, body=build_error(message, 400, err_type))
+    return BadRequestError(message, status=400, body=build_error(message, 400, err_type, param))
 
 
 def not_found(message: str) -> EmbeddingAPIError:
@@ -143,7 +144,7 @@ def decode_json(body: bytes) -> dict:
     return data
 
 
-def _validation_message(exc: ValidationError) -> str:
+def validation_message(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False)[:5]:
         where = ".".join(str(p) for p in error["loc"]) or "body"
@@ -176,7 +177,7 @@ def _validate(data: dict) -> _Common:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise bad_request(_validation_message(exc), validation=True) from None
+        raise bad_request(validation_message(exc), validation=True) from None
 
 
 def _check_text(text: str, where: str) -> str:
@@ -314,13 +315,16 @@ def _too_long(max_model_len: int, length: int) -> BadRequestError:
 
 def resolve_token_ids(request: EmbeddingRequest, tokenize: Callable[..., list[list[int]]], *,
                       max_model_len: int, vocab_size: int, max_tokens: int | None = None,
-                      prompts: Sequence[str] | None = None, prompts_tokenized: bool = False) -> list[list[int]]:
+                      prompts: Sequence[str] | None = None, prompts_tokenized: bool = False,
+                      max_input_len: int | None = None) -> list[list[int]]:
     """The token ids each input is encoded from, after vLLM's truncation and length checks.
 
     Texts keep their start when cut (``truncation_side`` ``right``, the tokenizer's default) and token-id lists
     their end (``left``), as vLLM does; ``truncation_side`` chooses explicitly. ``max_tokens`` caps the request.
     A chat request's ``prompts`` are what its template rendered (:mod:`.chat`); ``prompts_tokenized`` means vLLM
     tokenised them in the template call, so no special tokens are added whatever ``add_special_tokens`` says.
+    ``max_input_len`` is the longest input taken (default ``max_model_len``; longer with vLLM's chunked processing,
+    where ``0`` means no limit).
     """
     truncate = request.truncate_prompt_tokens
     if truncate is not None and truncate <= -1:
@@ -345,10 +349,10 @@ def resolve_token_ids(request: EmbeddingRequest, tokenize: Callable[..., list[li
             if row and (min(row) < 0 or max(row) >= vocab_size):
                 raise bad_request(f"Token id {max(row) if max(row) >= vocab_size else min(row)} is out of "
                                   f"vocabulary (size {vocab_size}).")
-    total = 0
+    total, limit = 0, max_model_len if max_input_len is None else max_input_len
     for row in ids:
-        if len(row) > max_model_len:
-            raise _too_long(max_model_len, len(row))
+        if limit and len(row) > limit:
+            raise _too_long(limit, len(row))
         if not row:
             raise bad_request("The decoder prompt cannot be empty")
         total += len(row)
@@ -381,22 +385,52 @@ def _row_format(dim: int) -> str:
     return "[" + ",".join(["%.9g"] * dim) + "]"
 
 
-def response_id(request_id: str | None = None) -> str:
-    """``embd-<request_id>`` (vLLM's prefix), or ``embd-<random>`` without one."""
-    return f"embd-{request_id or uuid.uuid4().hex}"
+def response_id(request_id: str | None = None, prefix: str = "embd") -> str:
+    """``embd-<request_id>`` (vLLM's prefix; ``pool-`` for /pooling), or ``embd-<random>`` without one."""
+    return f"{prefix}-{request_id or uuid.uuid4().hex}"
 
 
-def usage(prompt_tokens: int) -> dict:
-    """vLLM's UsageInfo for an embeddings answer."""
-    return {"prompt_tokens": int(prompt_tokens), "total_tokens": int(prompt_tokens), "completion_tokens": 0,
+def chunk_rows(ids: list[list[int]], size: int) -> tuple[list[list[int]], list[int] | None]:
+    """Rows longer than ``size`` cut into consecutive chunks of ``size`` tokens (vLLM's ``chunk_list`` over the
+    prompt's ids, special tokens included); the owner index of each chunk, or None when nothing was cut."""
+    if all(len(row) <= size for row in ids):
+        return ids, None
+    rows, owners = [], []
+    for index, row in enumerate(ids):
+        for start in range(0, len(row), size):
+            rows.append(row[start:start + size])
+            owners.append(index)
+    return rows, owners
+
+
+def combine_chunks(raw: np.ndarray, owners: list[int], lengths: list[int], count: int, *,
+                   normalize: bool) -> np.ndarray:
+    """vLLM's chunked-processing aggregation: each input's chunk vectors (normalised first when the activation is
+    on, as its pooler returns them) averaged, weighted by the chunk's token count."""
+    chunks = finish_embeddings(raw, normalize=normalize).astype(np.float64)
+    sums = np.zeros((count, chunks.shape[1]), dtype=np.float64)
+    weights = np.zeros(count, dtype=np.float64)
+    np.add.at(sums, owners, chunks * np.asarray(lengths, dtype=np.float64)[:, None])
+    np.add.at(weights, owners, lengths)
+    return (sums / weights[:, None]).astype(np.float32)
+
+
+def usage(prompt_tokens: int, version: str = surface.VLLM_VERSION) -> dict:
+    """vLLM's UsageInfo as the given release dumps it (0.34.0 leaves out an empty ``prompt_tokens_details``)."""
+    body = {"prompt_tokens": int(prompt_tokens), "total_tokens": int(prompt_tokens), "completion_tokens": 0,
             "prompt_tokens_details": None, "completion_tokens_details": None}
+    if not surface.usage_has_prompt_tokens_details(version):
+        del body["prompt_tokens_details"]
+    return body
 
 
 def render_embedding_response(embeddings: np.ndarray, *, model: str, prompt_tokens: int,
                               encoding_format: str = "float", request_id: str | None = None,
                               created: int | None = None, embed_dtype: str = "float32",
-                              endianness: str = "native") -> bytes:
-    """The JSON body of a /v1/embeddings answer, as vLLM shapes it (``request_id`` is the whole id)."""
+                              endianness: str = "native", version: str = surface.VLLM_VERSION,
+                              item: tuple[str, str] = ("embedding", "embedding")) -> bytes:
+    """The JSON body of a /v1/embeddings answer, as vLLM shapes it (``request_id`` is the whole id); ``item`` is
+    each row's ``object`` and key (``("pooling", "data")`` for /pooling)."""
     head = json.dumps({"id": request_id or response_id(), "object": "list",
                        "created": int(created if created is not None else time.time()), "model": model})
     matrix = np.ascontiguousarray(embeddings, dtype=np.float32)
@@ -406,8 +440,9 @@ def render_embedding_response(embeddings: np.ndarray, *, model: str, prompt_toke
     else:
         fmt = _row_format(matrix.shape[1]) if matrix.ndim == 2 and matrix.shape[1] else "[]"
         values = [fmt % tuple(row) for row in matrix.tolist()]
-    data = ",".join(f'{{"index":{i},"object":"embedding","embedding":{v}}}' for i, v in enumerate(values))
-    return f'{head[:-1]},"data":[{data}],"usage":{json.dumps(usage(prompt_tokens))}}}'.encode()
+    kind, key = item
+    data = ",".join(f'{{"index":{i},"object":"{kind}","{key}":{v}}}' for i, v in enumerate(values))
+    return f'{head[:-1]},"data":[{data}],"usage":{json.dumps(usage(prompt_tokens, version))}}}'.encode()
 
 
 def render_bytes_response(embeddings: np.ndarray, *, model: str, prompt_tokens: int, encoding_format: str = "bytes",

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from enum import Enum
 
-VLLM_VERSION = "0.33.0"  # what GET /version answers and what the request/response surface follows
+VLLM_VERSION = "0.33.0"  # the default release: what GET /version answers and what the surface follows
+VLLM_VERSIONS = ("0.33.0", "0.34.0")  # releases the server can follow (`serve --vllm-version`)
 COMPAT_VERSION = "0.10.1"  # the oldest vLLM whose clients must keep working (the tutorial's image)
 
 
@@ -91,6 +92,31 @@ MAX_BODY_BYTES = 4 * 1024 * 1024  # a JSON body of that size parses in a few ten
 # as nginx's client_body_timeout answers).
 HEADER_TIMEOUT_S = 5.0
 BODY_TIMEOUT_S = 60.0
+
+
+# What differs between the releases, behaviour by behaviour (everything else on the pooling routes is the same in
+# 0.33.0 and 0.34.0: vllm/entrypoints/pooling/* of both wheels):
+# - usage: 0.34.0's UsageInfo excludes prompt_tokens_details when it is None (0.33.0 dumps it as null).
+USAGE_DETAILS_UNTIL = "0.33.0"
+
+# The pooling routes vLLM 0.34.0 serves for an embedding model, and the tasks /pooling takes for one.
+POOLING_ROUTES = ("/v1/embeddings", "/v2/embed", "/pooling", "/classify", "/score", "/v1/score", "/rerank",
+                  "/v1/rerank", "/v2/rerank")
+EMBED_MODEL_TASKS = ("embed",)
+# --pooler-config keys the local server takes (vLLM's PoolerConfig has more; they do not apply to it).
+POOLER_CONFIG_KEYS = ("enable_chunked_processing", "max_embed_len")
+HF_OVERRIDE_KEYS = ("matryoshka_dimensions", "is_matryoshka")
+
+
+def check_version(version: str) -> str:
+    if version not in VLLM_VERSIONS:
+        raise ValueError(f"vLLM version {version!r} is not one the local server follows: give one of "
+                         f"{', '.join(VLLM_VERSIONS)}")
+    return version
+
+
+def usage_has_prompt_tokens_details(version: str) -> bool:
+    return tuple(map(int, version.split("."))) <= tuple(map(int, USAGE_DETAILS_UNTIL.split(".")))
 
 
 def requires_key(path: str) -> bool:
