@@ -46,9 +46,12 @@ VALIDATION_ERROR = {"error": {"message": "[{'type': 'json_invalid', 'loc': ('bod
                               "type": "Bad Request", "param": None, "code": 400}}
 UNSUPPORTED_MEDIA_TYPE = {"error": {"message": "[\"Unsupported Media Type: Only 'application/json' is allowed\"]",
                                     "type": "Bad Request", "param": None, "code": 400}}
-TOO_LONG = {"error": {"message": "This model's maximum context length is 256 tokens. However, you requested 302 "
-                                 "tokens in the input for embedding generation. Please reduce the length of the "
-                                 "input.", "type": "BadRequestError", "param": None, "code": 400}}
+# vLLM 0.33/0.34 (renderers/params.py TokenizeParams._token_len_check): text is tokenised to at most max+1 tokens,
+# so a 302-token text is reported as "at least 257".
+TOO_LONG = {"error": {"message": "This model's maximum context length is 256 tokens. However, your prompt contains "
+                                 "at least 257 input tokens, which exceeds this limit even without any output "
+                                 "tokens. Please reduce the length of the input prompt.", "type": "BadRequestError",
+                      "param": "input_tokens", "code": 400}}
 UNKNOWN_MODEL = {"error": {"message": "The model `nope` does not exist.", "type": "NotFoundError", "param": None,
                            "code": 404}}
 DIMENSIONS = {"error": {"message": 'Model "sentence-transformers/all-MiniLM-L6-v2" does not support matryoshka '

@@ -307,10 +307,13 @@ def _truncate(ids: list[list[int]], truncate: int | None, side: TruncationSide) 
     return [row[-truncate:] if side is TruncationSide.LEFT else row[:truncate] for row in ids]
 
 
-def _too_long(max_model_len: int, length: int) -> BadRequestError:
-    return bad_request(f"This model's maximum context length is {max_model_len} tokens. However, you requested "
-                       f"{length} tokens in the input for embedding generation. Please reduce the length of the "
-                       f"input.")
+def _too_long(max_model_len: int, length: int, at_least: bool = False) -> BadRequestError:
+    """vLLM 0.33/0.34's refusal (TokenizeParams._token_len_check). vLLM tokenises text that is not to be truncated
+    only to max+1 tokens, so for text it says "at least max+1"; token ids are counted in full."""
+    count = f"at least {max_model_len + 1}" if at_least else str(length)
+    return bad_request(f"This model's maximum context length is {max_model_len} tokens. However, your prompt "
+                       f"contains {count} input tokens, which exceeds this limit even without any output tokens. "
+                       f"Please reduce the length of the input prompt.", param="input_tokens")
 
 
 def resolve_token_ids(request: EmbeddingRequest, tokenize: Callable[..., list[list[int]]], *,
@@ -352,7 +355,7 @@ def resolve_token_ids(request: EmbeddingRequest, tokenize: Callable[..., list[li
     total, limit = 0, max_model_len if max_input_len is None else max_input_len
     for row in ids:
         if limit and len(row) > limit:
-            raise _too_long(limit, len(row))
+            raise _too_long(limit, len(row), at_least=texts is not None and truncate is None)
         if not row:
             raise bad_request("The decoder prompt cannot be empty")
         total += len(row)
