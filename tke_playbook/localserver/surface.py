@@ -1,7 +1,9 @@
 """Which vLLM API the local server speaks: version, fields, limits, error types and the API-key rule, in one place.
 
 The server follows vLLM **0.33.0** (``vllm/entrypoints/pooling/embed/protocol.py`` and the OpenAI server's auth
-middleware and error handlers) and keeps what **0.10.1** clients send working. One deliberate difference:
+middleware and error handlers), or **0.34.0** with ``serve --vllm-version 0.34.0`` (the differences are listed
+below, behaviour by behaviour; the pooling routes of :mod:`.pooling` are the same in both), and keeps what
+**0.10.1** clients send working. One deliberate difference:
 0.33.0 refuses ``normalize`` ("Parameter `normalize` was removed; use `use_activation` instead"); the local
 server still takes it as the 0.10.1 spelling of ``use_activation``, so clients written against the tutorial's
 0.10.1 image keep working. Tests read their expectations from here and from recorded vLLM bodies.
