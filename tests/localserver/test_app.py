@@ -357,7 +357,7 @@ def test_a_body_over_the_limit_is_refused_with_the_limit_without_reading_it_all(
         return declared, chunked
 
     for status, body, _ in run(FakeEncoder(), config, work):
-        assert status == 400 and vllm.same_shape(body, vllm.TOO_LONG)
+        assert status == 400 and vllm.same_shape(body, vllm.UNTRUSTED_CHAT_TEMPLATE)
         assert "limit of 4096 bytes" in body["error"]["message"]
 
 
@@ -534,7 +534,7 @@ def test_a_hostile_template_is_bounded_while_health_answers(template, phrase):
         return await hostile, probes, after
 
     (status, error, _), probes, after = run(FakeEncoder(), config, work)
-    assert status == 400 and vllm.same_shape(error, vllm.TOO_LONG) and phrase in error["error"]["message"]
+    assert status == 400 and vllm.same_shape(error, vllm.UNTRUSTED_CHAT_TEMPLATE) and phrase in error["error"]["message"]
     assert probes and all(code == 200 and took < 1.0 for code, took in probes)
     assert after[0] == 200 and after[1]["data"][0]["embedding"] == expected("<user> hello there")
 

@@ -7,9 +7,9 @@ so the event loop keeps parsing requests meanwhile). The token budget keeps ever
 arrives while batches run joins the next one within a fraction of a second. A batch is shared between the
 waiting requests by water-filling: the requests with the fewest rows left come first and each takes at most an
 equal part of what is left, so a one-sentence request joins the very next batch and a request of thousands of
-sentences runs beside small ones instead of ahead of them. And when every worker is busy, an express worker
-encodes the rows of small requests (at most ``express_rows`` sentences) at once, so a query does not wait for
-the steps of a bulk request to end. While batches run the next ones fill up, so under load batches grow by
+sentences runs beside small ones instead of ahead of them. And while bulk rows wait or every worker is busy, an
+express worker encodes the rows of small requests (at most ``express_rows`` sentences) at once, so a query does
+not wait for the steps of a bulk request to end. While batches run the next ones fill up, so under load batches grow by
 themselves. When more than ``max_queue`` sentences wait, new
 requests are refused with :class:`QueueFull` (the server answers 503) instead of the queue growing without
 bound; a request larger than ``max_queue`` is taken only when the queue is empty. A request cancelled while it
@@ -181,17 +181,21 @@ class Batcher:
                 await asyncio.sleep(0)  # let handlers whose bodies already arrived enqueue
                 if self._pending == seen:
                     await asyncio.sleep(min(0.0005, max(0.0, deadline - time.perf_counter())))
-        return self._take(min(self.max_batch, -(-self._pending // (1 + self._idle))))
+        # While bulk rows wait, small requests' rows are the express worker's: in a bulk step they would wait for
+        # its whole token budget (on a lower priority).
+        bulk_only = bool(self.express_rows) and self._pending > self._small_pending
+        return self._take(min(self.max_batch, -(-self._pending // (1 + self._idle))), bulk_only=bulk_only)
 
     def _small(self, job: _Job) -> bool:
         return bool(self.express_rows) and len(job.ids) <= self.express_rows
 
-    def _take(self, limit: int, small_only: bool = False) -> list[tuple[_Job, int]]:
+    def _take(self, limit: int, small_only: bool = False, bulk_only: bool = False) -> list[tuple[_Job, int]]:
         """Up to ``limit`` rows and ``max_batch_tokens`` tokens (always at least one row), shared by water-filling:
         jobs with the fewest rows left first, each taking at most an equal part of the rows still free."""
         live = [job for job in self._jobs if not job.future.done() and job.taken < len(job.ids)]
-        jobs = sorted((job for job in live if self._small(job)) if small_only else live,
-                      key=lambda job: len(job.ids) - job.taken)
+        wanted = [job for job in live if (small_only and self._small(job)) or (bulk_only and not self._small(job))
+                  or not (small_only or bulk_only)]
+        jobs = sorted(wanted, key=lambda job: len(job.ids) - job.taken)
         batch: list[tuple[_Job, int]] = []
         budget = self.max_batch_tokens
         tokens = 0
@@ -215,7 +219,8 @@ class Batcher:
     async def _run_express(self) -> None:
         """The express worker: while every regular worker is encoding, small requests' rows go here at once."""
         while True:
-            while not (self._small_pending and self._encoding >= self.workers):
+            while not (self._small_pending and (self._encoding >= self.workers
+                                                or self._pending > self._small_pending)):
                 self._express_wakeup.clear()
                 await self._express_wakeup.wait()
             batch = self._take(self.max_batch, small_only=True)
