@@ -15,7 +15,9 @@ the server's best median sentences/s at concurrency 64 over the median direct se
 Fairness is measured in the same run: the p99 latency of small (one-sentence) requests from ``--small-clients``
 clients, first alone (``small_p99_ms``, the baseline) and then while other clients keep sending maximal requests
 (2,048 inputs each, the server's cap) and one client keeps sending 60 MB bodies (``small_p99_ms_under_flood``);
-``health_p99_ms_under_flood`` is /health's p99 meanwhile (the goal: under 100 ms). The flood runs in its own
+``health_p99_ms_under_flood`` is /health's p99 meanwhile (the goal: under 100 ms). ``BENCH_FLOOD=maximal`` or
+``BENCH_FLOOD=huge`` runs one kind of flood alone (to see which costs what). The machine's load average at the
+end goes in the RESULT (``load_avg_1m``): on a shared machine every figure depends on it. The flood runs in its own
 process and /health is polled from another one (plain ``http.client``), so the figures are the server's: on one
 event loop, the sender's own 60 MB writes and 2,048-row JSON parses delayed the poller by up to a second.
 """
@@ -131,9 +133,10 @@ def flood(url: str, sentences: list[str], stop, statuses) -> None:
     async def run():
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
                                          timeout=aiohttp.ClientTimeout(total=None)) as session:
-            tasks = [asyncio.ensure_future(flooder(session, json=maximal)) for _ in range(2)]
-            tasks.append(asyncio.ensure_future(flooder(session, data=huge,
-                                                       headers={"Content-Type": "application/json"})))
+            kinds = os.environ.get("BENCH_FLOOD", "maximal,huge").split(",")
+            tasks = [asyncio.ensure_future(flooder(session, json=maximal)) for _ in range(2 * ("maximal" in kinds))]
+            tasks += [asyncio.ensure_future(flooder(session, data=huge, headers={"Content-Type": "application/json"}))
+                      for _ in range("huge" in kinds)]
             while not stop.is_set():
                 await asyncio.sleep(0.05)
             for task in tasks:  # a maximal request still running is abandoned (the server aborts its work)
@@ -262,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
           f"per_request={best_k} rounds={args.rounds} small_p99_ms={alone['p99_ms']:.1f} "
           f"small_p99_ms_under_flood={flooded['p99_ms']:.1f} health_p99_ms={alone['health_p99_ms']:.1f} "
           f"health_p99_ms_under_flood={flooded['health_p99_ms']:.1f} "
-          f"small_errors_under_flood={flooded['errors']}")
+          f"small_errors_under_flood={flooded['errors']} load_avg_1m={os.getloadavg()[0]:.2f}")
     return 0
 
 

@@ -26,6 +26,7 @@ from tke_playbook.localserver.encoder import ModelFacts, NoChatTemplate
 from . import vllm_examples as vllm
 
 KEY = "sekret-key"
+FAKE_TEMPLATE = "{% for m in messages %}<{{ m.role }}> {{ m.content }} {% endfor %}"
 
 
 class FakeEncoder:
@@ -50,14 +51,16 @@ class FakeEncoder:
             raise RuntimeError("tokenizer exploded")
         return [[len(w) for w in t.split()] or [1] for t in texts]
 
-    def render_chat(self, conversations, *, add_generation_prompt=False, continue_final_message=False,
-                    chat_template_kwargs=None):
-        if not self.facts.has_chat_template:
+    def chat_template(self, requested=None, tools=None):
+        if requested is None and not self.facts.has_chat_template:
             raise NoChatTemplate("no chat template")
-        return [" ".join(f"<{m['role']}> {m['content']}" for m in c) for c in conversations]
+        return requested or FAKE_TEMPLATE
+
+    special_tokens = {"bos_token": "<s>"}
+    special_token_count = 0
 
     def encode_ids(self, ids):
-        self.threads.add(threading.get_ident())
+        self.threads.add(threading.current_thread().name)
         if any(row == [4] and self.delay < 0 for row in ids):
             raise RuntimeError("kernel crashed")
         time.sleep(abs(self.delay))
@@ -150,7 +153,7 @@ def test_two_workers_encode_side_by_side():
     config = ServerConfig("fake", max_batch=4, max_wait_ms=0, workers=2)
     results, _, _, _ = asyncio.run(call_app(encoder, config, [{"input": f"w{i}"} for i in range(64)]))
     assert all(status == 200 for status, _ in results)
-    assert len(encoder.threads) == 2
+    assert {name for name in encoder.threads if name.startswith("encoder")} == {"encoder_0", "encoder_1"}
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -354,7 +357,7 @@ def test_a_body_over_the_limit_is_refused_with_the_limit_without_reading_it_all(
         return declared, chunked
 
     for status, body, _ in run(FakeEncoder(), config, work):
-        assert status == 400 and vllm.same_shape(body, vllm.TOO_LONG)
+        assert status == 400 and vllm.same_shape(body, vllm.UNTRUSTED_CHAT_TEMPLATE)
         assert "limit of 4096 bytes" in body["error"]["message"]
 
 
@@ -474,3 +477,119 @@ def test_health_answers_while_a_request_is_being_tokenised():
     (health_status, big_done), big_status = run(encoder, ServerConfig("fake"), work)
     assert health_status == 200 and not big_done and big_status == 200
     assert not encoder.gate_timed_out
+
+
+# --- chat templates: vLLM's trust rule, bounded rendering, a free event loop -------------------------------------
+
+CHAT = {"messages": [{"role": "user", "content": "hello there"}]}
+# Three nested loops of range(100000) (Jinja's sandbox allows each): hours of CPU in one ~200-byte body.
+NESTED_LOOPS = ("{% for a in range(100000) %}{% for b in range(100000) %}{% for c in range(100000) %}"
+                "{% endfor %}{% endfor %}{% endfor %}x")
+MEMORY_HOG = "{{ 'ab ' * 400000000 }}"  # 1.2 GB of text from 24 bytes
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param({**CHAT, "chat_template": FAKE_TEMPLATE}, id="top-level"),
+    pytest.param({**CHAT, "chat_template_kwargs": {"chat_template": NESTED_LOOPS}}, id="in-chat-template-kwargs"),
+])
+def test_a_request_template_is_refused_unless_trusted_as_in_vllm(body):
+    async def work(server, session):
+        return await post(session, server.make_url("/v1/embeddings"), json_body=body)
+
+    status, error, _ = run(FakeEncoder(), ServerConfig("fake"), work)
+    assert status == 400 and vllm.same_shape(error, vllm.UNTRUSTED_CHAT_TEMPLATE)
+    assert error["error"] == vllm.UNTRUSTED_CHAT_TEMPLATE["error"]
+
+
+def test_a_trusted_request_template_is_rendered():
+    body = {**CHAT, "chat_template": "{% for m in messages %}[{{ m.content }}]{% endfor %}"}
+
+    async def work(server, session):
+        return await post(session, server.make_url("/v1/embeddings"), json_body=body)
+
+    status, answer, _ = run(FakeEncoder(), ServerConfig("fake", trust_request_chat_template=True), work)
+    assert status == 200 and answer["data"][0]["embedding"] == expected("[hello there]")
+
+
+@pytest.mark.parametrize("template, phrase", [
+    pytest.param(NESTED_LOOPS, "timed out", id="endless-loops"),
+    pytest.param(MEMORY_HOG, "", id="memory"),
+])
+def test_a_hostile_template_is_bounded_while_health_answers(template, phrase):
+    """The render runs in a worker process that is stopped at the time bound (or refused at the memory/output
+    bound): /health answers throughout, the client gets a 400, and chat requests work afterwards."""
+    config = ServerConfig("fake", trust_request_chat_template=True, chat_template_timeout_s=2.0)
+
+    async def work(server, session):
+        url = server.make_url("/v1/embeddings")
+        hostile = asyncio.ensure_future(post(session, url, json_body={
+            **CHAT, "chat_template_kwargs": {"chat_template": template}}))
+        probes = []
+        while not hostile.done():
+            start = time.perf_counter()
+            async with session.get(server.make_url("/health")) as health:
+                probes.append((health.status, time.perf_counter() - start))
+            await asyncio.sleep(0.1)
+        after = await post(session, url, json_body=CHAT)
+        return await hostile, probes, after
+
+    (status, error, _), probes, after = run(FakeEncoder(), config, work)
+    assert status == 400 and vllm.same_shape(error, vllm.UNTRUSTED_CHAT_TEMPLATE) and phrase in error["error"]["message"]
+    assert probes and all(code == 200 and took < 1.0 for code, took in probes)
+    assert after[0] == 200 and after[1]["data"][0]["embedding"] == expected("<user> hello there")
+
+
+def test_a_template_error_is_the_clients_400():
+    body = {**CHAT, "chat_template": "{{ raise_exception('roles must alternate') }}"}
+
+    async def work(server, session):
+        return await post(session, server.make_url("/v1/embeddings"), json_body=body)
+
+    status, error, _ = run(FakeEncoder(), ServerConfig("fake", trust_request_chat_template=True), work)
+    assert status == 400 and error["error"]["type"] == surface.BAD_REQUEST_TYPE
+    assert "roles must alternate" in error["error"]["message"]
+
+
+def test_slow_header_and_slow_body_connections_are_closed():
+    """A client trickling its headers is disconnected after the header timeout; one trickling its body gets a
+    408 and is disconnected. (Production servers bound both; without it 300 such sockets stayed open.)"""
+    app = build_app(FakeEncoder(), ServerConfig("fake", header_timeout_s=0.5, body_timeout_s=0.5))
+
+    async def trickle(port, head: bytes, drip: bytes):
+        """Send ``head``, then ``drip`` every 0.1 s; what came back and when the server closed the connection."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head)
+        start, answer = time.monotonic(), b""
+        try:
+            while time.monotonic() - start < 15:
+                writer.write(drip)
+                await writer.drain()
+                try:
+                    data = await asyncio.wait_for(reader.read(65536), 0.1)
+                except asyncio.TimeoutError:
+                    continue
+                if not data:
+                    return answer, time.monotonic() - start
+                answer += data
+        except (ConnectionError, OSError):
+            return answer, time.monotonic() - start
+        finally:
+            writer.close()
+        return answer, None  # still open
+
+    async def main():
+        sock = bind_socket("127.0.0.1", 0)
+        port = sock.getsockname()[1]
+        stop, ready = asyncio.Event(), asyncio.Event()
+        server = asyncio.ensure_future(serve(app, sock, stop=stop, on_ready=lambda port: ready.set()))
+        await ready.wait()
+        head = await trickle(port, b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n", b"X-a: b\r\n")
+        body = await trickle(port, b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                                   b"\r\nContent-Length: 100000\r\n\r\n{", b" ")
+        stop.set()
+        await asyncio.wait_for(server, 20)
+        return head, body
+
+    (head_answer, head_closed), (body_answer, body_closed) = asyncio.run(main())
+    assert head_answer == b"" and head_closed is not None and head_closed < 5
+    assert body_answer.startswith(b"HTTP/1.1 408") and body_closed is not None and body_closed < 5

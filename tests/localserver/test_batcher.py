@@ -220,3 +220,35 @@ def test_a_cancelled_request_is_counted_as_aborted_not_as_success():
     assert (metrics.aborted, metrics.success, metrics.prompt_tokens) == (1, 1, 1)
     assert batcher.pending == 0 and metrics.waiting == 0 and metrics.running == 0
     assert batcher.batches == 2  # the cancelled request's first row was running; its other two were dropped
+
+
+def test_the_token_budget_keeps_steps_short_and_a_small_request_joins_the_next_one():
+    """With a token budget a step holds few tokens (a row over the budget goes alone), and a one-row request that
+    arrives behind a large one is in the very next batch, however small the budget."""
+    batches = []
+    gate = threading.Event()
+
+    def encode(ids):
+        gate.wait(5)
+        batches.append([len(row) for row in ids])
+        return fake_encode(ids)
+
+    async def main():
+        batcher = Batcher(encode, max_batch=64, max_wait_s=0.0, max_batch_tokens=10)
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.submit([[-1]]))  # occupies the worker until the gate opens
+        await asyncio.sleep(0.02)
+        large = asyncio.ensure_future(batcher.submit([[1000 + i] * 4 for i in range(30)] + [[7] * 25]))
+        await asyncio.sleep(0.01)
+        small = asyncio.ensure_future(batcher.submit([[5, 5, 5]]))
+        await asyncio.sleep(0.02)
+        gate.set()
+        results = await asyncio.gather(first, large, small)
+        await batcher.close()
+        return results
+
+    _, large, small = run(main())
+    assert np.array_equal(small, expected([[5, 5, 5]]))
+    assert len(large) == 31 and np.array_equal(large[-1], expected([[7] * 25])[0])
+    assert batches[1] == [3, 4]  # the small request first, then what of the large one fits in 10 tokens
+    assert all(sum(b) <= 10 or len(b) == 1 for b in batches) and [25] in batches

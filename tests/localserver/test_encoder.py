@@ -87,8 +87,8 @@ def chat_encoder(tmp_path_factory):
     return Encoder(folder, threads=1)
 
 
-def test_chat_messages_are_embedded_through_the_models_template(chat_encoder):
-    """A chat request equals an `input` request of the prompt the template renders (vLLM's EmbeddingChatRequest)."""
+def chat_and_plain(encoder, chat: dict, prompt: str, config=None):
+    """The answers to a chat request and to an `input` request of ``prompt`` (the in-process app, real model)."""
     import asyncio
 
     from aiohttp import ClientSession
@@ -96,26 +96,62 @@ def test_chat_messages_are_embedded_through_the_models_template(chat_encoder):
 
     from tke_playbook.localserver.app import ServerConfig, build_app
 
-    messages = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "What is TKE?"}]
-    prompt = "system: Answer briefly.\nuser: What is TKE?\n"
-    assert chat_encoder.facts.has_chat_template and chat_encoder.render_chat([messages]) == [prompt]
-
     async def main():
-        server = TestServer(build_app(chat_encoder, ServerConfig("minilm-chat")))
+        server = TestServer(build_app(encoder, config or ServerConfig("minilm-chat")))
         await server.start_server()
         try:
             async with ClientSession() as session:
                 url = server.make_url("/v1/embeddings")
-                async with session.post(url, json={"messages": messages}) as chat:
-                    chat_body = await chat.json()
+                async with session.post(url, json=chat) as answer:
+                    chat_answer = answer.status, await answer.json()
                 async with session.post(url, json={"input": prompt, "add_special_tokens": False}) as plain:
                     plain_body = await plain.json()
-            return chat_body, plain_body
+            return chat_answer, plain_body
         finally:
             await server.close()
 
-    chat_body, plain_body = asyncio.run(main())
+    return asyncio.run(main())
+
+
+MESSAGES = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "What is TKE?"}]
+PROMPT = "system: Answer briefly.\nuser: What is TKE?\n"
+
+
+def test_chat_messages_are_embedded_through_the_models_template(chat_encoder):
+    """A chat request equals an `input` request of the prompt the template renders (vLLM's EmbeddingChatRequest)."""
+    assert chat_encoder.facts.has_chat_template and chat_encoder.chat_template() == TEMPLATE
+    (status, chat_body), plain_body = chat_and_plain(chat_encoder, {"messages": MESSAGES}, PROMPT)
+    assert status == 200
     assert chat_body["usage"]["prompt_tokens"] == plain_body["usage"]["prompt_tokens"]
+    assert np.abs(np.array(chat_body["data"][0]["embedding"]) - plain_body["data"][0]["embedding"]).max() < 1e-6
+
+
+@pytest.mark.parametrize("kwargs", [
+    pytest.param({"tokenize": True}, id="tokenize"),
+    pytest.param({"add_generation_prompt": True}, id="add-generation-prompt"),
+    pytest.param({"continue_final_message": True}, id="continue-final-message"),
+    pytest.param({"tokenize": True, "add_generation_prompt": True, "return_dict": True}, id="all"),
+])
+def test_chat_template_kwargs_that_name_the_call_s_own_arguments_are_not_a_500(chat_encoder, kwargs):
+    """vLLM 0.33/0.34 (build_chat_params, safe_apply_chat_template): the request's own add_generation_prompt and
+    continue_final_message win over the same keys in chat_template_kwargs, and tokenize=True tokenises inside the
+    template call (no special tokens added), so each answers 200 with the plain prompt's embedding."""
+    (status, chat_body), plain_body = chat_and_plain(
+        chat_encoder, {"messages": MESSAGES, "chat_template_kwargs": kwargs}, PROMPT)
+    assert status == 200, chat_body
+    assert chat_body["usage"]["prompt_tokens"] == plain_body["usage"]["prompt_tokens"]
+    assert np.abs(np.array(chat_body["data"][0]["embedding"]) - plain_body["data"][0]["embedding"]).max() < 1e-6
+
+
+def test_the_requests_own_add_generation_prompt_reaches_the_template(chat_encoder):
+    from tke_playbook.localserver.app import ServerConfig
+
+    template = "{% for m in messages %}{{ m['content'] }} {% endfor %}{% if add_generation_prompt %}answer:{% endif %}"
+    chat = {"messages": MESSAGES[1:], "chat_template": template, "add_generation_prompt": True,
+            "chat_template_kwargs": {"add_generation_prompt": False}}
+    (status, chat_body), plain_body = chat_and_plain(chat_encoder, chat, "What is TKE? answer:",
+                                                     ServerConfig("minilm-chat", trust_request_chat_template=True))
+    assert status == 200
     assert np.abs(np.array(chat_body["data"][0]["embedding"]) - plain_body["data"][0]["embedding"]).max() < 1e-6
 
 

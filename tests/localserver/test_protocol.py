@@ -197,13 +197,14 @@ def test_unknown_fields_and_user_are_ignored():
 def test_text_over_the_context_length_is_refused_with_the_limit():
     with pytest.raises(BadRequestError) as caught:
         resolve({"input": "one two three four five six seven"})  # 9 tokens with [CLS]/[SEP]
-    assert caught.value.message == (
-        "This model's maximum context length is 8 tokens. However, you requested 9 tokens in the input for "
-        "embedding generation. Please reduce the length of the input.")
+    assert caught.value.message == (  # vLLM 0.33/0.34's TokenizeParams._token_len_check (text: "at least max+1")
+        "This model's maximum context length is 8 tokens. However, your prompt contains at least 9 input tokens, "
+        "which exceeds this limit even without any output tokens. Please reduce the length of the input prompt.")
+    assert caught.value.body["error"]["param"] == "input_tokens"
 
 
 def test_token_ids_over_the_context_length_are_refused():
-    with pytest.raises(BadRequestError, match="maximum context length is 8 tokens.*requested 9 tokens"):
+    with pytest.raises(BadRequestError, match="maximum context length is 8 tokens.*contains 9 input tokens"):
         resolve({"input": list(range(1, 10))})
 
 

@@ -46,9 +46,12 @@ VALIDATION_ERROR = {"error": {"message": "[{'type': 'json_invalid', 'loc': ('bod
                               "type": "Bad Request", "param": None, "code": 400}}
 UNSUPPORTED_MEDIA_TYPE = {"error": {"message": "[\"Unsupported Media Type: Only 'application/json' is allowed\"]",
                                     "type": "Bad Request", "param": None, "code": 400}}
-TOO_LONG = {"error": {"message": "This model's maximum context length is 256 tokens. However, you requested 302 "
-                                 "tokens in the input for embedding generation. Please reduce the length of the "
-                                 "input.", "type": "BadRequestError", "param": None, "code": 400}}
+# vLLM 0.33/0.34 (renderers/params.py TokenizeParams._token_len_check): text is tokenised to at most max+1 tokens,
+# so a 302-token text is reported as "at least 257".
+TOO_LONG = {"error": {"message": "This model's maximum context length is 256 tokens. However, your prompt contains "
+                                 "at least 257 input tokens, which exceeds this limit even without any output "
+                                 "tokens. Please reduce the length of the input prompt.", "type": "BadRequestError",
+                      "param": "input_tokens", "code": 400}}
 UNKNOWN_MODEL = {"error": {"message": "The model `nope` does not exist.", "type": "NotFoundError", "param": None,
                            "code": 404}}
 DIMENSIONS = {"error": {"message": 'Model "sentence-transformers/all-MiniLM-L6-v2" does not support matryoshka '
@@ -78,3 +81,60 @@ def same_shape(got, example) -> bool:
     if isinstance(example, float):
         return isinstance(got, (int, float)) and not isinstance(got, bool)
     return type(got) is type(example)
+
+# vLLM 0.33/0.34 (PoolingIOProcessor._validate_chat_template -> VLLMValidationError -> 400 BadRequestError) for a
+# template in the request when the server runs without --trust-request-chat-template.
+UNTRUSTED_CHAT_TEMPLATE = {"error": {"message": "Chat template is passed with request, but "
+                                                "--trust-request-chat-template is not set. Refused request with "
+                                                "untrusted chat template.",
+                                     "type": "BadRequestError", "param": None, "code": 400}}
+
+# --- vLLM 0.34.0's other pooling routes for an embedding model (vllm/entrypoints/pooling/*/protocol.py; the same
+# models in 0.33.0). Bodies as their pydantic models dump them.
+SCORE_REQUEST_FORMS = [  # ScoreQueriesDocumentsRequest, ScoreQueriesItemsRequest, ScoreDataRequest, ScoreTextRequest
+    {"queries": "What is the capital of France?", "documents": ["Paris is the capital of France.", "Bananas."]},
+    {"queries": "What is the capital of France?", "items": ["Paris is the capital of France.", "Bananas."]},
+    {"data_1": "What is the capital of France?", "data_2": ["Paris is the capital of France.", "Bananas."]},
+    {"text_1": "What is the capital of France?", "text_2": ["Paris is the capital of France.", "Bananas."]},
+]
+SCORE_RESPONSE = {"id": "score-0d1e2f3a", "object": "list", "created": 1764460800,
+                  "model": "sentence-transformers/all-MiniLM-L6-v2",
+                  "data": [{"index": 0, "object": "score", "score": 0.71}],
+                  "usage": {"prompt_tokens": 24, "total_tokens": 24, "completion_tokens": 0,
+                            "prompt_tokens_details": None, "completion_tokens_details": None}}
+RERANK_REQUEST = {"model": "sentence-transformers/all-MiniLM-L6-v2", "query": "What is the capital of France?",
+                  "documents": ["The capital of Brazil is Brasilia.", "The capital of France is Paris.",
+                                "Horses and cows are both animals"], "top_n": 2, "return_documents": True}
+RERANK_RESPONSE = {"id": "score-0d1e2f3a", "model": "sentence-transformers/all-MiniLM-L6-v2",
+                   "usage": {"prompt_tokens": 38, "total_tokens": 38},
+                   "results": [{"index": 1, "document": {"text": "The capital of France is Paris.",
+                                                         "multi_modal": None}, "relevance_score": 0.8}]}
+POOLING_RESPONSE = {"id": "pool-0d1e2f3a", "object": "list", "created": 1764460800,
+                    "model": "sentence-transformers/all-MiniLM-L6-v2",
+                    "data": [{"index": 0, "object": "pooling", "data": [0.0123, -0.0456]}],
+                    "usage": {"prompt_tokens": 8, "total_tokens": 8, "completion_tokens": 0,
+                              "prompt_tokens_details": None, "completion_tokens_details": None}}
+COHERE_REQUEST = {"model": "sentence-transformers/all-MiniLM-L6-v2", "texts": ["hello", "goodbye"],
+                  "embedding_types": ["float", "binary", "ubinary", "base64"]}
+COHERE_RESPONSE = {"id": "embd-0d1e2f3a",
+                   "embeddings": {"float": [[0.1, -0.2]], "binary": [[-71]], "ubinary": [[57]],
+                                  "base64": ["AAAAPwAAgD8="]},
+                   "texts": ["hello"], "meta": {"api_version": {"version": "2"},
+                                                "billed_units": {"input_tokens": 3, "image_tokens": 0}},
+                   "response_type": "embeddings_by_type"}
+CLASSIFY_EMBEDDING_MODEL = {"error": {"message": "The model does not support Classification API",
+                                      "type": "NotImplementedError", "param": None, "code": 501}}
+SCORE_LENGTHS = {"error": {"message": "Input lengths must be either 1:1, 1:N or N:N", "type": "BadRequestError",
+                           "param": None, "code": 400}}
+POOLING_DIMENSIONS = {"error": {"message": "dimensions is currently not supported", "type": "BadRequestError",
+                                "param": "dimensions", "code": 400}}
+COHERE_INPUT_TYPE = {"error": {"message": "Unsupported input_type 'search_query'. This model does not define any "
+                                          "input_type task instructions.", "type": "BadRequestError", "param": None,
+                               "code": 400}}
+MATRYOSHKA_ONLY = ('Model "sentence-transformers/all-MiniLM-L6-v2" only supports [128, 256] matryoshka dimensions, '
+                   "use other output dimensions will lead to poor results.")
+# 0.34.0's UsageInfo excludes prompt_tokens_details when it is None.
+USAGE_034 = {"prompt_tokens": 8, "total_tokens": 8, "completion_tokens": 0, "completion_tokens_details": None}
+# vLLM 0.34.0's routes for an embedding model (api_router.py of embed, pooling, classify, scoring).
+POOLING_ROUTES_034 = ("/v1/embeddings", "/v2/embed", "/pooling", "/classify", "/score", "/v1/score", "/rerank",
+                      "/v1/rerank", "/v2/rerank")

@@ -1,11 +1,16 @@
 """Dynamic batching across concurrent requests: a bounded queue of sentences, fair shares, a few encoding threads.
 
 Requests put their token-id lists on the queue and await a future. Whenever one of ``workers`` encoding
-threads is free, a collector takes up to ``max_batch`` sentences - waiting at most ``max_wait_s`` for more while
-they keep arriving - and encodes them in that thread (torch releases the GIL, so the event loop keeps parsing
-requests meanwhile). A batch is shared between the waiting requests round-robin: each gets an equal part, so a
-request of thousands of sentences runs beside small ones instead of ahead of them. While batches run the next
-ones fill up, so under load batches grow by themselves. When more than ``max_queue`` sentences wait, new
+threads is free, a collector takes up to ``max_batch`` sentences and ``max_batch_tokens`` tokens - waiting at
+most ``max_wait_s`` for more while they keep arriving - and encodes them in that thread (torch releases the GIL,
+so the event loop keeps parsing requests meanwhile). The token budget keeps every step short, so a request that
+arrives while batches run joins the next one within a fraction of a second. A batch is shared between the
+waiting requests by water-filling: the requests with the fewest rows left come first and each takes at most an
+equal part of what is left, so a one-sentence request joins the very next batch and a request of thousands of
+sentences runs beside small ones instead of ahead of them. And while bulk rows wait or every worker is busy, an
+express worker encodes the rows of small requests (at most ``express_rows`` sentences) at once, so a query does
+not wait for the steps of a bulk request to end. While batches run the next ones fill up, so under load batches grow by
+themselves. When more than ``max_queue`` sentences wait, new
 requests are refused with :class:`QueueFull` (the server answers 503) instead of the queue growing without
 bound; a request larger than ``max_queue`` is taken only when the queue is empty. A request cancelled while it
 waits or runs (its client left) has its remaining sentences dropped and is counted as aborted.
@@ -15,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +31,17 @@ import numpy as np
 
 from ..errors import ServerError
 from .metrics import ServerMetrics
+
+
+def _lower_priority(nice: int) -> None:
+    """Make the calling thread ``nice`` steps nicer (Linux schedules threads one by one), so the event loop and the
+    express worker get the cores first when bulk encoding keeps them busy."""
+    if nice and hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+        except OSError:
+            pass
 
 
 class QueueFull(ServerError):
@@ -47,11 +65,23 @@ class Batcher:
 
     def __init__(self, encode: Callable[[list[list[int]]], np.ndarray], *, max_batch: int = 64,
                  max_wait_s: float = 0.002, max_queue: int = 4096, workers: int = 1,
-                 metrics: ServerMetrics | None = None):
-        if max_batch < 1 or max_queue < 1 or max_wait_s < 0 or workers < 1:
-            raise ValueError("max_batch, max_queue and workers must be at least 1 and max_wait_s at least 0")
+                 metrics: ServerMetrics | None = None, max_batch_tokens: int | None = None,
+                 express_rows: int = 0, bulk_nice: int = 0):
+        if max_batch < 1 or max_queue < 1 or max_wait_s < 0 or workers < 1 or (
+                max_batch_tokens is not None and max_batch_tokens < 1):
+            raise ValueError("max_batch, max_batch_tokens, max_queue and workers must be at least 1 and max_wait_s "
+                             "at least 0")
         self.encode = encode
         self.max_batch, self.max_wait_s, self.max_queue = int(max_batch), float(max_wait_s), int(max_queue)
+        self.max_batch_tokens = int(max_batch_tokens) if max_batch_tokens else None
+        self.express_rows = max(0, int(express_rows))
+        self.bulk_nice = int(bulk_nice)  # the regular workers' threads run this much nicer than the event loop
+        self._small_pending = 0  # rows of small requests (express_rows or fewer) waiting to be taken
+        self._encoding = 0  # regular workers encoding now
+        self._express_wakeup: asyncio.Event | None = None
+        self._express_task: asyncio.Task | None = None
+        self._express_executor: ThreadPoolExecutor | None = None
+        self.express_batches = 0
         self.workers = int(workers)
         self._idle = self.workers
         self.metrics = metrics
@@ -70,22 +100,29 @@ class Batcher:
 
     async def start(self) -> None:
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="encoder")
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="encoder",
+                                            initializer=_lower_priority, initargs=(self.bulk_nice,))
         self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
+        if self.express_rows:
+            self._express_wakeup = asyncio.Event()
+            self._express_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="express")
+            self._express_task = asyncio.get_running_loop().create_task(self._run_express(), name="express")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        for task in (self._task, self._express_task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         while self._jobs:
             job = self._jobs.popleft()
             if not job.future.done():
                 job.future.set_exception(ServerError("The server is shutting down; retry against a running one."))
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        for executor in (self._executor, self._express_executor):
+            if executor is not None:
+                executor.shutdown(wait=True)
 
     async def submit(self, ids: list[list[int]], *, prompt_tokens: int = 0) -> np.ndarray:
         """Queue one request's token-id lists and return their embeddings (rows in order)."""
@@ -102,9 +139,13 @@ class Batcher:
         if self.metrics:
             self.metrics.request_queued()
         ok = aborted = False
+        small = self._small(job)
         try:
             self._jobs.append(job)
             self._pending += n
+            if small:
+                self._small_pending += n
+                self._express_wakeup.set()
             self._wakeup.set()
             result = await job.future
             ok = True
@@ -114,6 +155,8 @@ class Batcher:
             raise
         finally:
             self._pending -= n - job.taken  # rows never taken leave the queue now (the collector skips the job)
+            if small:
+                self._small_pending -= n - job.taken
             job.taken = n
             if self.metrics:
                 self.metrics.request_finished(started=job.started is not None, ok=ok, aborted=aborted,
@@ -138,23 +181,54 @@ class Batcher:
                 await asyncio.sleep(0)  # let handlers whose bodies already arrived enqueue
                 if self._pending == seen:
                     await asyncio.sleep(min(0.0005, max(0.0, deadline - time.perf_counter())))
-        return self._take(min(self.max_batch, -(-self._pending // (1 + self._idle))))
+        # While bulk rows wait, small requests' rows are the express worker's: in a bulk step they would wait for
+        # its whole token budget (on a lower priority).
+        bulk_only = bool(self.express_rows) and self._pending > self._small_pending
+        return self._take(min(self.max_batch, -(-self._pending // (1 + self._idle))), bulk_only=bulk_only)
 
-    def _take(self, limit: int) -> list[tuple[_Job, int]]:
-        """Up to ``limit`` rows, shared round-robin between the waiting jobs (an equal part each, in turn)."""
+    def _small(self, job: _Job) -> bool:
+        return bool(self.express_rows) and len(job.ids) <= self.express_rows
+
+    def _take(self, limit: int, small_only: bool = False, bulk_only: bool = False) -> list[tuple[_Job, int]]:
+        """Up to ``limit`` rows and ``max_batch_tokens`` tokens (always at least one row), shared by water-filling:
+        jobs with the fewest rows left first, each taking at most an equal part of the rows still free."""
+        live = [job for job in self._jobs if not job.future.done() and job.taken < len(job.ids)]
+        wanted = [job for job in live if (small_only and self._small(job)) or (bulk_only and not self._small(job))
+                  or not (small_only or bulk_only)]
+        jobs = sorted(wanted, key=lambda job: len(job.ids) - job.taken)
         batch: list[tuple[_Job, int]] = []
-        while self._jobs and len(batch) < limit:
-            share = max(1, (limit - len(batch)) // len(self._jobs))
-            job = self._jobs.popleft()
-            if job.future.done() or job.taken >= len(job.ids):  # finished, failed or its client went away
-                continue
-            count = min(share, len(job.ids) - job.taken, limit - len(batch))
-            batch.extend((job, index) for index in range(job.taken, job.taken + count))
-            job.taken += count
-            self._pending -= count
-            if job.taken < len(job.ids):
-                self._jobs.append(job)
+        budget = self.max_batch_tokens
+        tokens = 0
+        for position, job in enumerate(jobs):
+            share = max(1, (limit - len(batch)) // (len(jobs) - position))
+            end = min(len(job.ids), job.taken + share)
+            while job.taken < end and len(batch) < limit:
+                size = len(job.ids[job.taken])
+                if budget is not None and batch and tokens + size > budget:
+                    break
+                batch.append((job, job.taken))
+                job.taken += 1
+                tokens += size
+                self._pending -= 1
+                self._small_pending -= self._small(job)
+            if len(batch) >= limit or (budget is not None and tokens >= budget):
+                break
+        self._jobs = collections.deque(job for job in live if job.taken < len(job.ids))
         return batch
+
+    async def _run_express(self) -> None:
+        """The express worker: while every regular worker is encoding, small requests' rows go here at once."""
+        while True:
+            while not (self._small_pending and (self._encoding >= self.workers
+                                                or self._pending > self._small_pending)):
+                self._express_wakeup.clear()
+                await self._express_wakeup.wait()
+            batch = self._take(self.max_batch, small_only=True)
+            if batch:
+                self.express_batches += 1
+                await self._encode(batch, self._express_executor)
+            else:
+                await asyncio.sleep(0)
 
     async def _run(self) -> None:
         slots = asyncio.Semaphore(self.workers)
@@ -188,16 +262,21 @@ class Batcher:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
 
-    async def _encode(self, batch: list[tuple[_Job, int]]) -> None:
+    async def _encode(self, batch: list[tuple[_Job, int]], executor: ThreadPoolExecutor | None = None) -> None:
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
+        regular = executor is None
         for job, _ in batch:
             if job.started is None:
                 job.started = now
                 if self.metrics:
                     self.metrics.request_started(now - job.enqueued)
+        self._encoding += regular
+        if regular and self._express_wakeup is not None:
+            self._express_wakeup.set()
         try:
-            rows = await loop.run_in_executor(self._executor, self.encode, [job.ids[i] for job, i in batch])
+            rows = await loop.run_in_executor(executor or self._executor, self.encode,
+                                              [job.ids[i] for job, i in batch])
         except asyncio.CancelledError:
             for job, _ in batch:
                 if not job.future.done():
@@ -208,6 +287,8 @@ class Batcher:
                 if not job.future.done():
                     job.future.set_exception(ServerError(f"Encoding failed: {exc}", cause=exc))
             return
+        finally:
+            self._encoding -= regular
         self._deliver(batch, rows, time.perf_counter() - now)
 
     def _deliver(self, batch: list[tuple[_Job, int]], rows: np.ndarray, took: float) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import logging
 import os
 import signal
@@ -22,7 +23,7 @@ from pathlib import Path
 from ..errors import InvalidSpecError, PlaybookError, ServerError
 from ..specs.names import validate_port
 from . import surface
-from .settings import check_host, check_number, url_host
+from .settings import MAX_BATCH_TOKENS, check_host, check_number, url_host
 
 API_KEY_ENV = "VLLM_API_KEY"
 MODULE_PROG = "python -m tke_playbook.localserver"
@@ -47,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--served-model-name", default=None, help="model name in the API (default: the "
                         "folder's model id)")
     parser.add_argument("--max-batch", type=int, default=64, help="sentences per batch (default 64)")
+    parser.add_argument("--max-batch-tokens", type=int, default=MAX_BATCH_TOKENS, help="tokens per batch at most, "
+                        f"so each step stays short (default {MAX_BATCH_TOKENS})")
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a batch waits for more "
                         "sentences while they keep arriving (default 2 ms)")
     parser.add_argument("--max-queue", type=int, default=4096, help="sentences that may wait before "
@@ -61,6 +64,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "side (default: 2 when there are 2 or more cores)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores "
                         "divided by workers)")
+    parser.add_argument("--trust-request-chat-template", action="store_true", help="render chat templates sent "
+                        "in requests (chat_template, chat_template_kwargs.chat_template); refused by default, as "
+                        "in vLLM. Every render is bounded in time ($" + surface.CHAT_TEMPLATE_TIMEOUT_ENV +
+                        f", default {surface.CHAT_TEMPLATE_TIMEOUT_S:g} s), memory and output")
+    parser.add_argument("--vllm-version", default=surface.VLLM_VERSION, choices=surface.VLLM_VERSIONS,
+                        help=f"which vLLM release to answer as where they differ (default {surface.VLLM_VERSION})")
+    parser.add_argument("--hf-overrides", default=None, help="JSON, as vLLM's: "
+                        "'{\"matryoshka_dimensions\": [128, 256]}' lets requests ask for those `dimensions`")
+    parser.add_argument("--pooler-config", default=None, help="JSON, as vLLM's: '{\"enable_chunked_processing\": "
+                        "true, \"max_embed_len\": 3072}' embeds over-long inputs in chunks")
     parser.add_argument("--allow-incomplete", action="store_true", help="serve a folder without the "
                         "download's completion marker")
     parser.add_argument("--port-file", default=None, help=argparse.SUPPRESS)  # written once serving
@@ -86,7 +99,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 def check_settings(*, port: int, max_batch: int, max_queue: int, max_wait_ms: float, workers: int | None = None,
                    threads: int | None = None, cli: bool = False, host: str | None = None,
                    max_inputs: int | None = None, max_tokens: int | None = None,
-                   max_body_bytes: int | None = None) -> None:
+                   max_body_bytes: int | None = None, max_batch_tokens: int | None = None) -> None:
     """Refuse bad settings before anything loads: InvalidSpecError names the setting (``--max-batch`` on the
     command line, ``max_batch`` in Python) and what to give. ``port`` 0 means any free port; NaN, infinity and
     absurdly large numbers are refused too."""
@@ -99,13 +112,57 @@ def check_settings(*, port: int, max_batch: int, max_queue: int, max_wait_ms: fl
         check_host(host, label("host"))
     if port != 0:
         validate_port(port, label("port"))
-    for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("workers", workers),
+    for name, value in (("max_batch", max_batch), ("max_batch_tokens", max_batch_tokens), ("max_queue", max_queue), ("workers", workers),
                         ("threads", threads), ("max_wait_ms", max_wait_ms), ("max_inputs", max_inputs),
                         ("max_tokens", max_tokens)):
         if value is not None:
             check_number(name, value, label(name))
     if max_body_bytes is not None:
         check_number("max_body_bytes", max_body_bytes, "--max-body-mb (in bytes)" if cli else "max_body_bytes")
+
+
+def json_option(flag: str, raw: str | None, allowed: tuple[str, ...]) -> dict:
+    """A JSON object option (``--hf-overrides``, ``--pooler-config``) holding only keys the local server uses."""
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidSpecError(f"{flag} is not JSON ({exc}): give an object such as '{{\"{allowed[0]}\": ...}}'",
+                               field=flag, value=raw) from None
+    if not isinstance(value, dict):
+        raise InvalidSpecError(f"{flag} must be a JSON object", field=flag, value=raw)
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise InvalidSpecError(f"{flag}: the local server takes only {', '.join(allowed)}, not {', '.join(unknown)}",
+                               field=flag, value=raw)
+    return value
+
+
+def model_options(args: argparse.Namespace) -> dict:
+    """ServerConfig fields from ``--hf-overrides`` and ``--pooler-config``."""
+    overrides = json_option("--hf-overrides", args.hf_overrides, surface.HF_OVERRIDE_KEYS)
+    pooler = json_option("--pooler-config", args.pooler_config, surface.POOLER_CONFIG_KEYS)
+    dims = overrides.get("matryoshka_dimensions")
+    if dims is not None and (not isinstance(dims, list) or not all(isinstance(d, int) and d > 0 for d in dims)):
+        raise InvalidSpecError("--hf-overrides matryoshka_dimensions must be a list of positive integers",
+                               field="hf_overrides", value=args.hf_overrides)
+    return {"matryoshka_dimensions": tuple(dims) if dims else None,
+            "enable_chunked_processing": bool(pooler.get("enable_chunked_processing", False)),
+            "max_embed_len": pooler.get("max_embed_len"), "vllm_version": args.vllm_version}
+
+
+def chat_template_timeout(environ=os.environ) -> float:
+    """Seconds one chat-template render may take: ``$VLLM_CHAT_TEMPLATE_RENDER_TIMEOUT`` as in vLLM, else 30."""
+    raw = environ.get(surface.CHAT_TEMPLATE_TIMEOUT_ENV)
+    if raw is None or raw == "":
+        return surface.CHAT_TEMPLATE_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = raw
+    check_number("chat_template_timeout_s", value, surface.CHAT_TEMPLATE_TIMEOUT_ENV)
+    return value
 
 
 def _read_key_file(path: str) -> str:
@@ -181,7 +238,7 @@ async def _main(args: argparse.Namespace) -> None:
     check_settings(port=args.port, max_batch=args.max_batch, max_queue=args.max_queue,
                    max_wait_ms=args.max_wait_ms, workers=args.workers, threads=args.threads, cli=True,
                    host=args.host, max_inputs=args.max_inputs_per_request, max_tokens=args.max_tokens_per_request,
-                   max_body_bytes=max_body_bytes)
+                   max_body_bytes=max_body_bytes, max_batch_tokens=args.max_batch_tokens)
     host = check_host(args.host, "--host")
     api_key = resolve_api_key(args)
     model_dir = resolve_model_dir(args.model, require_marker=not args.allow_incomplete)
@@ -190,8 +247,11 @@ async def _main(args: argparse.Namespace) -> None:
     threads = args.threads or max(1, cores // workers)
     config = ServerConfig(served_model_name=args.served_model_name or default_model_name(model_dir),
                           api_key=api_key, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                          max_batch_tokens=args.max_batch_tokens,
                           max_queue=args.max_queue, workers=workers, max_inputs=args.max_inputs_per_request,
-                          max_tokens=args.max_tokens_per_request, max_body_bytes=int(max_body_bytes))
+                          max_tokens=args.max_tokens_per_request, max_body_bytes=int(max_body_bytes),
+                          trust_request_chat_template=args.trust_request_chat_template,
+                          chat_template_timeout_s=chat_template_timeout(), **model_options(args))
     try:  # a taken port fails now, not after loading the model
         sock = bind_socket(host, args.port)
     except OSError as exc:

@@ -100,6 +100,8 @@ class ModelFacts:
     is_matryoshka: bool = False
     matryoshka_dimensions: tuple[int, ...] | None = None
     has_chat_template: bool = False
+    architecture: str = "BertModel"  # config.json's first architecture (vLLM names it in some refusals)
+    task_instructions: dict | None = None  # Cohere input_type -> prefix (the model's sentence-transformers prompts)
 
 
 class NoChatTemplate(ServerError):
@@ -151,7 +153,10 @@ class Encoder:
             max_model_len=int(min(max_len, positions) if positions else max_len),
             vocab_size=int(getattr(config, "vocab_size", None) or len(self.tokenizer)), normalize=normalizes,
             is_matryoshka=_matryoshka(config)[0], matryoshka_dimensions=_matryoshka(config)[1],
-            has_chat_template=bool(getattr(self.tokenizer, "chat_template", None)))
+            has_chat_template=bool(getattr(self.tokenizer, "chat_template", None)),
+            architecture=str((getattr(config, "architectures", None) or ["BertModel"])[0]),
+            task_instructions={k: v for k, v in (getattr(self.model, "prompts", None) or {}).items()
+                               if isinstance(v, str) and v} or None)
 
     # --- tokenising --------------------------------------------------------------------------------------
 
@@ -177,6 +182,12 @@ class Encoder:
                 return full[:start], full[start + len(plain):]
         return [], []
 
+    @property
+    def special_token_count(self) -> int:
+        """How many special tokens the tokenizer puts around one text ([CLS] and [SEP]: 2)."""
+        before, after = self._special_tokens()
+        return len(before) + len(after)
+
     def _tokenize_keeping_end(self, texts: list[str], *, add_special_tokens: bool, max_length: int) -> list[list[int]]:
         plain = self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
         if not add_special_tokens:
@@ -185,17 +196,22 @@ class Encoder:
         room = max(0, max_length - len(before) - len(after))
         return [before + (row[-room:] if room else []) + after for row in plain]
 
-    def render_chat(self, conversations: list[list[dict]], *, add_generation_prompt: bool = False,
-                    continue_final_message: bool = False, chat_template_kwargs: dict | None = None) -> list[str]:
-        """Each conversation as a prompt through the model's chat template (NoChatTemplate without one)."""
-        if not self.facts.has_chat_template:
+    def chat_template(self, requested: str | None = None, tools: list | None = None) -> str:
+        """The template a chat request renders with: ``requested`` (a trusted request's own template, or the name
+        of one of the model's templates), else the model's (NoChatTemplate without one). Rendering happens in
+        :mod:`.chat`, never here."""
+        if requested is None and not self.facts.has_chat_template:
             raise NoChatTemplate(f"The model {self.facts.path} has no chat template in its tokenizer config: send "
                                  f"`input` (strings) instead of `messages`.")
-        return [self.tokenizer.apply_chat_template(conversation, tokenize=False,
-                                                   add_generation_prompt=add_generation_prompt,
-                                                   continue_final_message=continue_final_message,
-                                                   **(chat_template_kwargs or {}))
-                for conversation in conversations]
+        try:
+            return self.tokenizer.get_chat_template(requested, tools)
+        except ValueError as exc:
+            raise NoChatTemplate(str(exc)) from exc
+
+    @property
+    def special_tokens(self) -> dict:
+        """The tokenizer's special tokens, which transformers hands every chat template (``bos_token`` ...)."""
+        return dict(self.tokenizer.special_tokens_map)
 
     # --- encoding ----------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ server never lingers as a ``<defunct>`` child of the caller.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -127,6 +128,19 @@ def _health(url: str, timeout: float) -> bool:
         return False
 
 
+def _options(values: dict) -> list[str]:
+    """Command-line options for the values given: ``True`` a bare flag, a dict as JSON, None and False left out."""
+    out: list[str] = []
+    for flag, value in values.items():
+        if value is None or value is False or value == {}:
+            continue
+        if value is True:
+            out.append(flag)
+        else:
+            out += [flag, json.dumps(value) if isinstance(value, dict) else str(value)]
+    return out
+
+
 def _log_path() -> Path:
     folder = state_dir() / "logs"
     folder.mkdir(parents=True, exist_ok=True)
@@ -139,19 +153,25 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
                  workers: int | None = None, threads: int | None = None,
                  log_path: str | os.PathLike | None = None, max_inputs_per_request: int | None = None,
                  max_tokens_per_request: int | None = None, max_body_mb: float | None = None,
-                 outlive_caller: bool = False) -> LocalServer:
+                 trust_request_chat_template: bool = False, max_batch_tokens: int | None = None,
+                 vllm_version: str | None = None, hf_overrides: dict | None = None,
+                 pooler_config: dict | None = None, outlive_caller: bool = False) -> LocalServer:
     """Serve ``model_dir`` (default: the offline all-MiniLM-L6-v2) in a subprocess; return once it is healthy.
 
     ``port=0`` picks a free port. A folder other than the packaged offline model must carry the download's
     completion marker (IncompleteModelError before anything starts) unless ``require_marker`` is False.
     The API key reaches the server through its environment, never its command line. ``max_inputs_per_request``,
     ``max_tokens_per_request`` and ``max_body_mb`` bound one request (default: the server's).
+    ``trust_request_chat_template`` renders templates sent in requests (vLLM's flag; off by default);
+    ``vllm_version``, ``hf_overrides`` and ``pooler_config`` are vLLM's ``--vllm-version``-like choice of release
+    and its ``--hf-overrides`` / ``--pooler-config`` JSON (the keys the local server uses).
     ``outlive_caller``: keep serving after this process exits (stop it by its pid); otherwise it exits with it.
     """
     folder = resolve_model_dir(model_dir, require_marker=require_marker)
     check_settings(port=port, max_batch=max_batch, max_queue=max_queue, max_wait_ms=max_wait_ms, workers=workers,
                    threads=threads, host=host, max_inputs=max_inputs_per_request, max_tokens=max_tokens_per_request,
-                   max_body_bytes=None if max_body_mb is None else max_body_mb * 2 ** 20)
+                   max_body_bytes=None if max_body_mb is None else max_body_mb * 2 ** 20,
+                   max_batch_tokens=max_batch_tokens)
     host = check_host(host)
     name = served_model_name or default_model_name(folder)
     log = Path(log_path) if log_path else _log_path()
@@ -162,14 +182,12 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
                "--port-file", str(port_file)]
     if not outlive_caller:
         command += ["--parent-pid", str(os.getpid())]
-    if workers:
-        command += ["--workers", str(workers)]
-    if threads:
-        command += ["--threads", str(threads)]
-    for flag, value in (("--max-inputs-per-request", max_inputs_per_request),
-                        ("--max-tokens-per-request", max_tokens_per_request), ("--max-body-mb", max_body_mb)):
-        if value is not None:
-            command += [flag, str(value)]
+    command += _options({"--workers": workers or None, "--threads": threads or None,
+                         "--trust-request-chat-template": trust_request_chat_template,
+                         "--vllm-version": vllm_version, "--hf-overrides": hf_overrides,
+                         "--pooler-config": pooler_config, "--max-batch-tokens": max_batch_tokens,
+                         "--max-inputs-per-request": max_inputs_per_request,
+                         "--max-tokens-per-request": max_tokens_per_request, "--max-body-mb": max_body_mb})
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
     env.pop(API_KEY_ENV, None)
     if api_key:

@@ -35,10 +35,11 @@ def build_error(message: str, status: int, err_type: str | None = None, param: s
                       "param": param, "code": int(status)}}
 
 
-def bad_request(message: str, *, validation: bool = False) -> BadRequestError:
-    """A 400: ``validation`` errors (what FastAPI's request validation refuses) have type ``Bad Request``."""
+def bad_request(message: str, *, validation: bool = False, param: str | None = None) -> BadRequestError:
+    """A 400: ``validation`` errors (what FastAPI's request validation refuses) have type ``Bad Request``;
+    ``param`` names the field where vLLM's VLLMValidationError does."""
     err_type = surface.VALIDATION_ERROR_TYPE if validation else surface.BAD_REQUEST_TYPE
-    return BadRequestError(message, status=400, body=build_error(message, 400, err_type))
+    return BadRequestError(message, status=400, body=build_error(message, 400, err_type, param))
 
 
 def not_found(message: str) -> EmbeddingAPIError:
@@ -96,6 +97,7 @@ class ChatOptions:
     add_generation_prompt: bool = False
     continue_final_message: bool = False
     chat_template_kwargs: tuple[tuple[str, Any], ...] = ()
+    chat_template: str | None = None  # a request-supplied template (only when the server trusts them)
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ def decode_json(body: bytes) -> dict:
     return data
 
 
-def _validation_message(exc: ValidationError) -> str:
+def validation_message(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False)[:5]:
         where = ".".join(str(p) for p in error["loc"]) or "body"
@@ -175,7 +177,7 @@ def _validate(data: dict) -> _Common:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise bad_request(_validation_message(exc), validation=True) from None
+        raise bad_request(validation_message(exc), validation=True) from None
 
 
 def _check_text(text: str, where: str) -> str:
@@ -216,17 +218,26 @@ def _use_activation(parsed: _Common) -> bool | None:
     return parsed.use_activation if parsed.use_activation is not None else parsed.normalize
 
 
-def _inputs(parsed: _Common) -> dict:
+def _chat_options(parsed: _ChatRequest, trust_request_chat_template: bool) -> ChatOptions:
+    """vLLM's rule: a template in the request (``chat_template`` or ``chat_template_kwargs.chat_template``) is
+    refused unless the server runs with ``--trust-request-chat-template``; the top-level one wins."""
+    kwargs = parsed.chat_template_kwargs or {}
+    requested = parsed.chat_template if parsed.chat_template is not None else kwargs.get("chat_template")
+    if requested is not None and not trust_request_chat_template:
+        raise bad_request(surface.UNTRUSTED_CHAT_TEMPLATE)
+    if requested is not None and not isinstance(requested, str):
+        raise bad_request("chat_template_kwargs.chat_template must be a string (a Jinja template).")
+    if parsed.add_generation_prompt and parsed.continue_final_message:
+        raise bad_request("Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
+                          validation=True)
+    return ChatOptions(parsed.add_generation_prompt, parsed.continue_final_message,
+                       tuple(sorted(kwargs.items())), requested)
+
+
+def _inputs(parsed: _Common, trust_request_chat_template: bool = False) -> dict:
     if isinstance(parsed, _ChatRequest):
-        if parsed.chat_template is not None:
-            raise bad_request("Chat template is passed with request, but --trust-request-chat-template is not set. "
-                              "Refused request with untrusted chat template.")
-        if parsed.add_generation_prompt and parsed.continue_final_message:
-            raise bad_request("Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
-                              validation=True)
-        kwargs = tuple(sorted((parsed.chat_template_kwargs or {}).items()))
         return {"texts": None, "token_ids": None, "conversations": _conversations(parsed.messages),
-                "chat": ChatOptions(parsed.add_generation_prompt, parsed.continue_final_message, kwargs)}
+                "chat": _chat_options(parsed, trust_request_chat_template)}
     value = parsed.input
     if isinstance(value, str):
         return {"texts": (_check_text(value, "input"),), "token_ids": None}
@@ -241,10 +252,12 @@ def _inputs(parsed: _Common) -> dict:
 
 def parse_embedding_request(body: bytes | dict, *, served_names: tuple[str, ...],
                             max_inputs: int = surface.MAX_INPUTS_PER_REQUEST,
-                            request_id: str | None = None) -> EmbeddingRequest:
+                            request_id: str | None = None,
+                            trust_request_chat_template: bool = False) -> EmbeddingRequest:
     """Parse a POST /v1/embeddings body; raise an EmbeddingAPIError carrying vLLM's status and error body.
 
-    ``request_id`` (the ``X-Request-Id`` header) wins over the body's ``request_id``, as in vLLM.
+    ``request_id`` (the ``X-Request-Id`` header) wins over the body's ``request_id``, as in vLLM. A chat request
+    carrying its own template is refused unless ``trust_request_chat_template`` (vLLM's flag of that name).
     """
     data = decode_json(body) if isinstance(body, (bytes, bytearray, memoryview)) else body
     _check_count(data, max_inputs)
@@ -252,7 +265,7 @@ def parse_embedding_request(body: bytes | dict, *, served_names: tuple[str, ...]
     model = parsed.model or served_names[0]
     if model not in served_names:
         raise not_found(f"The model `{model}` does not exist.")
-    inputs = _inputs(parsed)
+    inputs = _inputs(parsed, trust_request_chat_template)
     request = EmbeddingRequest(
         model=model, encoding_format=EncodingFormat(parsed.encoding_format),
         truncate_prompt_tokens=parsed.truncate_prompt_tokens, add_special_tokens=parsed.add_special_tokens,
@@ -294,19 +307,27 @@ def _truncate(ids: list[list[int]], truncate: int | None, side: TruncationSide) 
     return [row[-truncate:] if side is TruncationSide.LEFT else row[:truncate] for row in ids]
 
 
-def _too_long(max_model_len: int, length: int) -> BadRequestError:
-    return bad_request(f"This model's maximum context length is {max_model_len} tokens. However, you requested "
-                       f"{length} tokens in the input for embedding generation. Please reduce the length of the "
-                       f"input.")
+def _too_long(max_model_len: int, length: int, at_least: bool = False) -> BadRequestError:
+    """vLLM 0.33/0.34's refusal (TokenizeParams._token_len_check). vLLM tokenises text that is not to be truncated
+    only to max+1 tokens, so for text it says "at least max+1"; token ids are counted in full."""
+    count = f"at least {max_model_len + 1}" if at_least else str(length)
+    return bad_request(f"This model's maximum context length is {max_model_len} tokens. However, your prompt "
+                       f"contains {count} input tokens, which exceeds this limit even without any output tokens. "
+                       f"Please reduce the length of the input prompt.", param="input_tokens")
 
 
 def resolve_token_ids(request: EmbeddingRequest, tokenize: Callable[..., list[list[int]]], *,
                       max_model_len: int, vocab_size: int, max_tokens: int | None = None,
-                      render_chat: Callable[..., list[str]] | None = None) -> list[list[int]]:
+                      prompts: Sequence[str] | None = None, prompts_tokenized: bool = False,
+                      max_input_len: int | None = None) -> list[list[int]]:
     """The token ids each input is encoded from, after vLLM's truncation and length checks.
 
     Texts keep their start when cut (``truncation_side`` ``right``, the tokenizer's default) and token-id lists
     their end (``left``), as vLLM does; ``truncation_side`` chooses explicitly. ``max_tokens`` caps the request.
+    A chat request's ``prompts`` are what its template rendered (:mod:`.chat`); ``prompts_tokenized`` means vLLM
+    tokenised them in the template call, so no special tokens are added whatever ``add_special_tokens`` says.
+    ``max_input_len`` is the longest input taken (default ``max_model_len``; longer with vLLM's chunked processing,
+    where ``0`` means no limit).
     """
     truncate = request.truncate_prompt_tokens
     if truncate is not None and truncate <= -1:
@@ -314,21 +335,16 @@ def resolve_token_ids(request: EmbeddingRequest, tokenize: Callable[..., list[li
     if truncate is not None and truncate > max_model_len:
         raise bad_request(f"truncate_prompt_tokens value ({truncate}) is greater than max_model_len "
                           f"({max_model_len}). Please, select a smaller truncation size.")
-    texts = request.texts
+    texts, special = request.texts, request.add_special_tokens
     if request.conversations is not None:
-        if render_chat is None:
+        if prompts is None or len(prompts) != len(request.conversations):
             raise bad_request("This model has no chat template: send `input` instead of `messages`.")
-        options = request.chat or ChatOptions()
-        texts = tuple(render_chat([list(c) for c in request.conversations],
-                                  add_generation_prompt=options.add_generation_prompt,
-                                  continue_final_message=options.continue_final_message,
-                                  chat_template_kwargs=dict(options.chat_template_kwargs)))
+        texts, special = tuple(prompts), special and not prompts_tokenized
     if texts is not None:
         if request.truncation_side is TruncationSide.LEFT and truncate is not None:
-            ids = tokenize(list(texts), add_special_tokens=request.add_special_tokens, max_length=truncate,
-                           truncation_side="left")
+            ids = tokenize(list(texts), add_special_tokens=special, max_length=truncate, truncation_side="left")
         else:
-            ids = tokenize(list(texts), add_special_tokens=request.add_special_tokens, max_length=truncate)
+            ids = tokenize(list(texts), add_special_tokens=special, max_length=truncate)
     else:
         ids = _truncate([list(row) for row in request.token_ids], truncate,
                         request.truncation_side or TruncationSide.LEFT)
@@ -336,10 +352,10 @@ def resolve_token_ids(request: EmbeddingRequest, tokenize: Callable[..., list[li
             if row and (min(row) < 0 or max(row) >= vocab_size):
                 raise bad_request(f"Token id {max(row) if max(row) >= vocab_size else min(row)} is out of "
                                   f"vocabulary (size {vocab_size}).")
-    total = 0
+    total, limit = 0, max_model_len if max_input_len is None else max_input_len
     for row in ids:
-        if len(row) > max_model_len:
-            raise _too_long(max_model_len, len(row))
+        if limit and len(row) > limit:
+            raise _too_long(limit, len(row), at_least=texts is not None and truncate is None)
         if not row:
             raise bad_request("The decoder prompt cannot be empty")
         total += len(row)
@@ -372,22 +388,52 @@ def _row_format(dim: int) -> str:
     return "[" + ",".join(["%.9g"] * dim) + "]"
 
 
-def response_id(request_id: str | None = None) -> str:
-    """``embd-<request_id>`` (vLLM's prefix), or ``embd-<random>`` without one."""
-    return f"embd-{request_id or uuid.uuid4().hex}"
+def response_id(request_id: str | None = None, prefix: str = "embd") -> str:
+    """``embd-<request_id>`` (vLLM's prefix; ``pool-`` for /pooling), or ``embd-<random>`` without one."""
+    return f"{prefix}-{request_id or uuid.uuid4().hex}"
 
 
-def usage(prompt_tokens: int) -> dict:
-    """vLLM's UsageInfo for an embeddings answer."""
-    return {"prompt_tokens": int(prompt_tokens), "total_tokens": int(prompt_tokens), "completion_tokens": 0,
+def chunk_rows(ids: list[list[int]], size: int) -> tuple[list[list[int]], list[int] | None]:
+    """Rows longer than ``size`` cut into consecutive chunks of ``size`` tokens (vLLM's ``chunk_list`` over the
+    prompt's ids, special tokens included); the owner index of each chunk, or None when nothing was cut."""
+    if all(len(row) <= size for row in ids):
+        return ids, None
+    rows, owners = [], []
+    for index, row in enumerate(ids):
+        for start in range(0, len(row), size):
+            rows.append(row[start:start + size])
+            owners.append(index)
+    return rows, owners
+
+
+def combine_chunks(raw: np.ndarray, owners: list[int], lengths: list[int], count: int, *,
+                   normalize: bool) -> np.ndarray:
+    """vLLM's chunked-processing aggregation: each input's chunk vectors (normalised first when the activation is
+    on, as its pooler returns them) averaged, weighted by the chunk's token count."""
+    chunks = finish_embeddings(raw, normalize=normalize).astype(np.float64)
+    sums = np.zeros((count, chunks.shape[1]), dtype=np.float64)
+    weights = np.zeros(count, dtype=np.float64)
+    np.add.at(sums, owners, chunks * np.asarray(lengths, dtype=np.float64)[:, None])
+    np.add.at(weights, owners, lengths)
+    return (sums / weights[:, None]).astype(np.float32)
+
+
+def usage(prompt_tokens: int, version: str = surface.VLLM_VERSION) -> dict:
+    """vLLM's UsageInfo as the given release dumps it (0.34.0 leaves out an empty ``prompt_tokens_details``)."""
+    body = {"prompt_tokens": int(prompt_tokens), "total_tokens": int(prompt_tokens), "completion_tokens": 0,
             "prompt_tokens_details": None, "completion_tokens_details": None}
+    if not surface.usage_has_prompt_tokens_details(version):
+        del body["prompt_tokens_details"]
+    return body
 
 
 def render_embedding_response(embeddings: np.ndarray, *, model: str, prompt_tokens: int,
                               encoding_format: str = "float", request_id: str | None = None,
                               created: int | None = None, embed_dtype: str = "float32",
-                              endianness: str = "native") -> bytes:
-    """The JSON body of a /v1/embeddings answer, as vLLM shapes it (``request_id`` is the whole id)."""
+                              endianness: str = "native", version: str = surface.VLLM_VERSION,
+                              item: tuple[str, str] = ("embedding", "embedding")) -> bytes:
+    """The JSON body of a /v1/embeddings answer, as vLLM shapes it (``request_id`` is the whole id); ``item`` is
+    each row's ``object`` and key (``("pooling", "data")`` for /pooling)."""
     head = json.dumps({"id": request_id or response_id(), "object": "list",
                        "created": int(created if created is not None else time.time()), "model": model})
     matrix = np.ascontiguousarray(embeddings, dtype=np.float32)
@@ -397,8 +443,9 @@ def render_embedding_response(embeddings: np.ndarray, *, model: str, prompt_toke
     else:
         fmt = _row_format(matrix.shape[1]) if matrix.ndim == 2 and matrix.shape[1] else "[]"
         values = [fmt % tuple(row) for row in matrix.tolist()]
-    data = ",".join(f'{{"index":{i},"object":"embedding","embedding":{v}}}' for i, v in enumerate(values))
-    return f'{head[:-1]},"data":[{data}],"usage":{json.dumps(usage(prompt_tokens))}}}'.encode()
+    kind, key = item
+    data = ",".join(f'{{"index":{i},"object":"{kind}","{key}":{v}}}' for i, v in enumerate(values))
+    return f'{head[:-1]},"data":[{data}],"usage":{json.dumps(usage(prompt_tokens, version))}}}'.encode()
 
 
 def render_bytes_response(embeddings: np.ndarray, *, model: str, prompt_tokens: int, encoding_format: str = "bytes",

@@ -13,9 +13,18 @@ import math
 from ..errors import InvalidSpecError
 
 # Upper bounds catch typos (10^30 workers) rather than limit real use.
-BOUNDS = {"max_batch": (1, 65536), "max_queue": (1, 10_000_000), "workers": (1, 256), "threads": (1, 1024),
+# A step of this many tokens takes ~0.1-0.3 s for all-MiniLM-L6-v2 on one core: a request arriving while batches
+# run joins the next one quickly (benchmarks/bench_local_server.py measures small requests beside maximal ones).
+MAX_BATCH_TOKENS = 1024
+# Requests of at most this many inputs (queries) get an express worker while every regular worker is busy.
+EXPRESS_ROWS = 8
+# ... and the regular workers' threads run this much nicer (on 2 cores, bulk steps would otherwise starve it).
+BULK_NICE = 5
+
+BOUNDS = {"max_batch": (1, 65536), "max_batch_tokens": (1, 10_000_000), "max_queue": (1, 10_000_000), "workers": (1, 256), "threads": (1, 1024),
           "max_wait_ms": (0, 60_000), "max_inputs": (1, 1_000_000), "max_tokens": (1, 1_000_000_000),
-          "max_body_bytes": (1024, 2 ** 31)}
+          "max_body_bytes": (1024, 2 ** 31), "chat_template_timeout_s": (0.01, 3600),
+          "header_timeout_s": (0.01, 3600), "body_timeout_s": (0.01, 3600)}
 
 
 def check_number(name: str, value, label: str | None = None) -> None:
