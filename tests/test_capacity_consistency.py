@@ -115,11 +115,13 @@ def test_sustainable_rate_refuses_what_is_not_a_summary(summary, field):
 
 
 def test_no_nan_figures_from_a_level_that_answered_nothing():
-    summary = pd.concat([_closed_summary(0.0).assign(concurrency=1.0, p99_ms=math.nan, errors=0),
-                         _closed_summary(12.0).assign(concurrency=4.0)], ignore_index=True)
-    found = capacity.sustainable_rate(summary, 200)
-    assert found.rate == 12.0 and math.isfinite(found.tokens_per_s) and math.isfinite(found.embeddings_per_s)
-    assert capacity.sustainable_rate(_closed_summary(0.0).assign(p99_ms=math.nan), 200) is None
+    """A level whose rate reads 0 req/s (nothing answered in its wall time) gave a plan of NaN embeddings/s."""
+    opened = pd.DataFrame([{"rate": r, "input_tokens": 8, "inputs": 1, "requests": 30, "errors": 0, "error_rate": 0.0,
+                            "req_per_s": got, "embeddings_per_s": got, "tokens_per_s": got * 8, "latency_mean_ms": 9.0,
+                            "p50_ms": 8.0, "p90_ms": 9.0, "p99_ms": 10.0} for r, got in ((5.0, 5.0), (10.0, 0.0))])
+    found = capacity.sustainable_rate(opened, 200)
+    assert found.rate == 5.0 and math.isfinite(found.tokens_per_s) and math.isfinite(found.embeddings_per_s)
+    assert capacity.sustainable_rate(opened.iloc[1:], 200) is None
 
 
 @pytest.mark.parametrize("call, field", [
