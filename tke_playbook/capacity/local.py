@@ -97,7 +97,7 @@ class LocalTuning:
         """One line: which settings to serve with, and by how much they beat the defaults."""
         best, ratio = self.best[0], self.tuned_vs_default
         if len(self.trials) == 1:
-            return "only the default settings were measured (quick mode): nothing to compare them with"
+            return f"tke-playbook serve {best.flags}   # the defaults: no other settings were measured (quick mode)"
         if best == self.default[0] or not ratio > 1.0:
             return (f"the defaults are best: none of the {len(self.trials) - 1} other setting(s) sustained a higher "
                     f"rate at the target - keep `tke-playbook serve {best.flags}`")

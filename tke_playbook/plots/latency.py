@@ -197,8 +197,9 @@ def _concurrency_axis(ax, values) -> None:
 
 def plot_sweep(summary, *, throughput: str = "embeddings_per_s", title: str | None = None, hardware=None):
     """Two panels against concurrency, one line per input length (x inputs per request): throughput (left;
-    ``embeddings_per_s``, ``tokens_per_s`` or ``req_per_s``) and p99 latency (right, log scale: short and long
-    inputs differ by orders of magnitude). ``hardware`` says in a footer what served."""
+    ``embeddings_per_s``, ``tokens_per_s`` or ``req_per_s``; a level that answered nothing has no point) and p99
+    latency (right, log scale: short and long inputs differ by orders of magnitude). ``hardware`` says in a footer
+    what served."""
     _require(summary, {"concurrency", "input_tokens", throughput, "p99_ms"}, "summary")
     fig = new_figure(12.0, 4.8)
     left, right = fig.subplots(1, 2)
@@ -206,7 +207,8 @@ def plot_sweep(summary, *, throughput: str = "embeddings_per_s", title: str | No
     for index, label, group in _series(data):
         color = COLORS[index % len(COLORS)]
         x = group["concurrency"].to_numpy(dtype=float)
-        left.plot(x, group[throughput], marker="o", color=color, label=label)
+        answered = group[throughput].astype(float).where(group[throughput].astype(float) > 0)  # none: no point
+        left.plot(x, answered, marker="o", color=color, label=label)
         right.plot(x, group["p99_ms"], marker="s", color=color, label=label)
     units = {"embeddings_per_s": "embeddings/s", "tokens_per_s": "tokens/s", "req_per_s": "requests/s"}
     left.set_ylabel(units.get(throughput, throughput))
