@@ -122,11 +122,13 @@ plot_latency_knee(search.opened.summary, P99_TARGET_MS, getattr(search.sustainab
 # ## Mixed workload: bulk ingestion beside queries
 #
 # Both streams at once, each a Poisson stream with its own latency target and reported apart: bulk requests
-# carry 16 documents, queries one short text. Long bulk batches in front of a query are what hurt its tail. A
-# stream with few requests is drawn one point per request.
+# carry 16 documents, queries one short text, sized from the sustainable rate above (queries at half of it, bulk
+# at a twentieth of the query rate). Long bulk batches in front of a query are what hurt its tail. A stream with
+# few requests is drawn one point per request.
 
 # %% tags=["nbval-ignore-output"]
-streams = default_streams(bulk_target_ms=10_000, query_target_ms=P99_TARGET_MS)
+streams = default_streams(getattr(search.sustainable, "rate", 10.0) / 20, bulk_target_ms=10_000,
+                          query_target_ms=P99_TARGET_MS)  # queries at half the sustainable rate, bulk beside
 mixed = run_mixed(endpoint.url, endpoint.model, streams, duration_s=3 if QUICK else 8, drain_s=5,
                   api_key=endpoint.api_key, progress=True)
 mixed.targets()

@@ -259,10 +259,12 @@ class ReplayReport:
 
     def __str__(self) -> str:
         verdict = "HELD" if self.held else "DID NOT HOLD"
-        text = (f"replay {verdict}: offered {self.predicted_rps:,.1f} req/s [{self.shape}], answered "
-                f"{self.achieved_rps:,.1f} ({self.rate_error:+.0%}, at least -{self.tolerance:.0%} allowed); p99 "
-                f"{self.p99_ms:,.1f} ms vs target {self.target_ms:,.0f} ms; {self.errors} error(s) in {self.requests} "
-                f"requests")
+        drawn = f" (the Poisson arrivals drew {self.offered_rps:,.1f}/s)" if self.offered_rps == self.offered_rps \
+            else ""
+        text = (f"replay {verdict}: offered {self.predicted_rps:,.1f} req/s [{self.shape}]{drawn}, answered "
+                f"{self.achieved_rps:,.1f} ({self.rate_error:+.0%} of what was drawn, at least -{self.tolerance:.0%} "
+                f"allowed); p99 {self.p99_ms:,.1f} ms vs target {self.target_ms:,.0f} ms; {self.errors} error(s) in "
+                f"{self.requests} requests")
         return text + (f"\n{self.advice()}" if not self.held else "")
 
 

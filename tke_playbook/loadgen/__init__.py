@@ -36,8 +36,7 @@ def run_closed_loop(url: str, model: str | None = None, concurrency_levels=(1, 4
     (see :func:`run_closed_loop_async` for the options); Jupyter-safe and interruptible. ``progress``: False,
     True (a bar with an upper bound on the time left) or a bar of your own."""
     levels = _count(concurrency_levels) * _count(input_tokens) * _count(options.get("batch_size", 1))
-    per_level = closed_budget_s(options.get("max_duration_s", 60.0), options.get("drain_s"),
-                                options.get("settle_s"))
+    per_level = closed_budget_s(options.get("max_duration_s", 60.0), options.get("drain_s"))
     tracker = Progress("closed loop", per_level * levels if per_level else None, levels=levels)
     return run_interruptibly(lambda p: run_closed_loop_async(url, model, concurrency_levels, requests_per_level,
                                                              input_tokens, progress=p, **options),

@@ -81,6 +81,20 @@ class Progress:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
+    def add_budget(self, seconds: float) -> None:
+        """Raise the run's time bound by ``seconds`` (a wait nobody could foresee when it began)."""
+        if self.budget_s:
+            self.budget_s += seconds
+
+    def waited(self, seconds: float, reserved: float) -> None:
+        """A wait of ``seconds`` (``reserved`` was added to the bound for it) before the running level: it counts
+        as spent, the unused reserve leaves the bound, and the level's own clock starts now."""
+        if self.budget_s:
+            self.budget_s += seconds - reserved
+        self._spent += seconds
+        if self._level_start is not None:
+            self._level_start = time.monotonic()
+
     def position(self, now: float | None = None) -> float:
         """Seconds of the budget used: finished levels in full, the running one by its time so far."""
         if self._level_start is None:

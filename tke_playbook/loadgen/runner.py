@@ -38,6 +38,7 @@ from .summary import RECORD_COLUMNS, explain_levels, headroom_warning, summarize
 VLLM_INFERENCE = "vllm:request_inference_time_seconds"
 ARRIVAL_CHUNK = 1024  # Poisson gaps drawn this many at a time
 SETTLED_PROBE_S = 0.25  # a probe answered this fast (or within 3x the fastest) says the server is free again
+SETTLE_S = 30.0  # the longest a level waits for a server still busy with requests earlier levels abandoned
 
 
 class HttpEngine(str, enum.Enum):
@@ -272,6 +273,8 @@ async def _settle(engine, base_url: str, probe: bytes, settle_s: float, progress
     workers are free again), at most ``settle_s``. A wait of more than a second is noted."""
     if not _ABANDONED.get(base_url):
         return
+    if progress is not None:
+        progress.add_budget(settle_s)  # an honest bound: this wait was not foreseeable when the run began
     clock = time.perf_counter
     began, best, fast, count = clock(), math.inf, 0, _ABANDONED[base_url]
     while fast < 2 and clock() - began < settle_s:
@@ -281,6 +284,8 @@ async def _settle(engine, base_url: str, probe: bytes, settle_s: float, progress
         best = min(best, took) if status == 200 else best
         fast = fast + 1 if status == 200 and took <= max(SETTLED_PROBE_S, 3 * best) else 0
     waited = clock() - began
+    if progress is not None:
+        progress.waited(waited, settle_s)
     if fast >= 2:
         _ABANDONED.pop(base_url, None)
     if waited > 1.0 and progress is not None:
@@ -303,23 +308,21 @@ def _level_text(tokens: int, inputs: int, *, concurrency: int | None = None, rat
     return f"level {where}, {inputs} input{'s' if inputs != 1 else ''} × {tokens} tokens"
 
 
-def _settle_s(settle_s: float | None, default: float) -> float:
-    return default if settle_s is None else check_range(settle_s, "settle_s", 0.0, 3600.0, 10, low_inclusive=True)
+def _settle_s(settle_s: float | None) -> float:
+    return SETTLE_S if settle_s is None else check_range(settle_s, "settle_s", 0.0, 3600.0, 30, low_inclusive=True)
 
 
-def closed_budget_s(max_duration_s: float | None, drain_s: float | None = None,
-                    settle_s: float | None = None) -> float | None:
-    """A closed-loop level's time bound: waiting for the server to settle (default ``max_duration_s``), issuing
-    for ``max_duration_s``, then the drain (default as long again)."""
+def closed_budget_s(max_duration_s: float | None, drain_s: float | None = None) -> float | None:
+    """A closed-loop level's time bound: issuing for ``max_duration_s``, then the drain (default as long again).
+    A wait for the server to finish abandoned requests adds to a run's bound when it happens."""
     if not max_duration_s:
         return None
-    settle = max_duration_s if settle_s is None else settle_s
-    return settle + max_duration_s + (max_duration_s if drain_s is None else drain_s)
+    return max_duration_s + (max_duration_s if drain_s is None else drain_s)
 
 
-def open_budget_s(duration_s: float, drain_s: float, settle_s: float | None = None) -> float:
-    """An open-loop level's time bound: settling (default the drain), sending (:func:`send_bound_s`), draining."""
-    return (drain_s if settle_s is None else settle_s) + send_bound_s(duration_s) + drain_s
+def open_budget_s(duration_s: float, drain_s: float) -> float:
+    """An open-loop level's time bound: sending (:func:`send_bound_s`), then draining."""
+    return send_bound_s(duration_s) + drain_s
 
 
 async def run_closed_loop_async(url: str, model: str | None = None, concurrency_levels=(1, 4, 16, 64),
@@ -332,8 +335,8 @@ async def run_closed_loop_async(url: str, model: str | None = None, concurrency_
     ``batch_size`` is the number of inputs per request; a list sweeps it too (input length x inputs per request x
     concurrency). A level issues ``requests_per_level`` requests or for ``max_duration_s``, whichever ends first
     (``requests_per_level=None``: for ``max_duration_s``), then waits ``drain_s`` (default: as long again) for the
-    answers in flight. Before each level it waits up to ``settle_s`` (default: ``max_duration_s``) for the server
-    to finish requests earlier levels abandoned, when the server's ``/metrics`` show any. ``progress`` (a
+    answers in flight. Before a level it waits up to ``settle_s`` (default ``SETTLE_S``) for the server to finish
+    requests earlier levels (or runs) abandoned, if there were any. ``progress`` (a
     :class:`~tke_playbook.loadgen.progress.Progress`) is told as each request finishes; when the run is
     cancelled, ``progress.partial`` holds the records so far."""
     base = root_url(url)
@@ -345,7 +348,7 @@ async def run_closed_loop_async(url: str, model: str | None = None, concurrency_
                                "e.g. 3", field="max_duration_s", value=max_duration_s)
     count = None if requests_per_level is None else check_levels([requests_per_level], "requests_per_level")[0]
     timeout = check_range(timeout, "timeout", 0.0, 3600.0, 60)
-    settle = _settle_s(settle_s, max_duration_s or timeout)
+    settle = _settle_s(settle_s)
     probe = encoded_bodies(model, 1, variants=1)[0]
     records, server_rows, t0 = _Records(), [], time.perf_counter()
     try:
@@ -355,7 +358,7 @@ async def run_closed_loop_async(url: str, model: str | None = None, concurrency_
                 for level in levels:
                     if progress is not None:
                         progress.level_started(_level_text(tokens, inputs, concurrency=level),
-                                               closed_budget_s(max_duration_s, drain_s, settle) or 0.0)
+                                               closed_budget_s(max_duration_s, drain_s) or 0.0)
                     async with make_engine(engine, base, level, api_key=api_key, timeout=timeout) as sender:
                         prepared = [sender.prepare(b) for b in bodies]
                         await _settle(sender, base, sender.prepare(probe), settle, progress)
@@ -396,8 +399,8 @@ async def run_open_loop_async(url: str, model: str | None = None, rates=(1.0, 10
     ``max_duration_s`` (default: :func:`send_bound_s` of ``duration_s``, else none); answers still missing ``drain_s`` after the last
     arrival (default: ``timeout``) are recorded as unfinished. ``batch_size`` (inputs per request) may be a list,
     swept like ``input_tokens``. At most ``max_connections`` requests are in flight; beyond that, requests wait
-    for a connection and the wait counts as latency. Before each level it waits up to ``settle_s`` (default: the
-    drain) for the server to finish requests earlier levels abandoned."""
+    for a connection and the wait counts as latency. Before a level it waits up to ``settle_s`` (default
+    ``SETTLE_S``) for the server to finish requests earlier levels (or runs) abandoned, if there were any."""
     base = root_url(url)
     rate_levels = check_levels(rates, "rates", kind=float)
     for rate in rate_levels:
@@ -413,7 +416,7 @@ async def run_open_loop_async(url: str, model: str | None = None, rates=(1.0, 10
     counts = [int(requests) if requests is not None else max(1, math.ceil(r * duration_s)) for r in rate_levels]
     bound = max_duration_s if max_duration_s is not None else send_bound_s(duration_s)
     drain = timeout if drain_s is None else drain_s
-    settle = _settle_s(settle_s, drain)
+    settle = _settle_s(settle_s)
     probe = encoded_bodies(model, 1, variants=1)[0]
     records, server_rows, t0 = _Records(), [], time.perf_counter()
     try:
@@ -422,7 +425,7 @@ async def run_open_loop_async(url: str, model: str | None = None, rates=(1.0, 10
             for n, (rate, count) in enumerate(zip(rate_levels, counts)):
                 if progress is not None:
                     progress.level_started(_level_text(tokens, inputs, rate=rate),
-                                           (bound if bound else count / rate) + drain + settle)
+                                           (bound if bound else count / rate) + drain)
                 async with make_engine(engine, base, max_connections, api_key=api_key, timeout=timeout) as sender:
                     prepared = [sender.prepare(b) for b in bodies]
                     await _settle(sender, base, sender.prepare(probe), settle, progress)

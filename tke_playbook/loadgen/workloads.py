@@ -23,7 +23,7 @@ from ..errors import InvalidSpecError
 from ..specs.names import validate_number
 from .inputs import check_range, encoded_bodies
 from .progress import Progress
-from .runner import (MAX_DURATION_S, HttpEngine, LoadResult, _Level, _open_level, _Records, _scrape,
+from .runner import (MAX_DURATION_S, SETTLE_S, HttpEngine, LoadResult, _Level, _open_level, _Records, _scrape,
                      _server_row, _settle, abandoned, make_engine, open_budget_s, send_bound_s)
 from .summary import explain_levels, summarize
 from .sync import run_interruptibly
@@ -108,7 +108,7 @@ async def run_mixed_async(url: str, model: str | None = None, streams=None, *, d
             scraper = await stack.enter_async_context(make_engine(engine, base, 4, api_key=api_key, timeout=timeout))
             senders = [await stack.enter_async_context(make_engine(engine, base, max_connections, api_key=api_key,
                                                                    timeout=timeout)) for _ in streams]
-            await _settle(scraper, base, scraper.prepare(encoded_bodies(model, 1, variants=1)[0]), drain, progress)
+            await _settle(scraper, base, scraper.prepare(encoded_bodies(model, 1, variants=1)[0]), SETTLE_S, progress)
             before = await _scrape(scraper, scrape_metrics)
             await asyncio.gather(*(
                 _open_level(sender, [sender.prepare(b) for b in encoded_bodies(model, s.input_tokens,
