@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -17,132 +17,159 @@
 # # 06 · Benchmark and capacity
 #
 # **Goal:** how much embedding traffic the endpoint takes, shaped like real embedding traffic (input length ×
-# inputs per request × concurrency, bulk ingestion beside single queries), how far that is from what the GPU can
-# do (MFU), the highest rate that keeps a p99 target, what a stated load needs (replicas, GPUs, cost per day), a
-# replay that checks the plan holds, tuning advice, and the scale-out objects (PodDisruptionBudget, autoscaler).
+# inputs per request × concurrency, bulk ingestion beside single queries), how far that is from what the hardware
+# can do, the highest rate that keeps a p99 target, what a stated load needs, a replay that checks the plan
+# holds, tuning advice, and the scale-out objects (PodDisruptionBudget, autoscaler).
+#
+# Everything here is measured on the server that answered: on a cluster the GPUs of the deployment (MFU, GPUs,
+# nodes, cost per day); on the local target the CPU server on this machine, so the plan is in copies of that
+# server. What a GPU node type would need appears only in a block titled **Projection, not a measurement**.
+# Every long cell shows a bar with an upper bound on the time left and stops cleanly when interrupted (■): one
+# line says what was kept, and the next cell runs normally.
 
 # %% tags=["parameters"]
 import os
-
 TARGET = os.environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: cluster if kubeconfig found
-QUICK = os.environ.get("TKE_PLAYBOOK_QUICK", "") not in ("", "0")
-CONCURRENCY = [int(c) for c in os.environ.get("TKE_PLAYBOOK_CONCURRENCY", "1,4" if QUICK else "1,4,16,32").split(",")]
+QUICK = os.environ.get("TKE_PLAYBOOK_QUICK", "").strip().lower() in ("1", "true", "yes", "on")  # as quick_mode()
+CONCURRENCY = [int(c) for c in os.environ.get("TKE_PLAYBOOK_CONCURRENCY", "1,4" if QUICK else "1,4,16").split(",")]
 INPUT_LENGTHS = [int(t) for t in os.environ.get("TKE_PLAYBOOK_INPUT_TOKENS", "32" if QUICK else "32,200").split(",")]
-BATCH_SIZES = [int(b) for b in os.environ.get("TKE_PLAYBOOK_BATCH_SIZES", "1,4" if QUICK else "1,8,32").split(",")]
+BATCH_SIZES = [int(b) for b in os.environ.get("TKE_PLAYBOOK_BATCH_SIZES", "1,4" if QUICK else "1,8").split(",")]
+LEVEL_S = float(os.environ.get("TKE_PLAYBOOK_LEVEL_S", "1" if QUICK else "2.5"))  # each load level's time budget
 P99_TARGET_MS = float(os.environ.get("TKE_PLAYBOOK_P99_TARGET_MS", "200"))  # the queries' latency target
 LOAD_QPS, DOCS_PER_DAY = 200.0, 5_000_000  # the load to plan for: queries/s and documents/day
 AUTOSCALER = os.environ.get("TKE_PLAYBOOK_AUTOSCALER", "hpa")  # none | hpa | keda (see Scale-out)
 
 # %%
 # %matplotlib inline
-from tke_playbook.capacity import (QUICK_SEARCH, DocumentLoad, QueryLoad, compact_table, find_sustainable_rate,
-                                   mfu_note, plan_capacity, replay, sustainable_rate, tune_for_target, with_mfu)
-from tke_playbook.loadgen import default_streams, measure_ceiling, run_closed_loop, run_mixed, write_vllm_bench_json
+from tke_playbook.capacity import (DocumentLoad, QueryLoad, find_sustainable_rate, mfu_note, plan_capacity,
+                                   project_gpu, replay, served_on, sustainable_rate, tune_for_target, with_mfu)
+from tke_playbook.loadgen import compact_table, default_streams, measure_ceiling, run_closed_loop, run_mixed
 from tke_playbook.plots import (plot_capacity_table, plot_latency_knee, plot_mixed_latency, plot_sweep,
                                 plot_tokens_vs_batch)
-from tke_playbook import ScaleOutSpec, autoscaler_checks, render_scale_out
+from tke_playbook import ScaleOutSpec, autoscaler_checks, render_scale_out, write_vllm_bench_json
 from tke_playbook.playbook.display import install
-from tke_playbook.playbook import headroom_note, open_target, tidy
+from tke_playbook.playbook import headroom_note, open_target
 install();  # the toolkit's errors show as one short red block: what happened, what to do
 
 # %% tags=["nbval-ignore-output"]
 pb = open_target(TARGET)
 endpoint = pb.endpoint()
 spec = pb.require_deployed()
+hardware = served_on(pb.target, spec, pb.node_type())  # what answers: the local CPU, or the deployment's GPUs
+print(hardware)
 endpoint
 
 # %% [markdown]
 # ## Sweep: input length × inputs per request × concurrency (closed loop)
 #
-# Each level keeps that many requests in flight; a request carries `inputs` texts of `input_tokens` tokens.
-# Embeddings/s counts texts, tokens/s comes from the server's `usage.prompt_tokens`. The server's own view
-# (scraped from `/metrics` before and after each level) sits beside the client's: *server queue mean ms* is time
-# waiting in vLLM's queue, *server inference mean ms* time running on the model. The table shows the essential
-# columns; `closed.table()` has them all (p90, the server's request count and tokens, ...).
+# Each level keeps that many requests in flight for `LEVEL_S` seconds; a request carries `inputs` texts of
+# `input_tokens` tokens. Embeddings/s counts texts, tokens/s comes from the server's `usage.prompt_tokens`.
+# Every latency column is in milliseconds. *p50 / p99 ms* are the client's: from sending a request to its whole
+# answer. The server's own view, scraped from `/metrics` before and after each level, is the mean per request of
+# two parts of that time: *server queue mean ms* waiting for the first batch, *server inference mean ms* from
+# the first batch to the last (vLLM's RUNNING phase) - so the two never add up to more than the client's time.
+# A level cut short or with errors says why in the last column. `closed.table()` has every column.
 
 # %% tags=["nbval-ignore-output"]
-closed = run_closed_loop(endpoint.url, endpoint.model, CONCURRENCY, 20 if QUICK else 100, INPUT_LENGTHS,
-                         batch_size=BATCH_SIZES, api_key=endpoint.api_key, progress=True)
-compact_table(closed.table())  # every column: closed.table()
+closed = run_closed_loop(endpoint.url, endpoint.model, CONCURRENCY, requests_per_level=None,
+                         input_tokens=INPUT_LENGTHS, batch_size=BATCH_SIZES, max_duration_s=LEVEL_S,
+                         api_key=endpoint.api_key, progress=True)
+compact_table(closed.table())
 
 # %%
-plot_sweep(closed.summary)
+plot_sweep(closed.summary, hardware=hardware)
 
 # %%
-plot_tokens_vs_batch(closed.summary)
+plot_tokens_vs_batch(closed.summary, hardware=hardware)
 
 # %% [markdown]
 # ## Against the physical limit: model FLOPs utilisation
 #
-# One embedded token costs about 2 × parameters FLOPs, so MFU = tokens/s × 2 × params ÷ the GPU's dense bf16
-# peak (spec-sheet values in `tke_playbook.specs.hardware.PEAK_BF16_TFLOPS`). Prefill-only embedding can run close to
-# the limit: 0.5–0.6 is good; a few percent means the GPU mostly waits - for batches, for the API server, for
-# the client (facts: e5-mistral reached ~61% of a measured H200 peak in plain PyTorch).
+# One embedded token costs about 2 × parameters FLOPs, so the TFLOP/s column is what the server delivered. MFU
+# divides it by the dense bf16 peak of the GPU that served (spec-sheet values in
+# `tke_playbook.specs.hardware.PEAK_BF16_TFLOPS`): 0.5–0.6 is good for prefill-only embedding; a few percent means
+# the GPU mostly waits - for batches, for the API server, for the client (facts: e5-mistral reached ~61% of a
+# measured H200 peak). On the local CPU server there is no MFU: no CPU peak is measured or cited here.
 
 # %% tags=["nbval-ignore-output"]
-print(mfu_note(spec.model, spec.gpu))  # the GPU named in the serving spec (none locally)
-compact_table(with_mfu(closed.summary, spec.model, spec.gpu))
+print(mfu_note(spec.model, hardware))
+compact_table(with_mfu(closed.summary, spec.model, hardware))
 
 # %% [markdown]
 # ## The sustainable rate at a p99 target (open loop)
 #
 # An open loop sends requests at a fixed average rate (Poisson arrivals) whatever the server does, as users do.
 # Below capacity a request waits only for the few ahead of it, and p99 creeps up. Once the offered rate passes
-# what the server completes per second, the backlog grows by (offered − capacity) requests every second for as
-# long as the level lasts: a request arriving *t* seconds in waits about *t* × (offered − capacity) ÷ capacity
-# seconds. p99 then measures how long the test ran, not the server - it **jumps** by orders of magnitude (the
-# knee below, log scale). The search measures the closed-loop ceiling, then offers growing fractions of it
-# until one level breaks the target; the sustainable rate is the last level before the knee with p99 within the
-# target minus a 20% margin (so a replay holds despite noise).
+# what the server completes per second, the backlog grows by (offered − capacity) requests every second: p99
+# then measures how long the test ran, not the server - it **jumps** by orders of magnitude (the knee below, on a
+# log scale). The search offers growing fractions of the closed-loop peak measured above for the same request
+# shape (so it can never exceed it), until a level breaks the target. **The sustainable rate** - one definition,
+# used by the plan and the replay - is the highest level with no errors, p99 within the target minus a 20% margin
+# (so a replay holds despite noise) and at least 85% of the offered rate answered; never more than was answered.
 
 # %% tags=["nbval-ignore-output"]
-search = find_sustainable_rate(endpoint.url, endpoint.model, P99_TARGET_MS, input_tokens=32,
-                               api_key=endpoint.api_key, progress=True, **(QUICK_SEARCH if QUICK else {}))
-print(search.sustainable)
+search = find_sustainable_rate(endpoint.url, endpoint.model, P99_TARGET_MS, input_tokens=min(INPUT_LENGTHS),
+                               ceiling_from=closed.summary, level_s=LEVEL_S, api_key=endpoint.api_key,
+                               progress=True)
+print(search.sustainable, *search.notes, sep="\n")
 compact_table(search.table())
 
 # %%
-plot_latency_knee(search.opened.summary, P99_TARGET_MS, search.sustainable.rate if search.sustainable else None)
+plot_latency_knee(search.opened.summary, P99_TARGET_MS, getattr(search.sustainable, "rate", None),
+                  hardware=hardware)
 
 # %% [markdown]
 # ## Mixed workload: bulk ingestion beside queries
 #
 # Both streams at once, each a Poisson stream with its own latency target and reported apart: bulk requests
-# carry 16 documents, queries one short text. Long bulk batches in front of a query are what hurt its tail.
+# carry 16 documents, queries one short text, sized from the sustainable rate above (queries at half of it, bulk
+# at a twentieth of the query rate). Long bulk batches in front of a query are what hurt its tail. A stream with
+# few requests is drawn one point per request.
 
 # %% tags=["nbval-ignore-output"]
-streams = default_streams(bulk_target_ms=10_000, query_target_ms=P99_TARGET_MS)
-mixed = run_mixed(endpoint.url, endpoint.model, streams, duration_s=3 if QUICK else 20, api_key=endpoint.api_key,
-                  progress=True)
-tidy(mixed.targets())
+streams = default_streams(getattr(search.sustainable, "rate", 10.0) / 20, bulk_target_ms=10_000,
+                          query_target_ms=P99_TARGET_MS)  # queries at half the sustainable rate, bulk beside
+mixed = run_mixed(endpoint.url, endpoint.model, streams, duration_s=3 if QUICK else 8, drain_s=5,
+                  api_key=endpoint.api_key, progress=True)
+mixed.targets()
 
 # %%
-plot_mixed_latency(mixed.records, mixed.targets())
+plot_mixed_latency(mixed.records, mixed.targets(), hardware=hardware)
 
 # %% [markdown]
 # ## Capacity plan
 #
-# Replicas = the load ÷ what one replica sustains (rounded up); nodes hold as many replicas as they have GPUs;
-# cost per day from the node price table. The default prices are illustrative: put yours in a YAML/JSON/CSV
-# file named by `$TKE_PLAYBOOK_NODE_PRICES` (see `tke_playbook.specs.prices`). Queries plan from the open-loop sustainable rate; bulk
-# documents from tokens/s at the longest input and largest batch of the sweep (closed loop: optimistic).
+# Replicas = the load ÷ what one replica sustains (rounded up), in replicas of the server measured above. On a
+# cluster a replica is the deployment's GPUs: nodes hold as many replicas as they have GPUs, and the cost per day
+# comes from the node price table (illustrative defaults: put yours in a YAML/JSON/CSV file named by
+# `$TKE_PLAYBOOK_NODE_PRICES`, see `tke_playbook.specs.prices`). Locally a replica is a copy of the CPU server on a
+# machine like this one. Queries plan from the sustainable rate; bulk documents from tokens/s at the longest
+# input and largest batch of the sweep (closed loop: optimistic).
 
 # %% tags=["nbval-ignore-output"]
-query_plan = plan_capacity(QueryLoad(LOAD_QPS, P99_TARGET_MS), search.sustainable, "PNV5b.8XLARGE96")
+query_plan = plan_capacity(QueryLoad(LOAD_QPS, P99_TARGET_MS), search.sustainable, served_on=hardware)
 plot_capacity_table(query_plan, title=f"Capacity plan: {LOAD_QPS:g} queries/s")
 
 # %% tags=["nbval-ignore-output"]
 bulk = sustainable_rate(closed.summary, 10_000, input_tokens=max(INPUT_LENGTHS), inputs=max(BATCH_SIZES))
-doc_plan = plan_capacity(DocumentLoad(DOCS_PER_DAY, max(INPUT_LENGTHS)), bulk, "PNV5b.8XLARGE96")
+doc_plan = plan_capacity(DocumentLoad(DOCS_PER_DAY, max(INPUT_LENGTHS)), bulk, served_on=hardware)
 plot_capacity_table(doc_plan, title=f"Capacity plan: {DOCS_PER_DAY:,.0f} documents/day")
 
 # %% [markdown]
-# **Replay:** the rate one replica is planned to carry, sent open-loop. The plan holds when p99 stays within the
-# target and the achieved rate is within ±15% of the planned one.
+# **Projection (an estimate, not a measurement):** what GPU nodes of the type chosen in 00 would need for both
+# loads, from 2 × parameters FLOPs per token and an MFU measured on a GPU (facts.md §9), with its assumptions.
 
 # %% tags=["nbval-ignore-output"]
-report, replayed = replay(endpoint.url, endpoint.model, search.sustainable.rate, P99_TARGET_MS,
-                          input_tokens=32, duration_s=3 if QUICK else 20, api_key=endpoint.api_key)
+project_gpu([QueryLoad(LOAD_QPS, P99_TARGET_MS), DocumentLoad(DOCS_PER_DAY, max(INPUT_LENGTHS))], spec.model,
+            pb.node_type(), per_query=search.sustainable)
+
+# %% [markdown]
+# **Replay:** the rate one replica is planned to carry, sent open-loop with the same request shape and judged by
+# the same rule against the target itself. When it does not hold, it says what to do.
+
+# %% tags=["nbval-ignore-output"]
+report, replayed = replay(endpoint.url, endpoint.model, search.sustainable, duration_s=3 if QUICK else 8,
+                          warmup_requests=20, api_key=endpoint.api_key, progress=True)
 print(report)
 
 # %% [markdown]
@@ -151,13 +178,15 @@ print(report)
 # On a cluster: flags from the sweep - `--max-num-batched-tokens` (encoder models batch only what fits one
 # step), `--max-num-seqs` (sequences per step), several API servers when the GPU idles behind one process - applied
 # to the serving spec and re-rendered (deploy the tuned spec from 03 to apply it). Locally: the same loop restarts
-# the local server with other batch sizes, waits and worker counts and keeps the best sustainable rate
-# (the running server, with the default settings, was measured above; quick mode tries nothing else).
+# the local server with another batch size, wait or worker count (chosen from where the time went above; quick
+# mode tries none) and keeps the best sustainable rate; the running server, with the default settings, was
+# measured above.
 
 # %% tags=["nbval-ignore-output"]
-tuning = tune_for_target(pb.target, closed.table(), spec, P99_TARGET_MS, quick=QUICK, baseline=search,
-                         input_tokens=32)
-tidy(tuning.table())
+tuning = tune_for_target(pb.target, closed.table(), spec, P99_TARGET_MS, baseline=search, quick=QUICK,
+                         max_candidates=1, input_tokens=min(INPUT_LENGTHS), concurrency=CONCURRENCY,
+                         ceiling_level_s=LEVEL_S, level_s=LEVEL_S, progress=True)
+tuning.table()
 
 # %% tags=["nbval-ignore-output"]
 print(tuning.rendered())
@@ -188,10 +217,11 @@ autoscaler_checks(pb, scale)
 #
 # One JSON file per level with the keys `vllm bench serve --backend openai-embeddings --save-result` writes
 # (`request_throughput`, `total_token_throughput`, `mean_e2el_ms`, `median_e2el_ms`, `p99_e2el_ms`, …), so these
-# numbers sit beside vLLM's own tool.
+# numbers sit beside vLLM's own tool. They replace the previous run's files in the state folder (pass a folder to
+# keep them elsewhere).
 
 # %% tags=["nbval-ignore-output"]
-paths = write_vllm_bench_json(closed.records, endpoint.model)  # pass a folder to keep them
+paths = write_vllm_bench_json(closed.records, endpoint.model)
 print(f"{len(paths)} files (one per level) in {paths[0].parent}")
 
 # %% [markdown]
@@ -201,7 +231,7 @@ print(f"{len(paths)} files (one per level) in {paths[0].parent}")
 # does nothing. When the server measured above comes within half of that, the generator shapes the numbers.
 
 # %% tags=["nbval-ignore-output"]
-ceiling = measure_ceiling(max(CONCURRENCY), 2000 if QUICK else 5000, input_tokens=32)
+ceiling = measure_ceiling(max(CONCURRENCY), 2000, input_tokens=32)
 print(f"load generator ceiling: {ceiling:,.0f} req/s")
 
 # %% tags=["nbval-ignore-output"]

@@ -31,9 +31,10 @@ def _open(rows):
 def test_sustainable_rate_is_the_last_rate_before_the_knee():
     summary = _open([(10, 10, 40, 0), (20, 19.8, 60, 0), (30, 29.5, 150, 0), (40, 33, 900, 0), (50, 34, 120, 0)])
     found = capacity.sustainable_rate(summary, 200)  # limit 160 ms with the default 20% margin
-    assert found.rate == 30 and found.p99_ms == 150 and found.kind == "open"
-    assert found.tokens_per_s == pytest.approx(30 * 34) and found.embeddings_per_s == pytest.approx(30)
-    assert capacity.sustainable_rate(summary, 200, margin=0.5).rate == 20  # limit 100 ms
+    # the level offered 30 req/s and held; the rate is never more than the server answered there (29.5)
+    assert found.rate == 29.5 and found.level == 30 and found.p99_ms == 150 and found.kind == "open"
+    assert found.tokens_per_s == pytest.approx(29.5 * 34) and found.embeddings_per_s == pytest.approx(29.5)
+    assert capacity.sustainable_rate(summary, 200, margin=0.5).rate == 19.8  # limit 100 ms
     assert capacity.sustainable_rate(summary, 30) is None
 
 
@@ -41,8 +42,8 @@ def test_errors_and_undelivered_rates_do_not_count():
     with_errors = _open([(10, 10, 40, 0), (20, 19, 50, 3)])
     assert capacity.sustainable_rate(with_errors, 200).rate == 10
     undelivered = _open([(10, 10, 40, 0), (20, 15, 50, 0)])  # the server answered 15 of the 20 offered per second
-    assert capacity.sustainable_rate(undelivered, 200, min_delivery=0.9).rate == 10
-    assert capacity.sustainable_rate(undelivered, 200).rate == 20  # by default latency decides
+    assert capacity.sustainable_rate(undelivered, 200).rate == 10  # below 85% of the offered rate: not held
+    assert capacity.sustainable_rate(undelivered, 200, tolerance=0.3).rate == 15  # never more than answered
 
 
 def test_closed_loop_gives_the_best_throughput_within_target():
@@ -207,12 +208,14 @@ def test_search_and_replay_against_a_live_server():
         search = capacity.find_sustainable_rate(srv.url, "m", 60_000, input_tokens=8, concurrency=(2,),
                                                 ceiling_requests=40, fractions=(0.1, 0.2), level_s=0.1,
                                                 min_requests=20)
-        report, result = capacity.replay(srv.url, "m", search.sustainable.rate, 60_000, input_tokens=8,
-                                         duration_s=0.2)
-    assert search.sustainable.rate == pytest.approx(round(search.ceiling_rps * 0.2, 2))  # nothing broke 60 s
+        report, result = capacity.replay(srv.url, "m", search.sustainable, duration_s=0.2)  # its shape, target
+    assert search.sustainable.level == pytest.approx(round(search.ceiling_rps * 0.2, 2))  # nothing broke 60 s
+    row = search.opened.summary.set_index("rate").loc[search.sustainable.level]
+    assert search.sustainable.rate == min(search.sustainable.level, row["req_per_s"])  # never more than answered
     assert sorted(search.opened.summary["rate"]) == sorted({round(search.ceiling_rps * f, 2) for f in (0.1, 0.2)})
     assert report.predicted_rps == search.sustainable.rate and report.errors == 0 and report.met_target
     assert report.requests == len(result.records) == math.ceil(search.sustainable.rate * 0.2)
+    assert report.shape.startswith("8 tokens x 1 input")
     assert report.held == (report.met_target and report.rate_within_tolerance)
     assert str(report).startswith("replay HELD" if report.held else "replay DID NOT HOLD")
 

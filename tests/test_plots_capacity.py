@@ -37,7 +37,7 @@ def test_sweep_has_one_line_per_shape_in_both_panels(tmp_path):
     assert len(left.get_lines()) == len(right.get_lines()) == 4
     labels = [t.get_text() for t in right.get_legend().get_texts()]
     assert labels == ["32 tokens", "32 tokens x 8 inputs", "512 tokens", "512 tokens x 8 inputs"]
-    assert left.get_ylabel() == "embeddings/s" and right.get_ylabel() == "p99 latency (ms)"
+    assert left.get_ylabel() == "embeddings/s" and right.get_ylabel() == "p99 latency (ms, log scale)"
     assert [t.get_text() for t in left.get_xticklabels()] == ["1", "4", "16"]
     assert _legend_outside(right)
     fig.savefig(tmp_path / "sweep.png")

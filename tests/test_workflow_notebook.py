@@ -108,12 +108,13 @@ def test_progress_outside_a_notebook_is_plain_log_lines(monkeypatch, caplog):
     assert len(lines) == 11 and not any("\r" in line for line in lines)
 
 
-def test_progress_inside_ipython_is_a_tqdm_bar(shell):
-    from tqdm.auto import tqdm
-
-    bar = notebook.progress_bar(10, "x")
+def test_progress_inside_ipython_is_a_line_not_a_widget(shell):
+    """Issue 20: a widget bar drawn from a worker thread froze the kernel (tqdm's lock), and a closed widget left
+    an empty output area; the bar is a line drawn in place by one thread, replaced by its summary."""
+    bar = notebook.progress_bar(10, "x", unit="it")
     try:
-        assert isinstance(bar, tqdm)
+        assert isinstance(bar, notebook.LineBar) and not hasattr(bar, "container")
+        bar.update(10)
     finally:
         bar.close()
 
@@ -128,7 +129,7 @@ def test_waiting_counts_the_seconds(monkeypatch, caplog):
 
 def test_in_a_real_kernel_the_error_is_one_html_block_and_no_traceback_output(tmp_path):
     """What JupyterLab and nbclient receive: a display_data block, no `error` output and no stderr; the cell still
-    fails, so Run All stops there. A progress bar is a widget, not stderr text."""
+    fails, so Run All stops there. A progress bar is a line updated in place, not stderr text."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -148,3 +149,6 @@ def test_in_a_real_kernel_the_error_is_one_html_block_and_no_traceback_output(tm
     everything = [o for cell in nb.cells for o in cell.get("outputs", [])]
     assert not [o for o in everything if o["output_type"] == "error" or o.get("name") == "stderr"]
     assert nb.cells[3].outputs == []
+    (bar,) = nb.cells[1].outputs  # one output, ending as the summary line: no widget, nothing empty left behind
+    assert "application/vnd.jupyter.widget-view+json" not in bar["data"]
+    assert bar["data"]["text/plain"].startswith("x: 10") and "<progress" not in bar["data"]["text/html"]

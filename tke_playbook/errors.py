@@ -152,3 +152,15 @@ class PlanMismatchError(DownloadError, ValueError):
 
 class EndpointGoneError(EmbeddingAPIError):
     """Nothing answers at an endpoint any more (the server was stopped or redeployed): the message says what to run."""
+
+
+class RunInterrupted(PlaybookError):
+    """A long run was interrupted (Ctrl-C, the notebook's stop button) and stopped cleanly: its requests and threads
+    ended, and ``obj`` holds what it measured so far. The message is one line - what stopped, after how much, where
+    the results so far are kept - and is shown without a traceback: an interrupt is not a failure of the toolkit."""
+
+    one_line = True  # shown as its message alone (display.install)
+
+    def __init__(self, message: str, *, obj=None, shown: bool = False):
+        super().__init__(message, obj=obj)
+        self.shown = shown  # True: the line is already in the cell's output (the run's bar turned into it)

@@ -15,8 +15,8 @@ from .efficiency import model_flops_utilisation
 from .local import LocalTuning, tune_local
 from .tuning import TuningAdvice, recommend_vllm
 
-QUICK_SEARCH = {"concurrency": (1, 4), "ceiling_requests": 30, "fractions": (0.3, 0.6), "level_s": 1.0,
-                "min_requests": 15}
+QUICK_SEARCH = {"concurrency": (1, 4), "ceiling_level_s": 1.0, "fractions": (0.3, 0.6), "level_s": 1.0,
+                "min_requests": 15, "max_level_s": 2.0}
 
 
 @dataclass
@@ -43,9 +43,7 @@ class TuningOutcome:
     def rendered(self) -> str:
         """What applying it looks like: the re-rendered workload YAML (cluster) or the serve command (local)."""
         if self.local is not None:
-            best = self.local.best[0]
-            return (f"tke-playbook serve {best.flags}   # sustainable rate x{self.local.tuned_vs_default:.2f} "
-                    f"of the defaults")
+            return self.local.verdict()
         if not self.advice.recommendations:
             return "# no change recommended: " + " ".join(self.advice.notes)
         return plan_to_yaml(redact_secrets([build_workload(self.spec)]), [f"tuned: {self.advice.flags}"])

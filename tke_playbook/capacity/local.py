@@ -18,9 +18,14 @@ from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 
-from ..errors import InvalidSpecError
+from ..errors import InvalidSpecError, RunInterrupted
+from ..loadgen import CellBar, Progress, interruptible, remember_interrupted
+from ..loadgen.inputs import check_range
 from ..localserver.process import start_server
 from .search import RateSearch, find_sustainable_rate
+
+MAX_BATCH = 4096   # sentences per batch
+MAX_WORKERS = 64   # encoding threads
 
 
 @dataclass(frozen=True)
@@ -32,12 +37,13 @@ class LocalSettings:
     workers: int | None = None
 
     def __post_init__(self):
-        if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or self.max_batch < 1:
-            raise InvalidSpecError(f"max_batch {self.max_batch!r} must be a whole number >= 1", field="max_batch",
-                                   value=self.max_batch)
-        if not isinstance(self.max_wait_ms, (int, float)) or not 0 <= self.max_wait_ms < 1000:
-            raise InvalidSpecError(f"max_wait_ms {self.max_wait_ms!r} must be in [0, 1000)", field="max_wait_ms",
-                                   value=self.max_wait_ms)
+        check_range(self.max_batch, "max_batch", 1, MAX_BATCH, 64, whole=True, low_inclusive=True)
+        if isinstance(self.max_wait_ms, bool) or not isinstance(self.max_wait_ms, (int, float)) or \
+                not 0 <= self.max_wait_ms < 1000:
+            raise InvalidSpecError(f"max_wait_ms {self.max_wait_ms!r} must be a number in [0, 1000), such as 2",
+                                   field="max_wait_ms", value=self.max_wait_ms)
+        if self.workers is not None:
+            check_range(self.workers, "workers", 1, MAX_WORKERS, 2, whole=True, low_inclusive=True)
 
     @property
     def flags(self) -> str:
@@ -87,15 +93,46 @@ class LocalTuning:
         best = self.best[1].sustainable
         return best.rate / default.rate if default and best and default.rate else math.nan
 
+    def verdict(self) -> str:
+        """One line: which settings to serve with, and by how much they beat the defaults."""
+        best, ratio = self.best[0], self.tuned_vs_default
+        if len(self.trials) == 1:
+            return f"tke-playbook serve {best.flags}   # the defaults: no other settings were measured (quick mode)"
+        if best == self.default[0] or not ratio > 1.0:
+            return (f"the defaults are best: none of the {len(self.trials) - 1} other setting(s) sustained a higher "
+                    f"rate at the target - keep `tke-playbook serve {best.flags}`")
+        return f"tke-playbook serve {best.flags}   # sustainable rate x{ratio:.2f} of the defaults"
+
     def table(self) -> pd.DataFrame:
         rows = []
         for settings, search in self.trials:
             found = search.sustainable
-            rows.append({**asdict(settings), "flags": settings.flags, "ceiling_rps": search.ceiling_rps,
-                         "sustainable_rps": found.rate if found else 0.0,
-                         "p99_ms": found.p99_ms if found else math.nan,
+            rows.append({**asdict(settings), "flags": settings.flags,
+                         "ceiling_rps": round(search.ceiling_rps, 1),
+                         "sustainable_rps": round(found.rate, 1) if found else 0.0,
+                         "p99_ms": round(found.p99_ms, 1) if found else math.nan,
                          "best": settings == self.best[0]})
         return pd.DataFrame(rows)
+
+
+class _TuningBar:
+    """The bar of a tuning run: each setting's rate search moves it (a caller's bar for the searches)."""
+
+    def __init__(self, progress: Progress, bar: CellBar | None):
+        self.progress, self.bar = progress, bar
+
+    def update(self, n: int = 1) -> None:
+        self.progress.finished(n)
+        if self.bar is not None:
+            self.bar.draw(self.progress)
+
+    def set_postfix_str(self, text: str) -> None:
+        self.progress.level = f"{self.progress.level.split(': ')[0]}: {text}"
+        if self.bar is not None:
+            self.bar.draw(self.progress)
+
+    def close(self) -> None:
+        pass
 
 
 def measure_local(settings: LocalSettings, p99_target_ms: float, *, model_dir=None, **search_options) -> RateSearch:
@@ -106,15 +143,43 @@ def measure_local(settings: LocalSettings, p99_target_ms: float, *, model_dir=No
 
 
 def tune_local(p99_target_ms: float, *, settings: LocalSettings = LocalSettings(), candidates=None,
-               model_dir=None, cores: int | None = None, baseline: RateSearch | None = None,
-               **search_options) -> LocalTuning:
+               model_dir=None, cores: int | None = None, baseline: RateSearch | None = None, progress=False,
+               max_candidates: int | None = None, **search_options) -> LocalTuning:
     """Measure ``settings`` (the defaults; or take ``baseline``, a search already run against a server with those
-    settings), then each candidate (derived from that run unless given), each on a fresh local server."""
-    first = baseline if baseline is not None else measure_local(settings, p99_target_ms, model_dir=model_dir,
-                                                                 **search_options)
-    trials = [(settings, first)]
-    chosen = candidates if candidates is not None else local_candidates(trials[0][1], settings,
-                                                                          cores or os.cpu_count() or 1)
-    for candidate in chosen:
-        trials.append((candidate, measure_local(candidate, p99_target_ms, model_dir=model_dir, **search_options)))
-    return LocalTuning(trials)
+    settings), then each candidate (derived from that run unless given; at most ``max_candidates``), each on a
+    fresh local server.
+    Interruptible: the server being measured is stopped and the settings measured so far are kept."""
+    tracker = Progress("tuning")
+    bar = CellBar("tuning") if progress is True else None
+    if bar is not None:
+        bar.draw(tracker, force=True)
+    search_options["progress"] = _TuningBar(tracker, bar)
+    trials: list[tuple[LocalSettings, RateSearch]] = []
+
+    def stopped() -> str:
+        return (f"tuning: stopped after {len(trials)} measured setting(s) and {tracker.requests:,} requests; "
+                "the settings measured so far are kept in last_interrupted()")
+
+    try:
+        with interruptible(stopped, lambda: LocalTuning(trials) if trials else None):
+            first = baseline if baseline is not None else measure_local(settings, p99_target_ms,
+                                                                         model_dir=model_dir, **search_options)
+            trials.append((settings, first))
+            chosen = candidates if candidates is not None else local_candidates(first, settings,
+                                                                                  cores or os.cpu_count() or 1)
+            if max_candidates is not None:
+                chosen = chosen[:int(check_range(max_candidates, "max_candidates", 0, 16, 1, whole=True,
+                                                 low_inclusive=True))]
+            for n, candidate in enumerate(chosen, start=1):
+                tracker.level = f"setting {n} of {len(chosen)} ({candidate.flags})"
+                trials.append((candidate, measure_local(candidate, p99_target_ms, model_dir=model_dir,
+                                                        **search_options)))
+    except RunInterrupted as exc:  # a search inside stopped, or the interrupt came between: one line in all
+        if bar is not None:
+            bar.close(stopped())
+        kept = remember_interrupted(LocalTuning(trials) if trials else exc.obj)
+        raise RunInterrupted(stopped(), obj=kept, shown=bar is not None and bar.shows_lines) from None
+    outcome = LocalTuning(trials)
+    if bar is not None:
+        bar.close(f"tuning: {len(trials)} setting(s) measured, {tracker.requests:,} requests; {outcome.verdict()}")
+    return outcome

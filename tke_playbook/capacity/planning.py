@@ -1,13 +1,20 @@
 """Capacity planning from a load sweep: the sustainable rate per replica at a p99 target, then replicas, GPUs,
 nodes and cost for a stated load. Pure functions on loadgen summaries; the runs themselves are in ``search``.
 
-*Sustainable rate*: in an open-loop (Poisson) sweep, the highest offered rate at which every level up to it kept
-p99 within ``target x (1 - margin)`` and had no errors (open-loop latency runs from each request's scheduled
-arrival, so a server falling behind shows as latency; ``min_delivery`` can also demand achieved >= that share of
-the offered rate, though over a short level Poisson noise alone moves it by 10% or more). Above capacity
-a queue builds without bound and p99 jumps (latency = queue wait + service time), so the sweep finds the knee.
-The ``margin`` (default 20% of the latency target) absorbs run-to-run noise so a replay at that rate holds.
-A closed-loop sweep gives only an optimistic bound (its arrivals are never bursty): prefer the open loop.
+*Sustainable rate* - one definition, used by the search, the plan and the replay alike (:func:`level_holds`):
+for one request shape (input length x inputs per request), a level holds a p99 target when it had no errors,
+its p99 was within ``target x (1 - margin)`` and - in an open loop - the server answered at least
+``1 - tolerance`` of the rate it was offered (against the arrivals actually drawn, so Poisson noise does not
+count against it). The sustainable rate is the highest offered rate at which every level up to it held, and
+never more than the server answered there (open-loop latency runs from each request's scheduled arrival, so a
+server falling behind shows as latency). Above capacity a queue builds without bound and p99 jumps (latency =
+queue wait + service time), so the sweep finds the knee. The ``margin`` (default 20% of the latency target)
+absorbs run-to-run noise so a replay at that rate - judged by the same rule with no margin - holds. A
+closed-loop sweep gives only an optimistic bound (its arrivals are never bursty): prefer the open loop.
+
+Plans are in replicas of the server that was measured (:class:`~tke_playbook.capacity.hardware.ServedOn`): GPUs,
+nodes and cost on a cluster; on the local target, copies of the local CPU server on a machine like this one -
+never GPU node types (those appear only in :func:`~tke_playbook.capacity.hardware.project_gpu`'s projection).
 """
 
 from __future__ import annotations
@@ -18,9 +25,17 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..errors import InvalidSpecError
+from ..loadgen.inputs import check_range
 from ..specs.hardware import get_node_type
 from ..specs.names import validate_number
 from ..specs.prices import load_prices, price_of
+from .hardware import ServedOn
+
+MARGIN = 0.2              # of the p99 target, kept free by the search so a replay holds despite noise
+DELIVERY_TOLERANCE = 0.15  # an open-loop level must answer at least 85% of what it was offered
+MAX_REPLICAS = 10_000     # a plan needing more says the per-replica rate is too low to plan from
+SUMMARY_NEEDS = ("input_tokens", "requests", "errors", "error_rate", "req_per_s", "embeddings_per_s",
+                 "tokens_per_s", "p99_ms")
 
 
 @dataclass(frozen=True)
@@ -36,12 +51,31 @@ class SustainableRate:
     inputs: int
     kind: str = "open"      # open: an offered Poisson rate; closed: measured at a concurrency (optimistic)
     level: float = math.nan  # the offered rate or the concurrency it came from
-    margin: float = 0.2
+    margin: float = MARGIN
+
+    @property
+    def shape(self) -> str:
+        return f"{self.input_tokens} tokens x {self.inputs} input(s) per request"
 
     def __str__(self) -> str:
-        return (f"{self.rate:,.1f} req/s per replica ({self.embeddings_per_s:,.0f} embeddings/s, "
-                f"{self.tokens_per_s:,.0f} tokens/s) at p99 {self.p99_ms:,.0f} ms <= {self.target_ms:,.0f} ms "
-                f"[{self.input_tokens} tokens x {self.inputs} input(s) per request, {self.kind} loop]")
+        return (f"{self.rate:,.1f} req/s per replica ({self.embeddings_per_s:,.1f} embeddings/s, "
+                f"{self.tokens_per_s:,.0f} tokens/s) at p99 {self.p99_ms:,.1f} ms <= {self.target_ms:,.0f} ms "
+                f"[{self.shape}, {self.kind} loop]")
+
+
+def check_summary(summary, what: str = "summary") -> pd.DataFrame:
+    """A non-empty loadgen summary with the columns a plan reads; one line otherwise."""
+    if not isinstance(summary, pd.DataFrame):
+        raise InvalidSpecError(f"{what} must be a loadgen summary (a DataFrame such as result.summary), not "
+                               f"{type(summary).__name__}", field=what, value=type(summary).__name__)
+    missing = [c for c in SUMMARY_NEEDS if c not in summary.columns]
+    if missing or not ("rate" in summary or "concurrency" in summary):
+        raise InvalidSpecError(f"{what} lacks column(s) {missing or ['rate or concurrency']}: pass the summary of a "
+                               "loadgen run (result.summary)", field=what, value=missing)
+    if summary.empty:
+        raise InvalidSpecError(f"{what} is empty: run a load sweep first (run_closed_loop or "
+                               "find_sustainable_rate)", field=what, value=0)
+    return summary
 
 
 def _one_shape(summary: pd.DataFrame, input_tokens, inputs) -> pd.DataFrame:
@@ -61,25 +95,40 @@ def _one_shape(summary: pd.DataFrame, input_tokens, inputs) -> pd.DataFrame:
     return data
 
 
-def _passes(row, limit_ms: float, max_error_rate: float, min_delivery: float, kind: str) -> bool:
-    delivered = kind == "closed" or row["req_per_s"] >= min_delivery * row["rate"]
-    return bool(row["p99_ms"] <= limit_ms and row["error_rate"] <= max_error_rate and delivered)
+def delivered(row) -> float:
+    """The share of the offered rate the server answered in an open-loop level (against the arrivals actually
+    drawn when the summary has them); 1.0 for a closed loop."""
+    if "rate" not in row or pd.isna(row["rate"]):
+        return 1.0
+    offered = row["offered_per_s"] if "offered_per_s" in row and not pd.isna(row["offered_per_s"]) else row["rate"]
+    return float(row["req_per_s"]) / float(offered) if offered and offered > 0 else 0.0
 
 
-def sustainable_rate(summary: pd.DataFrame, p99_target_ms: float, *, margin: float = 0.2,
-                     max_error_rate: float = 0.0, min_delivery: float = 0.0, input_tokens: int | None = None,
-                     inputs: int | None = None) -> SustainableRate | None:
-    """The sustainable rate of one request shape in a loadgen summary, or None when no level kept the target."""
-    target = validate_number(p99_target_ms, "p99_target_ms", 200)
-    if not 0 <= margin < 1:
-        raise InvalidSpecError(f"margin {margin!r} must be a fraction in [0, 1), such as 0.2", field="margin",
-                               value=margin)
+def level_holds(row, p99_limit_ms: float, *, max_error_rate: float = 0.0,
+                tolerance: float = DELIVERY_TOLERANCE) -> bool:
+    """THE rule: no more errors than allowed, p99 within ``p99_limit_ms`` and at least ``1 - tolerance`` of the
+    offered rate answered (open loop). The search uses ``target x (1 - margin)`` as the limit, a replay the
+    target itself."""
+    ok = row["req_per_s"] > 0 and not pd.isna(row["p99_ms"])
+    return bool(ok and row["p99_ms"] <= p99_limit_ms and row["error_rate"] <= max_error_rate and
+                delivered(row) >= 1 - tolerance)
+
+
+def sustainable_rate(summary: pd.DataFrame, p99_target_ms: float, *, margin: float = MARGIN,
+                     max_error_rate: float = 0.0, tolerance: float = DELIVERY_TOLERANCE,
+                     input_tokens: int | None = None, inputs: int | None = None) -> SustainableRate | None:
+    """The sustainable rate of one request shape in a loadgen summary (see the module's definition), or None
+    when no level held the target."""
+    summary = check_summary(summary)
+    target = check_range(p99_target_ms, "p99_target_ms", 0.0, 3_600_000.0, 200)
+    margin = check_range(margin, "margin", 0.0, 0.95, 0.2, low_inclusive=True)
+    tolerance = check_range(tolerance, "tolerance", 0.0, 0.95, 0.15, low_inclusive=True)
     kind = "open" if "rate" in summary and summary["rate"].notna().any() else "closed"
     data = _one_shape(summary, input_tokens, inputs).sort_values("rate" if kind == "open" else "concurrency")
     limit = target * (1 - margin)
     best = None
     for _, row in data.iterrows():
-        if not _passes(row, limit, max_error_rate, min_delivery, kind):
+        if not level_holds(row, limit, max_error_rate=max_error_rate, tolerance=tolerance):
             if kind == "open":
                 break  # above the first failing rate the queue only grows: a later pass is noise
             continue
@@ -87,8 +136,9 @@ def sustainable_rate(summary: pd.DataFrame, p99_target_ms: float, *, margin: flo
             best = row
     if best is None:
         return None
-    rate = float(best["rate"]) if kind == "open" else float(best["req_per_s"])
-    per_request = rate / float(best["req_per_s"]) if best["req_per_s"] > 0 else math.nan
+    answered = float(best["req_per_s"])
+    rate = min(float(best["rate"]), answered) if kind == "open" else answered
+    per_request = rate / answered
     return SustainableRate(rate, float(best["p99_ms"]), target, float(best["embeddings_per_s"]) * per_request,
                            float(best["tokens_per_s"]) * per_request, int(best["input_tokens"]),
                            int(best["inputs"]) if "inputs" in best else 1, kind,
@@ -139,7 +189,8 @@ class QueryLoad:
 
 @dataclass(frozen=True)
 class CapacityPlan:
-    """Replicas, GPUs, nodes and cost per day for a load, from a per-replica sustainable rate."""
+    """Replicas for a load, from a per-replica sustainable rate, in replicas of the server that was measured
+    (``served_on``): on GPUs also GPUs, nodes and cost per day; on the local CPU server none of those."""
 
     load: str
     per_replica: str
@@ -147,12 +198,13 @@ class CapacityPlan:
     per_replica_capacity: float
     unit: str
     replicas: int
-    gpus_per_replica: int
-    node_type: str
-    nodes: int
-    cost_per_day: float | None
-    currency: str
-    price_verified: bool
+    served_on: ServedOn | None = None
+    gpus_per_replica: int = 0
+    node_type: str | None = None
+    nodes: int = 0
+    cost_per_day: float | None = None
+    currency: str = ""
+    price_verified: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -165,14 +217,20 @@ class CapacityPlan:
 
     def table(self) -> pd.DataFrame:
         """The plan as a two-column table for display."""
-        cost = "no price for this node type" if self.cost_per_day is None else (
-            f"{self.cost_per_day:,.0f} {self.currency}/day" + ("" if self.price_verified else " (illustrative "
-                                                                "price: set your own)"))
         rows = [("load", self.load), ("per replica", self.per_replica),
                 ("needed", f"{self.needed:,.1f} {self.unit}"),
-                ("replicas", f"{self.replicas} (each at {self.utilisation:.0%} of its sustainable rate)"),
-                ("GPUs", f"{self.gpus} ({self.gpus_per_replica} per replica)"),
-                ("nodes", f"{self.nodes} x {self.node_type}"), ("cost", cost)]
+                ("replicas", f"{self.replicas} (each at {self.utilisation:.0%} of its sustainable rate)")]
+        if self.served_on is not None:
+            rows.append(("one replica", self.served_on.replica))
+        if self.node_type is not None:
+            cost = "no price for this node type" if self.cost_per_day is None else (
+                f"{self.cost_per_day:,.0f} {self.currency}/day" + ("" if self.price_verified else
+                                                                  " (illustrative price: set your own)"))
+            rows += [("GPUs", f"{self.gpus} ({self.gpus_per_replica} per replica)"),
+                     ("nodes", f"{self.nodes} x {self.node_type}"), ("cost", cost)]
+        else:
+            rows.append(("cost", "not priced: the price table holds GPU node types only, and this plan is in "
+                                 "copies of the CPU server that was measured"))
         rows += [("note", n) for n in self.notes]
         return pd.DataFrame(rows, columns=["item", "value"])
 
@@ -197,24 +255,51 @@ def _needed(load, per_replica: SustainableRate) -> tuple[float, float, str, list
     raise InvalidSpecError("load must be a DocumentLoad or a QueryLoad", field="load", value=type(load).__name__)
 
 
-def plan_capacity(load, per_replica: SustainableRate, node_type: str = "PNV5b.8XLARGE96", *,
-                  gpus_per_replica: int = 1, min_replicas: int = 1, prices=None) -> CapacityPlan:
-    """Replicas = ceil(load / sustainable rate per replica), at least ``min_replicas``; nodes hold
-    ``gpus // gpus_per_replica`` replicas each; cost per day from the node price table."""
-    if per_replica is None or not per_replica.rate > 0:
+def _replicas(needed: float, capacity: float, min_replicas, unit: str) -> int:
+    floor = check_range(min_replicas, "min_replicas", 0, MAX_REPLICAS, 1, whole=True)
+    if not math.isfinite(capacity) or capacity <= 0:
+        raise InvalidSpecError(f"the per-replica capacity {capacity!r} {unit} is not a positive number: measure "
+                               "the sustainable rate again", field="per_replica", value=capacity)
+    replicas = max(floor, math.ceil(needed / capacity - 1e-9))
+    if replicas > MAX_REPLICAS:
+        raise InvalidSpecError(f"per_replica {capacity:g} {unit} would need {replicas:,.0f} replicas, outside the "
+                               f"allowed 1-{MAX_REPLICAS:,}: the per-replica rate is too low to plan from - measure "
+                               "it again (a higher target, a tuned server) or plan a smaller load",
+                               field="per_replica", value=capacity)
+    return replicas
+
+
+def plan_capacity(load, per_replica: SustainableRate, node_type=None, *, served_on: ServedOn | None = None,
+                  gpus_per_replica: int | None = None, min_replicas: int = 1, prices=None) -> CapacityPlan:
+    """Replicas = ceil(load / sustainable rate per replica), at least ``min_replicas`` (at most
+    ``MAX_REPLICAS``). ``served_on`` says what one replica is: GPUs (nodes on ``node_type`` - by default its
+    own - hold ``gpus // gpus_per_replica`` replicas each, priced per day) or the local CPU server (no GPUs, no
+    nodes, no price). Without ``served_on``, ``node_type`` names the GPU nodes."""
+    if not isinstance(per_replica, SustainableRate) or not per_replica.rate > 0:
         raise InvalidSpecError("no sustainable rate: no level of the sweep kept the p99 target - relax the target, "
                                "sweep lower rates or tune the server", field="per_replica", value=per_replica)
     needed, capacity, unit, notes = _needed(load, per_replica)
-    node = get_node_type(node_type)
-    gpus_per_replica = validate_number(gpus_per_replica, "gpus_per_replica", 1, whole=True)
-    if node.gpu_count < gpus_per_replica:
-        raise InvalidSpecError(f"{node.name} has {node.gpu_count} GPU(s), a replica needs {gpus_per_replica}: pick "
-                               f"a larger node type", field="node_type", value=node.name)
-    replicas = max(validate_number(min_replicas, "min_replicas", 1, whole=True), math.ceil(needed / capacity - 1e-9))
-    nodes = math.ceil(replicas / (node.gpu_count // gpus_per_replica))
-    price = price_of(node.name, prices if prices is not None else load_prices())
+    replicas = _replicas(needed, capacity, min_replicas, unit)
     if per_replica.kind == "closed":
         notes.append("the per-replica rate comes from a closed loop: an open-loop sweep gives a safer figure")
-    return CapacityPlan(load.describe(), str(per_replica), needed, capacity, unit, replicas, gpus_per_replica,
+    if served_on is not None and not served_on.on_gpu:
+        if node_type is not None:
+            raise InvalidSpecError("the measurement ran on a CPU server: plan in its replicas (leave node_type out) "
+                                   "and see project_gpu() for a GPU estimate", field="node_type", value=node_type)
+        return CapacityPlan(load.describe(), str(per_replica), needed, capacity, unit, replicas, served_on,
+                            notes=tuple(notes))
+    chosen = node_type if node_type is not None else (served_on.node_type if served_on is not None else None)
+    if chosen is None:
+        raise InvalidSpecError("say which node type the replicas run on: node_type='PNV5b.8XLARGE96', or "
+                               "served_on=served_on(target, spec, node_type)", field="node_type", value=None)
+    node = get_node_type(chosen)
+    per = gpus_per_replica if gpus_per_replica is not None else (served_on.gpus if served_on is not None else 1)
+    per = validate_number(per, "gpus_per_replica", 1, whole=True)
+    if node.gpu_count < per:
+        raise InvalidSpecError(f"{node.name} has {node.gpu_count} GPU(s), a replica needs {per}: pick "
+                               f"a larger node type", field="node_type", value=node.name)
+    nodes = math.ceil(replicas / (node.gpu_count // per))
+    price = price_of(node.name, prices if prices is not None else load_prices())
+    return CapacityPlan(load.describe(), str(per_replica), needed, capacity, unit, replicas, served_on, per,
                         node.name, nodes, None if price is None else nodes * price.per_day,
                         price.currency if price else "", bool(price and price.verified), tuple(notes))

@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ..specs.target import state_dir
 
 # vllm/benchmarks/serve.py (vllm-project/vllm, read at commit 009e6d4a1cd6): setup keys of result_json in main_async
 VLLM_BENCH_SETUP_KEYS = ("date", "endpoint_type", "backend", "label", "model_id", "tokenizer_id", "num_prompts",
@@ -39,6 +40,7 @@ VLLM_BENCH_CLIENT_QUEUE_KEYS = ("mean_client_queue_time_ms", "median_client_queu
                                 "std_client_queue_time_ms", "p99_client_queue_time_ms")
 VLLM_BENCH_KEYS = VLLM_BENCH_SETUP_KEYS + VLLM_BENCH_EMBED_RESULT_KEYS + VLLM_BENCH_E2EL_KEYS
 VLLM_EMBEDDINGS_BACKEND = "openai-embeddings"
+BENCH_FOLDER = "vllm-bench"  # under the state directory: the latest run's files
 
 
 def _stats(prefix: str, values_s: list[float]) -> dict:
@@ -106,10 +108,13 @@ def result_filename(result: dict) -> str:
 
 def write_vllm_bench_json(records: pd.DataFrame, model: str | None, folder: str | os.PathLike | None = None, *,
                           label: str | None = None) -> list[Path]:
-    """Write one JSON file per level, in ``vllm bench serve``'s layout (into a new temporary folder when
-    ``folder`` is None); returns the paths."""
-    out = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="tke-bench-"))
+    """Write one JSON file per level, in ``vllm bench serve``'s layout; returns the paths. ``folder`` None: the
+    state directory's ``vllm-bench`` folder, emptied of the previous run's files first (nothing left in /tmp)."""
+    out = Path(folder) if folder else state_dir() / BENCH_FOLDER
     out.mkdir(parents=True, exist_ok=True)
+    if folder is None:
+        for old in out.glob("*.json"):
+            old.unlink(missing_ok=True)
     paths = []
     for n, result in enumerate(vllm_bench_results(records, model, label=label)):
         path = out / f"{n:02d}-{result_filename(result)}"

@@ -24,9 +24,9 @@ async def measure_ceiling_async(url: str, concurrency: int = 64, requests: int =
         if warmup:
             await _closed_level(sender, bodies, concurrency, warmup, None, time.perf_counter())
         began = time.perf_counter()
-        _, _, status, _, _ = await _closed_level(sender, bodies, concurrency, requests, None, began)
+        level = await _closed_level(sender, bodies, concurrency, requests, None, began)
         elapsed = time.perf_counter() - began
-    return sum(1 for s in status if s == 200) / elapsed
+    return sum(1 for s in level.status if s == 200) / elapsed
 
 
 def measure_ceiling(concurrency: int = 64, requests: int = 5000, *, server_cpu: int | None = None,
@@ -34,7 +34,7 @@ def measure_ceiling(concurrency: int = 64, requests: int = 5000, *, server_cpu: 
     """Start a null server in a child process and measure the generator's req/s against it (Jupyter-safe)."""
     with start_null_server(0.0, cpu=server_cpu) as server:
         return run_sync(measure_ceiling_async(server.url, concurrency, requests, input_tokens=input_tokens,
-                                              engine=engine))
+                                              engine=engine), "generator ceiling")
 
 
 generator_ceiling = measure_ceiling

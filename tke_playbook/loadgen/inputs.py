@@ -9,6 +9,7 @@ the requested length as ``input_tokens`` and the server's ``usage.prompt_tokens`
 from __future__ import annotations
 
 import json
+import math
 import random
 
 from ..errors import InvalidSpecError
@@ -59,3 +60,17 @@ def check_levels(values, what: str, *, kind=int) -> list:
     if kind is int and any(int(v) != v for v in items):
         raise InvalidSpecError(f"{what} must be whole numbers, got {values!r}", field=what, value=values)
     return [kind(v) for v in items]
+
+
+def check_range(value, what: str, low: float, high: float, example, *, whole: bool = False,
+                low_inclusive: bool = False) -> float | int:
+    """A finite number (not a bool) in ``(low, high]`` (``[low, high]`` with ``low_inclusive``), whole if asked;
+    otherwise one line naming the field and the allowed range."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(float(value)) and \
+        (value >= low if low_inclusive else value > low) and value <= high and (not whole or int(value) == value)
+    if not ok:
+        kind = "a whole number" if whole else "a number"
+        opening = "[" if low_inclusive else "("
+        raise InvalidSpecError(f"{what} {value!r} must be {kind} in {opening}{low:g}, {high:g}], such as {example}",
+                               field=what, value=value)
+    return int(value) if whole else float(value)

@@ -1,51 +1,239 @@
-"""Progress bars for load runs: one bar per run, advanced as each request finishes (tqdm; a widget in Jupyter).
+"""Progress of long runs: what the work has done (:class:`Progress`, written by whichever thread does the work) and
+the bar that shows it (:class:`CellBar`, drawn only by the thread that runs the cell).
 
-``progress`` arguments accept ``False`` (no bar), ``True`` (a bar on stderr, or a widget in a notebook), or any
-object with ``update(n)`` and ``close()`` (a bar of your own, or a recorder in tests).
+Why the split: a bar drawn from a worker thread is what froze notebook 06. The interrupted load generator's thread
+kept drawing a tqdm widget after its cell had ended; one draw failed inside ``tqdm.refresh()``, which holds tqdm's
+process-wide write lock without a ``try``/``finally``; the thread died holding the lock, and every later bar - and
+tqdm's monitor thread - waited for it forever. So here the work only counts, the cell's own thread draws (see
+:func:`~tke_playbook.loadgen.sync.run_interruptibly`), and the bar is an HTML line updated in place
+(``display_id``) formatted by ``tqdm.format_meter``: no widget, no tqdm instance, no global lock, no monitor
+thread. A finished bar becomes a one-line summary, never an empty output area.
+
+Honest remaining time: runs are split into levels, each bounded by a time budget. The bar counts seconds of the
+budget: a finished level counts in full, the running one by the time it has run. "at most m:ss left" is then an
+upper bound that holds whatever speed the later levels have.
+
+``progress`` arguments accept ``False`` (no bar), ``True`` (a line in a notebook, lines on stderr elsewhere) or an
+object with ``update(n)`` and ``close()`` (a bar of your own, or a recorder in tests), moved by requests.
 """
 
 from __future__ import annotations
 
+import html
+import sys
+import time
 from typing import Protocol
 
 from ..errors import InvalidSpecError
 
+DRAW_EVERY_S = 0.25   # notebook redraws at most this often
+LOG_EVERY_S = 10.0    # a plain line on stderr at most this often (outside a notebook), and at each level
+
 
 class Bar(Protocol):
-    """What a progress bar needs: ``update(n)`` and ``close()`` (``set_postfix_str`` is used when present)."""
+    """What a progress bar of your own needs: ``update(n)`` and ``close()`` (``set_postfix_str`` when present)."""
 
     def update(self, n: int = 1) -> object: ...
 
     def close(self) -> object: ...
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix_str(self, text: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+def clock_text(seconds: float) -> str:
+    """``m:ss`` (``h:mm:ss`` from an hour)."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def make_bar(progress: bool | Bar | None, total: int, desc: str) -> Bar:
-    """A bar for ``total`` requests: tqdm when ``progress`` is True, the object itself when it is a bar."""
+class Progress:
+    """What a run has done so far: requests finished, the level running, and the time budget used.
+
+    The thread doing the work calls :meth:`level_started`, :meth:`finished` and :meth:`level_ended`; the thread
+    drawing reads :meth:`position` and the counters (plain attribute writes: nothing here blocks). ``budget_s`` is
+    the run's total time bound, the sum of its levels' budgets (None: unknown; the bar then counts requests)."""
+
+    def __init__(self, desc: str, budget_s: float | None = None, *, levels: int | None = None):
+        self.desc = desc
+        self.budget_s = budget_s
+        self.levels = levels
+        self.requests = 0          # requests answered or failed
+        self.level = ""            # the level running now, e.g. "32 tok x 1 in, concurrency 4"
+        self.levels_done = 0
+        self.notes: list[str] = []  # one line per level cut short or with errors
+        self.kept: str = ""        # where the results so far are (set by the run when interrupted)
+        self.partial = None        # what was measured so far (set by the run when interrupted)
+        self.started = time.monotonic()
+        self._spent = 0.0
+        self._level_start: float | None = None
+        self._level_budget = 0.0
+
+    def level_started(self, text: str, budget_s: float = 0.0) -> None:
+        self.level, self._level_budget, self._level_start = text, float(budget_s), time.monotonic()
+
+    def finished(self, n: int = 1) -> None:
+        self.requests += n
+
+    def level_ended(self) -> None:
+        self._spent += self._level_budget
+        self._level_start = None
+        self.levels_done += 1
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def add_budget(self, seconds: float) -> None:
+        """Raise the run's time bound by ``seconds`` (a wait nobody could foresee when it began)."""
+        if self.budget_s:
+            self.budget_s += seconds
+
+    def waited(self, seconds: float, reserved: float) -> None:
+        """A wait of ``seconds`` (``reserved`` was added to the bound for it) before the running level: it counts
+        as spent, the unused reserve leaves the bound, and the level's own clock starts now."""
+        if self.budget_s:
+            self.budget_s += seconds - reserved
+        self._spent += seconds
+        if self._level_start is not None:
+            self._level_start = time.monotonic()
+
+    def position(self, now: float | None = None) -> float:
+        """Seconds of the budget used: finished levels in full, the running one by its time so far."""
+        if self._level_start is None:
+            return self._spent
+        now = time.monotonic() if now is None else now
+        return self._spent + min(now - self._level_start, self._level_budget)
+
+    def left_s(self, now: float | None = None) -> float | None:
+        """An upper bound on the time left, or None without a budget."""
+        return None if not self.budget_s else max(0.0, self.budget_s - self.position(now))
+
+    def summary(self) -> str:
+        """One line for a finished run: ``closed loop: 12 levels, 1,234 requests in 0:58``."""
+        levels = f"{self.levels_done} level{'s' if self.levels_done != 1 else ''}, " if self.levels_done else ""
+        return f"{self.desc}: {levels}{self.requests:,} requests in {clock_text(time.monotonic() - self.started)}"
+
+
+def _ipython_kernel():
+    """The running IPython kernel's shell (a notebook), or None (a terminal, a script, a test)."""
+    module = sys.modules.get("IPython")
+    shell = module.get_ipython() if module is not None and hasattr(module, "get_ipython") else None
+    return shell if shell is not None and getattr(shell, "kernel", None) is not None else None
+
+
+class CellBar:
+    """A progress line drawn by the thread that runs the cell: in a notebook an HTML ``<progress>`` line updated in
+    place, elsewhere a plain line on stderr now and then. :meth:`close` replaces it with a summary line."""
+
+    def __init__(self, desc: str, unit: str = "req"):
+        self.desc, self.unit = desc, unit
+        self._shell = _ipython_kernel()
+        self._handle = None
+        self._drawn_at = 0.0
+        self._logged_at = 0.0
+        self._last_level = None
+        self.closed = False
+
+    @property
+    def shows_lines(self) -> bool:
+        """True in a notebook: the line :meth:`close` writes stays in the cell's output."""
+        return self._shell is not None
+
+    def _text(self, progress: Progress) -> tuple[str, float | None]:
+        from tqdm import tqdm  # format_meter only: a static formatter, no bar instance, no lock
+
+        now = time.monotonic()
+        elapsed = now - progress.started
+        parts = [f"{progress.requests:,} {self.unit}"]
+        if progress.levels:
+            parts.append(f"level {min(progress.levels_done + 1, progress.levels)} of {progress.levels}")
+        if progress.level:
+            parts.append(progress.level)
+        left = progress.left_s(now)
+        if left is not None:
+            parts.insert(0, f"at most {clock_text(left)} left")
+            fraction = min(1.0, progress.position(now) / progress.budget_s)
+            meter = tqdm.format_meter(fraction * 1000, 1000, elapsed, prefix=progress.desc,
+                                      bar_format="{l_bar}{bar:24}| {elapsed}")
+            return f"{meter} · {' · '.join(parts)}", fraction
+        meter = tqdm.format_meter(progress.requests, None, elapsed, prefix=progress.desc,
+                                  bar_format="{desc}: {elapsed}")
+        return f"{meter} · {' · '.join(parts)}", None
+
+    def _show(self, text: str, fraction: float | None, *, final: bool = False) -> None:
+        if self._shell is None:
+            print(text, file=sys.stderr, flush=True)
+            return
+        from IPython.display import display  # a kernel is running: IPython is there
+
+        bar = "" if fraction is None or final else \
+            f'<progress value="{fraction:.3f}" max="1" style="width:16em;vertical-align:middle"></progress> '
+        data = {"text/plain": text, "text/html": f'<div class="tke-playbook-progress" style="font-family:monospace;'
+                                                 f'font-size:90%">{bar}{html.escape(text)}</div>'}
+        if self._handle is None:
+            self._handle = display(data, raw=True, display_id=True)
+        else:
+            self._handle.update(data, raw=True)
+
+    def draw(self, progress: Progress, *, force: bool = False) -> None:
+        """Redraw from ``progress`` (throttled); only from the thread that created the bar."""
+        if self._due(progress.level, force):
+            self._show(*self._text(progress))
+
+    def show(self, text: str, fraction: float | None = None, *, force: bool = False, key: str = "") -> None:
+        """Redraw with ``text`` (and a bar at ``fraction`` of the way), throttled like :meth:`draw`; ``key``
+        changes force a plain line outside a notebook (a new level, a new file)."""
+        if self._due(key, force):
+            self._show(text, fraction)
+
+    def _due(self, key: str, force: bool) -> bool:
+        if self.closed:
+            return False
+        now = time.monotonic()
+        if self._shell is None:  # a log: a line per level and every LOG_EVERY_S
+            if not force and key == self._last_level and now - self._logged_at < LOG_EVERY_S:
+                return False
+            self._logged_at, self._last_level = now, key
+        elif not force and now - self._drawn_at < DRAW_EVERY_S:
+            return False
+        self._drawn_at = now
+        return True
+
+    def close(self, line: str | None = None) -> None:
+        """Replace the bar with ``line`` (a summary, or why the run stopped); idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if line:
+            self._show(line, None, final=True)
+
+
+class _OwnBar:
+    """A caller's bar (``update``/``close``), moved by the requests finished, labelled with the level."""
+
+    shows_lines = False
+
+    def __init__(self, bar):
+        self.bar, self.shown, self._level = bar, 0, None
+
+    def draw(self, progress: Progress, *, force: bool = False) -> None:
+        if progress.requests > self.shown:
+            self.bar.update(progress.requests - self.shown)
+            self.shown = progress.requests
+        if progress.level != self._level and hasattr(self.bar, "set_postfix_str"):
+            self._level = progress.level
+            self.bar.set_postfix_str(progress.level)
+
+    def close(self, line: str | None = None) -> None:
+        self.bar.close()
+
+
+def make_bar(progress, desc: str):
+    """The drawer for a ``progress`` argument: None for False/None, a :class:`CellBar` for True, the caller's bar
+    otherwise. Call only from the thread that will draw it."""
     if progress is None or progress is False:
-        return _NoBar()
+        return None
     if progress is True:
-        from tqdm.auto import tqdm  # late: tqdm.auto probes for Jupyter widgets; only a bar needs it
-
-        return tqdm(total=total, desc=desc, unit="req", leave=False, mininterval=0.5)
+        return CellBar(desc)
     if not (hasattr(progress, "update") and hasattr(progress, "close")):
         raise InvalidSpecError("progress must be True, False or an object with update(n) and close(), such as a "
                                "tqdm bar", field="progress", value=type(progress).__name__)
-    return progress
-
-
-def describe(progress: Bar, text: str) -> None:
-    """Show ``text`` beside the bar (the level being run), when the bar can."""
-    setter = getattr(progress, "set_postfix_str", None)
-    if setter is not None:
-        setter(text)
+    return _OwnBar(progress)

@@ -196,6 +196,8 @@ class RawEngine:
             finally:
                 del self._busy[conn]
                 conn.waiter = None
+                if not waiter.done() or waiter.cancelled():  # abandoned (an interrupt): its answer must not reach
+                    conn.close()                             # the next request, and the server sees us leave
                 if conn.closed:
                     self._open.discard(conn)
                 else:

@@ -4,7 +4,8 @@ Per level (concurrency or rate) and input length - and, when the records carry t
 workload and per number of inputs per request: ``requests`` counts every request, ``errors`` those that did not
 answer 200 (status 0 for timeouts and dropped connections). Throughput counts successful requests over the
 level's wall time (first start to last finish): requests/s, embeddings/s (inputs of successful requests) and
-tokens/s (the server's ``usage.prompt_tokens``); latencies are those of successful requests.
+tokens/s (the server's ``usage.prompt_tokens``); latencies are those of successful requests. Open-loop summaries
+add ``offered_per_s``: the rate the level's Poisson arrivals actually offered.
 """
 
 from __future__ import annotations
@@ -61,11 +62,70 @@ def summarize(records: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"load records lack columns {missing}: pass the records of a loadgen run")
     keys = [_level_key(records), "input_tokens", *(c for c in OPTIONAL_KEYS if c in records)]
+    columns = [*keys, *SUMMARY_COLUMNS] + (["offered_per_s"] if keys[0] == "rate" else [])
     if records.empty:
-        return pd.DataFrame(columns=[*keys, *SUMMARY_COLUMNS])
-    rows = [{**dict(zip(keys, values)), **_summary_row(group)}
+        return pd.DataFrame(columns=columns)
+    rows = [{**dict(zip(keys, values)), **_summary_row(group), "offered_per_s": _offered(group)}
             for values, group in records.groupby(keys, sort=True, dropna=False)]
-    return pd.DataFrame(rows, columns=[*keys, *SUMMARY_COLUMNS])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _offered(group: pd.DataFrame) -> float:
+    """The rate an open-loop level actually offered: its requests over the span of their scheduled arrivals
+    (Poisson noise makes it differ from the nominal rate by several percent over a short level)."""
+    starts = group["start_s"].to_numpy(dtype=float)
+    span = float(starts.max() - starts.min()) if len(starts) > 1 else 0.0
+    return (len(starts) - 1) / span if span > 0 else math.nan
+
+
+def _error_words(errors: pd.Series, total: int) -> str:
+    """``'4 of 34 requests failed (timeout: no answer within 60 s)'``: the failures by message, commonest first."""
+    counts = errors.dropna().astype(str).str.slice(0, 120).value_counts()
+    if counts.empty:
+        return ""
+    kinds = "; ".join(f"{n} × {message}" if len(counts) > 1 else message for message, n in counts.head(2).items())
+    more = f"; {len(counts) - 2} other kind(s)" if len(counts) > 2 else ""
+    return f"{int(counts.sum())} of {total} requests failed ({kinds}{more})"
+
+
+def _level_name(row) -> str:
+    if "stream" in row and isinstance(row["stream"], str):
+        where = f"stream {row['stream']}"
+    elif "rate" in row and not pd.isna(row["rate"]):
+        where = f"level {row['rate']:g} req/s"
+    else:
+        where = f"level c={row['concurrency']:g}"
+    inputs = int(row["inputs"]) if "inputs" in row else 1
+    return f"{where}, {inputs} input{'s' if inputs != 1 else ''} × {int(row['input_tokens'])} tokens"
+
+
+def explain_levels(summary: pd.DataFrame, records: pd.DataFrame,
+                   levels: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The summary with a ``note`` column - why a level was cut short (``levels``: the run's plan per level, with
+    a ``cut`` reason) and what its errors were - and one line per level that has a note."""
+    out = summary.copy()
+    notes, lines = [], []
+    keys = [c for c in out.columns if c in ("stream", "concurrency", "rate", "input_tokens", "inputs")]
+    for _, row in out.iterrows():
+        mask = pd.Series(True, index=records.index)
+        plan = levels if levels is not None and not levels.empty else None
+        for key in keys:
+            if pd.isna(row[key]):
+                mask &= records[key].isna() if key in records else True
+                plan = plan[plan[key].isna()] if plan is not None and key in plan else plan
+            else:
+                mask &= records[key] == row[key]
+                plan = plan[plan[key] == row[key]] if plan is not None and key in plan else plan
+        group = records[mask]
+        parts = [str(c) for c in (plan["cut"] if plan is not None and "cut" in plan else []) if c]
+        failed = _error_words(group.loc[~group["ok"], "error"], len(group))
+        parts += [failed] if failed else []
+        note = "; ".join(parts)
+        notes.append(note)
+        if note:
+            lines.append(f"{_level_name(row)}: {note}")
+    out["note"] = pd.Series(notes, index=out.index, dtype=object)
+    return out, lines
 
 
 def headroom_warning(summary: pd.DataFrame, ceiling_rps: float | None) -> str | None:
@@ -88,30 +148,38 @@ COMPACT_COLUMNS = {
     "inputs": "inputs per request", "requests": "requests", "errors": "errors", "req_per_s": "req/s",
     "embeddings_per_s": "embeddings/s", "tokens_per_s": "tokens/s", "tflops": "TFLOP/s", "mfu": "MFU",
     "p50_ms": "p50 ms", "p99_ms": "p99 ms", "server_queue_mean_ms": "server queue mean ms",
-    "server_inference_mean_ms": "server inference mean ms",
+    "server_inference_mean_ms": "server inference mean ms", "note": "why cut short / errors",
 }
 MISSING = "–"  # shown where a kept column has no value in a row
+# Fixed decimals per column, whatever the values of a run (whole-number columns are integers): a table reads the
+# same from run to run.
+DECIMALS = {"rate": 1, "req_per_s": 1, "embeddings_per_s": 1, "tokens_per_s": 0, "tflops": 3, "mfu": 3,
+            "p50_ms": 1, "p99_ms": 1, "server_queue_mean_ms": 1, "server_inference_mean_ms": 1}
 
 
-def _readable(series: pd.Series, digits: int) -> pd.Series:
-    """Whole numbers as integers, other floats rounded (two more places below 10), missing values as a dash."""
-    values = series.dropna()
-    if pd.api.types.is_float_dtype(series) and len(values):
-        if (values == values.round()).all() and values.abs().max() < 2**53:
-            series = series.astype("Int64")
-        else:
-            series = series.round(digits + 2 if values.abs().max() < 10 else digits)
-    if series.isna().any():
-        series = series.astype(object).where(series.notna(), MISSING)
-    return series
+def _readable(series: pd.Series, decimals: int | None) -> pd.Series:
+    """A column at fixed decimals (None: whole numbers), missing values as a dash, text as it is."""
+    if series.dtype == object and not pd.api.types.is_numeric_dtype(series.dropna()):
+        return series.where(series.notna() & (series.astype(str) != ""), MISSING)
+    numbers = pd.to_numeric(series, errors="coerce").astype(float)
+    if decimals is None or decimals == 0:
+        out = numbers.round(0).astype("Int64")
+    else:
+        out = numbers.round(decimals)
+        if out.isna().any():  # an object column: keep the fixed decimals as text
+            return out.map(lambda v: MISSING if pd.isna(v) else f"{v:,.{decimals}f}")
+    return out.astype(object).where(out.notna(), MISSING) if out.isna().any() else out
 
 
-def compact_table(frame: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+def compact_table(frame: pd.DataFrame) -> pd.DataFrame:
     """A narrow view of a loadgen summary or ``table()`` for reading: only the ``COMPACT_COLUMNS`` that have any
-    value, renamed to short wrapping headers, rounded, integers as integers and missing values as a dash."""
+    value, renamed to short wrapping headers, at fixed decimals per column (``DECIMALS``; counts and levels as
+    integers) and missing values as a dash."""
     if not isinstance(frame, pd.DataFrame):
         raise InvalidSpecError(f"compact_table needs a DataFrame (a loadgen summary or table()), not "
                                f"{type(frame).__name__}", field="frame", value=type(frame).__name__)
-    keep = [c for c in COMPACT_COLUMNS if c in frame and frame[c].notna().any()]
-    out = pd.DataFrame({c: _readable(frame[c], digits) for c in keep}, index=frame.index)
+    keep = [c for c in COMPACT_COLUMNS if c in frame and frame[c].notna().any() and
+            not (frame[c].dtype == object and (frame[c].fillna("").astype(str) == "").all())]
+    out = pd.DataFrame({c: _readable(frame[c], DECIMALS.get(c)) if c != "stream" else frame[c] for c in keep},
+                       index=frame.index)
     return out.rename(columns=COMPACT_COLUMNS)

@@ -1,35 +1,217 @@
-"""Run a coroutine to completion from sync code, also inside Jupyter, whose event loop is already running.
+"""Long runs from a notebook cell (or any sync code) that stop cleanly on an interrupt.
 
-With no running loop this is ``asyncio.run``; with one (a notebook cell), the coroutine runs on a fresh loop in a
-worker thread and the caller blocks until it finishes. Exceptions reach the caller unchanged.
+:func:`run_interruptibly` runs a coroutine on a fresh event loop in a worker thread (a notebook's own loop is
+already running) while the calling thread waits and draws the progress bar - the only thread that ever draws
+(see :mod:`~tke_playbook.loadgen.progress` for why). An interrupt - the notebook's stop button or Ctrl-C, i.e.
+SIGINT in the main thread - cancels the coroutine: its requests are abandoned, its connections closed (the server
+sees the clients leave and drops their work), the worker thread is joined within :data:`STOP_GRACE_S`, the bar is
+replaced by one line, and :class:`~tke_playbook.errors.RunInterrupted` is raised with that line and the results so
+far (a notebook shows the line alone, no traceback; the cell still counts as stopped, so Run All stops there).
+
+:func:`interruptible` does the same for sync work in the calling thread (the scorecard, waiting for a download):
+a KeyboardInterrupt becomes one :class:`~tke_playbook.errors.RunInterrupted` line. While either is active, SIGINT
+never lands inside a progress-bar library's drawing code (it is delivered again a moment later): tqdm draws
+under a process-wide lock without ``try``/``finally``, and an interrupt there would leave it locked for good.
+
+Results cut short are kept: :func:`last_interrupted` returns the last one, and loadgen runs also write their
+records to a CSV file under the state directory; the message names both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from ..errors import RunInterrupted
+from .progress import Progress, make_bar
+
 T = TypeVar("T")
+STOP_GRACE_S = 2.0     # an interrupted run's thread is joined within this
+POLL_S = 0.1           # how often the waiting thread looks at the work (and redraws)
+REDELIVER_S = 0.05     # an interrupt deferred out of drawing code is delivered again after this
+_LAST: dict[str, Any] = {}
 
 
-def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    outcome: dict[str, Any] = {}
+def last_interrupted():
+    """What the last interrupted run had measured (a LoadResult, a RateSearch, ...), or None."""
+    return _LAST.get("partial")
 
-    def target() -> None:
+
+def remember_interrupted(partial):
+    """Keep ``partial`` as what :func:`last_interrupted` returns (for runs made of several interruptible parts)."""
+    _LAST["partial"] = partial
+    return partial
+
+
+def _in_drawing_code(frame) -> bool:
+    """True when ``frame`` (where SIGINT landed) is inside tqdm: raising there can leave its lock held."""
+    while frame is not None:
+        if f"{os.sep}tqdm{os.sep}" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+class _SigintGuard:
+    """While active (main thread only): ``mode='flag'`` records SIGINT for the caller to act on; ``mode='raise'``
+    raises KeyboardInterrupt, except inside drawing code, where it is delivered again a moment later."""
+
+    def __init__(self, mode: str):
+        self.mode, self.hit, self._previous, self._active = mode, False, None, False
+
+    def _handler(self, signum, frame) -> None:
+        self.hit = True
+        if self.mode == "flag":
+            return
+        if _in_drawing_code(frame):
+            timer = threading.Timer(REDELIVER_S, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+            timer.daemon = True
+            timer.start()
+            return
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> "_SigintGuard":
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._handler)
+                self._active = True
+            except ValueError:  # not the main interpreter
+                self._active = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._active:
+            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.default_int_handler)
+
+
+def _stopped_line(progress: Progress, thread_ended: bool) -> str:
+    """``closed loop: stopped after 437 requests (3 of 12 levels done); results so far kept in ...``"""
+    done = f" ({progress.levels_done} of {progress.levels} levels done)" if progress.levels else ""
+    line = f"{progress.desc}: stopped after {progress.requests:,} requests{done}"
+    if progress.partial is not None:
+        line += f"; results so far kept in {progress.kept or 'last_interrupted()'}"
+    else:
+        line += "; nothing was measured yet"
+    if not thread_ended:
+        line += f" (its worker thread did not end within {STOP_GRACE_S:g} s)"
+    return line
+
+
+class _Worker:
+    """The coroutine's thread: its loop, its task and its outcome."""
+
+    def __init__(self, work: Callable[[Progress], Coroutine[Any, Any, T]], progress: Progress):
+        self.work, self.progress = work, progress
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task | None = None
+        self.cancel_asked = False
+        self.outcome: dict[str, Any] = {}
+        self.thread = threading.Thread(target=self._run, name="tke-playbook-run", daemon=True)
+
+    async def _main(self):
+        self.loop, self.task = asyncio.get_running_loop(), asyncio.current_task()
+        if self.cancel_asked:
+            raise asyncio.CancelledError
+        return await self.work(self.progress)
+
+    def _run(self) -> None:
         try:
-            outcome["value"] = asyncio.run(coroutine)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-            outcome["error"] = exc
+            self.outcome["value"] = asyncio.run(self._main())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            self.outcome["error"] = exc
 
-    thread = threading.Thread(target=target, name="tke-playbook-loadgen", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    def cancel(self) -> None:
+        self.cancel_asked = True
+        loop, task = self.loop, self.task
+        if loop is not None and task is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing left to cancel
+                loop.call_soon_threadsafe(task.cancel)
+
+    def stop(self) -> bool:
+        """Cancel and join within STOP_GRACE_S; True when the thread ended."""
+        deadline = time.monotonic() + STOP_GRACE_S
+        self.cancel()
+        while self.thread.is_alive() and time.monotonic() < deadline:
+            with contextlib.suppress(KeyboardInterrupt):  # a second interrupt while stopping changes nothing
+                self.thread.join(min(POLL_S, max(0.0, deadline - time.monotonic())))
+        return not self.thread.is_alive()
+
+
+def _wait(worker: _Worker, guard: _SigintGuard, bar) -> bool:
+    """Wait for the worker, drawing; True when it finished, False when interrupted."""
+    try:
+        while worker.thread.is_alive():
+            worker.thread.join(POLL_S)
+            if bar is not None:
+                bar.draw(worker.progress)
+            if guard.hit:
+                return False
+    except KeyboardInterrupt:  # not the main thread (no guard), or the guard could not be installed
+        return False
+    return True
+
+
+def run_interruptibly(work: Callable[[Progress], Coroutine[Any, Any, T]], progress: Progress,
+                      bar_option=False) -> T:
+    """Run ``work(progress)`` in a worker thread's event loop; the calling thread draws ``bar_option`` (see
+    :func:`~tke_playbook.loadgen.progress.make_bar`) and waits. On an interrupt: cancel, join within
+    STOP_GRACE_S, raise RunInterrupted with one line. The coroutine stores what it has measured in
+    ``progress.partial`` (and where it is in ``progress.kept``) when it is cancelled."""
+    bar = make_bar(bar_option, progress.desc)
+    worker = _Worker(work, progress)
+    finished, ended = False, True
+    try:
+        with _SigintGuard("flag") as guard:
+            worker.thread.start()
+            finished = _wait(worker, guard, bar)
+            if not finished:
+                ended = worker.stop()
+    finally:
+        if not finished and not worker.cancel_asked:
+            worker.stop()  # any other way out of the wait (an error while drawing) still stops the work
+    error = worker.outcome.get("error")
+    if finished and not isinstance(error, asyncio.CancelledError):
+        if bar is not None:
+            bar.draw(progress, force=True)
+            bar.close(None if error is not None else "\n".join([progress.summary(), *progress.notes]))
+        if error is not None:
+            raise error
+        return worker.outcome["value"]
+    line = _stopped_line(progress, ended)
+    remember_interrupted(progress.partial)
+    if bar is not None:
+        bar.close(line)
+    raise RunInterrupted(line, obj=progress.partial, shown=bool(bar is not None and bar.shows_lines))
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T], desc: str = "run") -> T:
+    """Run a coroutine to completion from sync code (also inside Jupyter), interruptibly, without a bar."""
+    async def work(_progress: Progress):
+        return await coroutine
+
+    try:
+        return run_interruptibly(work, Progress(desc))
+    finally:
+        coroutine.close()  # never awaited when interrupted before it started: no "never awaited" warning
+
+
+@contextlib.contextmanager
+def interruptible(stopped: Callable[[], str], partial: Callable[[], Any] | None = None, bar=None):
+    """Sync work in this thread: a KeyboardInterrupt becomes one RunInterrupted line, ``stopped()``, with
+    ``partial()`` as what was kept (``bar``, a CellBar or anything with ``close(line)``, is replaced by the line).
+    SIGINT is kept out of progress-bar drawing code meanwhile."""
+    try:
+        with _SigintGuard("raise"):
+            yield
+    except KeyboardInterrupt:
+        kept = remember_interrupted(partial() if partial is not None else None)
+        line = stopped()
+        if bar is not None:
+            bar.close(line)
+        raise RunInterrupted(line, obj=kept, shown=bool(getattr(bar, "shows_lines", False))) from None

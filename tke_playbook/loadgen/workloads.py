@@ -21,11 +21,12 @@ import pandas as pd
 from ..embed.api import root_url
 from ..errors import InvalidSpecError
 from ..specs.names import validate_number
-from .inputs import encoded_bodies
-from .progress import make_bar
-from .runner import HttpEngine, LoadResult, _open_level, _Records, _scrape, _server_row, make_engine
-from .summary import summarize
-from .sync import run_sync
+from .inputs import check_range, encoded_bodies
+from .progress import Progress
+from .runner import (MAX_DURATION_S, SETTLE_S, HttpEngine, LoadResult, _Level, _open_level, _Records, _scrape,
+                     _server_row, _settle, abandoned, make_engine, open_budget_s, send_bound_s)
+from .summary import explain_levels, summarize
+from .sync import run_interruptibly
 
 
 @dataclass(frozen=True)
@@ -67,60 +68,92 @@ class MixedResult(LoadResult):
         return self.summary
 
     def targets(self) -> pd.DataFrame:
-        """Per stream: p99 against its target, and whether the target held (no target: None)."""
+        """Per stream: requests, p99 against its target (ms, one decimal), whether the target held (no target:
+        None) and, when something went wrong, why (``note``)."""
         rows = []
         for stream in self.streams:
             row = self.summary[self.summary["stream"] == stream.name]
             p99 = float(row["p99_ms"].iloc[0]) if len(row) else math.nan
             errors = int(row["errors"].iloc[0]) if len(row) else 0
             met = None if stream.p99_target_ms is None else bool(p99 <= stream.p99_target_ms and errors == 0)
+            note = str(row["note"].iloc[0]) if len(row) and "note" in row else ""
             rows.append({"stream": stream.name, "rate": stream.rate, "input_tokens": stream.input_tokens,
-                         "inputs": stream.inputs, "p99_ms": p99, "target_ms": stream.p99_target_ms,
-                         "errors": errors, "met": met})
+                         "inputs": stream.inputs, "requests": int(row["requests"].iloc[0]) if len(row) else 0,
+                         "p99_ms": round(p99, 1), "target_ms": stream.p99_target_ms, "errors": errors, "met": met,
+                         "note": note or "–"})
         return pd.DataFrame(rows)
 
 
 async def run_mixed_async(url: str, model: str | None = None, streams=None, *, duration_s: float = 10.0,
                           api_key: str | None = None, timeout: float = 60.0, seed: int = 0,
-                          max_connections: int = 256, scrape_metrics: bool = True,
-                          engine: HttpEngine | str = "raw", progress=False) -> MixedResult:
-    """Send every stream at once for ``duration_s`` seconds, each as its own Poisson process."""
+                          max_connections: int = 256, drain_s: float | None = None, scrape_metrics: bool = True,
+                          engine: HttpEngine | str = "raw", progress: Progress | None = None) -> MixedResult:
+    """Send every stream at once for ``duration_s`` seconds, each as its own Poisson process; answers still
+    missing ``drain_s`` (default: ``timeout``) after the end are recorded as unfinished."""
     base = root_url(url)
     streams = tuple(streams or default_streams())
     if not all(isinstance(s, Stream) for s in streams) or len({s.name for s in streams}) != len(streams):
         raise InvalidSpecError("streams must be Stream objects with distinct names, e.g. default_streams()",
                                field="streams", value=streams)
-    duration = validate_number(duration_s, "duration_s", 10)
+    duration = check_range(duration_s, "duration_s", 0.0, MAX_DURATION_S, 10)
+    drain = timeout if drain_s is None else check_range(drain_s, "drain_s", 0.0, 3600.0, 5, low_inclusive=True)
     counts = [max(1, math.ceil(s.rate * duration)) for s in streams]
-    bar = make_bar(progress, sum(counts), "mixed workload")
+    levels = [_Level(count) for count in counts]
+    if progress is not None:
+        progress.level_started(", ".join(f"{s.name} {s.rate:g} req/s" for s in streams),
+                               open_budget_s(duration, drain))
     t0 = time.perf_counter()
     try:
         async with contextlib.AsyncExitStack() as stack:
             scraper = await stack.enter_async_context(make_engine(engine, base, 4, api_key=api_key, timeout=timeout))
             senders = [await stack.enter_async_context(make_engine(engine, base, max_connections, api_key=api_key,
                                                                    timeout=timeout)) for _ in streams]
+            await _settle(scraper, base, scraper.prepare(encoded_bodies(model, 1, variants=1)[0]), SETTLE_S, progress)
             before = await _scrape(scraper, scrape_metrics)
-            columns = await asyncio.gather(*(
+            await asyncio.gather(*(
                 _open_level(sender, [sender.prepare(b) for b in encoded_bodies(model, s.input_tokens,
                                                                                 batch_size=s.inputs)],
-                            s.rate, count, seed + n, t0, bar)
-                for n, (sender, s, count) in enumerate(zip(senders, streams, counts))))
+                            s.rate, count, seed + n, t0, progress, send_bound_s(duration), drain, max_connections,
+                            level)
+                for n, (sender, s, count, level) in enumerate(zip(senders, streams, counts, levels))))
             after = await _scrape(scraper, scrape_metrics)
-    finally:
-        bar.close()
-    frames = []
-    for stream, cols in zip(streams, columns):
+    except asyncio.CancelledError:
+        abandoned(base, sum(level.abandoned for level in levels))
+        if progress is not None:
+            progress.partial = _mixed_result(streams, levels, None, None, scrape_metrics)
+            progress.kept = "last_interrupted()"
+        raise
+    abandoned(base, sum(level.abandoned for level in levels))
+    if progress is not None:
+        progress.level_ended()
+    result = _mixed_result(streams, levels, before, after, scrape_metrics)
+    for note in result.notes:
+        if progress is not None:
+            progress.note(note)
+    return result
+
+
+def _mixed_result(streams, levels, before, after, scrape_metrics: bool) -> MixedResult:
+    frames, plan = [], []
+    for stream, level in zip(streams, levels):
         records = _Records()
-        records.extend(*cols, stream.input_tokens, math.nan, stream.rate, stream.inputs)
+        records.extend(*level.columns(), stream.input_tokens, math.nan, stream.rate, stream.inputs)
         frames.append(records.frame().assign(stream=stream.name))
+        plan.append({"stream": stream.name, "cut": level.cut})
     frame = pd.concat(frames, ignore_index=True)
+    summary, notes = explain_levels(summarize(frame), frame, pd.DataFrame(plan))
     server_row = _server_row(before, after, {"stream": "all streams"})
-    notes = [] if server_row is not None or not scrape_metrics else \
-        ["the server's /metrics could not be read: only client-side numbers are shown"]
-    return MixedResult("mixed", frame, summarize(frame), pd.DataFrame([server_row]) if server_row else None, notes,
-                       streams)
+    if server_row is None and scrape_metrics:
+        notes.append("the server's /metrics could not be read: only client-side numbers are shown")
+    return MixedResult("mixed", frame, summary, pd.DataFrame([server_row]) if server_row else None, notes, streams)
 
 
-def run_mixed(url: str, model: str | None = None, streams=None, **options) -> MixedResult:
-    """Mixed bulk + query workload (see :func:`run_mixed_async` for the options); Jupyter-safe."""
-    return run_sync(run_mixed_async(url, model, streams, **options))
+def run_mixed(url: str, model: str | None = None, streams=None, *, progress=False, **options) -> MixedResult:
+    """Mixed bulk + query workload (see :func:`run_mixed_async` for the options); Jupyter-safe and
+    interruptible."""
+    duration = options.get("duration_s", 10.0)
+    drain = options.get("timeout", 60.0) if options.get("drain_s") is None else options["drain_s"]
+    budget = open_budget_s(duration, drain) if all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   for v in (duration, drain)) else None
+    return run_interruptibly(lambda p: run_mixed_async(url, model, streams, progress=p, **options),
+                             Progress("mixed workload", budget, levels=1), progress)

@@ -159,9 +159,11 @@ class Batcher:
                 self._small_pending -= n - job.taken
             job.taken = n
             if self.metrics:
+                now = time.perf_counter()  # vLLM's RUNNING phase: first step to the end, wall time (batches of
+                running = now - job.started if job.started is not None else 0.0  # one request may run at once)
                 self.metrics.request_finished(started=job.started is not None, ok=ok, aborted=aborted,
-                                              e2e_s=time.perf_counter() - job.enqueued,
-                                              inference_s=job.inference_s, prompt_tokens=prompt_tokens)
+                                              e2e_s=now - job.enqueued, inference_s=running,
+                                              prompt_tokens=prompt_tokens)
 
     # --- the collector -----------------------------------------------------------------------------------
 

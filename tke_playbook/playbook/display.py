@@ -8,7 +8,8 @@ what happened, what to do - with the traceback one click away (an HTML ``<detail
 library source. The cell still counts as failed (Run All, nbclient and papermill stop there). Other exceptions
 keep IPython's usual traceback. Outside IPython, :func:`install` makes uncaught toolkit errors print as one line.
 
-:func:`progress_bar` gives a tqdm bar in a notebook (ipywidgets) and plain log lines elsewhere.
+:func:`progress_bar` gives a progress line in a notebook (drawn in place, replaced by a summary when done: no
+widget, nothing empty left behind) and plain log lines elsewhere; :func:`waiting` counts seconds.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import traceback
 from typing import Any
 
 from ..errors import PlaybookError
+from ..loadgen.progress import CellBar, clock_text
+from ..loadgen.sync import interruptible
 
 MAX_SHOWN_LINES = 6  # message lines shown in the block; the rest is one click away with the traceback
 _TODO = re.compile(r"^(run|use|set|pick|choose|create|connect|wait|install|leave|give|pass|type|free|delete|"
@@ -106,6 +109,10 @@ def _ipython_handler(shell, etype, value, tb, tb_offset=None):
     """IPython's custom exception handler: display the block, return no structured traceback."""
     from IPython.display import display
 
+    if getattr(value, "one_line", False):  # an interrupted run: its one line (unless already shown), no traceback
+        if not getattr(value, "shown", False):
+            display({"text/plain": str(value), "text/html": f"<div>{html.escape(str(value))}</div>"}, raw=True)
+        return None
     display({"text/plain": error_text(value), "text/html": error_html(value, tb)}, raw=True)
     return None
 
@@ -180,8 +187,8 @@ class LogBar:
     def refresh(self) -> None:
         return None
 
-    def close(self) -> None:
-        log.info(self._line() + " - done")
+    def close(self, line: str | None = None) -> None:
+        log.info(line or self._line() + " - done")
 
     def __enter__(self) -> "LogBar":
         return self
@@ -190,23 +197,80 @@ class LogBar:
         self.close()
 
 
+class LineBar:
+    """The notebook form of :func:`progress_bar`: ``n`` of ``total`` ``unit`` drawn as one line updated in place
+    (:class:`~tke_playbook.loadgen.progress.CellBar`, formatted by ``tqdm.format_meter``: no widget, no tqdm lock),
+    replaced by a summary line when it closes - nothing empty is left behind. Draw from one thread."""
+
+    def __init__(self, total: float | None = None, desc: str = "", unit: str = "it", **_options: Any):
+        self.total, self.desc, self.unit, self.n = total, desc, unit, 0
+        self.postfix = ""
+        self.started = time.monotonic()
+        self._line = CellBar(desc, unit)
+        self._scale = {"unit_scale": True, "unit_divisor": 1000} if unit == "B" else {}
+
+    @property
+    def shows_lines(self) -> bool:
+        return self._line.shows_lines
+
+    def _text(self) -> str:
+        from tqdm import tqdm  # format_meter only: a static formatter
+
+        total = self.total if self.total and self.n <= self.total else None
+        text = tqdm.format_meter(self.n, total, time.monotonic() - self.started, prefix=self.desc, unit=self.unit,
+                                 bar_format="{l_bar}{bar:24}| {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}]"
+                                 if total else "{desc}: {n_fmt} {unit} [{elapsed}]", **self._scale)
+        return f"{text} · {self.postfix}" if self.postfix else text
+
+    def _draw(self, force: bool = False) -> None:
+        fraction = min(1.0, self.n / self.total) if self.total else None
+        self._line.show(self._text(), fraction, force=force, key=self.postfix)
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
+        self._draw()
+
+    def set_description(self, desc: str) -> None:
+        self.desc = desc
+
+    def set_postfix_str(self, text: str) -> None:
+        self.postfix = text
+        self._draw()
+
+    def refresh(self) -> None:
+        self._draw(force=True)
+
+    def close(self, line: str | None = None) -> None:
+        """Replace the bar with ``line``, else a summary (``Downloading x: 91.6 MB in 0:12``); idempotent."""
+        if self._line.closed:
+            return
+        from tqdm import tqdm
+
+        amount = tqdm.format_sizeof(self.n, divisor=1000) + self.unit if self._scale else f"{self.n:,.0f} {self.unit}"
+        self._line.close(line or f"{self.desc}: {amount} in {clock_text(time.monotonic() - self.started)}")
+
+    def __enter__(self) -> "LineBar":
+        self._draw(force=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def progress_bar(total: float | None = None, desc: str = "", unit: str = "B", **options: Any):
-    """A progress bar: tqdm.auto's (a widget in a notebook) inside IPython, a :class:`LogBar` elsewhere.
-    ``unit='B'`` scales bytes (kB, MB). Use as a context manager; ``update(n)`` moves it."""
+    """A progress bar: a :class:`LineBar` inside IPython, a :class:`LogBar` elsewhere. ``unit='B'`` scales bytes
+    (kB, MB). Use as a context manager from one thread; ``update(n)`` moves it."""
     if _ipython() is None:
         return LogBar(total, desc, unit)
-    from tqdm.auto import tqdm
-
-    scale = {"unit_scale": True, "unit_divisor": 1000} if unit == "B" else {}
-    return tqdm(total=total, desc=desc, unit=unit, **scale, **options)
+    return LineBar(total, desc, unit, **options)
 
 
 @contextlib.contextmanager
-def waiting(desc: str, every: float = 0.5):
-    """A bar counting the seconds while the block runs (for waits that report no progress of their own, such as
-    a server loading its model)."""
-    bar = progress_bar(None, desc, unit="s", bar_format="{desc}: {elapsed}") if _ipython() is not None else \
-        LogBar(None, desc, unit="s", steps=10)
+def waiting(desc: str, every: float = 0.5, *, interrupted: str = "run the cell again to wait again"):
+    """A line counting the seconds while the block runs (for waits that report no progress of their own, such as
+    a server loading its model). Its ticker thread ends with the block; an interrupt ends the block with one line:
+    ``<desc>: interrupted after m:ss; <interrupted>``."""
+    bar = LineBar(None, desc, unit="s") if _ipython() is not None else LogBar(None, desc, unit="s", steps=10)
     done = threading.Event()
     started = time.monotonic()
 
@@ -215,10 +279,17 @@ def waiting(desc: str, every: float = 0.5):
             bar.update(time.monotonic() - started - bar.n)
 
     ticker = threading.Thread(target=tick, name="tke-playbook-waiting", daemon=True)
+
+    def stopped() -> str:
+        done.set()
+        ticker.join(timeout=2.0)
+        return f"{desc}: interrupted after {clock_text(time.monotonic() - started)}; {interrupted}"
+
     ticker.start()
     try:
-        yield bar
+        with interruptible(stopped, bar=bar if isinstance(bar, LineBar) else None):
+            yield bar
     finally:
         done.set()
-        ticker.join()
+        ticker.join(timeout=2.0)
         bar.close()

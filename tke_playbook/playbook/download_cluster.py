@@ -13,6 +13,7 @@ import pandas as pd
 from ..download import build_download_objects, plan_download
 from ..errors import DownloadError, JobFailedError
 from ..kube import Kube, ObjectRef, apply_all, get, job_progress, list_pods, wait_for_job
+from ..loadgen.sync import interruptible
 from ..specs.labels import Component, selector
 from ..specs.tokens import token_from_env
 from .base import PlanMemory, Records
@@ -75,7 +76,10 @@ class ClusterDownloads:
             bar.set_postfix_str(progress.summary()[:60])
 
         try:
-            with progress_bar(spec.completions, f"Job {spec.job_name}", unit="index") as bar:
+            with progress_bar(spec.completions, f"Job {spec.job_name}", unit="index") as bar, \
+                    interruptible(lambda: f"stopped watching Job {spec.job_name} at {bar.n:.0f} of "
+                                          f"{spec.completions} indexes; it keeps running on the cluster: run this "
+                                          "cell again to wait for it", bar=bar):
                 done = wait_for_job(self.kube, spec.job_name, spec.namespace, timeout,
                                     on_progress=lambda p: show(p, bar))
         except JobFailedError as exc:

@@ -23,6 +23,7 @@ from ..download.listing import plan_download
 from ..download.local import hub_offline, run_local_download
 from ..download.mirror import offline_mirror
 from ..errors import DownloadError, NoDownloadError
+from ..loadgen.sync import interruptible
 from ..podworker import progress
 from ..podworker.modelfolder import read_manifest, require_complete
 from ..specs.catalog import OFFLINE_MODEL
@@ -165,7 +166,11 @@ class LocalDownloads:
             self.start_download(spec, self.plan_download(spec))
             record = self.records.download_record()
         deadline = time.monotonic() + timeout
-        with progress_bar(sum(record.shard_bytes), f"Downloading {record.model}") as bar:
+        total = sum(record.shard_bytes)
+        with progress_bar(total, f"Downloading {record.model}") as bar, \
+                interruptible(lambda: f"stopped watching the download of {record.model} at "
+                                      f"{100 * bar.n / max(total, 1):.0f}%; it keeps going in the background: run "
+                                      "this cell again to wait for it", bar=bar):
             while record.current_status() == "running":
                 bar.update(self._bytes_done(record) - bar.n)
                 if time.monotonic() > deadline:

@@ -1,7 +1,8 @@
 """Load-test plots from ``loadgen`` records (one row per request) and summaries (one row per load level), and the
 capacity views: sweeps per input length, tokens/s against inputs per request, a mixed workload's two latency
 distributions, the latency knee of an open-loop sweep and the capacity plan as a table. Legends sit outside the
-plotting area so they never cover a line."""
+plotting area so they never cover a line. The capacity views take ``hardware`` (a ``ServedOn`` or a sentence)
+and say in a footer what the numbers were measured on."""
 
 from __future__ import annotations
 
@@ -234,6 +235,26 @@ def _below_legend(ax, handles=None) -> None:
                   bbox_to_anchor=(0.5, -0.2), ncol=min(3, len(handles)), borderaxespad=0.0)
 
 
+def _measured_on(fig, hardware) -> None:
+    """A footer saying what served the measured requests (``hardware``: a ServedOn or any text; None: nothing)."""
+    if hardware is not None and str(hardware).strip():
+        text = str(hardware)
+        label = fig.supxlabel(text if text.startswith("measured on") else f"measured on: {text}", fontsize=8,
+                              color="#555555", x=0.01, ha="left")  # a figure-level label: the layout keeps room
+        label.set_gid("measured-on")
+
+
+def _log_latency_axis(ax, values) -> None:
+    """Latency on a log scale (ms), so 20 ms and 20 s levels both read; ticks as plain numbers."""
+    from matplotlib.ticker import FuncFormatter
+
+    finite = np.asarray([v for v in np.asarray(values, dtype=float) if np.isfinite(v) and v > 0])
+    ax.set_yscale("log")
+    if finite.size:
+        ax.set_ylim(finite.min() / 1.6, finite.max() * 1.6)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+
+
 def _concurrency_axis(ax, values) -> None:
     values = np.unique(np.asarray(values, dtype=float))
     if len(values) > 1 and values.max() / max(values.min(), 1) >= 8:
@@ -242,34 +263,40 @@ def _concurrency_axis(ax, values) -> None:
     ax.minorticks_off()
 
 
-def plot_sweep(summary, *, throughput: str = "embeddings_per_s", title: str | None = None):
+def plot_sweep(summary, *, throughput: str = "embeddings_per_s", title: str | None = None, hardware=None):
     """Two panels against concurrency, one line per input length (x inputs per request): throughput (left;
-    ``embeddings_per_s``, ``tokens_per_s`` or ``req_per_s``) and p99 latency (right)."""
+    ``embeddings_per_s``, ``tokens_per_s`` or ``req_per_s``; a level that answered nothing has no point) and p99
+    latency (right, log scale: short and long inputs differ by orders of magnitude). ``hardware`` says in a footer
+    what served."""
     _require(summary, {"concurrency", "input_tokens", throughput, "p99_ms"}, "summary")
-    fig = new_figure(12.0, 4.5)
+    fig = new_figure(12.0, 4.8)
     left, right = fig.subplots(1, 2)
-    for index, label, group in _series(summary.dropna(subset=["concurrency"])):
+    data = summary.dropna(subset=["concurrency"])
+    for index, label, group in _series(data):
         color = COLORS[index % len(COLORS)]
         x = group["concurrency"].to_numpy(dtype=float)
-        left.plot(x, group[throughput], marker="o", color=color, label=label)
+        answered = group[throughput].astype(float).where(group[throughput].astype(float) > 0)  # none: no point
+        left.plot(x, answered, marker="o", color=color, label=label)
         right.plot(x, group["p99_ms"], marker="s", color=color, label=label)
     units = {"embeddings_per_s": "embeddings/s", "tokens_per_s": "tokens/s", "req_per_s": "requests/s"}
     left.set_ylabel(units.get(throughput, throughput))
-    right.set_ylabel("p99 latency (ms)")
+    right.set_ylabel("p99 latency (ms, log scale)")
     for ax, what in ((left, "throughput"), (right, "p99 latency")):
         _concurrency_axis(ax, summary["concurrency"].dropna())
         ax.set_xlabel("concurrent requests")
-        ax.set_ylim(bottom=0)
         ax.set_title(what)
         ax.grid(alpha=0.25)
+    left.set_ylim(bottom=0)
+    _log_latency_axis(right, data["p99_ms"])
     _outside_legend(right, title="input length")
     fig.suptitle(title or "Closed-loop sweep: throughput and tail latency per input length")
+    _measured_on(fig, hardware)
     return finish(fig)
 
 
-def plot_tokens_vs_batch(summary, ax=None, *, title: str = "Tokens/s against inputs per request"):
+def plot_tokens_vs_batch(summary, ax=None, *, title: str = "Tokens/s against inputs per request", hardware=None):
     """Tokens/s against the number of inputs per request, one line per input length (the best concurrency of each
-    batch size)."""
+    batch size); ``hardware`` in a footer."""
     _require(summary, {"inputs", "input_tokens", "tokens_per_s"}, "summary")
     fig, ax, owns = figure_and_axes(ax, 9.0, 4.5)
     best = summary.loc[summary.groupby(["input_tokens", "inputs"])["tokens_per_s"].idxmax()]
@@ -284,41 +311,62 @@ def plot_tokens_vs_batch(summary, ax=None, *, title: str = "Tokens/s against inp
     ax.set_title(title)
     ax.grid(alpha=0.25)
     _outside_legend(ax, title="input length")
+    if owns:
+        _measured_on(fig, hardware)
     return done(fig, ax, owns)
 
 
-def plot_mixed_latency(records, targets=None, *, title: str = "Mixed workload: latency per stream"):
-    """One panel per stream (their scales differ): latency histogram with p50/p99 and the stream's target."""
+STRIP_BELOW = 30  # a stream with fewer successful requests is drawn as points, not a histogram
+
+
+def _latency_points(ax, values, color) -> None:
+    """Each request as a point (jittered sideways): a handful of requests reads as what it is."""
+    jitter = np.random.default_rng(0).uniform(-0.25, 0.25, len(values))
+    ax.scatter(values, jitter, s=28, color=color, alpha=0.8, edgecolors="white", linewidths=0.5, zorder=3)
+    ax.set_ylim(-1, 1)
+    ax.set_yticks([])
+    ax.set_ylabel(f"{len(values)} requests (one point each)")
+
+
+def plot_mixed_latency(records, targets=None, *, title: str = "Mixed workload: latency per stream", hardware=None):
+    """One panel per stream (their scales differ): the latency distribution with p50/p99 and the stream's target -
+    a histogram, or one point per request when a stream has fewer than ``STRIP_BELOW`` of them."""
     _require(records, {"stream", "latency_s", "ok"}, "records")
     ok = _ok_latencies_ms(records)
     names = list(dict.fromkeys(records["stream"]))
-    fig = new_figure(6.0 * max(1, len(names)), 4.0)
+    fig = new_figure(6.0 * max(1, len(names)), 4.2)
     axes = np.atleast_1d(fig.subplots(1, max(1, len(names))))
     wanted = {} if targets is None else dict(zip(targets["stream"], targets["target_ms"]))
     for index, (ax, name) in enumerate(zip(axes, names)):
         values = ok.loc[ok["stream"] == name, "latency_ms"].to_numpy()
-        if len(values):
-            ax.hist(values, bins=30, color=COLORS[index % len(COLORS)], alpha=0.75)
-            for pct, color in (PERCENTILES[0], PERCENTILES[2]):
-                value = float(np.percentile(values, pct))
-                ax.axvline(value, color=color, linestyle="--", linewidth=1.3, label=f"p{pct} = {value:,.0f} ms")
+        color = COLORS[index % len(COLORS)]
+        if len(values) >= STRIP_BELOW:
+            ax.hist(values, bins=30, color=color, alpha=0.75)
+            ax.set_ylabel("requests")
+        elif len(values):
+            _latency_points(ax, values, color)
         else:
             _empty(ax)
+        if len(values):
+            for pct, line_color in (PERCENTILES[0], PERCENTILES[2]):
+                value = float(np.percentile(values, pct))
+                ax.axvline(value, color=line_color, linestyle="--", linewidth=1.3, label=f"p{pct} = {value:,.0f} ms")
         target = wanted.get(name)
         if target is not None and not (isinstance(target, float) and np.isnan(target)):
             ax.axvline(target, color="black", linewidth=1.6, label=f"target {target:,.0f} ms")
         ax.set_title(f"{name} ({len(values)} ok)")
         ax.set_xlabel("latency (ms)")
-        ax.set_ylabel("requests")
         _below_legend(ax)
     fig.suptitle(title)
+    _measured_on(fig, hardware)
     return finish(fig)
 
 
 def plot_latency_knee(summary, target_ms: float | None = None, sustainable_rps: float | None = None, ax=None, *,
-                      title: str = "Open loop: p99 latency against offered rate"):
-    """p99 (and p50) against the offered rate, with the target and the sustainable rate marked: past capacity
-    the queue grows for as long as the level lasts, so latency jumps instead of rising gently."""
+                      title: str = "Open loop: p99 latency against offered rate (log scale)", hardware=None):
+    """p99 (and p50) against the offered rate on a log latency scale, with the target and the sustainable rate
+    marked: past capacity the queue grows for as long as the level lasts, so latency jumps by orders of magnitude
+    instead of rising gently."""
     _require(summary, {"rate", "p99_ms"}, "summary")
     data = summary.dropna(subset=["rate"]).sort_values("rate")
     fig, ax, owns = figure_and_axes(ax, 9.0, 4.5)
@@ -330,18 +378,21 @@ def plot_latency_knee(summary, target_ms: float | None = None, sustainable_rps: 
         ax.axhline(target_ms, color="black", linewidth=1.2, linestyle=":", label=f"target {target_ms:,.0f} ms")
     if sustainable_rps:
         ax.axvline(sustainable_rps, color="#3b6fb6", linewidth=1.2, label=f"sustainable {sustainable_rps:,.1f} req/s")
-    if len(data) and float(data["p99_ms"].max()) > 20 * max(float(data["p99_ms"].min()), 1e-9):
-        ax.set_yscale("log")
+    shown = [*data["p99_ms"], *(data["p50_ms"] if "p50_ms" in data.columns else []), *([target_ms] if target_ms else [])]
+    _log_latency_axis(ax, shown)
     ax.set_xlabel("offered rate (req/s)")
-    ax.set_ylabel("latency (ms)")
+    ax.set_ylabel("latency (ms, log scale)")
     ax.set_title(title)
-    ax.grid(alpha=0.25)
+    ax.grid(alpha=0.25, which="both")
     _outside_legend(ax)
+    if owns:
+        _measured_on(fig, hardware)
     return done(fig, ax, owns)
 
 
-def plot_capacity_table(plan, *, title: str = "Capacity plan", wrap: int = 100):
-    """The capacity plan (``CapacityPlan`` or its ``table()``) drawn as a two-column table, long values wrapped."""
+def plot_capacity_table(plan, *, title: str = "Capacity plan", wrap: int = 100, hardware=None):
+    """The capacity plan (``CapacityPlan`` or its ``table()``) drawn as a two-column table, long values wrapped;
+    ``hardware`` (default: the plan's own ``served_on``) in a footer."""
     frame = plan.table() if hasattr(plan, "table") else plan
     _require(frame, {"item", "value"}, "plan table")
     values = [textwrap.wrap(str(v), wrap) or [""] for v in frame["value"]]
@@ -361,4 +412,5 @@ def plot_capacity_table(plan, *, title: str = "Capacity plan", wrap: int = 100):
         if col == 0:
             cell.get_text().set_fontweight("bold")
     ax.set_title(title)
+    _measured_on(fig, hardware if hardware is not None else getattr(plan, "served_on", None))
     return finish(fig)

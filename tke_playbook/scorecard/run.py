@@ -14,9 +14,10 @@ import pandas as pd
 
 from ..errors import InvalidSpecError
 from ..evaluate.similarity import cosine_matrix
+from ..loadgen.sync import interruptible
 from ..specs.names import unknown
 from . import stats
-from .cache import ResultCache
+from .cache import ResultCache, default_cache_dir
 from .registry import Kind, System, build_systems
 from .task import TkeBilingualRetrieval, bilingual_task, evaluate_search, task_splits
 
@@ -160,9 +161,17 @@ def _evaluate(system: System, task, results: ResultCache | None, fingerprint: st
     return scores, False, calls
 
 
-def run_scorecard(items: Sequence, task=None, *, cache_dir=None, progress: bool = True, n_boot: int = stats.DEFAULT_BOOT,
-                  ks: Sequence[int] = stats.DEFAULT_KS, visuals: bool = True,
-                  task_instruction: str | None = None, reuse_results: bool = True) -> ScorecardResult:
+def run_scorecard(items: Sequence, task=None, *, cache_dir=None, **options) -> ScorecardResult:
+    """:func:`_run_scorecard`, interruptible: an interrupt stops it with one line, and the embeddings computed so
+    far stay in the cache (a rerun reuses them)."""
+    with interruptible(lambda: f"scorecard: stopped; the embeddings computed so far are kept in "
+                               f"{cache_dir or default_cache_dir()} (a rerun reuses them)"):
+        return _run_scorecard(items, task, cache_dir=cache_dir, **options)
+
+
+def _run_scorecard(items: Sequence, task=None, *, cache_dir=None, progress: bool = True,
+                   n_boot: int = stats.DEFAULT_BOOT, ks: Sequence[int] = stats.DEFAULT_KS, visuals: bool = True,
+                   task_instruction: str | None = None, reuse_results: bool = True) -> ScorecardResult:
     """Evaluate every system in ``items`` on ``task`` (default: the shipped bilingual set as an mteb task)
     through ``mteb.evaluate``. Embeddings are cached on disk per (model, revision, dataset), and - unless
     ``reuse_results`` is False - mteb's scores and rankings per (system, task content, mteb version), so an

@@ -1,0 +1,155 @@
+"""Issue 20 item 4 and issue 21 item 9 (capacity parts): one definition of the sustainable rate used by the search,
+the plan and the replay; numbers that cannot contradict each other; server-side time accounted as vLLM does;
+and the capacity library's public functions refusing what cannot work with one line naming the field."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tke_playbook import capacity, loadgen
+from tke_playbook.capacity import LocalSettings, QueryLoad, SustainableRate
+from tke_playbook.errors import InvalidSpecError
+from tke_playbook.localserver.batcher import Batcher
+from tke_playbook.localserver.metrics import ServerMetrics
+from tke_playbook.loadgen import promtext
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_embedding_server import FakeEmbeddingServer  # noqa: E402
+
+
+# --- server-side time (vLLM's RUNNING phase) ----------------------------------------------------------------
+
+
+def test_server_inference_time_never_exceeds_the_request_time():
+    """vLLM's request_inference_time_seconds is the RUNNING phase: from the first scheduled step to the end, wall
+    time. A request whose inputs ran as two batches at once on two workers was charged the sum of both batches,
+    so 'server inference mean ms' came out above the client's own latency (issue 20 item 4)."""
+    metrics = ServerMetrics("m")
+
+    def encode(rows):
+        time.sleep(0.2)
+        return np.ones((len(rows), 4), dtype=np.float32)
+
+    async def main():
+        batcher = Batcher(encode, max_batch=8, max_wait_s=0.01, workers=2, metrics=metrics)
+        await batcher.start()
+        began = time.perf_counter()
+        await batcher.submit([[1, 2, 3]] * 16)  # 16 inputs: two batches of 8, on two workers at once
+        took = time.perf_counter() - began
+        await batcher.close()
+        return took
+
+    took = asyncio.run(main())
+    parsed = promtext.parse(metrics.render())
+    inference = promtext.histogram(parsed, "vllm:request_inference_time_seconds")
+    e2e = promtext.histogram(parsed, "vllm:e2e_request_latency_seconds")
+    assert inference.count == 1 and e2e.count == 1
+    assert inference.sum <= e2e.sum + 1e-6 <= took + 1e-3, (inference.sum, e2e.sum, took)
+
+
+# --- one definition of the sustainable rate; no contradictions -------------------------------------------------
+
+
+def _closed_summary(peak: float, tokens: int = 8) -> pd.DataFrame:
+    return pd.DataFrame([{"concurrency": 4.0, "input_tokens": tokens, "inputs": 1, "requests": 50, "errors": 0,
+                          "error_rate": 0.0, "req_per_s": peak, "embeddings_per_s": peak, "tokens_per_s": peak * tokens,
+                          "latency_mean_ms": 5.0, "p50_ms": 5.0, "p90_ms": 6.0, "p99_ms": 8.0}])
+
+
+def test_the_search_offers_no_more_than_the_closed_loop_peak_of_the_same_shape():
+    """Issue 20 item 4: 06 showed a closed-loop peak of 52.9 req/s and a sustainable rate of 94.1 req/s for the
+    same short single requests - the rate came from a second closed-loop run and was the offered rate of a short
+    level, not what the server answered. Now the search reuses the sweep's peak for that shape."""
+    with FakeEmbeddingServer() as srv:
+        closed = loadgen.run_closed_loop(srv.url, "m", [1, 4], None, [8], max_duration_s=0.3)
+        search = capacity.find_sustainable_rate(srv.url, "m", 60_000, input_tokens=8, ceiling_from=closed.summary,
+                                                fractions=(0.5, 1.0), level_s=0.2, min_requests=10)
+    peak = float(closed.summary["req_per_s"].max())
+    assert search.ceiling_rps == peak and search.closed is None  # the sweep's own number, not a second one
+    assert (search.opened.summary["rate"] <= peak + 0.01).all()
+    assert search.sustainable.rate <= min(peak, float(search.opened.summary["req_per_s"].max()))
+
+
+def test_an_open_loop_answering_more_than_the_closed_loop_peak_is_capped_and_said():
+    with FakeEmbeddingServer() as srv:
+        search = capacity.find_sustainable_rate(srv.url, "m", 60_000, input_tokens=8,
+                                                ceiling_from=_closed_summary(20.0), fractions=(1.5,), level_s=0.3,
+                                                min_requests=10)
+    assert search.sustainable.rate == 20.0 and "more than the closed-loop ceiling" in search.notes[0]
+
+
+def test_the_replay_uses_the_planned_shape_and_target_and_says_what_to_do():
+    planned = SustainableRate(20.0, 50.0, 100.0, 60.0, 480.0, 8, 3)  # 8 tokens x 3 inputs per request, 100 ms
+    with FakeEmbeddingServer(delay_s=0.3) as srv:  # every answer takes 300 ms: the 100 ms target cannot hold
+        report, result = capacity.replay(srv.url, "m", planned, duration_s=0.5, warmup_requests=0)
+    assert {len(r["inputs"]) for r in srv.requests} == {3} and {len(r["inputs"][0].split()) for r in srv.requests} == {8}
+    assert report.target_ms == 100.0 and not report.held and report.shape.startswith("8 tokens x 3 input")
+    text = str(report)
+    assert text.startswith("replay DID NOT HOLD") and "what to do: plan more replicas" in text
+    assert "relax the target" in text and "tuned settings" in text
+    assert report.held == capacity.level_holds(result.summary.iloc[0], 100.0)  # the same rule as the search
+
+
+# --- refused at the public boundary (issue 21 item 9, capacity parts) ----------------------------------------
+
+
+@pytest.mark.parametrize("summary, field", [
+    (pd.DataFrame(columns=["rate", "input_tokens", "requests", "errors", "error_rate", "req_per_s",
+                           "embeddings_per_s", "tokens_per_s", "p99_ms"]), "summary"),
+    (_closed_summary(10.0).drop(columns="p99_ms"), "summary"),
+    ([{"rate": 1.0}], "summary"),
+])
+def test_sustainable_rate_refuses_what_is_not_a_summary(summary, field):
+    with pytest.raises(InvalidSpecError) as caught:
+        capacity.sustainable_rate(summary, 200)
+    assert caught.value.field == field and "\n" not in str(caught.value)
+
+
+def test_no_nan_figures_from_a_level_that_answered_nothing():
+    """A level whose rate reads 0 req/s (nothing answered in its wall time) gave a plan of NaN embeddings/s."""
+    opened = pd.DataFrame([{"rate": r, "input_tokens": 8, "inputs": 1, "requests": 30, "errors": 0, "error_rate": 0.0,
+                            "req_per_s": got, "embeddings_per_s": got, "tokens_per_s": got * 8, "latency_mean_ms": 9.0,
+                            "p50_ms": 8.0, "p90_ms": 9.0, "p99_ms": 10.0} for r, got in ((5.0, 5.0), (10.0, 0.0))])
+    found = capacity.sustainable_rate(opened, 200)
+    assert found.rate == 5.0 and math.isfinite(found.tokens_per_s) and math.isfinite(found.embeddings_per_s)
+    assert capacity.sustainable_rate(opened.iloc[1:], 200) is None
+
+
+@pytest.mark.parametrize("call, field", [
+    (lambda: capacity.replay("http://127.0.0.1:9", "m", math.inf, 200), "rate"),
+    (lambda: capacity.replay("http://127.0.0.1:9", "m", 1e9, 200), "rate"),
+    (lambda: capacity.replay("http://127.0.0.1:9", "m", 10.0, 200, duration_s=-5), "duration_s"),
+    (lambda: capacity.plan_capacity(QueryLoad(300, 200), SustainableRate(1e-6, 1, 200, 1e-6, 1e-6, 8, 1),
+                                    "PNV5b.8XLARGE96"), "per_replica"),
+    (lambda: capacity.plan_capacity(QueryLoad(300, 200), SustainableRate(10, 1, 200, 10, 80, 8, 1),
+                                    "PNV5b.8XLARGE96", min_replicas=1e30), "min_replicas"),
+    (lambda: LocalSettings(workers=-3), "workers"),
+    (lambda: LocalSettings(max_batch=10**9), "max_batch"),
+])
+def test_absurd_arguments_are_refused_with_one_line_naming_the_field(call, field):
+    with pytest.raises(InvalidSpecError) as caught:
+        call()
+    message = str(caught.value)
+    assert caught.value.field == field and field in message and "\n" not in message
+
+
+def test_open_loop_arrivals_are_drawn_as_they_are_due():
+    """replay(rate=1e9) asked numpy for every arrival of the run up front (112 GiB); a long run at the highest
+    rate allowed must cost the same memory as a short one."""
+    with FakeEmbeddingServer() as srv:
+        tracemalloc.start()
+        result = loadgen.run_open_loop(srv.url, "m", [loadgen.runner.MAX_RATE], duration_s=3600, input_tokens=[4],
+                                       max_duration_s=0.3, drain_s=2, scrape_metrics=False, max_connections=8)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak < 200 * 2**20, f"{peak / 2**20:.0f} MiB for {len(result.records)} requests"
+    assert "stopped sending at its 0.3 s time budget" in result.summary["note"].iloc[0]
