@@ -25,7 +25,8 @@ from ..specs.fit import check_fit
 from ..specs.hardware import gpu_rows, node_type_rows
 from ..specs.vllm_args import CONTAINER_PORT
 
-PLUGINS = ("tke_playbook.localserver.cli", "tke_playbook.cli.preflight", "tke_playbook.cli.download")
+PLUGINS = ("tke_playbook.localserver.cli", "tke_playbook.cli.preflight", "tke_playbook.cli.download",
+           "tke_playbook.cli.scorecard")
 
 
 class _Parser(argparse.ArgumentParser):

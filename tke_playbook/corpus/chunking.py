@@ -141,3 +141,38 @@ def windows(offsets: Sequence[tuple[int, int]], word_ids: Sequence, size: int,
         nxt = max(end - overlap, start + 1)
         start = _word_end(word_ids, start, nxt) if 0 < nxt < total else nxt
     return out
+
+
+def served_limits(url: str, api_key: str | None = None, timeout: float = 10.0) -> tuple[str | None, int | None]:
+    """``(served model, max_model_len)`` from an endpoint's ``/v1/models`` (as vLLM answers it)."""
+    import httpx  # late: only when an endpoint is asked
+
+    from ..embed.api import root_url
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(root_url(url) + "/v1/models", headers=headers, timeout=timeout)
+        response.raise_for_status()
+        card = (response.json().get("data") or [{}])[0]
+    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        raise PlaybookError(f"{url} did not list its model (/v1/models: {type(exc).__name__}): check the URL and "
+                            "the API key", obj=url, cause=exc) from exc
+    length = card.get("max_model_len")
+    return card.get("id"), int(length) if isinstance(length, int) and length > 0 else None
+
+
+def served_chunker(url: str | None = None, api_key: str | None = None, *, tokenizer_dir=None,
+                   chunk_tokens: int | None = None, overlap_tokens: int | None = None) -> Chunker:
+    """The chunker for what ``url`` serves: its model's tokenizer (``tokenizer_dir``, the packaged one for the
+    offline model, else the hub's) sized by its served ``max_model_len``. Without a URL, or for a model the catalog
+    does not know, the packaged all-MiniLM-L6-v2 tokenizer (pass ``tokenizer_dir`` for the real one)."""
+    from ..errors import UnknownNameError
+
+    model, length = served_limits(url, api_key) if url else (None, None)
+    try:
+        info = get_model(model) if model else get_model(OFFLINE_MODEL)
+    except UnknownNameError:
+        info = get_model(OFFLINE_MODEL)
+        length = length if tokenizer_dir is not None else None
+    return Chunker.for_model(info, tokenizer_dir=tokenizer_dir, max_model_len=length, chunk_tokens=chunk_tokens,
+                             overlap_tokens=overlap_tokens)

@@ -95,7 +95,10 @@ class Reading:
 
 
 def _mb(n: int) -> str:
-    return f"{n / 2 ** 20:.1f} MiB"
+    for unit, scale in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _too_big(size: int, options: ReadOptions) -> str:
