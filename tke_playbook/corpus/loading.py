@@ -74,6 +74,11 @@ class Corpus:
                 "chunk_tokens": self.settings.chunk_tokens, "overlap_tokens": self.settings.overlap_tokens,
                 "tokenizer": self.settings.tokenizer, "max_model_len": self.settings.max_model_len}
 
+    def __repr__(self) -> str:
+        card = self.card()
+        return (f"Corpus({card['name']!r}: {card['documents']} documents, {card['chunks']} chunks of up to "
+                f"{card['chunk_tokens']} tokens, {card['skipped']} skipped)")
+
     def _repr_html_(self) -> str:
         card = self.card()
         return (f"<b>{card['name']}</b>: {card['documents']} documents, {card['chunks']} chunks of up to "
