@@ -49,18 +49,24 @@ def _jsonl_queries(path: Path) -> dict[str, str]:
     return out
 
 
+def _columns(head: list[str]) -> tuple[int, int, bool]:
+    """(id column, text column, whether the first row is a header) of a query table."""
+    names = [c.strip().lower() for c in head]
+    id_col = next((names.index(n) for n in QUERY_ID_FIELDS if n in names), None)
+    text_col = next((names.index(n) for n in QUERY_TEXT_FIELDS if n in names), None)
+    if id_col is None or text_col is None:
+        return 0, 1, False
+    return id_col, text_col, True
+
+
 def _table_queries(path: Path) -> dict[str, str]:
     with open(path, encoding="utf-8-sig", newline="") as fh:
         rows = [r for r in csv.reader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ",") if r]
     if not rows:
         return {}
-    head = [c.strip().lower() for c in rows[0]]
-    id_col = next((head.index(n) for n in QUERY_ID_FIELDS if n in head), None)
-    text_col = next((head.index(n) for n in QUERY_TEXT_FIELDS if n in head), None)
-    body = rows[1:] if id_col is not None and text_col is not None else rows
-    id_col, text_col = (id_col, text_col) if id_col is not None and text_col is not None else (0, 1)
+    id_col, text_col, header = _columns(rows[0])
     out = {}
-    for number, row in enumerate(body, start=2 if body is not rows else 1):
+    for number, row in enumerate(rows[1:] if header else rows, start=2 if header else 1):
         if len(row) <= max(id_col, text_col):
             raise _bad(path, f"line {number} has {len(row)} column(s): write id and text")
         out[row[id_col].strip()] = row[text_col].strip()

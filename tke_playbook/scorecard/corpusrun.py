@@ -168,10 +168,15 @@ def _dense_stats(cache: VectorCache, docs: EmbedStats) -> dict:
     return {"embedded": docs.embedded, "cached": docs.cached, **measured}
 
 
+def vector_cache(name: str, embedder, cache_dir=None, kind: str = DOC_KIND) -> VectorCache:
+    """The on-disk vectors of system ``name`` (its embedder's revision; documents or queries, whose prompts differ)."""
+    root = Path(cache_dir) if cache_dir else default_cache_dir() / "corpus"
+    return VectorCache(root, f"{name}|{revision_of(embedder)}|{kind}")
+
+
 def _dense_run(system: CorpusSystem, corpus: Corpus, queries: Mapping[str, str], opts: RunOptions):
-    root = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir() / "corpus"
-    identity = f"{system.name}|{revision_of(system.embedder)}"
-    doc_cache, query_cache = VectorCache(root, f"{identity}|{DOC_KIND}"), VectorCache(root, f"{identity}|{QUERY}")
+    doc_cache = vector_cache(system.name, system.embedder, opts.cache_dir, DOC_KIND)
+    query_cache = vector_cache(system.name, system.embedder, opts.cache_dir, QUERY)
     # requests in flight for an endpoint; an in-process model already uses every core for one batch
     concurrency = opts.concurrency if getattr(system.embedder, "base_url", None) else 1
     sizes = {"batch_size": opts.batch_size, "concurrency": concurrency, "progress": opts.progress}
