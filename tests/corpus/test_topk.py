@@ -41,7 +41,7 @@ def test_shards_are_searched_as_one_corpus():
 
 def test_memory_stays_bounded_and_as_stated():
     rng = np.random.default_rng(3)
-    docs = rng.standard_normal((60_000, 32)).astype(np.float32)
+    docs = rng.standard_normal((30_000, 32)).astype(np.float32)
     q = rng.standard_normal((300, 32)).astype(np.float32)
     tracemalloc.start()
     topk_search(q, docs, 10, block_rows=2048, query_block=100)
