@@ -120,8 +120,11 @@ def test_csv_tsv_and_parquet_with_named_columns(tmp_path):
     pd.DataFrame({"doc_id": ["p1", "p2"], "contents": ["parquet one", ""]}).to_parquet(tmp_path / "t.parquet")
     corpus = load_corpus(tmp_path / "t.parquet", progress=False)
     assert corpus.documents["doc_id"].tolist() == ["p1"] and "empty text" in corpus.skipped["reason"].iloc[0]
-    (tmp_path / "t.tsv").write_text("id\ttext\nt1\ttab separated\n", encoding="utf-8")
-    assert load_corpus(tmp_path / "t.tsv", progress=False).documents["doc_id"].tolist() == ["t1"]
+    (tmp_path / "t.tsv").write_text("id\ttext\nt1\ttab separated\nt2\t" + "y" * 9000 + "\nt3\tafter it\n",
+                                    encoding="utf-8")
+    corpus = load_corpus(tmp_path / "t.tsv", options=ReadOptions(max_doc_bytes=4096), progress=False)
+    assert corpus.documents["doc_id"].tolist() == ["t1", "t3"]  # the over-long line is streamed past, not read
+    assert "8.8 KiB is over the 4.0 KiB limit" in _reasons(corpus)["t.tsv:3"]
 
 
 def test_a_table_without_a_text_column_is_skipped_naming_the_columns(tmp_path):

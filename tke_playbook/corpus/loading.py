@@ -70,7 +70,6 @@ class Corpus:
                 "tokens": int(tokens.sum()), "tokens_per_chunk_mean": round(float(tokens.mean()), 1) if len(tokens)
                 else 0.0, "tokens_per_chunk_max": int(tokens.max()) if len(tokens) else 0,
                 "kinds": dict(Counter(self.documents["kind"])), "skipped": len(self.skipped),
-                "skipped_reasons": dict(Counter(r.split(":")[0] for r in self.skipped["reason"]).most_common(5)),
                 "chunk_tokens": self.settings.chunk_tokens, "overlap_tokens": self.settings.overlap_tokens,
                 "tokenizer": self.settings.tokenizer, "max_model_len": self.settings.max_model_len}
 

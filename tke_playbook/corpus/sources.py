@@ -336,15 +336,35 @@ def _jsonl(reading: Reading, path: Path, rel: str, kind: str) -> Iterator[Docume
             yield doc
 
 
+def _bounded_lines(fh, limit: int, on_long) -> Iterator[str]:
+    """The lines of a text file; one longer than ``limit`` characters is read past in blocks and reported to
+    ``on_long(line number, length)`` instead of being held whole."""
+    number = 0
+    while True:
+        line = fh.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) <= limit or line.endswith("\n"):
+            yield line
+            continue
+        length = len(line)
+        while line and not line.endswith("\n"):
+            line = fh.readline(BLOCK)
+            length += len(line)
+        on_long(number, length)
+
+
 def _csv(reading: Reading, path: Path, rel: str, kind: str) -> Iterator[Document]:
-    csv.field_size_limit(reading.options.max_doc_bytes)
+    opts = reading.options
+    csv.field_size_limit(opts.max_doc_bytes)
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-        head = fh.read(SNIFF_BYTES)
-        if "\x00" in head:
+        if "\x00" in fh.read(SNIFF_BYTES):
             raise ValueError("binary data (NUL bytes), not CSV text: export it as UTF-8 CSV")
         fh.seek(0)
-        rows = csv.DictReader(fh, delimiter="\t" if kind == "tsv" else ",")
-        opts = reading.options
+        lines = _bounded_lines(fh, opts.max_doc_bytes,
+                               lambda n, length: reading.skip(f"{rel}:{n}", f"line of {_too_big(length, opts)}"))
+        rows = csv.DictReader(lines, delimiter="\t" if kind == "tsv" else ",")
         names = rows.fieldnames or []
         fields = (_pick(names, opts.id_field, ID_FIELDS, "id", rel), _pick(names, opts.text_field, TEXT_FIELDS,
                   "text", rel), _pick(names, opts.title_field, TITLE_FIELDS, "title", rel))
@@ -354,8 +374,7 @@ def _csv(reading: Reading, path: Path, rel: str, kind: str) -> Iterator[Document
             except StopIteration:
                 return
             except csv.Error as exc:
-                reading.skip(f"{rel}:{rows.line_num}", f"{exc} (over {_mb(opts.max_doc_bytes)}?): split the field "
-                                                      "or raise max_doc_bytes")
+                reading.skip(f"{rel}:{rows.line_num}", f"{exc}: fix the quoting or split the field")
                 continue
             doc = _record(reading, row, fields, f"{rel}:{rows.line_num}", kind)
             if doc is not None:
