@@ -89,6 +89,6 @@ def most_disagreed(run_a: Run, run_b: Run, *, a: str = "A", b: str = "B", k: int
             rows.append({"query_id": qid, "query": (query_text or {}).get(qid, ""), "chunk": doc,
                          f"{a} rank": ra.get(doc), f"{b} rank": rb.get(doc), "disagreement": abs(score)})
     columns = ["query_id", "query", "chunk", f"{a} rank", f"{b} rank", "disagreement"]
-    frame = pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=columns).astype({f"{a} rank": "Int64", f"{b} rank": "Int64"})
     return frame.sort_values(["disagreement", "query_id", "chunk"], ascending=[False, True, True]).head(n) \
         .reset_index(drop=True)

@@ -388,7 +388,7 @@ class CorpusScorecard:
         frame = most_disagreed(self.runs[a], self.runs[b], a=a, b=b, k=k, n=n, query_text=self.queries)
         if self.corpus is not None and len(frame):
             text = dict(zip(self.corpus.chunks["chunk_id"], self.corpus.chunks["text"]))
-            frame["text"] = [text.get(c, "")[:200] for c in frame["chunk"]]
+            frame["text"] = [" ".join(text.get(c, "").split())[:200] for c in frame["chunk"]]
         return frame
 
     def pool(self, k: int = 10, *, unjudged_only: bool = True, seed: int = 0) -> pd.DataFrame:
