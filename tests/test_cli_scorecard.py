@@ -81,7 +81,7 @@ def test_cli_ndcg_matches_sentence_transformers_and_pytrec_eval(tmp_path, monkey
     assert abs(ours - reference) <= 0.005 and 0.2 < reference < 0.99  # a real ranking, not all-perfect
 
 
-def test_an_endpoint_with_a_key_the_report_never_shows_and_parity_is_checked(tmp_path, monkeypatch, capsys):
+def test_an_endpoint_with_a_key_the_report_never_shows(tmp_path, monkeypatch, capsys):
     from fake_embedding_server import FakeEmbeddingServer
 
     monkeypatch.setenv("TKE_PLAYBOOK_HOME", str(tmp_path / "home"))
@@ -91,15 +91,30 @@ def test_an_endpoint_with_a_key_the_report_never_shows_and_parity_is_checked(tmp
                              max_tokens=100_000, dim=384) as server:
         code = main(["scorecard", "--docs", str(docs), "--queries", str(queries), "--system", server.url,
                      "--system", "bm25", "--system", "hybrid", "--html", str(tmp_path / "r.html"), "--json",
-                     str(tmp_path / "s.json"), "--quiet", "--cache-dir", str(tmp_path / "cache"), "--parity"])
+                     str(tmp_path / "s.json"), "--quiet", "--cache-dir", str(tmp_path / "cache")])
     assert code == 0, capsys.readouterr().err
     for name in ("r.html", "s.json"):
         text = (tmp_path / name).read_text()
         assert "sk-test-secret-key-123" not in text and str(tmp_path) not in text and str(Path.home()) not in text
     assert (tmp_path / "r.html").read_text().count("data:image/png;base64,") >= 3
-    parity = json.loads((tmp_path / "s.json").read_text())["parity"]  # the fake server's vectors are not MiniLM's
-    assert len(parity) == 1 and not parity[0]["passed"] and "parity FAILED" in (tmp_path / "r.html").read_text()
+
     assert "no labels" in capsys.readouterr().out
+
+
+def test_parity_that_cannot_run_is_reported_not_fatal(monkeypatch):
+    """Another model behind the offline model's name (other dimensions): the report says so and goes on."""
+    from tke_playbook.cli import scorecard as cli
+    from tke_playbook.errors import PlaybookError
+
+    def refuse(client, reference):
+        raise PlaybookError("returns 8-dim vectors, the reference 384-dim: these are not the same model")
+
+    monkeypatch.setattr("tke_playbook.scorecard.parity.check_parity", refuse)
+    monkeypatch.setattr("tke_playbook.scorecard.parity.ReferenceEncoder", lambda *a: None)
+    monkeypatch.setattr("tke_playbook.embed.http.EmbeddingClient.models", lambda self: [
+        "sentence-transformers/all-MiniLM-L6-v2"])
+    notes = cli._parity(["http://127.0.0.1:9", "bm25"], None)
+    assert len(notes) == 1 and not notes[0].passed and "parity not checked - returns 8-dim" in notes[0].sentence()
 
 
 @pytest.mark.parametrize("args, message", [

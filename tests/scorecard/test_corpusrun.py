@@ -87,9 +87,13 @@ def test_systems_by_name_and_mistakes():
 
 def test_the_report_is_self_contained_without_secrets_or_absolute_paths(result, pydocs, tmp_path):
     folder = pydocs[0]
-    page = render_report(result, roots=[folder], secrets=["sk-very-secret"])
+    from tke_playbook.cli.scorecard import ParityNote
+
+    page = render_report(result, roots=[folder], secrets=["sk-very-secret"],
+                         parity=[ParityNote("served", "another model behind the name")])
     assert "<img" in page and "data:image/png;base64," in page and "http" not in page.replace("https://", "")
     assert str(folder) not in page and str(Path.home()) not in page and str(tmp_path.parent) not in page
     assert "python-docs" in page and "Where they disagree most" in page and "would halve the" in page
+    assert "served: parity not checked - another model behind the name" in page and "cost per 1M chunks" in page
     data = json.dumps(result.to_dict())
     assert str(folder) not in data

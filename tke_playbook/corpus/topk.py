@@ -10,8 +10,8 @@ bounded whatever the corpus size, and :func:`search_memory_bytes` states it:
 
 for ``qb`` = query_block, ``B`` = block_rows, ``d`` = dimensions, ``q`` queries - about 40 MiB with the defaults
 (blocks of 256 queries × 8,192 rows, d = 384, k = 100, 1,000 queries), against 4·q·documents bytes for a full
-matrix (400 MB for 1,000 queries over 100,000 chunks). Exact: the same top k as a
-full sort, ties broken by the lower document index.
+matrix (400 MB for 1,000 queries over 100,000 chunks). Exact: the same top k as a full sort, ties broken by the
+lower document index.
 """
 
 from __future__ import annotations
