@@ -26,7 +26,8 @@ from ..specs.hardware import gpu_rows, node_type_rows
 from ..specs.serving import layout_changes, node_gpu_name
 from ..specs.vllm_args import CONTAINER_PORT
 
-PLUGINS = ("tke_playbook.localserver.cli", "tke_playbook.cli.preflight", "tke_playbook.cli.download")
+PLUGINS = ("tke_playbook.localserver.cli", "tke_playbook.cli.preflight", "tke_playbook.cli.download",
+           "tke_playbook.cli.scorecard")
 
 
 class _Parser(argparse.ArgumentParser):
