@@ -142,7 +142,8 @@ def test_secret_keys_and_apiservice_service():
 
 POD = {"metadata": {"name": "dl-0", "labels": {"batch.kubernetes.io/job-completion-index": "0"},
                     "annotations": {"kubectl.kubernetes.io/default-container": "vllm"}},
-       "spec": {"containers": [{"name": "proxy"}, {"name": "vllm", "ports": [{"name": "http", "containerPort": 8000}]}]},
+       "spec": {"containers": [{"name": "proxy"},
+                               {"name": "vllm", "ports": [{"name": "http", "containerPort": 8000}]}]},
        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}], "containerStatuses": [
            {"name": "vllm", "restartCount": 1, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
             "lastState": {"terminated": {"exitCode": 1}}}]}}
