@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..errors import ClusterError
 from ..specs.names import unknown
+from ..specs.objects import ObjectMeta
 from ..specs.target import kubeconfig_path
 
 FIELD_MANAGER = "tke-playbook"
@@ -50,9 +51,8 @@ class ObjectRef:
     def of(cls, manifest: dict, namespace: str | None = None) -> "ObjectRef":
         if isinstance(manifest, ObjectRef):
             return manifest
-        meta = manifest.get("metadata") or {}
-        return cls(manifest.get("apiVersion", ""), manifest.get("kind", ""), meta.get("name", ""),
-                   meta.get("namespace") or namespace)
+        meta = ObjectMeta.from_api(manifest)
+        return cls(manifest.get("apiVersion", ""), manifest.get("kind", ""), meta.name, meta.namespace or namespace)
 
     def path(self, *, collection: bool = False) -> str:
         """The REST path of the object (or of its collection)."""
@@ -130,30 +130,34 @@ class Kube:
         return f"Kube(host={self.host!r}, context={self.context!r})"
 
 
-def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
-    """Connect from ``kubeconfig`` (default: $KUBECONFIG or ~/.kube/config) or, inside a pod, in-cluster config."""
-    path = kubeconfig or kubeconfig_path()
+def _config_file(kubeconfig: str | None) -> Path | None:
+    """The kubeconfig file to load, or None for in-cluster config; a ClusterError when the one named is missing."""
     if kubeconfig and not Path(kubeconfig).expanduser().is_file():
         raise ClusterError(f"Cannot load kubeconfig {kubeconfig}: the file does not exist. Download the cluster's "
                            f"kubeconfig from the TKE console (cluster > Basic information) and pass its path.",
                            obj=kubeconfig)
+    path = kubeconfig or kubeconfig_path()
     env = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
     if not path and env and not os.environ.get("KUBERNETES_SERVICE_HOST"):
         raise ClusterError(f"Cannot load kubeconfig: KUBECONFIG is set to {os.pathsep.join(env)}, but no such file "
                            f"exists. Fix the path, or download the cluster's kubeconfig from the TKE console "
                            f"(cluster > Basic information) and point KUBECONFIG at it.", obj=env)
-    if path:
-        path = Path(path).expanduser()
+    return Path(path).expanduser() if path else None
+
+
+def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
+    """Connect from ``kubeconfig`` (default: $KUBECONFIG or ~/.kube/config) or, inside a pod, in-cluster config."""
+    path = _config_file(kubeconfig)
     try:
-        if path:
-            api_client = k8s_config.new_client_from_config(config_file=str(path), context=context)
-            if context is None:
-                _, active = k8s_config.list_kube_config_contexts(config_file=str(path))
-                context = (active or {}).get("name")
-            return Kube(api_client, context=context)
-        configuration = k8s.Configuration()
-        k8s_config.load_incluster_config(client_configuration=configuration)
-        return Kube(k8s.ApiClient(configuration), context="in-cluster")
+        if path is None:
+            configuration = k8s.Configuration()
+            k8s_config.load_incluster_config(client_configuration=configuration)
+            return Kube(k8s.ApiClient(configuration), context="in-cluster")
+        api_client = k8s_config.new_client_from_config(config_file=str(path), context=context)
+        if context is None:
+            _, active = k8s_config.list_kube_config_contexts(config_file=str(path))
+            context = (active or {}).get("name")
+        return Kube(api_client, context=context)
     except k8s_config.ConfigException as exc:
         where = f"kubeconfig {path}" if path else "in-cluster config (no kubeconfig found)"
         detail = str(exc).rstrip(".")

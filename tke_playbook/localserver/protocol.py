@@ -329,17 +329,8 @@ def resolve_token_ids(request: EmbeddingRequest, tokenize: Callable[..., list[li
     ``max_input_len`` is the longest input taken (default ``max_model_len``; longer with vLLM's chunked processing,
     where ``0`` means no limit).
     """
-    truncate = request.truncate_prompt_tokens
-    if truncate is not None and truncate <= -1:
-        truncate = max_model_len
-    if truncate is not None and truncate > max_model_len:
-        raise bad_request(f"truncate_prompt_tokens value ({truncate}) is greater than max_model_len "
-                          f"({max_model_len}). Please, select a smaller truncation size.")
-    texts, special = request.texts, request.add_special_tokens
-    if request.conversations is not None:
-        if prompts is None or len(prompts) != len(request.conversations):
-            raise bad_request("This model has no chat template: send `input` instead of `messages`.")
-        texts, special = tuple(prompts), special and not prompts_tokenized
+    truncate = _truncation(request, max_model_len)
+    texts, special = _texts(request, prompts, prompts_tokenized)
     if texts is not None:
         if request.truncation_side is TruncationSide.LEFT and truncate is not None:
             ids = tokenize(list(texts), add_special_tokens=special, max_length=truncate, truncation_side="left")
@@ -348,21 +339,54 @@ def resolve_token_ids(request: EmbeddingRequest, tokenize: Callable[..., list[li
     else:
         ids = _truncate([list(row) for row in request.token_ids], truncate,
                         request.truncation_side or TruncationSide.LEFT)
-        for row in ids:
-            if row and (min(row) < 0 or max(row) >= vocab_size):
-                raise bad_request(f"Token id {max(row) if max(row) >= vocab_size else min(row)} is out of "
-                                  f"vocabulary (size {vocab_size}).")
-    total, limit = 0, max_model_len if max_input_len is None else max_input_len
+        _check_vocabulary(ids, vocab_size)
+    _check_lengths(ids, max_model_len if max_input_len is None else max_input_len, max_tokens,
+                   at_least=texts is not None and truncate is None)
+    return ids
+
+
+def _truncation(request: EmbeddingRequest, max_model_len: int) -> int | None:
+    """``truncate_prompt_tokens`` as vLLM takes it: -1 (or less) means max_model_len; more than that is refused."""
+    truncate = request.truncate_prompt_tokens
+    if truncate is not None and truncate <= -1:
+        truncate = max_model_len
+    if truncate is not None and truncate > max_model_len:
+        raise bad_request(f"truncate_prompt_tokens value ({truncate}) is greater than max_model_len "
+                          f"({max_model_len}). Please, select a smaller truncation size.")
+    return truncate
+
+
+def _texts(request: EmbeddingRequest, prompts: Sequence[str] | None,
+           prompts_tokenized: bool) -> tuple[Sequence[str] | None, bool]:
+    """The texts to tokenise (None for token-id input) and whether special tokens are added: a chat request's
+    are its rendered ``prompts``, without special tokens when the template call already tokenised them."""
+    if request.conversations is None:
+        return request.texts, request.add_special_tokens
+    if prompts is None or len(prompts) != len(request.conversations):
+        raise bad_request("This model has no chat template: send `input` instead of `messages`.")
+    return tuple(prompts), request.add_special_tokens and not prompts_tokenized
+
+
+def _check_vocabulary(ids: list[list[int]], vocab_size: int) -> None:
+    for row in ids:
+        if row and (min(row) < 0 or max(row) >= vocab_size):
+            raise bad_request(f"Token id {max(row) if max(row) >= vocab_size else min(row)} is out of "
+                              f"vocabulary (size {vocab_size}).")
+
+
+def _check_lengths(ids: list[list[int]], limit: int, max_tokens: int | None, *, at_least: bool) -> None:
+    """vLLM's length checks: no input longer than ``limit`` (0: no limit), none empty; this server's cap of
+    ``max_tokens`` per request."""
+    total = 0
     for row in ids:
         if limit and len(row) > limit:
-            raise _too_long(limit, len(row), at_least=texts is not None and truncate is None)
+            raise _too_long(limit, len(row), at_least=at_least)
         if not row:
             raise bad_request("The decoder prompt cannot be empty")
         total += len(row)
     if max_tokens is not None and total > max_tokens:
         raise bad_request(f"This server takes at most {max_tokens} tokens per request; the request has {total}. "
                           f"Split it into several requests.")
-    return ids
 
 
 # --- responses -----------------------------------------------------------------------------------------------
