@@ -38,11 +38,8 @@ MODEL = os.environ.get("TKE_PLAYBOOK_MODEL", "")  # empty: the target's default 
 NODE_TYPE = os.environ.get("TKE_PLAYBOOK_NODE_TYPE", "")  # empty: PNV5b.8XLARGE96 when available
 
 # %%
-from tke_playbook.playbook.display import install
 from tke_playbook.playbook.widgets import NodeTypePicker
 from tke_playbook.playbook import open_target
-
-install();  # the toolkit's errors show as one short red block: what happened, what to do
 
 # %% [markdown]
 # Open the target. On a cluster this connects with your kubeconfig context; locally it needs nothing.

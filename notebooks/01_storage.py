@@ -31,11 +31,8 @@ SUBNET_ID = os.environ.get("TKE_PLAYBOOK_SUBNET_ID", "")  # a subnet of that VPC
 ZONE = os.environ.get("TKE_PLAYBOOK_ZONE", "")  # the GPU node's zone, e.g. ap-guangzhou-3
 
 # %%
-from tke_playbook.playbook.display import install
 from tke_playbook.playbook.widgets import StorageForm
 from tke_playbook.playbook import open_target, spec_table
-
-install();  # the toolkit's errors show as one short red block: what happened, what to do
 
 # %% tags=["nbval-ignore-output"]
 pb = open_target(TARGET)

@@ -33,12 +33,9 @@ PARALLELISM = int(os.environ.get("TKE_PLAYBOOK_PARALLELISM", "3"))
 
 # %%
 # %matplotlib inline
-from tke_playbook.playbook.display import install
 from tke_playbook.playbook.widgets import DownloadForm
 from tke_playbook.playbook import open_target, spec_table
 from tke_playbook.plots import plot_bytes_per_pod
-
-install();  # the toolkit's errors show as one short red block: what happened, what to do
 
 # %% tags=["nbval-ignore-output"]
 pb = open_target(TARGET)

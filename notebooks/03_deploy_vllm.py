@@ -30,11 +30,8 @@ TARGET = os.environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: c
 MODEL = os.environ.get("TKE_PLAYBOOK_MODEL", "")  # empty: the model 02 downloaded, else the target's default
 
 # %%
-from tke_playbook.playbook.display import install
 from tke_playbook.playbook.widgets import ServingForm
 from tke_playbook.playbook import open_target, spec_table
-
-install();  # the toolkit's errors show as one short red block: what happened, what to do
 
 # %% tags=["nbval-ignore-output"]
 pb = open_target(TARGET)

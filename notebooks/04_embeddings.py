@@ -20,24 +20,22 @@
 # English sentences, the sentences nearest to yours, and how long requests take.
 
 # %% tags=["parameters"]
-import os
+from tke_playbook.playbook.settings import environ, quick_mode  # QUICK: the library's one rule
 
-TARGET = os.environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: cluster if kubeconfig found
-TEXT = os.environ.get("TKE_PLAYBOOK_TEXT", "用Python实现快速排序算法")
-QUICK = os.environ.get("TKE_PLAYBOOK_QUICK", "") not in ("", "0")  # True: a short latency run (make demo, tests)
-REQUESTS = int(os.environ.get("TKE_PLAYBOOK_REQUESTS", "20" if QUICK else "100"))
+TARGET = environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: cluster if kubeconfig found
+TEXT = environ.get("TKE_PLAYBOOK_TEXT", "用Python实现快速排序算法")
+QUICK = quick_mode(environ.get("TKE_PLAYBOOK_QUICK", ""))  # True: a short latency run (make demo, tests)
+REQUESTS = int(environ.get("TKE_PLAYBOOK_REQUESTS", "20" if QUICK else "100"))
 
 # %%
 # %matplotlib inline
 import pandas as pd
 from tke_playbook.evaluate import sentence_set
 from tke_playbook.loadgen import run_closed_loop
-from tke_playbook.playbook.display import install
 from tke_playbook.plots import plot_latency_cdf, plot_latency_histogram, plot_similarity_heatmap
 from tke_playbook.evaluate import cosine_matrix
 from tke_playbook.playbook.widgets import TextForm
 from tke_playbook.playbook import api_key_source, describe_embedding_answer, measured_on, open_target, tidy
-install();  # the toolkit's errors show as one short red block: what happened, what to do
 
 # %% [markdown]
 # The endpoint deployed in 03. If nothing is deployed (a fresh start, or after 99) this says so: run 03 first.

@@ -41,9 +41,7 @@ from tke_playbook.plots import plot_heatmap_grid, plot_metric_intervals, plot_pr
 from tke_playbook.scorecard import (check_parity, choose_task, cost_summary, cost_table, dataset_card,
                                     default_node_type, price_table, projections, reference_for, results_table,
                                     run_scorecard, scorecard_throughputs, target_systems, wrong_pooling_demo)
-from tke_playbook.playbook.display import install
 from tke_playbook.playbook import measured_on, open_target
-install();  # the toolkit's errors show as one short red block: what happened, what to do
 
 # %% tags=["nbval-ignore-output"]
 pb = open_target(TARGET)

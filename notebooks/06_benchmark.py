@@ -28,16 +28,16 @@
 # line says what was kept, and the next cell runs normally.
 
 # %% tags=["parameters"]
-import os
-TARGET = os.environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: cluster if kubeconfig found
-QUICK = os.environ.get("TKE_PLAYBOOK_QUICK", "").strip().lower() in ("1", "true", "yes", "on")  # as quick_mode()
-CONCURRENCY = [int(c) for c in os.environ.get("TKE_PLAYBOOK_CONCURRENCY", "1,4" if QUICK else "1,4,16").split(",")]
-INPUT_LENGTHS = [int(t) for t in os.environ.get("TKE_PLAYBOOK_INPUT_TOKENS", "32" if QUICK else "32,200").split(",")]
-BATCH_SIZES = [int(b) for b in os.environ.get("TKE_PLAYBOOK_BATCH_SIZES", "1,4" if QUICK else "1,8").split(",")]
-LEVEL_S = float(os.environ.get("TKE_PLAYBOOK_LEVEL_S", "1" if QUICK else "2.5"))  # each load level's time budget
-P99_TARGET_MS = float(os.environ.get("TKE_PLAYBOOK_P99_TARGET_MS", "200"))  # the queries' latency target
+from tke_playbook.playbook.settings import environ, quick_mode  # QUICK: the library's one rule
+TARGET = environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: cluster if kubeconfig found
+QUICK = quick_mode(environ.get("TKE_PLAYBOOK_QUICK", ""))  # True: short sweeps (make demo, tests)
+CONCURRENCY = [int(c) for c in environ.get("TKE_PLAYBOOK_CONCURRENCY", "1,4" if QUICK else "1,4,16").split(",")]
+INPUT_LENGTHS = [int(t) for t in environ.get("TKE_PLAYBOOK_INPUT_TOKENS", "32" if QUICK else "32,200").split(",")]
+BATCH_SIZES = [int(b) for b in environ.get("TKE_PLAYBOOK_BATCH_SIZES", "1,4" if QUICK else "1,8").split(",")]
+LEVEL_S = float(environ.get("TKE_PLAYBOOK_LEVEL_S", "1" if QUICK else "2.5"))  # each load level's time budget
+P99_TARGET_MS = float(environ.get("TKE_PLAYBOOK_P99_TARGET_MS", "200"))  # the queries' latency target
 LOAD_QPS, DOCS_PER_DAY = 200.0, 5_000_000  # the load to plan for: queries/s and documents/day
-AUTOSCALER = os.environ.get("TKE_PLAYBOOK_AUTOSCALER", "hpa")  # none | hpa | keda (see Scale-out)
+AUTOSCALER = environ.get("TKE_PLAYBOOK_AUTOSCALER", "hpa")  # none | hpa | keda (see Scale-out)
 
 # %%
 # %matplotlib inline
@@ -47,9 +47,7 @@ from tke_playbook.loadgen import compact_table, default_streams, measure_ceiling
 from tke_playbook.plots import (plot_capacity_table, plot_latency_knee, plot_mixed_latency, plot_sweep,
                                 plot_tokens_vs_batch)
 from tke_playbook import ScaleOutSpec, autoscaler_checks, render_scale_out, write_vllm_bench_json
-from tke_playbook.playbook.display import install
 from tke_playbook.playbook import headroom_note, open_target
-install();  # the toolkit's errors show as one short red block: what happened, what to do
 
 # %% tags=["nbval-ignore-output"]
 pb = open_target(TARGET)

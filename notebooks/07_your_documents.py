@@ -27,27 +27,25 @@
 # `TKE_PLAYBOOK_QUERIES` and optionally `TKE_PLAYBOOK_QRELS` (TREC qrels) for your own.
 
 # %% tags=["parameters"]
-import os
-TARGET = os.environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: cluster if kubeconfig found
-QUICK = os.environ.get("TKE_PLAYBOOK_QUICK", "").lower() in ("1", "true", "yes")  # True: a subset (make demo)
-DOCS = os.environ.get("TKE_PLAYBOOK_DOCS", "")  # folder or table file; empty: the Python documentation topics
-QUERIES = os.environ.get("TKE_PLAYBOOK_QUERIES", "")  # .jsonl/.tsv/.csv/.txt; empty: the demo's heading queries
-QRELS = os.environ.get("TKE_PLAYBOOK_QRELS", "")  # TREC qrels (optional)
-SYSTEMS = os.environ.get("TKE_PLAYBOOK_SYSTEMS", "bm25,hybrid")  # beside the served model: bm25, tfidf, hybrid, URLs
-TOPICS = int(os.environ.get("TKE_PLAYBOOK_TOPICS", "30" if QUICK else "0")) or None  # demo topics; 0: all 79
-SHARDS = int(os.environ.get("TKE_PLAYBOOK_SHARDS", "2" if QUICK else "4"))  # bulk embedding: one Job index (or local worker) per shard
-STAGE_ROOT = os.environ.get("TKE_PLAYBOOK_STAGE_ROOT", "")  # cluster: where the PVC is mounted on this machine
+from tke_playbook.playbook.settings import environ, quick_mode  # QUICK: the library's one rule
+TARGET = environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: cluster if kubeconfig found
+QUICK = quick_mode(environ.get("TKE_PLAYBOOK_QUICK", ""))  # True: a subset (make demo)
+DOCS = environ.get("TKE_PLAYBOOK_DOCS", "")  # folder or table file; empty: the Python documentation topics
+QUERIES = environ.get("TKE_PLAYBOOK_QUERIES", "")  # .jsonl/.tsv/.csv/.txt; empty: the demo's heading queries
+QRELS = environ.get("TKE_PLAYBOOK_QRELS", "")  # TREC qrels (optional)
+SYSTEMS = environ.get("TKE_PLAYBOOK_SYSTEMS", "bm25,hybrid")  # beside the served model: bm25, tfidf, hybrid, URLs
+TOPICS = int(environ.get("TKE_PLAYBOOK_TOPICS", "30" if QUICK else "0")) or None  # demo topics; 0: all 79
+SHARDS = int(environ.get("TKE_PLAYBOOK_SHARDS", "2" if QUICK else "4"))  # bulk embedding: one Job index (or local worker) per shard
+STAGE_ROOT = environ.get("TKE_PLAYBOOK_STAGE_ROOT", "")  # cluster: where the PVC is mounted on this machine
 
 # %%
 # %matplotlib inline
 from tke_playbook.corpus import load_corpus
 from tke_playbook.playbook import open_target
 from tke_playbook.playbook.bulkembed import embed_on_target
-from tke_playbook.playbook.display import install
 from tke_playbook.playbook.labeling import Labeler, QueryBox
 from tke_playbook.playbook.yourdocs import corpus_folder, document_systems, labels_path, queries_and_labels, report_path
 from tke_playbook.scorecard.corpusrun import run_corpus
-install();  # the toolkit's errors show as one short red block: what happened, what to do
 
 # %%
 from tke_playbook.plots import plot_metric_intervals
@@ -69,7 +67,7 @@ chunker.settings
 # a record over the size limit - is skipped with one line saying why, and the rest loads.
 
 # %% tags=["nbval-ignore-output"]
-corpus = load_corpus(corpus_folder(DOCS, TOPICS), chunker)
+corpus = load_corpus(corpus_folder(DOCS, TOPICS, pb.settings.home), chunker)
 corpus
 
 # %% tags=["nbval-ignore-output"]
@@ -125,7 +123,7 @@ box
 
 # %% tags=["nbval-ignore-output"]
 typed = run_corpus(corpus, box.queries(), systems)
-labeler = Labeler(typed, labels_path(f"{corpus.name}-typed"))
+labeler = Labeler(typed, labels_path(f"{corpus.name}-typed", pb.settings.home))
 labeler.widget
 
 # %% [markdown]
@@ -133,7 +131,7 @@ labeler.widget
 # scorecard restarts unlabelled and judgements arrive one by one.
 
 # %% tags=["nbval-ignore-output"]
-oracle = Labeler(result.with_qrels({}), labels_path(f"{corpus.name}-demo"), k=5)
+oracle = Labeler(result.with_qrels({}), labels_path(f"{corpus.name}-demo", pb.settings.home), k=5)
 oracle.answer_from(qrels, 60 if QUICK else 400).table().round(3)
 
 # %% [markdown]
@@ -150,5 +148,6 @@ manifest = embed_on_target(pb, corpus, shards=SHARDS, stage_root=STAGE_ROOT or N
 # Share it: one self-contained HTML page (the plots inside, no key and no absolute path in it).
 
 # %% tags=["nbval-ignore-output"]
-report = write_report(report_path(corpus.name), result, roots=[corpus_folder(DOCS, TOPICS)])
+report = write_report(report_path(corpus.name, pb.settings.home), result,
+                      roots=[corpus_folder(DOCS, TOPICS, pb.settings.home)])
 report.name, f"{report.stat().st_size / 1e6:.1f} MB"

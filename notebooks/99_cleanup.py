@@ -26,10 +26,7 @@ TARGET = os.environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: c
 KEEP_PVC = os.environ.get("TKE_PLAYBOOK_KEEP_PVC", "1") not in ("0", "false", "no")
 
 # %%
-from tke_playbook.playbook.display import install
 from tke_playbook.playbook import nothing_note, open_target
-
-install();  # the toolkit's errors show as one short red block: what happened, what to do
 
 # %% tags=["nbval-ignore-output"]
 pb = open_target(TARGET)

@@ -90,8 +90,8 @@ def test_no_new_import_cycles():
 @pytest.mark.parametrize("importer, imported", [
     ("tke_playbook.specs.fit", "tke_playbook.specs.hardware"),
     ("tke_playbook.specs.serving", "tke_playbook.specs.vllm_args"),
-    ("tke_playbook.playbook.local", "tke_playbook.playbook.base"),
-    ("tke_playbook.playbook.cluster", "tke_playbook.playbook.base"),
+    ("tke_playbook.playbook.local", "tke_playbook.playbook.records"),
+    ("tke_playbook.playbook.cluster", "tke_playbook.playbook.records"),
 ])
 def test_the_cycles_issue_14_named_are_gone(importer, imported):
     graph = _graph()

@@ -161,7 +161,9 @@ def local_target(tmp_path_factory):
     os.environ.update(TKE_PLAYBOOK_HOME=str(home), TKE_PLAYBOOK_OFFLINE="1")
     from tke_playbook.playbook import open_target
 
-    pb = open_target("local", on_event=lambda event: None)
+    from tke_playbook.reporting import QuietReporter
+
+    pb = open_target("local", reporter=QuietReporter())
     pb.create_storage(pb.storage_defaults())
     download = pb.download_defaults()
     pb.start_download(download, pb.plan_download(download))
@@ -215,9 +217,11 @@ def test_notebook_02_download_wait_stops_on_an_interrupt(local_target):
     kernel.ok(f"import shutil, sys\nsys.path.insert(0, {tests!r})\nfrom fakes.hub import FakeHub\n"
               "from tke_playbook.specs.catalog import OFFLINE_MODEL\n"
               "from tke_playbook.specs.target import offline_model_dir\n"
+              "from tke_playbook.playbook.facade import LocalPlaybook\n"
               "hub = FakeHub({OFFLINE_MODEL: offline_model_dir()}, rate=2_000_000).start()\n"
+              "pb = LocalPlaybook(pb.settings, mirror=hub)\n"
               "spec = pb.download_defaults()\nshutil.rmtree(pb.download_folder(spec), ignore_errors=True)\n"
-              "pb.start_download(spec, pb.plan_download(spec, mirror=hub))")  # a slow download to wait for
+              "pb.start_download(spec, pb.plan_download(spec))")  # a slow download to wait for
     result = kernel.run(_cell("02_download_model", "pb.wait_for_download()"), interrupt_after=1.0)
     _assert_stopped_cleanly(kernel, result, r"stopped watching the download.*keeps going in the background")
     kernel.ok("pb.stop_downloads()\nhub.stop()")

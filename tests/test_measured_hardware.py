@@ -171,4 +171,4 @@ def test_notebook_06_reads_quick_mode_as_the_playbook_does(monkeypatch, value, q
                   if "parameters" in c.metadata.get("tags", []))
     scope: dict = {}
     exec(source, scope)  # noqa: S102 - the notebook's own parameters cell
-    assert scope["QUICK"] is quick is quick_mode()
+    assert scope["QUICK"] is quick is quick_mode(value)

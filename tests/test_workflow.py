@@ -14,7 +14,8 @@ import pytest
 
 from tke_playbook.errors import (DownloadError, EmbeddingAPIError, IncompleteModelError, InvalidSpecError,
                                  NotDeployedError, UnknownNameError)
-from tke_playbook.playbook import SecretStore, StateStore
+from tke_playbook.manifests.yamldoc import REDACTED
+from tke_playbook.playbook import SecretStore, StateStore, WorkflowState
 from tke_playbook.playbook import local as local_module
 from tke_playbook.playbook import mask_secret, open_target, spec_from_dict, spec_to_dict
 from tke_playbook.playbook.runs import DownloadRecord
@@ -26,18 +27,30 @@ from tke_playbook.specs.target import Target
 # --- state and secrets -------------------------------------------------------------------------------------
 
 
-def test_state_store_round_trip_and_drop(tmp_path):
+def test_state_store_round_trip_of_typed_records(tmp_path):
     store = StateStore(Target.LOCAL, tmp_path)
-    store.put("serving", {"model": "m"})
-    store.put("server", {"url": "u"})
-    store.drop("server")
-    assert StateStore("local", tmp_path).load() == {"serving": {"model": "m"}}
+    serving = ServingSpec(model=OFFLINE_MODEL, max_model_len=256)
+    store.update(storage=StorageSpec(pvc_name="models"), serving=serving, server_log="/tmp/x.log")
+    store.update(server_log=None)
+    state = StateStore("local", tmp_path).read()
+    assert state == WorkflowState(storage=StorageSpec(pvc_name="models"), serving=serving)
+    assert WorkflowState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    with pytest.raises(TypeError):
+        store.update(serving_spec=serving)  # a key that is not a record is refused, not written
+
+
+def test_a_damaged_record_reads_as_missing_and_old_keys_are_ignored(tmp_path):
+    store = StateStore(Target.LOCAL, tmp_path)
+    store.path.write_text(json.dumps({"serving": {"model": "no-such-model"}, "server": {"url": "u"},
+                                      "storage": {"pvc_name": "models"}, "node_type": {"name": 3}}), encoding="utf-8")
+    state = store.read()
+    assert state.serving is None and state.storage == StorageSpec(pvc_name="models")
 
 
 def test_damaged_state_file_is_set_aside_not_fatal(tmp_path):
     store = StateStore(Target.LOCAL, tmp_path)
     store.path.write_text("{not json", encoding="utf-8")
-    assert store.load() == {}
+    assert store.read() == WorkflowState()
     assert store.path.with_suffix(".json.damaged").is_file()
 
 
@@ -112,7 +125,7 @@ def test_rendered_manifests_hold_no_key(pb):
     spec = pb.serving_defaults()
     key = pb.api_key(spec)
     text = pb.render_serving(spec) + pb.helm_values(spec)
-    assert key not in text and "kind: Secret" in text and "not shown" in text
+    assert key not in text and "kind: Secret" in text and f"api-key: {REDACTED}" in text
     assert "kind: PersistentVolumeClaim" in pb.render_storage(pb.storage_defaults())
 
 
@@ -275,14 +288,31 @@ def _serve_when_applied(server, spec, pod, lines=("INFO Application startup comp
     deployment_ready(server, "default", spec.name)
 
 
-def test_cluster_deploy_sends_the_log_to_the_event_sink_not_print(fake_api, capsys):
+class Collecting:
+    """A reporter that keeps the events and shows no bar."""
+
+    def __init__(self):
+        from tke_playbook.reporting import QuietReporter
+
+        self.events, self.quiet = [], QuietReporter()
+
+    def event(self, event):
+        self.events.append(event)
+
+    def bar(self, total=None, desc="", unit="it"):
+        return self.quiet.bar(total, desc, unit)
+
+
+def test_cluster_deploy_sends_the_log_to_the_reporter_not_print(fake_api, capsys):
     import threading
 
-    from tke_playbook.playbook import ClusterPlaybook, Event, Level
+    from tke_playbook.playbook import ClusterPlaybook
+    from tke_playbook.reporting import Level
 
     server, kube = fake_api
-    events: list[Event] = []
-    cluster = ClusterPlaybook(kube=kube, on_event=events.append)
+    reporter = Collecting()
+    events = reporter.events
+    cluster = ClusterPlaybook(kube=kube, reporter=reporter)
     spec = cluster.serving_defaults("BAAI/bge-m3")
     lines = ("INFO Loading weights", "INFO Application startup complete.")
     helper = threading.Thread(target=_serve_when_applied, args=(server, spec, "vllm-bge-m3-6d5f-events", lines))
@@ -295,11 +325,14 @@ def test_cluster_deploy_sends_the_log_to_the_event_sink_not_print(fake_api, caps
     assert "Application startup complete" in cluster.deployment_logs(5)  # the pod found by the toolkit's labels
 
 
-def test_the_default_sink_shows_events_as_the_notebooks_printed_them(capsys):
-    from tke_playbook.playbook import Event, Level, show_event
+@pytest.mark.parametrize("kind", ["NotebookReporter", "PlainReporter"])
+def test_reporters_show_events_as_the_notebooks_printed_them(capsys, kind):
+    from tke_playbook import reporting
+    from tke_playbook.reporting import Event, Level
 
-    show_event(Event("INFO Application startup complete.", source="deploy"))
-    show_event(Event("The model does not fit", Level.WARNING, "deploy"))
+    reporter = getattr(reporting, kind)()
+    reporter.event(Event("INFO Application startup complete.", source="deploy"))
+    reporter.event(Event("The model does not fit", Level.WARNING, "deploy"))
     assert capsys.readouterr().out == "INFO Application startup complete.\n!! The model does not fit\n"
 
 

@@ -3,7 +3,7 @@ traceback one click away, in a real IPython shell; and the progress helpers."""
 
 from __future__ import annotations
 
-import logging
+import io
 import sys
 import time
 
@@ -11,8 +11,9 @@ import pytest
 from IPython.core.displaypub import CapturingDisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 
-from tke_playbook.errors import NotDeployedError, PlaybookError
+from tke_playbook.errors import NotDeployedError, PlaybookError, RunInterrupted
 from tke_playbook.playbook import display as notebook
+from tke_playbook.reporting import CellSurface, NotebookReporter, PlainReporter, waiting
 
 
 @pytest.fixture
@@ -97,34 +98,43 @@ def test_outside_ipython_an_uncaught_toolkit_error_prints_one_line(monkeypatch, 
 # --- progress -------------------------------------------------------------------------------------------------
 
 
-def test_progress_outside_a_notebook_is_plain_log_lines(monkeypatch, caplog):
-    monkeypatch.setattr(notebook, "_ipython", lambda: None)
-    caplog.set_level(logging.INFO, logger="tke_playbook.progress")
-    with notebook.progress_bar(1000, "Downloading m") as bar:
+def test_progress_outside_a_notebook_is_plain_lines():
+    out = io.StringIO()
+    with PlainReporter(err=out).bar(1000, "Downloading m", unit="B") as bar:
         for _ in range(10):
             bar.update(100)
-    lines = [r.getMessage() for r in caplog.records]
-    assert lines[0].startswith("Downloading m: 100/1,000 B") and lines[-1].endswith("- done")
-    assert len(lines) == 11 and not any("\r" in line for line in lines)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("Downloading m:   0%|") and lines[1].startswith("Downloading m:  10%|")
+    assert "100B/1.0kB" in lines[1] and lines[-1].startswith("Downloading m: 1.0kB in ")
+    assert len(lines) == 12 and not any("\r" in line for line in lines)  # the start, each tenth, the summary
 
 
 def test_progress_inside_ipython_is_a_line_not_a_widget(shell):
     """Issue 20: a widget bar drawn from a worker thread froze the kernel (tqdm's lock), and a closed widget left
     an empty output area; the bar is a line drawn in place by one thread, replaced by its summary."""
-    bar = notebook.progress_bar(10, "x", unit="it")
+    bar = NotebookReporter().bar(10, "x", unit="it")
     try:
-        assert isinstance(bar, notebook.LineBar) and not hasattr(bar, "container")
+        assert isinstance(bar.surface, CellSurface) and not hasattr(bar, "container")
         bar.update(10)
     finally:
         bar.close()
+    shown = shell.display_pub.outputs
+    assert shown and all("application/vnd.jupyter.widget-view+json" not in o["data"] for o in shown)
 
 
-def test_waiting_counts_the_seconds(monkeypatch, caplog):
-    monkeypatch.setattr(notebook, "_ipython", lambda: None)
-    caplog.set_level(logging.INFO, logger="tke_playbook.progress")
-    with notebook.waiting("Starting the server", every=0.01) as bar:
+def test_waiting_counts_the_seconds():
+    out = io.StringIO()
+    with waiting(PlainReporter(err=out), "Starting the server", every=0.01) as bar:
         time.sleep(0.1)
-    assert bar.n > 0 and caplog.records[-1].getMessage().startswith("Starting the server")
+    assert bar.n > 0 and out.getvalue().splitlines()[-1].startswith("Starting the server")
+
+
+def test_an_interrupted_wait_is_one_line():
+    out = io.StringIO()
+    with pytest.raises(RunInterrupted, match=r"^Starting the server: interrupted after 0:00; run the cell again"):
+        with waiting(PlainReporter(err=out), "Starting the server", every=0.01):
+            raise KeyboardInterrupt
+    assert out.getvalue().splitlines()[-1].startswith("Starting the server: interrupted after")
 
 
 def test_in_a_real_kernel_the_error_is_one_html_block_and_no_traceback_output(tmp_path):
@@ -135,8 +145,9 @@ def test_in_a_real_kernel_the_error_is_one_html_block_and_no_traceback_output(tm
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("from tke_playbook.playbook.display import install, progress_bar\ninstall()"),
-                nbformat.v4.new_code_cell("with progress_bar(10, 'x') as bar:\n    bar.update(10)"),
+    nb.cells = [nbformat.v4.new_code_cell("from tke_playbook.playbook.display import install\n"
+                                          "from tke_playbook.reporting import default_reporter\ninstall()"),
+                nbformat.v4.new_code_cell("with default_reporter().bar(10, 'x') as bar:\n    bar.update(10)"),
                 nbformat.v4.new_code_cell("from tke_playbook.specs.storage import StorageSpec\nStorageSpec(pvc_name='Bad_PVC')"),
                 nbformat.v4.new_code_cell("print('not reached')")]
     client = NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})

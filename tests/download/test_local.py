@@ -17,9 +17,8 @@ from tke_playbook.specs.catalog import OFFLINE_MODEL
 from tke_playbook.specs.target import offline_model_dir
 
 
-def test_offline_target_downloads_the_bundled_model_through_the_mirror(tmp_path, monkeypatch):
-    monkeypatch.setenv("TKE_PLAYBOOK_OFFLINE", "1")
-    folder = download_local(DownloadSpec(model=OFFLINE_MODEL), pvc_dir=tmp_path)
+def test_offline_target_downloads_the_bundled_model_through_the_mirror(tmp_path):
+    folder = download_local(DownloadSpec(model=OFFLINE_MODEL), pvc_dir=tmp_path, offline=True)
     assert folder == tmp_path / OFFLINE_MODEL and require_complete(folder) == folder
     source = offline_model_dir()
     manifest = read_manifest(folder)
@@ -38,17 +37,15 @@ def test_hub_reachable_is_false_for_a_closed_port():
     assert not hub_reachable("http://127.0.0.1:9", timeout_s=1)
 
 
-def test_plan_local_lists_offline_from_a_running_mirror_and_online_from_the_hub(hub, monkeypatch):
-    monkeypatch.setenv("TKE_PLAYBOOK_OFFLINE", "1")
+def test_plan_local_lists_offline_from_a_running_mirror_and_online_from_the_hub(hub):
     bundled = DownloadSpec(model=OFFLINE_MODEL)
-    assert hub_offline(bundled)
-    plan, mirror = plan_local(bundled)
+    assert hub_offline(bundled, offline=True)
+    plan, mirror = plan_local(bundled, offline=True)
     try:
         assert plan.endpoint == mirror.url and plan.files  # the caller downloads from it, then stops it
         assert httpx.get(f"{mirror.url}/api/v1/models/{OFFLINE_MODEL}/repo/files").status_code == 200
     finally:
         mirror.stop()
-    monkeypatch.delenv("TKE_PLAYBOOK_OFFLINE")
     online = DownloadSpec(model=REPO, source="huggingface", endpoint=hub.url)
     assert not hub_offline(online, timeout_s=1)
     assert hub_offline(online.replace(endpoint="http://127.0.0.1:9"), timeout_s=1)

@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass, replace
 import pandas as pd
 
 from ..errors import InvalidSpecError, RunInterrupted
-from ..loadgen import CellBar, Progress, interruptible, remember_interrupted
+from ..loadgen import LevelBar, Progress, interruptible, make_bar, remember_interrupted
 from ..loadgen.inputs import check_range
 from ..localserver.process import start_server
+from ..reporting import Reporter
 from .search import RateSearch, find_sustainable_rate
 
 MAX_BATCH = 4096   # sentences per batch
@@ -118,7 +119,7 @@ class LocalTuning:
 class _TuningBar:
     """The bar of a tuning run: each setting's rate search moves it (a caller's bar for the searches)."""
 
-    def __init__(self, progress: Progress, bar: CellBar | None):
+    def __init__(self, progress: Progress, bar: LevelBar | None):
         self.progress, self.bar = progress, bar
 
     def update(self, n: int = 1) -> None:
@@ -133,6 +134,11 @@ class _TuningBar:
 
     def close(self) -> None:
         pass
+
+
+def _level_bar(progress) -> LevelBar | None:
+    """The tuning run's own bar: for ``progress=True`` or a reporter (a caller's bar follows each search)."""
+    return make_bar(progress, "tuning") if progress is True or isinstance(progress, Reporter) else None
 
 
 def measure_local(settings: LocalSettings, p99_target_ms: float, *, model_dir=None, **search_options) -> RateSearch:
@@ -150,7 +156,7 @@ def tune_local(p99_target_ms: float, *, settings: LocalSettings = LocalSettings(
     fresh local server.
     Interruptible: the server being measured is stopped and the settings measured so far are kept."""
     tracker = Progress("tuning")
-    bar = CellBar("tuning") if progress is True else None
+    bar = _level_bar(progress)
     if bar is not None:
         bar.draw(tracker, force=True)
     search_options["progress"] = _TuningBar(tracker, bar)

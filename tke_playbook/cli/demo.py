@@ -31,7 +31,6 @@ from traitlets.config import Config
 
 from ..errors import InvalidSpecError, PlaybookError
 from ..specs.serving import CONTAINER_PORT
-from ..specs.target import state_dir
 
 
 def _notebook_dir() -> Path:
@@ -216,10 +215,18 @@ def run_demo(out_dir: Path = Path("build"), *, home: Path | None = None, only: l
                 break
     finally:
         if not all(run.ok for run in runs) or len(runs) < len(paths):
-            stop_local_servers(Path(os.environ.get("TKE_PLAYBOOK_HOME") or state_dir()))  # 99 did not run
+            stop_local_servers(_home())  # 99 did not run
         os.environ.clear()
         os.environ.update(saved)
     return runs
+
+
+def _home() -> Path:
+    """The state folder the kernels use (this process's environment, as run_demo set it)."""
+    from ..playbook.settings import Settings
+    from ..specs.target import Target
+
+    return Settings.from_env(target=Target.LOCAL).home
 
 
 def stop_local_servers(home: Path) -> None:
@@ -261,7 +268,7 @@ def _check_secrets(run: NotebookRun) -> NotebookRun:
     """Fail the run if its executed notebook shows an API key or token (the known keys or their shape)."""
     from ..playbook.leaks import find_secrets  # late: the playbook loads pandas and widgets
 
-    folder = state_dir() / "secrets"
+    folder = _home() / "secrets"
     keys = [p.read_text(encoding="utf-8").strip() for p in folder.iterdir()] if folder.is_dir() else []
     found = find_secrets(run.executed, known=keys)
     if found:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+from pathlib import Path
 
+from ..download.folders import PvcFolders
 from ..download.listing import plan_download
 from ..download.local import download_local, validate_pvc_dir
 from ..download.mirror import offline_mirror
@@ -25,7 +26,10 @@ from ..errors import DownloadError, IncompleteModelError, InvalidSpecError, Play
 from ..podworker.modelfolder import read_manifest
 from ..specs.catalog import OFFLINE_MODEL
 from ..specs.download import MAX_SHARDS, DownloadSpec
+from ..playbook.settings import Settings
+from ..reporting import PlainReporter
 from ..specs.storage import DEFAULT_PVC
+from ..specs.target import Target
 
 DEFAULT_MODEL = OFFLINE_MODEL
 
@@ -103,6 +107,16 @@ def _print_plans(spec, endpoint=None, out=None) -> None:
         print(f"  {f.path}: {f.size} bytes, checked by {f.check}", file=out)
 
 
+def _settings() -> Settings:
+    """The environment's settings, read once per command (the state folder, offline): the local target."""
+    return Settings.from_env(target=Target.LOCAL)
+
+
+def _pvc_dir(args, spec: DownloadSpec, settings: Settings) -> Path:
+    """``--pvc-dir``, else the toolkit's folder that plays PVC ``--pvc`` under the state folder."""
+    return validate_pvc_dir(args.pvc_dir if args.pvc_dir is not None else PvcFolders(settings.home).path(spec.pvc))
+
+
 def _checks(counts: dict) -> str:
     return ", ".join(f"{n} by {check}" for check, n in sorted(counts.items())) or "none"
 
@@ -118,52 +132,48 @@ def run(args) -> int:
                                f"wait on the network; more processes only add overhead), e.g. --workers 3",
                                field="workers", value=args.workers)
     spec = _spec(args, args.workers)
-    pvc_dir = validate_pvc_dir(args.pvc_dir) if args.pvc_dir is not None else None
+    if args.pvc_dir is not None:
+        validate_pvc_dir(args.pvc_dir)  # a bad folder is refused before anything is listed
+    settings = _settings()
+    offline = args.offline or settings.offline
     if args.plan_only:
-        if args.offline:
+        if offline:
             with offline_mirror() as hub:
                 _print_plans(spec, hub.url)
         else:
             _print_plans(spec)
         return 0
 
+    bar = PlainReporter().bar(None, f"Downloading {spec.model}", unit="B")
+
     def show(summary):
-        done, total = summary["bytes_done"], max(summary["bytes_total"], 1)
-        print(f"\r{done / 1e6:8.1f} / {total / 1e6:.1f} MB  {summary['files_verified']}/{summary['files_total']} "
-              f"files verified ({_checks(summary.get('checks', {}))})", end="", flush=True)
+        bar.total = max(summary["bytes_total"], 1)
+        bar.update(summary["bytes_done"] - bar.n)
+        bar.set_postfix_str(f"{summary['files_verified']}/{summary['files_total']} files verified "
+                            f"({_checks(summary.get('checks', {}))})")
 
     try:
-        folder = download_local(spec, pvc_dir=pvc_dir, on_progress=show, offline=True if args.offline else None)
+        folder = download_local(spec, pvc_dir=_pvc_dir(args, spec, settings), on_progress=show,
+                                offline=True if offline else None)
     except DownloadError as exc:
-        print()
         return _failed("download", exc)
+    bar.close()
     counts: dict[str, int] = {}
     for entry in read_manifest(folder).get("files", []):
         counts[entry["check"]] = counts.get(entry["check"], 0) + 1
-    print(f"\ncomplete: {folder} ({sum(counts.values())} files: {_checks(counts)})")
+    print(f"complete: {folder} ({sum(counts.values())} files: {_checks(counts)})")
     return 0
 
 
-class _Bar:
-    """A progress bar on stderr, redrawn at most 10 times a second."""
+class _VerifyBar:
+    """verify_model's ``on_progress(done, total, path)`` as the plain reporter's bar (lines on stderr)."""
 
-    def __init__(self):
-        self.last, self.drawn = 0.0, False
-
-    def end(self) -> None:
-        """End the bar's line, if one was drawn (so a following message stays one line)."""
-        if self.drawn:
-            print(file=sys.stderr)
+    def __init__(self, folder: Path):
+        self.bar = PlainReporter().bar(None, f"Verifying {Path(folder).name}", unit="B")
 
     def __call__(self, done: int, total: int, path: str) -> None:
-        now = time.monotonic()
-        if now - self.last < 0.1 and done < total:
-            return
-        self.last, self.drawn = now, True
-        share = done / total if total else 1.0
-        bar = "#" * int(30 * share)
-        print(f"\r[{bar:<30}] {share:6.1%} {done / 1e6:9.1f} / {total / 1e6:.1f} MB  {path[-40:]:<40}", end="",
-              file=sys.stderr, flush=True)
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
 
 
 def _folder(args):
@@ -173,14 +183,18 @@ def _folder(args):
     if args.path is not None and not args.path.strip():
         raise InvalidSpecError("The model folder is empty: give a path such as ~/models/BAAI/bge-m3", field="path",
                                value=args.path)
-    return model_folder_for(_spec(args), args.pvc_dir, args.path)
+    spec = _spec(args)
+    if args.path is not None:
+        return model_folder_for(spec, folder=args.path)
+    return model_folder_for(spec, _pvc_dir(args, spec, _settings()))
 
 
 def run_verify(args) -> int:
     if args.trust_files and not args.adopt:
         raise InvalidSpecError("--trust-files goes with --adopt: tke-playbook verify --adopt --trust-files PATH",
                                field="trust_files", value=True)
-    folder, bar = _folder(args), _Bar()
+    folder = _folder(args)
+    bar = _VerifyBar(folder)
     try:
         if args.adopt:
             anonymous = args.trust_files and args.model is None and args.path is not None
@@ -188,9 +202,8 @@ def run_verify(args) -> int:
                         endpoint=args.endpoint)
         result = verify_model(folder, on_progress=bar)
     except (DownloadError, IncompleteModelError) as exc:
-        bar.end()
         return _failed("verify", exc)
-    bar.end()
+    bar.bar.close()
     print(f"{'adopted and ' if args.adopt else ''}verified {result['files']} files "
           f"({result['bytes'] / 1e6:.1f} MB) in {folder}: {_checks(result['checks'])}")
     return 0

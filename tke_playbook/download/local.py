@@ -31,12 +31,10 @@ from ..podworker.planner import MAX_SHARDS, DownloadPlan, check_plan_matches
 from ..podworker.worker import complete
 from ..specs.catalog import OFFLINE_MODEL
 from ..specs.download import DownloadSpec
-from ..specs.target import local_pvc_dir
 from ..specs.tokens import TOKEN_ENV_IN_POD, reveal
 from .listing import plan_download, resolve_endpoint
 from .mirror import HubMirror, offline_mirror
 
-OFFLINE_ENV = "TKE_PLAYBOOK_OFFLINE"  # "1": act as if no hub can be reached (the offline notebooks, tests)
 
 _KINDS = {"verification": VerificationError, "hub": HubError}
 _SYSTEM_TREES = ("/proc", "/sys", "/dev")
@@ -146,13 +144,13 @@ def _run_processes(plan, shipped, root, folder, workers, env, on_progress, poll_
     return codes, logs
 
 
-def run_local_download(spec: DownloadSpec, plan: DownloadPlan, pvc_dir=None, workers: int | None = None,
+def run_local_download(spec: DownloadSpec, plan: DownloadPlan, pvc_dir, workers: int | None = None,
                        on_progress=None, *, token=None, poll_s: float = 0.5, timeout_s: float | None = None,
                        worker_args=()) -> Path:
     """Download ``plan`` into ``pvc_dir/<model>`` with worker processes; return the complete model folder.
     The plan must have been made for ``spec`` (else InvalidSpecError)."""
     check_plan_matches(spec, plan)
-    root = validate_pvc_dir(pvc_dir) if pvc_dir is not None else local_pvc_dir(spec.pvc)
+    root = validate_pvc_dir(pvc_dir)
     folder = root / plan.model_path
     workers = max(1, min(workers or spec.parallelism, len(plan.shards), max_local_workers()))
     env = dict(os.environ, PYTHONUNBUFFERED="1", TKE_PARENT_PID=str(os.getpid()))
@@ -207,11 +205,10 @@ def hub_reachable(endpoint: str, timeout_s: float = 3.0) -> bool:
         return False
 
 
-def hub_offline(spec: DownloadSpec, timeout_s: float = 3.0) -> bool:
-    """True when ``TKE_PLAYBOOK_OFFLINE=1`` or the spec's hub (its endpoint, else the source's) cannot be reached
-    within ``timeout_s``."""
-    return os.environ.get(OFFLINE_ENV) == "1" or not hub_reachable(resolve_endpoint(spec.source, spec.endpoint),
-                                                                   timeout_s)
+def hub_offline(spec: DownloadSpec, timeout_s: float = 3.0, *, offline: bool = False) -> bool:
+    """True when ``offline`` (the caller's setting, e.g. ``TKE_PLAYBOOK_OFFLINE=1`` read by the playbook's
+    Settings) or the spec's hub (its endpoint, else the source's) cannot be reached within ``timeout_s``."""
+    return offline or not hub_reachable(resolve_endpoint(spec.source, spec.endpoint), timeout_s)
 
 
 def plan_local(spec: DownloadSpec, *, token=None, offline: bool | None = None,
@@ -237,12 +234,12 @@ def plan_local(spec: DownloadSpec, *, token=None, offline: bool | None = None,
         raise
 
 
-def download_local(spec: DownloadSpec, *, pvc_dir=None, token=None, on_progress=None,
+def download_local(spec: DownloadSpec, *, pvc_dir, token=None, on_progress=None,
                    offline: bool | None = None, timeout_s: float | None = None, workers: int | None = None) -> Path:
     """List, plan and download on this machine. Offline (no route to the hub) the bundled all-MiniLM-L6-v2 is
-    served by a local mirror the toolkit starts; other models need the internet."""
-    if pvc_dir is not None:
-        pvc_dir = validate_pvc_dir(pvc_dir)
+    served by a local mirror the toolkit starts; other models need the internet. ``pvc_dir`` is the folder that
+    plays the PVC (:class:`~tke_playbook.download.folders.PvcFolders` names the toolkit's own)."""
+    pvc_dir = validate_pvc_dir(pvc_dir)
     plan, mirror = plan_local(spec, token=token, offline=offline)
     try:
         return run_local_download(spec, plan, pvc_dir, workers, on_progress=on_progress,

@@ -17,7 +17,6 @@ from ..errors import IncompleteModelError, InvalidSpecError
 from ..podworker.modelfolder import verify_folder
 from ..podworker.worker import adopt, options, trust
 from ..specs.download import DownloadSpec
-from ..specs.target import local_pvc_dir
 from ..specs.tokens import reveal
 from .listing import plan_download
 from .local import system_tree, validate_pvc_dir
@@ -30,11 +29,13 @@ def verify_model(folder, on_progress=None) -> dict:
 
 
 def model_folder_for(spec: DownloadSpec, pvc_dir=None, folder=None) -> Path:
-    """``folder``, else ``<pvc_dir>/<model id>``, else the local PVC folder of ``spec.pvc``."""
+    """``folder``, else ``<pvc_dir>/<model id>`` (``pvc_dir``: the folder playing ``spec.pvc``, see
+    :class:`~tke_playbook.download.folders.PvcFolders`)."""
     if folder is not None:
         return Path(folder)
-    root = validate_pvc_dir(pvc_dir) if pvc_dir is not None else local_pvc_dir(spec.pvc)
-    return root / spec.model_path
+    if pvc_dir is None:
+        raise InvalidSpecError("Give the model folder, or the folder that plays the PVC", field="pvc_dir", value=None)
+    return validate_pvc_dir(pvc_dir) / spec.model_path
 
 
 _SYSTEM_FOLDERS = ("/", "/bin", "/boot", "/etc", "/lib", "/lib32", "/lib64", "/run", "/sbin", "/usr", "/var")

@@ -11,7 +11,6 @@ proving that the parity check catches it.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,12 +27,12 @@ _LOAD_LOCK = threading.Lock()
 
 
 def load_sentence_transformer(model_dir: str | Path, device: str = "cpu"):
-    """The sentence-transformers model in ``model_dir``, loaded once per process and folder (offline)."""
+    """The sentence-transformers model in ``model_dir``, loaded once per process and folder, from its files alone
+    (``local_files_only``: nothing is asked of a hub, and nothing is set in the environment - a later hub call in
+    the same process still reaches its hub)."""
     key = (str(Path(model_dir).resolve()), device)
     with _LOAD_LOCK:
         if key not in _LOADED:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             try:
                 from sentence_transformers import SentenceTransformer
 

@@ -18,7 +18,7 @@ from .benchjson import VLLM_BENCH_KEYS, vllm_bench_result, vllm_bench_results, w
 from .ceiling import generator_ceiling, measure_ceiling, measure_ceiling_async
 from .inputs import encoded_bodies, make_text
 from .nullserver import NullServer, start_null_server
-from .progress import CellBar, Progress
+from .progress import LevelBar, Progress, make_bar
 from .runner import (HttpEngine, LoadResult, closed_budget_s, open_budget_s, run_closed_loop_async,
                      run_open_loop_async)
 from .summary import COMPACT_COLUMNS, RECORD_COLUMNS, SUMMARY_COLUMNS, compact_table, headroom_warning, summarize
@@ -53,7 +53,7 @@ def run_open_loop(url: str, model: str | None = None, rates=(1.0, 10.0, 50.0), *
                              progress)
 
 
-__all__ = ["COMPACT_COLUMNS", "CellBar", "Progress", "closed_budget_s", "interruptible", "open_budget_s", "last_interrupted",
+__all__ = ["COMPACT_COLUMNS", "LevelBar", "Progress", "make_bar", "closed_budget_s", "interruptible", "open_budget_s", "last_interrupted",
            "remember_interrupted", "run_interruptibly",
            "HttpEngine", "LoadResult", "MixedResult", "NullServer", "RECORD_COLUMNS", "SUMMARY_COLUMNS", "Stream",
            "VLLM_BENCH_KEYS", "compact_table", "default_streams", "encoded_bodies", "run_mixed", "run_mixed_async",

@@ -6,28 +6,26 @@ kept drawing a tqdm widget after its cell had ended; one draw failed inside ``tq
 process-wide write lock without a ``try``/``finally``; the thread died holding the lock, and every later bar - and
 tqdm's monitor thread - waited for it forever. So here the work only counts, the cell's own thread draws (see
 :func:`~tke_playbook.loadgen.sync.run_interruptibly`), and the bar is an HTML line updated in place
-(``display_id``) formatted by ``tqdm.format_meter``: no widget, no tqdm instance, no global lock, no monitor
-thread. A finished bar becomes a one-line summary, never an empty output area.
+(``display_id``, :class:`~tke_playbook.reporting.Bar`): no widget, no tqdm, no global lock, no monitor thread.
+A finished bar becomes a one-line summary, never an empty output area.
 
 Honest remaining time: runs are split into levels, each bounded by a time budget. The bar counts seconds of the
 budget: a finished level counts in full, the running one by the time it has run. "at most m:ss left" is then an
 upper bound that holds whatever speed the later levels have.
 
-``progress`` arguments accept ``False`` (no bar), ``True`` (a line in a notebook, lines on stderr elsewhere) or an
-object with ``update(n)`` and ``close()`` (a bar of your own, or a recorder in tests), moved by requests.
+``progress`` arguments accept ``False`` (no bar), ``True`` (a line in a notebook, lines on stderr elsewhere), a
+:class:`~tke_playbook.reporting.Reporter` (its bar), or an object with ``update(n)`` and ``close()`` (a bar of your
+own, or a recorder in tests), moved by requests.
 """
 
 from __future__ import annotations
 
-import html
-import sys
 import time
 from typing import Protocol
 
+from .. import reporting
 from ..errors import InvalidSpecError
-
-DRAW_EVERY_S = 0.25   # notebook redraws at most this often
-LOG_EVERY_S = 10.0    # a plain line on stderr at most this often (outside a notebook), and at each level
+from ..reporting import Reporter, clock_text, default_reporter, gauge
 
 
 class Bar(Protocol):
@@ -36,13 +34,6 @@ class Bar(Protocol):
     def update(self, n: int = 1) -> object: ...
 
     def close(self) -> object: ...
-
-
-def clock_text(seconds: float) -> str:
-    """``m:ss`` (``h:mm:ss`` from an hour)."""
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 class Progress:
@@ -112,34 +103,20 @@ class Progress:
         return f"{self.desc}: {levels}{self.requests:,} requests in {clock_text(time.monotonic() - self.started)}"
 
 
-def _ipython_kernel():
-    """The running IPython kernel's shell (a notebook), or None (a terminal, a script, a test)."""
-    module = sys.modules.get("IPython")
-    shell = module.get_ipython() if module is not None and hasattr(module, "get_ipython") else None
-    return shell if shell is not None and getattr(shell, "kernel", None) is not None else None
+class LevelBar:
+    """A :class:`~tke_playbook.reporting.Bar` (from the reporter: in a notebook an HTML line updated in place,
+    elsewhere plain lines on stderr now and then) that shows a :class:`Progress`: the time budget used, the
+    requests, the level running. :meth:`close` replaces it with a summary line."""
 
-
-class CellBar:
-    """A progress line drawn by the thread that runs the cell: in a notebook an HTML ``<progress>`` line updated in
-    place, elsewhere a plain line on stderr now and then. :meth:`close` replaces it with a summary line."""
-
-    def __init__(self, desc: str, unit: str = "req"):
-        self.desc, self.unit = desc, unit
-        self._shell = _ipython_kernel()
-        self._handle = None
-        self._drawn_at = 0.0
-        self._logged_at = 0.0
-        self._last_level = None
-        self.closed = False
+    def __init__(self, bar: reporting.Bar, unit: str = "req"):
+        self.bar, self.unit = bar, unit
 
     @property
     def shows_lines(self) -> bool:
         """True in a notebook: the line :meth:`close` writes stays in the cell's output."""
-        return self._shell is not None
+        return self.bar.shows_lines
 
     def _text(self, progress: Progress) -> tuple[str, float | None]:
-        from tqdm import tqdm  # format_meter only: a static formatter, no bar instance, no lock
-
         now = time.monotonic()
         elapsed = now - progress.started
         parts = [f"{progress.requests:,} {self.unit}"]
@@ -148,62 +125,27 @@ class CellBar:
         if progress.level:
             parts.append(progress.level)
         left = progress.left_s(now)
-        if left is not None:
+        if left is not None and progress.budget_s:
             parts.insert(0, f"at most {clock_text(left)} left")
             fraction = min(1.0, progress.position(now) / progress.budget_s)
-            meter = tqdm.format_meter(fraction * 1000, 1000, elapsed, prefix=progress.desc,
-                                      bar_format="{l_bar}{bar:24}| {elapsed}")
-            return f"{meter} · {' · '.join(parts)}", fraction
-        meter = tqdm.format_meter(progress.requests, None, elapsed, prefix=progress.desc,
-                                  bar_format="{desc}: {elapsed}")
-        return f"{meter} · {' · '.join(parts)}", None
-
-    def _show(self, text: str, fraction: float | None, *, final: bool = False) -> None:
-        if self._shell is None:
-            print(text, file=sys.stderr, flush=True)
-            return
-        from IPython.display import display  # a kernel is running: IPython is there
-
-        bar = "" if fraction is None or final else \
-            f'<progress value="{fraction:.3f}" max="1" style="width:16em;vertical-align:middle"></progress> '
-        data = {"text/plain": text, "text/html": f'<div class="tke-playbook-progress" style="font-family:monospace;'
-                                                 f'font-size:90%">{bar}{html.escape(text)}</div>'}
-        if self._handle is None:
-            self._handle = display(data, raw=True, display_id=True)
-        else:
-            self._handle.update(data, raw=True)
+            return f"{progress.desc}: {gauge(fraction)} {clock_text(elapsed)} · {' · '.join(parts)}", fraction
+        return f"{progress.desc}: {clock_text(elapsed)} · {' · '.join(parts)}", None
 
     def draw(self, progress: Progress, *, force: bool = False) -> None:
-        """Redraw from ``progress`` (throttled); only from the thread that created the bar."""
-        if self._due(progress.level, force):
-            self._show(*self._text(progress))
+        """Redraw from ``progress`` (throttled; at once for a new level); only from the thread that made the bar."""
+        text, fraction = self._text(progress)
+        self.bar.show(text, fraction, force=force, key=progress.level)
 
     def show(self, text: str, fraction: float | None = None, *, force: bool = False, key: str = "") -> None:
-        """Redraw with ``text`` (and a bar at ``fraction`` of the way), throttled like :meth:`draw`; ``key``
-        changes force a plain line outside a notebook (a new level, a new file)."""
-        if self._due(key, force):
-            self._show(text, fraction)
-
-    def _due(self, key: str, force: bool) -> bool:
-        if self.closed:
-            return False
-        now = time.monotonic()
-        if self._shell is None:  # a log: a line per level and every LOG_EVERY_S
-            if not force and key == self._last_level and now - self._logged_at < LOG_EVERY_S:
-                return False
-            self._logged_at, self._last_level = now, key
-        elif not force and now - self._drawn_at < DRAW_EVERY_S:
-            return False
-        self._drawn_at = now
-        return True
+        self.bar.show(text, fraction, force=force, key=key)
 
     def close(self, line: str | None = None) -> None:
-        """Replace the bar with ``line`` (a summary, or why the run stopped); idempotent."""
-        if self.closed:
-            return
-        self.closed = True
+        """Replace the bar with ``line`` (a summary, or why the run stopped); idempotent. Without a line the bar
+        simply ends (the caller showed what it needed)."""
         if line:
-            self._show(line, None, final=True)
+            self.bar.close(line)
+        else:
+            self.bar.closed = True
 
 
 class _OwnBar:
@@ -227,13 +169,17 @@ class _OwnBar:
 
 
 def make_bar(progress, desc: str):
-    """The drawer for a ``progress`` argument: None for False/None, a :class:`CellBar` for True, the caller's bar
-    otherwise. Call only from the thread that will draw it."""
+    """The drawer for a ``progress`` argument: None for False/None, a :class:`LevelBar` on the default reporter
+    for True (:func:`~tke_playbook.reporting.default_reporter`: a notebook line, or lines on stderr) or on the
+    given :class:`~tke_playbook.reporting.Reporter`, the caller's bar otherwise. Call only from the thread that will
+    draw it."""
     if progress is None or progress is False:
         return None
     if progress is True:
-        return CellBar(desc)
+        return LevelBar(default_reporter().bar(None, desc))
+    if isinstance(progress, Reporter):
+        return LevelBar(progress.bar(None, desc))
     if not (hasattr(progress, "update") and hasattr(progress, "close")):
-        raise InvalidSpecError("progress must be True, False or an object with update(n) and close(), such as a "
-                               "tqdm bar", field="progress", value=type(progress).__name__)
+        raise InvalidSpecError("progress must be True, False, a reporter or an object with update(n) and close(), "
+                               "such as a tqdm bar", field="progress", value=type(progress).__name__)
     return _OwnBar(progress)

@@ -146,8 +146,6 @@ class Encoder:
     """A loaded sentence-transformers model that tokenises text and encodes token-id lists."""
 
     def __init__(self, model_dir: str | os.PathLike, *, threads: int | None = None, chunk: int = DEFAULT_CHUNK):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
         import torch  # late: seconds to import; the API process needs it only once a model loads
         from sentence_transformers import SentenceTransformer

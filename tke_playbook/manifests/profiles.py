@@ -12,8 +12,6 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-import yaml
-
 from ..specs.catalog import get_model
 from ..specs.download import DownloadSpec
 from ..specs.names import unknown
@@ -101,9 +99,8 @@ def render_profile(profile: Profile | str = "seed", *, helm_values: bool = False
     serving = profile.serving
     if helm_values:
         values = build_helm_values(serving)
-        head = "".join(f"# {n}\n" for n in [f"values for helm-charts/vllm-inference-tke (profile {profile.name})",
-                                             *helm_values_notes(serving)])
-        return head + yaml.safe_dump(values, sort_keys=False, allow_unicode=True, width=2**20)
+        return plan_to_yaml([values], [f"values for helm-charts/vllm-inference-tke (profile {profile.name})",
+                                       *helm_values_notes(serving)])
     notes = [f"tke-playbook plan, profile {profile.name}: {profile.description}",
              *plan_notes(profile.storage, profile.download, serving, download_plan=download_plan)]
     api_key = api_key or os.environ.get(API_KEY_ENV) or None

@@ -6,41 +6,70 @@
     ...
     endpoint = pb.deploy(pb.serving_defaults())
 
-``pb`` is a :class:`Playbook` holding its target's backend (:class:`Backend`: local or cluster). What a step
-reports while it runs (the vLLM log during a cluster deploy) goes to its event sink (``on_event``; default: the
-cell's output). State between notebooks (storage, download, serving spec, running server) lives under
-``tke_playbook.specs.target.state_dir()``; API keys in 0600 files beside it, never printed.
+``pb`` is a :class:`Playbook` holding its target's backend (:class:`Backend`: local or cluster), opened with the
+:class:`Settings` read once from the environment. State between notebooks (storage, download, serving spec,
+running server) lives under ``settings.home``; API keys in 0600 files beside it, never printed.
+
+Names are imported on first use (as the package root does), so ``from tke_playbook.playbook.settings import
+quick_mode`` in a notebook's parameters cell loads neither pandas nor the widgets.
 """
 
 from __future__ import annotations
 
-from .backend import Backend
-from .base import (PlanMemory, Records, check_plan_matches, default_max_model_len, quick_mode, spec_from_dict,
-                   spec_to_dict)
-from .display import install_in_ipython
-from .endpoint import TUTORIAL_INPUT, ServiceEndpoint, api_key_source, describe_embedding_answer, measured_on
-from .events import Event, EventSink, show_event
-from .facade import PLAYBOOKS, ClusterPlaybook, LocalPlaybook, Playbook
-from .local import LocalBackend
-from .report import Level, Note, headroom_note, nothing_note, spec_table, tidy
-from .scaleout import autoscaler_checks
-from .state import SecretStore, StateStore, mask_secret
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..reporting import Reporter
+    from .facade import Playbook
+    from .settings import Settings
+
+_EXPORTS = {
+    "backend": "Backend",
+    "defaults": "default_max_model_len",
+    "endpoint": "TUTORIAL_INPUT ServiceEndpoint api_key_source describe_embedding_answer measured_on",
+    "facade": "PLAYBOOKS ClusterPlaybook LocalPlaybook Playbook",
+    "local": "LocalBackend",
+    "memory": "PlanMemory",
+    "records": "Records",
+    "report": "Level Note headroom_note nothing_note spec_table tidy",
+    "scaleout": "autoscaler_checks",
+    "settings": "Settings quick_mode",
+    "state": "SecretStore StateStore WorkflowState mask_secret spec_from_dict spec_to_dict",
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names.split()}
 
 
-def open_target(target: str | None = None, *, context: str | None = None,
-                on_event: EventSink = show_event) -> Playbook:
+def open_target(target: str | None = None, *, context: str | None = None, reporter: Reporter | None = None,
+                settings: Settings | None = None) -> Playbook:
     """The playbook for ``target`` (``'local'``/``'cluster'``), else from ``$TKE_PLAYBOOK_TARGET`` or kubeconfig.
 
-    ``context`` picks the kubeconfig context (cluster target; ignored locally); ``on_event`` receives what a step
-    reports while it runs (default: shown in the cell's output). Inside IPython this also makes the toolkit's
-    errors show as one short red block (:func:`tke_playbook.playbook.display.install`)."""
+    The environment is read here, once (:meth:`Settings.from_env <tke_playbook.playbook.settings.Settings.from_env>`;
+    pass ``settings`` to give them instead). ``context`` picks the kubeconfig context (cluster target; ignored
+    locally); ``reporter`` shows what a step reports while it runs - events and progress (default:
+    :func:`~tke_playbook.reporting.default_reporter`, the cell's output in a notebook, stdout/stderr elsewhere).
+    Inside IPython this also makes the toolkit's errors show as one short red block, installed once per kernel
+    (:func:`tke_playbook.playbook.display.install`)."""
+    from .display import install_in_ipython
+    from .facade import Playbook
+    from .settings import Settings
+
     install_in_ipython()
-    return Playbook.from_env(target or None, context=context or None, on_event=on_event)
+    settings = settings or Settings.from_env(target=target or None, context=context or None)
+    return Playbook.from_env(settings=settings, reporter=reporter)
 
 
-__all__ = ["Backend", "autoscaler_checks", "ClusterPlaybook", "Event", "EventSink", "Level", "LocalBackend", "LocalPlaybook", "Note",
-           "PLAYBOOKS", "PlanMemory", "Playbook", "Records", "ServiceEndpoint", "SecretStore", "StateStore",
-           "TUTORIAL_INPUT", "api_key_source", "check_plan_matches", "default_max_model_len",
-           "describe_embedding_answer", "measured_on",
-           "headroom_note", "mask_secret", "nothing_note", "open_target", "quick_mode", "show_event", "spec_from_dict",
-           "spec_table", "spec_to_dict", "tidy"]
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tke_playbook.playbook' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
+
+__all__ = sorted([*_WHERE, "open_target"])

@@ -3,7 +3,7 @@
 :class:`~tke_playbook.playbook.facade.Playbook` holds one backend - :class:`~tke_playbook.playbook.local.LocalBackend`
 (this machine plays the cluster) or :class:`~tke_playbook.playbook.cluster.ClusterBackend` (a TKE cluster through
 :mod:`tke_playbook.kube`) - and sends it every step that touches the target. A backend gets what it needs (the
-:class:`~tke_playbook.playbook.base.Records`, an event sink, a cluster connection) through its constructor and
+:class:`~tke_playbook.playbook.records.Records`, an event sink, a cluster connection) through its constructor and
 nothing else; the facade keeps the target-independent steps (defaults, rendering, the API key).
 
 Calls marked *options* take keyword options only one target knows (``mirror=`` for a local plan, ``token=`` for a

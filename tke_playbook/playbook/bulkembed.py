@@ -19,12 +19,12 @@ from collections.abc import Callable
 from ..corpus.bulk import embed_local
 from ..corpus.loading import Corpus
 from ..corpus.shards import embed_plan, stage_corpus
+from ..download.folders import PvcFolders
 from ..errors import InvalidSpecError, NotDeployedError, PlaybookError, VerificationError
 from ..manifests.embedjob import build_embed_objects
 from ..podworker.embedworker import MARKER
+from ..reporting import Reporter, default_reporter
 from ..specs.embedjob import EmbedJobSpec
-from ..specs.target import local_pvc_dir
-from .display import progress_bar
 
 
 def manifest_from_logs(logs: list[str], plan: dict) -> dict:
@@ -44,7 +44,7 @@ def manifest_from_logs(logs: list[str], plan: dict) -> dict:
 
 
 def run_embed_job(kube, spec: EmbedJobSpec, plan: dict, *, timeout: float = 24 * 3600, poll: float = 5.0,
-                  on_progress: Callable | None = None) -> dict:
+                  on_progress: Callable | None = None, reporter: Reporter | None = None) -> dict:
     """Apply the bulk embedding Job, wait for it with a progress bar, and return its verified manifest."""
     from ..kube import apply_all, list_pods, pod_logs, wait_for_job  # late: the local path never loads the client
 
@@ -56,7 +56,7 @@ def run_embed_job(kube, spec: EmbedJobSpec, plan: dict, *, timeout: float = 24 *
         if on_progress is not None:
             on_progress(progress)
 
-    with progress_bar(spec.shards, f"Job {spec.name}", unit="shard") as bar:
+    with (reporter or default_reporter()).bar(spec.shards, f"Job {spec.name}", unit="shard") as bar:
         wait_for_job(kube, spec.name, spec.namespace, timeout, on_progress=lambda p: show(p, bar), poll=poll)
     pods = list_pods(kube, spec.namespace, f"job-name={spec.name}")
     logs = [pod_logs(kube, pod, tail_lines=200, namespace=spec.namespace) for pod in pods]
@@ -79,7 +79,7 @@ def embed_on_target(pb, corpus: Corpus, *, shards: int = 4, stage_root=None, wor
     prompt = serving.model_info.document_prompt
     if getattr(pb, "kube", None) is None:
         endpoint = pb.endpoint()
-        _, manifest, _, _ = embed_local(corpus, local_pvc_dir(serving.pvc_name), endpoint=endpoint.url,
+        _, manifest, _, _ = embed_local(corpus, PvcFolders(pb.settings.home).create(serving.pvc_name), endpoint=endpoint.url,
                                         model=endpoint.model, document_prompt=prompt, shards=shards,
                                         workers=workers, api_key=endpoint.api_key, batch=batch,
                                         concurrency=concurrency, progress=progress)
@@ -94,7 +94,7 @@ def embed_on_target(pb, corpus: Corpus, *, shards: int = 4, stage_root=None, wor
     plan = embed_plan(staged, endpoint=spec.endpoint, model=spec.model, document_prompt=prompt, batch=batch,
                       concurrency=concurrency)
     try:
-        return run_embed_job(pb.kube, spec, plan)
+        return run_embed_job(pb.kube, spec, plan, reporter=pb.reporter)
     except VerificationError:
         raise
     except PlaybookError as exc:

@@ -20,14 +20,14 @@ from ..manifests.serving import build_serving_objects
 from ..specs.catalog import TUTORIAL_MODEL
 from ..specs.download import Source
 from ..specs.labels import Component, selector
+from ..reporting import Event, Level, Reporter, waiting
 from ..specs.target import Target
-from .base import Records, model_id, namespace, spec_to_dict
+from .defaults import model_id
+from .records import Records
+from .settings import Settings
 from .connection import KubeConnection
-from .display import waiting
 from .download_cluster import ClusterDownloads
 from .endpoint import ServiceEndpoint
-from .events import Event, EventSink, show_event
-from .report import Level
 
 PVC_BIND_TIMEOUT_S = 300.0
 PVC_POLL_S = 2.0
@@ -41,11 +41,12 @@ class ClusterBackend:
     default_model = TUTORIAL_MODEL
     default_source = Source.MODELSCOPE.value
 
-    def __init__(self, records: Records, connection: KubeConnection, on_event: EventSink = show_event):
+    def __init__(self, records: Records, connection: KubeConnection, settings: Settings, reporter: Reporter):
         self.records = records
         self.connection = connection
-        self.on_event = on_event
-        self.downloads = ClusterDownloads(records, connection)
+        self.settings = settings
+        self.reporter = reporter
+        self.downloads = ClusterDownloads(records, connection, reporter)
 
     @property
     def kube(self):
@@ -57,15 +58,15 @@ class ClusterBackend:
         return self.connection.context
 
     def describe(self) -> str:
-        return (f"Target cluster: kubeconfig context {self.context or '(current)'}, namespace {namespace()}; "
+        return (f"Target cluster: kubeconfig context {self.context or '(current)'}, namespace {self.settings.namespace}; "
                 f"state kept in {self.records.state.path}.")
 
     # --- 00 prerequisites ---------------------------------------------------------------------------------
 
     def preflight(self, model: str = ""):
-        storage = self.records.state.get("storage") or {}
+        storage = self.records.read().storage
         return run_preflight(self.kube, model=model_id(model, self.default_model),
-                             storage_class=storage.get("storage_class"))
+                             storage_class=storage.storage_class if storage is not None else None)
 
     def node_types(self) -> list:
         """The distinct node types of the cluster's nodes (by instance type), GPU nodes first."""
@@ -89,14 +90,14 @@ class ClusterBackend:
     # --- 01 storage ---------------------------------------------------------------------------------------
 
     def pvcs(self) -> list[str]:
-        return sorted(p["metadata"]["name"] for p in list_pvcs(self.kube, namespace()))
+        return sorted(p["metadata"]["name"] for p in list_pvcs(self.kube, self.settings.namespace))
 
     def create_storage(self, storage_spec, timeout: float = PVC_BIND_TIMEOUT_S) -> pd.DataFrame:
         """Apply the StorageClass (when the spec has one) and the PVC, then wait until the PVC is Bound (or, with
         a StorageClass that binds on first use, waits for its first pod)."""
         apply_all(self.kube, build_plan(storage_spec))
-        self.records.state.put("storage", spec_to_dict(storage_spec))
-        with waiting(f"Waiting for PVC {storage_spec.pvc_name} to be Bound"):
+        self.records.state.update(storage=storage_spec)
+        with waiting(self.reporter, f"Waiting for PVC {storage_spec.pvc_name} to be Bound"):
             pvc = wait_for_pvc_bound(self.kube, storage_spec.pvc_name, storage_spec.namespace, timeout,
                                      poll=PVC_POLL_S)
         phase = (pvc.get("status") or {}).get("phase") or "Pending"
@@ -133,10 +134,10 @@ class ClusterBackend:
         apply_all(self.kube, build_serving_objects(serving_spec, key))
         self.records.record_serving(serving_spec)
         wait = wait_for_leader_worker_set if serving_spec.is_multi_node else wait_for_deployment
-        with waiting(f"Waiting for {serving_spec.name} to become ready (log lines follow)"):
+        with waiting(self.reporter, f"Waiting for {serving_spec.name} to become ready (log lines follow)"):
             wait(self.kube, serving_spec.name, serving_spec.namespace, timeout or serving_spec.startup_timeout_s,
-                 on_log=lambda line: self.on_event(Event(line, Level.INFO, "deploy")),
-                 on_diagnosis=lambda d: self.on_event(Event(str(d), Level.WARNING, "deploy")))
+                 on_log=lambda line: self.reporter.event(Event(line, Level.INFO, "deploy")),
+                 on_diagnosis=lambda d: self.reporter.event(Event(str(d), Level.WARNING, "deploy")))
         return self.endpoint(serving_spec.model)
 
     def endpoint(self, model: str = "") -> ServiceEndpoint:
@@ -169,8 +170,7 @@ class ClusterBackend:
     # --- 99 cleanup ---------------------------------------------------------------------------------------
 
     def teardown(self, keep_pvc: bool = True) -> pd.DataFrame:
-        deleted = teardown(self.kube, namespace(), keep_pvc=keep_pvc)
+        deleted = teardown(self.kube, self.settings.namespace, keep_pvc=keep_pvc)
         self.stop_downloads()
-        self.records.runs.clear()
-        self.records.state.drop("server", "serving", "download", "deployments", *(() if keep_pvc else ("storage",)))
+        self.records.forget(keep_storage=keep_pvc)
         return pd.DataFrame([{"object": r.kind, "name": r.name} for r in deleted], columns=["object", "name"])

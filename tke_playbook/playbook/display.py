@@ -1,39 +1,30 @@
-"""How the toolkit looks in a notebook: its errors as one short red block, and progress bars.
+"""How the toolkit's errors look in a notebook: one short red block.
 
-    from tke_playbook.playbook.display import install
-    install()      # open_target() does this for you inside IPython
+    pb = open_target()   # inside IPython this installs it, once per kernel
 
 After :func:`install`, a :class:`~tke_playbook.errors.PlaybookError` raised by a cell shows as one red block -
 what happened, what to do - with the traceback one click away (an HTML ``<details>`` element), instead of frames of
 library source. The cell still counts as failed (Run All, nbclient and papermill stop there). Other exceptions
 keep IPython's usual traceback. Outside IPython, :func:`install` makes uncaught toolkit errors print as one line.
 
-:func:`progress_bar` gives a progress line in a notebook (drawn in place, replaced by a summary when done: no
-widget, nothing empty left behind) and plain log lines elsewhere; :func:`waiting` counts seconds.
+Progress and events go through the playbook's reporter (:mod:`tke_playbook.reporting`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import html
-import logging
 import re
 import sys
-import threading
-import time
 import traceback
 from typing import Any
 
 from ..errors import PlaybookError
-from ..loadgen.progress import CellBar, clock_text
-from ..loadgen.sync import interruptible
 
 MAX_SHOWN_LINES = 6  # message lines shown in the block; the rest is one click away with the traceback
 _TODO = re.compile(r"^(run|use|set|pick|choose|create|connect|wait|install|leave|give|pass|type|free|delete|"
                    r"reinstall|start|deploy|add|check|try|write|rerun|remove|stop|open|make|point|fix|lower|raise|"
                    r"increase|reduce|shorten|split|select|edit|change|download|launch|call|see|ask|keep|send|"
                    r"enter|name|restart|retry|plan|clean|tick|untick|drop|look|read|put)\b", re.IGNORECASE)
-log = logging.getLogger("tke_playbook.progress")
 
 
 # --- errors ------------------------------------------------------------------------------------------------
@@ -132,6 +123,8 @@ def install(shell: Any = None) -> bool:
     if shell is not None:
         from .report import readable_tables  # late: pandas only where tables are shown
 
+        if tuple(getattr(shell, "custom_exceptions", ())) == (PlaybookError,):
+            return True  # installed already in this kernel (by open_target in an earlier cell)
         shell.set_custom_exc((PlaybookError,), _ipython_handler)
         readable_tables()
         return True
@@ -153,143 +146,3 @@ def install_in_ipython() -> bool:
     """:func:`install` only when running inside IPython (what ``open_target`` calls); False elsewhere."""
     shell = _ipython()
     return install(shell) if shell is not None else False
-
-
-# --- progress ----------------------------------------------------------------------------------------------
-
-
-class LogBar:
-    """A tqdm-like bar that logs one plain line per tenth of the way (without a total: every ``steps`` units),
-    for logs and runs outside a notebook."""
-
-    def __init__(self, total: float | None = None, desc: str = "", unit: str = "it", steps: int = 10):
-        self.total, self.desc, self.unit, self.n = total, desc, unit, 0
-        self._steps, self._logged = steps, -1
-
-    def _line(self) -> str:
-        if self.total:
-            return f"{self.desc}: {self.n:,.0f}/{self.total:,.0f} {self.unit} ({100 * self.n / self.total:.0f}%)"
-        return f"{self.desc}: {self.n:,.0f} {self.unit}"
-
-    def update(self, n: float = 1) -> None:
-        self.n += n
-        step = int(self._steps * self.n / self.total) if self.total else int(self.n // self._steps)
-        if step > self._logged:
-            self._logged = step
-            log.info(self._line())
-
-    def set_description(self, desc: str) -> None:
-        self.desc = desc
-
-    def set_postfix_str(self, text: str) -> None:
-        self.desc = f"{self.desc.split(' [')[0]} [{text}]"
-
-    def refresh(self) -> None:
-        return None
-
-    def close(self, line: str | None = None) -> None:
-        log.info(line or self._line() + " - done")
-
-    def __enter__(self) -> "LogBar":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class LineBar:
-    """The notebook form of :func:`progress_bar`: ``n`` of ``total`` ``unit`` drawn as one line updated in place
-    (:class:`~tke_playbook.loadgen.progress.CellBar`, formatted by ``tqdm.format_meter``: no widget, no tqdm lock),
-    replaced by a summary line when it closes - nothing empty is left behind. Draw from one thread."""
-
-    def __init__(self, total: float | None = None, desc: str = "", unit: str = "it", **_options: Any):
-        self.total, self.desc, self.unit, self.n = total, desc, unit, 0
-        self.postfix = ""
-        self.started = time.monotonic()
-        self._line = CellBar(desc, unit)
-        self._scale = {"unit_scale": True, "unit_divisor": 1000} if unit == "B" else {}
-
-    @property
-    def shows_lines(self) -> bool:
-        return self._line.shows_lines
-
-    def _text(self) -> str:
-        from tqdm import tqdm  # format_meter only: a static formatter
-
-        total = self.total if self.total and self.n <= self.total else None
-        text = tqdm.format_meter(self.n, total, time.monotonic() - self.started, prefix=self.desc, unit=self.unit,
-                                 bar_format="{l_bar}{bar:24}| {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}]"
-                                 if total else "{desc}: {n_fmt} {unit} [{elapsed}]", **self._scale)
-        return f"{text} · {self.postfix}" if self.postfix else text
-
-    def _draw(self, force: bool = False) -> None:
-        fraction = min(1.0, self.n / self.total) if self.total else None
-        self._line.show(self._text(), fraction, force=force, key=self.postfix)
-
-    def update(self, n: float = 1) -> None:
-        self.n += n
-        self._draw()
-
-    def set_description(self, desc: str) -> None:
-        self.desc = desc
-
-    def set_postfix_str(self, text: str) -> None:
-        self.postfix = text
-        self._draw()
-
-    def refresh(self) -> None:
-        self._draw(force=True)
-
-    def close(self, line: str | None = None) -> None:
-        """Replace the bar with ``line``, else a summary (``Downloading x: 91.6 MB in 0:12``); idempotent."""
-        if self._line.closed:
-            return
-        from tqdm import tqdm
-
-        amount = tqdm.format_sizeof(self.n, divisor=1000) + self.unit if self._scale else f"{self.n:,.0f} {self.unit}"
-        self._line.close(line or f"{self.desc}: {amount} in {clock_text(time.monotonic() - self.started)}")
-
-    def __enter__(self) -> "LineBar":
-        self._draw(force=True)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def progress_bar(total: float | None = None, desc: str = "", unit: str = "B", **options: Any):
-    """A progress bar: a :class:`LineBar` inside IPython, a :class:`LogBar` elsewhere. ``unit='B'`` scales bytes
-    (kB, MB). Use as a context manager from one thread; ``update(n)`` moves it."""
-    if _ipython() is None:
-        return LogBar(total, desc, unit)
-    return LineBar(total, desc, unit, **options)
-
-
-@contextlib.contextmanager
-def waiting(desc: str, every: float = 0.5, *, interrupted: str = "run the cell again to wait again"):
-    """A line counting the seconds while the block runs (for waits that report no progress of their own, such as
-    a server loading its model). Its ticker thread ends with the block; an interrupt ends the block with one line:
-    ``<desc>: interrupted after m:ss; <interrupted>``."""
-    bar = LineBar(None, desc, unit="s") if _ipython() is not None else LogBar(None, desc, unit="s", steps=10)
-    done = threading.Event()
-    started = time.monotonic()
-
-    def tick():
-        while not done.wait(every):
-            bar.update(time.monotonic() - started - bar.n)
-
-    ticker = threading.Thread(target=tick, name="tke-playbook-waiting", daemon=True)
-
-    def stopped() -> str:
-        done.set()
-        ticker.join(timeout=2.0)
-        return f"{desc}: interrupted after {clock_text(time.monotonic() - started)}; {interrupted}"
-
-    ticker.start()
-    try:
-        with interruptible(stopped, bar=bar if isinstance(bar, LineBar) else None):
-            yield bar
-    finally:
-        done.set()
-        ticker.join(timeout=2.0)
-        bar.close()

@@ -14,11 +14,12 @@ from ..download import build_download_objects, plan_download
 from ..errors import DownloadError, JobFailedError
 from ..kube import Kube, ObjectRef, apply_all, get, job_progress, list_pods, wait_for_job
 from ..loadgen.sync import interruptible
+from ..reporting import Reporter
 from ..specs.labels import Component, selector
 from ..specs.tokens import token_from_env
-from .base import PlanMemory, Records
+from .memory import PlanMemory
+from .records import Records
 from .connection import KubeConnection
-from .display import progress_bar
 
 
 def _job(spec) -> ObjectRef:
@@ -29,9 +30,10 @@ class ClusterDownloads:
     """The download steps of :class:`~tke_playbook.playbook.cluster.ClusterBackend`, given the playbook's records
     and its cluster connection; keeps the plan cell's plan of this kernel."""
 
-    def __init__(self, records: Records, connection: KubeConnection):
+    def __init__(self, records: Records, connection: KubeConnection, reporter: Reporter):
         self.records = records
         self.connection = connection
+        self.reporter = reporter
         self.plans = PlanMemory()
 
     @property
@@ -76,7 +78,7 @@ class ClusterDownloads:
             bar.set_postfix_str(progress.summary()[:60])
 
         try:
-            with progress_bar(spec.completions, f"Job {spec.job_name}", unit="index") as bar, \
+            with self.reporter.bar(spec.completions, f"Job {spec.job_name}", unit="index") as bar, \
                     interruptible(lambda: f"stopped watching Job {spec.job_name} at {bar.n:.0f} of "
                                           f"{spec.completions} indexes; it keeps running on the cluster: run this "
                                           "cell again to wait for it", bar=bar):

@@ -20,16 +20,18 @@ import pandas as pd
 from .. import errors
 from ..download import require_finished
 from ..download.listing import plan_download
+from ..download.folders import PvcFolders
 from ..download.local import hub_offline, run_local_download
 from ..download.mirror import offline_mirror
 from ..errors import DownloadError, NoDownloadError
 from ..loadgen.sync import interruptible
+from ..reporting import Reporter
 from ..podworker import progress
 from ..podworker.modelfolder import read_manifest, require_complete
 from ..specs.catalog import OFFLINE_MODEL
-from .base import PlanMemory, Records
-from .display import error_text, progress_bar
-from .folders import PvcFolders
+from .memory import PlanMemory
+from .records import Records
+from .display import error_text
 from .runs import DownloadRecord
 
 
@@ -55,42 +57,41 @@ class LocalDownloads:
     progress, wait, verify, stop. Given the playbook's records and the PVC folders; keeps the plan cell's plan and
     the offline mirror of this kernel."""
 
-    def __init__(self, records: Records, folders: PvcFolders):
+    def __init__(self, records: Records, folders: PvcFolders, reporter: Reporter, *, offline: bool = False,
+                 mirror=None):
         self.records = records
         self.folders = folders
+        self.reporter = reporter
+        self.offline = offline  # act as if no hub can be reached (the settings' TKE_PLAYBOOK_OFFLINE)
+        self.mirror = mirror  # a running hub (e.g. a test's) to list and download from instead of the real one
         self.plans = PlanMemory()
-        self._mirror = None  # the offline mirror the plan cell started, for the launch cell
 
     @property
     def runs(self):
         return self.records.runs
 
-    def _take_mirror(self):
-        mirror, self._mirror = self._mirror, None
-        return mirror
-
-    def _stop_mirror(self) -> None:
-        mirror = self._take_mirror()
-        if mirror is not None:
+    def _plan(self, spec):
+        if self.mirror is not None:
+            return plan_download(spec, endpoint=self.mirror.url), None
+        if not hub_offline(spec, timeout_s=2.0, offline=self.offline):
+            return plan_download(spec), None
+        if spec.model != OFFLINE_MODEL:
+            raise DownloadError(f"The hub for {spec.source.value} cannot be reached from here and only "
+                                f"{OFFLINE_MODEL} ships with the toolkit: connect to the internet, set "
+                                f"{spec.source.endpoint_env} to a mirror, or choose {OFFLINE_MODEL}", obj=spec.model)
+        mirror = offline_mirror().start()
+        try:
+            return plan_download(spec, endpoint=mirror.url), mirror
+        except BaseException:
             mirror.stop()
+            raise
 
-    def plan_download(self, spec, mirror=None):
+    def plan_download(self, spec):
         """List the repository and split it into shards; the plan is kept for the launch cell. Offline, the
-        packaged model is listed from a local mirror (started here and kept for :meth:`start_download`). A failed
-        plan forgets the previous one, so the launch cell cannot run a stale plan."""
-        def make():
-            nonlocal mirror
-            self._stop_mirror()
-            if mirror is None and hub_offline(spec, timeout_s=2.0):
-                if spec.model != OFFLINE_MODEL:
-                    raise DownloadError(f"The hub for {spec.source.value} cannot be reached from here and only "
-                                        f"{OFFLINE_MODEL} ships with the toolkit: connect to the internet, set "
-                                        f"{spec.source.endpoint_env} to a mirror, or choose {OFFLINE_MODEL}",
-                                        obj=spec.model)
-                mirror = self._mirror = offline_mirror().start()
-            return plan_download(spec, endpoint=mirror.url if mirror is not None else None)
-
-        return self.plans.make(spec, make)
+        packaged model is listed from a local mirror (started here and kept with the plan for
+        :meth:`start_download`). A failed plan forgets the previous one, so the launch cell cannot run a stale
+        plan."""
+        return self.plans.make(spec, lambda: self._plan(spec))
 
     def start_download(self, spec, plan=None) -> pd.DataFrame:
         """Start the worker processes in the background (``parallelism`` at a time); returns at once. ``plan``
@@ -101,7 +102,7 @@ class LocalDownloads:
             if record.current_status() == "running":
                 raise DownloadError(f"A download of {record.model} is still running: wait for it "
                                     "(wait_for_download) before starting another.", obj=record.model)
-        mirror = self._take_mirror()
+        mirror = self.plans.take_mirror()
         record = self.records.record_download(spec, plan, str(self.download_folder(spec)), kernel_pid=os.getpid())
         thread = threading.Thread(target=self._run, args=(spec, plan, mirror, record), daemon=True,
                                   name=f"download-{spec.slug}")
@@ -167,7 +168,7 @@ class LocalDownloads:
             record = self.records.download_record()
         deadline = time.monotonic() + timeout
         total = sum(record.shard_bytes)
-        with progress_bar(total, f"Downloading {record.model}") as bar, \
+        with self.reporter.bar(total, f"Downloading {record.model}", unit="B") as bar, \
                 interruptible(lambda: f"stopped watching the download of {record.model} at "
                                       f"{100 * bar.n / max(total, 1):.0f}%; it keeps going in the background: run "
                                       "this cell again to wait for it", bar=bar):
@@ -201,6 +202,5 @@ class LocalDownloads:
         running = [r for r in self.runs.downloads() if r.current_status() == "running"]
         for record in self.runs.downloads():
             self.runs.remove_download(record.slug)
-        self._stop_mirror()
         self.plans.forget()
         return running

@@ -20,21 +20,24 @@ import pandas as pd
 from ..manifests.download import build_download_job, build_worker_configmap
 from ..manifests.plan import build_helm_values, build_plan, chart_limit
 from ..manifests.serving import KEY_CHECKSUM_ANNOTATION, build_serving_objects, pod_templates
+from ..manifests.yamldoc import plan_to_yaml
 from ..podworker.planner import DownloadPlan, tutorial_plan
 from ..specs.catalog import get_model
 from ..specs.diagnosis import diagnose_log
 from ..specs.download import DownloadSpec
-from ..specs.hardware import NodeType, node_type_from_dict, node_type_to_dict
-from ..specs.serving import API_KEY_SECRET_KEY, ServingSpec, node_changes, seed_profile
+from ..specs.hardware import NodeType
+from ..specs.serving import ServingSpec, node_changes, seed_profile
 from ..specs.storage import DEFAULT_PVC, StorageSpec
-from ..specs.target import Target, resolve_target
+from ..reporting import Reporter, default_reporter
+from ..specs.target import Target
 from .backend import Backend
-from .base import (PREFERRED_NODE, FormMemory, Records, check_plan_matches, default_max_model_len, model_id,
-                   namespace, to_yaml)
-from .events import EventSink, show_event
+from .defaults import PREFERRED_NODE, default_max_model_len, model_id
 from .local import LocalBackend
+from .memory import FormMemory, require_matching_plan
+from .records import Records
 from .report import Level, Note
 from .runs import DownloadRecord
+from .settings import Settings
 from .state import mask_secret
 
 if TYPE_CHECKING:
@@ -44,21 +47,26 @@ if TYPE_CHECKING:
 
 class Playbook:
     """The steps of the tutorial, on the target of ``backend``. ``records`` is what the playbook keeps between
-    notebooks; ``on_event`` receives what a step reports while it runs (default: shown in the cell's output)."""
+    notebooks; ``reporter`` shows what a step reports while it runs (events and progress)."""
 
-    def __init__(self, backend: Backend, records: Records, on_event: EventSink = show_event):
+    def __init__(self, backend: Backend, records: Records, settings: Settings, reporter: Reporter):
         self.backend = backend
         self.records = records
-        self.on_event = on_event
+        self.settings = settings
+        self.reporter = reporter
         self.forms = FormMemory()  # whether this kernel's last reading of each form failed (see read_form)
 
     # --- construction -------------------------------------------------------------------------------------
 
     @staticmethod
     def from_env(target: str | Target | None = None, *, context: str | None = None, root: Path | None = None,
-                 on_event: EventSink = show_event) -> "Playbook":
-        """The playbook for ``target``, else ``$TKE_PLAYBOOK_TARGET``, else cluster when a kubeconfig exists."""
-        return PLAYBOOKS[resolve_target(target)].open(root=root, context=context, on_event=on_event)
+                 reporter: Reporter | None = None, settings: Settings | None = None) -> "Playbook":
+        """The playbook for ``target``, else ``$TKE_PLAYBOOK_TARGET``, else cluster when a kubeconfig exists
+        (:meth:`Settings.from_env <tke_playbook.playbook.settings.Settings.from_env>`, read once here)."""
+        settings = settings or Settings.from_env(target=target, context=context)
+        if root is not None:
+            settings = settings.replace(home=Path(root))
+        return PLAYBOOKS[settings.target].open(settings, reporter=reporter or default_reporter())
 
     @property
     def target(self) -> Target:
@@ -105,7 +113,7 @@ class Playbook:
 
     @property
     def namespace(self) -> str:
-        return namespace()
+        return self.settings.namespace
 
     def storage_defaults(self, pvc_name: str = "", vpc_id: str | None = None, subnet_id: str | None = None,
                          zone: str | None = None) -> StorageSpec:
@@ -127,9 +135,9 @@ class Playbook:
         info = get_model(self.model(model))
         spec = seed_profile().replace(model=info.hf_id, max_model_len=default_max_model_len(info.hf_id),
                                       namespace=self.namespace, **node_changes(self.node_type()))
-        storage = self.state.get("storage") or {}
-        if storage.get("pvc_name") and "pvc_name" not in changes:
-            changes["pvc_name"] = storage["pvc_name"]
+        storage = self.records.read().storage
+        if storage is not None and "pvc_name" not in changes:
+            changes["pvc_name"] = storage.pvc_name
         return spec.replace(**changes) if changes else spec
 
     def downloaded(self) -> DownloadRecord | None:
@@ -139,10 +147,10 @@ class Playbook:
     def download_defaults(self, model: str = "", source: str = "", completions: int = 3, parallelism: int = 3):
         """A DownloadSpec for ``model`` (default: the target's) onto the recorded PVC; parallelism capped at
         completions. ``source`` empty: ModelScope on a cluster (as the tutorial), Hugging Face locally."""
-        storage = self.state.get("storage") or {}
+        storage = self.records.read().storage
         return DownloadSpec(model=self.model(model), source=source or self.backend.default_source,
                             completions=completions, parallelism=min(parallelism, completions),
-                            pvc=storage.get("pvc_name", DEFAULT_PVC), namespace=self.namespace)
+                            pvc=storage.pvc_name if storage is not None else DEFAULT_PVC, namespace=self.namespace)
 
     # --- 00 prerequisites ---------------------------------------------------------------------------------
 
@@ -159,21 +167,18 @@ class Playbook:
     def choose_node_type(self, node_type) -> NodeType:
         """Record the GPU node type to serve on, for every later notebook and kernel: the fit checks of 02/03, the
         serving spec's GPU and node affinity, and what 05/06 price and plan on (:meth:`node_type`)."""
-        self.state.put("node_type", node_type_to_dict(node_type))
+        self.records.state.update(node_type=node_type)
         return node_type
 
     def node_type(self) -> NodeType | None:
         """The node type chosen in 00 (read from the state file, so any kernel sees it), else the tutorial's
         PNV5b.8XLARGE96 (or the first GPU node type of the target)."""
-        recorded = self.state.get("node_type")
-        if isinstance(recorded, dict):
-            try:
-                return node_type_from_dict(recorded)
-            except (KeyError, TypeError, ValueError):
-                pass  # a damaged record: fall back to the default below
+        recorded = self.records.read().node_type
+        if recorded is not None:
+            return recorded
         nodes = [n for n in self.node_types() if getattr(n, "gpu", None)] or list(self.node_types())
         by_name = {n.name: n for n in nodes}
-        return by_name.get(recorded) or by_name.get(PREFERRED_NODE) or (nodes[0] if nodes else None)
+        return by_name.get(PREFERRED_NODE) or (nodes[0] if nodes else None)
 
     def unavailable_models(self, step: str = "download") -> dict[str, str]:
         """Models this target cannot use for ``step`` (``download`` in 02, ``serve`` in 03) right now, each with
@@ -204,10 +209,10 @@ class Playbook:
     def render_storage(self, storage_spec) -> str:
         """The StorageClass (when the spec creates one) and the PVC, as YAML."""
         self.forms.check(storage_spec)
-        head = "" if storage_spec.creates_storage_class else (
-            f"# StorageClass '{storage_spec.storage_class}' is expected to exist (create it in the TKE console, type "
-            f"CFS, in the GPU node's zone),\n# or give vpc_id and subnet_id to have it created.\n")
-        return head + to_yaml(build_plan(storage_spec))
+        notes = [] if storage_spec.creates_storage_class else [
+            f"StorageClass '{storage_spec.storage_class}' is expected to exist (create it in the TKE console, type "
+            f"CFS, in the GPU node's zone),", "or give vpc_id and subnet_id to have it created."]
+        return plan_to_yaml(build_plan(storage_spec), notes)
 
     # --- 02 download --------------------------------------------------------------------------------------
 
@@ -238,16 +243,16 @@ class Playbook:
 
     def render_download(self, spec, plan) -> str:
         """The worker ConfigMap (files per index, plan abbreviated) and the Indexed Job as YAML (no token)."""
-        check_plan_matches(spec, plan)
+        require_matching_plan(spec, plan)
         configmap = build_worker_configmap(spec, plan)
         configmap["data"] = {k: (v if len(v) <= 400 else f"<{len(v):,} characters: the worker's code and the "
                                  "plan, shipped to every pod>") for k, v in configmap.get("data", {}).items()}
-        return to_yaml([configmap, build_download_job(spec, plan)])
+        return plan_to_yaml([configmap, build_download_job(spec, plan)])
 
     def download_job_table(self, spec: DownloadSpec, plan: DownloadPlan) -> pd.DataFrame:
         """The Indexed Job at a glance: one row per index with its files and bytes, and the Job's completions,
         parallelism and completion mode (what the tutorial's downloader script sets)."""
-        check_plan_matches(spec, plan)
+        require_matching_plan(spec, plan)
         job = build_download_job(spec, plan)["spec"]
         return pd.DataFrame([{"job": spec.job_name, "index": i, "files": len(shard),
                               "bytes": int(plan.bytes_per_shard[i]), "completions": job.get("completions"),
@@ -291,12 +296,10 @@ class Playbook:
         self.forms.check(serving_spec)
         docs = build_serving_objects(serving_spec, "hidden" if serving_spec.api_key_required else None)
         for doc in docs:
-            if doc["kind"] == "Secret":
-                doc["data"] = {API_KEY_SECRET_KEY: "<generated; kept in the Secret, not shown>"}
-            elif doc["kind"] in ("Deployment", "LeaderWorkerSet"):
+            if doc["kind"] in ("Deployment", "LeaderWorkerSet"):
                 for template in pod_templates(doc):  # the checksum of a placeholder key would mislead
                     template["metadata"]["annotations"].pop(KEY_CHECKSUM_ANNOTATION, None)
-        return to_yaml(docs)
+        return plan_to_yaml(docs, redact_secrets=True)
 
     def helm_values(self, serving_spec) -> str:
         """The equivalent values.yaml for the tutorial's vllm-inference-tke chart (apiKey left out). When the chart
@@ -306,7 +309,7 @@ class Playbook:
         self.forms.check(serving_spec)
         limit = chart_limit(serving_spec)
         if limit is None:
-            return to_yaml([build_helm_values(serving_spec)])
+            return plan_to_yaml([build_helm_values(serving_spec)])
         why, changes = limit
         nearest = serving_spec.replace(**changes) if changes else None
         if nearest is None or chart_limit(nearest) is not None:
@@ -315,7 +318,7 @@ class Playbook:
                   else "leave out the load balancer's source ranges")
         return (f"# The tutorial's chart {why}.\n# These values are for Service type {nearest.service_type.value} "
                 f"(reach it with kubectl port-forward): {change} for the same deployment here.\n"
-                + to_yaml([build_helm_values(nearest)]))
+                + plan_to_yaml([build_helm_values(nearest)]))
 
     # --- the API key and the recorded specs ---------------------------------------------------------------
 
@@ -356,14 +359,16 @@ class LocalPlaybook(Playbook):
 
     backend: LocalBackend
 
-    def __init__(self, root: Path | None = None, *, on_event: EventSink = show_event):
-        records = Records(Target.LOCAL, root)
-        super().__init__(LocalBackend(records), records, on_event)
+    def __init__(self, settings: Settings | None = None, *, root: Path | None = None,
+                 reporter: Reporter | None = None, mirror=None):
+        settings = _settings(Target.LOCAL, settings, root)
+        records = Records(Target.LOCAL, settings.home)
+        reporter = reporter or default_reporter()
+        super().__init__(LocalBackend(records, settings, reporter, mirror=mirror), records, settings, reporter)
 
     @classmethod
-    def open(cls, *, root: Path | None = None, context: str | None = None,
-             on_event: EventSink = show_event) -> "LocalPlaybook":
-        return cls(root=root, on_event=on_event)
+    def open(cls, settings: Settings, *, reporter: Reporter) -> "LocalPlaybook":
+        return cls(settings, reporter=reporter)
 
     # what exists on this target alone
 
@@ -395,22 +400,25 @@ class ClusterPlaybook(Playbook):
 
     backend: ClusterBackend
 
-    def __init__(self, root: Path | None = None, context: str | None = None, kube: Kube | None = None, *,
-                 on_event: EventSink = show_event):
+    def __init__(self, settings: Settings | None = None, *, root: Path | None = None, context: str | None = None,
+                 kube: Kube | None = None, reporter: Reporter | None = None):
         # here, not at the top: the Kubernetes client loads only when a cluster playbook is built
         from .cluster import ClusterBackend
         from .connection import KubeConnection
 
-        records = Records(Target.CLUSTER, root)
+        settings = _settings(Target.CLUSTER, settings, root)
+        records = Records(Target.CLUSTER, settings.home)
+        context = context or settings.context
         if context:
-            records.state.put("context", context)
-        connection = KubeConnection(context or records.state.get("context") or None, kube)
-        super().__init__(ClusterBackend(records, connection, on_event), records, on_event)
+            records.state.update(context=context)
+        settings = settings.replace(context=context or records.read().context)
+        connection = KubeConnection(settings.context, kube)
+        reporter = reporter or default_reporter()
+        super().__init__(ClusterBackend(records, connection, settings, reporter), records, settings, reporter)
 
     @classmethod
-    def open(cls, *, root: Path | None = None, context: str | None = None,
-             on_event: EventSink = show_event) -> "ClusterPlaybook":
-        return cls(root=root, context=context, on_event=on_event)
+    def open(cls, settings: Settings, *, reporter: Reporter) -> "ClusterPlaybook":
+        return cls(settings, reporter=reporter)
 
     # what exists on this target alone
 
@@ -423,6 +431,12 @@ class ClusterPlaybook(Playbook):
     def kube(self):
         """The cluster client (:class:`~tke_playbook.kube.Kube`), connected on first use."""
         return self.backend.kube
+
+
+def _settings(target: Target, settings: Settings | None, root: Path | None) -> Settings:
+    """``settings`` for ``target`` (read from the environment when not given), its home replaced by ``root``."""
+    settings = (settings or Settings.from_env(target=target)).replace(target=target)
+    return settings.replace(home=Path(root)) if root is not None else settings
 
 
 # which playbook each target opens (read-only)

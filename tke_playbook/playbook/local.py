@@ -19,16 +19,18 @@ from ..embed.lexical import LexicalEmbedder
 from ..errors import InvalidSpecError, NotDeployedError, ServerError
 from ..localserver import start_server
 from ..podworker.modelfolder import is_complete, require_complete
+from ..download.folders import PvcFolders
 from ..download.local import hub_offline
 from ..specs.catalog import OFFLINE_MODEL, get_model, list_models
 from ..specs.download import DownloadSpec, Source
 from ..specs.hardware import NODE_TYPES, node_type_rows
+from ..reporting import Reporter, waiting
 from ..specs.target import Target, offline_model_dir
-from .base import Records, spec_to_dict
-from .display import waiting
+from .records import Records
+from .settings import Settings
+from .state import spec_to_dict
 from .download_local import LocalDownloads
 from .endpoint import ServiceEndpoint
-from .folders import PvcFolders
 from .local_checks import DEFAULT_PORT, port_is_free, run_local_preflight
 from .runs import ServerRecord, stop_process
 
@@ -66,17 +68,19 @@ def _healthy(url: str, timeout: float = 2.0) -> bool:
 
 
 class LocalBackend:
-    """The tutorial's steps on this machine. Given the playbook's :class:`~tke_playbook.playbook.base.Records`;
+    """The tutorial's steps on this machine. Given the playbook's :class:`~tke_playbook.playbook.records.Records`;
     the folders that play PVCs live under their root, and the downloads are a :class:`LocalDownloads`."""
 
     target = Target.LOCAL
     default_model = OFFLINE_MODEL
     default_source = Source.HUGGINGFACE.value
 
-    def __init__(self, records: Records):
+    def __init__(self, records: Records, settings: Settings, reporter: Reporter, *, mirror=None):
         self.records = records
+        self.settings = settings
+        self.reporter = reporter
         self.folders = PvcFolders(records.root)
-        self.downloads = LocalDownloads(records, self.folders)
+        self.downloads = LocalDownloads(records, self.folders, reporter, offline=settings.offline, mirror=mirror)
 
     @property
     def runs(self):
@@ -95,6 +99,7 @@ class LocalBackend:
     def preflight(self, model: str = ""):
         """Python, torch, the model package, disk, the serving port and curl, as a report (``.to_frame()``)."""
         ours = next((f"server {r.name} (pid {r.pid})" for r in self.runs.servers() if r.port == DEFAULT_PORT), "")
+        self.records.root.mkdir(parents=True, exist_ok=True)
         return run_local_preflight(self.records.root, DEFAULT_PORT, ours)
 
     def node_types(self) -> list:
@@ -105,7 +110,8 @@ class LocalBackend:
         return pd.DataFrame(node_type_rows())
 
     def _offline(self) -> bool:
-        return hub_offline(DownloadSpec(model=OFFLINE_MODEL, source=self.default_source), timeout_s=2.0)
+        return hub_offline(DownloadSpec(model=OFFLINE_MODEL, source=self.default_source), timeout_s=2.0,
+                           offline=self.settings.offline)
 
     def source_note(self) -> str:
         """Offline, 'huggingface' is the packaged copy of the offline model behind a local mirror of its API."""
@@ -136,15 +142,15 @@ class LocalBackend:
         """Create the folder that plays PVC ``storage_spec.pvc_name`` (idempotent) and record it."""
         path = self.folders.path(storage_spec.pvc_name)
         path.mkdir(parents=True, exist_ok=True)
-        self.state.put("storage", spec_to_dict(storage_spec))
+        self.state.update(storage=storage_spec)
         free = shutil.disk_usage(path).free
         return pd.DataFrame([{"pvc": storage_spec.pvc_name, "status": "Bound", "path": str(path),
                               "free_GiB": round(free / 2**30, 1)}])
 
     # --- 02 download (see LocalDownloads) -----------------------------------------------------------------
 
-    def plan_download(self, spec, mirror=None):
-        return self.downloads.plan_download(spec, mirror)
+    def plan_download(self, spec):
+        return self.downloads.plan_download(spec)
 
     def start_download(self, spec, plan=None) -> pd.DataFrame:
         return self.downloads.start_download(spec, plan)
@@ -183,7 +189,7 @@ class LocalBackend:
             time.sleep(0.1)
         port = spec.service_port if port_is_free(spec.service_port) else 0
         key = self.records.api_key(spec)
-        with waiting(f"Starting the local server for {spec.model}"):
+        with waiting(self.reporter, f"Starting the local server for {spec.model}"):
             server = start_server(folder, port=port, api_key=key, served_model_name=spec.served_model_name,
                                   require_marker=folder != offline_model_dir(), outlive_caller=True)
         key_file = self.records.secrets.path(spec.api_key_secret) if spec.api_key_required else None
@@ -193,7 +199,7 @@ class LocalBackend:
             log=str(server.log_path), key_file=str(key_file) if key_file else None, kernel_pid=os.getpid(),
             started_at=time.time()))
         self.records.record_serving(spec)
-        self.state.put("server_log", str(server.log_path))
+        self.state.update(server_log=str(server.log_path))
         note = "" if port else (
             f"port {spec.service_port} is held by another program (not a server of this playbook), so the server "
             f"took port {server.port}: free port {spec.service_port} and deploy again to get it")
@@ -203,7 +209,7 @@ class LocalBackend:
         """The last lines of the local server's log (what `kubectl logs` shows on the cluster)."""
         spec = self.records.require_deployed()
         record = self.runs.server(spec.name)
-        path = record.log if record is not None else self.state.get("server_log")
+        path = record.log if record is not None else self.records.read().server_log
         try:
             text = Path(path).read_text(encoding="utf-8", errors="replace")
         except (TypeError, OSError):
@@ -269,8 +275,8 @@ class LocalBackend:
 
     def _delete_keys(self) -> list[dict]:
         records = self.records
-        specs = [records.recorded_serving_spec()] + [records.deployed_spec(m)
-                                                     for m in (self.state.get("deployments") or {})]
+        state = records.read()
+        specs = [state.serving, *state.deployments.values()]
         removed = []
         for secret in dict.fromkeys(s.api_key_secret for s in specs if s is not None and s.api_key_required):
             if records.secrets.read(secret) is not None:
@@ -284,11 +290,9 @@ class LocalBackend:
         removed = [{"object": "local server", "name": f"{r.name} ({r.url}, pid {r.pid})"} for r in self.stop_servers()]
         removed += [{"object": "download", "name": f"{r.model} ({r.current_status()})"} for r in self.stop_downloads()]
         removed += self._delete_keys()
-        self.runs.clear()
-        self.state.drop("server", "server_log", "serving", "download", "deployments")
+        self.records.forget(keep_storage=keep_pvc)
         if not keep_pvc:
             for name in self.pvcs():
                 shutil.rmtree(self.folders.path(name), ignore_errors=True)
                 removed.append({"object": "PVC folder", "name": name})
-            self.state.drop("storage")
         return pd.DataFrame(removed, columns=["object", "name"])

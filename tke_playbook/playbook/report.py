@@ -17,15 +17,8 @@ from typing import Any
 import pandas as pd
 
 from ..errors import InvalidSpecError
+from ..reporting import Level
 from ..specs.names import unknown
-
-
-class Level(str, enum.Enum):
-    """How a :class:`Note` is shown: ``ok`` green, ``info`` blue, ``warning`` amber."""
-
-    OK = "ok"
-    INFO = "info"
-    WARNING = "warning"
 
 
 _COLOURS = {Level.OK: ("#1a7f37", "#dafbe1"), Level.INFO: ("#0969da", "#ddf4ff"),

@@ -1,23 +1,32 @@
-"""What one notebook leaves for the next: a small JSON file and the API keys, under ``target.state_dir()``.
+"""What one notebook leaves for the next: a small JSON file and the API keys, under the state folder (``home``).
 
-Notebooks run in separate kernels (nbval, a learner restarting), so the facade records what it did - the
-storage, the download, the serving spec, the server it started - in ``<state_dir>/workflow-<target>.json``.
-API keys never go there: each lives in its own file, ``<state_dir>/secrets/<name>``, readable by its owner only
+Notebooks run in separate kernels (nbval, a learner restarting), so the playbook records what it did in
+``<home>/workflow-<target>.json`` as one typed value, :class:`WorkflowState` - the storage 01 created, the serving
+spec 03 deployed (and each model's), the node type 00 chose, the kubeconfig context, the local server's log - read
+with :meth:`StateStore.read` and changed with :meth:`StateStore.update`. Its keys live here alone.
+API keys never go there: each lives in its own file, ``<home>/secrets/<name>``, readable by its owner only
 (mode 0600), and is shown masked (:func:`mask_secret`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import os
 import secrets
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidSpecError
+from ..errors import InvalidSpecError, PlaybookError
+from ..specs.hardware import NodeType, node_type_from_dict, node_type_to_dict
 from ..specs.names import validate_subdomain
-from ..specs.target import Target, state_dir
+from ..specs.serving import ServingSpec
+from ..specs.storage import StorageSpec
+from ..specs.target import Target
 
 KEY_BYTES = 24  # secrets.token_urlsafe(24) -> 32 characters
 
@@ -30,51 +39,131 @@ def mask_secret(value: str | None) -> str:
     return f"•••• ({len(value)} characters, hidden)"
 
 
-class StateStore:
-    """A JSON dict persisted atomically at ``<state_dir>/workflow-<target>.json``; sections are top-level keys."""
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
-    def __init__(self, target: Target | str, root: Path | None = None):
+
+def spec_to_dict(spec: Any) -> dict:
+    """A frozen spec as plain JSON-able data (enums by value, tuples as lists)."""
+    return {f.name: _plain(getattr(spec, f.name)) for f in dataclasses.fields(spec)}
+
+
+def spec_from_dict(kind: type, data: Mapping) -> Any:
+    """Rebuild a spec recorded by :func:`spec_to_dict` (validation runs again)."""
+    names = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
+                   for k, v in data.items() if k in names})
+
+
+def _parsed(kind: type, data: Any) -> Any:
+    """``data`` rebuilt as a ``kind`` spec, or None when it is missing or damaged (a record must never stop a
+    notebook: the step that needs it says what to run instead)."""
+    if not isinstance(data, Mapping) or not data:
+        return None
+    try:
+        return spec_from_dict(kind, data)
+    except (PlaybookError, TypeError, ValueError, KeyError):
+        return None
+
+
+def _node_type(data: Any) -> NodeType | None:
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        return node_type_from_dict(dict(data))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class WorkflowState:
+    """What the notebooks leave each other, as typed records: ``storage`` (01), ``serving`` (the last deployment,
+    03) and ``deployments`` (each model's), ``node_type`` (00's choice), ``context`` (the kubeconfig context the
+    cluster target was opened with) and ``server_log`` (the local server's log file)."""
+
+    storage: StorageSpec | None = None
+    serving: ServingSpec | None = None
+    deployments: Mapping[str, ServingSpec] = field(default_factory=dict)
+    node_type: NodeType | None = None
+    context: str | None = None
+    server_log: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The state as the JSON file holds it (unset records left out)."""
+        data: dict[str, Any] = {
+            "storage": spec_to_dict(self.storage) if self.storage is not None else None,
+            "serving": spec_to_dict(self.serving) if self.serving is not None else None,
+            "deployments": {model: spec_to_dict(spec) for model, spec in self.deployments.items()} or None,
+            "node_type": node_type_to_dict(self.node_type) if self.node_type is not None else None,
+            "context": self.context, "server_log": self.server_log}
+        return {key: value for key, value in data.items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkflowState:
+        """The state the file holds; a damaged record reads as missing, unknown keys (older versions) are ignored."""
+        deployments = data.get("deployments") if isinstance(data.get("deployments"), Mapping) else {}
+        parsed = {model: _parsed(ServingSpec, spec) for model, spec in deployments.items()}
+        context, log = data.get("context"), data.get("server_log")
+        return cls(storage=_parsed(StorageSpec, data.get("storage")), serving=_parsed(ServingSpec, data.get("serving")),
+                   deployments={m: s for m, s in parsed.items() if s is not None},
+                   node_type=_node_type(data.get("node_type")),
+                   context=context if isinstance(context, str) and context else None,
+                   server_log=log if isinstance(log, str) and log else None)
+
+    def replace(self, **changes: Any) -> WorkflowState:
+        return dataclasses.replace(self, **changes)
+
+
+class StateStore:
+    """The :class:`WorkflowState` persisted atomically at ``<root>/workflow-<target>.json``."""
+
+    def __init__(self, target: Target | str, root: Path):
         self.target = Target(target)
-        self.root = Path(root) if root is not None else state_dir()
+        self.root = Path(root)
         self.path = self.root / f"workflow-{self.target.value}.json"
 
-    def load(self) -> dict[str, Any]:
+    def _load(self) -> dict[str, Any]:
         try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
+            data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
         except (OSError, json.JSONDecodeError):
             # A damaged state file must not stop a demo: start afresh but keep the old file for inspection.
             self.path.replace(self.path.with_suffix(".json.damaged"))
             return {}
+        return data if isinstance(data, dict) else {}
 
-    def get(self, section: str, default: Any = None) -> Any:
-        return self.load().get(section, default)
+    def read(self) -> WorkflowState:
+        """What the notebooks recorded so far."""
+        return WorkflowState.from_dict(self._load())
 
-    def put(self, section: str, value: Any) -> None:
-        data = self.load()
-        data[section] = value
-        self._write(data)
+    def update(self, **changes: Any) -> WorkflowState:
+        """Record ``changes`` (fields of :class:`WorkflowState`, e.g. ``storage=spec``) and return the new state."""
+        state = self.read().replace(**changes)
+        self.write(state)
+        return state
 
-    def drop(self, *sections: str) -> None:
-        data = self.load()
-        for section in sections:
-            data.pop(section, None)
-        self._write(data)
-
-    def _write(self, data: dict) -> None:
+    def write(self, state: WorkflowState) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         # one temporary file per writer: two kernels may save at once
         tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
+        tmp.write_text(json.dumps(state.to_dict(), indent=2, sort_keys=True, default=str), encoding="utf-8")
         os.replace(tmp, self.path)
 
 
 class SecretStore:
     """API keys in ``<root>/secrets/<name>``, one per file, mode 0600 (the local stand-in for a Secret)."""
 
-    def __init__(self, root: Path | None = None):
-        self.folder = (Path(root) if root is not None else state_dir()) / "secrets"
+    def __init__(self, root: Path):
+        self.folder = Path(root) / "secrets"
 
     def _path(self, name: str) -> Path:
         return self.folder / validate_subdomain(name, "secret name")

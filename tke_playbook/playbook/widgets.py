@@ -18,18 +18,18 @@ from dataclasses import replace
 from typing import Any
 
 import ipywidgets as w
-import yaml
 
 from ..download import Source
 from ..errors import FitError, InvalidSpecError, PlaybookError
 from ..manifests.storage import build_storage_class
+from ..manifests.yamldoc import plan_to_yaml
 from ..specs.catalog import get_model, list_models
 from ..specs.download import DownloadSpec
 from ..specs.fit import check_fit
 from ..specs.names import validate_name
 from ..specs.serving import ServiceType, ServingSpec, check_on_node, layout_changes, node_changes
 from ..specs.storage import DEFAULT_PVC, StorageSpec
-from .base import PREFERRED_NODE, default_max_model_len
+from .defaults import PREFERRED_NODE, default_max_model_len
 
 # Widths in CSS pixels, from JupyterLab's 13 px UI font: about 7.5 px per Latin character (wider glyphs such as
 # "W" are rare in our labels), plus room for the dropdown arrow. Labels and values are never cut off ("…").
@@ -239,7 +239,7 @@ class StorageForm(_Form):
         given = {name: getattr(self, name).value.strip() for name in PLACEHOLDERS}
         stand_in = {name: value or STAND_INS[name] for name, value in given.items()}
         manifest = build_storage_class(replace(self.defaults, **stand_in))
-        text = yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True)
+        text = plan_to_yaml([manifest])
         for name, value in given.items():
             if not value:
                 text = text.replace(STAND_INS[name], PLACEHOLDERS[name])

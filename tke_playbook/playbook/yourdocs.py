@@ -14,14 +14,14 @@ from ..corpus.pydocs import pydoc_queries, write_pydoc_corpus
 from ..corpus.queries import read_qrels, read_queries
 from ..embed.local import LocalEmbedder
 from ..errors import NotDeployedError
-from ..specs.target import state_dir
 
 DEMO_NAME = "python-docs"
 
 
-def corpus_folder(docs: str = "", limit: int | None = None) -> Path:
-    """``docs`` when given; else the demo corpus (the first ``limit`` pydoc topics) in the state folder."""
-    return Path(docs).expanduser() if docs else write_pydoc_corpus(state_dir() / "corpora-src" / DEMO_NAME, limit)
+def corpus_folder(docs: str, limit: int | None, home: Path) -> Path:
+    """``docs`` when given; else the demo corpus (the first ``limit`` pydoc topics) in the state folder ``home``
+    (``pb.settings.home``)."""
+    return Path(docs).expanduser() if docs else write_pydoc_corpus(Path(home) / "corpora-src" / DEMO_NAME, limit)
 
 
 def queries_and_labels(queries: str = "", qrels: str = "", limit: int | None = None) -> tuple[dict, dict]:
@@ -31,13 +31,14 @@ def queries_and_labels(queries: str = "", qrels: str = "", limit: int | None = N
     return pydoc_queries(limit)
 
 
-def labels_path(name: str) -> Path:
-    """Where the labelling widget keeps the judgements for corpus ``name`` (TREC qrels)."""
-    return state_dir() / "labels" / f"{name}.qrels"
+def labels_path(name: str, home: Path) -> Path:
+    """Where the labelling widget keeps the judgements for corpus ``name`` (TREC qrels), under ``home``."""
+    return Path(home) / "labels" / f"{name}.qrels"
 
 
-def report_path(name: str) -> Path:
-    return state_dir() / "reports" / f"{name}.html"
+def report_path(name: str, home: Path) -> Path:
+    """Where 07 writes corpus ``name``'s HTML report, under ``home``."""
+    return Path(home) / "reports" / f"{name}.html"
 
 
 def document_systems(pb, extra: str = "bm25,hybrid") -> tuple[list, Chunker, str]:

@@ -1,4 +1,5 @@
-"""The folders that play PVCs on the local target: ``<state_dir>/pvcs/<name>``."""
+"""The folders that play PVCs on the local target: ``<home>/pvcs/<name>`` - the one owner of that rule (the
+playbook's local steps, the local download and ``tke-playbook download``/``verify`` all ask :class:`PvcFolders`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ class PvcFolders:
     def path(self, pvc_name: str) -> Path:
         """The folder that plays PVC ``pvc_name`` (not created here)."""
         return self.folder / validate_name(pvc_name, "PVC name")
+
+    def create(self, pvc_name: str) -> Path:
+        """The folder of PVC ``pvc_name``, created when missing (what 01 does locally)."""
+        path = self.path(pvc_name)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def require(self, pvc_name: str) -> Path:
         """The folder of PVC ``pvc_name``; InvalidSpecError (create it with 01) when it does not exist."""
