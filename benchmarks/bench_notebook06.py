@@ -86,13 +86,14 @@ def main() -> int:
     os.environ.pop("KUBECONFIG", None)
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     from tke_playbook.playbook import open_target
+    from tke_playbook.reporting import QuietReporter
 
-    pb = open_target("local", on_event=lambda event: None)  # 01-03 on the local target
-    pb.create_storage(pb.storage_defaults())
-    download = pb.download_defaults()
-    pb.start_download(download, pb.plan_download(download))
-    pb.wait_for_download()
-    endpoint = pb.deploy(pb.serving_defaults())
+    pb = open_target("local", reporter=QuietReporter())  # 01-03 on the local target
+    pb.storage.create(pb.storage.defaults())
+    download = pb.download.defaults()
+    pb.download.start(download, pb.download.plan(download))
+    pb.download.wait()
+    endpoint = pb.serving.deploy(pb.serving.defaults())
     before = _reference(endpoint)
 
     nb = nbformat.read(NOTEBOOK, as_version=4)

@@ -55,7 +55,7 @@ pb
 # model's fit on their GPU, a CFS StorageClass. Locally: Python, torch, the offline model, disk and the port.
 
 # %% tags=["nbval-ignore-output"]
-pb.preflight(MODEL).to_frame()
+pb.site.preflight(MODEL).to_frame()
 
 # %% [markdown]
 # ## Node types
@@ -63,7 +63,7 @@ pb.preflight(MODEL).to_frame()
 # The cluster's nodes (locally: the catalog of TKE instance types the toolkit knows).
 
 # %% tags=["nbval-ignore-output"]
-pb.nodes_table()
+pb.site.nodes_table()
 
 # %% [markdown]
 # Pick the GPU node type the model will be served on. The choice is recorded for every later notebook: the fit
@@ -72,9 +72,9 @@ pb.nodes_table()
 # the CPU server plays vLLM, and the GPU figures are what a cluster deployment would get.
 
 # %%
-node_picker = NodeTypePicker(pb.node_types(), default=NODE_TYPE)
+node_picker = NodeTypePicker(pb.site.node_types(), default=NODE_TYPE)
 node_picker
 
 # %% tags=["nbval-check-output"]
-node_type = pb.choose_node_type(node_picker.node_type)
+node_type = pb.site.choose_node_type(node_picker.node_type)
 print(node_type.name)

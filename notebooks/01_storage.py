@@ -46,7 +46,7 @@ pb
 # form that was refused.
 
 # %%
-storage_form = StorageForm(pb.storage_defaults(PVC_NAME, VPC_ID, SUBNET_ID, ZONE), pb.pvcs())
+storage_form = StorageForm(pb.storage.defaults(PVC_NAME, VPC_ID, SUBNET_ID, ZONE), pb.storage.names())
 storage_form
 
 # %% tags=["nbval-check-output"]
@@ -65,13 +65,13 @@ print(storage_form.storage_class_preview())
 # (otherwise StorageClass `cfs` must already exist):
 
 # %% tags=["nbval-check-output"]
-print(pb.render_storage(storage_spec))
+print(pb.storage.render(storage_spec))
 
 # %% [markdown]
 # Create them and wait until the PVC is `Bound` (locally: create the folder).
 
 # %% tags=["nbval-ignore-output"]
-pb.create_storage(storage_spec)
+pb.storage.create(storage_spec)
 
 # %% tags=["nbval-check-output"]
-print(pb.pvcs())
+print(pb.storage.names())

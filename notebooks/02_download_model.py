@@ -47,8 +47,8 @@ pb
 # at most `completions`). A value out of range is refused in one red line, never changed behind your back.
 
 # %%
-form = DownloadForm(pb.download_defaults(MODEL, SOURCE, COMPLETIONS, PARALLELISM), pb.node_type(),
-                    pb.unavailable_models("download"), pb.source_note())
+form = DownloadForm(pb.download.defaults(MODEL, SOURCE, COMPLETIONS, PARALLELISM), pb.site.node_type(),
+                    pb.download.unavailable_models(), pb.download.source_note())
 form
 
 # %% tags=["nbval-check-output"]
@@ -59,7 +59,7 @@ spec_table(download_spec)
 # The plan: which files each pod downloads, and the bytes per pod (balanced by size, not by count).
 
 # %% tags=["nbval-check-output"]
-plan = pb.plan_download(download_spec)
+plan = pb.download.plan(download_spec)
 plan.to_frame()
 
 # %% [markdown]
@@ -68,37 +68,37 @@ plan.to_frame()
 # small model gets fewer pods than `completions` asks for: the extra pods would only start, find nothing, and stop.
 
 # %%
-plot_bytes_per_pod(plan, tutorial=pb.tutorial_plan(download_spec, plan))
+plot_bytes_per_pod(plan, tutorial=pb.download.tutorial_plan(download_spec, plan))
 
 # %% [markdown]
 # The Indexed Job as the tutorial's script makes it: `completions` pods in all, `parallelism` at once, each
 # downloading the files of its index (`JOB_COMPLETION_INDEX`), with the plan and the worker in a ConfigMap.
 
 # %% tags=["nbval-check-output"]
-pb.download_job_table(download_spec, plan)
+pb.download.job_table(download_spec, plan)
 
 # %% tags=["nbval-ignore-output"]
-print(pb.render_download(download_spec, plan))
+print(pb.download.render(download_spec, plan))
 
 # %% [markdown]
 # Launch. On the cluster this applies the worker ConfigMap and the Job; locally it starts worker processes. The
 # launch uses the plan above, made for this very form: a changed form needs the plan cell run again.
 
 # %% tags=["nbval-ignore-output"]
-pb.start_download(download_spec, plan)
+pb.download.start(download_spec, plan)
 
 # %% tags=["nbval-ignore-output"]
-pb.download_progress()
+pb.download.progress()
 
 # %% [markdown]
 # Wait until every shard has finished (a progress bar follows the bytes).
 
 # %% tags=["nbval-ignore-output"]
-pb.wait_for_download()
+pb.download.wait()
 
 # %% [markdown]
 # Verify: every file matches what the hub publishes, and the `check` column says what was compared for each file
 # (a sha256 only where one was really computed). The completion marker is written last.
 
 # %% tags=["nbval-check-output"]
-pb.verify_download()
+pb.download.verify()

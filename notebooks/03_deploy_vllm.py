@@ -45,7 +45,8 @@ pb
 # new model starts from its own `max_model_len` (2048, or less when the model allows less).
 
 # %%
-form = ServingForm(pb.serving_defaults(MODEL), pb.pvcs(), pb.node_type(), pb.unavailable_models("serve"))
+form = ServingForm(pb.serving.defaults(MODEL), pb.storage.names(), pb.site.node_type(),
+                   pb.serving.unavailable_models())
 form
 
 # %% [markdown]
@@ -61,13 +62,13 @@ spec_table(serving_spec, ["name", "model", "pvc_name", "max_model_len", "max_bat
 # ever shown.
 
 # %% tags=["nbval-ignore-output"]
-print(pb.masked_api_key(serving_spec))
+print(pb.serving.masked_api_key(serving_spec))
 
 # %% [markdown]
 # What is applied (the Secret's value is not shown):
 
 # %% tags=["nbval-ignore-output"]
-print(pb.render_serving(serving_spec))
+print(pb.serving.render(serving_spec))
 
 # %% [markdown]
 # The same deployment as Helm values for the tutorial's chart (`helm install vllm-service . -f values.yaml`). The
@@ -75,7 +76,7 @@ print(pb.render_serving(serving_spec))
 # values are those of a ClusterIP Service, and the comment on top says which form field gives the same here:
 
 # %% tags=["nbval-check-output"]
-print(pb.helm_values(serving_spec))
+print(pb.serving.helm_values(serving_spec))
 
 # %% [markdown]
 # Deploy and wait until ready. Deploying again replaces the running server (same port, 60000). If it fails, the
@@ -83,11 +84,11 @@ print(pb.helm_values(serving_spec))
 # the GPU is too small).
 
 # %% tags=["nbval-ignore-output"]
-endpoint = pb.deploy(serving_spec)
+endpoint = pb.serving.deploy(serving_spec)
 endpoint
 
 # %% tags=["nbval-ignore-output"]
-print(pb.deployment_logs(10))
+print(pb.serving.logs(10))
 
 # %% tags=["nbval-ignore-output"]
-pb.diagnose()
+pb.serving.diagnose()

@@ -35,14 +35,14 @@ from tke_playbook.loadgen import run_closed_loop
 from tke_playbook.plots import plot_latency_cdf, plot_latency_histogram, plot_similarity_heatmap
 from tke_playbook.evaluate import cosine_matrix
 from tke_playbook.playbook.widgets import TextForm
-from tke_playbook.playbook import api_key_source, describe_embedding_answer, measured_on, open_target, tidy
+from tke_playbook.playbook import describe_embedding_answer, open_target, tidy
 
 # %% [markdown]
 # The endpoint deployed in 03. If nothing is deployed (a fresh start, or after 99) this says so: run 03 first.
 
 # %% tags=["nbval-ignore-output"]
 pb = open_target(TARGET)
-endpoint = pb.endpoint()
+endpoint = pb.serving.endpoint()
 endpoint
 
 # %% [markdown]
@@ -58,7 +58,7 @@ text_form
 # sends `$VLLM_API_KEY`.
 
 # %% tags=["nbval-ignore-output"]
-print(endpoint.curl_text(text_form.text, key_from=api_key_source(pb)))
+print(endpoint.curl_text(text_form.text, key_from=pb.serving.key_source()))
 
 # %% [markdown]
 # The same request sent from here, and what came back: the served model, one vector of the model's dimension (its
@@ -115,11 +115,11 @@ tidy(load.summary)[["concurrency", "requests", "errors", "req_per_s", "tokens_pe
 
 # %%
 plot_latency_histogram(load.records, summary=load.summary, title="Request latency by requests in flight",
-                       hardware=measured_on(pb))
+                       hardware=pb.serving.measured_on())
 
 # %% [markdown]
 # The same requests by level: each line is the share of requests answered within a time. With four in flight they
 # queue, so the line moves right.
 
 # %%
-plot_latency_cdf(load.records, title=f"Latency by requests in flight\nmeasured on {measured_on(pb)}")
+plot_latency_cdf(load.records, title=f"Latency by requests in flight\nmeasured on {pb.serving.measured_on()}")

@@ -38,14 +38,14 @@ NODE_TYPE = os.environ.get("TKE_PLAYBOOK_NODE_TYPE", "")  # node type to price o
 # %matplotlib inline
 from tke_playbook.evaluate import load_bilingual
 from tke_playbook.plots import plot_heatmap_grid, plot_metric_intervals, plot_projections, plot_quality_vs_cost
-from tke_playbook.scorecard import (check_parity, choose_task, cost_summary, cost_table, dataset_card,
-                                    default_node_type, price_table, projections, reference_for, results_table,
-                                    run_scorecard, scorecard_throughputs, target_systems, wrong_pooling_demo)
-from tke_playbook.playbook import measured_on, open_target
+from tke_playbook.scorecard import (check_parity, choose_task, cost_summary, cost_table, dataset_card, price_table,
+                                    projections, results_table, run_scorecard, scorecard_throughputs, target_systems,
+                                    wrong_pooling_demo)
+from tke_playbook.playbook import open_target
 
 # %% tags=["nbval-ignore-output"]
 pb = open_target(TARGET)
-systems = target_systems(pb, [m for m in MODELS.split(",") if m.strip()])
+systems = target_systems(pb.serving, [m for m in MODELS.split(",") if m.strip()])
 task = choose_task(TASK, max_queries=MAX_QUERIES)
 
 # %% [markdown]
@@ -102,7 +102,7 @@ result.disagreements(*pairs.ranking[:2])
 # must reach 0.999 on every probe, with the same norm, the same vectors at batch 1 and 32, and the catalog's prompts.
 
 # %% tags=["nbval-ignore-output"]
-parity = check_parity(systems[0], reference_for(pb))
+parity = check_parity(systems[0], pb.evaluation.parity_reference())
 print(parity.sentence())
 parity.table()
 
@@ -123,13 +123,13 @@ wrong.table()
 # region's price before showing the numbers. BM25 and TF-IDF need no model server.
 
 # %% tags=["nbval-ignore-output"]
-prices = price_table()
-throughputs = scorecard_throughputs(result, default_node_type(pb, NODE_TYPE), measured_on(pb))
+prices = price_table(pb.settings.prices_file)  # $TKE_PLAYBOOK_NODE_PRICES, read once by open_target
+throughputs = scorecard_throughputs(result, pb.evaluation.price_node(NODE_TYPE), pb.serving.measured_on())
 costs = cost_table(result.table, throughputs, prices)
 cost_summary(costs)
 
 # %%
-plot_quality_vs_cost(costs, hardware=measured_on(pb))
+plot_quality_vs_cost(costs, hardware=pb.serving.measured_on())
 
 # %% [markdown]
 # Each model's documents projected on two principal components, coloured by topic (English circles, Chinese

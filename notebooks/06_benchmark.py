@@ -42,18 +42,18 @@ AUTOSCALER = environ.get("TKE_PLAYBOOK_AUTOSCALER", "hpa")  # none | hpa | keda 
 # %%
 # %matplotlib inline
 from tke_playbook.capacity import (DocumentLoad, QueryLoad, find_sustainable_rate, mfu_note, plan_capacity,
-                                   project_gpu, replay, served_on, sustainable_rate, tune_for_target, with_mfu)
+                                   project_gpu, replay, sustainable_rate, with_mfu)
 from tke_playbook.loadgen import compact_table, default_streams, measure_ceiling, run_closed_loop, run_mixed
 from tke_playbook.plots import (plot_capacity_table, plot_latency_knee, plot_mixed_latency, plot_sweep,
                                 plot_tokens_vs_batch)
-from tke_playbook import ScaleOutSpec, autoscaler_checks, render_scale_out, write_vllm_bench_json
+from tke_playbook import ScaleOutSpec, render_scale_out, write_vllm_bench_json
 from tke_playbook.playbook import headroom_note, open_target
 
 # %% tags=["nbval-ignore-output"]
 pb = open_target(TARGET)
-endpoint = pb.endpoint()
-spec = pb.require_deployed()
-hardware = served_on(pb.target, spec, pb.node_type())  # what answers: the local CPU, or the deployment's GPUs
+endpoint = pb.serving.endpoint()
+spec = pb.serving.require_deployed()
+hardware = pb.serving.hardware()  # what answers: the local CPU, or the deployment's GPUs
 print(hardware)
 endpoint
 
@@ -159,7 +159,7 @@ plot_capacity_table(doc_plan, title=f"Capacity plan: {DOCS_PER_DAY:,.0f} documen
 
 # %% tags=["nbval-ignore-output"]
 project_gpu([QueryLoad(LOAD_QPS, P99_TARGET_MS), DocumentLoad(DOCS_PER_DAY, max(INPUT_LENGTHS))], spec.model,
-            pb.node_type(), per_query=search.sustainable)
+            pb.site.node_type(), per_query=search.sustainable)
 
 # %% [markdown]
 # **Replay:** the rate one replica is planned to carry, sent open-loop with the same request shape and judged by
@@ -181,9 +181,8 @@ print(report)
 # measured above.
 
 # %% tags=["nbval-ignore-output"]
-tuning = tune_for_target(pb.target, closed.table(), spec, P99_TARGET_MS, baseline=search, quick=QUICK,
-                         max_candidates=1, input_tokens=min(INPUT_LENGTHS), concurrency=CONCURRENCY,
-                         ceiling_level_s=LEVEL_S, level_s=LEVEL_S, progress=True)
+tuning = pb.serving.tune(closed.table(), P99_TARGET_MS, baseline=search, quick=QUICK, max_candidates=1,
+                         input_tokens=min(INPUT_LENGTHS), concurrency=CONCURRENCY, level_s=LEVEL_S, progress=True)
 tuning.table()
 
 # %% tags=["nbval-ignore-output"]
@@ -208,7 +207,7 @@ scale = ScaleOutSpec(AUTOSCALER, min_replicas=1, max_replicas=max(4, query_plan.
 print(render_scale_out(spec.replace(**query_plan.serving_changes()), scale))
 
 # %% tags=["nbval-ignore-output"]
-autoscaler_checks(pb, scale)
+pb.serving.autoscaler_checks(scale)
 
 # %% [markdown]
 # ## Results in `vllm bench serve`'s format

@@ -42,9 +42,8 @@ STAGE_ROOT = environ.get("TKE_PLAYBOOK_STAGE_ROOT", "")  # cluster: where the PV
 # %matplotlib inline
 from tke_playbook.corpus import load_corpus
 from tke_playbook.playbook import open_target
-from tke_playbook.playbook.bulkembed import embed_on_target
 from tke_playbook.playbook.labeling import Labeler, QueryBox
-from tke_playbook.playbook.yourdocs import corpus_folder, document_systems, labels_path, queries_and_labels, report_path
+from tke_playbook.playbook.yourdocs import corpus_folder, labels_path, queries_and_labels, report_path
 from tke_playbook.scorecard.corpusrun import run_corpus
 
 # %%
@@ -58,7 +57,7 @@ from tke_playbook.scorecard.htmlreport import write_report
 
 # %% tags=["nbval-ignore-output"]
 pb = open_target(TARGET)
-systems, chunker, note = document_systems(pb, SYSTEMS)
+systems, chunker, note = pb.evaluation.document_systems(SYSTEMS)
 print(note)
 chunker.settings
 
@@ -141,7 +140,7 @@ oracle.answer_from(qrels, 60 if QUICK else 400).table().round(3)
 # cluster set `STAGE_ROOT` to where the PVC is mounted). A rerun embeds nothing; a killed worker resumes.
 
 # %% tags=["nbval-ignore-output"]
-manifest = embed_on_target(pb, corpus, shards=SHARDS, stage_root=STAGE_ROOT or None)
+manifest = pb.evaluation.embed_corpus(corpus, shards=SHARDS, stage_root=STAGE_ROOT or None)
 {key: manifest[key] for key in ("model", "rows", "dim")} | {"shards": len(manifest["shards"])}
 
 # %% [markdown]

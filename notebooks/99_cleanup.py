@@ -56,4 +56,4 @@ nothing_note(pb.running(), "Nothing runs.")
 # The PVCs left (the downloaded models stay on them for the next run):
 
 # %% tags=["nbval-ignore-output"]
-pb.pvcs()
+pb.storage.names()

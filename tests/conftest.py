@@ -151,5 +151,5 @@ def pb(home):
 
     playbook = open_target("local")
     yield playbook
-    playbook.stop_server()
-    playbook.stop_downloads()
+    playbook.serving.stop_servers()
+    playbook.download.stop()

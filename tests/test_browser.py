@@ -420,7 +420,7 @@ def test_04_after_cleanup_says_nothing_is_deployed(lab, open_notebook):
 
 
 def _deploy(nb: Notebook) -> str:
-    shown = nb.run_cell("endpoint = pb.deploy(serving_spec)")
+    shown = nb.run_cell("endpoint = pb.serving.deploy(serving_spec)")
     nb.assert_clean()
     return shown
 
@@ -454,14 +454,14 @@ def test_00_node_type_change_reaches_03s_verdict_spec_and_yaml(kept):
     prerequisites = _kept(kept, "00_prerequisites.ipynb")
     deploy = _kept(kept, "03_deploy_vllm.ipynb")
     prerequisites.choose("NodeTypePicker(", "GPU node type", node_label(get_node_type("GN7.2XLARGE32")))
-    assert "GN7.2XLARGE32" in prerequisites.run_cell("pb.choose_node_type(")
+    assert "GN7.2XLARGE32" in prerequisites.run_cell("pb.site.choose_node_type(")
     shown = deploy.run_cell("form = ServingForm(")
     assert "T4" in shown, f"03's fit verdict does not follow the node type chosen in 00: {shown}"
     deploy.run_cell("serving_spec = pb.read_form(form)")
-    assert "GN7.2XLARGE32" in deploy.run_cell("print(pb.render_serving(serving_spec))")  # the node affinity
+    assert "GN7.2XLARGE32" in deploy.run_cell("print(pb.serving.render(serving_spec))")  # the node affinity
     deploy.assert_clean()
     prerequisites.choose("NodeTypePicker(", "GPU node type", node_label(get_node_type("PNV5b.8XLARGE96")))
-    assert "PNV5b.8XLARGE96" in prerequisites.run_cell("pb.choose_node_type(")
+    assert "PNV5b.8XLARGE96" in prerequisites.run_cell("pb.site.choose_node_type(")
     assert "L20" in deploy.run_cell("form = ServingForm(")
     deploy.run_cell("serving_spec = pb.read_form(form)")
 
@@ -486,7 +486,7 @@ def test_03_changed_and_invalid_values(lab, kept):
     nb.run_cell("serving_spec = pb.read_form(form)")
     nb.assert_one_red_block("1–65535")
     # the older spec the kernel still holds is refused too, never deployed quietly
-    assert "run its spec cell again" in nb.run_cell("endpoint = pb.deploy(serving_spec)")
+    assert "run its spec cell again" in nb.run_cell("endpoint = pb.serving.deploy(serving_spec)")
     nb.type("form = ServingForm(", "Service port", "60000")
     nb.type("form = ServingForm(", "PVC", "Other_PVC")  # not a Kubernetes name
     assert "not a valid Kubernetes name" in nb.output("form = ServingForm(")
@@ -494,7 +494,7 @@ def test_03_changed_and_invalid_values(lab, kept):
     assert "not a valid Kubernetes name" in nb.run_cell("serving_spec = pb.read_form(form)")
     nb.type("form = ServingForm(", "PVC", "other-pvc")  # valid, but no such PVC
     nb.run_cell("serving_spec = pb.read_form(form)")
-    nb.run_cell("endpoint = pb.deploy(serving_spec)")
+    nb.run_cell("endpoint = pb.serving.deploy(serving_spec)")
     nb.screenshot("missing-pvc")
     nb.assert_one_red_block("other-pvc")
     assert not (lab["home"] / "pvcs" / "other-pvc").exists(), "a failed deploy created the PVC folder"
@@ -508,8 +508,8 @@ def test_02_changed_and_invalid_values(kept):
     nb.type("form = DownloadForm(", "Parallelism (pods at once)", "2")
     shown = nb.run_cell("download_spec = pb.read_form(form)")
     assert re.search(r"completions\s+2", shown) and re.search(r"parallelism\s+2", shown), shown
-    nb.run_cell("plan = pb.plan_download(")
-    table = nb.run_cell("pb.download_job_table(")
+    nb.run_cell("plan = pb.download.plan(")
+    table = nb.run_cell("pb.download.job_table(")
     assert len(re.findall(r"^\s*\d+\s+download-", table, re.MULTILINE)) == 2, f"not 2 indexes:\n{table}"
     nb.type("form = DownloadForm(", "Parallelism (pods at once)", "5")  # invalid: above completions
     assert "above Completions" in nb.output("form = DownloadForm(")
@@ -519,7 +519,7 @@ def test_02_changed_and_invalid_values(kept):
     assert nb.choose_starting("form = DownloadForm(", "Model", "BAAI/bge-small-zh-v1.5").endswith("needs a hub")
     assert "needs a hub" in nb.run_cell("download_spec = pb.read_form(form)")
     # the older spec and plan the kernel still holds: refused, so MiniLM is not fetched again behind the user's back
-    assert "run its spec cell again" in nb.run_cell("pb.start_download(download_spec, plan)")
+    assert "run its spec cell again" in nb.run_cell("pb.download.start(download_spec, plan)")
     nb.choose_starting("form = DownloadForm(", "Model", "sentence-transformers/all-MiniLM-L6-v2")
     nb.run_cell("download_spec = pb.read_form(form)")  # valid again: its red block goes, the launch's stays
     nb.screenshot("changed-model")

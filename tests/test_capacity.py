@@ -237,7 +237,7 @@ def test_search_goes_lower_when_even_the_lowest_rate_breaks_the_target():
 
 def test_cluster_tuning_rerenders_the_workload_with_the_flags():
     spec = ServingSpec(model=BGE, max_model_len=8192, gpu="L20")
-    outcome = capacity.tune_for_target("cluster", _closed_sweep([(16, 100_000), (64, 200_000)]), spec, 200)
+    outcome = capacity.tune_vllm(_closed_sweep([(16, 100_000), (64, 200_000)]), spec)
     assert outcome.spec.max_num_batched_tokens == 32768 and outcome.spec.max_batch_size == 64
     assert "--max-num-batched-tokens 32768" in outcome.rendered() and "kind: Deployment" in outcome.rendered()
     assert list(outcome.table()["flag"]) == ["--max-num-batched-tokens", "--max-num-seqs"]
@@ -247,9 +247,9 @@ def test_cluster_tuning_rerenders_the_workload_with_the_flags():
 @pytest.mark.slow
 def test_local_tuning_loop_measures_the_local_server():
     # one local server start (the quick loop: the default settings only); candidates are tested without servers
-    outcome = capacity.tune_for_target("local", pd.DataFrame(), None, 60_000, quick=True, input_tokens=8,
-                                       concurrency=(2,), ceiling_requests=20, fractions=(0.2,), level_s=0.2,
-                                       min_requests=10)
+    outcome = capacity.LocalServerTuning(capacity.tune_local(60_000, candidates=[], input_tokens=8, concurrency=(2,),
+                                                             ceiling_requests=20, fractions=(0.2,), level_s=0.2,
+                                                             min_requests=10))
     table = outcome.table()
     assert list(table["flags"]) == ["--max-batch 64 --max-wait-ms 2"] and table["best"].all()
     assert table["sustainable_rps"].iloc[0] > 0 and table["ceiling_rps"].iloc[0] > 0

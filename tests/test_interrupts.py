@@ -164,11 +164,11 @@ def local_target(tmp_path_factory):
     from tke_playbook.reporting import QuietReporter
 
     pb = open_target("local", reporter=QuietReporter())
-    pb.create_storage(pb.storage_defaults())
-    download = pb.download_defaults()
-    pb.start_download(download, pb.plan_download(download))
-    pb.wait_for_download()
-    endpoint = pb.deploy(pb.serving_defaults())
+    pb.storage.create(pb.storage.defaults())
+    download = pb.download.defaults()
+    pb.download.start(download, pb.download.plan(download))
+    pb.download.wait()
+    endpoint = pb.serving.deploy(pb.serving.defaults())
     kernel = Kernel(env, NOTEBOOKS)
     try:
         yield kernel, endpoint.url
@@ -194,7 +194,7 @@ def test_notebook_06_long_cells_stop_on_an_interrupt_and_the_kernel_goes_on(loca
                           ("report, replayed = replay", r"replay: stopped after")):
         result = kernel.run(_cell("06_benchmark", needle), interrupt_after=1.0)
         _assert_stopped_cleanly(kernel, result, words, url)
-    tuning = "QUICK = False\n" + _cell("06_benchmark", "tuning = tune_for_target")  # tries another setting
+    tuning = "QUICK = False\n" + _cell("06_benchmark", "tuning = pb.serving.tune(")  # tries another setting
     result = kernel.run(tuning, interrupt_after=2.0)
     _assert_stopped_cleanly(kernel, result, r"tuning: stopped after")
 
@@ -220,8 +220,8 @@ def test_notebook_02_download_wait_stops_on_an_interrupt(local_target):
               "from tke_playbook.playbook.facade import LocalPlaybook\n"
               "hub = FakeHub({OFFLINE_MODEL: offline_model_dir()}, rate=2_000_000).start()\n"
               "pb = LocalPlaybook(pb.settings, mirror=hub)\n"
-              "spec = pb.download_defaults()\nshutil.rmtree(pb.download_folder(spec), ignore_errors=True)\n"
-              "pb.start_download(spec, pb.plan_download(spec))")  # a slow download to wait for
-    result = kernel.run(_cell("02_download_model", "pb.wait_for_download()"), interrupt_after=1.0)
+              "spec = pb.download.defaults()\nshutil.rmtree(pb.download.folder(spec), ignore_errors=True)\n"
+              "pb.download.start(spec, pb.download.plan(spec))")  # a slow download to wait for
+    result = kernel.run(_cell("02_download_model", "pb.download.wait()"), interrupt_after=1.0)
     _assert_stopped_cleanly(kernel, result, r"stopped watching the download.*keeps going in the background")
-    kernel.ok("pb.stop_downloads()\nhub.stop()")
+    kernel.ok("pb.download.stop()\nhub.stop()")

@@ -55,7 +55,7 @@ def _texts(*objects) -> str:
 
 
 def test_on_the_local_target_nothing_but_the_projection_names_a_gpu_or_its_price():
-    local = capacity.served_on("local", ServingSpec(model=MINILM, gpu="L20", max_model_len=256), "PNV5b.8XLARGE96")
+    local = capacity.local_server(MINILM)  # what LocalServing.hardware() answers, whatever node type 00 chose
     assert not local.on_gpu and local.cores >= 1 and local.cpu and "CPU" in str(local)
     sweep = _sweep()
     per_replica = SustainableRate(20.0, 120.0, 200.0, 20.0, 680.0, 32, 1)
@@ -93,7 +93,7 @@ def test_the_projection_is_two_params_flops_per_token_times_a_cited_mfu():
 
 
 def test_on_a_cluster_mfu_and_cost_belong_to_the_gpu_that_served():
-    gpu = capacity.served_on("cluster", ServingSpec(model=E5, gpu="A10"), "PNV4.7XLARGE116")
+    gpu = capacity.on_gpus(ServingSpec(model=E5, gpu="A10"), "PNV4.7XLARGE116")
     assert gpu.on_gpu and gpu.gpu == "A10" and gpu.node_type == "PNV4.7XLARGE116"
     out = capacity.with_mfu(_sweep(), E5, gpu)
     assert out["mfu"].iloc[0] == pytest.approx(30.0 * 32 * 2 * 7_110_660_096 / 125e12)
@@ -147,7 +147,7 @@ def test_tuning_says_the_defaults_are_best_instead_of_recommending_them():
     search = type("S", (), {"sustainable": SustainableRate(10.0, 100, 200, 10, 300, 32, 1), "ceiling_rps": 40.0})()
     worse = type("S", (), {"sustainable": SustainableRate(8.0, 100, 200, 8, 240, 32, 1), "ceiling_rps": 35.0})()
     tuning = capacity.LocalTuning([(default, search), (capacity.LocalSettings(max_batch=16), worse)])
-    outcome = capacity.TuningOutcome("local", local=tuning)
+    outcome = capacity.LocalServerTuning(tuning)
     assert outcome.rendered().startswith("the defaults are best") and "x1.00" not in outcome.rendered()
 
 

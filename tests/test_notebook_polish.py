@@ -25,7 +25,7 @@ from tke_playbook.specs.storage import StorageSpec
 
 
 def test_helm_values_for_the_defaults_are_values_and_name_the_widget_not_a_cli_flag(pb):
-    text = pb.helm_values(pb.serving_defaults())  # the tutorial's public LoadBalancer, as 03 starts
+    text = pb.serving.helm_values(pb.serving.defaults())  # the tutorial's public LoadBalancer, as 03 starts
     assert "--service-type" not in text and "--helm-values" not in text and "No values.yaml" not in text
     head = [line for line in text.splitlines() if line.startswith("#")]
     assert any("'Service type'" in line and "ClusterIP" in line for line in head), head
@@ -35,7 +35,7 @@ def test_helm_values_for_the_defaults_are_values_and_name_the_widget_not_a_cli_f
 
 
 def test_helm_values_of_a_clusterip_form_carry_no_caveat(pb):
-    text = pb.helm_values(pb.serving_defaults().replace(service_type="ClusterIP"))
+    text = pb.serving.helm_values(pb.serving.defaults().replace(service_type="ClusterIP"))
     assert not text.startswith("#") and yaml.safe_load(text)["server"]["service"]["type"] == "ClusterIP"
 
 
@@ -43,39 +43,39 @@ def test_helm_values_of_a_clusterip_form_carry_no_caveat(pb):
 
 
 def test_01_a_refused_storage_form_stops_the_cells_after_it(pb):
-    form = StorageForm(pb.storage_defaults(), pb.pvcs())
+    form = StorageForm(pb.storage.defaults(), pb.storage.names())
     good = pb.read_form(form)
     form.pvc.combo.value = "AI_Model"  # red under the form
     with pytest.raises(InvalidSpecError, match="not a valid Kubernetes name"):
         pb.read_form(form)
-    for cell in (pb.render_storage, pb.create_storage):  # `storage_spec` still holds the good spec from before
+    for cell in (pb.storage.render, pb.storage.create):  # `storage_spec` still holds the good spec from before
         with pytest.raises(InvalidSpecError, match="run its spec cell again"):
             cell(good)
-    assert pb.pvcs() == []
+    assert pb.storage.names() == []
     form.pvc.combo.value = "models"
-    assert pb.create_storage(pb.read_form(form)).loc[0, "pvc"] == "models"
+    assert pb.storage.create(pb.read_form(form)).loc[0, "pvc"] == "models"
 
 
 def test_03_a_refused_serving_form_stops_render_and_deploy(pb):
-    form = ServingForm(pb.serving_defaults(), ["ai-model"])
+    form = ServingForm(pb.serving.defaults(), ["ai-model"])
     good = pb.read_form(form)
     form.pvc.combo.value = "Other_PVC"
     with pytest.raises(InvalidSpecError):
         pb.read_form(form)
-    for cell in (pb.masked_api_key, pb.render_serving, pb.helm_values, pb.deploy):
+    for cell in (pb.serving.masked_api_key, pb.serving.render, pb.serving.helm_values, pb.serving.deploy):
         with pytest.raises(InvalidSpecError, match="run its spec cell again"):
             cell(good)
     assert pb.running().empty
 
 
 def test_02_a_refused_download_form_stops_the_plan(pb):
-    form = DownloadForm(pb.download_defaults(), None)
+    form = DownloadForm(pb.download.defaults(), None)
     good = pb.read_form(form)
     form.parallelism.value = 9
     with pytest.raises(InvalidSpecError, match="Parallelism 9 is above Completions 3"):
         pb.read_form(form)
     with pytest.raises(InvalidSpecError, match="run its spec cell again"):
-        pb.plan_download(good)
+        pb.download.plan(good)
 
 
 # --- 01's form: the zone is named, and an error shows once ---------------------------------------------------------
@@ -138,7 +138,7 @@ def test_tidy_shows_missing_values_as_a_dash_never_nan_or_na():
 
 def test_notebook_tables_never_cut_text(pb):
     readable_tables()  # the fixture restores the options afterwards
-    shown = pb.nodes_table()._repr_html_()
+    shown = pb.site.nodes_table()._repr_html_()
     assert "not verified against Tencent's own docs" in shown.replace("&#x27;", "'") and "..." not in shown
     assert "e+" not in pd.DataFrame({"x": [1e-7, 5e9]})._repr_html_()
 
@@ -172,9 +172,9 @@ def test_download_chart_explains_fewer_pods_than_asked_and_stays_readable():
 
 
 def test_offline_the_pickers_mark_models_that_need_a_hub_and_say_what_huggingface_means(pb):
-    unavailable = pb.unavailable_models("download")
+    unavailable = pb.download.unavailable_models()
     assert OFFLINE_MODEL not in unavailable and "BAAI/bge-m3" in unavailable
-    form = DownloadForm(pb.download_defaults(), pb.node_type(), unavailable, pb.source_note())
+    form = DownloadForm(pb.download.defaults(), pb.site.node_type(), unavailable, pb.download.source_note())
     labels = dict((value, label) for label, value in form.picker.dropdown.options)
     assert labels["BAAI/bge-m3"].endswith("needs a hub") and "needs a hub" not in labels[OFFLINE_MODEL]
     assert "packaged copy" in dict(form.rows())["Source"]
@@ -185,9 +185,9 @@ def test_offline_the_pickers_mark_models_that_need_a_hub_and_say_what_huggingfac
 
 
 def test_locally_03_offers_only_what_is_downloaded(pb):
-    unavailable = pb.unavailable_models("serve")
+    unavailable = pb.serving.unavailable_models()
     assert OFFLINE_MODEL in unavailable and "02_download_model" in unavailable[OFFLINE_MODEL]  # nothing downloaded
-    form = ServingForm(pb.serving_defaults(), [], pb.node_type(), unavailable)
+    form = ServingForm(pb.serving.defaults(), [], pb.site.node_type(), unavailable)
     assert "Valid." not in form.message.value and "02_download_model" in html.unescape(form.message.value)
 
 

@@ -54,7 +54,7 @@ def test_percent_source_and_notebook_are_in_sync(path):
 
 def test_the_sync_check_sees_an_edited_source(tmp_path):
     path = NOTEBOOKS / "01_storage.ipynb"
-    text = path.with_suffix(".py").read_text(encoding="utf-8").replace("print(pb.pvcs())", "print(pb.pvcs())  # edited")
+    text = path.with_suffix(".py").read_text(encoding="utf-8").replace("print(pb.storage.names())", "print(pb.storage.names())  # edited")
     (tmp_path / "01_storage.py").write_text(text, encoding="utf-8")
     with pytest.raises(Exception, match="edited"):
         compare_notebooks(jupytext.read(tmp_path / "01_storage.py", fmt="py:percent"), jupytext.read(path),
@@ -107,7 +107,7 @@ def test_all_notebooks_run_under_nbval_on_the_local_target(tmp_path):
     finally:  # a local server outlives its notebook's kernel; 99 stops it, unless a notebook before it failed
         from tke_playbook.playbook.facade import LocalPlaybook
 
-        LocalPlaybook(root=tmp_path / "home").stop_servers()
+        LocalPlaybook(root=tmp_path / "home").serving.stop_servers()
     seconds = time.monotonic() - started
     report = done.stdout[-6000:] + done.stderr[-2000:]
     print(f"nbval: {len(_notebooks())} notebooks in {seconds:.0f} s\n{done.stdout[-600:]}")

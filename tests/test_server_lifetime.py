@@ -26,9 +26,9 @@ KERNEL = textwrap.dedent("""
 
     pb = open_target("local")
     if sys.argv[1] == "deploy":
-        print(pb.deploy(pb.serving_defaults().replace(service_port=int(sys.argv[2]))).url, flush=True)
+        print(pb.serving.deploy(pb.serving.defaults().replace(service_port=int(sys.argv[2]))).url, flush=True)
     elif sys.argv[1] == "endpoint":
-        print(pb.endpoint().url, flush=True)
+        print(pb.serving.endpoint().url, flush=True)
     else:
         print(len(pb.teardown()), flush=True)
     sys.stdin.read()  # alive, like a JupyterLab kernel, until the test lets it go
@@ -58,8 +58,8 @@ def _free_port() -> int:
 
 def _downloaded(pb) -> None:
     """The packaged model on the local PVC with a completion marker, as 02 leaves it."""
-    pb.create_storage(StorageSpec())
-    folder = pb.pvc_path("ai-model") / OFFLINE_MODEL
+    pb.storage.create(StorageSpec())
+    folder = pb.storage.path("ai-model") / OFFLINE_MODEL
     folder.mkdir(parents=True)
     for item in offline_model_dir().iterdir():
         (folder / item.name).symlink_to(item)
@@ -84,13 +84,13 @@ def _state(pid: int) -> str | None:
 
 
 def test_a_gone_server_is_reported_never_started_again(pb):
-    """04-06 call pb.endpoint(): with 03's server gone they say to run 03, in one line, and start nothing."""
+    """04-06 call pb.serving.endpoint(): with 03's server gone they say to run 03, in one line, and start nothing."""
     _downloaded(pb)
-    pb.records.record_serving(pb.serving_defaults().replace(service_port=_free_port()))  # 03 ran; its server is gone
+    pb.records.record_serving(pb.serving.defaults().replace(service_port=_free_port()))  # 03 ran; its server is gone
     with pytest.raises(NotDeployedError, match="no longer running") as gone:
-        pb.endpoint()
+        pb.serving.endpoint()
     assert str(gone.value).endswith("run 03_deploy_vllm again") and "\n" not in str(gone.value)
-    assert pb.running().empty and pb.runs.servers() == []
+    assert pb.running().empty and pb.records.runs.servers() == []
 
 
 @pytest.mark.slow
@@ -101,11 +101,11 @@ def test_the_server_outlives_its_kernel_serves_the_next_and_99_stops_it(pb):
     deploy = Kernel("deploy", str(port))  # 03's kernel
     deploy.close()  # the kernel shuts down (JupyterLab "Shut Down Kernel", or papermill's end)
     time.sleep(3)  # the old server watched its parent once a second and left with it
-    record = pb.runs.server(pb.serving_defaults().name)
+    record = pb.records.runs.server(pb.serving.defaults().name)
     assert record is not None and record.url == deploy.answer and _healthy(record.url)
     notebook_04 = Kernel("endpoint")
     try:
-        assert notebook_04.answer == record.url and [s.pid for s in pb.runs.servers()] == [record.pid]
+        assert notebook_04.answer == record.url and [s.pid for s in pb.records.runs.servers()] == [record.pid]
     finally:
         notebook_04.close()
     Kernel("teardown").close()  # 99
@@ -116,8 +116,8 @@ def test_the_server_outlives_its_kernel_serves_the_next_and_99_stops_it(pb):
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
 def test_a_server_stopped_from_another_kernel_leaves_no_defunct_child(pb):
     _downloaded(pb)
-    endpoint = pb.deploy(pb.serving_defaults().replace(service_port=_free_port()))
-    pid = pb.runs.server(pb.serving_defaults().name).pid
+    endpoint = pb.serving.deploy(pb.serving.defaults().replace(service_port=_free_port()))
+    pid = pb.records.runs.server(pb.serving.defaults().name).pid
     Kernel("teardown").close()  # 99 in another kernel kills our child
     deadline = time.monotonic() + 10
     while _state(pid) is not None and time.monotonic() < deadline:

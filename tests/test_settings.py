@@ -121,7 +121,7 @@ def test_open_target_reads_the_environment_once_and_hands_the_values_down(home, 
     pb = open_target("local")
     monkeypatch.setenv("TKE_PLAYBOOK_NAMESPACE", "changed-later")  # read once: a later change does not leak in
     assert pb.settings.home == home and pb.settings.offline
-    assert pb.serving_defaults().namespace == "team-a" == pb.download_defaults().namespace
+    assert pb.serving.defaults().namespace == "team-a" == pb.download.defaults().namespace
 
 
 # --- TKE_PLAYBOOK_QUICK: one rule ---------------------------------------------------------------------------

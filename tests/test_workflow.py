@@ -102,67 +102,67 @@ def test_unknown_target_suggests(home):
 
 
 def test_local_preflight_is_a_table_of_checks(pb):
-    frame = pb.preflight().to_frame()
+    frame = pb.site.preflight().to_frame()
     assert {"python", "torch", "offline model", "disk", "serving port"} <= set(frame["check"])
     assert set(frame["result"]) <= {"PASS", "FAIL", "skip"}
 
 
 def test_create_storage_makes_the_folder_and_remembers_the_pvc(pb, home):
-    frame = pb.create_storage(StorageSpec(pvc_name="models"))
+    frame = pb.storage.create(StorageSpec(pvc_name="models"))
     assert (home / "pvcs" / "models").is_dir() and frame.loc[0, "status"] == "Bound"
-    assert pb.pvcs() == ["models"]
-    assert pb.serving_defaults().pvc_name == "models"  # the later notebooks follow the recorded PVC
-    assert pb.download_defaults().pvc == "models"
+    assert pb.storage.names() == ["models"]
+    assert pb.serving.defaults().pvc_name == "models"  # the later notebooks follow the recorded PVC
+    assert pb.download.defaults().pvc == "models"
 
 
 def test_defaults_fit_the_target(pb):
-    spec = pb.serving_defaults()
+    spec = pb.serving.defaults()
     assert spec.model == OFFLINE_MODEL and spec.max_model_len == 256 and spec.service_port == 60000
-    assert pb.download_defaults(completions=2, parallelism=5).parallelism == 2
+    assert pb.download.defaults(completions=2, parallelism=5).parallelism == 2
 
 
 def test_rendered_manifests_hold_no_key(pb):
-    spec = pb.serving_defaults()
-    key = pb.api_key(spec)
-    text = pb.render_serving(spec) + pb.helm_values(spec)
+    spec = pb.serving.defaults()
+    key = pb.serving.api_key(spec)
+    text = pb.serving.render(spec) + pb.serving.helm_values(spec)
     assert key not in text and "kind: Secret" in text and f"api-key: {REDACTED}" in text
-    assert "kind: PersistentVolumeClaim" in pb.render_storage(pb.storage_defaults())
+    assert "kind: PersistentVolumeClaim" in pb.storage.render(pb.storage.defaults())
 
 
 def test_node_type_choice_is_remembered(pb):
-    nodes = pb.node_types()
+    nodes = pb.site.node_types()
     chosen = next(n for n in nodes if n.name == "GN7.2XLARGE32")
-    pb.choose_node_type(chosen)
-    assert open_target("local").node_type().name == "GN7.2XLARGE32"
+    pb.site.choose_node_type(chosen)
+    assert open_target("local").site.node_type().name == "GN7.2XLARGE32"
 
 
 def test_deploy_refuses_an_incomplete_model_folder(pb):
-    pb.create_storage(pb.storage_defaults())
+    pb.storage.create(pb.storage.defaults())
     with pytest.raises(IncompleteModelError, match="02_download_model"):
-        pb.deploy(pb.serving_defaults())
+        pb.serving.deploy(pb.serving.defaults())
 
 
 def test_wait_without_a_started_download_says_what_to_do(pb):
     with pytest.raises(DownloadError, match="launch cell"):
-        pb.wait_for_download()
+        pb.download.wait()
 
 
 def test_comparison_pair_refuses_a_model_the_local_target_cannot_serve(pb, monkeypatch):
     monkeypatch.setattr(local_module.ServiceEndpoint, "check", lambda self: self)
-    monkeypatch.setattr(type(pb.backend), "endpoint", lambda self, model="": local_module.ServiceEndpoint(
+    monkeypatch.setattr(type(pb.serving), "endpoint", lambda self, model="": local_module.ServiceEndpoint(
         "http://x", OFFLINE_MODEL, "local-process"))
     with pytest.raises(InvalidSpecError, match="serves one model"):
-        pb.comparison_pair("BAAI/bge-m3")
-    a, b = pb.comparison_pair()
+        pb.evaluation.comparison_pair("BAAI/bge-m3")
+    a, b = pb.evaluation.comparison_pair()
     assert a.name == OFFLINE_MODEL and b.name == "lexical-tfidf"
 
 
 def test_progress_right_after_launch_lists_every_shard_as_pending(pb):
-    pb.create_storage(pb.storage_defaults())
-    spec = pb.download_defaults(completions=3, parallelism=3)
-    pb.runs.put_download(DownloadRecord(slug=spec.slug, model=spec.model, spec=spec_to_dict(spec), plan_id="p",
-                                        shard_bytes=(30, 20, 10), folder=str(pb.download_folder(spec))))
-    frame = pb.download_progress()  # no worker has written its plan or progress yet
+    pb.storage.create(pb.storage.defaults())
+    spec = pb.download.defaults(completions=3, parallelism=3)
+    pb.records.runs.put_download(DownloadRecord(slug=spec.slug, model=spec.model, spec=spec_to_dict(spec), plan_id="p",
+                                        shard_bytes=(30, 20, 10), folder=str(pb.download.folder(spec))))
+    frame = pb.download.progress()  # no worker has written its plan or progress yet
     assert frame["shard"].tolist() == [0, 1, 2] and set(frame["status"]) == {"pending"}
     assert frame["bytes_total"].tolist() == [30, 20, 10] and "error" not in frame.columns
 
@@ -195,7 +195,7 @@ def test_curl_text_is_a_shell_command_that_expands_the_key_variable():
 
 
 def test_displays_of_the_playbook_and_endpoint_hold_no_key(pb):
-    assert "Target local" in pb._repr_html_() and "folder" in pb.describe()
+    assert "Target local" in pb._repr_html_() and "folder" in pb.site.describe()
     key = "3bXyZq7Lr2Kd9Wm4Vn8Tp1Hs6Jf5Gc0A"
     endpoint = local_module.ServiceEndpoint("http://127.0.0.1:60000", OFFLINE_MODEL, "local-process", key, "a <note>")
     html = endpoint._repr_html_()
@@ -207,22 +207,22 @@ def test_displays_of_the_playbook_and_endpoint_hold_no_key(pb):
 
 @pytest.mark.slow
 def test_local_download_deploy_restart_teardown(pb, home):
-    pb.create_storage(pb.storage_defaults())
-    spec = pb.download_defaults(completions=2, parallelism=2)
-    plan = pb.plan_download(spec)
+    pb.storage.create(pb.storage.defaults())
+    spec = pb.download.defaults(completions=2, parallelism=2)
+    plan = pb.download.plan(spec)
     assert len(plan.shards) == 2 and plan.total_bytes > 80_000_000
-    pb.start_download(spec, plan)
+    pb.download.start(spec, plan)
     with pytest.raises(DownloadError, match="still running"):
-        pb.start_download(spec, plan)
-    pb.wait_for_download()
-    verified = pb.verify_download()
+        pb.download.start(spec, plan)
+    pb.download.wait()
+    verified = pb.download.verify()
     assert "model.safetensors" in set(verified["file"]) and verified["sha256"].str.len().min() > 0
 
     with socket.socket() as sock:  # a port of its own: 60000 may serve another test or a demo right now
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    endpoint = pb.deploy(pb.serving_defaults().replace(service_port=port))
-    key = pb.api_key(pb.serving_defaults())
+    endpoint = pb.serving.deploy(pb.serving.defaults().replace(service_port=port))
+    key = pb.serving.api_key(pb.serving.defaults())
     assert key not in repr(endpoint) and endpoint.api_key == key
     answer = endpoint.curl("hello")
     assert len(answer["data"][0]["embedding"]) == 384
@@ -232,15 +232,15 @@ def test_local_download_deploy_restart_teardown(pb, home):
     with pytest.raises(EmbeddingAPIError, match="401"):
         wrong.curl("hello")
 
-    assert pb.diagnose().loc[0, "severity"] == "ok" and "Serving" in pb.deployment_logs(50)
-    again = open_target("local").endpoint()  # another kernel (04) finds 03's server
+    assert pb.serving.diagnose().loc[0, "severity"] == "ok" and "Serving" in pb.serving.logs(50)
+    again = open_target("local").serving.endpoint()  # another kernel (04) finds 03's server
     assert again.url == endpoint.url == f"http://127.0.0.1:{port}" and again.client().embed(["x"]).shape == (1, 384)
-    pb.stop_server()  # stopped (or crashed): 04 says to run 03 and starts nothing behind the user's back
+    pb.serving.stop_servers()  # stopped (or crashed): 04 says to run 03 and starts nothing behind the user's back
     with pytest.raises(NotDeployedError, match="run 03_deploy_vllm again"):
-        open_target("local").endpoint()
+        open_target("local").serving.endpoint()
 
     removed = pb.teardown(keep_pvc=False)
-    assert "PVC folder" in set(removed["object"]) and pb.pvcs() == []
+    assert "PVC folder" in set(removed["object"]) and pb.storage.names() == []
 
 
 # --- cluster target against the fake API server -------------------------------------------------------------
@@ -313,16 +313,16 @@ def test_cluster_deploy_sends_the_log_to_the_reporter_not_print(fake_api, capsys
     reporter = Collecting()
     events = reporter.events
     cluster = ClusterPlaybook(kube=kube, reporter=reporter)
-    spec = cluster.serving_defaults("BAAI/bge-m3")
+    spec = cluster.serving.defaults("BAAI/bge-m3")
     lines = ("INFO Loading weights", "INFO Application startup complete.")
     helper = threading.Thread(target=_serve_when_applied, args=(server, spec, "vllm-bge-m3-6d5f-events", lines))
     helper.start()
-    cluster.deploy(spec, timeout=60)
+    cluster.serving.deploy(spec, timeout=60)
     helper.join()
     assert capsys.readouterr().out == ""  # nothing printed: every line went to the sink
     assert [e.message for e in events if e.level is Level.INFO] == list(lines)
     assert {e.source for e in events} == {"deploy"}
-    assert "Application startup complete" in cluster.deployment_logs(5)  # the pod found by the toolkit's labels
+    assert "Application startup complete" in cluster.serving.logs(5)  # the pod found by the toolkit's labels
 
 
 @pytest.mark.parametrize("kind", ["NotebookReporter", "PlainReporter"])
@@ -352,7 +352,7 @@ def test_cluster_storage_that_binds_on_first_use_returns_at_once(fake_cluster):
 
     helper = threading.Thread(target=cluster_side)
     helper.start()
-    frame = cluster.create_storage(StorageSpec(), timeout=30)
+    frame = cluster.storage.create(StorageSpec(), timeout=30)
     helper.join()
     assert frame.loc[0, "status"] == "Pending" and frame.loc[0, "pvc"] == "ai-model"
 
@@ -374,7 +374,7 @@ def test_cluster_storage_with_a_missing_storage_class_fails_with_the_diagnosis(f
     helper = threading.Thread(target=cluster_side)
     helper.start()
     with pytest.raises(ClusterError, match="StorageClass cfs does not exist"):
-        cluster.create_storage(StorageSpec(), timeout=30)
+        cluster.storage.create(StorageSpec(), timeout=30)
     helper.join()
 
 
@@ -388,21 +388,21 @@ def test_cluster_download_progress_finds_the_job_pods_by_the_toolkit_labels(fake
     plan = make_plan(spec, [RepoFile("model.safetensors", 3000, "a" * 64), RepoFile("config.json", 10, "b" * 64)])
     for name in ("HF_TOKEN", "HUB_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    cluster.start_download(spec, plan)
+    cluster.download.start(spec, plan)
     labels = server.get("jobs", spec.job_name, "default")["spec"]["template"]["metadata"]["labels"]
     add_pod(server, "default", f"{spec.job_name}-0-abcde", phase="Running",
             labels={**labels, "batch.kubernetes.io/job-completion-index": "0"})
     add_pod(server, "default", "someone-elses-pod", phase="Failed",
             labels={"batch.kubernetes.io/job-completion-index": "1"})
-    frame = cluster.download_progress()
+    frame = cluster.download.progress()
     assert frame["pod"].tolist() == ["Running", "not started"]
 
 
 def test_cluster_node_types_come_from_the_nodes(fake_cluster):
     _, cluster = fake_cluster
-    names = [n.name for n in cluster.node_types()]
+    names = [n.name for n in cluster.site.node_types()]
     assert names[0] == "PNV5b.8XLARGE96" and "SA5.LARGE8" in names
-    assert cluster.default_model == "intfloat/e5-mistral-7b-instruct"
+    assert cluster.site.default_model == "intfloat/e5-mistral-7b-instruct"
 
 
 def test_cluster_storage_waits_for_bound_then_teardown_keeps_it(fake_cluster):
@@ -412,10 +412,10 @@ def test_cluster_storage_waits_for_bound_then_teardown_keeps_it(fake_cluster):
     timer = threading.Timer(0.3, lambda: server.set_status("persistentvolumeclaims", "ai-model", "default",
                                                            {"phase": "Bound"}))
     timer.start()
-    frame = cluster.create_storage(StorageSpec())
+    frame = cluster.storage.create(StorageSpec())
     timer.join()
-    assert frame.loc[0, "status"] == "Bound" and cluster.pvcs() == ["ai-model"]
-    assert cluster.teardown(keep_pvc=True).empty and cluster.pvcs() == ["ai-model"]
+    assert frame.loc[0, "status"] == "Bound" and cluster.storage.names() == ["ai-model"]
+    assert cluster.teardown(keep_pvc=True).empty and cluster.storage.names() == ["ai-model"]
 
 
 def test_cluster_deploy_applies_the_key_secret_follows_the_log_and_returns_the_balancer(fake_cluster, capsys):
@@ -423,19 +423,19 @@ def test_cluster_deploy_applies_the_key_secret_follows_the_log_and_returns_the_b
     import threading
 
     server, cluster = fake_cluster
-    spec = cluster.serving_defaults("BAAI/bge-m3")
+    spec = cluster.serving.defaults("BAAI/bge-m3")
     helper = threading.Thread(target=_serve_when_applied, args=(server, spec, "vllm-bge-m3-6d5f-abcde"),
                               kwargs={"ip": "10.0.0.7"})
     helper.start()
-    endpoint = cluster.deploy(spec, timeout=60)
+    endpoint = cluster.serving.deploy(spec, timeout=60)
     helper.join()
-    key = cluster.api_key(spec)
+    key = cluster.serving.api_key(spec)
     stored = server.get("secrets", spec.api_key_secret, "default")["data"]["api-key"]
     assert base64.b64decode(stored).decode() == key
     assert endpoint.url == "http://10.0.0.7:60000" and endpoint.kind == "load-balancer"
     assert endpoint.model == "BAAI/bge-m3" and key not in repr(endpoint)
     assert key not in capsys.readouterr().out
-    assert cluster.deployed_spec("bge-m3") == spec
+    assert cluster.serving.deployed_spec("bge-m3") == spec
 
 
 def test_cluster_download_puts_the_env_token_in_a_secret_and_never_in_the_job(fake_cluster, monkeypatch, capsys):
@@ -448,7 +448,7 @@ def test_cluster_download_puts_the_env_token_in_a_secret_and_never_in_the_job(fa
     monkeypatch.setenv("HF_TOKEN", token)
     spec = DownloadSpec(model="BAAI/bge-m3", source="huggingface", completions=2, parallelism=2)
     plan = make_plan(spec, [RepoFile("model.safetensors", 3000, "a" * 64), RepoFile("config.json", 10, "b" * 64)])
-    cluster.start_download(spec, plan)
+    cluster.download.start(spec, plan)
     secret = server.get("secrets", spec.token_secret, "default")
     stored = secret.get("data", {}).get("token") or base64.b64encode(secret["stringData"]["token"].encode()).decode()
     assert base64.b64decode(stored).decode() == token
@@ -467,12 +467,12 @@ def test_cluster_deploy_of_a_public_balancer_applies_the_proxy_config_the_pod_mo
     from tke_playbook.specs.serving import ServiceType
 
     server, cluster = fake_cluster
-    spec = dataclasses.replace(cluster.serving_defaults("BAAI/bge-m3"), service_type=ServiceType.LOAD_BALANCER,
+    spec = dataclasses.replace(cluster.serving.defaults("BAAI/bge-m3"), service_type=ServiceType.LOAD_BALANCER,
                                api_key_required=True)
     helper = threading.Thread(target=_serve_when_applied, args=(server, spec, "vllm-bge-m3-6d5f-proxy"),
                               kwargs={"ip": "10.0.0.8"})
     helper.start()
-    cluster.deploy(spec, timeout=60)
+    cluster.serving.deploy(spec, timeout=60)
     helper.join()
     deployment = server.get("deployments", spec.name, "default")
     plural = {"ConfigMap": "configmaps", "Secret": "secrets", "PersistentVolumeClaim": "persistentvolumeclaims"}
@@ -521,31 +521,45 @@ def test_no_playbook_module_uses_another_objects_private_names():
     assert not found, f"make these public (or move the code to the class that owns them): {found}"
 
 
-def test_backends_get_what_they_use_through_their_constructors(tmp_path):
-    """Every attribute a backend reads on ``self`` is one its class defines or its constructor sets (the cluster
-    downloads once used a ``kube`` only the class they were mixed into defined)."""
+def test_step_classes_get_what_they_use_through_their_constructors(tmp_path):
+    """Every attribute a step class reads on ``self`` is one its classes define or their constructors set (the
+    cluster downloads once used a ``kube`` only the class they were mixed into defined)."""
     import ast
     import inspect
 
-    from tke_playbook.playbook import LocalBackend
-    from tke_playbook.playbook.cluster import ClusterBackend
-    from tke_playbook.playbook.download_cluster import ClusterDownloads
-    from tke_playbook.playbook.download_local import LocalDownloads
+    from tke_playbook.playbook import cluster, download_cluster, download_local, local
 
-    for cls in (LocalBackend, ClusterBackend, LocalDownloads, ClusterDownloads):
-        tree = ast.parse(inspect.getsource(cls))
-        used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
-                and n.value.id == "self"}
-        assigned = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)
-                    and isinstance(n.value, ast.Name) and n.value.id == "self"}
+    classes = [local.LocalSite, local.LocalStorage, local.LocalServing, local.LocalEvaluation,
+               download_local.LocalDownloads, cluster.ClusterSite, cluster.ClusterStorage, cluster.ClusterServing,
+               cluster.ClusterEvaluation, download_cluster.ClusterDownloads]
+    for cls in classes:
+        ours = [k for k in cls.__mro__ if k.__module__.startswith("tke_playbook.")]
+        trees = [ast.parse(inspect.getsource(k)) for k in ours]
+        used = {n.attr for t in trees for n in ast.walk(t) if isinstance(n, ast.Attribute)
+                and isinstance(n.value, ast.Name) and n.value.id == "self"}
+        assigned = {n.attr for t in trees for n in ast.walk(t) if isinstance(n, ast.Attribute)
+                    and isinstance(n.ctx, ast.Store) and isinstance(n.value, ast.Name) and n.value.id == "self"}
         defined = {name for klass in cls.__mro__ for name in vars(klass)}
         assert used <= assigned | defined, f"{cls.__name__} uses {sorted(used - assigned - defined)}"
 
 
+def test_the_facade_composes_steps_instead_of_forwarding(tmp_path):
+    """Issue 22 item 2: the playbook held a backend and forwarded 29 calls to it; now each step is an object of
+    its target's class, reached directly (``pb.download.start``), and the playbook keeps only what spans steps."""
+    from tke_playbook.playbook import ClusterPlaybook, LocalPlaybook, Playbook
+
+    public = {n for n in dir(Playbook) if not n.startswith("_")}
+    assert public == {"from_env", "target", "settings", "records", "reporter", "read_form", "running", "teardown"}
+    for cls in (LocalPlaybook, ClusterPlaybook):
+        assert {n for n in vars(cls) if not n.startswith("_")} == {"open"}  # they only choose the step classes
+    pb = Playbook.from_env("local", root=tmp_path)
+    assert {"site", "storage", "download", "serving", "evaluation"} <= set(vars(pb))
+
+
 def test_the_local_endpoint_of_another_model_says_the_target_serves_one(pb):
-    """``pb.endpoint(model)`` is one call on both targets (the scorecard asks for each model): locally a model
+    """``pb.serving.endpoint(model)`` is one call on both targets (the scorecard asks for each model): locally a model
     other than the one 03 deployed is refused with what to do, before any server starts."""
-    pb.records.record_serving(pb.serving_defaults())
+    pb.records.record_serving(pb.serving.defaults())
     with pytest.raises(InvalidSpecError, match="serves one model at a time"):
-        pb.endpoint("BAAI/bge-m3")
-    assert pb.runs.servers() == []
+        pb.serving.endpoint("BAAI/bge-m3")
+    assert pb.records.runs.servers() == []

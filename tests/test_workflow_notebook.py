@@ -36,7 +36,7 @@ BAD_VALUES = [
     pytest.param("from tke_playbook.playbook import ServiceEndpoint\n"
                  "ServiceEndpoint('http://127.0.0.1:9', 'm', 'local-process').curl('hello')",
                  "EndpointGoneError", "the server is gone: run 03_deploy_vllm", id="stale-endpoint"),
-    pytest.param("from tke_playbook.playbook import open_target\nopen_target('local').endpoint()",
+    pytest.param("from tke_playbook.playbook import open_target\nopen_target('local').serving.endpoint()",
                  "NotDeployedError", "Nothing is deployed", id="nothing-deployed"),
 ]
 

@@ -152,18 +152,17 @@ def test_an_embedding_answer_is_a_readable_summary_not_a_raw_dict():
 
 
 def _deployed(tmp_path, target):
-    """A playbook as 04 sees it after 03: a deployed spec and its key, nothing running."""
-    from types import SimpleNamespace
-
-    from tke_playbook.playbook import SecretStore
+    """A playbook as 04 sees it after 03: a deployed spec (recorded) and its key, nothing running; the node type
+    chosen in 00 is GN7.2XLARGE32. Building the cluster's playbook asks nothing of a cluster."""
+    from tke_playbook.playbook import PLAYBOOKS
     from tke_playbook.specs.hardware import get_node_type
     from tke_playbook.specs.target import Target
 
-    secrets = SecretStore(tmp_path)
+    pb = PLAYBOOKS[Target(target)](root=tmp_path)
+    pb.site.choose_node_type(get_node_type("GN7.2XLARGE32"))
     spec = ServingSpec(model=OFFLINE_MODEL, max_model_len=256)
-    key = secrets.ensure(spec.api_key_secret)
-    pb = SimpleNamespace(target=Target(target), secrets=secrets, deployed_spec=lambda model="": spec,
-                         node_type=lambda: get_node_type("GN7.2XLARGE32"))
+    pb.records.record_serving(spec)
+    key = pb.serving.api_key(spec)
     return pb, spec, key
 
 
@@ -180,10 +179,10 @@ def _shell(line: str, path: str = "") -> str:
 
 def test_the_curl_text_fills_in_where_the_key_is_read_from_without_the_key(tmp_path):
     """Issue 20: 04 told the reader to fill in `vllm-<model>-api-key` themselves; the notebook knows the name."""
-    from tke_playbook.playbook import ServiceEndpoint, api_key_source
+    from tke_playbook.playbook import ServiceEndpoint
 
     pb, spec, key = _deployed(tmp_path / "home", "local")
-    line = api_key_source(pb)
+    line = pb.serving.key_source()
     assert key not in line and spec.api_key_secret in line and "<" not in line
     assert _shell(line) == key  # the line, run in a shell, sets the variable to the real key
     endpoint = ServiceEndpoint("http://127.0.0.1:60000", OFFLINE_MODEL, "local-process", key)
@@ -197,10 +196,8 @@ def test_on_a_cluster_the_key_is_read_from_the_secret(tmp_path):
     """The Secret holds the key base64-encoded under data['api-key'] (Kubernetes Secret API)."""
     import base64
 
-    from tke_playbook.playbook import api_key_source
-
     pb, spec, _ = _deployed(tmp_path / "home", "cluster")
-    line = api_key_source(pb)
+    line = pb.serving.key_source()
     assert f"kubectl get secret {spec.api_key_secret} -n {spec.namespace}" in line
     fake = tmp_path / "bin"
     fake.mkdir()
@@ -210,10 +207,9 @@ def test_on_a_cluster_the_key_is_read_from_the_secret(tmp_path):
 
 
 def test_figures_name_the_hardware_that_served(tmp_path):
-    from tke_playbook.playbook import measured_on
-
     pb_local, _, _ = _deployed(tmp_path, "local")
-    assert measured_on(pb_local).startswith("this machine's CPU (") and "cores), local server" in measured_on(pb_local)
-    assert "GN7" not in measured_on(pb_local)  # locally the chosen node type served nothing
+    shown = pb_local.serving.measured_on()
+    assert shown.startswith("this machine's CPU (") and "cores), local server" in shown
+    assert "GN7" not in shown  # locally the chosen node type served nothing
     pb_cluster, _, _ = _deployed(tmp_path, "cluster")
-    assert measured_on(pb_cluster) == "GN7.2XLARGE32 (1 x T4)"
+    assert pb_cluster.serving.measured_on() == "GN7.2XLARGE32 (1 x T4)"

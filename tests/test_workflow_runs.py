@@ -35,8 +35,8 @@ def _free_port() -> int:
 
 def _downloaded(pb, pvc: str = "ai-model"):
     """The packaged model on the local PVC with a completion marker, as 02 leaves it (files linked, not copied)."""
-    pb.create_storage(StorageSpec(pvc_name=pvc))
-    folder = pb.pvc_path(pvc) / OFFLINE_MODEL
+    pb.storage.create(StorageSpec(pvc_name=pvc))
+    folder = pb.storage.path(pvc) / OFFLINE_MODEL
     folder.mkdir(parents=True)
     for item in offline_model_dir().iterdir():
         (folder / item.name).symlink_to(item)
@@ -89,22 +89,22 @@ def test_port_with_a_listener_is_busy():
 
 
 def test_launch_with_another_models_plan_is_refused_and_a_failed_plan_leaves_none(pb):
-    pb.create_storage(pb.storage_defaults())
-    minilm = pb.download_defaults(completions=2, parallelism=2)
-    plan = pb.plan_download(minilm)
-    small_zh = pb.download_defaults(SMALL_ZH, completions=2, parallelism=2)
+    pb.storage.create(pb.storage.defaults())
+    minilm = pb.download.defaults(completions=2, parallelism=2)
+    plan = pb.download.plan(minilm)
+    small_zh = pb.download.defaults(SMALL_ZH, completions=2, parallelism=2)
     with pytest.raises(DownloadError, match="cannot be reached"):
-        pb.plan_download(small_zh)  # offline: the plan cell fails
+        pb.download.plan(small_zh)  # offline: the plan cell fails
     with pytest.raises(PlanMismatchError, match="run the plan cell again"):
-        pb.start_download(small_zh, plan)  # the old `plan` variable is still in the kernel
+        pb.download.start(small_zh, plan)  # the old `plan` variable is still in the kernel
     with pytest.raises(NoDownloadError, match="plan cell"):
-        pb.start_download(small_zh)
+        pb.download.start(small_zh)
     with pytest.raises(NoDownloadError, match="plan cell"):
-        pb.start_download(minilm)  # the last plan cell failed: its earlier plan is gone too
+        pb.download.start(minilm)  # the last plan cell failed: its earlier plan is gone too
     with pytest.raises(NoDownloadError, match="plan cell failed"):
-        pb.start_download(minilm, plan)  # even passed explicitly
-    assert pb.runs.downloads() == []
-    assert not (pb.pvc_path("ai-model") / OFFLINE_MODEL).exists()
+        pb.download.start(minilm, plan)  # even passed explicitly
+    assert pb.records.runs.downloads() == []
+    assert not (pb.storage.path("ai-model") / OFFLINE_MODEL).exists()
 
 
 # --- 3. one record of what runs, checked on every read ------------------------------------------------------
@@ -147,9 +147,9 @@ KERNEL = textwrap.dedent("""
 
     pb = open_target("local")
     if sys.argv[1] == "deploy":
-        print(pb.deploy(pb.serving_defaults().replace(service_port=int(sys.argv[2]))).url, flush=True)
+        print(pb.serving.deploy(pb.serving.defaults().replace(service_port=int(sys.argv[2]))).url, flush=True)
     elif sys.argv[1] == "endpoint":
-        print(pb.endpoint().url, flush=True)
+        print(pb.serving.endpoint().url, flush=True)
     else:
         print(len(pb.teardown()), flush=True)
     sys.stdin.read()  # alive, like a JupyterLab kernel, until the test lets it go
@@ -178,19 +178,19 @@ def test_any_kernel_order_keeps_one_server_on_the_port_and_cleanup_sticks(pb):
     every time."""
     _downloaded(pb)
     port = _free_port()
-    spec = pb.serving_defaults().replace(service_port=port)
+    spec = pb.serving.defaults().replace(service_port=port)
     notebook_03 = Kernel("deploy", str(port))
     notebook_04 = Kernel("endpoint")
     try:
-        started_by_03 = pb.runs.server(spec.name)
+        started_by_03 = pb.records.runs.server(spec.name)
         assert notebook_04.answer == notebook_03.answer == started_by_03.url
-        assert started_by_03.kernel_pid == notebook_03.process.pid and len(pb.runs.servers()) == 1
-        first = ServiceEndpoint(started_by_03.url, spec.served_model_name, "local-process", pb.api_key(spec))
+        assert started_by_03.kernel_pid == notebook_03.process.pid and len(pb.records.runs.servers()) == 1
+        first = ServiceEndpoint(started_by_03.url, spec.served_model_name, "local-process", pb.serving.api_key(spec))
         first.curl("hello")  # a connection the server closes first: TIME_WAIT on its port
-        second = pb.deploy(spec)  # 03 redeploys from another kernel: the first server must stop, the port stays
+        second = pb.serving.deploy(spec)  # 03 redeploys from another kernel: the first server must stop, the port stays
         assert not is_local_server(started_by_03.pid) and not second.note
         second.curl("hello")
-        ours = pb.runs.server(spec.name)
+        ours = pb.records.runs.server(spec.name)
         Kernel("teardown").close()  # 99 in a third kernel
         assert pb.running().empty and not is_local_server(ours.pid)
         with pytest.raises(EndpointGoneError, match="run 03_deploy_vllm"):
@@ -199,20 +199,20 @@ def test_any_kernel_order_keeps_one_server_on_the_port_and_cleanup_sticks(pb):
         notebook_04.close()
         notebook_03.close()
     with pytest.raises(NotDeployedError, match="Nothing is deployed: run 03"):
-        pb.endpoint()  # nothing is started quietly
+        pb.serving.endpoint()  # nothing is started quietly
     assert pb.running().empty
-    third = pb.deploy(spec)  # cleanup kept the PVC and the model on it
+    third = pb.serving.deploy(spec)  # cleanup kept the PVC and the model on it
     assert [_port(e.url) for e in (first, second, third)] == [port] * 3
     assert len(pb.running()) == 1
 
 
 def test_after_cleanup_every_step_says_nothing_is_deployed(pb):
-    pb.records.record_serving(pb.serving_defaults())  # 03 deployed (its server has stopped since)
+    pb.records.record_serving(pb.serving.defaults())  # 03 deployed (its server has stopped since)
     pb.teardown()
-    for step in (pb.endpoint, pb.deployment_logs, pb.diagnose, pb.comparison_pair):
+    for step in (pb.serving.endpoint, pb.serving.logs, pb.serving.diagnose, pb.evaluation.comparison_pair):
         with pytest.raises(NotDeployedError, match="run 03_deploy_vllm"):
             step()
-    for step in (pb.download_progress, pb.wait_for_download, pb.verify_download):
+    for step in (pb.download.progress, pb.download.wait, pb.download.verify):
         with pytest.raises(NoDownloadError, match="02_download_model"):
             step()
     assert pb.running().empty
@@ -220,7 +220,7 @@ def test_after_cleanup_every_step_says_nothing_is_deployed(pb):
 
 def test_nothing_deployed_yet_is_an_error_not_a_quiet_start(pb):
     with pytest.raises(NotDeployedError, match="run 03_deploy_vllm"):
-        pb.endpoint()
+        pb.serving.endpoint()
     assert pb.running().empty
 
 
@@ -281,31 +281,31 @@ def test_blank_text_is_refused_not_replaced(text):
 def test_a_failed_deploy_on_an_unknown_pvc_creates_no_folder(pb):
     _downloaded(pb)
     with pytest.raises(InvalidSpecError, match="PVC 'other-pvc' does not exist"):
-        pb.deploy(pb.serving_defaults().replace(pvc_name="other-pvc"))
-    assert pb.pvcs() == ["ai-model"]
+        pb.serving.deploy(pb.serving.defaults().replace(pvc_name="other-pvc"))
+    assert pb.storage.names() == ["ai-model"]
 
 
 def test_deploy_of_a_model_not_downloaded_names_the_notebook(pb):
-    pb.create_storage(pb.storage_defaults())
+    pb.storage.create(pb.storage.defaults())
     with pytest.raises(IncompleteModelError, match="02_download_model|completion marker|does not exist"):
-        pb.deploy(pb.serving_defaults(SMALL_ZH))
+        pb.serving.deploy(pb.serving.defaults(SMALL_ZH))
 
 
 def _record_download(pb, model: str, pvc: str, status: str, plan_id: str = "p1", started_at: float | None = None):
-    spec = pb.download_defaults(model, completions=2, parallelism=2).__class__(
+    spec = pb.download.defaults(model, completions=2, parallelism=2).__class__(
         model=model, source="huggingface", completions=2, parallelism=2, pvc=pvc)
     record = DownloadRecord(slug=spec.slug, model=spec.model, spec=spec_to_dict(spec), plan_id=plan_id,
-                            shard_bytes=(300, 200), folder=str(pb.pvc_path(pvc) / spec.model_path), status=status,
+                            shard_bytes=(300, 200), folder=str(pb.storage.path(pvc) / spec.model_path), status=status,
                             kernel_pid=os.getpid(), started_at=time.time() if started_at is None else started_at)
-    pb.runs.put_download(record)
+    pb.records.runs.put_download(record)
     return record
 
 
 def test_serving_defaults_start_from_what_02_downloaded(pb):
     _record_download(pb, SMALL_ZH, "models", "done")
-    spec = pb.serving_defaults()
+    spec = pb.serving.defaults()
     assert (spec.model, spec.pvc_name, spec.max_model_len) == (SMALL_ZH, "models", 512)
-    assert pb.serving_defaults("BAAI/bge-m3").max_model_len == 2048  # the tutorial's maxModelLen, within the limit
+    assert pb.serving.defaults("BAAI/bge-m3").max_model_len == 2048  # the tutorial's maxModelLen, within the limit
 
 
 @pytest.mark.parametrize("model, expected", [pytest.param("intfloat/e5-mistral-7b-instruct", 2048, id="tutorial"),
@@ -324,29 +324,29 @@ def test_progress_right_after_a_relaunch_shows_no_earlier_shard_as_done(pb):
     for index, size in ((0, 300), (1, 200)):  # the previous run of the same plan finished both shards
         progress.write_json(progress.shard_file(folder, index), {"plan_id": "same-plan", "status": "done",
                                                                   "bytes_done": size, "updated": earlier})
-    frame = pb.download_progress()
+    frame = pb.download.progress()
     assert frame["status"].tolist() == ["pending", "pending"] and frame["bytes_done"].tolist() == [0, 0]
     progress.write_json(progress.shard_file(folder, 0), {"plan_id": "same-plan", "status": "running",
                                                          "bytes_done": 100, "updated": time.time()})
-    assert pb.download_progress()["status"].tolist() == ["running", "pending"]
+    assert pb.download.progress()["status"].tolist() == ["running", "pending"]
 
 
 def test_verify_reports_how_each_file_was_checked(pb):
     record = _record_download(pb, SMALL_ZH, "ai-model", "done")
-    (pb.pvc_path("ai-model") / SMALL_ZH).mkdir(parents=True)
+    (pb.storage.path("ai-model") / SMALL_ZH).mkdir(parents=True)
     write_completion(record.folder, {"files": [
         {"path": "model.safetensors", "size": 5, "sha256": "a" * 64, "check": "sha256"},
         {"path": "config.json", "size": 3, "sha256": "b" * 64, "check": "git-sha1"}]})
     for name, size in (("model.safetensors", 5), ("config.json", 3)):
-        (pb.pvc_path("ai-model") / SMALL_ZH / name).write_bytes(b"x" * size)
-    frame = pb.verify_download()
+        (pb.storage.path("ai-model") / SMALL_ZH / name).write_bytes(b"x" * size)
+    frame = pb.download.verify()
     assert dict(zip(frame["file"], frame["check"])) == {"model.safetensors": "sha256", "config.json": "git-sha1"}
 
 
 def _plan(pb, model=SMALL_ZH, completions=3):
     from tke_playbook.download import RepoFile, make_plan
 
-    spec = pb.download_defaults(model, source="modelscope", completions=completions, parallelism=completions)
+    spec = pb.download.defaults(model, source="modelscope", completions=completions, parallelism=completions)
     files = [RepoFile(f"model-0000{i}-of-00004.safetensors", size, "c" * 64)
              for i, size in enumerate((4000, 1000, 1000, 1000), start=1)] + [RepoFile("config.json", 10, "d" * 64)]
     return spec, make_plan(spec, files)
@@ -356,23 +356,23 @@ def test_the_indexed_job_and_its_configmap_are_shown(pb):
     import yaml
 
     spec, plan = _plan(pb)
-    docs = list(yaml.safe_load_all(pb.render_download(spec, plan)))
+    docs = list(yaml.safe_load_all(pb.download.render(spec, plan)))
     assert [d["kind"] for d in docs] == ["ConfigMap", "Job"]
     job = docs[1]["spec"]
     assert (job["completionMode"], job["completions"], job["parallelism"]) == ("Indexed", 3, 3)
-    table = pb.download_job_table(spec, plan)
+    table = pb.download.job_table(spec, plan)
     assert table["index"].tolist() == [0, 1, 2] and set(table["completionMode"]) == {"Indexed"}
     assert table["bytes"].sum() == plan.total_bytes
     other_spec, _ = _plan(pb, "BAAI/bge-m3")
     with pytest.raises(PlanMismatchError):
-        pb.render_download(other_spec, plan)
+        pb.download.render(other_spec, plan)
 
 
 def test_bytes_per_pod_chart_puts_the_tutorials_split_beside_ours(pb):
     from tke_playbook.plots.download import plot_bytes_per_pod
 
     spec, plan = _plan(pb)
-    tutorial = pb.tutorial_plan(spec, plan)
+    tutorial = pb.download.tutorial_plan(spec, plan)
     # the tutorial's split: safetensors cut by count, everything else on index 0
     assert tutorial.bytes_per_shard[0] == 4000 + 1000 + 10 and plan.imbalance < tutorial.imbalance
     fig = plot_bytes_per_pod(plan, tutorial=tutorial)
@@ -383,17 +383,17 @@ def test_bytes_per_pod_chart_puts_the_tutorials_split_beside_ours(pb):
 def test_cfs_storage_class_with_vpc_subnet_and_zone(pb):
     import yaml
 
-    spec = pb.storage_defaults("ai-model", vpc_id="vpc-abc12345", subnet_id="subnet-abc12345", zone="ap-guangzhou-3")
-    docs = [d for d in yaml.safe_load_all(pb.render_storage(spec)) if d]
+    spec = pb.storage.defaults("ai-model", vpc_id="vpc-abc12345", subnet_id="subnet-abc12345", zone="ap-guangzhou-3")
+    docs = [d for d in yaml.safe_load_all(pb.storage.render(spec)) if d]
     storage_class = next(d for d in docs if d["kind"] == "StorageClass")
     assert storage_class["provisioner"] == "com.tencent.cloud.csi.cfs"
     assert {k: storage_class["parameters"][k] for k in ("vpcid", "subnetid", "zone")} == {
         "vpcid": "vpc-abc12345", "subnetid": "subnet-abc12345", "zone": "ap-guangzhou-3"}
-    assert pb.storage_defaults("", vpc_id="", subnet_id="  ").creates_storage_class is False
+    assert pb.storage.defaults("", vpc_id="", subnet_id="  ").creates_storage_class is False
 
 
 def test_an_invalid_pvc_name_is_a_playbook_error(pb):
     with pytest.raises(InvalidSpecError, match="PVC name"):
-        pb.storage_defaults("Other_PVC")
+        pb.storage.defaults("Other_PVC")
     with pytest.raises(PlaybookError):
-        pb.pvc_path("../escape")
+        pb.storage.path("../escape")

@@ -41,7 +41,6 @@ _EXPORTS: dict[str, str] = {
     "capacity": "find_sustainable_rate sustainable_rate plan_capacity replay recommend_vllm tune_local "
                 "DocumentLoad QueryLoad LocalSettings with_mfu model_flops_utilisation",
     "manifests.scaleout": "ScaleOutSpec Autoscaler build_scale_out build_pdb build_hpa build_scaled_object render_scale_out",
-    "playbook.scaleout": "autoscaler_checks",
     "specs.prices": "load_prices NodePrice",
     "evaluate": "ndcg_at_k recall_at_k mrr evaluate per_query_table cosine_matrix retrieve score_distributions pca_2d "
                 "load_bilingual sentence_set RetrievalDataset SentenceSet evaluate_embedder compare_embedders "

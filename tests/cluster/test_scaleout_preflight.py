@@ -54,15 +54,13 @@ def test_no_autoscaler_needs_nothing(kube, server):
     assert not any("apiservices" in path for _, path, _ in server.requests)
 
 
-def test_notebook_checks_on_each_target(kube, server):
-    from types import SimpleNamespace
+def test_notebook_checks_on_each_target(kube, server, tmp_path):
+    from tke_playbook.playbook import ClusterPlaybook, LocalPlaybook
 
-    from tke_playbook.playbook.scaleout import autoscaler_checks
-    from tke_playbook.specs.target import Target
-
-    cluster = autoscaler_checks(SimpleNamespace(target=Target.CLUSTER, kube=kube), HPA)
+    cluster = ClusterPlaybook(root=tmp_path, kube=kube).serving.autoscaler_checks(HPA)
     assert list(cluster.columns) == ["check", "result", "detail", "what to do"]
     assert cluster.iloc[0]["result"] == "FAIL" and "prometheus-adapter" in cluster.iloc[0]["what to do"]
-    local = autoscaler_checks(SimpleNamespace(target=Target.LOCAL), KEDA)
-    assert local.iloc[0]["result"] == "skip" and KEDA_CRD in local.iloc[0]["detail"]
-    assert autoscaler_checks(SimpleNamespace(target=Target.LOCAL), ScaleOutSpec()).iloc[0]["result"] == "skip"
+    local = LocalPlaybook(root=tmp_path).serving
+    keda = local.autoscaler_checks(KEDA).iloc[0]
+    assert keda["result"] == "skip" and KEDA_CRD in keda["detail"]
+    assert local.autoscaler_checks(ScaleOutSpec()).iloc[0]["result"] == "skip"

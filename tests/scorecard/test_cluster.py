@@ -149,6 +149,6 @@ def test_scorecard_of_two_deployed_models_on_a_real_cluster(tmp_path):
 
     models = os.environ.get("TKE_PLAYBOOK_SCORECARD_MODELS", "BAAI/bge-m3,intfloat/e5-mistral-7b-instruct")
     pb = open_target("cluster")
-    result = run_scorecard(target_systems(pb, models.split(",")), cache_dir=tmp_path, progress=False)
+    result = run_scorecard(target_systems(pb.serving, models.split(",")), cache_dir=tmp_path, progress=False)
     assert len(result.systems) == 4 and result.table["ndcg@10"].between(0, 1).all()
     assert result.paired(result.systems[0], result.systems[1]).queries == 22

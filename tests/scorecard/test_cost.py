@@ -73,34 +73,29 @@ def test_bad_cost_inputs_are_refused(make, message):
         make()
 
 
-def _pb(target: str, chosen: str):
-    from types import SimpleNamespace
-
-    from tke_playbook.specs.hardware import get_node_type
-    from tke_playbook.specs.target import Target
-
-    return SimpleNamespace(target=Target(target), node_type=lambda: get_node_type(chosen))
-
-
-def test_the_node_type_chosen_in_00_prices_a_cluster_run():
+def test_the_node_type_chosen_in_00_prices_a_cluster_run(home):
     """Issue 20 item 5: GN7.2XLARGE32 chosen in 00, yet 05 priced on PNV5b.8XLARGE96."""
-    from tke_playbook.scorecard import default_node_type
-
-    assert default_node_type(_pb("cluster", "GN7.2XLARGE32")) == "GN7.2XLARGE32"
-    assert default_node_type(_pb("cluster", "GN7.2XLARGE32"), "pnv4.7xlarge116") == "PNV4.7XLARGE116"
-
-
-def test_locally_a_cpu_measurement_is_never_priced_as_a_gpu_node():
-    from tke_playbook.errors import UnknownNameError
-    from tke_playbook.scorecard import default_node_type
+    from tke_playbook.playbook import ClusterPlaybook
     from tke_playbook.specs.hardware import get_node_type
 
-    local = _pb("local", "PNV5b.8XLARGE96")  # 00's choice is for the fit checks; nothing served on it here
-    assert get_node_type(default_node_type(local)).gpu_count == 0
+    pb = ClusterPlaybook(root=home)  # nothing here asks the cluster: the choice is in the state file
+    pb.site.choose_node_type(get_node_type("GN7.2XLARGE32"))
+    assert pb.evaluation.price_node() == "GN7.2XLARGE32"
+    assert pb.evaluation.price_node("pnv4.7xlarge116") == "PNV4.7XLARGE116"
+
+
+def test_locally_a_cpu_measurement_is_never_priced_as_a_gpu_node(home):
+    from tke_playbook.errors import UnknownNameError
+    from tke_playbook.playbook import LocalPlaybook
+    from tke_playbook.specs.hardware import get_node_type
+
+    local = LocalPlaybook(root=home)
+    local.site.choose_node_type(get_node_type("PNV5b.8XLARGE96"))  # for the fit checks; nothing served on it here
+    assert get_node_type(local.evaluation.price_node()).gpu_count == 0
     with pytest.raises(InvalidSpecError, match="measured on this machine's CPU"):
-        default_node_type(local, "GN7.2XLARGE32")
+        local.evaluation.price_node("GN7.2XLARGE32")
     with pytest.raises(UnknownNameError, match="Did you mean"):
-        default_node_type(local, "SA5.LARGE")
+        local.evaluation.price_node("SA5.LARGE")
 
 
 def test_the_cost_summary_reads_without_nan():

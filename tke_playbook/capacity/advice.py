@@ -1,67 +1,103 @@
-"""Tuning on either target with one call: on a cluster, vLLM flags from the sweep applied to the ServingSpec (the
-plan is re-rendered from the tuned spec); locally, the tuning loop over the local server's batching settings."""
+"""Tuning, as one shape for both targets: a :class:`Tuning` has a table, the recommended flags and what applying
+them looks like. Two strategies make one, and the serving step of each target picks its own (nothing here asks
+which target it runs on):
+
+- :func:`tune_vllm` (a cluster): vLLM flags from a closed-loop sweep, applied to the ServingSpec - the workload is
+  re-rendered from the tuned spec (:class:`VllmTuning`);
+- :func:`tune_local_server` (the local target): the tuning loop over the local server's batching settings, each
+  measured on a fresh server (:class:`LocalServerTuning`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
 from ..manifests.serving import build_workload
-from ..manifests.yamldoc import plan_to_yaml, redact_secrets
+from ..manifests.yamldoc import plan_to_yaml
 from ..specs.serving import ServingSpec
-from ..specs.target import Target
 from .efficiency import model_flops_utilisation
 from .local import LocalTuning, tune_local
+from .search import RateSearch
 from .tuning import TuningAdvice, recommend_vllm
 
 QUICK_SEARCH = {"concurrency": (1, 4), "ceiling_level_s": 1.0, "fractions": (0.3, 0.6), "level_s": 1.0,
                 "min_requests": 15, "max_level_s": 2.0}
 
 
+@runtime_checkable
+class Tuning(Protocol):
+    """What a tuning recommends: every setting considered (:meth:`table`), the ``flags`` to use, and what applying
+    them looks like (:meth:`rendered`)."""
+
+    @property
+    def flags(self) -> str: ...
+
+    def table(self) -> pd.DataFrame: ...
+
+    def rendered(self) -> str: ...
+
+
 @dataclass
-class TuningOutcome:
-    """``advice`` and the tuned ``spec`` on a cluster; ``local`` (every setting tried) on the local target."""
+class VllmTuning:
+    """vLLM flags from a sweep (``advice``) and the serving ``spec`` they make."""
 
-    target: Target
-    advice: TuningAdvice | None = None
-    spec: ServingSpec | None = None
-    local: LocalTuning | None = None
-
-    def table(self) -> pd.DataFrame:
-        if self.local is not None:
-            return self.local.table()
-        return self.advice.table()
+    advice: TuningAdvice
+    spec: ServingSpec
 
     @property
     def flags(self) -> str:
-        """The recommended command-line flags (vLLM's, or ``tke-playbook serve``'s locally)."""
-        if self.local is not None:
-            return self.local.best[0].flags
         return self.advice.flags
 
+    def table(self) -> pd.DataFrame:
+        return self.advice.table()
+
     def rendered(self) -> str:
-        """What applying it looks like: the re-rendered workload YAML (cluster) or the serve command (local)."""
-        if self.local is not None:
-            return self.local.verdict()
+        """The re-rendered workload YAML (deploy the tuned spec from 03 to apply it)."""
         if not self.advice.recommendations:
             return "# no change recommended: " + " ".join(self.advice.notes)
-        return plan_to_yaml(redact_secrets([build_workload(self.spec)]), [f"tuned: {self.advice.flags}"])
+        return plan_to_yaml([build_workload(self.spec)], [f"tuned: {self.advice.flags}"], redact_secrets=True)
 
 
-def tune_for_target(target: Target | str, summary: pd.DataFrame, spec: ServingSpec | None, p99_target_ms: float,
-                    *, gpu: str | None = None, quick: bool = False, baseline=None,
-                    **search_options) -> TuningOutcome:
-    """Cluster: recommend vLLM flags from a closed-loop ``summary`` (``LoadResult.table()``) and apply them to
-    ``spec``. Local: run the tuning loop at ``p99_target_ms``, starting from ``baseline`` (a search against the
-    running server, which uses the default settings) when given (``quick``: no other settings, short levels)."""
-    kind = Target(getattr(target, "value", target))
-    if kind is Target.LOCAL:
-        options = {**(QUICK_SEARCH if quick else {}), **search_options}
-        options.setdefault("candidates", [] if quick else None)
-        return TuningOutcome(kind, local=tune_local(p99_target_ms, baseline=baseline, **options))
+@dataclass
+class LocalServerTuning:
+    """Every local server setting measured (``local``) and the best one."""
+
+    local: LocalTuning
+
+    @property
+    def flags(self) -> str:
+        """``tke-playbook serve``'s flags of the best setting."""
+        return self.local.best[0].flags
+
+    def table(self) -> pd.DataFrame:
+        return self.local.table()
+
+    def rendered(self) -> str:
+        """The serve command of the best setting, and by how much it beats the defaults."""
+        return self.local.verdict()
+
+
+def tune_vllm(summary: pd.DataFrame, spec: ServingSpec, *, gpu: str | None = None) -> VllmTuning:
+    """Recommend vLLM flags from a closed-loop ``summary`` (``LoadResult.table()``) of the deployment of ``spec``,
+    with its MFU on ``gpu`` (default: the spec's), and apply them to ``spec``."""
     best = summary.loc[summary["tokens_per_s"].astype(float).idxmax()] if len(summary) else None
-    gpu = gpu or getattr(spec, "gpu", None)
+    gpu = gpu or spec.gpu
     mfu = model_flops_utilisation(float(best["tokens_per_s"]), spec.model, gpu) if best is not None and gpu else None
     advice = recommend_vllm(summary, spec, mfu=mfu)
-    return TuningOutcome(kind, advice=advice, spec=advice.apply(spec))
+    return VllmTuning(advice, advice.apply(spec))
+
+
+def tune_local_server(p99_target_ms: float, *, baseline: RateSearch | None = None, quick: bool = False,
+                      max_candidates: int | None = None, input_tokens: int | None = None,
+                      concurrency=None, level_s: float | None = None, progress=False) -> LocalServerTuning:
+    """The local server's tuning loop at ``p99_target_ms``, starting from ``baseline`` (a search against the
+    running server, which uses the default settings) when given; ``quick``: no other settings, short levels."""
+    options: dict = dict(QUICK_SEARCH) if quick else {}
+    given = {"input_tokens": input_tokens, "concurrency": tuple(concurrency) if concurrency else None,
+             "level_s": level_s, "ceiling_level_s": level_s}
+    options.update({k: v for k, v in given.items() if v is not None})
+    return LocalServerTuning(tune_local(p99_target_ms, baseline=baseline, progress=progress,
+                                        max_candidates=max_candidates, candidates=[] if quick else None, **options))

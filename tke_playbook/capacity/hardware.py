@@ -28,7 +28,6 @@ from ..errors import InvalidSpecError
 from ..specs.catalog import get_model
 from ..specs.hardware import get_gpu, get_node_type, peak_bf16_tflops
 from ..specs.prices import load_prices, price_of
-from ..specs.target import Target
 
 PROJECTION_TITLE = "Projection, not a measurement"
 H200_MEASURED_PEAK_TFLOPS = 790.0  # facts.md section 9: bf16 dense matmul measured on one H200
@@ -95,16 +94,14 @@ def local_server(model: str) -> ServedOn:
     return ServedOn(get_model(model).hf_id, cpu=cpu_model(), cores=cpu_cores())
 
 
-def served_on(target, spec, node_type=None) -> ServedOn:
-    """What served ``spec`` on ``target``: locally this machine's CPU; on a cluster the spec's GPU (else the node
-    type's), ``spec.gpu_count`` per replica, on ``node_type`` (the one chosen in 00)."""
-    kind = Target(getattr(target, "value", target))
+def on_gpus(spec, node_type=None) -> ServedOn:
+    """What served ``spec`` on a cluster: the spec's GPU (else the node type's), ``spec.gpu_count`` per replica, on
+    ``node_type`` (the one chosen in 00). The local target's answer is :func:`local_server`; each target's serving
+    step says which applies (``pb.serving.hardware()``)."""
     model = getattr(spec, "model", None)
     if not model:
-        raise InvalidSpecError("served_on needs the deployed serving spec: run 03_deploy_vllm first", field="spec",
+        raise InvalidSpecError("what served needs the deployed serving spec: run 03_deploy_vllm first", field="spec",
                                value=spec)
-    if kind is Target.LOCAL:
-        return local_server(model)
     node = get_node_type(node_type) if node_type is not None else None
     gpu = getattr(spec, "gpu", None) or (node.gpu.name if node is not None and node.gpu is not None else None)
     if gpu is None:

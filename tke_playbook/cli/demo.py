@@ -235,7 +235,7 @@ def stop_local_servers(home: Path) -> None:
     if Path(home).is_dir():
         from ..playbook.facade import LocalPlaybook  # late: the playbook loads pandas and widgets
 
-        LocalPlaybook(root=Path(home)).stop_servers()
+        LocalPlaybook(root=Path(home)).serving.stop_servers()
 
 
 def port_is_free(port: int) -> bool:

@@ -177,7 +177,7 @@ def require_finished(folder) -> dict:
     (no download state, a plan with no files, shards pending or failed, or an incomplete folder)."""
     summary = progress.read_progress(folder)
     if summary["plan_id"] is None:
-        raise DownloadError(f"No download has run into {folder}: start it first (start_download)", obj=str(folder))
+        raise DownloadError(f"No download has run into {folder}: start it first (pb.download.start)", obj=str(folder))
     if summary["files_total"] == 0:
         raise DownloadError(f"The download plan for {folder} has no files: plan it again from the spec",
                             obj=str(folder))

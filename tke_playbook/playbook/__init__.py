@@ -1,14 +1,15 @@
 """The two-target facade the notebooks call: the same steps on a TKE cluster or on this machine.
 
     pb = open_target()            # TKE_PLAYBOOK_TARGET=local|cluster; local when no kubeconfig is found
-    pb.preflight().to_frame()
-    pb.create_storage(pb.storage_defaults())
+    pb.site.preflight().to_frame()
+    pb.storage.create(pb.storage.defaults())
     ...
-    endpoint = pb.deploy(pb.serving_defaults())
+    endpoint = pb.serving.deploy(pb.serving.defaults())
 
-``pb`` is a :class:`Playbook` holding its target's backend (:class:`Backend`: local or cluster), opened with the
-:class:`Settings` read once from the environment. State between notebooks (storage, download, serving spec,
-running server) lives under ``settings.home``; API keys in 0600 files beside it, never printed.
+``pb`` is a :class:`Playbook` composed of its target's step objects (``site``, ``storage``, ``download``,
+``serving``, ``evaluation``: :mod:`~tke_playbook.playbook.steps`), opened with the :class:`Settings` read once from
+the environment and one reporter. State between notebooks (storage, download, serving spec, running server) lives
+under ``settings.home``; API keys in 0600 files beside it, never printed.
 
 Names are imported on first use (as the package root does), so ``from tke_playbook.playbook.settings import
 quick_mode`` in a notebook's parameters cell loads neither pandas nor the widgets.
@@ -25,17 +26,15 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 _EXPORTS = {
-    "backend": "Backend",
     "defaults": "default_max_model_len",
-    "endpoint": "TUTORIAL_INPUT ServiceEndpoint api_key_source describe_embedding_answer measured_on",
+    "endpoint": "TUTORIAL_INPUT ServiceEndpoint describe_embedding_answer",
     "facade": "PLAYBOOKS ClusterPlaybook LocalPlaybook Playbook",
-    "local": "LocalBackend",
-    "memory": "PlanMemory",
+    "memory": "FormMemory PlanMemory",
     "records": "Records",
     "report": "Level Note headroom_note nothing_note spec_table tidy",
-    "scaleout": "autoscaler_checks",
     "settings": "Settings quick_mode",
     "state": "SecretStore StateStore WorkflowState mask_secret spec_from_dict spec_to_dict",
+    "steps": "Download DownloadStatus Evaluation Serving Session Site Storage",
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names.split()}
 

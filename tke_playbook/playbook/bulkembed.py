@@ -1,14 +1,13 @@
-"""Bulk embedding of a corpus on either target, for the notebooks and the command line.
+"""Bulk embedding of a corpus as the cluster's Indexed Job (``pb.evaluation.embed_corpus`` on a cluster).
 
-On a cluster, :func:`run_embed_job` applies the Indexed Job (:mod:`tke_playbook.manifests.embedjob`), follows it
-with a progress bar of finished shards, and reads the manifest the last pod printed (``TKE-EMBED-MANIFEST``),
-checking it against the plan: every shard present with the planned rows and input, the pods having re-hashed each
-output against its record. Locally, :func:`embed_on_target` runs the same worker as processes
-(:func:`tke_playbook.corpus.bulk.embed_local`) into the folder that plays the PVC.
+:func:`run_embed_job` applies the Indexed Job (:mod:`tke_playbook.manifests.embedjob`), follows it with a progress
+bar of finished shards, and reads the manifest the last pod printed (``TKE-EMBED-MANIFEST``), checking it against
+the plan: every shard present with the planned rows and input, the pods having re-hashed each output against its
+record. Locally the same worker runs as processes (:func:`tke_playbook.corpus.bulk.embed_local`, from
+``LocalEvaluation.embed_corpus``).
 
-The corpus must be on the volume first: locally it is staged for you; on a cluster, stage it where the PVC is
-mounted on this machine (``stage_root=``: a CFS file system mounts on any machine in its VPC), or copy a staged
-folder in (``kubectl cp``).
+The corpus must be on the volume first: on a cluster, stage it where the PVC is mounted on this machine
+(``stage_root=``: a CFS file system mounts on any machine in its VPC), or copy a staged folder in (``kubectl cp``).
 """
 
 from __future__ import annotations
@@ -16,11 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from ..corpus.bulk import embed_local
-from ..corpus.loading import Corpus
-from ..corpus.shards import embed_plan, stage_corpus
-from ..download.folders import PvcFolders
-from ..errors import InvalidSpecError, NotDeployedError, PlaybookError, VerificationError
+from ..errors import VerificationError
 from ..manifests.embedjob import build_embed_objects
 from ..podworker.embedworker import MARKER
 from ..reporting import Reporter, default_reporter
@@ -61,42 +56,3 @@ def run_embed_job(kube, spec: EmbedJobSpec, plan: dict, *, timeout: float = 24 *
     pods = list_pods(kube, spec.namespace, f"job-name={spec.name}")
     logs = [pod_logs(kube, pod, tail_lines=200, namespace=spec.namespace) for pod in pods]
     return manifest_from_logs(logs, plan)
-
-
-def _served(pb):
-    spec = pb.deployed_spec()
-    if spec is None:
-        raise NotDeployedError("Nothing is deployed: run 03_deploy_vllm first (the corpus is embedded by the "
-                               "deployed model)", obj=None)
-    return spec
-
-
-def embed_on_target(pb, corpus: Corpus, *, shards: int = 4, stage_root=None, workers: int = 2, batch: int = 64,
-                    concurrency: int = 4, progress: bool = True) -> dict:
-    """Embed ``corpus`` in bulk with the deployed model: worker processes into the local PVC folder on the local
-    target, an Indexed Job on a cluster (``stage_root``: where the PVC is mounted here). Returns the manifest."""
-    serving = _served(pb)
-    prompt = serving.model_info.document_prompt
-    if getattr(pb, "kube", None) is None:
-        endpoint = pb.endpoint()
-        _, manifest, _, _ = embed_local(corpus, PvcFolders(pb.settings.home).create(serving.pvc_name), endpoint=endpoint.url,
-                                        model=endpoint.model, document_prompt=prompt, shards=shards,
-                                        workers=workers, api_key=endpoint.api_key, batch=batch,
-                                        concurrency=concurrency, progress=progress)
-        return manifest
-    if stage_root is None:
-        raise InvalidSpecError("On a cluster the corpus goes onto the PVC first: pass stage_root= (where the PVC is "
-                               "mounted on this machine), or stage it elsewhere and kubectl cp the corpora/ folder "
-                               "into a pod that mounts the PVC", field="stage_root", value=None)
-    staged = stage_corpus(corpus, stage_root, shards=shards)
-    spec = EmbedJobSpec.for_serving(serving, staged["name"], shards=len(staged["shards"]),
-                                    parallelism=min(workers, len(staged["shards"])))
-    plan = embed_plan(staged, endpoint=spec.endpoint, model=spec.model, document_prompt=prompt, batch=batch,
-                      concurrency=concurrency)
-    try:
-        return run_embed_job(pb.kube, spec, plan, reporter=pb.reporter)
-    except VerificationError:
-        raise
-    except PlaybookError as exc:
-        raise PlaybookError(f"The embedding Job failed: {exc}. Run it again - finished shards are kept",
-                            obj=spec.name, cause=exc) from exc

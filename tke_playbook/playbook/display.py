@@ -49,9 +49,9 @@ def split_message(message: str) -> tuple[str, str, list[str]]:
 DEFAULT_TODO = {
     "InvalidSpecError": "change the value the message names, then run the cell again",
     "UnknownNameError": "use one of the names the message suggests",
-    "EmbeddingAPIError": "look at the server's log (pb.deployment_logs()), then run the cell again",
-    "ServerError": "look at the server's log (pb.deployment_logs()), or run 03_deploy_vllm again",
-    "ClusterError": "run pb.diagnose() for the reason in plain words",
+    "EmbeddingAPIError": "look at the server's log (pb.serving.logs()), then run the cell again",
+    "ServerError": "look at the server's log (pb.serving.logs()), or run 03_deploy_vllm again",
+    "ClusterError": "run pb.serving.diagnose() for the reason in plain words",
     "DownloadError": "launch the download again (it resumes), or see the shard's log below",
     "PlaybookError": "read the details below, fix what they name, then run the cell again",
 }

@@ -14,48 +14,66 @@ from ..download import build_download_objects, plan_download
 from ..errors import DownloadError, JobFailedError
 from ..kube import Kube, ObjectRef, apply_all, get, job_progress, list_pods, wait_for_job
 from ..loadgen.sync import interruptible
-from ..reporting import Reporter
+from ..podworker.planner import DownloadPlan
+from ..specs.download import DownloadSpec, Source
 from ..specs.labels import Component, selector
 from ..specs.tokens import token_from_env
-from .memory import PlanMemory
-from .records import Records
 from .connection import KubeConnection
+from .memory import PlanMemory
+from .runs import DownloadRecord
+from .shared import DownloadBase
+from .steps import DownloadStatus, Row, Session
+
+WAIT_TIMEOUT_S = 3600.0
 
 
 def _job(spec) -> ObjectRef:
     return ObjectRef("batch/v1", "Job", spec.job_name, spec.namespace)
 
 
-class ClusterDownloads:
-    """The download steps of :class:`~tke_playbook.playbook.cluster.ClusterBackend`, given the playbook's records
-    and its cluster connection; keeps the plan cell's plan of this kernel."""
+class ClusterDownloads(DownloadBase):
+    """02 on a cluster: plan from here, launch the Indexed Job, follow it, report its end. Given the session and
+    the cluster connection; keeps the plan cell's plan of this kernel."""
 
-    def __init__(self, records: Records, connection: KubeConnection, reporter: Reporter):
-        self.records = records
+    default_source = Source.MODELSCOPE.value  # as the tutorial
+
+    def __init__(self, session: Session, default_model: str, connection: KubeConnection):
+        super().__init__(session, default_model)
+        self.records = session.records
+        self.reporter = session.reporter
         self.connection = connection
-        self.reporter = reporter
         self.plans = PlanMemory()
 
     @property
     def kube(self) -> Kube:
         return self.connection.kube
 
-    def plan_download(self, spec):
-        """List the hub from here and split the files; kept for the launch cell (a failed plan forgets it)."""
-        return self.plans.make(spec, lambda: plan_download(spec))
+    def unavailable_models(self) -> dict[str, str]:
+        """None: a cluster downloads any catalog model from its hub (02 says so if the hub cannot be reached)."""
+        return {}
 
-    def start_download(self, spec, plan=None, token=None) -> pd.DataFrame:
+    def source_note(self) -> str:
+        return ""
+
+    def plan(self, spec: DownloadSpec) -> DownloadPlan:
+        """List the hub from here and split the files; kept for the launch cell (a failed plan forgets it)."""
+        self.session.forms.check(spec)
+        return self.plans.make(spec, lambda: (plan_download(spec), None))
+
+    def start(self, spec: DownloadSpec, plan: DownloadPlan | None = None, *,
+              token: str | None = None) -> pd.DataFrame:
         """Apply the hub token Secret (when a token is given or set in HF_TOKEN / MODELSCOPE_API_TOKEN), the
         worker ConfigMap (with the plan) and the Indexed Job. The token goes into the Secret only, never into
         the Job or any output."""
+        self.session.forms.check(spec)
         plan = self.plans.planned(spec, plan)
-        token = token if token is not None else token_from_env(spec.source)
-        apply_all(self.kube, build_download_objects(spec, plan, token))
+        secret = token if token is not None else token_from_env(spec.source)
+        apply_all(self.kube, build_download_objects(spec, plan, secret))
         self.records.record_download(spec, plan, f"pvc {spec.pvc}: /{spec.model_path}", kernel_pid=None)
         return pd.DataFrame([{"job": spec.job_name, "namespace": spec.namespace, "completions": spec.completions,
                               "parallelism": spec.parallelism, "bytes": plan.total_bytes}])
 
-    def download_progress(self) -> pd.DataFrame:
+    def progress(self) -> pd.DataFrame:
         """Per index: the pod phase and whether it completed (what `kubectl get pods -l job-name=...` shows)."""
         spec = self.records.recorded_download()
         job = get(self.kube, _job(spec))
@@ -67,9 +85,10 @@ class ClusterDownloads:
                               "completed": i in progress.completed, "failed": i in progress.failed}
                              for i in range(progress.completions)])
 
-    def wait_for_download(self, timeout: float = 3600.0):
-        """Wait for the Job with a progress bar of finished indexes; a failure raises JobFailedError with the
-        pod's log tail and a diagnosis."""
+    def wait(self, *, timeout: float | None = None) -> DownloadStatus:
+        """Wait for the Job (at most ``timeout`` s, default an hour) with a progress bar of finished indexes; a
+        failure raises JobFailedError with the pod's log tail and a diagnosis."""
+        timeout = WAIT_TIMEOUT_S if timeout is None else timeout
         record = self.records.download_record()
         spec = self.records.recorded_download()
 
@@ -88,9 +107,9 @@ class ClusterDownloads:
             self.records.runs.put_download(dataclasses.replace(record, status="failed", error=str(exc)))
             raise
         self.records.runs.put_download(dataclasses.replace(record, status="done"))
-        return done.summary()
+        return DownloadStatus(record.model, True, done.summary(), self.progress())
 
-    def verify_download(self) -> pd.DataFrame:
+    def verify(self) -> pd.DataFrame:
         """On the cluster the pods verify every file before the marker is written; this reports the Job's end."""
         spec = self.records.recorded_download()
         job = get(self.kube, _job(spec)) or {}
@@ -98,12 +117,17 @@ class ClusterDownloads:
         done = progress is not None and progress.state == "complete"
         return pd.DataFrame([{"job": spec.job_name, "complete": done,
                               "note": "every pod checked size and sha256; the last wrote the completion marker"
-                              if done else "not complete yet: wait_for_download()"}])
+                              if done else "not complete yet: pb.download.wait()"}])
 
-    def stop_downloads(self) -> list:
-        """Forget the recorded downloads (teardown deletes the Jobs themselves)."""
+    def stop(self) -> list[DownloadRecord]:
+        """Forget the recorded downloads (the site's teardown deletes the Jobs themselves)."""
         records = self.records.runs.downloads()
         for record in records:
             self.records.runs.remove_download(record.slug)
         self.plans.forget()
         return records
+
+    def remove(self) -> list[Row]:
+        """Forget the downloads (99): their Jobs go with everything the toolkit labelled (``pb.site.remove``)."""
+        self.stop()
+        return []

@@ -19,20 +19,24 @@ import pandas as pd
 
 from .. import errors
 from ..download import require_finished
-from ..download.listing import plan_download
 from ..download.folders import PvcFolders
+from ..download.listing import plan_download
 from ..download.local import hub_offline, run_local_download
-from ..download.mirror import offline_mirror
+from ..download.mirror import HubMirror, offline_mirror
 from ..errors import DownloadError, NoDownloadError
 from ..loadgen.sync import interruptible
-from ..reporting import Reporter
 from ..podworker import progress
 from ..podworker.modelfolder import read_manifest, require_complete
-from ..specs.catalog import OFFLINE_MODEL
-from .memory import PlanMemory
-from .records import Records
+from ..podworker.planner import DownloadPlan
+from ..specs.catalog import OFFLINE_MODEL, list_models
+from ..specs.download import DownloadSpec, Source
 from .display import error_text
+from .memory import PlanMemory
 from .runs import DownloadRecord
+from .shared import DownloadBase
+from .steps import DownloadStatus, Row, Session
+
+WAIT_TIMEOUT_S = 1800.0
 
 
 class _Cancelled(Exception):
@@ -52,23 +56,41 @@ def _this_launch(record: DownloadRecord) -> dict[int, dict]:
     return {i: s for i, s in states.items() if float(s.get("updated") or 0) >= record.started_at}
 
 
-class LocalDownloads:
-    """The download steps of :class:`~tke_playbook.playbook.local.LocalBackend`: plan, launch in the background,
-    progress, wait, verify, stop. Given the playbook's records and the PVC folders; keeps the plan cell's plan and
-    the offline mirror of this kernel."""
+class LocalDownloads(DownloadBase):
+    """02 locally: plan, launch in the background, progress, wait, verify, stop. Given the session and the PVC
+    folders, and ``mirror``: a running hub (e.g. a test's) to list and download from instead of the real one;
+    keeps the plan cell's plan (and the offline mirror serving it) of this kernel."""
 
-    def __init__(self, records: Records, folders: PvcFolders, reporter: Reporter, *, offline: bool = False,
-                 mirror=None):
-        self.records = records
+    default_source = Source.HUGGINGFACE.value
+
+    def __init__(self, session: Session, default_model: str, folders: PvcFolders, *, mirror: HubMirror | None = None):
+        super().__init__(session, default_model)
+        self.records = session.records
+        self.reporter = session.reporter
+        self.offline = session.settings.offline  # act as if no hub can be reached (TKE_PLAYBOOK_OFFLINE)
         self.folders = folders
-        self.reporter = reporter
-        self.offline = offline  # act as if no hub can be reached (the settings' TKE_PLAYBOOK_OFFLINE)
-        self.mirror = mirror  # a running hub (e.g. a test's) to list and download from instead of the real one
+        self.mirror = mirror
         self.plans = PlanMemory()
 
     @property
     def runs(self):
         return self.records.runs
+
+    def _hub_offline(self) -> bool:
+        return hub_offline(DownloadSpec(model=OFFLINE_MODEL, source=self.default_source), timeout_s=2.0,
+                           offline=self.offline)
+
+    def source_note(self) -> str:
+        """Offline, 'huggingface' is the packaged copy of the offline model behind a local mirror of its API."""
+        return "offline: the packaged copy, through a local mirror of its API" if self._hub_offline() else ""
+
+    def unavailable_models(self) -> dict[str, str]:
+        """Offline, only the packaged model can be downloaded: every other model "needs a hub"."""
+        if not self._hub_offline():
+            return {}
+        hub = (f"needs a hub: this machine cannot reach one and only {OFFLINE_MODEL} ships with the toolkit; choose "
+               f"it, or connect to the internet (or a mirror) first")
+        return {m.hf_id: hub for m in list_models() if m.hf_id != OFFLINE_MODEL}
 
     def _plan(self, spec):
         if self.mirror is not None:
@@ -86,43 +108,46 @@ class LocalDownloads:
             mirror.stop()
             raise
 
-    def plan_download(self, spec):
+    def plan(self, spec: DownloadSpec) -> DownloadPlan:
         """List the repository and split it into shards; the plan is kept for the launch cell. Offline, the
-        packaged model is listed from a local mirror (started here and kept with the plan for
-        :meth:`start_download`). A failed plan forgets the previous one, so the launch cell cannot run a stale
-        plan."""
+        packaged model is listed from a local mirror (started here and kept with the plan for :meth:`start`). A
+        failed plan forgets the previous one, so the launch cell cannot run a stale plan."""
+        self.session.forms.check(spec)
         return self.plans.make(spec, lambda: self._plan(spec))
 
-    def start_download(self, spec, plan=None) -> pd.DataFrame:
+    def start(self, spec: DownloadSpec, plan: DownloadPlan | None = None, *,
+              token: str | None = None) -> pd.DataFrame:
         """Start the worker processes in the background (``parallelism`` at a time); returns at once. ``plan``
-        must be for ``spec`` (PlanMismatchError otherwise); None takes the plan the plan cell made for it."""
+        must be for ``spec`` (PlanMismatchError otherwise); None takes the plan the plan cell made for it.
+        ``token`` (a private repository) goes to the workers' environment only."""
+        self.session.forms.check(spec)
         plan = self.plans.planned(spec, plan)
         self.folders.require(spec.pvc)
         for record in self.runs.downloads():
             if record.current_status() == "running":
                 raise DownloadError(f"A download of {record.model} is still running: wait for it "
-                                    "(wait_for_download) before starting another.", obj=record.model)
+                                    "(pb.download.wait()) before starting another.", obj=record.model)
         mirror = self.plans.take_mirror()
-        record = self.records.record_download(spec, plan, str(self.download_folder(spec)), kernel_pid=os.getpid())
-        thread = threading.Thread(target=self._run, args=(spec, plan, mirror, record), daemon=True,
+        record = self.records.record_download(spec, plan, str(self.folder(spec)), kernel_pid=os.getpid())
+        thread = threading.Thread(target=self._run, args=(spec, plan, mirror, record, token), daemon=True,
                                   name=f"download-{spec.slug}")
         thread.start()
         return pd.DataFrame([{"model": spec.model, "shards": len(plan.shards), "workers at once": spec.parallelism,
-                              "bytes": plan.total_bytes, "into": str(self.download_folder(spec))}])
+                              "bytes": plan.total_bytes, "into": str(self.folder(spec))}])
 
     def _still_current(self, record: DownloadRecord) -> None:
         now = self.runs.download(record.slug)
         if now is None or now.plan_id != record.plan_id or now.started_at != record.started_at:
             raise _Cancelled()
 
-    def _run(self, spec, plan, mirror, record: DownloadRecord) -> None:
+    def _run(self, spec, plan, mirror, record: DownloadRecord, token: str | None) -> None:
         outcome = {"status": "done", "error": "", "extra": {}}
         try:
-            run_local_download(spec, plan, self.folders.path(spec.pvc),
+            run_local_download(spec, plan, self.folders.path(spec.pvc), token=token,
                                on_progress=lambda _summary: self._still_current(record))
         except _Cancelled:
             return
-        except BaseException as exc:  # reported by wait_for_download, in whichever kernel waits
+        except BaseException as exc:  # reported by wait(), in whichever kernel waits
             outcome = {"status": "failed", "error": str(exc) or error_text(exc),
                        "extra": {"kind": type(exc).__name__}}
         finally:
@@ -134,13 +159,13 @@ class LocalDownloads:
             return
         self.runs.put_download(dataclasses.replace(record, **outcome))
 
-    def download_folder(self, spec=None) -> Path:
+    def folder(self, spec: DownloadSpec | None = None) -> Path:
         """The model folder on the local PVC (``<pvc>/<model id>``) of ``spec`` or the recorded download."""
         if spec is None:
             spec = self.records.recorded_download()
         return self.folders.path(spec.pvc) / spec.model_path
 
-    def download_progress(self) -> pd.DataFrame:
+    def progress(self) -> pd.DataFrame:
         """Per-shard status, bytes done and percent for the download launched last (what `kubectl get pods`
         shows for the Job). Only that launch's shards count: right after a relaunch every shard is pending."""
         record = self.records.download_record()
@@ -158,14 +183,16 @@ class LocalDownloads:
     def _bytes_done(self, record: DownloadRecord) -> int:
         return sum(int(s.get("bytes_done", 0)) for s in _this_launch(record).values())
 
-    def wait_for_download(self, timeout: float = 1800.0, every: float = 1.0) -> pd.DataFrame:
-        """Wait until the download is complete, with a progress bar; resume it when the kernel that ran it is
-        gone. Raises the download's error (naming the file) if it failed."""
+    def wait(self, *, timeout: float | None = None, every: float = 1.0) -> DownloadStatus:
+        """Wait until the download is complete (at most ``timeout`` s, default 30 min), with a progress bar;
+        resume it when the kernel that ran it is gone. Raises the download's error (naming the file) if it
+        failed."""
         record = self.records.download_record()
         if record.current_status() == "interrupted":
             spec = self.records.recorded_download()
-            self.start_download(spec, self.plan_download(spec))
+            self.start(spec, self.plan(spec))
             record = self.records.download_record()
+        timeout = WAIT_TIMEOUT_S if timeout is None else timeout
         deadline = time.monotonic() + timeout
         total = sum(record.shard_bytes)
         with self.reporter.bar(total, f"Downloading {record.model}", unit="B") as bar, \
@@ -185,18 +212,20 @@ class LocalDownloads:
             bar.update(self._bytes_done(record) - bar.n)
         if record.current_status() == "failed":
             raise _error_from(record)
-        require_finished(record.folder)  # never "0.0 of 0.0 MB" and no error
-        return self.download_progress()
+        summary = require_finished(record.folder)  # never "0.0 of 0.0 MB" and no error
+        return DownloadStatus(record.model, True, f"{record.model}: {summary['files_verified']} files, "
+                              f"{sum(record.shard_bytes) / 1e6:,.1f} MB in {len(record.shard_bytes)} shard(s), "
+                              f"verified, in {record.folder}", self.progress())
 
-    def verify_download(self) -> pd.DataFrame:
+    def verify(self) -> pd.DataFrame:
         """The completion manifest: every file, its size and how it was checked against the hub (sha256, git
         sha1, or size alone when the hub listed no hash), with the sha256 of what is on disk."""
-        folder = require_complete(self.download_folder())
+        folder = require_complete(self.folder())
         rows = [{"file": f["path"], "bytes": f["size"], "check": f.get("check") or "not recorded",
                  "sha256": (f.get("sha256") or "")[:16]} for f in read_manifest(folder).get("files", [])]
         return pd.DataFrame(rows, columns=["file", "bytes", "check", "sha256"])
 
-    def stop_downloads(self) -> list[DownloadRecord]:
+    def stop(self) -> list[DownloadRecord]:
         """Cancel the recorded downloads (the kernel running one stops its workers at its next check) and forget
         them; returns those that were running."""
         running = [r for r in self.runs.downloads() if r.current_status() == "running"]
@@ -204,3 +233,7 @@ class LocalDownloads:
             self.runs.remove_download(record.slug)
         self.plans.forget()
         return running
+
+    def remove(self) -> list[Row]:
+        """Stop and forget every download (99); the downloads that were running, as rows."""
+        return [{"object": "download", "name": f"{r.model} ({r.current_status()})"} for r in self.stop()]

@@ -9,15 +9,11 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
-import platform
-import shlex
 import shutil
 import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -25,14 +21,12 @@ import pandas as pd
 from ..embed.api import error_for
 from ..embed.http import EmbeddingClient
 from ..errors import EmbeddingAPIError, EndpointGoneError, InvalidSpecError
-from ..specs.serving import API_KEY_SECRET_KEY
-from ..specs.target import Target
 from .state import mask_secret
 
 TUTORIAL_INPUT = "用Python实现快速排序算法"
 CURL_CONNECT_FAILURES = {6: "could not resolve the host", 7: "could not connect", 52: "got an empty reply",
                          56: "lost the connection"}
-GONE_HINT = "the server is gone: run 03_deploy_vllm (or pb.endpoint() to get the current endpoint)"
+GONE_HINT = "the server is gone: run 03_deploy_vllm (or pb.serving.endpoint() to get the current endpoint)"
 
 
 @dataclass
@@ -89,7 +83,7 @@ class ServiceEndpoint:
     def curl_text(self, text: str = TUTORIAL_INPUT, key_from: str = "") -> str:
         """The request as you would type it in a shell, one option per line as in the tutorial. The key is
         ``$VLLM_API_KEY``, in double quotes so the shell expands it; everything else is single-quoted.
-        ``key_from`` (e.g. :func:`api_key_source`) is a first line that sets the variable without showing it."""
+        ``key_from`` (``pb.serving.key_source()``) is a first line that sets the variable without showing it."""
         if key_from and self.api_key and self.api_key in key_from:
             raise InvalidSpecError("key_from must read the key (from its file or Secret), never hold it",
                                    field="key_from", value="<hidden>")
@@ -145,6 +139,22 @@ def _quote(part: str) -> str:
     return "'" + part.replace("'", "'\\''") + "'"
 
 
+def _token_text(usage: dict) -> str:
+    prompt, total = usage.get("prompt_tokens"), usage.get("total_tokens")
+    if prompt is None:
+        return "not reported"
+    return f"{prompt} prompt tokens" + (f" ({total} in total)" if total not in (None, prompt) else "")
+
+
+def _vector_rows(vector: list[float], first: int) -> list[tuple[str, str]]:
+    norm = math.fsum(v * v for v in vector) ** 0.5
+    normalised = " - normalised" if vector and abs(norm - 1) < 1e-3 else ""
+    shown = ", ".join(f"{v:+.3f}" for v in vector[:first])
+    more = f" (first {first} of {len(vector)})" if len(vector) > first else ""
+    return [("dimension", str(len(vector))), ("length (L2 norm)", f"{norm:.4f}{normalised}"),
+            ("first values", shown + more)]
+
+
 def describe_embedding_answer(answer: dict, first: int = 4) -> pd.DataFrame:
     """An /v1/embeddings answer as a short table to read: the served model, how many vectors and their dimension,
     the first vector's length (1.0 when the model normalises) and its first ``first`` values, and the tokens the
@@ -154,56 +164,6 @@ def describe_embedding_answer(answer: dict, first: int = 4) -> pd.DataFrame:
                                "endpoint.curl() returned", field="answer", value=type(answer).__name__)
     data = answer.get("data") or []
     vector = [float(v) for v in ((data[0].get("embedding") if data else None) or [])]
-    norm = math.fsum(v * v for v in vector) ** 0.5
-    usage = answer.get("usage") or {}
-    prompt, total = usage.get("prompt_tokens"), usage.get("total_tokens")
-    tokens = "not reported" if prompt is None else f"{prompt} prompt tokens" + (
-        f" ({total} in total)" if total not in (None, prompt) else "")
-    rows = [("served model", answer.get("model") or "not reported"), ("vectors", len(data)),
-            ("dimension", len(vector)),
-            ("length (L2 norm)", f"{norm:.4f}" + (" - normalised" if vector and abs(norm - 1) < 1e-3 else "")),
-            ("first values", ", ".join(f"{v:+.3f}" for v in vector[:first])
-             + (f" (first {first} of {len(vector)})" if len(vector) > first else "")),
-            ("tokens", tokens)]
-    return pd.DataFrame({"value": [str(v) for _, v in rows]}, index=[k for k, _ in rows])
-
-
-def api_key_source(pb, model: str = "") -> str:
-    """A shell line that puts the deployment's API key into ``$VLLM_API_KEY`` without showing it: read from the
-    key file locally, from the Secret on a cluster. Empty when the deployment needs no key (or none is
-    deployed)."""
-    spec = pb.deployed_spec(model)
-    if spec is None or not spec.api_key_required:
-        return ""
-    if Target(pb.target) is Target.LOCAL:
-        return f'export VLLM_API_KEY="$(cat {shlex.quote(str(pb.secrets.path(spec.api_key_secret)))})"'
-    return (f'export VLLM_API_KEY="$(kubectl get secret {spec.api_key_secret} -n {spec.namespace} '
-            f"-o jsonpath='{{.data.{API_KEY_SECRET_KEY}}}' | base64 -d)\"")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.lower().startswith("model name") and ":" in line:
-                return " ".join(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "CPU"
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def measured_on(pb) -> str:
-    """What served the endpoint's numbers, for a figure's title: locally this machine's CPU (the local server
-    runs here, whatever node type 00 chose); on a cluster the node type chosen in 00 and its GPUs."""
-    if Target(pb.target) is Target.LOCAL:
-        return f"this machine's CPU ({_cpu_name()}, {_cores()} cores), local server"
-    node = pb.node_type()
-    if node is None:
-        return "the cluster's serving node"
-    return f"{node.name} ({node.gpu_count} x {node.gpu.name})" if node.gpu else f"{node.name} (CPU)"
+    rows = [("served model", str(answer.get("model") or "not reported")), ("vectors", str(len(data))),
+            *_vector_rows(vector, first), ("tokens", _token_text(answer.get("usage") or {}))]
+    return pd.DataFrame({"value": [v for _, v in rows]}, index=[k for k, _ in rows])

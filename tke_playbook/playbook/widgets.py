@@ -4,8 +4,8 @@ Every widget is usable without touching it: its defaults give a valid headless r
 Besides the live widget, each one offers a static HTML table of its current values (``text/html``), which is
 what an exported notebook shows where no widget JavaScript runs (``make demo``'s HTML, GitHub).
 
-    picker = NodeTypePicker(pb.node_types())   # then: picker.node_type
-    form = ServingForm(pb.serving_defaults())  # then: form.spec()  (InvalidSpecError says what to fix)
+    picker = NodeTypePicker(pb.site.node_types())   # then: picker.node_type
+    form = ServingForm(pb.serving.defaults())  # then: form.spec()  (InvalidSpecError says what to fix)
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Notebook 07's glue: where the documents, queries and labels come from, and which systems compare on them.
+"""Notebook 07's glue: where the documents, queries, labels and the report live (the systems that compare on them
+come from the target's evaluation step: ``pb.evaluation.document_systems()``).
 
 Without a folder of your own, the demo corpus is the Python documentation's topic texts that ship with the
 interpreter (written once under the toolkit's state folder), with queries and labels derived from their headings
@@ -9,11 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..corpus.chunking import Chunker, served_chunker
 from ..corpus.pydocs import pydoc_queries, write_pydoc_corpus
 from ..corpus.queries import read_qrels, read_queries
-from ..embed.local import LocalEmbedder
-from ..errors import NotDeployedError
 
 DEMO_NAME = "python-docs"
 
@@ -39,19 +37,3 @@ def labels_path(name: str, home: Path) -> Path:
 def report_path(name: str, home: Path) -> Path:
     """Where 07 writes corpus ``name``'s HTML report, under ``home``."""
     return Path(home) / "reports" / f"{name}.html"
-
-
-def document_systems(pb, extra: str = "bm25,hybrid") -> tuple[list, Chunker, str]:
-    """``(systems, chunker, note)``: the target's served model first, then ``extra`` (names such as ``bm25``,
-    ``tfidf``, ``hybrid``, URLs), and the chunker for the served model (its tokenizer, its ``max_model_len``). On
-    the local target with nothing deployed, the packaged model in-process stands in."""
-    try:
-        endpoint = pb.endpoint()
-        first, note = endpoint.client(), f"{endpoint.model} served at {endpoint.url}"
-        chunker = served_chunker(endpoint.url, endpoint.api_key)
-    except NotDeployedError:
-        if getattr(pb, "kube", None) is not None:
-            raise
-        first, note = LocalEmbedder(), "nothing deployed (03 not run): the packaged model in-process stands in"
-        chunker = served_chunker(None)
-    return [first, *[name.strip() for name in extra.split(",") if name.strip()]], chunker, note

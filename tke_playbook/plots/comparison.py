@@ -210,7 +210,7 @@ def plot_quality_vs_cost(costs, metric: str = "ndcg@10", ax=None, *, title: str 
     """Quality (y, with its interval) against cost per million tokens (x) from ``scorecard.cost_table``, for the
     systems with a cost (the others listed in the corner). With fewer than two distinct costs (locally: one model
     on this machine's CPU) there is nothing to trade off, and the figure says so: quality by system, each with its
-    cost under its name. ``hardware``: where the throughput was measured (``playbook.measured_on(pb)``)."""
+    cost under its name. ``hardware``: where the throughput was measured (``pb.serving.measured_on()``)."""
     priced = costs[np.isfinite(costs["cost per 1M tokens"].astype(float))]
     distinct = np.unique(priced["cost per 1M tokens"].astype(float).round(12))
     single = len(distinct) < 2

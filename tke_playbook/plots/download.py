@@ -12,7 +12,7 @@ MAX_WIDTH_IN = 11.0  # the notebook's width: more pods make thinner bars, never 
 
 def plot_bytes_per_pod(plan, ax=None, *, title: str | None = None, tutorial=None):
     """A bar per shard (download pod / local worker) with its bytes; the dashed line is the ideal even share.
-    With ``tutorial`` (``pb.tutorial_plan(spec, plan)``: the tutorial's split of the same files, by count) its bars
+    With ``tutorial`` (``pb.download.tutorial_plan(spec, plan)``: the tutorial's split of the same files, by count) its bars
     stand beside ours, so the slowest pod of each split shows.
 
     Returns the Figure (or ``ax`` when given). Works for any plan with ``bytes_per_shard`` and ``total_bytes``."""

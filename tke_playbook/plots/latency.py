@@ -97,7 +97,7 @@ def plot_latency_histogram(records, ax=None, *, summary=None, bins: int = 30, ti
 
     ``summary`` (loadgen's, e.g. ``load.summary``): the marks are its ``p50_ms``/``p90_ms``/``p99_ms`` - the very
     numbers of the table beside the plot (without it they are computed the same way). ``hardware`` (what served
-    the requests, e.g. ``playbook.measured_on(pb)``) goes under the title. ``ax`` works for records of one level."""
+    the requests, e.g. ``pb.serving.measured_on()``) goes under the title. ``ax`` works for records of one level."""
     _require(records, {"latency_s", "ok"}, "records")
     keys = _histogram_groups(records, summary)
     groups = [((), records)] if not keys else [

@@ -24,7 +24,7 @@ from .stats import (PairedMethod, PairedTest, PairwiseTests, bootstrap_ci, disag
                     paired_test, pairwise_tests, per_query_scores)
 from .task import (SUGGESTED_TASKS, TkeBilingualRetrieval, bilingual_task, choose_task, evaluate_search, named_task,
                    subsample)
-from .visuals import default_node_type, projections, reference_for
+from .visuals import projections
 
 __all__ = ["BM25Retriever", "bm25_tokens", "CachedEmbedder", "EmbeddingCache", "default_cache_dir", "revision_of",
            "deployed_embedders", "service_name", "Throughput",
@@ -36,4 +36,4 @@ __all__ = ["BM25Retriever", "bm25_tokens", "CachedEmbedder", "EmbeddingCache", "
            "PairedTest", "PairwiseTests", "bootstrap_ci", "disagreements", "holm_adjust", "intervals", "paired_test",
            "pairwise_tests", "per_query_scores", "DatasetCard", "dataset_card", "results_table",
            "SUGGESTED_TASKS", "MtebEncoder", "RecordingSearch", "TkeBilingualRetrieval", "bilingual_task", "evaluate_search",
-           "named_task", "subsample", "projections", "reference_for", "default_node_type"]
+           "named_task", "subsample", "projections"]

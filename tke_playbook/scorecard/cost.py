@@ -117,7 +117,7 @@ def cost_table(quality: pd.DataFrame, throughputs: Sequence[Throughput] | Mappin
 def scorecard_throughputs(result, node_type: str = LOCAL_PRICE_NODE, measured_on: str = "") -> list[Throughput]:
     """Single-stream throughput of each dense system, from the tokens its endpoint reported during a cold
     scorecard run (only endpoints that report usage; a rough figure - prefer 06's load test). ``measured_on``
-    (e.g. ``playbook.measured_on(pb)``) is added to each throughput's source."""
+    (e.g. ``pb.serving.measured_on()``) is added to each throughput's source."""
     out, source = [], "scorecard cold run, one stream" + (f", {measured_on}" if measured_on else "")
     for system, calls in result.embed_calls.items():
         counted = [c for c in calls if c.get("tokens")]

@@ -164,18 +164,11 @@ def local_systems(dense=None, *, tfidf: bool = False) -> list:
     return [dense, BM25Retriever(), Hybrid(dense)] + ([LexicalEmbedder()] if tfidf else [])
 
 
-def target_systems(pb, models: Sequence[str] = (), *, baselines: bool = True) -> list:
-    """The endpoints of a target (``workflow.open_target``): every model in ``models`` (deployed with 03), or
-    the served model when empty; with ``baselines``, BM25, a hybrid of the first model with BM25 and TF-IDF."""
-    clients = []
-    for model in list(models) or [""]:
-        try:
-            endpoint = pb.endpoint(model) if model else pb.endpoint()
-        except TypeError as exc:  # the local target serves one model
-            raise InvalidSpecError(f"This target serves one model; leave MODELS empty instead of {model!r}, or run "
-                                   "on a cluster with each model deployed by 03.", field="models", value=model,
-                                   cause=exc) from exc
-        clients.append(endpoint.client())
+def target_systems(serving, models: Sequence[str] = (), *, baselines: bool = True) -> list:
+    """The endpoints of a target's deployments (``pb.serving``: anything with ``endpoint(model)``): every model in
+    ``models`` (deployed with 03), or the served model when empty; with ``baselines``, BM25, a hybrid of the first
+    model with BM25 and TF-IDF."""
+    clients = [serving.endpoint(model).client() for model in list(models) or [""]]
     return clients + ([BM25Retriever(), Hybrid(clients[0]), LexicalEmbedder()] if baselines else [])
 
 
