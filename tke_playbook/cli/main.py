@@ -21,6 +21,7 @@ import sys
 from ..download.listing import plan_download
 from ..errors import InvalidSpecError, PlaybookError
 from ..manifests.profiles import get_profile, render_profile, with_overrides
+from ..specs.apikeys import annotation_salt, check_api_key
 from ..specs.fit import check_fit
 from ..specs.hardware import gpu_rows, node_type_rows
 from ..specs.vllm_args import CONTAINER_PORT
@@ -140,11 +141,15 @@ def _profile(args):
 def run_render(args) -> int:
     api_key = os.environ.get(args.api_key_env) or None
     profile = _profile(args)
+    keyed = not args.helm_values and profile.serving.api_key_required
+    if api_key is not None and keyed:
+        check_api_key(api_key, f"${args.api_key_env}")
     download_plan = None
     if args.list_files and not args.helm_values:
         download_plan = plan_download(profile.download)
     sys.stdout.write(render_profile(profile, helm_values=args.helm_values, api_key=api_key,
-                                    show_secrets=args.show_secrets, download_plan=download_plan))
+                                    show_secrets=args.show_secrets, download_plan=download_plan,
+                                    key_salt=annotation_salt() if keyed else None))
     if args.pip_index_url:
         print("tke-playbook render: --pip-index-url has no effect: download pods install nothing", file=sys.stderr)
     if not args.helm_values and api_key is None and args.api_key_env != "TKE_PLAYBOOK_API_KEY":

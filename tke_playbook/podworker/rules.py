@@ -99,7 +99,7 @@ def _digest(value, pattern, what: str):
     """(normalised digest or None, problem or None)."""
     if value in (None, ""):
         return None, None
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         return None, f"a malformed {what} ({value!r:.80})"
     return value.lower(), None
 

@@ -3,7 +3,7 @@
 ``catalog`` (models), ``hardware`` (GPUs, TKE node types), ``fit`` (does a model fit a GPU), ``storage``,
 ``serving`` and ``download`` (the three specs a deployment is made of), ``vllm_args`` (vLLM's command line per
 version), ``labels`` and ``names`` (the rules every Kubernetes name and label follows), ``tokens`` (hub tokens,
-never printed), ``prices``, ``target`` (which target and where local state lives) and ``checks`` (the report type
+never printed), ``apikeys`` (the API-key rule and the one reader of key files), ``prices``, ``target`` (which target and where local state lives) and ``checks`` (the report type
 both preflights return). Everything above imports from here; nothing here imports from above.
 """
 
