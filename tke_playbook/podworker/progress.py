@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 try:
-    from .modelfolder import completeness_problem, state_path
+    from .modelfolder import completeness_problem, parse_json, read_small, state_path
 except ImportError:  # running from the ConfigMap in a download pod
-    from modelfolder import completeness_problem, state_path
+    from modelfolder import completeness_problem, parse_json, read_small, state_path
 
 RUNNING, DONE, FAILED = "running", "done", "failed"
 
@@ -65,9 +65,10 @@ def write_json(path: Path, obj) -> None:
 
 
 def read_json(path: Path) -> dict | None:
+    """The JSON in ``path``, None when it is missing or not the toolkit's: a symlink, FIFO or device, too large,
+    malformed or nested without end (never a hang or a RecursionError)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        return parse_json(read_small(path))
     except (OSError, ValueError):
         return None
 

@@ -19,8 +19,13 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus, urlsplit
 
 try:
-    from ..errors import DownloadError, HubError, VerificationError
+    from ..errors import DownloadError, HubError, InvalidSpecError, VerificationError
 except ImportError:  # running from the ConfigMap in a download pod
+
+    class InvalidSpecError(ValueError):
+        def __init__(self, message, *, field=None, value=None, obj=None, cause=None):
+            super().__init__(message)
+            self.message, self.field, self.value, self.obj, self.cause = message, field, value, obj, cause
 
     class DownloadError(Exception):
         def __init__(self, message, *, obj=None, cause=None):

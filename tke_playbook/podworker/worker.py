@@ -41,22 +41,22 @@ from pathlib import Path
 try:
     from . import progress
     from .hubapi import describe, list_files
-    from .modelfolder import (TRUSTED, clear_completion, completeness_problem, hash_file, marker_path, read_manifest,
-                              write_completion)
+    from .modelfolder import (TRUSTED, clear_completion, completeness_problem, hash_fd, hash_file, marker_path,
+                              open_in_folder, os_problem, read_manifest, write_completion)
     from .planner import DownloadPlan, make_plan, request_of, require_plan_hashes
     from .rules import CHECK_NONE, CHECK_SHA1, CHECK_SHA256, check_listing, path_problem
-    from .transfer import (CHUNK, DownloadError, HubError, VerificationError, endpoint_for, env_token, fetch, file_url,
-                           log, open_for_write, request_headers, safe_path)
+    from .transfer import (CHUNK, DownloadError, HubError, InvalidSpecError, VerificationError, endpoint_for, env_token,
+                           fetch, file_url, log, open_for_write, request_headers, safe_path)
 except ImportError:  # running from the ConfigMap in a download pod
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # its files, also under python -I (safe path)
     import progress
     from hubapi import describe, list_files
-    from modelfolder import (TRUSTED, clear_completion, completeness_problem, hash_file, marker_path, read_manifest,
-                             write_completion)
+    from modelfolder import (TRUSTED, clear_completion, completeness_problem, hash_fd, hash_file, marker_path,
+                             open_in_folder, os_problem, read_manifest, write_completion)
     from planner import DownloadPlan, make_plan, request_of, require_plan_hashes
     from rules import CHECK_NONE, CHECK_SHA1, CHECK_SHA256, check_listing, path_problem
-    from transfer import (CHUNK, DownloadError, HubError, VerificationError, endpoint_for, env_token, fetch, file_url,
-                          log, open_for_write, request_headers, safe_path)
+    from transfer import (CHUNK, DownloadError, HubError, InvalidSpecError, VerificationError, endpoint_for, env_token,
+                          fetch, file_url, log, open_for_write, request_headers, safe_path)
 
 DOWNLOAD, ADOPT, TRUST = "download", "adopt", "trust"
 PR_SET_PDEATHSIG = 1
@@ -203,7 +203,10 @@ def file_good(folder: Path, f: dict) -> bool:
         return True
     if check_of(f) == CHECK_NONE or _known_mismatch(record, final, f) or staged(folder, f):
         return False  # nothing to compare with, our record already says no, or a verified replacement waits
-    sha256, sha1 = hash_file(final, f["size"])
+    try:
+        sha256, sha1 = hash_file(final, f["size"])
+    except OSError:  # replaced meanwhile by a folder, a FIFO or a symlink: not good (and never waited on)
+        return False
     if not matches(f, sha256, sha1):
         return False
     _record(folder, f, sha256, sha1, check_of(f))
@@ -435,20 +438,41 @@ def adopt(plan: dict, opts: Options) -> bool:
     return True
 
 
+def _untrustable(folder: Path, rel: str, what: str) -> InvalidSpecError:
+    return InvalidSpecError(f"{rel!r} in {folder} {what}: trusting records only plain files inside the model folder "
+                            f"(nothing a link points to); copy the real files into its place or remove it, then "
+                            f"trust the folder again", field="folder", value=rel, obj=rel)
+
+
+def _trusted_entry(folder: Path, rel: str) -> dict:
+    if path_problem(rel):
+        raise _untrustable(folder, rel, f"has a name a model file cannot have ({path_problem(rel)})")
+    try:
+        fd, st = open_in_folder(folder, rel)
+    except OSError as exc:
+        raise _untrustable(folder, rel, os_problem(exc)) from None
+    try:
+        sha256, sha1, got = hash_fd(fd, st.st_size)
+    finally:
+        os.close(fd)
+    if got != st.st_size:
+        raise DownloadError(f"{rel} in {folder} changed while it was hashed: trust the folder again once nothing "
+                            f"writes to it", obj=rel)
+    return {"path": rel, "size": st.st_size, "sha256": sha256, "git_sha1": sha1, "check": TRUSTED}
+
+
 def trust(folder: Path, opts: Options) -> bool:
-    """The explicit opt-out: record the files present, hashed, as trusted without a hub listing."""
+    """The explicit opt-out: record the files present, hashed, as trusted without a hub listing. Only plain files
+    and folders count: a symlink (to a file or a folder), a FIFO or a device is refused, never skipped."""
     entries = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
+        for name in dirnames:
+            if os.path.islink(os.path.join(dirpath, name)):  # os.walk lists a symlinked folder, never enters it
+                rel = (Path(dirpath) / name).relative_to(folder).as_posix()
+                raise _untrustable(folder, rel, "is a symlinked folder")
         for name in sorted(filenames):
-            full = Path(dirpath) / name
-            rel = full.relative_to(folder).as_posix()
-            if full.is_symlink() or not full.is_file() or path_problem(rel):
-                raise DownloadError(f"{rel!r} in {folder} is not a plain file with a plain name: remove it before "
-                                    f"trusting the folder", obj=rel)
-            sha256, sha1 = hash_file(full)
-            entries.append({"path": rel, "size": full.stat().st_size, "sha256": sha256, "git_sha1": sha1,
-                            "check": TRUSTED})
+            entries.append(_trusted_entry(folder, (Path(dirpath) / name).relative_to(folder).as_posix()))
     if not entries:
         raise DownloadError(f"{folder} holds no files to trust: download the model first", obj=str(folder))
     _complete(folder, {"format": 2, "model": opts.model_path, "source": None, "repo_id": None, "revision": None,
