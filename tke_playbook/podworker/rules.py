@@ -50,6 +50,11 @@ class RepoFile:
     def expected(self) -> str | None:
         return self.sha256 or self.blob_id
 
+    def as_dict(self) -> dict:
+        """The fields as a plain dict (what ``dataclasses.asdict`` gives, without its deep copy: a 20,000-file
+        plan is converted several times)."""
+        return {"path": self.path, "size": self.size, "sha256": self.sha256, "blob_id": self.blob_id}
+
 
 def path_problem(path) -> str | None:
     """What is wrong with a listed path, or None."""
