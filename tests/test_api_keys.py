@@ -131,9 +131,9 @@ def test_key_files_are_private_regular_files_holding_one_key(tmp_path, content, 
 def test_key_files_that_would_block_or_never_end_are_refused(tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo, 0o600)
-    with pytest.raises(InvalidSpecError, match="not a regular file"):
+    with pytest.raises(InvalidSpecError, match="is a FIFO: give a regular file"):
         read_key_file(fifo)  # opening a FIFO for reading would wait for a writer forever
-    with pytest.raises(InvalidSpecError, match="not a regular file"):
+    with pytest.raises(InvalidSpecError, match="is a device: give a regular file"):
         read_key_file("/dev/zero")
     with pytest.raises(InvalidSpecError, match="is a folder"):
         read_key_file(tmp_path)

@@ -26,6 +26,7 @@ from ..podworker.modelfolder import read_manifest
 from ..specs.catalog import OFFLINE_MODEL
 from ..specs.download import MAX_SHARDS, DownloadSpec
 from ..specs.storage import DEFAULT_PVC
+from .main import INTERRUPTED
 
 DEFAULT_MODEL = OFFLINE_MODEL
 
@@ -137,6 +138,11 @@ def run(args) -> int:
     except DownloadError as exc:
         print()
         return _failed("download", exc)
+    except KeyboardInterrupt:  # the workers are stopped; what they verified stays, and a rerun resumes there
+        print(flush=True)  # end the progress line (stdout)
+        print("tke-playbook download: stopped (Ctrl-C); run the same command again to resume - files already "
+              "verified and bytes already written are kept", file=sys.stderr)
+        return INTERRUPTED
     counts: dict[str, int] = {}
     for entry in read_manifest(folder).get("files", []):
         counts[entry["check"]] = counts.get(entry["check"], 0) + 1
@@ -190,6 +196,9 @@ def run_verify(args) -> int:
     except (DownloadError, IncompleteModelError) as exc:
         bar.end()
         return _failed("verify", exc)
+    except BaseException:  # Ctrl-C or bad input: end the bar's line so the one-line message stands alone
+        bar.end()
+        raise
     bar.end()
     print(f"{'adopted and ' if args.adopt else ''}verified {result['files']} files "
           f"({result['bytes'] / 1e6:.1f} MB) in {folder}: {_checks(result['checks'])}")

@@ -183,6 +183,7 @@ def run_gpus(args) -> int:
 
 
 OWN_COMMANDS = ("render", "fit", "gpus")
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped with Ctrl-C
 
 
 def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
@@ -227,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # `tke-playbook render | head`
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's status for SIGINT
+        print(f"tke-playbook {args.command}: stopped (Ctrl-C)", file=sys.stderr)
+        return INTERRUPTED
+    except OSError as exc:  # a path the user gave that the system refused; never a traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"tke-playbook {args.command}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

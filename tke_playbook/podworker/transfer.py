@@ -104,6 +104,9 @@ class _KeptResponse:
     def read(self, amount: int | None = None) -> bytes:
         return self._response.read(amount)
 
+    def read1(self, amount: int = -1) -> bytes:
+        return self._response.read1(amount)
+
     def close(self) -> None:
         if self._conn is None:
             return
@@ -270,9 +273,10 @@ def _attempt(url, headers, fd, cursor, end, size, opts, label, revision, on_prog
         raise failure from None
     with resp:
         skip = _start_offset(resp, pos, size, label)
+        read = getattr(resp, "read1", resp.read)  # what has arrived, so a slow link still reports (and resumes)
         while pos < end:
             try:
-                chunk = resp.read(min(CHUNK, end - pos + skip))
+                chunk = read(min(CHUNK, end - pos + skip))
             except (http.client.HTTPException, OSError) as exc:
                 raise Retry(f"{type(exc).__name__}: {exc}") from exc
             if not chunk:

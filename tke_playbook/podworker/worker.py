@@ -379,8 +379,8 @@ class Shard:
 
     def save(self, status: str, error: str | None = None, kind: str | None = None, file=None, *,
              force: bool = False) -> None:
-        """Record the shard's state: always when ``force`` or the status is not 'running', else at most every
-        :data:`SAVE_EVERY_S` (the pieces list at most every :data:`PIECES_EVERY_S`)."""
+        """Record the shard's state: always (with the pieces list) when ``force`` or the status is not 'running',
+        else at most every :data:`SAVE_EVERY_S` (the pieces list at most every :data:`PIECES_EVERY_S`)."""
         now = time.monotonic()
         final = force or status != progress.RUNNING
         if not final and now - self._saved_at < SAVE_EVERY_S:
@@ -427,7 +427,7 @@ def _fetch_piece(shard: Shard, i: int, opts: Options, *, sync: bool = True) -> N
         if pos - state["synced"] >= opts.sync_bytes or now - state["at"] > 1.0:
             os.fsync(fd)
             shard.done[i], state["synced"], state["at"] = pos - start, pos, now
-            shard.save(progress.RUNNING)
+            shard.save(progress.RUNNING, force=True)  # at most once a second: what a killed worker resumes from
         if now - state["said"] > 15:  # a line for kubectl logs now and then
             state["said"] = now
             log(shard.index, f"{sum(shard.done) / max(shard.total, 1):.0%} of {shard.total / 1e9:.2f} GB")
@@ -633,6 +633,10 @@ def run_plan(plan: dict, opts: Options) -> bool:
         raise error from exc
     except DownloadError as exc:
         _fail(shard, exc)
+        raise
+    except KeyboardInterrupt:  # Ctrl-C reaches the workers too: record the synced bytes, so a rerun resumes there
+        with contextlib.suppress(OSError):
+            shard.save(progress.FAILED, "stopped by Ctrl-C: run the download again to resume", "download")
         raise
 
 

@@ -26,6 +26,7 @@ import stat
 from pathlib import Path
 
 from ..errors import InvalidSpecError
+from .files import open_user_file, read_fd
 from .target import state_dir
 
 KEY_MIN_LENGTH = 16          # 16 characters of a bearer token: far beyond guessing over the network
@@ -78,42 +79,18 @@ def generate_api_key() -> str:
     return check_api_key(secrets.token_urlsafe(KEY_BYTES), "A generated API key")
 
 
-def _open_key_file(path: Path, where: str) -> tuple[int, os.stat_result]:
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below as not a regular file
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise InvalidSpecError(f"{where}: cannot read it ({exc.strerror or exc}): give a readable file holding the "
-                               f"key", field="api_key_file", value=str(path)) from exc
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-        raise InvalidSpecError(f"{where} is {what}: give a file holding the key", field="api_key_file",
-                               value=str(path))
-    return fd, st
-
-
 def read_key_file(path, where: str | None = None) -> str:
     """The key in the file ``path``, checked: a regular file, at most :data:`KEY_FILE_MAX_BYTES`, not readable
     by group or others (like ssh with private keys: "permissions 0644 for 'FILE' are too open: chmod 600 FILE"),
     UTF-8, one key followed by at most one line ending. ``where`` names it in messages (default: the path)."""
     path = Path(os.path.expanduser(os.fspath(path)))
     where = where or str(path)
-    fd, st = _open_key_file(path, where)
-    try:
-        if st.st_mode & 0o077:
-            raise InvalidSpecError(f"permissions {stat.S_IMODE(st.st_mode):04o} for '{path}' are too open: "
-                                   f"chmod 600 {path}", field="api_key_file", value=str(path))
-        if st.st_size > KEY_FILE_MAX_BYTES:
-            raise InvalidSpecError(f"{where} has {st.st_size} bytes: a key file holds one key of at most "
-                                   f"{KEY_MAX_LENGTH} characters", field="api_key_file", value=str(path))
-        data = os.read(fd, KEY_FILE_MAX_BYTES + 1)
-    except OSError as exc:
-        raise InvalidSpecError(f"{where}: cannot read it ({exc.strerror or exc}): give a readable file holding the "
-                               f"key", field="api_key_file", value=str(path)) from exc
-    finally:
+    fd, st = open_user_file(path, where, "api_key_file")
+    if st.st_mode & 0o077:
         os.close(fd)
+        raise InvalidSpecError(f"permissions {stat.S_IMODE(st.st_mode):04o} for '{path}' are too open: "
+                               f"chmod 600 {path}", field="api_key_file", value=str(path))
+    data = read_fd(fd, st, where, "api_key_file", KEY_FILE_MAX_BYTES)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
