@@ -8,7 +8,8 @@ or adopt a model folder.
 
 Without internet the bundled all-MiniLM-L6-v2 downloads through a local hub mirror. ``--plan-only`` prints which
 bytes each shard (pod) would fetch, for the tutorial's split and ours, and downloads nothing. Bad input prints one
-line and exits 2; a download or verification that fails prints its first problem in one line and exits 1.
+line and exits 2; a download or verification that fails prints its first problem in one line and exits 1; Ctrl-C
+stops the workers, says in one line that running the command again resumes, and exits 130.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@
     tke-playbook gpus                                  # the GPUs and TKE node types the toolkit knows
 
 Other areas add subcommands through ``register(subparsers)`` (``serve``, ``preflight``). Bad input prints one
-line to stderr and exits with status 2; ``fit`` exits 1 when the model does not fit.
+line to stderr and exits with status 2 (also a file argument that is missing, a folder, a FIFO, a device, binary or
+too large); ``fit`` exits 1 when the model does not fit; Ctrl-C prints one line and exits 130.
 """
 
 from __future__ import annotations
