@@ -10,6 +10,7 @@ import builtins
 import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
 from fakes.hub import FakeHub
@@ -145,3 +146,19 @@ def test_a_redirect_to_another_host_drops_the_token_and_one_to_the_same_host_kee
     finally:
         hub.shutdown()
         other.shutdown()
+
+
+def test_the_workers_fetches_reuse_one_connection(tmp_path):
+    server, handler, url = _server()
+    opts = SimpleNamespace(timeout=10, retries=1, backoff=0.01, max_backoff=0.01, index=0)
+    try:
+        for i in range(10):
+            fd = os.open(tmp_path / f"f{i}", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                transfer.fetch(f"{url}/file{i}", {}, fd, 0, 100, 100, opts, f"f{i}", "main", lambda pos, fd: None)
+            finally:
+                os.close(fd)
+            assert (tmp_path / f"f{i}").read_bytes() == b"x" * 100
+        assert len(handler.seen) == 10 and len(handler.connections) == 1
+    finally:
+        server.shutdown()

@@ -110,7 +110,8 @@ class _KeptResponse:
     def close(self) -> None:
         if self._conn is None:
             return
-        finished = self._response.isclosed() and not self._response.will_close
+        response = self._response  # read to its end: by read() (which closes it) or read1() (which leaves length 0)
+        finished = (response.isclosed() or getattr(response, "length", None) == 0) and not response.will_close
         self._response.close()
         if finished:
             _idle().setdefault(self._key, self._conn)
