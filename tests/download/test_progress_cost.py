@@ -162,3 +162,38 @@ def test_the_workers_fetches_reuse_one_connection(tmp_path):
         assert len(handler.seen) == 10 and len(handler.connections) == 1
     finally:
         server.shutdown()
+
+
+def test_a_verification_record_is_written_only_once_its_bytes_are_durable(many_hub, tmp_path, monkeypatch):
+    # one fsync per small file made 20,000 files crawl, so the records wait for one sync of the file system per
+    # batch; a record is trusted on a rerun without hashing again, so it must never come before that sync
+    spec = DownloadSpec(model=REPO, source="huggingface", endpoint=many_hub.url, completions=1, parallelism=1)
+    plan = plan_download(spec).to_dict()
+    events = []
+    real_fetch, real_record, real_fsync = worker.fetch_file, worker._record, os.fsync
+    real_syncfs = worker.sync_file_system
+
+    def fetch_file(plan, f, *args, **kw):
+        real_fetch(plan, f, *args, **kw)
+        events.append(("fetched", f["path"]))
+
+    def record(folder, f, *args, **kw):
+        events.append(("record", f["path"]))
+        real_record(folder, f, *args, **kw)
+
+    def synced(real):
+        return lambda arg: (events.append(("sync", None)), real(arg))[1]
+
+    monkeypatch.setattr(worker, "fetch_file", fetch_file)
+    monkeypatch.setattr(worker, "_record", record)
+    monkeypatch.setattr(worker, "sync_file_system", synced(real_syncfs))
+    monkeypatch.setattr(os, "fsync", synced(real_fsync))
+    monkeypatch.setattr(worker.Durability, "BATCH", 16)
+    worker.run({"plan": plan}, tmp_path / "pvc", 0, run_id="one", retries=2, backoff=0.01)
+    fetched = {path: i for i, (what, path) in enumerate(events) if what == "fetched"}
+    syncs = [i for i, (what, _) in enumerate(events) if what == "sync"]
+    records = [(i, path) for i, (what, path) in enumerate(events) if what == "record" and path in fetched]
+    assert len(records) == len(MANY)
+    for at, path in records:
+        assert any(fetched[path] < s < at for s in syncs), path
+    assert len(syncs) < len(MANY) / 4  # batched: not one sync per file

@@ -247,6 +247,14 @@ class Durability:
         self.since = time.monotonic()
 
 
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def sync_file_system(path: Path) -> None:
     """Make every write to the file system holding ``path`` durable: syncfs(2) on Linux, else sync(2)."""
     try:
@@ -289,6 +297,7 @@ def finalize(plan: dict, f: dict, opts: Options, durable: Durability | None = No
     if durable is not None:
         durable.add(f, sha256, sha1, part)
     else:
+        _sync(part)  # bytes fetched earlier, maybe by a worker that died before syncing them
         _record(folder, f, sha256, sha1, check_of(f), where=part)
     if f["size"] >= QUIET_BELOW:
         log(opts.index, f"{f['path']}: verified ({check_of(f)}); staged until every file is verified")
@@ -500,12 +509,24 @@ def _drop_stale_partials(folder: Path, plan: dict) -> None:
 def _stage_all(plan: dict, opts: Options, on_verified=None) -> list[dict]:
     """Verify every file not yet good in the folder; the staged replacements to swap in. ``on_verified(f)`` for
     each file verified here (not before)."""
+    durable = Durability(opts.folder)
+    try:
+        replacements = _stage_each(plan, opts, on_verified, durable)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            durable.flush()
+        raise
+    durable.flush()  # every record written, its bytes durable, before the manifest is made from the records
+    return replacements
+
+
+def _stage_each(plan: dict, opts: Options, on_verified, durable: Durability) -> list[dict]:
     folder, replacements = opts.folder, []
     for f in plan["files"]:
         if file_good(folder, f):
             continue
         try:
-            if finalize(plan, f, opts) and on_verified is not None:
+            if finalize(plan, f, opts, durable) and on_verified is not None:
                 on_verified(f)
         except FileNotFoundError:  # no bytes gathered, or another finishing shard moved them in meanwhile
             if file_good(folder, f):
