@@ -18,7 +18,7 @@ from tke_playbook.specs.target import offline_model_dir
 
 from . import vllm_examples as vllm
 
-KEY = "test-key-123"
+KEY = "test-key-0123456789"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TEXTS = ["The cluster serves embeddings.", "A GPU node runs vLLM.", "短いテキスト", "", "x " * 40]
 
