@@ -344,6 +344,15 @@ PIECES_EVERY_S = 2.0  # its list of pieces (what a restarted worker resumes from
 QUIET_BELOW = 1 << 20  # pieces smaller than this get no log line of their own: a 20,000-file model stays readable
 
 
+def shared_paths(shards: list, index: int) -> set:
+    """The paths shard ``index`` shares with another shard (files cut into byte ranges across shards)."""
+    holders: dict[str, set] = {}
+    for i, pieces in enumerate(shards):
+        for p in pieces:
+            holders.setdefault(p[0], set()).add(i)
+    return {p for p, where in holders.items() if len(where) > 1 and index in where}
+
+
 class Shard:
     """One shard's pieces and how many bytes of each are on disk, and how many files it verified.
 
@@ -357,22 +366,21 @@ class Shard:
         self.plan, self.folder, self.index, self.run_id = plan, folder, index, run_id
         self.files = {f["path"]: f for f in plan["files"]}
         self.pieces = [tuple(p) for p in plan["shards"][index]] if index < len(plan["shards"]) else []
-        holders: dict[str, set] = {}
-        for i, pieces in enumerate(plan["shards"]):
-            for p in pieces:
-                holders.setdefault(p[0], set()).add(i)
-        self.shared = {p for p, where in holders.items() if len(where) > 1 and index in where}
+        self.shared = shared_paths(plan["shards"], index)
         self.by_path: dict[str, list[int]] = {}
         for i, (p, _, _) in enumerate(self.pieces):
             self.by_path.setdefault(p, []).append(i)
         self.shared_pieces = [i for i, (p, _, _) in enumerate(self.pieces) if p in self.shared]
-        known = self._saved_pieces()
-        # bytes of a partial file that is gone (verified and moved, or removed after a failure) are not there
-        self.done = [known.get(p, 0) if known.get(p) and progress.partial_file(folder, self.files[p[0]]).exists()
-                     else 0 for p in self.pieces]
+        self.done = self._bytes_on_disk(self._saved_pieces())
         self.total = sum(e - s for _, s, e in self.pieces)
         self.verified, self.checks = 0, {}
         self._saved_at = self._pieces_at = float("-inf")
+
+    def _bytes_on_disk(self, known: dict) -> list[int]:
+        """Each piece's saved byte count, 0 where its partial file is gone (verified and moved, or removed after a
+        failure): those bytes are not there."""
+        return [known.get(p, 0) if known.get(p) and progress.partial_file(self.folder, self.files[p[0]]).exists()
+                else 0 for p in self.pieces]
 
     def _saved_pieces(self) -> dict:
         for path in (progress.pieces_file(self.folder, self.index), progress.shard_file(self.folder, self.index)):
