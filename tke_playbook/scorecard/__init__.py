@@ -1,5 +1,6 @@
 """The research scorecard: any number of embedders (endpoints, in-process models, BM25, hybrids) on real
-retrieval benchmarks through ``mteb``, with bootstrap intervals, paired tests and disagreement tables;
+retrieval benchmarks through ``mteb`` - and two-stage pipelines (a first stage, then a reranker on ``/rerank``) -
+with bootstrap intervals, paired tests and disagreement tables;
 served-vector parity against a sentence-transformers reference; and quality joined with cost per million tokens.
 
     from tke_playbook.scorecard import local_systems, run_scorecard
@@ -13,6 +14,7 @@ from .cluster import deployed_embedders, service_name
 from .cost import (LOCAL_PRICE_NODE, Throughput, cost_per_million_tokens, cost_summary, cost_table, price_table,
                    scorecard_throughputs, throughput_from_summary)
 from .fusion import reciprocal_rank_fusion
+from .pipelines import CachedReranker, TwoStage, pipeline_table, rerank_run, two_stage_systems
 from .parity import Cause, ParityReport, ReferenceEncoder, check_parity, probe_set, wrong_pooling_demo
 from .reference_job import (PrecomputedReference, ReferenceJobSpec, build_reference_configmap, build_reference_job,
                             parse_reference_log, reference_texts, run_reference_job)
@@ -36,4 +38,5 @@ __all__ = ["BM25Retriever", "bm25_tokens", "CachedEmbedder", "EmbeddingCache", "
            "PairedTest", "PairwiseTests", "bootstrap_ci", "disagreements", "holm_adjust", "intervals", "paired_test",
            "pairwise_tests", "per_query_scores", "DatasetCard", "dataset_card", "results_table",
            "SUGGESTED_TASKS", "MtebEncoder", "RecordingSearch", "TkeBilingualRetrieval", "bilingual_task", "evaluate_search",
-           "named_task", "subsample", "projections", "reference_for", "default_node_type"]
+           "named_task", "subsample", "projections", "reference_for", "default_node_type", "CachedReranker",
+           "TwoStage", "pipeline_table", "rerank_run", "two_stage_systems"]
