@@ -351,7 +351,6 @@ def parse_cohere(payload: Any, expected: int, embedding_types: Sequence[str]) ->
                                                                                        int | None]:
     """``({type: rows}, input_tokens)`` from a CohereEmbedResponse: ``float`` and ``base64`` as float32 vectors,
     ``binary`` as int8 and ``ubinary`` as uint8 packed bits (one row of dimension/8 bytes per text)."""
-    dtypes = {"float": np.float32, "binary": np.int8, "ubinary": np.uint8}
     out: dict[str, np.ndarray] = {}
     try:
         embeddings = payload["embeddings"]
@@ -360,14 +359,30 @@ def parse_cohere(payload: Any, expected: int, embedding_types: Sequence[str]) ->
             if kind == "base64":
                 out[kind] = np.stack([decode_values(base64.b64decode(r), "float32", "little") for r in rows]) \
                     if rows else np.empty((0, 0), np.float32)
+            elif kind == "float":
+                out[kind] = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
             else:
-                out[kind] = np.asarray(rows, dtype=dtypes[kind]).reshape(len(rows), -1)
+                out[kind] = _packed_bits(rows, kind, payload)
         tokens = ((payload.get("meta") or {}).get("billed_units") or {}).get("input_tokens")
     except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
         raise _not_an_answer("a Cohere embed response with " + ", ".join(embedding_types), payload, exc) from exc
     if any(len(rows) != expected for rows in out.values()):
         raise _not_an_answer(f"{expected} embeddings of each type", payload)
     return out, tokens
+
+
+BINARY_RANGES = {"binary": (-128, 127, np.int8), "ubinary": (0, 255, np.uint8)}
+BINARY_OFFSET_HINT = ("Cohere's binary is the packed byte minus 128 (int8, -128..127) and ubinary the byte itself "
+                      "(uint8, 0..255)")
+
+
+def _packed_bits(rows, kind: str, payload: Any) -> np.ndarray:
+    low, high, dtype = BINARY_RANGES[kind]
+    values = np.asarray(rows, dtype=np.int64).reshape(len(rows), -1)
+    if values.size and (values.min() < low or values.max() > high):
+        raise EmbeddingAPIError(f"the server's {kind} values run {values.min()}..{values.max()}, outside "
+                                f"{low}..{high}: {BINARY_OFFSET_HINT}", status=200, body=payload)
+    return values.astype(dtype)
 
 
 def unpack_bits(packed: np.ndarray, kind: str) -> np.ndarray:
