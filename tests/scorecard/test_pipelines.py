@@ -169,3 +169,15 @@ def test_a_pipeline_runs_on_a_customer_corpus(dataset, local_server, tmp_path):
     assert ranked(result.runs[name][qid])[:20] == expected
     assert ranked(result.runs[name][qid])[20:] == ranked(result.runs["bm25"][qid])[20:]
     assert not np.isnan(result.table().loc[name, "ndcg@10"])
+
+
+def test_the_reranker_of_a_target_is_a_deployed_model_or_the_first_endpoint():
+    from tke_playbook.scorecard.pipelines import reranker_for
+
+    class LocalTarget:  # the local target serves one model: endpoint() takes no name
+        def endpoint(self):
+            raise AssertionError("not called without a name")
+
+    assert reranker_for(LocalTarget(), "") is None and reranker_for(LocalTarget(), "  ") is None
+    with pytest.raises(InvalidSpecError, match="This target serves one model; leave RERANKER empty"):
+        reranker_for(LocalTarget(), "BAAI/bge-reranker-v2-m3")

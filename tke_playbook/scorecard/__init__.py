@@ -15,7 +15,7 @@ from .cost import (LOCAL_PRICE_NODE, Throughput, cost_per_million_tokens, cost_s
                    scorecard_throughputs, throughput_from_summary)
 from .frontier import Frontier, frontier_variants, local_frontier, pareto_front, run_frontier, target_frontier
 from .fusion import reciprocal_rank_fusion
-from .pipelines import CachedReranker, TwoStage, pipeline_table, rerank_run, two_stage_systems
+from .pipelines import CachedReranker, TwoStage, pipeline_table, rerank_run, reranker_for, two_stage_systems
 from .output_parity import OutputParityReport, check_output_parity
 from .parity import Cause, ParityReport, ReferenceEncoder, check_parity, probe_set, wrong_pooling_demo
 from .reference_job import (PrecomputedReference, ReferenceJobSpec, build_reference_configmap, build_reference_job,
@@ -42,6 +42,6 @@ __all__ = ["BM25Retriever", "bm25_tokens", "CachedEmbedder", "EmbeddingCache", "
            "pairwise_tests", "per_query_scores", "DatasetCard", "dataset_card", "results_table",
            "SUGGESTED_TASKS", "MtebEncoder", "RecordingSearch", "TkeBilingualRetrieval", "bilingual_task", "evaluate_search",
            "named_task", "subsample", "projections", "reference_for", "default_node_type", "CachedReranker",
-           "TwoStage", "pipeline_table", "rerank_run", "two_stage_systems", "Frontier", "frontier_variants",
+           "TwoStage", "pipeline_table", "rerank_run", "reranker_for", "two_stage_systems", "Frontier", "frontier_variants",
            "local_frontier", "pareto_front", "run_frontier", "target_frontier", "StoragePrice", "load_storage_prices",
            "storage_price", "storage_price_table", "OutputParityReport", "check_output_parity"]

@@ -150,6 +150,19 @@ def two_stage_systems(systems: Sequence, reranker=None, *, depth: int = DEFAULT_
     return [TwoStage(first, reranker, depth) for first in firsts]
 
 
+def reranker_for(pb, model: str = ""):
+    """The client of a reranker deployed on a target (``model``: its name, deployed with 03), or None when
+    ``model`` is empty - then :func:`two_stage_systems` reranks with the scorecard's first endpoint."""
+    if not model or not model.strip():
+        return None
+    try:
+        return pb.endpoint(model.strip()).client()
+    except TypeError as exc:  # the local target serves one model
+        raise InvalidSpecError(f"This target serves one model; leave RERANKER empty (the served model reranks) "
+                               f"instead of {model!r}, or deploy the reranker on a cluster with 03.",
+                               field="reranker", value=model, cause=exc) from exc
+
+
 def _is_hybrid(item) -> bool:
     """A dense + BM25 hybrid (registry's Hybrid, which imports this module: known by its fields)."""
     return hasattr(item, "dense") and hasattr(item, "rrf_k")
