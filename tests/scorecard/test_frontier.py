@@ -83,7 +83,7 @@ def test_each_point_is_the_servers_precision_scored_as_sentence_transformers_wou
 def test_a_dimension_the_server_refuses_is_listed_with_its_reason(frontier):
     refused = frontier.refused
     assert len(refused) == 3 and all("@100d-" in s for s in refused["system"])
-    assert all("only supports [128, 64]" in why for why in refused["why"])  # vLLM's Matryoshka refusal
+    assert all("only supports Matryoshka dimensions [128, 64], got 100" in why for why in refused["why"])  # vLLM's
     assert "3 variant(s) refused" in frontier.assumptions()
 
 
