@@ -160,3 +160,22 @@ def test_bad_frontier_inputs_are_refused(frontier):
         run_frontier(["bm25"])
     with pytest.raises(InvalidSpecError, match="documents=0"):
         run_frontier([], documents=0)
+
+
+def test_on_a_cluster_the_deployed_endpoint_is_asked_and_refusals_are_listed(local_server, tmp_path):
+    """A deployed model that is not Matryoshka-trained refuses the smaller dimensions (vLLM's 400): the frontier
+    keeps the points it can measure and lists the rest with the server's reason, instead of failing."""
+    from tke_playbook.scorecard.frontier import target_frontier
+
+    class ClusterTarget:
+        target = "cluster"
+
+        def endpoint(self, model=""):
+            return type("Endpoint", (), {"client": lambda self: EmbeddingClient(local_server.url)})()
+
+    frontier = target_frontier(ClusterTarget(), quick=True, node_type="SA5.LARGE8", cache_dir=tmp_path,
+                               progress=False, n_boot=200)
+    assert sorted(frontier.points["precision"]) == ["float32", "fp8_e4m3", "ubinary"]
+    assert (frontier.points["dimensions"] == 384).all() and len(frontier.refused) == 3
+    assert all("does not support Matryoshka embeddings" in why for why in frontier.refused["why"])
+    assert not frontier.notes  # no second server on a cluster

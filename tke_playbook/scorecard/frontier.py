@@ -311,7 +311,8 @@ def target_frontier(pb, *, quick: bool = False, models: Sequence[str] = (), task
     ``CLUSTER_DIMENSIONS`` (a model that is not Matryoshka-trained refuses the smaller ones: listed in
     ``.refused``). ``quick``: three precisions (float32, fp8_e4m3, ubinary) at one smaller dimension."""
     options.setdefault("precisions", QUICK_PRECISIONS if quick else PRECISIONS)
-    options.setdefault("node_type", default_node_type(pb))
+    if "node_type" not in options:
+        options["node_type"] = default_node_type(pb)
     if _is_local(pb):
         return local_frontier(served_model_folder(pb), dimensions=QUICK_DIMENSIONS if quick else LOCAL_DIMENSIONS,
                               task=task, **options)
