@@ -14,7 +14,8 @@ from tke_playbook.localserver import start_server
 from tke_playbook.playbook.endpoint import ServiceEndpoint
 from tke_playbook.specs.catalog import OFFLINE_MODEL
 
-DOCUMENTS = ["快速排序是一种分治算法", "Quicksort partitions around a pivot.", "红烧肉要用小火慢炖。"]
+DOCUMENTS = ["快速排序是一种分治算法", "Quicksort partitions around a pivot.",
+             "红烧肉要用小火慢炖。"]
 
 
 def words(text: str, key: str) -> list[str]:

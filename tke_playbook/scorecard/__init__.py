@@ -1,7 +1,8 @@
-"""The research scorecard: any number of embedders (endpoints, in-process models, BM25, hybrids) on real
-retrieval benchmarks through ``mteb`` - and two-stage pipelines (a first stage, then a reranker on ``/rerank``) -
-and the frontier of vector dimension × precision against quality and cost - with bootstrap intervals, paired tests and disagreement tables;
-served-vector parity against a sentence-transformers reference; and quality joined with cost per million tokens.
+"""The research scorecard: any number of embedders (endpoints, in-process models, BM25, hybrids) and two-stage
+pipelines (a first stage, then a reranker on ``/rerank``) on real retrieval benchmarks through ``mteb``, with
+bootstrap intervals, paired tests and disagreement tables; served-vector and served-output parity against a
+sentence-transformers reference; quality joined with cost per million tokens; and the frontier of vector
+dimension × precision against quality and the cost of a million documents.
 
     from tke_playbook.scorecard import local_systems, run_scorecard
     result = run_scorecard(local_systems())          # MiniLM, BM25 and their hybrid on the shipped set
@@ -42,6 +43,6 @@ __all__ = ["BM25Retriever", "bm25_tokens", "CachedEmbedder", "EmbeddingCache", "
            "pairwise_tests", "per_query_scores", "DatasetCard", "dataset_card", "results_table",
            "SUGGESTED_TASKS", "MtebEncoder", "RecordingSearch", "TkeBilingualRetrieval", "bilingual_task", "evaluate_search",
            "named_task", "subsample", "projections", "reference_for", "default_node_type", "CachedReranker",
-           "TwoStage", "pipeline_table", "rerank_run", "reranker_for", "two_stage_systems", "Frontier", "frontier_variants",
-           "local_frontier", "pareto_front", "run_frontier", "target_frontier", "StoragePrice", "load_storage_prices",
+           "TwoStage", "pipeline_table", "rerank_run", "reranker_for", "two_stage_systems", "Frontier",
+           "frontier_variants", "local_frontier", "pareto_front", "run_frontier", "target_frontier", "StoragePrice", "load_storage_prices",
            "storage_price", "storage_price_table", "OutputParityReport", "check_output_parity"]
