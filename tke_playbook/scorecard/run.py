@@ -45,6 +45,7 @@ class ScorecardResult:
     embed_calls: dict[str, list[dict]] = field(default_factory=dict)  # measured when first evaluated
     n_boot: int = stats.DEFAULT_BOOT
     reused: dict[str, bool] = field(default_factory=dict)  # True: scores and rankings came from the result cache
+    stages: dict[str, dict] = field(default_factory=dict)  # two-stage systems: first stage, reranker, depth
 
     def _check(self, name: str) -> str:
         if name not in self.per_query:
@@ -208,7 +209,8 @@ def _run_scorecard(items: Sequence, task=None, *, cache_dir=None, progress: bool
     result = ScorecardResult(task=name, systems=[s.name for s in systems], kinds={s.name: s.kind.value for s in systems},
                              table=pd.DataFrame(rows).set_index("system"), per_query=per_query, runs=runs, qrels=qrels,
                              mteb_scores=pd.DataFrame(mteb_rows).set_index("system"), query_info=query_info,
-                             seconds=seconds, embed_calls=calls, n_boot=n_boot, reused=reused)
+                             seconds=seconds, embed_calls=calls, n_boot=n_boot, reused=reused,
+                             stages={s.name: s.extra for s in systems if s.kind is Kind.TWO_STAGE})
     if visuals:
         _visual_data(result, systems, task)
     return result
