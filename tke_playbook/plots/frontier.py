@@ -99,11 +99,19 @@ def plot_frontier(points, *, hardware: str | None = None, assumption: str = "",
     axes[0].set_title("against size: Pareto on bytes per vector", fontsize=10)
     _legends(axes[0], points, colors)
     if cost:
-        _panel(axes[1], points, cost, "pareto", colors, many_models)
-        currency = next((c for c in points.get("currency", []) if isinstance(c, str) and c), "")
-        axes[1].set_xlabel(f"{currency} {cost}".strip())
-        axes[1].set_title("against cost: Pareto on the cost of a million documents", fontsize=10)
+        _cost_panel(axes[1], points, cost, colors, many_models)
+    fig.suptitle(_title(title, hardware, assumption), fontsize=11)
+    return done(fig, None, True)
+
+
+def _cost_panel(ax, points, cost: str, colors: dict, many_models: bool) -> None:
+    _panel(ax, points, cost, "pareto", colors, many_models)
+    currency = next((c for c in points.get("currency", []) if isinstance(c, str) and c), "")
+    ax.set_xlabel(f"{currency} {cost}".strip())
+    ax.set_title("against cost: Pareto on the cost of a million documents", fontsize=10)
+
+
+def _title(title: str, hardware: str | None, assumption: str) -> str:
     notes = [f"embedding throughput measured on {hardware}" if hardware else "", assumption]
     subtitle = "\n".join(textwrap.fill(n, 150) for n in notes if n)
-    fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""), fontsize=11)
-    return done(fig, None, True)
+    return title + (f"\n{subtitle}" if subtitle else "")

@@ -136,19 +136,26 @@ def corpus_systems(items: Sequence, *, api_key: str | None = None) -> list[Corpu
     return systems
 
 
+def _two_stage(item: TwoStage, known: list[CorpusSystem]) -> CorpusSystem:
+    first = item.first if not isinstance(item.first, str) else _resolve(item.first, known, None)
+    stage = next((s for s in known if first in (s.embedder, s.bm25) and s.kind is not Kind.HYBRID), None)
+    _named_model(item.reranker)
+    return CorpusSystem(item.label, Kind.TWO_STAGE, first=stage or _system(first, known), reranker=item.reranker,
+                        rerank_depth=item.depth)
+
+
+def _hybrid(item: Hybrid, known: list[CorpusSystem]) -> CorpusSystem:
+    dense = next((s for s in known if s.embedder is item.dense), None) or _system(item.dense, [])
+    return CorpusSystem(item.label, Kind.HYBRID, dense=dense, bm25=item.bm25 or BM25Retriever(), rrf_k=item.rrf_k)
+
+
 def _system(item, known: list[CorpusSystem]) -> CorpusSystem:
     if isinstance(item, TwoStage):
-        first = item.first if not isinstance(item.first, str) else _resolve(item.first, known, None)
-        stage = next((s for s in known if first in (s.embedder, s.bm25) and s.kind is not Kind.HYBRID), None)
-        _named_model(item.reranker)
-        return CorpusSystem(item.label, Kind.TWO_STAGE, first=stage or _system(first, known), reranker=item.reranker,
-                            rerank_depth=item.depth)
+        return _two_stage(item, known)
     if isinstance(item, BM25Retriever):
         return CorpusSystem(item.name, Kind.LEXICAL, bm25=item)
     if isinstance(item, Hybrid):
-        dense = next((s for s in known if s.embedder is item.dense), None) or _system(item.dense, [])
-        return CorpusSystem(item.label, Kind.HYBRID, dense=dense, bm25=item.bm25 or BM25Retriever(),
-                            rrf_k=item.rrf_k)
+        return _hybrid(item, known)
     if callable(getattr(item, "embed_documents", None)) and callable(getattr(item, "embed_queries", None)):
         _named_model(item)
         kind = Kind.LEXICAL if callable(getattr(item, "fit", None)) else Kind.DENSE
