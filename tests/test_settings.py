@@ -134,7 +134,7 @@ def test_quick_mode_is_one_rule(value, quick):
     assert quick_mode(value) is quick
 
 
-QUICK_NOTEBOOKS = ("04_embeddings", "06_benchmark", "07_your_documents")
+QUICK_NOTEBOOKS = ("04_embeddings", "05_compare_models", "06_benchmark", "07_your_documents")
 
 
 @pytest.mark.parametrize("notebook", QUICK_NOTEBOOKS)

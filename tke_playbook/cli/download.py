@@ -8,7 +8,8 @@ or adopt a model folder.
 
 Without internet the bundled all-MiniLM-L6-v2 downloads through a local hub mirror. ``--plan-only`` prints which
 bytes each shard (pod) would fetch, for the tutorial's split and ours, and downloads nothing. Bad input prints one
-line and exits 2; a download or verification that fails prints its first problem in one line and exits 1.
+line and exits 2; a download or verification that fails prints its first problem in one line and exits 1; Ctrl-C
+stops the workers, says in one line that running the command again resumes, and exits 130.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..playbook.settings import Settings
 from ..reporting import PlainReporter
 from ..specs.storage import DEFAULT_PVC
 from ..specs.target import Target
+from .main import INTERRUPTED
 
 DEFAULT_MODEL = OFFLINE_MODEL
 
@@ -157,6 +159,10 @@ def run(args) -> int:
                                 offline=True if offline else None)
     except DownloadError as exc:
         return _failed("download", exc)
+    except KeyboardInterrupt:  # the workers are stopped; what they verified stays, and a rerun resumes there
+        print("tke-playbook download: stopped (Ctrl-C); run the same command again to resume - files already "
+              "verified and bytes already written are kept", file=sys.stderr)
+        return INTERRUPTED
     bar.close()
     counts: dict[str, int] = {}
     for entry in read_manifest(folder).get("files", []):

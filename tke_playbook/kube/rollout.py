@@ -17,13 +17,14 @@ from .endpoint import Endpoint, get_endpoint
 from .wait import wait_for_deployment, wait_for_leader_worker_set
 
 
-def roll_out(kube: Kube, spec: ServingSpec, api_key: str | None, *, timeout: float | None = None,
-             reporter: Reporter) -> Endpoint:
+def roll_out(kube: Kube, spec: ServingSpec, api_key: str | None, key_salt: bytes | None = None, *,
+             timeout: float | None = None, reporter: Reporter) -> Endpoint:
     """Apply every serving object of ``spec`` (the API-key Secret with ``api_key``, the auth-proxy ConfigMap for a
-    public load balancer, the Deployment or LeaderWorkerSet, the Service), follow the pods' log until ready
-    (``timeout`` s, default the spec's ``startup_timeout_s``; log lines and diagnoses to ``reporter``), and return
-    where the Service answers. A failure raises DeploymentFailedError with the log tail and the diagnosis."""
-    apply_all(kube, build_serving_objects(spec, api_key))
+    public load balancer, the Deployment or LeaderWorkerSet - its key revision an HMAC under ``key_salt`` -, the
+    Service), follow the pods' log until ready (``timeout`` s, default the spec's ``startup_timeout_s``; log lines
+    and diagnoses to ``reporter``), and return where the Service answers. A failure raises DeploymentFailedError
+    with the log tail and the diagnosis."""
+    apply_all(kube, build_serving_objects(spec, api_key, key_salt))
     wait = wait_for_leader_worker_set if spec.is_multi_node else wait_for_deployment
     with waiting(reporter, f"Waiting for {spec.name} to become ready (log lines follow)"):
         wait(kube, spec.name, spec.namespace, timeout or spec.startup_timeout_s,

@@ -8,7 +8,6 @@ length and encodes it in chunks of similar length, so padding wastes little and 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ServerError
-from ..podworker.modelfolder import manifest_path, require_complete
+from ..podworker.modelfolder import read_manifest, require_complete
 from ..specs.catalog import OFFLINE_MODEL
 from ..specs.target import offline_model_dir
 
@@ -34,7 +33,7 @@ def default_model_name(model_dir: str | os.PathLike) -> str:
     except Exception:  # the offline package is optional for serving other folders
         pass
     try:
-        manifest = json.loads(manifest_path(path).read_text(encoding="utf-8"))
+        manifest = read_manifest(path)  # checked and bounded: a FIFO or /dev/zero in its place cannot hang serve
     except (OSError, ValueError):
         manifest = {}
     for key in _MANIFEST_ID_KEYS:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import EmbeddingAPIError
 from . import surface
-from .protocol import bad_request, build_error, decode_json, not_found, usage, validation_message  # noqa: F401
+from .protocol import bad_request, build_error, decode_json, not_found, usage, validation_error
 
 
 class _Scoring(BaseModel):
@@ -122,7 +122,7 @@ def _validate(model, data: dict):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise bad_request(validation_message(exc), validation=True) from None
+        raise validation_error(exc) from None
 
 
 def _texts(value, architecture: str) -> list[str]:
@@ -218,7 +218,8 @@ def pooling_body(body: bytes) -> dict:
     embedding model's task, no ``dimensions``)."""
     data = decode_json(body)
     if "normalize" in data:
-        raise bad_request("Parameter `normalize` was removed; use `use_activation` instead.", validation=True)
+        raise bad_request("Parameter `normalize` was removed; use `use_activation` instead.", validation=True,
+                          param="normalize")
     task = data.get("task")
     if task is not None and task != "embed":
         raise bad_request(f"Unsupported task: {task!r} Supported tasks: {surface.EMBED_MODEL_TASKS}", param="task")

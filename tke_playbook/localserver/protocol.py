@@ -35,9 +35,16 @@ def build_error(message: str, status: int, err_type: str | None = None, param: s
                       "param": param, "code": int(status)}}
 
 
-def bad_request(message: str, *, validation: bool = False, param: str | None = None) -> BadRequestError:
-    """A 400: ``validation`` errors (what FastAPI's request validation refuses) have type ``Bad Request``;
-    ``param`` names the field where vLLM's VLLMValidationError does."""
+_WHOLE_BODY = object()
+
+
+def bad_request(message: str, *, validation: bool = False, param: str | None | object = _WHOLE_BODY
+                ) -> BadRequestError:
+    """A 400: ``validation`` errors (what FastAPI's request validation refuses) have type ``Bad Request`` and, as
+    vLLM's handler gives them, a ``param`` (default ``"body"``: a check of the whole request); ``param`` names the
+    field where vLLM's VLLMValidationError does."""
+    if param is _WHOLE_BODY:
+        param = "body" if validation else None
     err_type = surface.VALIDATION_ERROR_TYPE if validation else surface.BAD_REQUEST_TYPE
     return BadRequestError(message, status=400, body=build_error(message, 400, err_type, param))
 
@@ -137,11 +144,20 @@ def decode_json(body: bytes) -> dict:
     except RecursionError:
         raise bad_request("JSON decode error: the request body is nested too deeply.", validation=True) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"JSON decode error: {exc}", validation=True) from None
+        where = getattr(exc, "pos", None)  # FastAPI's location of a JSON error: ("body", position)
+        raise bad_request(f"JSON decode error: {exc}", validation=True,
+                          param="body" if where is None else f"body.{where}") from None
     if not isinstance(data, dict):
         raise bad_request("Input should be a valid dictionary or object to extract fields from (the request body "
                           "must be a JSON object).", validation=True)
     return data
+
+
+def validation_error(exc: ValidationError) -> BadRequestError:
+    """A pydantic ValidationError as vLLM's handler answers it: ``Bad Request``, ``param`` at the first error."""
+    errors = exc.errors(include_url=False)
+    return bad_request(validation_message(exc), validation=True,
+                       param=surface.validation_param(errors[0]["loc"]) if errors else "body")
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -177,7 +193,7 @@ def _validate(data: dict) -> _Common:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise bad_request(validation_message(exc), validation=True) from None
+        raise validation_error(exc) from None
 
 
 def _check_text(text: str, where: str) -> str:
@@ -286,19 +302,22 @@ def parse_embedding_request(body: bytes | dict, *, served_names: tuple[str, ...]
 
 
 def check_dimensions(request: EmbeddingRequest, *, is_matryoshka: bool,
-                     matryoshka_dimensions: Sequence[int] | None = None) -> None:
-    """vLLM's rules for ``dimensions``: only Matryoshka models take it, and only their listed sizes if listed."""
-    if request.dimensions is None:
+                     matryoshka_dimensions: Sequence[int] | None = None, embedding_size: int | None = None) -> None:
+    """vLLM 0.33/0.34's rules for ``dimensions`` (``PoolingParams._set_default_parameters``, VLLMValidationError:
+    400 BadRequestError): only Matryoshka models take it, within ``[1, embedding_size]``, and only their listed
+    sizes if listed."""
+    dimensions = request.dimensions
+    if dimensions is None:
         return
     if not is_matryoshka:
-        raise bad_request(f'Model "{request.model}" does not support matryoshka representation, changing output '
-                          f"dimensions will lead to poor results.")
-    if matryoshka_dimensions:
-        if request.dimensions not in matryoshka_dimensions:
-            raise bad_request(f'Model "{request.model}" only supports {list(matryoshka_dimensions)} matryoshka '
-                              f"dimensions, use other output dimensions will lead to poor results.")
-    elif request.dimensions < 1:
-        raise bad_request("Dimensions must be greater than 0")
+        raise bad_request(f"Model {request.model!r} does not support Matryoshka embeddings; dimensions must be unset "
+                          f"(received dimensions={dimensions}).")
+    if not 1 <= dimensions <= (embedding_size or dimensions):
+        raise bad_request(f"Model {request.model!r} only supports dimensions in range [1, {embedding_size}], got "
+                          f"{dimensions}.")
+    if matryoshka_dimensions and dimensions not in matryoshka_dimensions:
+        raise bad_request(f"Model {request.model!r} only supports Matryoshka dimensions "
+                          f"{list(matryoshka_dimensions)}, got {dimensions}.")
 
 
 def _truncate(ids: list[list[int]], truncate: int | None, side: TruncationSide) -> list[list[int]]:

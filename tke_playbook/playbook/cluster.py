@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ..capacity.hardware import ServedOn
     from ..corpus.chunking import Chunker
     from ..corpus.loading import Corpus
+    from ..scorecard.frontier import Frontier
     from ..scorecard.reference_job import PrecomputedReference
 
 PVC_BIND_TIMEOUT_S = 300.0
@@ -141,7 +142,8 @@ class ClusterServing(ServingBase):
         self.session.forms.check(spec)
         key = self.api_key(spec)
         self.session.records.record_serving(spec)
-        found = roll_out(self.site.kube, spec, key, timeout=timeout, reporter=self.session.reporter)
+        found = roll_out(self.site.kube, spec, key, self.session.records.secrets.annotation_salt(), timeout=timeout,
+                         reporter=self.session.reporter)
         return ServiceEndpoint(found.url, spec.served_model_name, found.kind, key, found.note, found)
 
     def endpoint(self, model: str = "") -> ServiceEndpoint:
@@ -241,6 +243,23 @@ class ClusterEvaluation:
             raise InvalidSpecError("no node type is known for this cluster: choose one in 00_prerequisites or set "
                                    "NODE_TYPE", field="node_type", value=None)
         return chosen.name
+
+    def frontier(self, task: Any = None, *, quick: bool = False, models: Sequence[str] = (),
+                 storage: str | None = None, storage_prices: pd.DataFrame | None = None,
+                 node_type: str = "", progress: bool = True) -> Frontier:
+        """The dimension x precision frontier of ``models`` (default: the served model) as deployed, at their full
+        size and ``CLUSTER_DIMENSIONS`` (a model that is not Matryoshka-trained refuses the smaller ones: listed in
+        ``.refused``), priced on the node type chosen in 00; ``quick``: three precisions at one smaller dimension."""
+        from ..scorecard import frontier as fr
+
+        names = [m.strip() for m in models if m.strip()] or [""]
+        clients = [self.serving.endpoint(name).client() for name in names]
+        dims = fr.CLUSTER_DIMENSIONS[1:2] if quick else fr.CLUSTER_DIMENSIONS
+        return fr.run_frontier(clients, task, dimensions=(None, *dims),
+                               precisions=fr.QUICK_PRECISIONS if quick else fr.PRECISIONS,
+                               node_type=self.price_node(node_type), measured_on=self.serving.measured_on(),
+                               storage_prices=storage_prices, cache_dir=self.session.settings.home / "embeddings",
+                               progress=progress, **({"storage": storage} if storage else {}))
 
     def document_systems(self, extra: str = "bm25,hybrid") -> tuple[list, Chunker, str]:
         """``(systems, chunker, note)``: the deployed model first, then ``extra`` (``bm25``, ``tfidf``, ``hybrid``,

@@ -116,7 +116,8 @@ class ClusterDownloads(DownloadBase):
         progress = job_progress(job) if job else None
         done = progress is not None and progress.state == "complete"
         return pd.DataFrame([{"job": spec.job_name, "complete": done,
-                              "note": "every pod checked size and sha256; the last wrote the completion marker"
+                              "note": "every pod checked each file's size and hash (sha256, or the git blob sha1 "
+                                      "where the hub lists only that); the last wrote the completion marker"
                               if done else "not complete yet: pb.download.wait()"}])
 
     def stop(self) -> list[DownloadRecord]:

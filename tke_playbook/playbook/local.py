@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # the evaluation's and tuning's libraries load when first use
     from ..capacity.hardware import ServedOn
     from ..corpus.chunking import Chunker
     from ..corpus.loading import Corpus
+    from ..scorecard.frontier import Frontier
     from ..scorecard.parity import ReferenceEncoder
 
 PORT_RELEASE_S = 5.0  # how long a redeploy waits for the stopped server's port
@@ -339,10 +340,31 @@ class LocalEvaluation:
         from ..scorecard.parity import ReferenceEncoder
 
         spec = self.serving.deployed_spec(model)
+        return ReferenceEncoder(self.served_folder(model), spec.model if spec is not None else OFFLINE_MODEL)
+
+    def served_folder(self, model: str = "") -> Path:
+        """The model folder the local server serves: the deployed model's complete download, else the packaged
+        offline model (what the local server serves when nothing complete was deployed)."""
+        spec = self.serving.deployed_spec(model)
         folder = self.serving.model_folder(spec) if spec is not None else None
-        if folder is None or not is_complete(folder):
-            folder = offline_model_dir()  # what the local server serves when nothing complete was deployed
-        return ReferenceEncoder(folder, spec.model if spec is not None else OFFLINE_MODEL)
+        return folder if folder is not None and is_complete(folder) else offline_model_dir()
+
+    def frontier(self, task: Any = None, *, quick: bool = False, models: Sequence[str] = (),
+                 storage: str | None = None, storage_prices: pd.DataFrame | None = None,
+                 node_type: str = "", progress: bool = True) -> Frontier:
+        """The dimension x precision frontier of the served model: a second local server with the Matryoshka
+        override (:func:`~tke_playbook.scorecard.frontier.local_frontier`), priced as a CPU node; ``quick``: three
+        precisions at one smaller dimension. The local target serves one model: another in ``models`` is refused."""
+        from ..scorecard import frontier as fr
+
+        for name in (m.strip() for m in models if m.strip()):
+            self.serving.endpoint(name)  # says the target serves one model when it is another
+        dims = fr.QUICK_DIMENSIONS if quick else fr.LOCAL_DIMENSIONS
+        return fr.local_frontier(self.served_folder(), dimensions=dims, task=task,
+                                 precisions=fr.QUICK_PRECISIONS if quick else fr.PRECISIONS,
+                                 node_type=self.price_node(node_type), measured_on=self.serving.measured_on(),
+                                 storage_prices=storage_prices, cache_dir=self.session.settings.home / "embeddings",
+                                 progress=progress, **({"storage": storage} if storage else {}))
 
     def price_node(self, requested: str = "") -> str:
         """The node type to price on: the endpoint's throughput was measured on this machine's CPU, so a CPU node

@@ -14,9 +14,10 @@ import pandas as pd
 
 from ..manifests.download import build_download_job, build_worker_configmap
 from ..manifests.plan import build_helm_values, build_plan, chart_limit
-from ..manifests.serving import KEY_CHECKSUM_ANNOTATION, build_serving_objects, pod_templates
+from ..manifests.serving import KEY_REVISION_ANNOTATION, build_serving_objects, pod_templates
 from ..manifests.yamldoc import plan_to_yaml
 from ..podworker.planner import DownloadPlan, tutorial_plan
+from ..specs.apikeys import generate_api_key
 from ..specs.catalog import get_model
 from ..specs.diagnosis import diagnose_log
 from ..specs.download import DownloadSpec
@@ -160,11 +161,11 @@ class ServingBase:
         """Every serving object (Secret with its value redacted, auth-proxy ConfigMap for a public load balancer,
         Deployment or LeaderWorkerSet, Service), as YAML."""
         self.session.forms.check(spec)
-        docs = build_serving_objects(spec, "hidden" if spec.api_key_required else None)
+        docs = build_serving_objects(spec, generate_api_key() if spec.api_key_required else None)
         for doc in docs:
             if doc["kind"] in ("Deployment", "LeaderWorkerSet"):
-                for template in pod_templates(doc):  # the checksum of a placeholder key would mislead
-                    template["metadata"]["annotations"].pop(KEY_CHECKSUM_ANNOTATION, None)
+                for template in pod_templates(doc):  # the revision of a placeholder key would mislead
+                    template["metadata"]["annotations"].pop(KEY_REVISION_ANNOTATION, None)
         return plan_to_yaml(docs, redact_secrets=True)
 
     def helm_values(self, spec: ServingSpec) -> str:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # annotations only: importing a step's protocol loads no corp
     from ..capacity.hardware import ServedOn
     from ..corpus.chunking import Chunker
     from ..corpus.loading import Corpus
+    from ..scorecard.frontier import Frontier
     from ..manifests.scaleout import ScaleOutSpec
     from ..podworker.planner import DownloadPlan
     from ..reporting import Reporter
@@ -174,7 +175,8 @@ class Serving(Protocol):
 
 @runtime_checkable
 class Evaluation(Protocol):
-    """05 and 07: the systems to compare, the parity reference, what to price on, bulk embedding."""
+    """05 and 07: the systems to compare, the parity reference, what to price on, the dimension x precision
+    frontier, bulk embedding."""
 
     def comparison_pair(self, model_a: str = "", model_b: str = "") -> tuple[Any, Any]: ...
     def parity_reference(self, model: str = "") -> Any: ...
@@ -182,6 +184,9 @@ class Evaluation(Protocol):
     def document_systems(self, extra: str = "bm25,hybrid") -> tuple[list, Chunker, str]: ...
     def embed_corpus(self, corpus: Corpus, *, shards: int = 4, stage_root: str | Path | None = None,
                      workers: int = 2, batch: int = 64, concurrency: int = 4) -> dict: ...
+    def frontier(self, task: Any = None, *, quick: bool = False, models: Sequence[str] = (),
+                 storage: str | None = None, storage_prices: pd.DataFrame | None = None,
+                 node_type: str = "", progress: bool = True) -> Frontier: ...
 
 
 __all__ = ["Download", "DownloadStatus", "Evaluation", "Row", "Serving", "Session", "Site", "Storage"]

@@ -53,6 +53,11 @@ class Cause(str, enum.Enum):
     TRUNCATION = "truncation"
     BATCH = "batching"
     WEIGHTS = "weights or dtype"
+    # the served outputs beyond vectors (output_parity.py): packed bits and scores
+    BIT_ORDER = "bit order"
+    BINARY_OFFSET = "binary offset"
+    BIT_SENSE = "bit sense"
+    SCORE_FUNCTION = "score function"
 
 
 def probe_set(n: int = PROBE_COUNT) -> list[str]:
