@@ -60,34 +60,43 @@ def get_profile(name: str) -> Profile:
     return factory()
 
 
+# the common options, and the field each spec names them by (a spec left out has no such field)
+_COMMON = {"model": {"download": "model", "serving": "model"},
+           "pvc": {"storage": "pvc_name", "download": "pvc", "serving": "pvc_name"},
+           "namespace": {"storage": "namespace", "download": "namespace", "serving": "namespace"},
+           "source": {"download": "source"}, "completions": {"download": "completions"},
+           "parallelism": {"download": "parallelism"}}
+
+
+def _common_changes(profile: Profile, options: dict, given: dict[str, dict]) -> dict[str, dict]:
+    """Per spec, the field changes: ``given`` (each spec's own), then the common options over them (a new model
+    keeps the length unless it cannot take it or ``given`` sets one; lowering completions alone lowers parallelism
+    with it)."""
+    changes = {spec: dict(given.get(spec) or {}) for spec in ("storage", "download", "serving")}
+    if options["model"] is not None and "max_model_len" not in changes["serving"]:
+        changes["serving"]["max_model_len"] = min(profile.serving.max_model_len,
+                                                  get_model(options["model"]).max_tokens)
+    completions = options["completions"]
+    if options["parallelism"] is None and isinstance(completions, int) and completions >= 1:
+        changes["download"]["parallelism"] = min(profile.download.parallelism, completions)
+    for option, value in options.items():
+        for spec, field in _COMMON[option].items():
+            if value is not None:
+                changes[spec][field] = value
+    return changes
+
+
 def with_overrides(profile: Profile, *, model=None, pvc=None, namespace=None, completions=None, parallelism=None,
                    source=None, storage=None, serving=None, download=None) -> Profile:
     """A copy with common options changed in every spec that has them. ``storage``/``serving``/``download`` are
     dicts of further field changes for that spec. Lowering ``completions`` alone lowers ``parallelism`` with it."""
+    changes = _common_changes(profile, {"model": model, "pvc": pvc, "namespace": namespace, "source": source,
+                                        "completions": completions, "parallelism": parallelism},
+                              {"storage": storage, "download": download, "serving": serving})
     st, dl, sv = profile.storage, profile.download, profile.serving
-    st_changes, dl_changes, sv_changes = dict(storage or {}), dict(download or {}), dict(serving or {})
-    if model is not None:
-        dl_changes["model"] = sv_changes["model"] = model
-        if "max_model_len" not in sv_changes:  # keep the length unless the new model cannot take it
-            sv_changes["max_model_len"] = min(sv.max_model_len, get_model(model).max_tokens)
-    if pvc is not None:
-        st_changes["pvc_name"] = dl_changes["pvc"] = sv_changes["pvc_name"] = pvc
-    if namespace is not None:
-        st_changes["namespace"] = dl_changes["namespace"] = sv_changes["namespace"] = namespace
-    if source is not None:
-        dl_changes["source"] = source
-    if completions is not None:
-        dl_changes["completions"] = completions
-        if parallelism is None and isinstance(completions, int) and completions >= 1:
-            dl_changes["parallelism"] = min(dl.parallelism, completions)
-    if parallelism is not None:
-        dl_changes["parallelism"] = parallelism
-    if st_changes:
-        st = dataclasses.replace(st, **st_changes)
-    if dl_changes:
-        dl = dl.replace(**dl_changes)
-    if sv_changes:
-        sv = sv.replace(**sv_changes)
+    st = dataclasses.replace(st, **changes["storage"]) if changes["storage"] else st
+    dl = dl.replace(**changes["download"]) if changes["download"] else dl
+    sv = sv.replace(**changes["serving"]) if changes["serving"] else sv
     return dataclasses.replace(profile, storage=st, download=dl, serving=sv)
 
 
