@@ -14,7 +14,7 @@ from tke_playbook.errors import InvalidSpecError
 from tke_playbook.manifests.plan import build_plan
 from tke_playbook.specs import prices
 from tke_playbook.specs.hardware import peak_bf16_tflops
-from tke_playbook.specs.serving import ServingSpec
+from tke_playbook.specs.serving import ServingChoices, resolve
 
 E5 = "intfloat/e5-mistral-7b-instruct"
 BGE = "BAAI/bge-m3"
@@ -143,7 +143,7 @@ def _closed_sweep(levels, *, tokens=512, inputs=1, queue=5.0, inference=20.0):
 
 
 def test_encoder_token_budget_and_sequences_from_the_sweep():
-    spec = ServingSpec(model=BGE, max_model_len=8192, gpu="L20")  # encoder: budget 16384 by default
+    spec = resolve(ServingChoices(model=BGE, max_model_len=8192, gpu="L20"))  # encoder: budget 16384 by default
     sweep = _closed_sweep([(16, 100_000), (64, 200_000)])  # 64 x 512 = 32768 tokens in flight at the best level
     advice = capacity.recommend_vllm(sweep, spec)
     flags = {r.flag: r.value for r in advice.recommendations}
@@ -157,7 +157,7 @@ def test_encoder_token_budget_and_sequences_from_the_sweep():
 
 
 def test_under_used_gpu_gets_several_api_servers():
-    spec = ServingSpec(model=BGE, gpu="L20", max_batch_size=256)
+    spec = resolve(ServingChoices(model=BGE, gpu="L20", max_batch_size=256))
     sweep = _closed_sweep([(4, 20_000), (16, 21_000)], tokens=16, queue=30.0, inference=3.0)
     advice = capacity.recommend_vllm(sweep, spec, mfu=0.02)
     assert [r.flag for r in advice.recommendations] == ["--api-server-count"]
@@ -167,7 +167,7 @@ def test_under_used_gpu_gets_several_api_servers():
 
 
 def test_decoder_models_keep_their_token_budget():
-    spec = ServingSpec(model=E5, gpu="L20", max_batch_size=64)
+    spec = resolve(ServingChoices(model=E5, gpu="L20", max_batch_size=64))
     advice = capacity.recommend_vllm(_closed_sweep([(16, 30_000), (32, 31_000)]), spec)
     assert all(r.flag != "--max-num-batched-tokens" for r in advice.recommendations)
     assert capacity.recommend_vllm(pd.DataFrame(), spec).notes
@@ -236,7 +236,7 @@ def test_search_goes_lower_when_even_the_lowest_rate_breaks_the_target():
 
 
 def test_cluster_tuning_rerenders_the_workload_with_the_flags():
-    spec = ServingSpec(model=BGE, max_model_len=8192, gpu="L20")
+    spec = resolve(ServingChoices(model=BGE, max_model_len=8192, gpu="L20"))
     outcome = capacity.tune_for_target("cluster", _closed_sweep([(16, 100_000), (64, 200_000)]), spec, 200)
     assert outcome.spec.max_num_batched_tokens == 32768 and outcome.spec.max_batch_size == 64
     assert "--max-num-batched-tokens 32768" in outcome.rendered() and "kind: Deployment" in outcome.rendered()

@@ -13,7 +13,7 @@ from tke_playbook.manifests.profiles import get_profile, with_overrides
 from tke_playbook.manifests.yamldoc import plan_to_yaml
 from tke_playbook.podworker.planner import RepoFile, make_plan
 from tke_playbook.specs.download import DownloadSpec
-from tke_playbook.specs.serving import ServingSpec, seed_profile
+from tke_playbook.specs.serving import ServingChoices, resolve, seed_profile
 from tke_playbook.specs.storage import StorageSpec
 
 # The tutorial's values.yaml (seed-tutorial-zh.txt), with its indentation restored from the chart.
@@ -133,12 +133,12 @@ def test_helm_values_follow_the_vllm_version_and_options():
     assert values["instanceType"] == ["PNV5b.8XLARGE96"] and values["server"]["args"]["epEnabled"] is True
     assert values["server"]["service"]["type"] == "ClusterIP"
     assert values["server"]["env"] == [{"name": "VLLM_WORKER_MULTIPROC_METHOD", "value": "spawn"}]
-    bge = build_helm_values(ServingSpec(model="BAAI/bge-m3", extra_args=(), api_key_required=False))
+    bge = build_helm_values(resolve(ServingChoices(model="BAAI/bge-m3", extra_args=(), api_key_required=False)))
     assert bge["server"]["extraArgs"] == ["--max-num-batched-tokens 16384", "--gpu-memory-utilization 0.9"]
 
 
 @pytest.mark.parametrize("spec, message", [
-    pytest.param(ServingSpec(service_type="LoadBalancer-internal", lb_subnet_id="subnet-a1"),
+    pytest.param(resolve(ServingChoices(service_type="LoadBalancer-internal", lb_subnet_id="subnet-a1")),
                  "cannot make an internal LoadBalancer", id="internal-lb"),
     pytest.param(seed_profile(), "cannot put the authenticating proxy", id="public-lb-proxy"),
 ])
@@ -149,10 +149,10 @@ def test_helm_values_refuse_what_the_chart_cannot_express(spec, message):
 
 @pytest.mark.parametrize("storage, download, serving, message", [
     pytest.param(StorageSpec(), DownloadSpec(pvc="other"), None, "writes to PVC 'other'", id="download-pvc"),
-    pytest.param(StorageSpec(), None, ServingSpec(pvc_name="other"), "vLLM reads PVC 'other'", id="serving-pvc"),
-    pytest.param(StorageSpec(namespace="a"), None, ServingSpec(namespace="b"), "different namespaces",
+    pytest.param(StorageSpec(), None, resolve(ServingChoices(pvc_name="other")), "vLLM reads PVC 'other'", id="serving-pvc"),
+    pytest.param(StorageSpec(namespace="a"), None, resolve(ServingChoices(namespace="b")), "different namespaces",
                  id="namespaces"),
-    pytest.param(None, DownloadSpec(model="BAAI/bge-m3"), ServingSpec(), "serve the downloaded model",
+    pytest.param(None, DownloadSpec(model="BAAI/bge-m3"), resolve(ServingChoices()), "serve the downloaded model",
                  id="serving-another-model"),
 ])
 def test_specs_that_disagree_are_refused(storage, download, serving, message):

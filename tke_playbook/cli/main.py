@@ -23,8 +23,7 @@ from ..errors import InvalidSpecError, PlaybookError
 from ..manifests.profiles import get_profile, render_profile, with_overrides
 from ..specs.fit import check_fit
 from ..specs.hardware import gpu_rows, node_type_rows
-from ..specs.serving import layout_changes, node_gpu_name
-from ..specs.vllm_args import CONTAINER_PORT
+from ..specs.serving import CONTAINER_PORT, layout_changes, node_gpu_name
 
 PLUGINS = ("tke_playbook.localserver.cli", "tke_playbook.cli.preflight", "tke_playbook.cli.download",
            "tke_playbook.cli.scorecard")

@@ -16,9 +16,10 @@ from ..errors import FitError, InvalidSpecError
 from ..podworker.planner import DownloadPlan
 from ..specs import fit
 from ..specs.download import DownloadSpec
-from ..specs.serving import API_KEY_SECRET_KEY, ServiceType, ServingSpec, parse_vllm_version, version_from_image
+from ..specs.serving import API_KEY_SECRET_KEY, ServiceType, ServingSpec, version_from_image
 from ..specs.storage import StorageSpec
-from ..specs.vllm_args import build_vllm_args, command_string, split_flags, translate
+from ..specs.vllm_args import build_vllm_args
+from ..specs.vllm_flags import command_string, parse_vllm_version, split_flags, translate
 from .download import build_download_job, build_worker_configmap
 from .scaleout import ScaleOutSpec, add_scale_out
 from .serving import NCCL_ENV, build_serving_objects

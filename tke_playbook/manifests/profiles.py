@@ -17,7 +17,7 @@ import yaml
 from ..specs.catalog import get_model
 from ..specs.download import DownloadSpec
 from ..specs.names import unknown
-from ..specs.serving import LATEST_VLLM_IMAGE, ServiceType, ServingSpec, seed_profile
+from ..specs.serving import LATEST_VLLM_IMAGE, ServiceType, ServingChoices, ServingSpec, resolve, seed_profile
 from ..specs.storage import StorageSpec
 from .plan import API_KEY_ENV, build_helm_values, build_plan, helm_values_notes, plan_notes
 from .yamldoc import REDACTED, plan_to_yaml
@@ -43,8 +43,8 @@ def _seed() -> Profile:
 
 
 def _bge_m3() -> Profile:
-    serving = ServingSpec(model="BAAI/bge-m3", max_model_len=8192, service_type=ServiceType.CLUSTER_IP, gpu="L20",
-                          image=LATEST_VLLM_IMAGE)
+    serving = resolve(ServingChoices(model="BAAI/bge-m3", max_model_len=8192, service_type=ServiceType.CLUSTER_IP,
+                                     gpu="L20", image=LATEST_VLLM_IMAGE))
     return Profile("bge-m3", "BAAI/bge-m3 beside the tutorial's model, ClusterIP only",
                    StorageSpec(), _download(model=serving.model, completions=1, parallelism=1), serving)
 

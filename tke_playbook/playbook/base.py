@@ -8,8 +8,6 @@ and each target's backend are handed these objects; neither reaches into the oth
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import os
 import time
 from collections.abc import Callable
@@ -51,28 +49,14 @@ def model_id(name: str | None, default: str) -> str:
     return get_model(name).hf_id if name else default
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def spec_to_dict(spec: Any) -> dict:
-    """A frozen spec as plain JSON-able data (enums by value, tuples as lists)."""
-    return {f.name: _plain(getattr(spec, f.name)) for f in dataclasses.fields(spec)}
+    """``spec.to_dict()`` (kept while the playbook still calls it; the specs own their JSON form)."""
+    return spec.to_dict()
 
 
 def spec_from_dict(kind: type, data: dict) -> Any:
-    """Rebuild a spec recorded by :func:`spec_to_dict` (validation runs again)."""
-    names = {f.name for f in dataclasses.fields(kind)}
-    return kind(**{k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
-                   for k, v in data.items() if k in names})
+    """``kind.from_dict(data)`` (kept while the playbook still calls it; the specs own their JSON form)."""
+    return kind.from_dict(data)
 
 
 def default_max_model_len(model: str) -> int:

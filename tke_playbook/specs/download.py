@@ -17,6 +17,7 @@ from ..podworker.planner import MAX_SHARDS
 from ..podworker.transfer import DEFAULT_ENDPOINTS, TOKEN_ENVS
 from .catalog import ModelInfo, get_model
 from .names import slug, unknown, validate_label, validate_name, validate_subdomain
+from .plain import PlainSpec
 from .storage import DEFAULT_PVC
 
 DEFAULT_IMAGE = "python:3.11-slim"
@@ -159,7 +160,7 @@ def _check_pod_options(spec) -> None:
 
 
 @dataclass(frozen=True)
-class DownloadSpec:
+class DownloadSpec(PlainSpec):
     """A model download into a PVC (cluster) or a local folder playing it (local target)."""
 
     model: str | ModelInfo = "intfloat/e5-mistral-7b-instruct"
