@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from tke_playbook import capacity
+from tke_playbook import capacity, hostenv
 from tke_playbook.capacity import DocumentLoad, QueryLoad, SustainableRate
 from tke_playbook.errors import InvalidSpecError
 from tke_playbook.manifests.plan import build_plan
@@ -65,7 +65,7 @@ def _per_replica(rate=30.0, tokens_per_s=50_000.0, target=200.0, input_tokens=51
 
 
 def test_query_plan_replicas_nodes_and_cost():
-    table = prices.load_prices()
+    table = hostenv.load_prices()
     plan = capacity.plan_capacity(QueryLoad(100, 200), _per_replica(), "PNV5b.16XLARGE192", prices=table)
     assert plan.replicas == 4 and plan.gpus == 4 and plan.nodes == 2  # 100 / 30 -> 4; two L20 per node
     per_day = prices.price_of("PNV5b.16XLARGE192", table).per_hour * 24
@@ -97,20 +97,20 @@ def test_plans_refuse_what_cannot_work():
 def test_price_file_overrides_the_defaults(tmp_path, monkeypatch):
     yaml_file = tmp_path / "prices.yaml"
     yaml_file.write_text("PNV5b.8XLARGE96: {per_hour: 10, currency: USD}\nMY.NODE: 3\n")
-    table = prices.load_prices(yaml_file)
+    table = hostenv.load_prices(yaml_file)
     assert table["PNV5b.8XLARGE96"].per_hour == 10 and table["PNV5b.8XLARGE96"].verified
     assert table["MY.NODE"].per_day == 72
     plan = capacity.plan_capacity(QueryLoad(30, 200), _per_replica(), "PNV5b.8XLARGE96", prices=table)
     assert plan.cost_per_day == 240 and plan.currency == "USD" and plan.price_verified
     csv_file = tmp_path / "prices.csv"
     csv_file.write_text("node_type,per_hour,currency\nPNV5b.8XLARGE96,7.5,CNY\n")
-    monkeypatch.setenv(prices.PRICES_ENV, str(csv_file))
-    assert prices.price_of("pnv5b.8xlarge96").per_hour == 7.5
+    monkeypatch.setenv(hostenv.PRICES_ENV, str(csv_file))
+    assert prices.price_of("pnv5b.8xlarge96", hostenv.load_prices()).per_hour == 7.5
     with pytest.raises(InvalidSpecError, match="does not exist"):
-        prices.load_prices(tmp_path / "nope.yaml")
+        hostenv.load_prices(tmp_path / "nope.yaml")
     (tmp_path / "bad.yaml").write_text("PNV5b.8XLARGE96: {per_hour: cheap}\n")
     with pytest.raises(InvalidSpecError, match="per_hour"):
-        prices.load_prices(tmp_path / "bad.yaml")
+        hostenv.load_prices(tmp_path / "bad.yaml")
 
 
 @pytest.mark.parametrize("gpu,peak", [("L20", 119.5), ("L40S", 362), ("A10", 125), ("A100-80GB", 312),

@@ -19,11 +19,11 @@ import pandas as pd
 import pytest
 
 from tke_playbook import capacity, loadgen
-from tke_playbook.errors import InvalidSpecError
 from tke_playbook.capacity import DocumentLoad, QueryLoad, SustainableRate
+from tke_playbook.errors import InvalidSpecError
+from tke_playbook.hostenv import load_prices
 from tke_playbook.plots import plot_capacity_table, plot_latency_knee, plot_mixed_latency, plot_sweep
 from tke_playbook.specs.hardware import GPUS, NODE_TYPES
-from tke_playbook.specs.prices import load_prices
 from tke_playbook.specs.serving import ServingChoices, resolve
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"

@@ -91,13 +91,31 @@ def test_full_plan_with_storage_class_and_worker_configmap(k8s_valid):
         k8s_valid(manifest)
 
 
-def test_api_key_from_environment_or_random(monkeypatch):
+def test_the_plan_takes_the_api_key_it_is_given_and_draws_none(monkeypatch):
+    # manifests are pure (issue 22): the key is the caller's to choose (the CLI: $TKE_PLAYBOOK_API_KEY, else random)
     monkeypatch.setenv("TKE_PLAYBOOK_API_KEY", "from-env")
-    secret = next(m for m in build_plan(*_seed()) if m["kind"] == "Secret")
-    assert base64.b64decode(secret["data"]["api-key"]) == b"from-env"
+    secret = next(m for m in build_plan(*_seed(), api_key="given") if m["kind"] == "Secret")
+    assert base64.b64decode(secret["data"]["api-key"]) == b"given"
+    with pytest.raises(InvalidSpecError, match="needs the API key for Secret 'vllm-e5-mistral-7b-instruct-api-key'"):
+        build_plan(*_seed())
+    storage, download, serving = _seed()
+    assert not any(m["kind"] == "Secret" for m in build_plan(storage, download, serving.replace(
+        api_key_required=False, service_type="ClusterIP")))
+
+
+def test_the_cli_takes_the_key_from_the_environment_or_draws_one(capsys, monkeypatch):
+    from tke_playbook.cli.main import main
+
+    def rendered_key() -> bytes:
+        assert main(["render", "--show-secrets"]) == 0
+        docs = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
+        return base64.b64decode(next(d for d in docs if d["kind"] == "Secret")["data"]["api-key"])
+
+    monkeypatch.setenv("TKE_PLAYBOOK_API_KEY", "from-env")
+    assert rendered_key() == b"from-env"
     monkeypatch.delenv("TKE_PLAYBOOK_API_KEY")
-    keys = {next(m for m in build_plan(*_seed()) if m["kind"] == "Secret")["data"]["api-key"] for _ in range(2)}
-    assert len(keys) == 2 and all(len(base64.b64decode(k)) >= 24 for k in keys)
+    keys = {rendered_key() for _ in range(2)}
+    assert len(keys) == 2 and all(len(k) >= 24 for k in keys)
 
 
 def test_yaml_round_trips_and_carries_notes():
@@ -164,7 +182,7 @@ def test_a_model_that_does_not_fit_fails_before_rendering():
     with pytest.raises(FitError, match="Does not fit") as info:
         build_plan(None, None, seed_profile().replace(gpu="T4"))
     assert info.value.obj.fits is False
-    assert build_plan(None, None, seed_profile().replace(gpu="T4"), check_fit=False)
+    assert build_plan(None, None, seed_profile().replace(gpu="T4"), check_fit=False, api_key="k")
 
 
 def test_bge_and_e5_side_by_side_share_only_the_pvc(k8s_valid):

@@ -15,6 +15,7 @@ import pytest
 
 from tke_playbook.errors import (BadRequestError, DownloadError, EndpointGoneError, IncompleteModelError,
                                  InvalidSpecError, NoDownloadError, NotDeployedError, PlanMismatchError, PlaybookError)
+from tke_playbook.hostenv import offline_model_dir
 from tke_playbook.playbook import ServiceEndpoint, default_max_model_len, spec_to_dict
 from tke_playbook.playbook.local_checks import port_is_free
 from tke_playbook.playbook.runs import DownloadRecord, RunRegistry, ServerRecord, is_local_server, process_alive
@@ -22,7 +23,6 @@ from tke_playbook.podworker import progress
 from tke_playbook.podworker.modelfolder import write_completion
 from tke_playbook.specs.catalog import OFFLINE_MODEL
 from tke_playbook.specs.storage import StorageSpec
-from tke_playbook.specs.target import offline_model_dir
 
 SMALL_ZH = "BAAI/bge-small-zh-v1.5"
 

@@ -16,7 +16,8 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "specs.catalog": "Architecture ModelInfo Pooling get_model list_models OFFLINE_MODEL TUTORIAL_MODEL",
     "podworker.modelfolder": "is_complete require_complete read_manifest",
-    "specs.target": "Target resolve_target state_dir local_pvc_dir offline_model_dir",
+    "specs.target": "Target",
+    "hostenv": "resolve_target state_dir local_pvc_dir offline_model_dir load_prices",
     "specs.hardware": "GpuType NodeType NodeRole GPUS NODE_TYPES get_gpu get_node_type node_type_from_labels",
     "specs.fit": "check_fit FitVerdict",
     "specs.storage": "StorageSpec CfsStorageType ReclaimPolicy",
@@ -42,7 +43,7 @@ _EXPORTS: dict[str, str] = {
                 "DocumentLoad QueryLoad LocalSettings with_mfu model_flops_utilisation",
     "manifests.scaleout": "ScaleOutSpec Autoscaler build_scale_out build_pdb build_hpa build_scaled_object render_scale_out",
     "playbook.scaleout": "autoscaler_checks",
-    "specs.prices": "load_prices NodePrice",
+    "specs.prices": "NodePrice",
     "evaluate": "ndcg_at_k recall_at_k mrr evaluate per_query_table cosine_matrix retrieve score_distributions pca_2d "
                 "load_bilingual sentence_set RetrievalDataset SentenceSet evaluate_embedder compare_embedders "
                 "EvaluationResult Comparison",

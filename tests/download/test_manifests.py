@@ -123,11 +123,12 @@ def test_shipped_worker_files_import_only_the_standard_library():
     import ast
     import sys
 
-    from tke_playbook.manifests.download import WORKER_FILES
+    from tke_playbook.podworker.shipped import shipped_files
 
-    shipped = {name.removesuffix(".py") for name in WORKER_FILES}
-    for name, path in WORKER_FILES.items():
-        tree = ast.parse(path.read_text())
+    files = shipped_files()
+    shipped = {name.removesuffix(".py") for name in files}
+    for name, text in files.items():
+        tree = ast.parse(text)
         # what runs on import (module level, and both arms of the package-or-pod import); pandas inside the
         # plan's table methods is never called in a pod
         top = [n for stmt in tree.body for n in ([stmt] + (stmt.body + [x for h in stmt.handlers for x in h.body]

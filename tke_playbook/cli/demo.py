@@ -30,8 +30,8 @@ from papermill.exceptions import PapermillExecutionError
 from traitlets.config import Config
 
 from ..errors import InvalidSpecError, PlaybookError
+from ..hostenv import state_dir
 from ..specs.serving import CONTAINER_PORT
-from ..specs.target import state_dir
 
 
 def _notebook_dir() -> Path:

@@ -20,6 +20,7 @@ import sys
 
 from ..download.listing import plan_download
 from ..errors import InvalidSpecError, PlaybookError
+from ..hostenv import API_KEY_ENV, new_api_key
 from ..manifests.profiles import get_profile, render_profile, with_overrides
 from ..specs.fit import check_fit
 from ..specs.hardware import gpu_rows, node_type_rows
@@ -86,8 +87,8 @@ def _render_args(parser: argparse.ArgumentParser) -> None:
     spec.add_argument("--existing-files", choices=("download", "adopt", "trust"),
                       help="model files already on the PVC (e.g. from the tutorial's script): 'adopt' checks them "
                            "against the hub's listing, 'trust' takes them as they are; default 'download'")
-    spec.add_argument("--api-key-env", default="TKE_PLAYBOOK_API_KEY",
-                      help="environment variable holding the API key (default TKE_PLAYBOOK_API_KEY; else random)")
+    spec.add_argument("--api-key-env", default=API_KEY_ENV,
+                      help=f"environment variable holding the API key (default {API_KEY_ENV}; else random)")
 
 
 def _key_value(text: str, option: str) -> tuple[str, str]:
@@ -139,17 +140,27 @@ def _profile(args):
                           storage=storage, serving=_serving_changes(args, profile), download=_download_changes(args))
 
 
+def _api_key(args, profile) -> tuple[str | None, list[str]]:
+    """The key for the plan's Secret: ``$<--api-key-env>``, else a new random one (and a note that says so)."""
+    given = os.environ.get(args.api_key_env) or None
+    if given or args.helm_values or not profile.serving.api_key_required:
+        return given, []
+    return new_api_key(), [f"no ${args.api_key_env}: a random API key was generated into Secret "
+                           f"'{profile.serving.api_key_secret}'; applying a plan with a new key restarts vLLM with "
+                           f"it (set ${args.api_key_env} to keep one key)"]
+
+
 def run_render(args) -> int:
-    api_key = os.environ.get(args.api_key_env) or None
     profile = _profile(args)
+    api_key, notes = _api_key(args, profile)
     download_plan = None
     if args.list_files and not args.helm_values:
         download_plan = plan_download(profile.download)
     sys.stdout.write(render_profile(profile, helm_values=args.helm_values, api_key=api_key,
-                                    show_secrets=args.show_secrets, download_plan=download_plan))
+                                    show_secrets=args.show_secrets, download_plan=download_plan, notes=notes))
     if args.pip_index_url:
         print("tke-playbook render: --pip-index-url has no effect: download pods install nothing", file=sys.stderr)
-    if not args.helm_values and api_key is None and args.api_key_env != "TKE_PLAYBOOK_API_KEY":
+    if notes and args.api_key_env != API_KEY_ENV:
         print(f"tke-playbook render: ${args.api_key_env} is not set; the Secret holds a random key",
               file=sys.stderr)
     return 0

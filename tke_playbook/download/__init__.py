@@ -10,12 +10,13 @@ a finished folder; ``adopt_model`` makes files fetched by other means servable. 
 on 127.0.0.1 (the offline local target; tests add faults to it).
 """
 
+from ..hostenv import token_from_env
 from ..manifests.download import build_download_job, build_download_objects, build_token_secret, build_worker_configmap
 from ..podworker.planner import (DownloadPlan, Piece, RepoFile, check_plan_matches, make_plan, select_files,
                                  split_bytes, tutorial_plan)
 from ..podworker.progress import read_progress
 from ..specs.download import DownloadMode, DownloadSpec, Source
-from ..specs.tokens import HubToken, token_from_env
+from ..specs.tokens import HubToken
 from .listing import list_repo_files, plan_download
 from .local import (download_local, hub_offline, plan_local, progress_frame, require_finished, run_local_download,
                     validate_pvc_dir)

@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import DownloadError, HubError, InvalidSpecError, VerificationError
+from ..hostenv import local_pvc_dir
 from ..manifests.download import PLAN_KEY, build_worker_configmap
 from ..podworker import progress
 from ..podworker.modelfolder import completeness_problem
@@ -31,7 +32,6 @@ from ..podworker.planner import MAX_SHARDS, DownloadPlan, check_plan_matches
 from ..podworker.worker import complete
 from ..specs.catalog import OFFLINE_MODEL
 from ..specs.download import DownloadSpec
-from ..specs.target import local_pvc_dir
 from ..specs.tokens import TOKEN_ENV_IN_POD, reveal
 from .listing import plan_download, resolve_endpoint
 from .mirror import HubMirror, offline_mirror

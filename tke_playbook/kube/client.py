@@ -19,8 +19,8 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from ..errors import ClusterError
+from ..hostenv import kubeconfig_path
 from ..specs.names import unknown
-from ..specs.target import kubeconfig_path
 
 FIELD_MANAGER = "tke-playbook"
 

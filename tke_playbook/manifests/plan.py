@@ -9,9 +9,6 @@ user named as pre-existing fail here, before anything reaches a cluster.
 
 from __future__ import annotations
 
-import os
-import secrets
-
 from ..errors import FitError, InvalidSpecError
 from ..podworker.planner import DownloadPlan
 from ..specs import fit
@@ -24,8 +21,6 @@ from .download import build_download_job, build_worker_configmap
 from .scaleout import ScaleOutSpec, add_scale_out
 from .serving import NCCL_ENV, build_serving_objects
 from .storage import build_pvc, build_storage_class
-
-API_KEY_ENV = "TKE_PLAYBOOK_API_KEY"
 
 
 def check_consistency(storage: StorageSpec | None, download: DownloadSpec | None = None, serving: ServingSpec | None = None) -> None:
@@ -64,8 +59,10 @@ def build_plan(storage: StorageSpec | None, download: DownloadSpec | None = None
                serving: ServingSpec | None = None, *, download_plan: DownloadPlan | None = None,
                api_key: str | None = None, check_fit: bool = True,
                pre_existing=(), scale_out: ScaleOutSpec | None = None) -> list[dict]:
-    """The manifests in apply order. ``api_key`` defaults to ``$TKE_PLAYBOOK_API_KEY``, else a random key
-    (read it back with ``kubectl get secret <name> -o jsonpath='{.data.api-key}' | base64 -d``).
+    """The manifests in apply order. ``api_key`` is what the API-key Secret holds when the serving spec requires
+    a key (read it back with ``kubectl get secret <name> -o jsonpath='{.data.api-key}' | base64 -d``); the caller
+    chooses it - ``tke-playbook render`` takes ``$TKE_PLAYBOOK_API_KEY``, else draws one
+    (:func:`tke_playbook.hostenv.new_api_key`).
     ``pre_existing``: objects the pods may use that the plan does not create (``"Secret/name"`` or
     ``("Secret", "name")``); without ``storage`` the PVC counts as pre-existing. ``scale_out`` (a
     ``tke_playbook.scaleout.ScaleOutSpec``) adds an autoscaler; with more than one replica the plan also gets a
@@ -92,8 +89,11 @@ def build_plan(storage: StorageSpec | None, download: DownloadSpec | None = None
 def _serving_objects(serving: ServingSpec, api_key: str | None, check_fit: bool) -> list[dict]:
     if check_fit:
         check_serving_fit(serving)
-    key = (api_key or os.environ.get(API_KEY_ENV) or secrets.token_urlsafe(24)) if serving.api_key_required else None
-    return build_serving_objects(serving, key)
+    if serving.api_key_required and not api_key:
+        raise InvalidSpecError(f"The plan needs the API key for Secret '{serving.api_key_secret}': pass api_key "
+                               f"(tke-playbook render takes $TKE_PLAYBOOK_API_KEY, else draws one), or serve "
+                               f"without a key", field="api_key", value=None)
+    return build_serving_objects(serving, api_key if serving.api_key_required else None)
 
 
 def _pairs(pre_existing) -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ the seed keeps the tutorial's v0.10.1 image.
 from __future__ import annotations
 
 import dataclasses
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import yaml
@@ -19,7 +19,7 @@ from ..specs.download import DownloadSpec
 from ..specs.names import unknown
 from ..specs.serving import LATEST_VLLM_IMAGE, ServiceType, ServingChoices, ServingSpec, resolve, seed_profile
 from ..specs.storage import StorageSpec
-from .plan import API_KEY_ENV, build_helm_values, build_plan, helm_values_notes, plan_notes
+from .plan import build_helm_values, build_plan, helm_values_notes, plan_notes
 from .yamldoc import REDACTED, plan_to_yaml
 
 
@@ -101,11 +101,13 @@ def with_overrides(profile: Profile, *, model=None, pvc=None, namespace=None, co
 
 
 def render_profile(profile: Profile | str = "seed", *, helm_values: bool = False, api_key: str | None = None,
-                   show_secrets: bool = False, download_plan=None) -> str:
+                   show_secrets: bool = False, download_plan=None, notes: Sequence[str] = ()) -> str:
     """The profile's plan as multi-document YAML with its notes as comments, or the chart's values as YAML.
-    Without ``api_key`` the plan's Secret takes ``$TKE_PLAYBOOK_API_KEY``, else a random key. Secret values are
-    shown as ``<redacted>`` (safe to display or log) unless ``show_secrets=True`` gives the appliable form.
-    ``download_plan`` (from ``download.plan_download``) adds the download worker ConfigMap."""
+    ``api_key`` is what the plan's API-key Secret holds (needed when the profile's serving requires a key;
+    ``tke-playbook render`` takes ``$TKE_PLAYBOOK_API_KEY``, else draws one and says so in ``notes``, which are added
+    to the plan's). Secret values are shown as ``<redacted>`` (safe to display or log) unless ``show_secrets=True``
+    gives the appliable form. ``download_plan`` (from ``download.plan_download``) adds the download worker
+    ConfigMap."""
     profile = get_profile(profile) if isinstance(profile, str) else profile
     serving = profile.serving
     if helm_values:
@@ -113,13 +115,9 @@ def render_profile(profile: Profile | str = "seed", *, helm_values: bool = False
         head = "".join(f"# {n}\n" for n in [f"values for helm-charts/vllm-inference-tke (profile {profile.name})",
                                              *helm_values_notes(serving)])
         return head + yaml.safe_dump(values, sort_keys=False, allow_unicode=True, width=2**20)
-    notes = [f"tke-playbook plan, profile {profile.name}: {profile.description}",
-             *plan_notes(profile.storage, profile.download, serving, download_plan=download_plan)]
-    api_key = api_key or os.environ.get(API_KEY_ENV) or None
     manifests = build_plan(profile.storage, profile.download, serving, api_key=api_key, download_plan=download_plan)
-    if serving.api_key_required and not api_key:
-        notes.append(f"no ${API_KEY_ENV}: a random API key was generated into Secret '{serving.api_key_secret}'; "
-                     f"applying a plan with a new key restarts vLLM with it (set ${API_KEY_ENV} to keep one key)")
+    notes = [f"tke-playbook plan, profile {profile.name}: {profile.description}",
+             *plan_notes(profile.storage, profile.download, serving, download_plan=download_plan), *notes]
     if serving.api_key_required and not show_secrets:
         notes.append(f"Secret values are shown as {REDACTED}, so this YAML cannot be applied as it is: render with "
                      f"--show-secrets (show_secrets=True) for the appliable form, and keep that output private")

@@ -18,12 +18,13 @@ import yaml
 
 from ..download import check_plan_matches as check_download_plan
 from ..errors import InvalidSpecError, NoDownloadError, NotDeployedError, PlanMismatchError, PlaybookError
+from ..hostenv import state_dir
 from ..podworker.planner import DownloadPlan
 from ..specs.catalog import get_model
 from ..specs.download import DownloadSpec
 from ..specs.names import slug
 from ..specs.serving import ServingSpec
-from ..specs.target import Target, state_dir
+from ..specs.target import Target
 from .runs import RUNS_DIR, DownloadRecord, RunRegistry
 from .state import SecretStore, StateStore
 

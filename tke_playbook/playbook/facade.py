@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..hostenv import resolve_target
 from ..manifests.download import build_download_job, build_worker_configmap
 from ..manifests.plan import build_helm_values, build_plan, chart_limit
 from ..manifests.serving import KEY_CHECKSUM_ANNOTATION, build_serving_objects, pod_templates
@@ -27,7 +28,7 @@ from ..specs.download import DownloadSpec
 from ..specs.hardware import NodeType, node_type_from_dict, node_type_to_dict
 from ..specs.serving import API_KEY_SECRET_KEY, ServingSpec, node_changes, seed_profile
 from ..specs.storage import DEFAULT_PVC, StorageSpec
-from ..specs.target import Target, resolve_target
+from ..specs.target import Target
 from .backend import Backend
 from .base import (PREFERRED_NODE, FormMemory, Records, check_plan_matches, default_max_model_len, model_id,
                    namespace, to_yaml)

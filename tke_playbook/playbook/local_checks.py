@@ -12,8 +12,8 @@ import socket
 import sys
 from pathlib import Path
 
+from ..hostenv import offline_model_dir
 from ..specs.checks import CheckRow, PreflightReport
-from ..specs.target import offline_model_dir
 from ..specs.vllm_args import CONTAINER_PORT
 
 MIN_FREE_BYTES = 1 * 2**30

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidSpecError
+from ..hostenv import state_dir
 from ..specs.names import validate_subdomain
-from ..specs.target import Target, state_dir
+from ..specs.target import Target
 
 KEY_BYTES = 24  # secrets.token_urlsafe(24) -> 32 characters
 

@@ -12,15 +12,14 @@ from .checks import CheckRow, PreflightReport
 from .download import DownloadMode, DownloadSpec, Source
 from .fit import FitVerdict, check_fit
 from .hardware import GPUS, NODE_TYPES, GpuType, NodeRole, NodeType, get_gpu, get_node_type, node_type_from_labels
-from .prices import NodePrice, load_prices
+from .prices import NodePrice
 from .serving import PullPolicy, ServiceType, ServingSpec, seed_profile
 from .storage import DEFAULT_PVC, CfsStorageType, ReclaimPolicy, StorageSpec
-from .target import Target, local_pvc_dir, offline_model_dir, resolve_target, state_dir
+from .target import Target
 from .tokens import HubToken
 
 __all__ = ["Architecture", "CfsStorageType", "CheckRow", "DEFAULT_PVC", "DownloadMode", "DownloadSpec", "FitVerdict",
            "GPUS", "GpuType", "HubToken", "ModelInfo", "NODE_TYPES", "NodePrice", "NodeRole", "NodeType",
            "OFFLINE_MODEL", "PreflightReport", "PullPolicy", "Pooling", "ReclaimPolicy", "ServiceType", "ServingSpec",
            "Source", "StorageSpec", "TUTORIAL_MODEL", "Target", "check_fit", "get_gpu", "get_model", "get_node_type",
-           "list_models", "load_prices", "local_pvc_dir", "node_type_from_labels", "offline_model_dir",
-           "resolve_target", "seed_profile", "state_dir"]
+           "list_models", "node_type_from_labels", "seed_profile"]
