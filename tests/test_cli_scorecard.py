@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # fake_embedding_server (importlib mode)
 
-from tke_playbook.cli.main import main  # noqa: E402
+from tke_playbook.cli.commands import main  # noqa: E402
 
 TOPICS = ("if", "while", "for", "try", "with", "async", "break", "continue", "else", "return")
 

@@ -113,7 +113,7 @@ def test_makefile_pins_the_same_torch():
 
 def test_console_script_points_at_the_cli():
     assert _pyproject()["project"]["scripts"]["tke-playbook"] == "tke_playbook.cli:main"
-    from tke_playbook.cli.main import main
+    from tke_playbook.cli.commands import main
 
     assert callable(main)
 

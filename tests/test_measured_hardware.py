@@ -61,7 +61,7 @@ def test_on_the_local_target_nothing_but_the_projection_names_a_gpu_or_its_price
     per_replica = SustainableRate(20.0, 120.0, 200.0, 20.0, 680.0, 32, 1)
     bulk = capacity.sustainable_rate(sweep, 10_000, input_tokens=200, inputs=8)
     shown = _texts(local, capacity.mfu_note(MINILM, local), capacity.with_mfu(sweep, MINILM, local),
-                   capacity.compact_table(capacity.with_mfu(sweep, MINILM, local)),
+                   loadgen.compact_table(capacity.with_mfu(sweep, MINILM, local)),
                    capacity.plan_capacity(QueryLoad(200, 200), per_replica, served_on=local),
                    capacity.plan_capacity(DocumentLoad(5_000_000, 200), bulk, served_on=local))
     assert not GPU_WORDS.findall(shown), GPU_WORDS.findall(shown)

@@ -104,7 +104,7 @@ def test_the_plan_takes_the_api_key_it_is_given_and_draws_none(monkeypatch):
 
 
 def test_the_cli_takes_the_key_from_the_environment_or_draws_one(capsys, monkeypatch):
-    from tke_playbook.cli.main import main
+    from tke_playbook.cli.commands import main
 
     def rendered_key() -> bytes:
         assert main(["render", "--show-secrets"]) == 0

@@ -160,7 +160,7 @@ def _layout_fields_set(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("path", ["tke_playbook/playbook/widgets.py", "tke_playbook/cli/main.py"])
+@pytest.mark.parametrize("path", ["tke_playbook/playbook/widgets.py", "tke_playbook/cli/commands.py"])
 def test_the_form_and_the_command_line_leave_the_layout_to_layout_changes(path):
     source = (ROOT / path).read_text(encoding="utf-8")
     assert "layout_changes(" in source

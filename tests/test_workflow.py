@@ -348,7 +348,9 @@ def test_cluster_storage_with_a_missing_storage_class_fails_with_the_diagnosis(f
 def test_cluster_download_progress_finds_the_job_pods_by_the_toolkit_labels(fake_cluster, monkeypatch):
     from fake_cluster import add_pod
 
-    from tke_playbook.download import DownloadSpec, RepoFile, make_plan
+    from tke_playbook.podworker.planner import make_plan
+    from tke_playbook.podworker.rules import RepoFile
+    from tke_playbook.specs import DownloadSpec
 
     server, cluster = fake_cluster
     spec = DownloadSpec(model="BAAI/bge-m3", source="huggingface", completions=2, parallelism=2)
@@ -408,7 +410,9 @@ def test_cluster_deploy_applies_the_key_secret_follows_the_log_and_returns_the_b
 def test_cluster_download_puts_the_env_token_in_a_secret_and_never_in_the_job(fake_cluster, monkeypatch, capsys):
     import base64
 
-    from tke_playbook.download import DownloadSpec, RepoFile, make_plan
+    from tke_playbook.podworker.planner import make_plan
+    from tke_playbook.podworker.rules import RepoFile
+    from tke_playbook.specs import DownloadSpec
 
     server, cluster = fake_cluster
     token = "hf_PrivateToken0123456789abcdef"

@@ -15,9 +15,8 @@ import pytest
 
 from tke_playbook.errors import (BadRequestError, DownloadError, EndpointGoneError, IncompleteModelError,
                                  InvalidSpecError, NoDownloadError, NotDeployedError, PlanMismatchError, PlaybookError)
-from tke_playbook.hostenv import offline_model_dir
+from tke_playbook.hostenv import offline_model_dir, port_is_free
 from tke_playbook.playbook import ServiceEndpoint, default_max_model_len, spec_to_dict
-from tke_playbook.playbook.local_checks import port_is_free
 from tke_playbook.playbook.runs import DownloadRecord, RunRegistry, ServerRecord, is_local_server, process_alive
 from tke_playbook.podworker import progress
 from tke_playbook.podworker.modelfolder import write_completion
@@ -344,7 +343,8 @@ def test_verify_reports_how_each_file_was_checked(pb):
 
 
 def _plan(pb, model=SMALL_ZH, completions=3):
-    from tke_playbook.download import RepoFile, make_plan
+    from tke_playbook.podworker.planner import make_plan
+    from tke_playbook.podworker.rules import RepoFile
 
     spec = pb.download_defaults(model, source="modelscope", completions=completions, parallelism=completions)
     files = [RepoFile(f"model-0000{i}-of-00004.safetensors", size, "c" * 64)

@@ -4,7 +4,8 @@ The layers below stay pure - ``specs`` and ``manifests`` take values and never r
 it) - so whatever depends on where the toolkit runs is read here and passed down: the target
 (``$TKE_PLAYBOOK_TARGET``, else whether a kubeconfig exists), the state folder (``$TKE_PLAYBOOK_HOME``) and the
 local PVC folders in it, the packaged offline model, the node prices file (``$TKE_PLAYBOOK_NODE_PRICES``), hub
-tokens (``HF_TOKEN``, ``MODELSCOPE_API_TOKEN``, ``HUB_TOKEN``) and a new API key, drawn at random. Each reader takes
+tokens (``HF_TOKEN``, ``MODELSCOPE_API_TOKEN``, ``HUB_TOKEN``), whether a local port is free, and a new API key,
+drawn at random. Each reader takes
 ``environ`` (default: the process's), so a caller that reads its settings once hands them in.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -100,3 +102,15 @@ def token_from_env(source: Source | str, environ: Mapping[str, str] | None = Non
 def new_api_key() -> str:
     """A new random API key (32 URL-safe characters)."""
     return secrets.token_urlsafe(24)
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``port``: bound the way the local server binds (with SO_REUSEADDR), so
+    connections of a just-stopped server lingering in TIME_WAIT do not count as busy."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True

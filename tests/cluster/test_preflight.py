@@ -10,8 +10,9 @@ from fake_cluster import add_node
 
 from tke_playbook.cli.preflight import register
 from tke_playbook.errors import UnknownNameError
-from tke_playbook.kube import preflight, run_preflight
+from tke_playbook.kube import run_preflight
 from tke_playbook.kube.client import Kube
+from tke_playbook.kube.preflight import preflight
 
 E5 = "intfloat/e5-mistral-7b-instruct"
 

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from tke_playbook.cli.main import main as cli_main
+from tke_playbook.cli.commands import main as cli_main
 from tke_playbook.hostenv import offline_model_dir
 from tke_playbook.localserver import start_server, surface
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 
 from ..errors import InvalidSpecError
-from ..podworker.planner import DownloadPlan, check_plan_matches, request_of
+from ..podworker.planner import DownloadPlan, require_plan_for, request_of
 from ..podworker.shipped import shipped_files
 from ..specs.download import TOKEN_SECRET, TOKEN_SECRET_KEY, DownloadSpec
 from ..specs.labels import COMPONENT, INSTANCE, Component, common_labels
@@ -40,7 +40,7 @@ def _labels(spec: DownloadSpec) -> dict[str, str]:
 def plan_document(spec: DownloadSpec, plan: DownloadPlan | None = None) -> dict:
     """What ``plan.json`` holds: the spec's request and, when made with the listing, the plan."""
     if plan is not None:
-        check_plan_matches(spec, plan)
+        require_plan_for(spec, plan)
     return {"format": 2, "request": request_of(spec), "plan": plan.to_dict() if plan is not None else None}
 
 
@@ -127,7 +127,7 @@ def _pod_spec(spec: DownloadSpec) -> dict:
 def build_download_job(spec: DownloadSpec, plan: DownloadPlan | None = None) -> dict:
     """The batch/v1 Indexed Job: ``completions`` shards, ``parallelism`` pods at a time, one pod per node."""
     if plan is not None:
-        check_plan_matches(spec, plan)
+        require_plan_for(spec, plan)
     labels = _labels(spec)
     return {
         "apiVersion": "batch/v1", "kind": "Job",

@@ -16,10 +16,9 @@ from typing import Any
 
 import yaml
 
-from ..download import check_plan_matches as check_download_plan
 from ..errors import InvalidSpecError, NoDownloadError, NotDeployedError, PlanMismatchError, PlaybookError
 from ..hostenv import state_dir
-from ..podworker.planner import DownloadPlan
+from ..podworker.planner import DownloadPlan, require_plan_for
 from ..specs.catalog import get_model
 from ..specs.download import DownloadSpec
 from ..specs.names import slug
@@ -70,7 +69,7 @@ def check_plan_matches(spec: DownloadSpec, plan: DownloadPlan) -> None:
     """Raise PlanMismatchError unless ``plan`` was made for ``spec`` (model, hub repository, revision, PVC, shards):
     a plan left from an earlier run of the plan cell must never download another model."""
     try:
-        check_download_plan(spec, plan)
+        require_plan_for(spec, plan)
     except InvalidSpecError as exc:
         raise PlanMismatchError(f"{exc.message.rstrip('.')}: run the plan cell again with this form, then launch",
                                 obj=plan.model_path, cause=exc)

@@ -20,11 +20,10 @@ from typing import Any
 import ipywidgets as w
 import yaml
 
-from ..download import Source
 from ..errors import FitError, InvalidSpecError, PlaybookError
 from ..manifests.storage import build_storage_class
 from ..specs.catalog import get_model, list_models
-from ..specs.download import DownloadSpec
+from ..specs.download import DownloadSpec, Source
 from ..specs.fit import check_fit
 from ..specs.names import validate_name
 from ..specs.serving import ServiceType, ServingSpec, check_on_node, layout_changes, node_changes, resolve

@@ -24,16 +24,16 @@ except ImportError:  # running from the ConfigMap in a download pod
 RUNNING, DONE, FAILED = "running", "done", "failed"
 
 
-def state_dir(folder) -> Path:
+def tracking_dir(folder) -> Path:
     return state_path(folder)
 
 
 def plan_file(folder) -> Path:
-    return state_dir(folder) / "plan.json"
+    return tracking_dir(folder) / "plan.json"
 
 
 def shard_file(folder, index: int) -> Path:
-    return state_dir(folder) / "parts" / f"{int(index)}.json"
+    return tracking_dir(folder) / "parts" / f"{int(index)}.json"
 
 
 def _key(*parts) -> str:
@@ -41,16 +41,16 @@ def _key(*parts) -> str:
 
 
 def verified_file(folder, rel_path: str) -> Path:
-    return state_dir(folder) / "verified" / f"{_key(rel_path)}.json"
+    return tracking_dir(folder) / "verified" / f"{_key(rel_path)}.json"
 
 
 def partial_file(folder, f) -> Path:
     """Where new bytes of listed file ``f`` (path, size, expected hash) gather until they are verified."""
-    return state_dir(folder) / "partial" / _key(f["path"], f["size"], f.get("sha256"), f.get("blob_id"))
+    return tracking_dir(folder) / "partial" / _key(f["path"], f["size"], f.get("sha256"), f.get("blob_id"))
 
 
 def listing_file(folder, run_id: str) -> Path:
-    return state_dir(folder) / "listing" / f"{_key(run_id)}.json"
+    return tracking_dir(folder) / "listing" / f"{_key(run_id)}.json"
 
 
 def write_json(path: Path, obj) -> None:

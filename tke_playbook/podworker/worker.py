@@ -367,7 +367,7 @@ def _complete(folder: Path, manifest: dict) -> None:
 def _drop_stale_partials(folder: Path, plan: dict) -> None:
     """Once complete, bytes gathered for files this plan does not hold (an older listing) are of no use."""
     keep = {progress.partial_file(folder, f).name for f in plan["files"]}
-    where = progress.state_dir(folder) / "partial"
+    where = progress.tracking_dir(folder) / "partial"
     for path in where.iterdir() if where.is_dir() else ():
         if path.name not in keep:
             path.unlink(missing_ok=True)
@@ -392,7 +392,7 @@ def _stage_all(plan: dict, opts: Options) -> list[dict]:
     return replacements
 
 
-def finish(plan: dict, opts: Options, mode: str = DOWNLOAD) -> bool:
+def finish_download(plan: dict, opts: Options, mode: str = DOWNLOAD) -> bool:
     """If every shard is done: verify what is not yet verified, write manifest and marker. True when complete."""
     folder = opts.folder
     states = progress.shard_states(folder, plan["plan_id"], len(plan["shards"]), opts.run_id)
@@ -473,7 +473,7 @@ def run_plan(plan: dict, opts: Options) -> bool:
     try:
         _run_pieces(shard, opts)
         shard.save(progress.DONE)
-        return finish(plan, opts)
+        return finish_download(plan, opts)
     except OSError as exc:  # the volume, not the hub: full, read-only, gone
         error = DownloadError(f"Writing into {folder} failed: {exc}. Check that the PVC is mounted, writable and "
                               f"has room for {sum(f['size'] for f in plan['files']) / 1e9:.2f} GB", obj=str(folder))
@@ -514,7 +514,7 @@ def complete(plan: dict, root, *, run_id: str, token: str | None = None, retries
     what is not yet verified, swap the replacements in and write manifest and marker. True when complete."""
     opts = options(root, "final", plan["model_path"], retries=retries, max_backoff=max_backoff, token=token,
                    run_id=run_id)
-    return finish(plan, opts)
+    return finish_download(plan, opts)
 
 
 def run(doc: dict, root, index: int, mode: str = DOWNLOAD, **kw) -> bool:
