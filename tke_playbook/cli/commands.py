@@ -100,6 +100,7 @@ def _key_value(text: str, option: str) -> tuple[str, str]:
 
 
 def _serving_changes(args, profile) -> dict:
+    """The serving choices the options change (``with_overrides`` resolves them over the profile's choices)."""
     serving = {k: v for k, v in {
         "vllm_version": args.vllm_version, "image": args.image, "service_type": args.service_type,
         "lb_subnet_id": args.lb_subnet_id, "service_port": args.port, "max_model_len": args.max_model_len,

@@ -89,14 +89,15 @@ def _common_changes(profile: Profile, options: dict, given: dict[str, dict]) -> 
 def with_overrides(profile: Profile, *, model=None, pvc=None, namespace=None, completions=None, parallelism=None,
                    source=None, storage=None, serving=None, download=None) -> Profile:
     """A copy with common options changed in every spec that has them. ``storage``/``serving``/``download`` are
-    dicts of further field changes for that spec. Lowering ``completions`` alone lowers ``parallelism`` with it."""
+    dicts of further field changes for that spec (for the serving spec: changes to the choices it was resolved from,
+    resolved again). Lowering ``completions`` alone lowers ``parallelism`` with it."""
     changes = _common_changes(profile, {"model": model, "pvc": pvc, "namespace": namespace, "source": source,
                                         "completions": completions, "parallelism": parallelism},
                               {"storage": storage, "download": download, "serving": serving})
     st, dl, sv = profile.storage, profile.download, profile.serving
     st = dataclasses.replace(st, **changes["storage"]) if changes["storage"] else st
     dl = dl.replace(**changes["download"]) if changes["download"] else dl
-    sv = sv.replace(**changes["serving"]) if changes["serving"] else sv
+    sv = resolve(sv.choices.replace(**changes["serving"])) if changes["serving"] else sv  # the choices, resolved
     return dataclasses.replace(profile, storage=st, download=dl, serving=sv)
 
 
