@@ -9,6 +9,7 @@ import pytest
 
 from tke_playbook import hostenv
 from tke_playbook.errors import InvalidSpecError, UnknownNameError
+from tke_playbook.specs.apikeys import api_key_problem
 from tke_playbook.specs.target import Target, choose_target
 
 
@@ -58,8 +59,8 @@ def test_hub_tokens_come_from_the_environment_given_and_stay_masked():
 
 
 def test_a_new_api_key_is_random_and_long():
-    keys = {hostenv.new_api_key() for _ in range(3)}
-    assert len(keys) == 3 and all(len(k) >= 32 for k in keys)
+    keys = {hostenv.generate_api_key() for _ in range(3)}
+    assert len(keys) == 3 and all(len(k) >= 32 and api_key_problem(k) is None for k in keys)
 
 
 def test_a_port_in_use_is_not_free():

@@ -70,6 +70,10 @@ class _Poisoned(dict):
     __contains__ = get
 
 
+KEY = "purity-test-key-0123456789"  # by specs.apikeys.API_KEY_RULE
+SALT = bytes(range(32))  # the caller's secret salt of the key-revision annotation
+
+
 def _seed_plan() -> list[dict]:
     from tke_playbook.manifests.plan import build_helm_values, build_plan, plan_notes
     from tke_playbook.manifests.profiles import get_profile, render_profile
@@ -77,13 +81,15 @@ def _seed_plan() -> list[dict]:
     from tke_playbook.specs.prices import price_of, price_rows
 
     profile = get_profile("seed")
-    plan = build_plan(profile.storage, profile.download, profile.serving, api_key="k3y")
+    plan = build_plan(profile.storage, profile.download, profile.serving, api_key=KEY, key_salt=SALT)
     notes = plan_notes(profile.storage, profile.download, profile.serving)
     values = build_helm_values(profile.serving.replace(service_type="ClusterIP"))
     with pytest.raises(InvalidSpecError, match="needs the API key"):  # never looked up, never drawn
         build_plan(profile.storage, profile.download, profile.serving)
+    with pytest.raises(InvalidSpecError, match="needs key_salt"):  # the annotation's salt neither
+        build_plan(profile.storage, profile.download, profile.serving, api_key=KEY)
     prices = [price_rows(), price_of("PNV5b.8XLARGE96")]  # the default table, not a file named in the environment
-    return [plan, notes, values, render_profile(get_profile("bge-m3"), api_key="k3y"), prices]
+    return [plan, notes, values, render_profile(get_profile("bge-m3"), api_key=KEY, key_salt=SALT), prices]
 
 
 PACKAGE = ROOT / "tke_playbook"

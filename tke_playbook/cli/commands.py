@@ -8,7 +8,8 @@
     tke-playbook gpus                                  # the GPUs and TKE node types the toolkit knows
 
 Other areas add subcommands through ``register(subparsers)`` (``serve``, ``preflight``). Bad input prints one
-line to stderr and exits with status 2; ``fit`` exits 1 when the model does not fit.
+line to stderr and exits with status 2 (also a file argument that is missing, a folder, a FIFO, a device, binary or
+too large); ``fit`` exits 1 when the model does not fit; Ctrl-C prints one line and exits 130.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import sys
 
 from ..download.listing import plan_download
 from ..errors import InvalidSpecError, PlaybookError
-from ..hostenv import API_KEY_ENV, new_api_key
+from ..hostenv import API_KEY_ENV, annotation_salt, generate_api_key
 from ..manifests.profiles import get_profile, render_profile, with_overrides
+from ..specs.apikeys import check_api_key
 from ..specs.fit import check_fit
 from ..specs.hardware import gpu_rows, node_type_rows
 from ..specs.serving import CONTAINER_PORT, layout_changes, node_gpu_name
@@ -142,13 +144,16 @@ def _profile(args):
 
 
 def _api_key(args, profile) -> tuple[str | None, list[str]]:
-    """The key for the plan's Secret: ``$<--api-key-env>``, else a new random one (and a note that says so)."""
+    """The key for the plan's Secret: ``$<--api-key-env>`` (checked by the API-key rule), else a new random one
+    (and a note that says so). None when the plan holds no key (helm values, or serving without a key)."""
+    if args.helm_values or not profile.serving.api_key_required:
+        return None, []
     given = os.environ.get(args.api_key_env) or None
-    if given or args.helm_values or not profile.serving.api_key_required:
-        return given, []
-    return new_api_key(), [f"no ${args.api_key_env}: a random API key was generated into Secret "
-                           f"'{profile.serving.api_key_secret}'; applying a plan with a new key restarts vLLM with "
-                           f"it (set ${args.api_key_env} to keep one key)"]
+    if given is not None:
+        return check_api_key(given, f"${args.api_key_env}"), []
+    return generate_api_key(), [f"no ${args.api_key_env}: a random API key was generated into Secret "
+                                f"'{profile.serving.api_key_secret}'; applying a plan with a new key restarts vLLM "
+                                f"with it (set ${args.api_key_env} to keep one key)"]
 
 
 def run_render(args) -> int:
@@ -158,7 +163,8 @@ def run_render(args) -> int:
     if args.list_files and not args.helm_values:
         download_plan = plan_download(profile.download)
     sys.stdout.write(render_profile(profile, helm_values=args.helm_values, api_key=api_key,
-                                    show_secrets=args.show_secrets, download_plan=download_plan, notes=notes))
+                                    show_secrets=args.show_secrets, download_plan=download_plan, notes=notes,
+                                    key_salt=annotation_salt() if api_key is not None else None))
     if args.pip_index_url:
         print("tke-playbook render: --pip-index-url has no effect: download pods install nothing", file=sys.stderr)
     if notes and args.api_key_env != API_KEY_ENV:
@@ -192,6 +198,7 @@ def run_gpus(args) -> int:
 
 
 OWN_COMMANDS = ("render", "fit", "gpus")
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped with Ctrl-C
 
 
 def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
@@ -236,6 +243,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # `tke-playbook render | head`
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's status for SIGINT
+        print(f"tke-playbook {args.command}: stopped (Ctrl-C)", file=sys.stderr)
+        return INTERRUPTED
+    except OSError as exc:  # a path the user gave that the system refused; never a traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"tke-playbook {args.command}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..errors import FitError, InvalidSpecError
 from ..podworker.planner import DownloadPlan
 from ..specs import fit
+from ..specs.apikeys import check_api_key
 from ..specs.download import DownloadSpec
 from ..specs.serving import API_KEY_SECRET_KEY, ServiceType, ServingSpec, version_from_image
 from ..specs.storage import StorageSpec
@@ -58,11 +59,13 @@ def check_serving_fit(serving: ServingSpec):
 def build_plan(storage: StorageSpec | None, download: DownloadSpec | None = None,
                serving: ServingSpec | None = None, *, download_plan: DownloadPlan | None = None,
                api_key: str | None = None, check_fit: bool = True,
-               pre_existing=(), scale_out: ScaleOutSpec | None = None) -> list[dict]:
+               pre_existing=(), scale_out: ScaleOutSpec | None = None, key_salt: bytes | None = None) -> list[dict]:
     """The manifests in apply order. ``api_key`` is what the API-key Secret holds when the serving spec requires
     a key (read it back with ``kubectl get secret <name> -o jsonpath='{.data.api-key}' | base64 -d``); the caller
     chooses it - ``tke-playbook render`` takes ``$TKE_PLAYBOOK_API_KEY``, else draws one
-    (:func:`tke_playbook.hostenv.new_api_key`).
+    (:func:`tke_playbook.hostenv.generate_api_key`) - and it must follow ``specs.apikeys.API_KEY_RULE``.
+    ``key_salt``: the secret salt of the pods' key-revision annotation (``hostenv.annotation_salt``; see
+    ``manifests.serving.build_serving_objects``).
     ``pre_existing``: objects the pods may use that the plan does not create (``"Secret/name"`` or
     ``("Secret", "name")``); without ``storage`` the PVC counts as pre-existing. ``scale_out`` (a
     ``tke_playbook.scaleout.ScaleOutSpec``) adds an autoscaler; with more than one replica the plan also gets a
@@ -77,7 +80,7 @@ def build_plan(storage: StorageSpec | None, download: DownloadSpec | None = None
         manifests.append(build_worker_configmap(download, download_plan))
         manifests.append(build_download_job(download, download_plan))
     if serving is not None:
-        manifests += _serving_objects(serving, api_key, check_fit)
+        manifests += _serving_objects(serving, api_key, check_fit, key_salt)
         if scale_out is not None or serving.replicas > 1:
             manifests = add_scale_out(manifests, serving, scale_out)
     implied = [] if storage is not None else [("PersistentVolumeClaim", p) for p in (
@@ -86,14 +89,15 @@ def build_plan(storage: StorageSpec | None, download: DownloadSpec | None = None
     return manifests
 
 
-def _serving_objects(serving: ServingSpec, api_key: str | None, check_fit: bool) -> list[dict]:
+def _serving_objects(serving: ServingSpec, api_key: str | None, check_fit: bool, key_salt: bytes | None) -> list[dict]:
     if check_fit:
         check_serving_fit(serving)
     if serving.api_key_required and not api_key:
         raise InvalidSpecError(f"The plan needs the API key for Secret '{serving.api_key_secret}': pass api_key "
                                f"(tke-playbook render takes $TKE_PLAYBOOK_API_KEY, else draws one), or serve "
                                f"without a key", field="api_key", value=None)
-    return build_serving_objects(serving, api_key if serving.api_key_required else None)
+    key = check_api_key(api_key) if serving.api_key_required else None
+    return build_serving_objects(serving, key, key_salt)
 
 
 def _pairs(pre_existing) -> list[tuple[str, str]]:

@@ -102,13 +102,15 @@ def with_overrides(profile: Profile, *, model=None, pvc=None, namespace=None, co
 
 
 def render_profile(profile: Profile | str = "seed", *, helm_values: bool = False, api_key: str | None = None,
-                   show_secrets: bool = False, download_plan=None, notes: Sequence[str] = ()) -> str:
+                   show_secrets: bool = False, download_plan=None, notes: Sequence[str] = (),
+                   key_salt: bytes | None = None) -> str:
     """The profile's plan as multi-document YAML with its notes as comments, or the chart's values as YAML.
     ``api_key`` is what the plan's API-key Secret holds (needed when the profile's serving requires a key;
     ``tke-playbook render`` takes ``$TKE_PLAYBOOK_API_KEY``, else draws one and says so in ``notes``, which are added
     to the plan's). Secret values are shown as ``<redacted>`` (safe to display or log) unless ``show_secrets=True``
     gives the appliable form. ``download_plan`` (from ``download.plan_download``) adds the download worker
-    ConfigMap."""
+    ConfigMap. ``key_salt`` keeps the pods' key-revision annotation stable for the same key (see
+    ``manifests.serving.build_serving_objects``)."""
     profile = get_profile(profile) if isinstance(profile, str) else profile
     serving = profile.serving
     if helm_values:
@@ -116,7 +118,8 @@ def render_profile(profile: Profile | str = "seed", *, helm_values: bool = False
         head = "".join(f"# {n}\n" for n in [f"values for helm-charts/vllm-inference-tke (profile {profile.name})",
                                              *helm_values_notes(serving)])
         return head + yaml.safe_dump(values, sort_keys=False, allow_unicode=True, width=2**20)
-    manifests = build_plan(profile.storage, profile.download, serving, api_key=api_key, download_plan=download_plan)
+    manifests = build_plan(profile.storage, profile.download, serving, api_key=api_key, download_plan=download_plan,
+                           key_salt=key_salt)
     notes = [f"tke-playbook plan, profile {profile.name}: {profile.description}",
              *plan_notes(profile.storage, profile.download, serving, download_plan=download_plan), *notes]
     if serving.api_key_required and not show_secrets:

@@ -14,7 +14,8 @@ import pandas as pd
 
 from ..errors import NotDeployedError
 from ..kube import (apply_all, get_endpoint, list_nodes, list_pods, list_pvcs, nodes_frame, pod_logs, run_preflight,
-                    teardown, wait_for_deployment, wait_for_leader_worker_set, wait_for_pvc_bound)
+                    wait_for_deployment, wait_for_leader_worker_set, wait_for_pvc_bound)
+from ..kube.teardown import teardown
 from ..manifests.plan import build_plan
 from ..manifests.serving import build_serving_objects
 from ..specs.catalog import TUTORIAL_MODEL
@@ -130,7 +131,7 @@ class ClusterBackend:
         """Apply every serving object (Secret, auth-proxy ConfigMap, workload, Service); follow the log until
         ready (each line an event to the sink, each diagnosis a warning); return the endpoint."""
         key = self.records.api_key(serving_spec) if serving_spec.api_key_required else None
-        apply_all(self.kube, build_serving_objects(serving_spec, key))
+        apply_all(self.kube, build_serving_objects(serving_spec, key, self.records.secrets.annotation_salt()))
         self.records.record_serving(serving_spec)
         wait = wait_for_leader_worker_set if serving_spec.is_multi_node else wait_for_deployment
         with waiting(f"Waiting for {serving_spec.name} to become ready (log lines follow)"):

@@ -11,16 +11,17 @@ target alone: the local PVC folders and servers; the cluster client and context)
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..hostenv import resolve_target
+from ..hostenv import generate_api_key, resolve_target
 from ..manifests.download import build_download_job, build_worker_configmap
 from ..manifests.plan import build_helm_values, build_plan, chart_limit
-from ..manifests.serving import KEY_CHECKSUM_ANNOTATION, build_serving_objects, pod_templates
+from ..manifests.serving import KEY_REVISION_ANNOTATION, build_serving_objects, pod_templates
 from ..podworker.planner import DownloadPlan, tutorial_plan
 from ..specs.catalog import get_model
 from ..specs.diagnosis import diagnose_log
@@ -290,13 +291,15 @@ class Playbook:
         """Every serving object (Secret with its value hidden, auth-proxy ConfigMap for a public load balancer,
         Deployment or LeaderWorkerSet, Service), as YAML."""
         self.forms.check(serving_spec)
-        docs = build_serving_objects(serving_spec, "hidden" if serving_spec.api_key_required else None)
+        keyed = serving_spec.api_key_required  # a placeholder key and salt: neither is shown
+        docs = build_serving_objects(serving_spec, generate_api_key() if keyed else None,
+                                     secrets.token_bytes(32) if keyed else None)
         for doc in docs:
             if doc["kind"] == "Secret":
                 doc["data"] = {API_KEY_SECRET_KEY: "<generated; kept in the Secret, not shown>"}
             elif doc["kind"] in ("Deployment", "LeaderWorkerSet"):
-                for template in pod_templates(doc):  # the checksum of a placeholder key would mislead
-                    template["metadata"]["annotations"].pop(KEY_CHECKSUM_ANNOTATION, None)
+                for template in pod_templates(doc):  # the revision of a placeholder key would mislead
+                    template["metadata"]["annotations"].pop(KEY_REVISION_ANNOTATION, None)
         return to_yaml(docs)
 
     def helm_values(self, serving_spec) -> str:

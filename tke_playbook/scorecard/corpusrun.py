@@ -46,6 +46,7 @@ from .agreement import agreement_table, most_disagreed, overlap_matrix
 from .bm25 import BM25Retriever
 from .cache import default_cache_dir, revision_of
 from .fusion import RRF_K, reciprocal_rank_fusion
+from .pipelines import CachedReranker, TwoStage, rerank_run
 from .registry import Hybrid, Kind
 
 HEADLINE = ("ndcg@10", "recall@10", "mrr@10")
@@ -59,8 +60,9 @@ TFIDF_BLOCK = 256
 
 @dataclass
 class CorpusSystem:
-    """One system on a corpus: a dense ``embedder``, a ``bm25`` retriever, TF-IDF (``embedder`` that fits), or a
-    hybrid of ``dense`` (another CorpusSystem) and BM25."""
+    """One system on a corpus: a dense ``embedder``, a ``bm25`` retriever, TF-IDF (``embedder`` that fits), a
+    hybrid of ``dense`` (another CorpusSystem) and BM25, or a two-stage pipeline: ``first`` (another CorpusSystem)
+    then ``reranker`` on its top ``rerank_depth``."""
 
     name: str
     kind: Kind
@@ -68,6 +70,9 @@ class CorpusSystem:
     bm25: BM25Retriever | None = None
     dense: "CorpusSystem | None" = None
     rrf_k: int = RRF_K
+    first: "CorpusSystem | None" = None
+    reranker: object | None = None
+    rerank_depth: int = 0
 
 
 def _from_string(item: str, api_key: str | None):
@@ -96,20 +101,31 @@ def _named_model(item) -> None:
         item.model = served[0] if served else None
 
 
+def _resolve(item, systems: list[CorpusSystem], api_key: str | None):
+    """A string as the object it names: ``hybrid`` (the first dense system fused with BM25), ``FIRST>URL`` (a
+    two-stage pipeline: FIRST, then the endpoint at URL reranks), or what :func:`_from_string` knows."""
+    if not isinstance(item, str):
+        return item
+    if ">" in item:
+        first, _, url = item.partition(">")
+        return TwoStage(_resolve(first.strip(), systems, api_key), EmbeddingClient(url.strip(), None, api_key))
+    if item.strip().lower() == "hybrid":
+        first = next((s for s in systems if s.kind is Kind.DENSE), None)
+        if first is None:
+            raise InvalidSpecError("'hybrid' fuses the first dense system with BM25: list a dense system (a URL "
+                                   "or 'local') before it", field="systems", value=item)
+        return Hybrid(first.embedder)
+    return _from_string(item, api_key)
+
+
 def corpus_systems(items: Sequence, *, api_key: str | None = None) -> list[CorpusSystem]:
-    """The systems to compare: embedder objects, ``BM25Retriever``, ``Hybrid``, or strings - a URL (an
-    OpenAI-compatible endpoint; ``api_key`` for it), ``local`` (the packaged MiniLM in-process), a model folder,
-    ``bm25``, ``tfidf``, or ``hybrid`` (the first dense system fused with BM25)."""
+    """The systems to compare: embedder objects, ``BM25Retriever``, ``Hybrid``, ``TwoStage``, or strings - a URL
+    (an OpenAI-compatible endpoint; ``api_key`` for it), ``local`` (the packaged MiniLM in-process), a model folder,
+    ``bm25``, ``tfidf``, ``hybrid`` (the first dense system fused with BM25) or ``FIRST>URL`` (FIRST's top
+    chunks reranked by the endpoint at URL on vLLM's ``/rerank``, e.g. ``bm25>http://127.0.0.1:60000``)."""
     systems: list[CorpusSystem] = []
     for item in items:
-        if isinstance(item, str) and item.strip().lower() == "hybrid":
-            first = next((s for s in systems if s.kind is Kind.DENSE), None)
-            if first is None:
-                raise InvalidSpecError("'hybrid' fuses the first dense system with BM25: list a dense system (a URL "
-                                       "or 'local') before it", field="systems", value=item)
-            item = Hybrid(first.embedder)
-        item = _from_string(item, api_key) if isinstance(item, str) else item
-        systems.append(_system(item, systems))
+        systems.append(_system(_resolve(item, systems, api_key), systems))
     if not systems:
         raise InvalidSpecError("a scorecard needs at least one system: give a URL, 'local', 'bm25' or 'tfidf'",
                                field="systems", value=0)
@@ -120,13 +136,26 @@ def corpus_systems(items: Sequence, *, api_key: str | None = None) -> list[Corpu
     return systems
 
 
+def _two_stage(item: TwoStage, known: list[CorpusSystem]) -> CorpusSystem:
+    first = item.first if not isinstance(item.first, str) else _resolve(item.first, known, None)
+    stage = next((s for s in known if first in (s.embedder, s.bm25) and s.kind is not Kind.HYBRID), None)
+    _named_model(item.reranker)
+    return CorpusSystem(item.label, Kind.TWO_STAGE, first=stage or _system(first, known), reranker=item.reranker,
+                        rerank_depth=item.depth)
+
+
+def _hybrid(item: Hybrid, known: list[CorpusSystem]) -> CorpusSystem:
+    dense = next((s for s in known if s.embedder is item.dense), None) or _system(item.dense, [])
+    return CorpusSystem(item.label, Kind.HYBRID, dense=dense, bm25=item.bm25 or BM25Retriever(), rrf_k=item.rrf_k)
+
+
 def _system(item, known: list[CorpusSystem]) -> CorpusSystem:
+    if isinstance(item, TwoStage):
+        return _two_stage(item, known)
     if isinstance(item, BM25Retriever):
         return CorpusSystem(item.name, Kind.LEXICAL, bm25=item)
     if isinstance(item, Hybrid):
-        dense = next((s for s in known if s.embedder is item.dense), None) or _system(item.dense, [])
-        return CorpusSystem(item.label, Kind.HYBRID, dense=dense, bm25=item.bm25 or BM25Retriever(),
-                            rrf_k=item.rrf_k)
+        return _hybrid(item, known)
     if callable(getattr(item, "embed_documents", None)) and callable(getattr(item, "embed_queries", None)):
         _named_model(item)
         kind = Kind.LEXICAL if callable(getattr(item, "fit", None)) else Kind.DENSE
@@ -223,7 +252,20 @@ def _hybrid_run(system: CorpusSystem, runs: dict, corpus: Corpus, queries, opts:
     return {q: dict(sorted(row.items(), key=lambda i: (-i[1], i[0]))[:opts.depth]) for q, row in fused.items()}, {}
 
 
+def _two_stage_run(system: CorpusSystem, runs: dict, corpus: Corpus, queries, opts: RunOptions):
+    first = runs.get(system.first.name) if system.first.name in runs else None
+    if first is None:
+        first, _ = _run_one(system.first, runs, corpus, queries, opts)
+    root = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir() / "corpus"
+    reranker = CachedReranker(system.reranker, str(corpus.name), cache_dir=root)
+    texts = dict(zip(corpus.ids, corpus.texts))
+    return rerank_run(first, texts, queries, reranker, system.rerank_depth, progress=opts.progress,
+                      desc=f"{system.name}: reranking"), {}
+
+
 def _run_one(system: CorpusSystem, runs: dict, corpus: Corpus, queries, opts: RunOptions):
+    if system.kind is Kind.TWO_STAGE:
+        return _two_stage_run(system, runs, corpus, queries, opts)
     if system.kind is Kind.HYBRID:
         return _hybrid_run(system, runs, corpus, queries, opts)
     if system.bm25 is not None:

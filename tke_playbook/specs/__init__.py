@@ -4,9 +4,10 @@
 ``serving`` (the user's choices and the resolved spec) and ``download`` (the three specs a deployment is made of),
 ``vllm_flags`` and ``vllm_args`` (which vLLM accepts which flag; the command line), ``plain`` (specs as JSON),
 ``labels`` and ``names`` (the rules every Kubernetes name and label follows), ``tokens`` (hub tokens, never
-printed), ``prices``, ``target`` (which target) and ``checks`` (the report type both preflights return). Reading
-the machine (environment, files) is :mod:`tke_playbook.hostenv`'s. Everything above imports from here; nothing
-here imports from above.
+printed), ``apikeys`` (the API-key rule and the key revision), ``objects`` (typed views of the Kubernetes objects the
+toolkit reads), ``prices``, ``target`` (which target) and ``checks`` (the report type both preflights return).
+Reading the machine (environment, files the user names, key files) is :mod:`tke_playbook.hostenv`'s. Everything
+above imports from here; nothing here imports from above.
 """
 
 from .catalog import OFFLINE_MODEL, TUTORIAL_MODEL, Architecture, ModelInfo, Pooling, get_model, list_models

@@ -117,7 +117,7 @@ def _download_options(spec) -> DownloadMode:
 def _repo_id(repo_id: str | None, info: ModelInfo, source: Source) -> str:
     """The hub repository: as given, else the model's ModelScope id (on ModelScope), else its Hugging Face id."""
     repo = repo_id or (info.modelscope_id if source is Source.MODELSCOPE else None) or info.hf_id
-    if not _REPO_ID.match(repo):
+    if not _REPO_ID.fullmatch(repo):
         raise InvalidSpecError(f"repo_id '{repo}' is not a hub repository id: write it as 'owner/name'",
                                field="repo_id", value=repo)
     return repo
@@ -148,7 +148,7 @@ def _endpoint(value: str | None) -> str | None:
 def _check_pod_options(spec) -> None:
     """The pip index URL (unused, still checked: old scripts pass it), the image and the Job's retry and clean-up
     counts."""
-    if spec.pip_index_url is not None and not re.match(r"^https?://[^\s'\"`$\\]+$", str(spec.pip_index_url)):
+    if spec.pip_index_url is not None and not re.fullmatch(r"https?://[^\s'\"`$\\]+", str(spec.pip_index_url)):
         raise InvalidSpecError(f"pip_index_url {spec.pip_index_url!r} must be a URL without spaces or quotes, "
                                f"such as 'https://mirrors.cloud.tencent.com/pypi/simple'", field="pip_index_url",
                                value=spec.pip_index_url)

@@ -158,7 +158,7 @@ def _check_values(s) -> None:
 def _check_env_names(s) -> None:
     names = [key for key, _ in _pairs(s.env, "env")]
     for key in names:
-        if not _ENV_NAME.match(key):
+        if not _ENV_NAME.fullmatch(key):
             raise InvalidSpecError(f"env name '{key}' is not a valid variable name", field="env", value=key)
     if len(names) != len(set(names)):
         raise InvalidSpecError(f"env names {sorted({n for n in names if names.count(n) > 1})} appear twice: keep "
@@ -471,7 +471,7 @@ def _check_exposure(s: ServingSpec) -> None:
                                "model: set api_key_required=True, or use service type 'LoadBalancer-internal' or "
                                "'ClusterIP'", field="service_type", value=s.service_type.value)
     if s.service_type is ServiceType.LOAD_BALANCER_INTERNAL and not (
-            s.lb_subnet_id and re.match(r"^subnet-[a-z0-9]+$", s.lb_subnet_id)):
+            s.lb_subnet_id and re.fullmatch(r"subnet-[a-z0-9]+", s.lb_subnet_id)):
         raise InvalidSpecError(f"An internal LoadBalancer needs the subnet for its CLB: set lb_subnet_id to an id "
                                f"like 'subnet-abcd1234' (got {s.lb_subnet_id!r})", field="lb_subnet_id",
                                value=s.lb_subnet_id)
