@@ -43,10 +43,11 @@ AUTOSCALER = environ.get("TKE_PLAYBOOK_AUTOSCALER", "hpa")  # none | hpa | keda 
 # %matplotlib inline
 from tke_playbook.capacity import (DocumentLoad, QueryLoad, find_sustainable_rate, mfu_note, plan_capacity,
                                    project_gpu, replay, sustainable_rate, with_mfu)
-from tke_playbook.loadgen import compact_table, default_streams, measure_ceiling, run_closed_loop, run_mixed
+from tke_playbook.loadgen import (compact_table, default_streams, measure_ceiling, run_closed_loop, run_mixed,
+                                  write_vllm_bench_json)
+from tke_playbook.manifests import ScaleOutSpec, render_scale_out
 from tke_playbook.plots import (plot_capacity_table, plot_latency_knee, plot_mixed_latency, plot_sweep,
                                 plot_tokens_vs_batch)
-from tke_playbook import ScaleOutSpec, render_scale_out, write_vllm_bench_json
 from tke_playbook.playbook import headroom_note, open_target
 
 # %% tags=["nbval-ignore-output"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tke_playbook.playbook import open_target, spec_from_dict, spec_to_dict
+from tke_playbook.playbook import open_target
 from tke_playbook.playbook.widgets import NodeTypePicker, ServingForm
 from tke_playbook.specs.hardware import get_node_type
 from tke_playbook.specs.serving import ServingSpec
@@ -45,7 +45,8 @@ def test_the_chosen_node_flows_into_the_serving_spec_and_its_manifests(pb):
     assert spec.gpu == "T4" and spec.node_instance_types == (T4_NODE,)
     from tke_playbook.manifests.serving import build_serving_objects, pod_templates
 
-    workload = next(d for d in build_serving_objects(spec, "a-test-key-of-24-chars-x") if d["kind"] == "Deployment")
+    objects = build_serving_objects(spec, "a-test-key-of-24-chars-x", bytes(32))
+    workload = next(d for d in objects if d["kind"] == "Deployment")
     assert _affinity_values(pod_templates(workload)[0]["spec"]) == [T4_NODE]
 
 
@@ -57,7 +58,7 @@ def test_the_deployed_record_and_what_05_and_06_read_follow_the_choice(pb):
     deployed = again.serving.deployed_spec()
     assert deployed.gpu == "T4" and deployed.node_instance_types == (T4_NODE,)  # 06's MFU reads spec.gpu
     assert again.site.node_type().name == T4_NODE and again.site.node_type().gpu_count == 1
-    assert spec_from_dict(ServingSpec, spec_to_dict(deployed)) == deployed
+    assert ServingSpec.from_dict(deployed.to_dict()) == deployed
 
 
 def test_scorecard_prices_a_cluster_on_the_chosen_node_type_and_a_local_run_on_a_cpu(home):

@@ -73,7 +73,7 @@ def test_loading_a_local_model_leaves_the_hub_reachable(monkeypatch):
     """The researcher's path: load a model from its folder, then ask the hub for a named task - the load must not
     have switched the process to offline."""
     from tke_playbook.embed.local import load_sentence_transformer
-    from tke_playbook.specs.target import offline_model_dir
+    from tke_playbook.hostenv import offline_model_dir
 
     hub = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "TOKENIZERS_PARALLELISM")
     for name in hub:

@@ -17,10 +17,10 @@ from tke_playbook.errors import (DownloadError, EmbeddingAPIError, IncompleteMod
 from tke_playbook.manifests.yamldoc import REDACTED
 from tke_playbook.playbook import SecretStore, StateStore, WorkflowState
 from tke_playbook.playbook import local as local_module
-from tke_playbook.playbook import mask_secret, open_target, spec_from_dict, spec_to_dict
+from tke_playbook.playbook import mask_secret, open_target
 from tke_playbook.playbook.runs import DownloadRecord
 from tke_playbook.specs.catalog import OFFLINE_MODEL
-from tke_playbook.specs.serving import ServingSpec
+from tke_playbook.specs.serving import ServingChoices, resolve
 from tke_playbook.specs.storage import StorageSpec
 from tke_playbook.specs.target import Target
 
@@ -29,7 +29,7 @@ from tke_playbook.specs.target import Target
 
 def test_state_store_round_trip_of_typed_records(tmp_path):
     store = StateStore(Target.LOCAL, tmp_path)
-    serving = ServingSpec(model=OFFLINE_MODEL, max_model_len=256)
+    serving = resolve(ServingChoices(model=OFFLINE_MODEL, max_model_len=256))
     store.update(storage=StorageSpec(pvc_name="models"), serving=serving, server_log="/tmp/x.log")
     store.update(server_log=None)
     state = StateStore("local", tmp_path).read()
@@ -76,12 +76,12 @@ def test_mask_secret_never_shows_the_whole_key():
 
 
 @pytest.mark.parametrize("spec", [
-    pytest.param(ServingSpec(model=OFFLINE_MODEL, max_model_len=256, labels={"team": "a"}), id="serving"),
+    pytest.param(resolve(ServingChoices(model=OFFLINE_MODEL, max_model_len=256, labels={"team": "a"})), id="serving"),
     pytest.param(StorageSpec(pvc_name="models", size="50Gi"), id="storage"),
 ])
 def test_specs_survive_the_state_file(spec):
-    data = json.loads(json.dumps(spec_to_dict(spec)))
-    assert spec_from_dict(type(spec), data) == spec
+    data = json.loads(json.dumps(spec.to_dict()))
+    assert type(spec).from_dict(data) == spec
 
 
 # --- choosing the target ------------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ def test_comparison_pair_refuses_a_model_the_local_target_cannot_serve(pb, monke
 def test_progress_right_after_launch_lists_every_shard_as_pending(pb):
     pb.storage.create(pb.storage.defaults())
     spec = pb.download.defaults(completions=3, parallelism=3)
-    pb.records.runs.put_download(DownloadRecord(slug=spec.slug, model=spec.model, spec=spec_to_dict(spec), plan_id="p",
+    pb.records.runs.put_download(DownloadRecord(slug=spec.slug, model=spec.model, spec=spec.to_dict(), plan_id="p",
                                         shard_bytes=(30, 20, 10), folder=str(pb.download.folder(spec))))
     frame = pb.download.progress()  # no worker has written its plan or progress yet
     assert frame["shard"].tolist() == [0, 1, 2] and set(frame["status"]) == {"pending"}
@@ -381,7 +381,9 @@ def test_cluster_storage_with_a_missing_storage_class_fails_with_the_diagnosis(f
 def test_cluster_download_progress_finds_the_job_pods_by_the_toolkit_labels(fake_cluster, monkeypatch):
     from fake_cluster import add_pod
 
-    from tke_playbook.download import DownloadSpec, RepoFile, make_plan
+    from tke_playbook.podworker.planner import make_plan
+    from tke_playbook.podworker.rules import RepoFile
+    from tke_playbook.specs import DownloadSpec
 
     server, cluster = fake_cluster
     spec = DownloadSpec(model="BAAI/bge-m3", source="huggingface", completions=2, parallelism=2)
@@ -441,7 +443,9 @@ def test_cluster_deploy_applies_the_key_secret_follows_the_log_and_returns_the_b
 def test_cluster_download_puts_the_env_token_in_a_secret_and_never_in_the_job(fake_cluster, monkeypatch, capsys):
     import base64
 
-    from tke_playbook.download import DownloadSpec, RepoFile, make_plan
+    from tke_playbook.podworker.planner import make_plan
+    from tke_playbook.podworker.rules import RepoFile
+    from tke_playbook.specs import DownloadSpec
 
     server, cluster = fake_cluster
     token = "hf_PrivateToken0123456789abcdef"
@@ -460,15 +464,14 @@ def test_cluster_download_puts_the_env_token_in_a_secret_and_never_in_the_job(fa
 def test_cluster_deploy_of_a_public_balancer_applies_the_proxy_config_the_pod_mounts(fake_cluster):
     """A public LoadBalancer puts an nginx proxy in the pod that mounts ConfigMap <name>-proxy: deploy must apply
     it (and every other object the pod template references), and the Service must target the proxy."""
-    import dataclasses
     import threading
 
     from tke_playbook.manifests.plan import references
     from tke_playbook.specs.serving import ServiceType
 
     server, cluster = fake_cluster
-    spec = dataclasses.replace(cluster.serving.defaults("BAAI/bge-m3"), service_type=ServiceType.LOAD_BALANCER,
-                               api_key_required=True)
+    spec = cluster.serving.defaults("BAAI/bge-m3").replace(service_type=ServiceType.LOAD_BALANCER,
+                                                           api_key_required=True)
     helper = threading.Thread(target=_serve_when_applied, args=(server, spec, "vllm-bge-m3-6d5f-proxy"),
                               kwargs={"ip": "10.0.0.8"})
     helper.start()

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from tke_playbook.errors import InvalidSpecError, UnknownNameError
-from tke_playbook.playbook import Level, Note, headroom_note, spec_table, tidy
+from tke_playbook.playbook import Note, headroom_note, spec_table, tidy
+from tke_playbook.reporting import Level
 from tke_playbook.specs.catalog import OFFLINE_MODEL
-from tke_playbook.specs.serving import ServingSpec
+from tke_playbook.specs.serving import ServingChoices, resolve
 from tke_playbook.specs.storage import StorageSpec
 
 
@@ -55,7 +56,7 @@ def test_spec_table_lists_every_setting_with_enums_by_value():
 
 
 def test_spec_table_picks_and_orders_fields():
-    spec = ServingSpec(model=OFFLINE_MODEL, max_model_len=256)
+    spec = resolve(ServingChoices(model=OFFLINE_MODEL, max_model_len=256))
     table = spec_table(spec, ["model", "name", "service_port"])
     assert list(table.index) == ["model", "name", "service_port"]
     assert table["value"].tolist() == [OFFLINE_MODEL, "vllm-all-minilm-l6-v2", "60000"]
@@ -63,7 +64,7 @@ def test_spec_table_picks_and_orders_fields():
 
 def test_spec_table_unknown_field_suggests():
     with pytest.raises(UnknownNameError, match="Did you mean 'model'"):
-        spec_table(ServingSpec(model=OFFLINE_MODEL, max_model_len=256), ["modle"])
+        spec_table(resolve(ServingChoices(model=OFFLINE_MODEL, max_model_len=256)), ["modle"])
 
 
 @pytest.mark.parametrize("thing", [pytest.param({"a": 1}, id="dict"), pytest.param(StorageSpec, id="class")])
@@ -160,7 +161,7 @@ def _deployed(tmp_path, target):
 
     pb = PLAYBOOKS[Target(target)](root=tmp_path)
     pb.site.choose_node_type(get_node_type("GN7.2XLARGE32"))
-    spec = ServingSpec(model=OFFLINE_MODEL, max_model_len=256)
+    spec = resolve(ServingChoices(model=OFFLINE_MODEL, max_model_len=256))
     pb.records.record_serving(spec)
     key = pb.serving.api_key(spec)
     return pb, spec, key

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from tke_playbook.cli import download as cli_download
-from tke_playbook.cli.main import main
+from tke_playbook.cli.commands import main
 from tke_playbook.download import adopt_model, verify_model
 from tke_playbook.errors import IncompleteModelError, VerificationError
 from tke_playbook.podworker import modelfolder
@@ -154,7 +154,7 @@ def test_files_changed_while_verify_runs_end_in_one_line(trusted, capsys, monkey
         (trusted / name).write_bytes(data)
     adopt_model(None, folder=trusted, trust_files=True)
     hook = _during_the_first_file(lambda: change(trusted))
-    monkeypatch.setattr(cli_download._Bar, "__call__", lambda self, done, total, path: hook(done, total, path))
+    monkeypatch.setattr(cli_download._VerifyBar, "__call__", lambda self, done, total, path: hook(done, total, path))
     assert main(["verify", str(trusted)]) == 1
     line = _one_line(capsys.readouterr().err)
     assert words in line and "Traceback" not in line

@@ -11,7 +11,6 @@ projection, and tuning recommendations (vLLM flags on a cluster, batching settin
 
 from __future__ import annotations
 
-from ..loadgen import compact_table  # the narrow view of a sweep or search table, for notebooks
 from .advice import QUICK_SEARCH, LocalServerTuning, Tuning, VllmTuning, tune_local_server, tune_vllm
 from .efficiency import flops_per_token, mfu_note, model_flops_utilisation, with_mfu
 from .hardware import (PROJECTION_TITLE, GpuProjection, ServedOn, cited_mfu, cpu_model, local_server, on_gpus,
@@ -24,7 +23,7 @@ from .tuning import Recommendation, TuningAdvice, recommend_vllm
 
 __all__ = ["PROJECTION_TITLE", "QUICK_SEARCH", "CapacityPlan", "DocumentLoad", "GpuProjection", "LocalServerTuning",
            "LocalSettings", "LocalTuning", "QueryLoad", "RateSearch", "Recommendation", "ReplayReport", "ServedOn",
-           "SustainableRate", "Tuning", "TuningAdvice", "VllmTuning", "cited_mfu", "compact_table", "cpu_model",
+           "SustainableRate", "Tuning", "TuningAdvice", "VllmTuning", "cited_mfu", "cpu_model",
            "find_sustainable_rate", "flops_per_token", "level_holds", "local_candidates", "local_server",
            "measure_local", "mfu_note", "model_flops_utilisation", "on_gpus", "plan_capacity", "project_gpu",
            "recommend_vllm", "replay", "sustainable_rate", "tune_local", "tune_local_server", "tune_vllm",

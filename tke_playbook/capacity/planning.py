@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..errors import InvalidSpecError
+from ..hostenv import load_prices
 from ..loadgen.inputs import check_range
 from ..specs.hardware import get_node_type
 from ..specs.names import validate_number
-from ..specs.prices import load_prices, price_of
+from ..specs.prices import price_of
 from .hardware import ServedOn
 
 MARGIN = 0.2              # of the p99 target, kept free by the search so a replay holds despite noise
@@ -275,7 +276,7 @@ def _gpu_layout(node_type, served_on: ServedOn | None, gpus_per_replica: int | N
     chosen = node_type if node_type is not None else (served_on.node_type if served_on is not None else None)
     if chosen is None:
         raise InvalidSpecError("say which node type the replicas run on: node_type='PNV5b.8XLARGE96', or "
-                               "served_on=served_on(target, spec, node_type)", field="node_type", value=None)
+                               "served_on=pb.serving.hardware()", field="node_type", value=None)
     node = get_node_type(chosen)
     per = gpus_per_replica if gpus_per_replica is not None else (served_on.gpus if served_on is not None else 1)
     per = validate_number(per, "gpus_per_replica", 1, whole=True)

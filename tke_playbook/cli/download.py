@@ -31,7 +31,7 @@ from ..playbook.settings import Settings
 from ..reporting import PlainReporter
 from ..specs.storage import DEFAULT_PVC
 from ..specs.target import Target
-from .main import INTERRUPTED
+from .commands import INTERRUPTED
 
 DEFAULT_MODEL = OFFLINE_MODEL
 
@@ -119,6 +119,12 @@ def _pvc_dir(args, spec: DownloadSpec, settings: Settings) -> Path:
     return validate_pvc_dir(args.pvc_dir if args.pvc_dir is not None else PvcFolders(settings.home).path(spec.pvc))
 
 
+def _reporter() -> PlainReporter:
+    """The commands' reporter: progress as lines on stdout, so stderr holds only the one line a failure or Ctrl-C
+    prints (issue 21)."""
+    return PlainReporter(err=sys.stdout)
+
+
 def _checks(counts: dict) -> str:
     return ", ".join(f"{n} by {check}" for check, n in sorted(counts.items())) or "none"
 
@@ -146,7 +152,7 @@ def run(args) -> int:
             _print_plans(spec)
         return 0
 
-    bar = PlainReporter().bar(None, f"Downloading {spec.model}", unit="B")
+    bar = _reporter().bar(None, f"Downloading {spec.model}", unit="B")
 
     def show(summary):
         bar.total = max(summary["bytes_total"], 1)
@@ -172,10 +178,11 @@ def run(args) -> int:
 
 
 class _VerifyBar:
-    """verify_model's ``on_progress(done, total, path)`` as the plain reporter's bar (lines on stderr)."""
+    """verify_model's ``on_progress(done, total, path)`` as the plain reporter's bar (lines on stdout: stderr
+    holds only the one line a failure prints)."""
 
     def __init__(self, folder: Path):
-        self.bar = PlainReporter().bar(None, f"Verifying {Path(folder).name}", unit="B")
+        self.bar = _reporter().bar(None, f"Verifying {Path(folder).name}", unit="B")
 
     def __call__(self, done: int, total: int, path: str) -> None:
         self.bar.total = total

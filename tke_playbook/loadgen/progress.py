@@ -28,7 +28,7 @@ from ..errors import InvalidSpecError
 from ..reporting import Reporter, clock_text, default_reporter, gauge
 
 
-class Bar(Protocol):
+class BarLike(Protocol):
     """What a progress bar of your own needs: ``update(n)`` and ``close()`` (``set_postfix_str`` when present)."""
 
     def update(self, n: int = 1) -> object: ...

@@ -11,7 +11,7 @@
 the environment and one reporter. State between notebooks (storage, download, serving spec, running server) lives
 under ``settings.home``; API keys in 0600 files beside it, never printed.
 
-Names are imported on first use (as the package root does), so ``from tke_playbook.playbook.settings import
+Names are imported on first use, so ``from tke_playbook.playbook.settings import
 quick_mode`` in a notebook's parameters cell loads neither pandas nor the widgets.
 """
 
@@ -20,8 +20,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from ..reporting import Reporter
+if TYPE_CHECKING:  # the reporter's module by its path: this face re-exports nothing of another package
+    import tke_playbook.reporting as reporting
+
     from .facade import Playbook
     from .settings import Settings
 
@@ -31,15 +32,15 @@ _EXPORTS = {
     "facade": "PLAYBOOKS ClusterPlaybook LocalPlaybook Playbook",
     "memory": "FormMemory PlanMemory",
     "records": "Records",
-    "report": "Level Note headroom_note nothing_note spec_table tidy",
+    "report": "Note headroom_note nothing_note spec_table tidy",
     "settings": "Settings quick_mode",
-    "state": "SecretStore StateStore WorkflowState mask_secret spec_from_dict spec_to_dict",
+    "state": "SecretStore StateStore WorkflowState mask_secret",
     "steps": "Download DownloadStatus Evaluation Serving Session Site Storage",
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names.split()}
 
 
-def open_target(target: str | None = None, *, context: str | None = None, reporter: Reporter | None = None,
+def open_target(target: str | None = None, *, context: str | None = None, reporter: reporting.Reporter | None = None,
                 settings: Settings | None = None) -> Playbook:
     """The playbook for ``target`` (``'local'``/``'cluster'``), else from ``$TKE_PLAYBOOK_TARGET`` or kubeconfig.
 

@@ -17,8 +17,9 @@ import pandas as pd
 
 from ..errors import InvalidSpecError, NotDeployedError, PlaybookError, VerificationError
 from ..kube import (Kube, apply_all, get_endpoint, list_nodes, list_pods, list_pvcs, nodes_frame, pod_logs,
-                    run_preflight, teardown, wait_for_pvc_bound)
+                    run_preflight, wait_for_pvc_bound)
 from ..kube.rollout import roll_out
+from ..kube.teardown import teardown
 from ..manifests.plan import build_plan
 from ..manifests.scaleout import Autoscaler, ScaleOutSpec
 from ..reporting import waiting

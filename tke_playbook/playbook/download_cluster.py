@@ -10,14 +10,15 @@ import dataclasses
 
 import pandas as pd
 
-from ..download import build_download_objects, plan_download
+from ..download import plan_download
 from ..errors import DownloadError, JobFailedError
+from ..hostenv import token_from_env
 from ..kube import Kube, ObjectRef, apply_all, get, job_progress, list_pods, wait_for_job
 from ..loadgen.sync import interruptible
+from ..manifests.download import build_download_objects
 from ..podworker.planner import DownloadPlan
 from ..specs.download import DownloadSpec, Source
 from ..specs.labels import Component, selector
-from ..specs.tokens import token_from_env
 from .connection import KubeConnection
 from .memory import PlanMemory
 from .runs import DownloadRecord

@@ -14,6 +14,7 @@ records, the reporter, reading a form, what runs, the teardown. :class:`LocalPla
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..download.folders import PvcFolders
-from ..errors import InvalidSpecError, NotDeployedError, ServerError
+from ..errors import InvalidSpecError, NotDeployedError, ServerError, UnknownNameError
+from ..hostenv import offline_model_dir, port_is_free
 from ..localserver import start_server
 from ..manifests.scaleout import Autoscaler, ScaleOutSpec, requirements
 from ..podworker.modelfolder import is_complete, require_complete
@@ -29,13 +30,12 @@ from ..specs.catalog import OFFLINE_MODEL, get_model, list_models
 from ..specs.hardware import NODE_TYPES, NodeType, get_node_type, node_type_rows
 from ..specs.serving import ServingSpec
 from ..specs.storage import StorageSpec
-from ..specs.target import Target, offline_model_dir
+from ..specs.target import Target
 from .download_local import LocalDownloads
 from .endpoint import ServiceEndpoint
-from .local_checks import DEFAULT_PORT, port_is_free, run_local_preflight
+from .local_checks import DEFAULT_PORT, run_local_preflight
 from .runs import ServerRecord, stop_process
 from .shared import ServingBase, SiteBase, StorageBase
-from .state import spec_to_dict
 from .steps import Row, Session
 
 if TYPE_CHECKING:  # the evaluation's and tuning's libraries load when first used (open_target stays quick)
@@ -145,6 +145,15 @@ class LocalStorage(StorageBase):
         return removed
 
 
+def _model_id(name: str) -> str:
+    """A catalog model's hub id, else the name as given (a model the catalog does not list, e.g. a reranker, is
+    simply not the one served)."""
+    try:
+        return get_model(name).hf_id
+    except UnknownNameError:
+        return name.strip()
+
+
 class LocalServing(ServingBase):
     """03 locally: the vLLM-compatible CPU server on the spec's port (60000), started from the model folder on the
     local PVC; it outlives the kernel that started it (99 or a redeploy stops it)."""
@@ -195,7 +204,7 @@ class LocalServing(ServingBase):
         key_file = records.key_file(spec)
         records.runs.add_server(ServerRecord(
             name=spec.name, pid=server.pid, port=server.port, url=server.url, model=spec.model,
-            served_model_name=spec.served_model_name, spec=spec_to_dict(spec), model_dir=str(folder),
+            served_model_name=spec.served_model_name, spec=spec.to_dict(), model_dir=str(folder),
             log=str(server.log_path), key_file=str(key_file) if key_file else None, kernel_pid=os.getpid(),
             started_at=time.time()))
         records.record_serving(spec)
@@ -218,7 +227,7 @@ class LocalServing(ServingBase):
 
     def _deployed(self, model: str) -> ServingSpec:
         spec = self.require_deployed()
-        if model and get_model(model).hf_id != spec.model:
+        if model and _model_id(model) != spec.model:
             raise InvalidSpecError(f"The local target serves one model at a time ({spec.model}), not {model}: leave "
                                    f"the model empty, or deploy {model} with 03_deploy_vllm (it replaces "
                                    f"{spec.model}), or run on a cluster", field="model", value=model)

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..download import check_plan_matches as check_download_plan
 from ..errors import InvalidSpecError, NoDownloadError, PlanMismatchError, PlaybookError
-from ..podworker.planner import DownloadPlan
+from ..podworker.planner import DownloadPlan, require_plan_for
 from ..specs.download import DownloadSpec
 
 
@@ -25,7 +24,7 @@ def require_matching_plan(spec: DownloadSpec, plan: DownloadPlan) -> None:
     """Raise PlanMismatchError unless ``plan`` was made for ``spec`` (model, hub repository, revision, PVC, shards):
     a plan left from an earlier run of the plan cell must never download another model."""
     try:
-        check_download_plan(spec, plan)
+        require_plan_for(spec, plan)
     except InvalidSpecError as exc:
         raise PlanMismatchError(f"{exc.message.rstrip('.')}: run the plan cell again with this form, then launch",
                                 obj=plan.model_path, cause=exc)

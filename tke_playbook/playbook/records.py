@@ -20,7 +20,7 @@ from ..specs.names import slug
 from ..specs.serving import ServingSpec
 from ..specs.target import Target
 from .runs import RUNS_DIR, DownloadRecord, RunRegistry
-from .state import SecretStore, StateStore, WorkflowState, spec_from_dict, spec_to_dict
+from .state import SecretStore, StateStore, WorkflowState
 
 NOT_DEPLOYED = "Nothing is deployed: run 03_deploy_vllm first"
 NO_DOWNLOAD = "No download was started: run the launch cell of 02_download_model first"
@@ -100,12 +100,12 @@ class Records:
 
     def recorded_download(self) -> DownloadSpec:
         """The DownloadSpec the launch cell of 02 recorded (both targets)."""
-        return spec_from_dict(DownloadSpec, self.download_record().spec)
+        return DownloadSpec.from_dict(self.download_record().spec)
 
     def record_download(self, spec: DownloadSpec, plan: DownloadPlan, folder: str, *, kernel_pid: int | None,
                         **extra: Any) -> DownloadRecord:
         """Record a download just launched (status ``running``)."""
-        record = DownloadRecord(slug=slug(spec.model), model=spec.model, spec=spec_to_dict(spec),
+        record = DownloadRecord(slug=slug(spec.model), model=spec.model, spec=spec.to_dict(),
                                 plan_id=plan.plan_id, shard_bytes=tuple(int(b) for b in plan.bytes_per_shard),
                                 folder=folder, status="running", kernel_pid=kernel_pid,
                                 started_at=time.time(), extra=extra)

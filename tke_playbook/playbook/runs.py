@@ -112,7 +112,7 @@ class ServerRecord:
     url: str
     model: str                # catalog id
     served_model_name: str
-    spec: dict                # the serving spec (spec_to_dict)
+    spec: dict                # the serving spec (ServingSpec.to_dict)
     model_dir: str
     log: str = ""
     key_file: str | None = None
@@ -129,7 +129,7 @@ class DownloadRecord:
 
     slug: str
     model: str
-    spec: dict                # the DownloadSpec (spec_to_dict)
+    spec: dict                # the DownloadSpec (DownloadSpec.to_dict)
     plan_id: str
     shard_bytes: tuple[int, ...]
     folder: str

@@ -4,9 +4,10 @@ line call it) and handed down as values, so no lower layer reads ``os.environ`` 
     settings = Settings.from_env(os.environ)       # TKE_PLAYBOOK_TARGET, _HOME, _QUICK, _NAMESPACE, ...
     settings.home / "workflow-local.json"
 
-Every rule for turning a variable into a value is here, once: :func:`quick_mode` is the one reading of
-``TKE_PLAYBOOK_QUICK`` (the notebooks' parameters cells call it too), :func:`choose_target` the one choice of
-target (``cluster`` when a kubeconfig is found, else ``local``).
+What the machine says is read by :mod:`tke_playbook.hostenv` (the target by
+:func:`~tke_playbook.hostenv.resolve_target`: ``cluster`` when a kubeconfig is found, else ``local``; the state
+folder; the prices file); the settings only the playbook uses are read here, each by one rule: :func:`quick_mode`
+is the one reading of ``TKE_PLAYBOOK_QUICK`` (the notebooks' parameters cells call it too).
 """
 
 from __future__ import annotations
@@ -18,18 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InvalidSpecError
-from ..specs.names import unknown
+from ..hostenv import DEFAULT_HOME, HOME_ENV, PRICES_ENV, resolve_target
 from ..specs.target import Target
 
-TARGET_ENV = "TKE_PLAYBOOK_TARGET"
-HOME_ENV = "TKE_PLAYBOOK_HOME"
 QUICK_ENV = "TKE_PLAYBOOK_QUICK"
 NAMESPACE_ENV = "TKE_PLAYBOOK_NAMESPACE"
-PRICES_ENV = "TKE_PLAYBOOK_NODE_PRICES"
 OFFLINE_ENV = "TKE_PLAYBOOK_OFFLINE"
 CONTEXT_ENV = "TKE_PLAYBOOK_CONTEXT"
-DEFAULT_HOME = "~/.cache/tke-playbook"
 DEFAULT_NAMESPACE = "default"
 YES = ("1", "true", "yes", "on")
 
@@ -40,36 +36,6 @@ def quick_mode(value: object = "") -> bool:
     if isinstance(value, bool):
         return value
     return str(value or "").strip().lower() in YES
-
-
-def kubeconfig_in(env: Mapping[str, str]) -> Path | None:
-    """The kubeconfig the official client would read, if one exists: the first existing entry of ``KUBECONFIG``,
-    else ``$HOME/.kube/config``."""
-    entries = [p for p in env.get("KUBECONFIG", "").split(os.pathsep) if p]
-    home = env.get("HOME")
-    default = Path(home) / ".kube" / "config" if home else Path("~/.kube/config").expanduser()
-    candidates = [Path(p).expanduser() for p in entries] or [default]
-    return next((p for p in candidates if p.is_file()), None)
-
-
-def choose_target(value: str | Target | None, env: Mapping[str, str]) -> Target:
-    """``value``, else ``$TKE_PLAYBOOK_TARGET``, else ``cluster`` when a kubeconfig is found and ``local``
-    otherwise. ``cluster`` without a kubeconfig (or an in-cluster service account) is refused in one line."""
-    if isinstance(value, Target):
-        return value
-    raw = (value or env.get(TARGET_ENV, "") or "auto").strip().lower()
-    has_cluster = kubeconfig_in(env) is not None
-    if raw == "auto":
-        return Target.CLUSTER if has_cluster else Target.LOCAL
-    try:
-        target = Target(raw)
-    except ValueError:
-        raise unknown("target", raw, [t.value for t in Target] + ["auto"]) from None
-    if target is Target.CLUSTER and not has_cluster and not env.get("KUBERNETES_SERVICE_HOST"):
-        raise InvalidSpecError("Target 'cluster' needs a kubeconfig, but none was found: set KUBECONFIG to your TKE "
-                               "cluster's kubeconfig file, or use TKE_PLAYBOOK_TARGET=local", field="target",
-                               value=raw)
-    return target
 
 
 @dataclass(frozen=True)
@@ -98,7 +64,7 @@ class Settings:
         given, win over the environment."""
         env = os.environ if environ is None else environ
         prices = env.get(PRICES_ENV, "").strip()
-        return cls(target=choose_target(target or None, env),
+        return cls(target=resolve_target(target or None, env),
                    home=Path(env.get(HOME_ENV) or DEFAULT_HOME).expanduser(),
                    quick=quick_mode(env.get(QUICK_ENV)),
                    namespace=env.get(NAMESPACE_ENV, "").strip() or DEFAULT_NAMESPACE,

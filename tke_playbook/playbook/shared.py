@@ -8,16 +8,17 @@ chose), serving the downloads (the model 02 fetched).
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ..hostenv import generate_api_key
 from ..manifests.download import build_download_job, build_worker_configmap
 from ..manifests.plan import build_helm_values, build_plan, chart_limit
 from ..manifests.serving import KEY_REVISION_ANNOTATION, build_serving_objects, pod_templates
 from ..manifests.yamldoc import plan_to_yaml
 from ..podworker.planner import DownloadPlan, tutorial_plan
-from ..specs.apikeys import generate_api_key
 from ..specs.catalog import get_model
 from ..specs.diagnosis import diagnose_log
 from ..specs.download import DownloadSpec
@@ -161,7 +162,9 @@ class ServingBase:
         """Every serving object (Secret with its value redacted, auth-proxy ConfigMap for a public load balancer,
         Deployment or LeaderWorkerSet, Service), as YAML."""
         self.session.forms.check(spec)
-        docs = build_serving_objects(spec, generate_api_key() if spec.api_key_required else None)
+        keyed = spec.api_key_required  # a placeholder key and salt: neither is shown
+        docs = build_serving_objects(spec, generate_api_key() if keyed else None,
+                                     secrets.token_bytes(32) if keyed else None)
         for doc in docs:
             if doc["kind"] in ("Deployment", "LeaderWorkerSet"):
                 for template in pod_templates(doc):  # the revision of a placeholder key would mislead

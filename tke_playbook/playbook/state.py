@@ -11,7 +11,6 @@ API keys never go there: each lives in its own file, ``<home>/secrets/<name>``, 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 import os
 import uuid
@@ -21,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PlaybookError
-from ..specs.apikeys import (annotation_salt, check_api_key, generate_api_key, key_store_dir, read_key_file,
-                             write_key_file)
+from ..hostenv import annotation_salt, generate_api_key, key_store_dir, read_key_file, write_key_file
+from ..specs.apikeys import check_api_key
 from ..specs.hardware import NodeType, node_type_from_dict, node_type_to_dict
 from ..specs.names import validate_subdomain
 from ..specs.serving import ServingSpec
@@ -38,37 +37,13 @@ def mask_secret(value: str | None) -> str:
     return f"•••• ({len(value)} characters, hidden)"
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def spec_to_dict(spec: Any) -> dict:
-    """A frozen spec as plain JSON-able data (enums by value, tuples as lists)."""
-    return {f.name: _plain(getattr(spec, f.name)) for f in dataclasses.fields(spec)}
-
-
-def spec_from_dict(kind: type, data: Mapping) -> Any:
-    """Rebuild a spec recorded by :func:`spec_to_dict` (validation runs again)."""
-    names = {f.name for f in dataclasses.fields(kind)}
-    return kind(**{k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
-                   for k, v in data.items() if k in names})
-
-
 def _parsed(kind: type, data: Any) -> Any:
     """``data`` rebuilt as a ``kind`` spec, or None when it is missing or damaged (a record must never stop a
     notebook: the step that needs it says what to run instead)."""
     if not isinstance(data, Mapping) or not data:
         return None
     try:
-        return spec_from_dict(kind, data)
+        return kind.from_dict(dict(data))
     except (PlaybookError, TypeError, ValueError, KeyError):
         return None
 
@@ -98,9 +73,9 @@ class WorkflowState:
     def to_dict(self) -> dict[str, Any]:
         """The state as the JSON file holds it (unset records left out)."""
         data: dict[str, Any] = {
-            "storage": spec_to_dict(self.storage) if self.storage is not None else None,
-            "serving": spec_to_dict(self.serving) if self.serving is not None else None,
-            "deployments": {model: spec_to_dict(spec) for model, spec in self.deployments.items()} or None,
+            "storage": self.storage.to_dict() if self.storage is not None else None,
+            "serving": self.serving.to_dict() if self.serving is not None else None,
+            "deployments": {model: spec.to_dict() for model, spec in self.deployments.items()} or None,
             "node_type": node_type_to_dict(self.node_type) if self.node_type is not None else None,
             "context": self.context, "server_log": self.server_log}
         return {key: value for key, value in data.items() if value is not None}
