@@ -14,8 +14,9 @@ import pytest
 from fakes.hub import FakeHub
 from hubfiles import REPO
 
-from tke_playbook.download import DownloadSpec, plan_download
+from tke_playbook.download import plan_download
 from tke_playbook.podworker.modelfolder import is_complete
+from tke_playbook.specs.download import DownloadSpec
 
 
 def _children(pid: int) -> set[int]:

@@ -12,10 +12,10 @@ import time
 import pytest
 
 from tke_playbook.errors import IncompleteModelError, InvalidSpecError, ServerError
+from tke_playbook.hostenv import offline_model_dir
 from tke_playbook.localserver import start_server
 from tke_playbook.localserver.encoder import default_model_name, resolve_model_dir
 from tke_playbook.podworker.modelfolder import write_completion
-from tke_playbook.specs.target import offline_model_dir
 
 
 @pytest.fixture()
