@@ -17,7 +17,8 @@ import json
 import pytest
 
 from tke_playbook.errors import InvalidSpecError, UnknownNameError
-from tke_playbook.specs.catalog import PoolingMode
+from tke_playbook.specs.catalog import PoolingMode, get_model
+from tke_playbook.specs.fit import check_fit
 from tke_playbook.specs.serving import ServingChoices, ServingSpec, resolve
 from tke_playbook.specs.vllm_args import build_vllm_args
 
@@ -117,3 +118,32 @@ def test_the_modes_survive_plain_json_and_replace():
     assert spec.replace(pooling_mode="dense").pooling_mode is PoolingMode.DENSE
     qwen = resolve(ServingChoices(model="Qwen/Qwen3-Embedding-4B", vllm_version="0.10.1", max_model_len=2048))
     assert qwen.matryoshka is False and qwen.replace(vllm_version="0.34.0").matryoshka is True  # derived again
+
+
+# --- the GPU fit verdict covers rerankers: facts.md section 3 - weights are params × 2 bytes (bf16/fp16); encoders
+# (XLM-R: bge-reranker-v2-m3) get no KV cache, decoders (Qwen3) a paged one of 2 × layers × KV heads × head size ×
+# 2 bytes per token
+
+
+def test_the_fit_verdict_of_a_cross_encoder_reranker():
+    info = get_model("BAAI/bge-reranker-v2-m3")
+    verdict = check_fit(info, "T4", max_model_len=1024)
+    assert verdict.fits and verdict.weights_bytes == info.params * 2 and verdict.kv_cache_bytes == 0
+    assert verdict.activation_bytes > 0 and verdict.kind == "reranker"
+    rows = {row["item"]: row["note"] for row in verdict.as_rows()}
+    assert "cross-encoder" in rows["weights"] and "query-document pairs" in rows["activations"]
+    assert any("query and the document together" in note for note in verdict.notes)
+    assert "(cross-encoder reranker)" in verdict.summary()
+
+
+def test_the_fit_verdict_of_a_decoder_reranker_counts_its_kv_cache():
+    info = get_model("Qwen/Qwen3-Reranker-0.6B")
+    verdict = check_fit(info, "L20", max_model_len=8192)
+    assert verdict.kv_cache_bytes == 2 * 28 * 8 * 128 * 2 * 8192 and verdict.weights_bytes == info.params * 2
+    assert verdict.fits and verdict.kind == "reranker"
+
+
+def test_an_embedder_and_a_reranker_side_by_side_each_get_a_verdict():
+    embedder, reranker = check_fit("BAAI/bge-m3", "T4", 8192), check_fit("BAAI/bge-reranker-v2-m3", "T4", 8192)
+    assert embedder.kind == "embedding" and reranker.kind == "reranker"
+    assert embedder.fits and reranker.fits
