@@ -92,3 +92,11 @@ def test_locally_a_second_model_is_refused_in_one_line(pb):
     with pytest.raises(InvalidSpecError, match="one model at a time") as caught:
         pb.deploy_reranker(pb.serving_defaults().replace(name="another-server"))
     assert "\n" not in str(caught.value)
+
+
+def test_the_fit_table_of_the_reranker_on_the_chosen_node_type(cluster):
+    _, pb = cluster
+    table = pb.fit_table(pb.reranker_defaults())
+    notes = dict(zip(table["item"], table["note"]))
+    assert "cross-encoder" in notes["weights"] and "(cross-encoder reranker) fits" in notes["verdict"]
+    assert any("query and the document together" in str(n) for n in table["note"])

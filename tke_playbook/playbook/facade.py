@@ -26,6 +26,7 @@ from ..manifests.serving import KEY_REVISION_ANNOTATION, build_serving_objects, 
 from ..podworker.planner import DownloadPlan, tutorial_plan
 from ..specs.catalog import RERANKERS, get_model
 from ..specs.diagnosis import diagnose_log
+from ..specs.fit import check_fit
 from ..specs.download import DownloadSpec
 from ..specs.hardware import NodeType, node_type_from_dict, node_type_to_dict
 from ..specs.serving import API_KEY_SECRET_KEY, LATEST_VLLM_IMAGE, ServingSpec, node_changes, seed_profile
@@ -307,6 +308,19 @@ class Playbook:
     def running(self) -> pd.DataFrame:
         """What this playbook has running, from the record every kernel shares."""
         return self.backend.running()
+
+    def fit_table(self, serving_spec) -> pd.DataFrame:
+        """The GPU fit verdict of ``serving_spec`` on the node type chosen in 00, one row per memory item and the
+        verdict last (for a reranker: the cross-encoder's weights and a step of query-document pairs)."""
+        node = self.node_type()
+        if node is None or getattr(node, "gpu", None) is None:
+            return pd.DataFrame([{"item": "verdict", "GiB": None, "note": "no GPU node type chosen in 00"}])
+        verdict = check_fit(serving_spec.model, node, serving_spec.max_model_len, serving_spec.gpu_memory_utilization,
+                            tensor_parallel=serving_spec.tp_size,
+                            max_num_batched_tokens=serving_spec.max_num_batched_tokens)
+        rows = [*verdict.as_rows(), {"item": "verdict", "GiB": None,
+                                     "note": f"{verdict.summary()} {verdict.recommendation}".strip()}]
+        return pd.DataFrame(rows + [{"item": "note", "GiB": None, "note": n} for n in verdict.notes])
 
     def render_serving(self, serving_spec) -> str:
         """Every serving object (Secret with its value hidden, auth-proxy ConfigMap for a public load balancer,
