@@ -51,11 +51,12 @@ def _render(release: str, render_args) -> list[str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(["render", "--profile", "seed", "--show-secrets", "--vllm-version", release, *render_args])
     assert code == 0, err.getvalue()
-    docs = [d for d in yaml.safe_load_all(out.getvalue()) if d]
-    return next(shlex.split(c["command"][2].rsplit("; ", 1)[-1]) for d in docs if d["kind"] in ("Deployment", "LeaderWorkerSet")
-                for pod in ([d["spec"]["template"]["spec"]] if d["kind"] == "Deployment" else
-                            [d["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]])
-                for c in pod["containers"] if "vllm serve" in " ".join(c.get("command") or ()))
+    docs = [d for d in yaml.safe_load_all(out.getvalue()) if d and d["kind"] in ("Deployment", "LeaderWorkerSet")]
+    pods = [d["spec"]["template"]["spec"] if d["kind"] == "Deployment" else
+            d["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"] for d in docs]
+    script = next(c["command"][2] for pod in pods for c in pod["containers"]
+                  if "vllm serve" in " ".join(c.get("command") or ()))
+    return shlex.split(script.rsplit("; ", 1)[-1])  # the leader's line follows its Ray start
 
 
 def test_the_record_says_where_it_comes_from():

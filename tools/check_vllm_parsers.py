@@ -42,7 +42,8 @@ TORCH = "torch==2.13.0"  # the CPU build on the package index, as the project's 
 # installed with their own dependencies. xgrammar and llguidance are imported by name only: --no-deps.
 LIGHT_DEPS = ("packaging", "regex", "pyyaml", "pydantic", "numpy", "psutil", "pyzmq", "urllib3", "transformers",
               "aiohttp", "requests", "fastapi", "pillow", "pybase64", "cachetools", "prometheus_client", "openai",
-              "openai_harmony", "cbor2", "msgspec", "cloudpickle", "uvloop", "py-cpuinfo", "partial_json_parser", "apache-tvm-ffi")
+              "openai_harmony", "cbor2", "msgspec", "cloudpickle", "uvloop", "py-cpuinfo", "partial_json_parser",
+              "apache-tvm-ffi")
 NO_DEPS = ("xgrammar==0.2.8", "llguidance")
 
 # The plan variants: (id, arguments to `tke-playbook render --profile seed`). Each is rendered for each release.

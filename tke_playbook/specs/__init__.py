@@ -10,8 +10,8 @@ Reading the machine (environment, files the user names, key files) is :mod:`tke_
 above imports from here; nothing here imports from above.
 """
 
-from .catalog import (OFFLINE_MODEL, TUTORIAL_MODEL, Architecture, ModelInfo, ModelKind, Pooling, PoolingMode, get_model,
-                      list_models)
+from .catalog import (OFFLINE_MODEL, TUTORIAL_MODEL, Architecture, ModelInfo, ModelKind, Pooling, PoolingMode,
+                      get_model, list_models)
 from .checks import CheckRow, PreflightReport
 from .download import DownloadMode, DownloadSpec, Source
 from .fit import FitVerdict, check_fit

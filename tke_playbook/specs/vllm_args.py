@@ -4,8 +4,8 @@ The base is the chart's: ``vllm serve /data/model --served-model-name <name> -tp
 <len> --max-num-seqs <n> <extra args…> --host 0.0.0.0 --port 60000`` inside ``bash -c``. The toolkit adds the
 embedding-mode flag (``--runner pooling`` from 0.10.1, ``--task embed`` - ``score`` for a reranker - before) where
 the spec's ``embedding_flag`` says so (resolved from the model unless set), the ``--hf-overrides`` and pooler task
-of the retrieval models (a Qwen3 reranker, bge-m3's sparse and multi-vector modes, Matryoshka), ``--max-num-batched-tokens`` for encoder models
-and, always, ``--gpu-memory-utilization`` (the fraction the fit check assumed: vLLM's own default moved from 0.9
+of the retrieval models (a Qwen3 reranker, bge-m3's sparse and multi-vector modes, Matryoshka),
+``--max-num-batched-tokens`` for encoder models and, always, ``--gpu-memory-utilization`` (the fraction the fit check assumed: vLLM's own default moved from 0.9
 to 0.92 in 0.20). Flags renamed or removed between versions are translated by the rules of
 :mod:`tke_playbook.specs.vllm_flags`.
 """
