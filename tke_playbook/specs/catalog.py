@@ -224,7 +224,8 @@ MODELS: tuple[ModelInfo, ...] = (
     ModelInfo(
         hf_id="BAAI/bge-reranker-v2-m3", modelscope_id="BAAI/bge-reranker-v2-m3", modelscope_verified=False,
         kind=ModelKind.RERANKER,
-        # bge-m3's XLM-R encoder without its pooler, plus the classification head (dense 1024×1024 + out 1024×1)
+        # bge-m3's XLM-R encoder without its pooler, plus the classification head (dense 1024×1024 + out 1024×1);
+        # weight_bytes is params × 4 (fp32), not a file size read from the hub
         params=567_755_777, dtype="float32", weight_bytes=2_271_023_108, dim=1, max_tokens=8192,
         pooling=Pooling.CLS, architecture=Architecture.ENCODER, num_layers=24, hidden_size=1024,
         num_attention_heads=16, languages=("multi", "zh", "en"),
