@@ -9,8 +9,8 @@ waiting requests by water-filling: the requests with the fewest rows left come f
 equal part of what is left, so a one-sentence request joins the very next batch and a request of thousands of
 sentences runs beside small ones instead of ahead of them. And an express worker (not niced) encodes the rows of
 small requests (at most ``express_rows`` sentences) at once - regular workers take them only while it is busy
-and no bulk rows wait - so a query does not wait for the steps of a bulk request to end. While batches run the next ones fill up, so under load batches grow by
-themselves.
+and no bulk rows wait - so a query does not wait for the steps of a bulk request to end. While batches run the
+next ones fill up, so under load batches grow by themselves.
 
 An ``encode`` that takes a ``checkpoint`` keyword calls it between its sub-steps (chunks, layers). There a regular
 worker's step pauses while small requests' rows wait or are being encoded by the express worker (at most
@@ -19,9 +19,10 @@ cores and the GIL with at most one sub-step of each bulk batch. And a step whose
 clients left) stops at its next checkpoint, as vLLM aborts a request on disconnect; its rows are counted
 as abandoned (``abandoned_rows``; dropped queued rows too) rather than encoded for nobody.
 
-When more than ``max_queue`` sentences wait, new requests are refused with :class:`QueueFull` (the server answers 503) instead of the queue growing without
-bound; a request larger than ``max_queue`` is taken only when the queue is empty. A request cancelled while it
-waits or runs (its client left) has its remaining sentences dropped and is counted as aborted.
+When more than ``max_queue`` sentences wait, new requests are refused with :class:`QueueFull` (the server answers
+503) instead of the queue growing without bound; a request larger than ``max_queue`` is taken only when the queue
+is empty. A request cancelled while it waits or runs (its client left) has its remaining sentences dropped and is
+counted as aborted.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import numpy as np
 
 from ..errors import ServerError
 from .metrics import ServerMetrics
+from .settings import EXPRESS_PRIORITY_S
 
 log = logging.getLogger("tke_playbook.localserver")
 
@@ -89,7 +91,7 @@ class Batcher:
     def __init__(self, encode: Callable[[list[list[int]]], np.ndarray], *, max_batch: int = 64,
                  max_wait_s: float = 0.002, max_queue: int = 4096, workers: int = 1,
                  metrics: ServerMetrics | None = None, max_batch_tokens: int | None = None,
-                 express_rows: int = 0, bulk_nice: int = 0, express_priority_s: float = 0.5):
+                 express_rows: int = 0, bulk_nice: int = 0, express_priority_s: float = EXPRESS_PRIORITY_S):
         if max_batch < 1 or max_queue < 1 or max_wait_s < 0 or workers < 1 or (
                 max_batch_tokens is not None and max_batch_tokens < 1):
             raise ValueError("max_batch, max_batch_tokens, max_queue and workers must be at least 1 and max_wait_s "
@@ -351,11 +353,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
         regular = executor is None
-        for job, _ in batch:
-            if job.started is None:
-                job.started = now
-                if self.metrics:
-                    self.metrics.request_started(now - job.enqueued)
+        self._mark_started(batch, now)
         self._encoding += regular
         if regular and self._express_wakeup is not None:
             self._express_wakeup.set()
@@ -370,18 +368,27 @@ class Batcher:
             log.info("a step of %d rows stopped: the clients of its requests left", len(batch))
             return
         except asyncio.CancelledError:
-            for job, _ in batch:
-                if not job.future.done():
-                    job.future.set_exception(ServerError("The server is shutting down."))
+            self._fail(batch, ServerError("The server is shutting down."))
             raise
         except Exception as exc:  # a failed batch fails its requests, never the server
-            for job, _ in batch:
-                if not job.future.done():
-                    job.future.set_exception(ServerError(f"Encoding failed: {exc}", cause=exc))
+            self._fail(batch, ServerError(f"Encoding failed: {exc}", cause=exc))
             return
         finally:
             self._encoding -= regular
         self._deliver(batch, rows, time.perf_counter() - now)
+
+    def _mark_started(self, batch: list[tuple[_Job, int]], now: float) -> None:
+        for job, _ in batch:
+            if job.started is None:
+                job.started = now
+                if self.metrics:
+                    self.metrics.request_started(now - job.enqueued)
+
+    @staticmethod
+    def _fail(batch: list[tuple[_Job, int]], error: ServerError) -> None:
+        for job, _ in batch:
+            if not job.future.done():
+                job.future.set_exception(error)
 
     def _call(self, ids: list[list[int]], checkpoint: Callable[[], None]) -> np.ndarray:
         """``encode`` in a worker thread, with the checkpoint when it takes one (else one check before it)."""
