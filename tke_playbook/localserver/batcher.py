@@ -7,10 +7,10 @@ so the event loop keeps parsing requests meanwhile). The token budget keeps ever
 arrives while batches run joins the next one within a fraction of a second. A batch is shared between the
 waiting requests by water-filling: the requests with the fewest rows left come first and each takes at most an
 equal part of what is left, so a one-sentence request joins the very next batch and a request of thousands of
-sentences runs beside small ones instead of ahead of them. And an express worker (not niced) encodes the rows of
-small requests (at most ``express_rows`` sentences) at once - regular workers take them only while it is busy
-and no bulk rows wait - so a query does not wait for the steps of a bulk request to end. While batches run the
-next ones fill up, so under load batches grow by themselves.
+sentences runs beside small ones instead of ahead of them. And while bulk rows wait or every worker is busy, an
+express worker encodes the rows of small requests (at most ``express_rows`` sentences) at once, so a query does
+not wait for the steps of a bulk request to end. While batches run the next ones fill up, so under load batches
+grow by themselves.
 
 An ``encode`` that takes a ``checkpoint`` keyword calls it between its sub-steps (chunks, layers). There a regular
 worker's step pauses while small requests' rows wait or are being encoded by the express worker (at most
@@ -231,7 +231,7 @@ class Batcher:
 
         With several idle workers the waiting sentences are shared between them, so no core sits idle.
         """
-        while not self._regular_work():
+        while not self._pending:
             self._wakeup.clear()
             await self._wakeup.wait()
         if self.max_wait_s > 0:
@@ -242,19 +242,12 @@ class Batcher:
                 await asyncio.sleep(0)  # let handlers whose bodies already arrived enqueue
                 if self._pending == seen:
                     await asyncio.sleep(min(0.0005, max(0.0, deadline - time.perf_counter())))
-        # Small requests' rows are the express worker's (unless it is busy and no bulk rows wait): in a bulk step
-        # they would wait for its whole token budget (on a lower priority).
-        bulk_only = bool(self.express_rows) and (self._pending > self._small_pending or not self._express_running)
+        # While bulk rows wait, small requests' rows are the express worker's: in a bulk step they would wait for
+        # its whole token budget (on a lower priority).
+        bulk_only = bool(self.express_rows) and self._pending > self._small_pending
         batch = self._take(min(self.max_batch, -(-self._pending // (1 + self._idle))), bulk_only=bulk_only)
         self._update_gate()
         return batch
-
-    def _regular_work(self) -> bool:
-        """Rows for a regular worker: bulk rows, or small requests' rows the busy express worker cannot take yet
-        (an idle one takes them at once: it is not niced)."""
-        if not self.express_rows or self._pending > self._small_pending:
-            return self._pending > 0
-        return self._small_pending > 0 and self._express_running
 
     def _small(self, job: _Job) -> bool:
         return bool(self.express_rows) and len(job.ids) <= self.express_rows
@@ -297,10 +290,10 @@ class Batcher:
         return tokens
 
     async def _run_express(self) -> None:
-        """The express worker: small requests' rows go here at once (regular workers take them only while it is
-        busy and no bulk rows wait)."""
+        """The express worker: while every regular worker is encoding, small requests' rows go here at once."""
         while True:
-            while not self._small_pending:
+            while not (self._small_pending and (self._encoding >= self.workers
+                                                or self._pending > self._small_pending)):
                 self._express_wakeup.clear()
                 await self._express_wakeup.wait()
             batch = self._take(self.max_batch, small_only=True)
@@ -308,7 +301,6 @@ class Batcher:
                 self.express_batches += 1
                 self._express_running = True
                 self._update_gate()
-                self._wakeup.set()  # small rows arriving meanwhile may go to an idle regular worker
                 try:
                     await self._encode(batch, self._express_executor)
                 finally:
