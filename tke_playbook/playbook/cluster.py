@@ -23,7 +23,7 @@ from ..kube.teardown import teardown
 from ..manifests.plan import build_plan
 from ..manifests.scaleout import Autoscaler, ScaleOutSpec
 from ..reporting import waiting
-from ..specs.catalog import TUTORIAL_MODEL
+from ..specs.catalog import DEFAULT_RERANKER, TUTORIAL_MODEL
 from ..specs.hardware import NodeType, get_node_type
 from ..specs.labels import Component, selector
 from ..specs.serving import API_KEY_SECRET_KEY, ServingSpec
@@ -136,13 +136,23 @@ class ClusterServing(ServingBase):
         """None: the pods read the model from the PVC once 02 has downloaded it (the init container waits)."""
         return {}
 
+    default_reranker = DEFAULT_RERANKER
+
     def deploy(self, spec: ServingSpec, *, timeout: float | None = None) -> ServiceEndpoint:
         """Record ``spec`` as deployed, then roll it out in one call down the layers (apply every serving object,
         follow the log until ready - each line and diagnosis to the reporter - and find the endpoint);
         ``timeout`` s, default the spec's ``startup_timeout_s``."""
+        return self._roll_out(spec, timeout, last=True)
+
+    def deploy_beside(self, spec: ServingSpec, *, timeout: float | None = None) -> ServiceEndpoint:
+        """A second vLLM Deployment and Service (the reranker) beside the embedder, which stays the deployment
+        04-07 use."""
+        return self._roll_out(spec, timeout, last=False)
+
+    def _roll_out(self, spec: ServingSpec, timeout: float | None, *, last: bool) -> ServiceEndpoint:
         self.session.forms.check(spec)
         key = self.api_key(spec)
-        self.session.records.record_serving(spec)
+        self.session.records.record_serving(spec, last=last)
         found = roll_out(self.site.kube, spec, key, self.session.records.secrets.annotation_salt(), timeout=timeout,
                          reporter=self.session.reporter)
         return ServiceEndpoint(found.url, spec.served_model_name, found.kind, key, found.note, found)

@@ -6,6 +6,7 @@ local CPU server plays vLLM. One class per step (:mod:`~tke_playbook.playbook.st
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -178,6 +179,21 @@ class LocalServing(ServingBase):
     def model_folder(self, spec: ServingSpec) -> Path:
         """Where the model of ``spec`` lies on the local PVC (``<pvc>/<model id>``); creates nothing."""
         return self.folders.path(spec.pvc_name) / spec.pvc_path
+
+    default_reranker = ""  # the server 03 starts answers /rerank itself, with its bi-encoder
+
+    def deploy_beside(self, spec: ServingSpec, *, timeout: float | None = None) -> ServiceEndpoint:
+        """The reranker beside the embedder: locally the server 03 started, which answers /rerank the way vLLM does
+        for an embedding model (the cosine of the pooled vectors). Starts nothing (``timeout`` is not used);
+        NotDeployedError before 03's deploy, InvalidSpecError for any other model (one model at a time here)."""
+        deployed = self.require_deployed()
+        if spec.name != deployed.name:
+            raise InvalidSpecError(f"The local target serves one model at a time ({deployed.model}), and its server "
+                                   f"answers /rerank itself: leave RERANKER empty, or run on a cluster to put "
+                                   f"{spec.model} beside it", field="model", value=spec.model)
+        found = self.endpoint()
+        return dataclasses.replace(found, note=f"{deployed.model}'s server answers /rerank as vLLM does for an "
+                                               f"embedding model: the cosine of the pooled vectors (a bi-encoder)")
 
     def deploy(self, spec: ServingSpec, *, timeout: float | None = None) -> ServiceEndpoint:
         """Check the PVC and the model folder, stop the deployment's running server (whichever kernel started

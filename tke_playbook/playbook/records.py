@@ -62,10 +62,13 @@ class Records:
 
     # --- deployments (03) ---------------------------------------------------------------------------------
 
-    def record_serving(self, spec: ServingSpec) -> None:
-        """Remember ``spec`` as the last deployment and as ``model``'s deployment."""
+    def record_serving(self, spec: ServingSpec, *, last: bool = True) -> None:
+        """Remember ``spec`` as ``model``'s deployment and, unless ``last=False`` (a reranker beside the embedder),
+        as the last deployment, the one 04-07 use."""
         state = self.read()
-        self.state.write(state.replace(serving=spec, deployments={**state.deployments, spec.model: spec}))
+        deployments = {**state.deployments, spec.model: spec}
+        self.state.write(state.replace(serving=spec, deployments=deployments) if last
+                         else state.replace(deployments=deployments))
 
     def recorded_serving_spec(self) -> ServingSpec | None:
         """The serving spec the last deploy used (notebook 03), or None."""

@@ -19,11 +19,13 @@ from ..manifests.plan import build_helm_values, build_plan, chart_limit
 from ..manifests.serving import KEY_REVISION_ANNOTATION, build_serving_objects, pod_templates
 from ..manifests.yamldoc import plan_to_yaml
 from ..podworker.planner import DownloadPlan, tutorial_plan
-from ..specs.catalog import get_model
+from ..errors import InvalidSpecError
+from ..specs.catalog import RERANKERS, get_model
 from ..specs.diagnosis import diagnose_log
+from ..specs.fit import check_fit
 from ..specs.download import DownloadSpec
 from ..specs.hardware import NodeType
-from ..specs.serving import ServingSpec, node_changes, seed_profile
+from ..specs.serving import LATEST_VLLM_IMAGE, ServingSpec, node_changes, seed_profile
 from ..specs.storage import DEFAULT_PVC, StorageSpec
 from .defaults import PREFERRED_NODE, default_max_model_len, model_id
 from .memory import require_matching_plan
@@ -134,6 +136,8 @@ class ServingBase:
     """The serving spec (from the tutorial's values, the model 02 fetched and the node type 00 chose), its
     manifests and Helm values for reading, its API key, and what 03 deployed."""
 
+    default_reranker: str  # the reranker 03 puts beside the embedder ("": the embedder's own server answers /rerank)
+
     def __init__(self, session: Session, site: Site, downloads: Download):
         self.session = session
         self.site = site
@@ -153,10 +157,43 @@ class ServingBase:
         if not model and downloaded is not None:
             model = downloaded.model
             changes = {"pvc_name": downloaded.spec.get("pvc")} if downloaded.spec.get("pvc") else changes
-        info = get_model(model_id(model, self.site.default_model))
-        spec = seed_profile().replace(model=info.hf_id, max_model_len=default_max_model_len(info.hf_id),
-                                      namespace=self.session.settings.namespace, **node_changes(self.site.node_type()))
-        return spec.replace(**changes) if changes else spec
+        return self._seeded(model_id(model, self.site.default_model), changes)
+
+    def _seeded(self, model: str, changes: dict) -> ServingSpec:
+        """The seed profile for ``model`` with every change resolved at once: a model the seed's vLLM cannot serve
+        may come with its own image."""
+        info = get_model(model)
+        return seed_profile().replace(**{"model": info.hf_id, "max_model_len": default_max_model_len(info.hf_id),
+                                         "namespace": self.session.settings.namespace,
+                                         **node_changes(self.site.node_type()), **changes})
+
+    def reranker_defaults(self, model: str = "") -> ServingSpec:
+        """The reranker 03 puts beside the embedder. On a cluster: ``model`` (default BAAI/bge-reranker-v2-m3) as
+        :meth:`defaults` gives it, on the newest vLLM image whose parser was checked (Qwen3-Reranker's
+        ``--hf-overrides`` need 0.33.0 or later); its own Deployment and Service. Locally (``default_reranker``
+        empty): the embedder's spec - the server 03 starts answers /rerank itself."""
+        model = model or self.default_reranker
+        if not model:
+            return self.session.records.recorded_serving_spec() or self.defaults()
+        info = get_model(model)
+        if not info.is_reranker:
+            raise InvalidSpecError(f"{info.hf_id} is not a reranker (it embeds): choose one of {', '.join(RERANKERS)}",
+                                   field="model", value=model)
+        pvc = self.session.records.read().storage
+        changes = {"pvc_name": pvc.pvc_name} if pvc is not None else {}
+        return self._seeded(info.hf_id, {**changes, "image": LATEST_VLLM_IMAGE, "vllm_version": None})
+
+    def fit_table(self, spec: ServingSpec) -> pd.DataFrame:
+        """The GPU fit verdict of ``spec`` on the node type chosen in 00, one row per memory item and the verdict
+        last (for a reranker: the cross-encoder's weights and a step of query-document pairs)."""
+        node = self.site.node_type()
+        if node is None or getattr(node, "gpu", None) is None:
+            return pd.DataFrame([{"item": "verdict", "GiB": None, "note": "no GPU node type chosen in 00"}])
+        verdict = check_fit(spec.model, node, spec.max_model_len, spec.gpu_memory_utilization,
+                            tensor_parallel=spec.tp_size, max_num_batched_tokens=spec.max_num_batched_tokens)
+        rows = [*verdict.as_rows(), {"item": "verdict", "GiB": None,
+                                     "note": f"{verdict.summary()} {verdict.recommendation}".strip()}]
+        return pd.DataFrame(rows + [{"item": "note", "GiB": None, "note": n} for n in verdict.notes])
 
     def render(self, spec: ServingSpec) -> str:
         """Every serving object (Secret with its value redacted, auth-proxy ConfigMap for a public load balancer,
