@@ -10,8 +10,10 @@ far (a notebook shows the line alone, no traceback; the cell still counts as sto
 
 :func:`interruptible` does the same for sync work in the calling thread (the scorecard, waiting for a download):
 a KeyboardInterrupt becomes one :class:`~tke_playbook.errors.RunInterrupted` line. While either is active, SIGINT
-never lands inside a progress-bar library's drawing code (it is delivered again a moment later): tqdm draws
-under a process-wide lock without ``try``/``finally``, and an interrupt there would leave it locked for good.
+never lands inside a progress-bar library's drawing code or inside an import (it is delivered again a moment
+later, at the latest when the work ends): tqdm draws under a process-wide lock without ``try``/``finally``, and an
+interrupt there would leave it locked for good; a module interrupted halfway through its import (torch, imported
+lazily by the scorecard's first model) stays half-initialised in the kernel, and every later use of it fails.
 
 Results cut short are kept: :func:`last_interrupted` returns the last one, and loadgen runs also write their
 records to a CSV file under the state directory; the message names both.
@@ -21,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -49,10 +53,12 @@ def remember_interrupted(partial):
     return partial
 
 
-def _in_drawing_code(frame) -> bool:
-    """True when ``frame`` (where SIGINT landed) is inside tqdm: raising there can leave its lock held."""
+def _unsafe_to_interrupt(frame) -> bool:
+    """True when ``frame`` (where SIGINT landed) is inside tqdm, where raising can leave its lock held, or inside an
+    import, where raising leaves the module half-initialised for the rest of the process."""
     while frame is not None:
-        if f"{os.sep}tqdm{os.sep}" in frame.f_code.co_filename:
+        name = frame.f_code.co_filename
+        if f"{os.sep}tqdm{os.sep}" in name or name.startswith("<frozen importlib._bootstrap"):
             return True
         frame = frame.f_back
     return False
@@ -60,21 +66,34 @@ def _in_drawing_code(frame) -> bool:
 
 class _SigintGuard:
     """While active (main thread only): ``mode='flag'`` records SIGINT for the caller to act on; ``mode='raise'``
-    raises KeyboardInterrupt, except inside drawing code, where it is delivered again a moment later."""
+    raises KeyboardInterrupt, except inside drawing code or an import, where it is delivered again a moment later
+    (or raised when the guarded work ends first, never left to land after it)."""
 
     def __init__(self, mode: str):
         self.mode, self.hit, self._previous, self._active = mode, False, None, False
+        self._deferred: list[threading.Timer] = []
 
     def _handler(self, signum, frame) -> None:
         self.hit = True
         if self.mode == "flag":
             return
-        if _in_drawing_code(frame):
+        if _unsafe_to_interrupt(frame):
             timer = threading.Timer(REDELIVER_S, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
             timer.daemon = True
+            self._deferred.append(timer)
             timer.start()
             return
+        self._cancel_deferred()
         raise KeyboardInterrupt
+
+    def _cancel_deferred(self) -> bool:
+        """Stop the pending redeliveries; True when one was pending (an interrupt not delivered yet)."""
+        pending = [timer for timer in self._deferred if not timer.finished.is_set()]
+        for timer in self._deferred:
+            timer.cancel()
+            timer.join()
+        self._deferred.clear()
+        return bool(pending)
 
     def __enter__(self) -> "_SigintGuard":
         if threading.current_thread() is threading.main_thread():
@@ -85,9 +104,12 @@ class _SigintGuard:
                 self._active = False
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        pending = self._cancel_deferred()  # before the handler goes: no SIGINT of ours lands after the work
         if self._active:
             signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.default_int_handler)
+        if pending and exc_type is None:
+            raise KeyboardInterrupt  # the interrupt waited for an import or a draw that the work ended on
 
 
 def _stopped_line(progress: Progress, thread_ended: bool) -> str:
@@ -215,3 +237,29 @@ def interruptible(stopped: Callable[[], str], partial: Callable[[], Any] | None 
         if bar is not None:
             bar.close(line)
         raise RunInterrupted(line, obj=kept, shown=bool(getattr(bar, "shows_lines", False))) from None
+
+
+def _loaded(name: str) -> bool:
+    """Whether module ``name`` is imported in full (not missing, not halfway through its import in a thread)."""
+    spec = getattr(sys.modules.get(name), "__spec__", None)
+    return name in sys.modules and not getattr(spec, "_initializing", False)
+
+
+def preload(*modules: str) -> None:
+    """Import ``modules`` - heavy libraries a run would import lazily, such as sentence-transformers and torch - in a
+    helper thread while this thread waits. Inside :func:`interruptible` an interrupt stops the wait at once, and the
+    import goes on behind it to the end (signals reach only the main thread), so the module is whole for the next
+    run; an import in the main thread could only be stopped when it ends."""
+    missing = [name for name in modules if not _loaded(name)]
+    if not missing:
+        return
+
+    def load() -> None:
+        for name in missing:
+            with contextlib.suppress(Exception):  # the run's own import raises it again, where it is reported
+                importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name="tke-playbook-preload", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(POLL_S)

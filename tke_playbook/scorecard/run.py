@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import InvalidSpecError
 from ..evaluate.similarity import cosine_matrix
-from ..loadgen.sync import interruptible
+from ..loadgen.sync import interruptible, preload
 from ..specs.names import unknown
 from . import stats
 from .cache import ResultCache, default_cache_dir
@@ -167,6 +167,7 @@ def run_scorecard(items: Sequence, task=None, *, cache_dir=None, **options) -> S
     far stay in the cache (a rerun reuses them)."""
     with interruptible(lambda: f"scorecard: stopped; the embeddings computed so far are kept in "
                                f"{cache_dir or default_cache_dir()} (a rerun reuses them)"):
+        preload("sentence_transformers")  # mteb imports it (and torch) for every model: stoppable while it loads
         return _run_scorecard(items, task, cache_dir=cache_dir, **options)
 
 
