@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import socket
 import sys
 import time
 import urllib.request
@@ -166,7 +167,10 @@ def local_target(tmp_path_factory):
     download = pb.download_defaults()
     pb.start_download(download, pb.plan_download(download))
     pb.wait_for_download()
-    endpoint = pb.deploy(pb.serving_defaults())
+    with socket.socket() as sock:  # a port of its own: 60000 may serve the notebooks of another worker right now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    endpoint = pb.deploy(pb.serving_defaults().replace(service_port=port))
     kernel = Kernel(env, NOTEBOOKS)
     try:
         yield kernel, endpoint.url
