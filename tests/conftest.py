@@ -204,12 +204,29 @@ def pb(home):
 
 
 def _group(item) -> str:
-    mark = item.get_closest_marker("xdist_group")
-    if mark is not None:
-        return mark.args[0] if mark.args else mark.kwargs.get("name", "default")
+    """The test's xdist group: its ``xdist_group`` marks (joined as xdist joins them), else ``notebooks`` for a
+    test that reads the notebooks' execution, else its module."""
+    marked = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                     for m in item.iter_markers("xdist_group")})
+    if marked:
+        return "_".join(marked)
     if "executed_notebooks" in item.fixturenames:
         return NOTEBOOKS_GROUP
     return item.nodeid.split("::", 1)[0]  # the module
+
+
+def _put_in_group(item, group: str) -> None:
+    """Mark ``item`` with its group, and on an xdist worker of a ``--dist loadgroup`` run also give its node id the
+    ``@group`` suffix xdist's scheduler reads: xdist 3.8 writes that suffix to ``Node._nodeid``, which pytest 9.2
+    no longer reads (node ids are structured, ``Node._id``), so every test would be scheduled alone
+    (pytest-dev/pytest-xdist#1386, fix pending in #1388). With an older pytest xdist's own suffix works."""
+    if item.get_closest_marker("xdist_group") is None:
+        item.add_marker(pytest.mark.xdist_group(group))
+    if getattr(item.config.option, "loadgroup", False) and hasattr(item, "_id") and not hasattr(item, "_nodeid") \
+            and not item.nodeid.endswith(f"@{group}"):
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(f"{item.nodeid}@{group}")
 
 
 def _rank(group: str, slow: set[str]) -> tuple[int, int]:
@@ -220,14 +237,13 @@ def _rank(group: str, slow: set[str]) -> tuple[int, int]:
     return (1 if group in slow else 3), 0
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
     """Give every test its xdist group (see the module docstring) and put the groups in order: ``FIRST_GROUPS``,
     the groups with a slow test, ``AFTER_SLOW_GROUPS``, the rest (each in collection order)."""
-    groups = {}
+    groups = {item: _group(item) for item in items}
     for item in items:
-        group = groups[item] = _group(item)
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(group))
+        _put_in_group(item, groups[item])
     slow = {groups[item] for item in items if item.get_closest_marker("slow") is not None}
     first_seen = {}
     for index, item in enumerate(items):

@@ -291,6 +291,7 @@ class Notebook:
     def wait_for_widgets(self, expected: int, timeout: float = WIDGETS_TIMEOUT_S) -> None:
         """Until ``expected`` outputs show a rendered widget (from the notebook's saved state, when it has no
         kernel behind it); fails naming how many did."""
+        self._kernel_ready()  # JupyterLab restores saved widgets once the notebook's kernel is there
         shown = 0
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -60,14 +60,19 @@ class Kernel:
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=120)
 
-    def run(self, code: str, *, timeout: float = 300.0, interrupt_after: float | None = None) -> dict:
+    def run(self, code: str, *, timeout: float = 300.0, interrupt_after: float | None = None,
+            interrupt_when=None) -> dict:
+        """Execute ``code``; interrupt it ``interrupt_after`` s in, or as soon as ``interrupt_when(outputs)`` says
+        the cell has got far enough (an event, whatever the machine's speed)."""
         msg_id = self.kc.execute(code)
         began = time.monotonic()
         interrupted_at = None
         outputs: list[dict] = []
         while True:
             now = time.monotonic()
-            if interrupt_after is not None and interrupted_at is None and now - began >= interrupt_after:
+            due = (interrupt_after is not None and now - began >= interrupt_after) or \
+                (interrupt_when is not None and interrupt_when(outputs))
+            if due and interrupted_at is None:
                 self.km.interrupt_kernel()
                 interrupted_at = now
             limit = (interrupted_at + STOP_BOUND_S) if interrupted_at is not None else began + timeout
@@ -113,6 +118,11 @@ def _text(output: dict) -> str:
 
 def _describe(result: dict) -> str:
     return f"status {result['status']}: " + " | ".join(_text(o)[-400:] for o in result["outputs"])
+
+
+def _level_done(outputs: list[dict]) -> bool:
+    """The progress line has moved past the first level (``level 2 of 4``)."""
+    return any(re.search(r"level [2-9]\d* of \d+", _text(o)) for o in outputs[-3:])
 
 
 def _final_lines(result: dict) -> list[str]:
@@ -185,7 +195,7 @@ def test_notebook_06_long_cells_stop_on_an_interrupt_and_the_kernel_goes_on(loca
     kernel, url = local_target
     kernel.ok(_cells("06_benchmark", "TKE_PLAYBOOK_TARGET", "import (DocumentLoad", "pb = open_target"))
     sweep = _cell("06_benchmark", "closed = run_closed_loop")
-    result = kernel.run(sweep, interrupt_after=1.0)
+    result = kernel.run(sweep, interrupt_when=_level_done)  # mid-run, with a level's results to keep
     _assert_stopped_cleanly(kernel, result, r"closed loop: stopped after \d+ requests.*kept in", url)
     kernel.ok(sweep)  # the rerun after an interrupt: it froze before the fix
     result = kernel.run(_cell("06_benchmark", "search = find_sustainable_rate"), interrupt_after=1.0)
