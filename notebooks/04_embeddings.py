@@ -26,6 +26,9 @@ TARGET = os.environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: c
 TEXT = os.environ.get("TKE_PLAYBOOK_TEXT", "用Python实现快速排序算法")
 QUICK = os.environ.get("TKE_PLAYBOOK_QUICK", "") not in ("", "0")  # True: a short latency run (make demo, tests)
 REQUESTS = int(os.environ.get("TKE_PLAYBOOK_REQUESTS", "20" if QUICK else "100"))
+DOCUMENTS = os.environ.get("TKE_PLAYBOOK_RERANK_DOCUMENTS", "快速排序是一种分治的排序算法|Quicksort sorts a list by "
+                           "partitioning it around a pivot|红烧肉要用小火慢炖一个小时|A PersistentVolumeClaim asks the "
+                           "cluster for storage").split("|")  # documents the /rerank request ranks for your sentence
 
 # %%
 # %matplotlib inline
@@ -69,6 +72,20 @@ print(endpoint.curl_text(text_form.text, key_from=api_key_source(pb)))
 # %% tags=["nbval-ignore-output"]
 answer = endpoint.curl(text_form.text)
 describe_embedding_answer(answer)
+
+# %% [markdown]
+# The same server reranks: vLLM's `/rerank` takes a query and documents and answers them best first, each with a
+# relevance score. For an embedding model vLLM scores a pair by the cosine of the two vectors (a cross-encoder such
+# as bge-reranker-v2-m3 reads both texts together). The request beside the tutorial's, ready to paste:
+
+# %% tags=["nbval-ignore-output"]
+print(endpoint.rerank_curl_text(text_form.text, DOCUMENTS, key_from=api_key_source(pb)))
+
+# %% [markdown]
+# Sent from here: the documents ranked for your sentence.
+
+# %% tags=["nbval-ignore-output"]
+endpoint.client().rerank(text_form.text, DOCUMENTS)
 
 # %% [markdown]
 # ## Similarity heatmap

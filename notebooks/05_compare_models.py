@@ -16,12 +16,14 @@
 # %% [markdown]
 # # 05 · Compare embedding models: the research scorecard
 #
-# **Goal:** which model to deploy - how well each one retrieves, how sure we can be, whether the served vectors are
-# right, and what a million tokens costs.
+# **Goal:** which retrieval pipeline to deploy - which model, with or without a reranker, at what dimension and
+# vector precision: how well each retrieves, how sure we can be, whether the served vectors are right, and what a
+# million tokens and a million documents cost.
 #
 # Any number of systems side by side: the endpoints deployed with 03 (on a cluster, e.g. BGE-M3 and e5-mistral;
 # locally, all-MiniLM-L6-v2 served by the local server), BM25, a hybrid of the first model with BM25 (reciprocal
-# rank fusion) and a TF-IDF baseline. They are evaluated through `mteb`, the field's evaluation library: on the
+# rank fusion), a TF-IDF baseline, and two-stage pipelines: BM25 or the hybrid keep each query's top documents and a
+# reranker orders them through vLLM's `/rerank`. They are evaluated through `mteb`, the field's evaluation library: on the
 # shipped Chinese/English set (a local mteb task, works offline) or on an MTEB / C-MTEB retrieval task by name when
 # the Hugging Face hub is reachable. Embeddings are cached on disk, so a rerun costs nothing.
 
@@ -33,21 +35,30 @@ MODELS = os.environ.get("TKE_PLAYBOOK_MODELS", "")  # comma-separated deployed m
 TASK = os.environ.get("TKE_PLAYBOOK_TASK", "")  # empty: the shipped set; or T2Retrieval, SciFact, ... (needs a hub)
 MAX_QUERIES = int(os.environ.get("TKE_PLAYBOOK_MAX_QUERIES", "200"))  # subset of a named task, for speed
 NODE_TYPE = os.environ.get("TKE_PLAYBOOK_NODE_TYPE", "")  # node type to price on; empty: 00's (locally a CPU node)
+QUICK = os.environ.get("TKE_PLAYBOOK_QUICK", "") not in ("", "0")  # True: shallower reranking, a small frontier
+RERANKER = os.environ.get("TKE_PLAYBOOK_RERANKER", "")  # a deployed reranker's model; empty: the first model reranks
+STORAGE = os.environ.get("TKE_PLAYBOOK_STORAGE", "cfs-standard")  # where vectors are kept, priced per GiB-month
 
 # %%
 # %matplotlib inline
 from tke_playbook.evaluate import load_bilingual
-from tke_playbook.plots import plot_heatmap_grid, plot_metric_intervals, plot_projections, plot_quality_vs_cost
-from tke_playbook.scorecard import (check_parity, choose_task, cost_summary, cost_table, dataset_card,
-                                    default_node_type, price_table, projections, reference_for, results_table,
-                                    run_scorecard, scorecard_throughputs, target_systems, wrong_pooling_demo)
+from tke_playbook.plots import (plot_frontier, plot_heatmap_grid, plot_metric_intervals, plot_projections,
+                                plot_quality_vs_cost)
 from tke_playbook.playbook.display import install
 from tke_playbook.playbook import measured_on, open_target
 install();  # the toolkit's errors show as one short red block: what happened, what to do
 
+# %%
+from tke_playbook.scorecard import (check_output_parity, check_parity, choose_task, cost_summary, cost_table,
+                                    dataset_card, default_node_type, pipeline_table, price_table, projections,
+                                    reference_for, reranker_for, results_table, run_scorecard, scorecard_throughputs,
+                                    storage_price_table, target_frontier, target_systems, two_stage_systems,
+                                    wrong_pooling_demo)
+
 # %% tags=["nbval-ignore-output"]
 pb = open_target(TARGET)
 systems = target_systems(pb, [m for m in MODELS.split(",") if m.strip()])
+systems += two_stage_systems(systems, reranker_for(pb, RERANKER), depth=10 if QUICK else 20)
 task = choose_task(TASK, max_queries=MAX_QUERIES)
 
 # %% [markdown]
@@ -60,8 +71,9 @@ dataset_card(task)
 # Run every system through mteb, then score each one's rankings: nDCG@10, recall@10 and MRR@10, each with a 95 %
 # bootstrap interval over the queries (resampling queries with replacement), best first. `kind` is what the system
 # is: **dense** an embedding model (an endpoint), **lexical** word overlap with no model (BM25, TF-IDF), **hybrid**
-# a dense model and BM25 merged by reciprocal rank fusion. mteb's own nDCG@10 agrees with ours (`result.table`
-# keeps both, and every number).
+# a dense model and BM25 merged by reciprocal rank fusion, **two-stage** a first stage's top 20 documents (10
+# in `QUICK` mode) reordered by a reranker (`bm25→all-MiniLM-L6-v2`: BM25, then the model's `/rerank`). mteb's own
+# nDCG@10 agrees with ours (`result.table` keeps both, and every number).
 
 # %% tags=["nbval-ignore-output"]
 result = run_scorecard(systems, task)
@@ -99,14 +111,36 @@ print(pairs.verdict())
 result.disagreements(*pairs.ranking[:2])
 
 # %% [markdown]
+# Does the reranker earn its keep? Each pipeline against its own first stage, query by query: both nDCG@10, the gain
+# with its 95 % interval, and the paired test's p-value Holm-corrected over the pipelines. Locally the reranker is
+# all-MiniLM-L6-v2 itself, which vLLM's `/rerank` scores as a bi-encoder (the cosine of the two vectors); on a
+# cluster, set `RERANKER` to a deployed cross-encoder such as BAAI/bge-reranker-v2-m3.
+
+# %% tags=["nbval-ignore-output"]
+pipeline_table(result)
+
+# %% [markdown]
 # Served-vector parity: the first endpoint embeds a fixed probe set; a reference computes the same texts from the
 # same weights with sentence-transformers (locally in-process; on a cluster a CPU Job reading the PVC). Cosine
 # must reach 0.999 on every probe, with the same norm, the same vectors at batch 1 and 32, and the catalog's prompts.
 
 # %% tags=["nbval-ignore-output"]
-parity = check_parity(systems[0], reference_for(pb))
+reference = reference_for(pb)
+
+# %% tags=["nbval-ignore-output"]
+parity = check_parity(systems[0], reference)
 print(parity.sentence())
 parity.table()
+
+# %% [markdown]
+# The other outputs the endpoint serves, against sentence-transformers on the same inputs: Cohere's `/v2/embed`
+# binary and ubinary bits against its own `quantize_embeddings`, `/score` and `/rerank` against its `cos_sim`. A
+# difference names its likely cause (bit order, inverted bits, Cohere's int8 offset, the score function, a prompt).
+
+# %% tags=["nbval-ignore-output"]
+outputs = check_output_parity(systems[0], reference)
+print(outputs.sentence())
+outputs.table()
 
 # %% [markdown]
 # A deliberately wrong server: the offline model pooled on its first token (CLS) instead of the mean. Parity fails
@@ -132,6 +166,37 @@ cost_summary(costs)
 
 # %%
 plot_quality_vs_cost(costs, hardware=measured_on(pb))
+
+# %% [markdown]
+# ## Dimension and precision: the frontier
+#
+# The same model answers smaller vectors: fewer dimensions (vLLM's `dimensions`, for Matryoshka models), narrower
+# numbers (vLLM's `embed_dtype`: float16, bfloat16, fp8) or one bit per dimension (Cohere's binary types from
+# `/v2/embed`). Each point below is what the server itself sent, scored like any system. Where vectors are kept is
+# priced from this table (illustrative, marked "verify": edit it with your price before showing the numbers).
+
+# %%
+storage_prices = storage_price_table()
+storage_prices
+
+# %% [markdown]
+# Run the frontier. Locally all-MiniLM-L6-v2 is not Matryoshka-trained, so vLLM refuses `dimensions` for it: a second
+# local server is started with `--hf-overrides '{"matryoshka_dimensions": [...]}'`, and its truncated points are
+# labelled "not Matryoshka-trained: expect loss". `QUICK` runs three precisions at one smaller dimension.
+
+# %% tags=["nbval-ignore-output"]
+frontier = target_frontier(pb, quick=QUICK, task=task, storage=STORAGE, storage_prices=storage_prices,
+                           node_type=default_node_type(pb, NODE_TYPE), measured_on=measured_on(pb))
+print(frontier.assumptions())
+frontier.table()
+
+# %% [markdown]
+# Quality against size and against the cost of a million documents embedded and stored: Pareto points (nothing
+# else is at least as good for less) are drawn large and joined. With 22 queries the intervals overlap widely:
+# read a point's loss against its model's full float32 vector in the table's Δ column (a paired test).
+
+# %%
+plot_frontier(frontier.points, hardware=measured_on(pb), assumption=frontier.cost_assumption())
 
 # %% [markdown]
 # Each model's documents projected on two principal components, coloured by topic (English circles, Chinese

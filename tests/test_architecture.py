@@ -243,15 +243,61 @@ def test_no_module_imports_a_private_name_from_another_package():
 
 MAX_COMPLEXITY = 15
 
+# TEMPORARY (issue 22): functions above 15 in the packages the other refactor helpers own while this one lands -
+# i22-specs: specs, manifests, download, podworker, evaluate, embed; i22-seams: playbook. The coordinator empties
+# this set when merging their branches; nothing may be added to it.
+PENDING_OTHER_HELPERS = {
+    "specs/hardware.py::node_type_from_labels",
+    "specs/download.py::DownloadSpec.__post_init__",
+    "specs/fit.py::_with_recommendation",
+    "specs/fit.py::check_fit",
+    "manifests/profiles.py::with_overrides",
+    "playbook/endpoint.py::describe_embedding_answer",
+}
+
+
+def _blocks(blocks, prefix=""):
+    """Every function, method and closure radon reports, with its dotted name inside the module."""
+    from radon.visitors import Class
+
+    for block in blocks:
+        name = f"{prefix}{block.name}"
+        if not prefix and getattr(block, "is_method", False):  # cc_visit lists methods again beside their class
+            continue
+        if isinstance(block, Class):
+            yield from _blocks([*block.methods, *block.inner_classes], f"{name}.")
+        else:
+            yield name, block.complexity
+            yield from _blocks(block.closures, f"{name}.")
+
+
+def _over_complexity(root: Path, limit: int = MAX_COMPLEXITY) -> dict[str, int]:
+    """'file.py::qualified.name' -> complexity, for each function above ``limit`` as radon counts it (branches,
+    loops, ``except`` clauses, comprehension ``if``s and each boolean operator)."""
+    from radon.complexity import cc_visit
+
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        for name, complexity in _blocks(cc_visit(path.read_text(encoding="utf-8"))):
+            if complexity > limit:
+                found[f"{path.relative_to(root).as_posix()}::{name}"] = complexity
+    return found
+
+
+def test_the_complexity_count_sees_boolean_operators_methods_and_closures(tmp_path):
+    branches = "\n".join(f"    if x == {i}:\n        return {i}" for i in range(13))
+    (tmp_path / "m.py").write_text(
+        f"def flat(x):\n{branches}\n    return x\n\n"  # 14: under the limit
+        f"def with_ors(x, a, b):\n{branches}\n    return a or b or x\n\n"  # 16: the two `or`s count
+        f"class K:\n    def method(self, x):\n        def inner(y):\n"
+        + "\n".join(f"            if y == {i} and x:\n                return {i}" for i in range(8))
+        + "\n            return y\n        return inner\n")
+    found = _over_complexity(tmp_path)
+    assert set(found) == {"m.py::with_ors", "m.py::K.method.inner"} and found["m.py::with_ors"] == 16
+
 
 def test_no_function_is_above_cyclomatic_complexity_15():
-    import mccabe
-
-    over = []
-    for path in PACKAGE.rglob("*.py"):
-        tree = compile(path.read_text(encoding="utf-8"), str(path), "exec", ast.PyCF_ONLY_AST)
-        visitor = mccabe.PathGraphingAstVisitor()
-        visitor.preorder(tree, visitor)
-        over += [f"{path.relative_to(PACKAGE)} {graph.entity}: {graph.complexity()}"
-                 for graph in visitor.graphs.values() if graph.complexity() > MAX_COMPLEXITY]
-    assert not over, f"split these (a table of rules, a helper per case): {over}"
+    """radon's count, which (unlike mccabe's) includes boolean operators: a chain of ``a.get(...) or {}`` is as
+    hard to follow as the ``if`` it stands for."""
+    over = {name: c for name, c in _over_complexity(PACKAGE).items() if name not in PENDING_OTHER_HELPERS}
+    assert not over, f"split these (a table of rules, a helper per case, a typed view instead of .get chains): {over}"

@@ -151,7 +151,7 @@ def test_encoder_token_budget_and_sequences_from_the_sweep():
     assert advice.notes  # still growing at the top level: sweep higher
     tuned = advice.apply(spec)
     assert (tuned.max_num_batched_tokens, tuned.max_batch_size) == (32768, 64)
-    command = " ".join(build_plan(None, serving=tuned, api_key="k")[-2]["spec"]["template"]["spec"]
+    command = " ".join(build_plan(None, serving=tuned, api_key="capacity-test-key-0123")[-2]["spec"]["template"]["spec"]
                        ["containers"][0]["command"])
     assert "--max-num-batched-tokens 32768" in command and "--max-num-seqs 64" in command
 

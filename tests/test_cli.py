@@ -41,7 +41,7 @@ def test_render_helm_values(capsys):
 
 
 def test_render_overrides(capsys, monkeypatch):
-    monkeypatch.setenv("MY_KEY", "abc")
+    monkeypatch.setenv("MY_KEY", "abc-0123456789-key")
     code, out, _ = run(capsys, "render", "--model", "BAAI/bge-m3", "--pvc", "models", "--completions", "2",
                        "--vllm-version", "0.12.0", "--service-type", "ClusterIP", "--namespace", "team-a",
                        "--vpc-id", "vpc-a1", "--subnet-id", "subnet-b2", "--zone", "ap-shanghai-2",
@@ -58,7 +58,7 @@ def test_render_overrides(capsys, monkeypatch):
     command = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]["command"][2]
     assert "--cudagraph-capture-sizes" in command and "--disable-log-requests" in command  # accepted until 0.17
     assert "--max-num-batched-tokens 16384" in command
-    assert docs["Secret"]["data"]["api-key"] == "YWJj"  # base64("abc")
+    assert base64.b64decode(docs["Secret"]["data"]["api-key"]) == b"abc-0123456789-key"
 
 
 def test_render_redacts_secrets_unless_asked(capsys, monkeypatch, k8s_valid):

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "tke_playbook"
 
 # Modules whose imports may come from the `notebooks` extra: nothing outside the notebooks and `make demo` uses them.
-NOTEBOOK_MODULES = {"tke_playbook/playbook/widgets.py", "tke_playbook/cli/demo.py"}
+NOTEBOOK_MODULES = {"tke_playbook/playbook/widgets.py", "tke_playbook/playbook/labeling.py",
+                    "tke_playbook/cli/demo.py"}
 # Imports the library makes only when they can succeed, each with why it is not a core dependency.
 OPTIONAL_IMPORTS = {
     "IPython": "playbook/display.py imports it only inside a running IPython, which brings it",

@@ -16,6 +16,8 @@ from tke_playbook.specs.download import DownloadSpec
 from tke_playbook.specs.serving import ServingSpec, seed_profile
 from tke_playbook.specs.storage import StorageSpec
 
+KEY = "plan-test-key-0123456789"  # a key by specs.apikeys.API_KEY_RULE
+
 # The tutorial's values.yaml (seed-tutorial-zh.txt), with its indentation restored from the chart.
 TUTORIAL_VALUES = yaml.safe_load("""
 model:
@@ -65,7 +67,7 @@ def _seed():
 
 
 def test_seed_plan_order_and_validity(k8s_valid):
-    manifests = build_plan(*_seed(), api_key="k3y")
+    manifests = build_plan(*_seed(), api_key=KEY)
     assert [(m["kind"], m["metadata"]["name"]) for m in manifests] == [
         ("PersistentVolumeClaim", "ai-model"), ("ConfigMap", "download-e5-mistral-7b-instruct-worker"),
         ("Job", "download-e5-mistral-7b-instruct"), ("Secret", "vllm-e5-mistral-7b-instruct-api-key"),
@@ -73,7 +75,7 @@ def test_seed_plan_order_and_validity(k8s_valid):
         ("Service", "vllm-e5-mistral-7b-instruct")]
     for manifest in manifests:
         k8s_valid(manifest)
-    assert base64.b64decode(manifests[3]["data"]["api-key"]) == b"k3y"
+    assert base64.b64decode(manifests[3]["data"]["api-key"]) == KEY.encode()
     job = manifests[2]["spec"]
     assert (job["completions"], job["parallelism"]) == (3, 3)
 
@@ -83,7 +85,7 @@ def test_full_plan_with_storage_class_and_worker_configmap(k8s_valid):
     storage = StorageSpec(vpc_id="vpc-abc123", subnet_id="subnet-def456", zone="ap-guangzhou-3")
     files = [RepoFile("config.json", 600), *(RepoFile(f"model-0000{i}-of-00002.safetensors", 7_000_000_000)
                                               for i in (1, 2))]
-    manifests = build_plan(storage, download, serving, download_plan=make_plan(download, files), api_key="k")
+    manifests = build_plan(storage, download, serving, download_plan=make_plan(download, files), api_key=KEY)
     kinds = [m["kind"] for m in manifests]
     assert kinds == ["StorageClass", "PersistentVolumeClaim", "ConfigMap", "Job", "Secret", "ConfigMap", "Deployment",
                      "Service"]
@@ -92,9 +94,9 @@ def test_full_plan_with_storage_class_and_worker_configmap(k8s_valid):
 
 
 def test_api_key_from_environment_or_random(monkeypatch):
-    monkeypatch.setenv("TKE_PLAYBOOK_API_KEY", "from-env")
+    monkeypatch.setenv("TKE_PLAYBOOK_API_KEY", "from-env-0123456789")
     secret = next(m for m in build_plan(*_seed()) if m["kind"] == "Secret")
-    assert base64.b64decode(secret["data"]["api-key"]) == b"from-env"
+    assert base64.b64decode(secret["data"]["api-key"]) == b"from-env-0123456789"
     monkeypatch.delenv("TKE_PLAYBOOK_API_KEY")
     keys = {next(m for m in build_plan(*_seed()) if m["kind"] == "Secret")["data"]["api-key"] for _ in range(2)}
     assert len(keys) == 2 and all(len(base64.b64decode(k)) >= 24 for k in keys)
@@ -102,7 +104,7 @@ def test_api_key_from_environment_or_random(monkeypatch):
 
 def test_yaml_round_trips_and_carries_notes():
     storage, download, serving = _seed()
-    manifests = build_plan(storage, download, serving, api_key="k")
+    manifests = build_plan(storage, download, serving, api_key=KEY)
     text = plan_to_yaml(manifests, plan_notes(storage, download, serving))
     assert text.startswith("# StorageClass 'cfs' is not rendered")
     assert [d for d in yaml.safe_load_all(text) if d] == manifests
@@ -171,7 +173,7 @@ def test_bge_and_e5_side_by_side_share_only_the_pvc(k8s_valid):
     e5 = get_profile("seed")
     bge = with_overrides(e5, model="BAAI/bge-m3", completions=1)
     names = [(m["kind"], m["metadata"]["name"]) for p in (e5, bge)
-             for m in build_plan(None, p.download, p.serving, api_key="k")]
+             for m in build_plan(None, p.download, p.serving, api_key=KEY)]
     assert len(names) == len(set(names)) == 12  # worker ConfigMap, Job, Secret, proxy ConfigMap, Deployment, Service
     assert bge.serving.max_model_len == 2048 and bge.download.parallelism == 1
 
@@ -193,7 +195,7 @@ def test_notes_explain_translations():
 def test_render_profile_for_notebooks_and_demo():
     from tke_playbook.manifests.profiles import render_profile
 
-    text = render_profile("seed", api_key="k")
+    text = render_profile("seed", api_key=KEY)
     assert text.startswith("# tke-playbook plan, profile seed: the tutorial")
     assert [d["kind"] for d in yaml.safe_load_all(text) if d][-2:] == ["Deployment", "Service"]
     cluster_ip = with_overrides(get_profile("seed"), serving={"service_type": "ClusterIP"})
@@ -203,17 +205,17 @@ def test_render_profile_for_notebooks_and_demo():
 def test_render_profile_redacts_secrets_unless_show_secrets():
     from tke_playbook.manifests.profiles import render_profile
 
-    shown = [d for d in yaml.safe_load_all(render_profile("seed", api_key="k3y-value")) if d]
+    shown = [d for d in yaml.safe_load_all(render_profile("seed", api_key=KEY)) if d]
     assert next(d for d in shown if d["kind"] == "Secret")["data"] == {"api-key": "<redacted>"}
-    appliable = [d for d in yaml.safe_load_all(render_profile("seed", api_key="k3y-value", show_secrets=True)) if d]
+    appliable = [d for d in yaml.safe_load_all(render_profile("seed", api_key=KEY, show_secrets=True)) if d]
     secret = next(d for d in appliable if d["kind"] == "Secret")
-    assert base64.b64decode(secret["data"]["api-key"]) == b"k3y-value"
+    assert base64.b64decode(secret["data"]["api-key"]) == KEY.encode()
     assert [d["kind"] for d in shown] == [d["kind"] for d in appliable]
 
 
 def test_download_worker_configmap_is_always_in_the_plan():
     storage, download, serving = _seed()
-    kinds = {(m["kind"], m["metadata"]["name"]) for m in build_plan(storage, download, serving, api_key="k")}
+    kinds = {(m["kind"], m["metadata"]["name"]) for m in build_plan(storage, download, serving, api_key=KEY)}
     assert ("ConfigMap", download.configmap_name) in kinds
     assert not any("NOT rendered" in n for n in plan_notes(storage, download, serving))
 
@@ -221,7 +223,7 @@ def test_download_worker_configmap_is_always_in_the_plan():
 def test_every_reference_of_the_seed_plan_is_in_it():
     from tke_playbook.manifests.plan import references
 
-    manifests = build_plan(*_seed(), api_key="k")
+    manifests = build_plan(*_seed(), api_key=KEY)
     present = {(m["kind"], m["metadata"]["name"]) for m in manifests}
     needed = set().union(*(references(m) for m in manifests))
     assert ("Secret", "vllm-e5-mistral-7b-instruct-api-key") in needed
@@ -237,7 +239,7 @@ def test_every_reference_of_the_seed_plan_is_in_it():
 def test_a_missing_reference_is_refused(drop, message):
     from tke_playbook.manifests.plan import check_references
 
-    manifests = [m for m in build_plan(*_seed(), api_key="k") if m["kind"] != drop]
+    manifests = [m for m in build_plan(*_seed(), api_key=KEY) if m["kind"] != drop]
     with pytest.raises(InvalidSpecError, match=message):
         check_references(manifests)
     kind, name = {"Secret": ("Secret", "vllm-e5-mistral-7b-instruct-api-key"),
@@ -258,9 +260,9 @@ def test_optional_references_need_not_exist():
 
 
 def test_without_storage_the_pvc_is_pre_existing_and_bad_names_are_refused():
-    build_plan(None, None, seed_profile(), api_key="k")  # the PVC exists already (the tutorial's console step)
+    build_plan(None, None, seed_profile(), api_key=KEY)  # the PVC exists already (the tutorial's console step)
     with pytest.raises(InvalidSpecError, match="must be written like 'Secret/hub-token'"):
-        build_plan(None, None, seed_profile(), api_key="k", pre_existing=["hub-token"])
+        build_plan(None, None, seed_profile(), api_key=KEY, pre_existing=["hub-token"])
 
 
 def test_a_multi_node_group_behind_the_proxy_does_not_claim_vllm_is_unreachable():

@@ -138,7 +138,7 @@ def test_build_plan_adds_scale_out_for_several_replicas(k8s_valid):
     from tke_playbook.manifests.plan import build_plan
 
     spec = _spec(gpu="L20")
-    plan = build_plan(None, serving=spec, api_key="k", scale_out=ScaleOutSpec("hpa", min_replicas=2, max_replicas=6))
+    plan = build_plan(None, serving=spec, api_key="scaleout-test-key-0123", scale_out=ScaleOutSpec("hpa", min_replicas=2, max_replicas=6))
     kinds = [m["kind"] for m in plan]
     assert kinds[-2:] == ["PodDisruptionBudget", "HorizontalPodAutoscaler"]
     deployment = next(m for m in plan if m["kind"] == "Deployment")
@@ -148,8 +148,8 @@ def test_build_plan_adds_scale_out_for_several_replicas(k8s_valid):
     for manifest in plan:
         if manifest["kind"] != "Secret":
             k8s_valid(manifest)
-    fixed = build_plan(None, serving=spec, api_key="k")  # three replicas, no autoscaler: PDB and spread only
+    fixed = build_plan(None, serving=spec, api_key="scaleout-test-key-0123")  # three replicas, no autoscaler: PDB and spread only
     assert [m["kind"] for m in fixed][-1] == "PodDisruptionBudget"
     assert next(m for m in fixed if m["kind"] == "Deployment")["spec"]["replicas"] == 3
-    single = build_plan(None, serving=ServingSpec(model=BGE, namespace="team-a", gpu="L20"), api_key="k")
+    single = build_plan(None, serving=ServingSpec(model=BGE, namespace="team-a", gpu="L20"), api_key="scaleout-test-key-0123")
     assert "PodDisruptionBudget" not in [m["kind"] for m in single]

@@ -13,6 +13,8 @@ from tke_playbook.manifests.serving import (build_deployment, build_leader_worke
 from tke_playbook.specs import labels as L
 from tke_playbook.specs.serving import ServiceType, ServingSpec, seed_profile
 
+SALT = bytes(range(32))  # the annotation salt, normally random and kept in the key store
+
 SPECS = [
     pytest.param(seed_profile(), id="seed"),
     pytest.param(ServingSpec(model="BAAI/bge-m3", max_model_len=8192, service_type="ClusterIP",
@@ -31,7 +33,7 @@ def _container(deployment: dict) -> dict:
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_every_manifest_validates_strictly(spec, k8s_valid):
-    k8s_valid(build_secret(spec, "s3cret-key"))
+    k8s_valid(build_secret(spec, "s3cret-key-0123456789"))
     k8s_valid(build_deployment(spec))
     k8s_valid(build_service(spec))
 
@@ -72,16 +74,16 @@ def test_api_key_comes_from_the_secret_never_a_literal():
     assert key == [{"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {
         "name": "vllm-e5-mistral-7b-instruct-api-key", "key": "api-key"}}}]
     assert all("value" not in e for e in key)
-    secret = build_secret(spec, "s3cret-key")
+    secret = build_secret(spec, "s3cret-key-0123456789")
     assert secret["metadata"]["name"] == spec.api_key_secret
-    assert base64.b64decode(secret["data"]["api-key"]).decode() == "s3cret-key"
+    assert base64.b64decode(secret["data"]["api-key"]).decode() == "s3cret-key-0123456789"
     assert "VLLM_API_KEY" not in str(_container(build_deployment(spec.replace(api_key_required=False,
                                                                                service_type="ClusterIP"))))
 
 
-@pytest.mark.parametrize("key", ["", "   ", "two words", None])
+@pytest.mark.parametrize("key", ["", "   ", "two words-0123456789", None])
 def test_bad_api_key_is_refused(key):
-    with pytest.raises(InvalidSpecError, match="API key must be a non-empty string"):
+    with pytest.raises(InvalidSpecError, match="The API key (is empty|contains whitespace|is a NoneType)"):
         build_secret(seed_profile(), key)
 
 
@@ -161,7 +163,7 @@ def test_service_types(service_type, kube_type, annotated):
 def test_bge_and_e5_do_not_collide():
     e5, bge = seed_profile(), ServingSpec(model="BAAI/bge-m3")
     names = {(m["kind"], m["metadata"]["name"]) for s in (e5, bge)
-             for m in (build_deployment(s), build_service(s), build_secret(s, "k"))}
+             for m in (build_deployment(s), build_service(s), build_secret(s, "serving-test-key-0123"))}
     assert len(names) == 6
 
 
@@ -325,14 +327,15 @@ def test_a_new_key_restarts_the_pods_and_the_same_key_does_not(spec, k8s_valid, 
     # one when $TKE_PLAYBOOK_API_KEY is unset) must change the pod template, or vLLM and the proxy keep the old key
     # while the Secret holds the new one
     def templates(key):
-        objects = build_serving_objects(spec, key)
+        objects = build_serving_objects(spec, key, SALT)
         workload = next(o for o in objects if o["kind"] in ("Deployment", "LeaderWorkerSet"))
         if workload["kind"] == "LeaderWorkerSet":
             assert [e.message for e in lws_crd.iter_errors(workload)] == []
         k8s_valid(workload)
         return _pod_templates(workload)
 
-    first, again, other = templates("key-one"), templates("key-one"), templates("key-two")
+    first, again = templates("key-one-0123456789"), templates("key-one-0123456789")
+    other = templates("key-two-0123456789")
     assert first == again
     for old, new in zip(first, other):
         assert old != new

@@ -203,7 +203,7 @@ def test_local_download_deploy_restart_teardown(pb, home):
         pb.start_download(spec, plan)
     pb.wait_for_download()
     verified = pb.verify_download()
-    assert "model.safetensors" in set(verified["file"]) and verified["sha256"].str.len().min() > 0
+    assert "model.safetensors" in set(verified["file"]) and verified["hash"].str.len().min() > 0
 
     with socket.socket() as sock:  # a port of its own: 60000 may serve another test or a demo right now
         sock.bind(("127.0.0.1", 0))

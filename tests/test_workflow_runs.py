@@ -335,12 +335,17 @@ def test_verify_reports_how_each_file_was_checked(pb):
     record = _record_download(pb, SMALL_ZH, "ai-model", "done")
     (pb.pvc_path("ai-model") / SMALL_ZH).mkdir(parents=True)
     write_completion(record.folder, {"files": [
-        {"path": "model.safetensors", "size": 5, "sha256": "a" * 64, "check": "sha256"},
-        {"path": "config.json", "size": 3, "sha256": "b" * 64, "check": "git-sha1"}]})
+        {"path": "model.safetensors", "size": 5, "sha256": "a" * 64, "git_sha1": "c" * 40, "check": "sha256"},
+        {"path": "config.json", "size": 3, "sha256": "b" * 64, "git_sha1": "d" * 40, "check": "git-sha1"}]})
     for name, size in (("model.safetensors", 5), ("config.json", 3)):
         (pb.pvc_path("ai-model") / SMALL_ZH / name).write_bytes(b"x" * size)
     frame = pb.verify_download()
     assert dict(zip(frame["file"], frame["check"])) == {"model.safetensors": "sha256", "config.json": "git-sha1"}
+    # each hash column says what it holds: the git blob sha1 the hub compared for config.json, never a sha256
+    # under a "sha256" heading (issue 20)
+    assert "sha256" not in frame.columns
+    rows = {r["file"]: (r["algorithm"], r["hash"]) for r in frame.to_dict("records")}
+    assert rows == {"model.safetensors": ("sha256", "a" * 16), "config.json": ("git-sha1", "d" * 16)}
 
 
 def _plan(pb, model=SMALL_ZH, completions=3):

@@ -127,7 +127,7 @@ def test_overload_answers_503_and_every_accepted_request_is_answered_right():
     for (status, body), headers, request in zip(results, all_headers, requests):
         if status == 503:
             assert headers["Retry-After"] == "1"
-            assert vllm.same_shape(body, vllm.VALIDATION_ERROR) and body["error"]["code"] == 503
+            assert vllm.error_shape(body) and body["error"]["code"] == 503
             assert "overloaded" in body["error"]["message"]
         else:
             assert body["id"].startswith("embd-")
@@ -143,7 +143,7 @@ def test_a_failing_batch_answers_500_and_the_server_carries_on():
     (failed, error), (ok, body), (bug, bug_error) = results
     assert failed == 500 and error["error"]["code"] == 500 and "kernel crashed" in error["error"]["message"]
     assert ok == 200 and body["data"][0]["embedding"] == [6, 2]
-    assert bug == 500 and vllm.same_shape(bug_error, vllm.VALIDATION_ERROR)
+    assert bug == 500 and vllm.error_shape(bug_error)
     assert "RuntimeError: tokenizer exploded" in bug_error["error"]["message"]
     assert healthy == 200
 
@@ -290,7 +290,7 @@ def test_hostile_bodies_get_400_not_500(raw, phrase):
                           headers={"Content-Type": "application/json"})
 
     status, body, _ = run(FakeEncoder(), ServerConfig("fake"), work)
-    assert status == 400 and vllm.same_shape(body, vllm.VALIDATION_ERROR) and phrase in body["error"]["message"]
+    assert status == 400 and vllm.error_shape(body) and phrase in body["error"]["message"]
 
 
 def test_the_response_id_carries_the_request_id_header_or_field():
@@ -376,9 +376,9 @@ def test_compressed_bodies_are_decoded_within_the_limit(encoding, compress):
     small, bomb, broken = run(FakeEncoder(), config, work)
     assert small[0] == 200 and small[1]["data"][0]["embedding"] == [8, 2]
     # Refused for the limit as it decompresses (or, when aiohttp's bounded decoding gives up first, as unreadable)
-    assert bomb[0] == 400 and vllm.same_shape(bomb[1], vllm.VALIDATION_ERROR)
+    assert bomb[0] == 400 and vllm.error_shape(bomb[1])
     assert "limit of 4096 bytes" in bomb[1]["error"]["message"] or "could not be read" in bomb[1]["error"]["message"]
-    assert broken[0] == 400 and vllm.same_shape(broken[1], vllm.VALIDATION_ERROR)
+    assert broken[0] == 400 and vllm.error_shape(broken[1])
     assert "could not be read" in broken[1]["error"]["message"]
 
 

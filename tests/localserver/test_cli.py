@@ -63,6 +63,7 @@ def taken_port():
 ])
 def test_bad_input_prints_one_line_and_exits_2(tmp_path, taken_port, capsys, extra, phrase):
     (tmp_path / "empty").write_text("\n", encoding="utf-8")
+    (tmp_path / "empty").chmod(0o600)
     argv = ["serve"] + [a.format(tmp=tmp_path, taken=taken_port) for a in extra]
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -88,12 +89,14 @@ def test_the_module_entry_point_also_answers_in_one_line(argv, phrase, capsys):
 def test_the_key_comes_from_a_file_the_prompt_or_the_environment(tmp_path):
     parser = serve_cli.build_parser()
     key_file = tmp_path / "key"
-    key_file.write_text("from-file\n", encoding="utf-8")
-    env = {serve_cli.API_KEY_ENV: "from-env"}
-    assert serve_cli.resolve_api_key(parser.parse_args(["--api-key-file", str(key_file)]), env) == "from-file"
+    key_file.write_text("from-file-0123456789\n", encoding="utf-8")
+    key_file.chmod(0o600)
+    env = {serve_cli.API_KEY_ENV: "from-env-0123456789"}
+    assert serve_cli.resolve_api_key(parser.parse_args(["--api-key-file", str(key_file)]), env) == \
+        "from-file-0123456789"
     assert serve_cli.resolve_api_key(parser.parse_args(["--api-key-prompt"]), env,
-                                     ask=lambda prompt: " typed \n") == "typed"
-    assert serve_cli.resolve_api_key(parser.parse_args([]), env) == "from-env"
+                                     ask=lambda prompt: " typed-0123456789 \n") == "typed-0123456789"
+    assert serve_cli.resolve_api_key(parser.parse_args([]), env) == "from-env-0123456789"
     assert serve_cli.resolve_api_key(parser.parse_args([]), {}) is None
     with pytest.raises(SystemExit):  # one source at a time
         parser.parse_args(["--api-key-file", str(key_file), "--api-key-prompt"])
@@ -101,7 +104,8 @@ def test_the_key_comes_from_a_file_the_prompt_or_the_environment(tmp_path):
 
 def test_serve_runs_in_the_foreground_until_sigterm(tmp_path):
     key_file = tmp_path / "key"
-    key_file.write_text("secret\n", encoding="utf-8")
+    key_file.write_text("secret-0123456789\n", encoding="utf-8")
+    key_file.chmod(0o600)
     command = [sys.executable, "-c", "import sys; from tke_playbook.cli import main; sys.exit(main(sys.argv[1:]))",
                "serve", "--port", "0", "--api-key-file", str(key_file), "--served-model-name", "minilm"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -117,7 +121,7 @@ def test_serve_runs_in_the_foreground_until_sigterm(tmp_path):
         assert url, "the server never said where it listens"
         assert httpx.post(url + "/v1/embeddings", json={"input": "x"}, timeout=30).status_code == 401
         ok = httpx.post(url + "/v1/embeddings", json={"input": "x"}, timeout=30,
-                        headers={"Authorization": "Bearer secret"})
+                        headers={"Authorization": "Bearer secret-0123456789"})
         with open(f"/proc/{process.pid}/cmdline", "rb") as cmdline:  # what `ps` shows
             assert b"secret" not in cmdline.read()
         assert ok.status_code == 200 and ok.json()["model"] == "minilm"

@@ -101,7 +101,8 @@ def test_bad_requests_get_vllm_status_and_error_body(body, status, err_type, phr
         parse(body)
     assert caught.value.status == status
     error = caught.value.body
-    assert vllm.same_shape(error, vllm.VALIDATION_ERROR)
+    # a validation error carries its location as param (vLLM 0.33/0.34's handler); the engine's errors carry none
+    assert vllm.same_shape(error, vllm.VALIDATION_ERROR if err_type == V else vllm.UNKNOWN_MODEL)
     assert error["error"]["type"] == err_type and error["error"]["code"] == status
     assert phrase in error["error"]["message"]
 
@@ -170,14 +171,17 @@ def test_too_many_tokens_are_refused_with_the_limit():
 
 
 @pytest.mark.parametrize("matryoshka, dims, dimensions, phrase", [
-    pytest.param(False, None, 64, "does not support matryoshka representation", id="not-matryoshka"),
-    pytest.param(True, (256, 512), 64, "only supports [256, 512] matryoshka dimensions", id="not-listed"),
-    pytest.param(True, None, 0, "Dimensions must be greater than 0", id="zero"),
+    pytest.param(False, None, 64, "does not support Matryoshka embeddings; dimensions must be unset (received "
+                 "dimensions=64)", id="not-matryoshka"),
+    pytest.param(True, (256, 512), 64, "only supports Matryoshka dimensions [256, 512], got 64", id="not-listed"),
+    pytest.param(True, None, 0, "only supports dimensions in range [1, 1024], got 0", id="zero"),
+    pytest.param(True, (256, 512), 2048, "only supports dimensions in range [1, 1024], got 2048", id="too-large"),
 ])
 def test_dimensions_follow_vllms_rules(matryoshka, dims, dimensions, phrase):
+    """vLLM 0.33.0 and 0.34.0's PoolingParams._set_default_parameters (the same in both)."""
     request = parse({"input": "x", "dimensions": dimensions})
     with pytest.raises(BadRequestError) as caught:
-        check_dimensions(request, is_matryoshka=matryoshka, matryoshka_dimensions=dims)
+        check_dimensions(request, is_matryoshka=matryoshka, matryoshka_dimensions=dims, embedding_size=1024)
     assert phrase in caught.value.message and caught.value.body["error"]["type"] == surface.BAD_REQUEST_TYPE
     check_dimensions(parse({"input": "x", "dimensions": 256}), is_matryoshka=True, matryoshka_dimensions=dims or (256,))
 

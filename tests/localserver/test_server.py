@@ -18,7 +18,7 @@ from tke_playbook.specs.target import offline_model_dir
 
 from . import vllm_examples as vllm
 
-KEY = "test-key-123"
+KEY = "test-key-0123456789"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TEXTS = ["The cluster serves embeddings.", "A GPU node runs vLLM.", "短いテキスト", "", "x " * 40]
 
@@ -129,7 +129,7 @@ def test_truncate_prompt_tokens_cuts_to_the_limit(http, reference):
 
 @pytest.mark.parametrize("body, status, phrase", [
     pytest.param(b"{oops", 400, "JSON decode error", id="bad-json"),
-    pytest.param(b'{"input": "x", "dimensions": 64}', 400, "matryoshka", id="dimensions"),
+    pytest.param(b'{"input": "x", "dimensions": 64}', 400, "Matryoshka", id="dimensions"),
     pytest.param(b'{"input": "x", "model": "nope"}', 404, "does not exist", id="unknown-model"),
     pytest.param(b'{"input": "x", "truncate_prompt_tokens": 1000}', 400, "greater than max_model_len",
                  id="truncate-too-large"),
@@ -140,7 +140,7 @@ def test_bad_requests_get_vllm_errors(http, body, status, phrase):
     response = http.post("/v1/embeddings", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == status
     error = response.json()
-    assert vllm.same_shape(error, vllm.VALIDATION_ERROR) and error["error"]["code"] == status
+    assert vllm.error_shape(error) and error["error"]["code"] == status
     assert phrase in error["error"]["message"]
 
 

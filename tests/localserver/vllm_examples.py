@@ -42,8 +42,11 @@ EMBEDDING_RESPONSE = {
 EMBEDDING_RESPONSE_BASE64 = {**EMBEDDING_RESPONSE,
                              "data": [{"index": 0, "object": "embedding", "embedding": "AAAAPwAAgD8="}]}
 
-VALIDATION_ERROR = {"error": {"message": "[{'type': 'json_invalid', 'loc': ('body', 1), 'msg': 'JSON decode error'}]",
-                              "type": "Bad Request", "param": None, "code": 400}}
+# vLLM 0.33/0.34's handler (serve/exception_handling/handlers/validation.py) gives a validation error the first
+# error's location as `param`: FastAPI locates malformed JSON at ("body", <position>).
+VALIDATION_ERROR = {"error": {"message": "1 validation error:\n  {'type': 'json_invalid', 'loc': 'body.1', 'msg': "
+                                         "'JSON decode error', 'input': {}, 'ctx': {'error': 'Expecting value'}}",
+                              "type": "Bad Request", "param": "body.1", "code": 400}}
 UNSUPPORTED_MEDIA_TYPE = {"error": {"message": "[\"Unsupported Media Type: Only 'application/json' is allowed\"]",
                                     "type": "Bad Request", "param": None, "code": 400}}
 # vLLM 0.33/0.34 (renderers/params.py TokenizeParams._token_len_check): text is tokenised to at most max+1 tokens,
@@ -54,8 +57,9 @@ TOO_LONG = {"error": {"message": "This model's maximum context length is 256 tok
                       "param": "input_tokens", "code": 400}}
 UNKNOWN_MODEL = {"error": {"message": "The model `nope` does not exist.", "type": "NotFoundError", "param": None,
                            "code": 404}}
-DIMENSIONS = {"error": {"message": 'Model "sentence-transformers/all-MiniLM-L6-v2" does not support matryoshka '
-                                   "representation, changing output dimensions will lead to poor results.",
+# vLLM 0.33.0 and 0.34.0 (pooling_params.py PoolingParams._set_default_parameters, a VLLMValidationError: 400).
+DIMENSIONS = {"error": {"message": "Model 'sentence-transformers/all-MiniLM-L6-v2' does not support Matryoshka "
+                                   "embeddings; dimensions must be unset (received dimensions=64).",
                         "type": "BadRequestError", "param": None, "code": 400}}
 UNAUTHORIZED = {"error": "Unauthorized"}
 NOT_FOUND_ROUTE = {"detail": "Not Found"}
@@ -66,6 +70,15 @@ BYTES_METADATA = {"id": "embd-x", "created": 1764460800, "model": "m",
                   "data": [{"index": 0, "embed_dtype": "float32", "endianness": "native", "start": 0, "end": 1536,
                             "shape": [384]}],
                   "usage": {"prompt_tokens": 8, "total_tokens": 8}}
+
+
+def error_shape(got) -> bool:
+    """vLLM's ErrorResponse: ``{"error": {"message": str, "type": str, "param": str | None, "code": int}}`` - the
+    param is the location of a request-validation error, a VLLMValidationError's parameter, or None."""
+    error = got.get("error") if isinstance(got, dict) else None
+    return (isinstance(error, dict) and set(got) == {"error"} and set(error) == {"message", "type", "param", "code"}
+            and isinstance(error["message"], str) and isinstance(error["type"], str)
+            and isinstance(error["param"], (str, type(None))) and type(error["code"]) is int)
 
 
 def same_shape(got, example) -> bool:
@@ -131,8 +144,10 @@ POOLING_DIMENSIONS = {"error": {"message": "dimensions is currently not supporte
 COHERE_INPUT_TYPE = {"error": {"message": "Unsupported input_type 'search_query'. This model does not define any "
                                           "input_type task instructions.", "type": "BadRequestError", "param": None,
                                "code": 400}}
-MATRYOSHKA_ONLY = ('Model "sentence-transformers/all-MiniLM-L6-v2" only supports [128, 256] matryoshka dimensions, '
-                   "use other output dimensions will lead to poor results.")
+MATRYOSHKA_ONLY = ("Model 'sentence-transformers/all-MiniLM-L6-v2' only supports Matryoshka dimensions [128, 256], "
+                   "got 100.")
+DIMENSIONS_RANGE = ("Model 'sentence-transformers/all-MiniLM-L6-v2' only supports dimensions in range [1, 384], got "
+                    "1000.")
 # 0.34.0's UsageInfo excludes prompt_tokens_details when it is None.
 USAGE_034 = {"prompt_tokens": 8, "total_tokens": 8, "completion_tokens": 0, "completion_tokens_details": None}
 # vLLM 0.34.0's routes for an embedding model (api_router.py of embed, pooling, classify, scoring).

@@ -269,6 +269,22 @@ def _replicas(needed: float, capacity: float, min_replicas, unit: str) -> int:
     return replicas
 
 
+def _gpu_layout(node_type, served_on: ServedOn | None, gpus_per_replica: int | None):
+    """The GPU node type the replicas run on (``node_type``, else the one measured on) and the GPUs per replica
+    (``gpus_per_replica``, else the measured replica's, else 1)."""
+    chosen = node_type if node_type is not None else (served_on.node_type if served_on is not None else None)
+    if chosen is None:
+        raise InvalidSpecError("say which node type the replicas run on: node_type='PNV5b.8XLARGE96', or "
+                               "served_on=served_on(target, spec, node_type)", field="node_type", value=None)
+    node = get_node_type(chosen)
+    per = gpus_per_replica if gpus_per_replica is not None else (served_on.gpus if served_on is not None else 1)
+    per = validate_number(per, "gpus_per_replica", 1, whole=True)
+    if node.gpu_count < per:
+        raise InvalidSpecError(f"{node.name} has {node.gpu_count} GPU(s), a replica needs {per}: pick "
+                               f"a larger node type", field="node_type", value=node.name)
+    return node, per
+
+
 def plan_capacity(load, per_replica: SustainableRate, node_type=None, *, served_on: ServedOn | None = None,
                   gpus_per_replica: int | None = None, min_replicas: int = 1, prices=None) -> CapacityPlan:
     """Replicas = ceil(load / sustainable rate per replica), at least ``min_replicas`` (at most
@@ -288,16 +304,7 @@ def plan_capacity(load, per_replica: SustainableRate, node_type=None, *, served_
                                    "and see project_gpu() for a GPU estimate", field="node_type", value=node_type)
         return CapacityPlan(load.describe(), str(per_replica), needed, capacity, unit, replicas, served_on,
                             notes=tuple(notes))
-    chosen = node_type if node_type is not None else (served_on.node_type if served_on is not None else None)
-    if chosen is None:
-        raise InvalidSpecError("say which node type the replicas run on: node_type='PNV5b.8XLARGE96', or "
-                               "served_on=served_on(target, spec, node_type)", field="node_type", value=None)
-    node = get_node_type(chosen)
-    per = gpus_per_replica if gpus_per_replica is not None else (served_on.gpus if served_on is not None else 1)
-    per = validate_number(per, "gpus_per_replica", 1, whole=True)
-    if node.gpu_count < per:
-        raise InvalidSpecError(f"{node.name} has {node.gpu_count} GPU(s), a replica needs {per}: pick "
-                               f"a larger node type", field="node_type", value=node.name)
+    node, per = _gpu_layout(node_type, served_on, gpus_per_replica)
     nodes = math.ceil(replicas / (node.gpu_count // per))
     price = price_of(node.name, prices if prices is not None else load_prices())
     return CapacityPlan(load.describe(), str(per_replica), needed, capacity, unit, replicas, served_on, per,

@@ -111,50 +111,73 @@ async def _open_level(plan: _Plan, rate: float, seed: int, progress: Progress) -
     return result, level_holds(result.summary.iloc[0], plan.limit, tolerance=plan.tolerance)
 
 
-async def _search(plan: _Plan, ceiling_from, progress: Progress) -> RateSearch:
-    closed = None
-    state = {"levels": [], "ceiling": math.nan, "closed": None}
-    try:
-        if ceiling_from is not None:
-            ceiling = _ceiling_of(ceiling_from, plan.input_tokens, plan.inputs)
-        else:
-            closed = state["closed"] = await run_closed_loop_async(
-                plan.url, plan.model, plan.concurrency, plan.ceiling_requests, (plan.input_tokens,),
-                max_duration_s=plan.ceiling_level_s, drain_s=plan.drain_s, progress=progress, **plan.common())
-            ceiling = float(closed.summary["req_per_s"].max())
-        if not ceiling > 0 or math.isnan(ceiling):
-            errors = closed.records["error"].dropna().head(1).tolist() if closed is not None else []
-            raise InvalidSpecError(f"no request succeeded at {plan.url}: {errors}", field="url", value=plan.url)
-        state["ceiling"] = ceiling
-        levels = state["levels"]
-        ordered = sorted(plan.fractions)
-        kept = True
-        for n, fraction in enumerate(ordered):
-            result, kept = await _open_level(plan, round(ceiling * fraction, 2), n, progress)
-            levels.append(result)
-            if not kept:
-                break  # past the knee: higher rates only queue more
-        lowest = ordered[0]
-        for extra in range(LOWER_TRIES if len(levels) == 1 and not kept else 0):
-            lowest /= 2  # even the lowest level broke the target: halve the rate
-            result, kept = await _open_level(plan, round(ceiling * lowest, 2), 100 + extra, progress)
-            levels.insert(0, result)
-            if kept:
-                break
-    except asyncio.CancelledError:
-        current = progress.partial if isinstance(progress.partial, LoadResult) and progress.partial.kind == "open" \
-            else None
-        if isinstance(progress.partial, LoadResult) and progress.partial.kind == "closed":
-            state["closed"] = progress.partial  # the ceiling's levels that finished
-        done = state["levels"] + ([current] if current is not None and not current.records.empty else [])
-        if done or state["closed"] is not None:
-            progress.partial = RateSearch(state["ceiling"], state["closed"], _combine(done), None, plan.target,
-                                          ["interrupted: no sustainable rate was decided"])
-            progress.kept = "last_interrupted()"
-        else:
+@dataclass
+class _Searched:
+    """What a rate search has measured so far: kept as the partial result when it is interrupted."""
+
+    levels: list[LoadResult] = field(default_factory=list)
+    ceiling: float = math.nan
+    closed: LoadResult | None = None
+
+    def keep(self, plan: _Plan, progress: Progress) -> None:
+        """On an interrupt: the ceiling's levels and the open-loop levels that finished as ``progress.partial``."""
+        partial = progress.partial if isinstance(progress.partial, LoadResult) else None
+        if partial is not None and partial.kind == "closed":
+            self.closed = partial  # the ceiling's levels that finished
+        current = partial if partial is not None and partial.kind == "open" and not partial.records.empty else None
+        done = self.levels + ([current] if current is not None else [])
+        if not done and self.closed is None:
             progress.partial = None
+            return
+        progress.partial = RateSearch(self.ceiling, self.closed, _combine(done), None, plan.target,
+                                      ["interrupted: no sustainable rate was decided"])
+        progress.kept = "last_interrupted()"
+
+
+async def _search(plan: _Plan, ceiling_from, progress: Progress) -> RateSearch:
+    searched = _Searched()
+    try:
+        ceiling = await _ceiling(plan, ceiling_from, progress, searched)
+        await _climb(plan, ceiling, progress, searched.levels)
+    except asyncio.CancelledError:
+        searched.keep(plan, progress)
         raise
-    return _decide(plan, ceiling, closed, _combine(state["levels"]))
+    return _decide(plan, ceiling, searched.closed, _combine(searched.levels))
+
+
+async def _ceiling(plan: _Plan, ceiling_from, progress: Progress, searched: _Searched) -> float:
+    """The closed-loop ceiling in req/s: read from ``ceiling_from``, else measured (kept in ``searched``)."""
+    if ceiling_from is not None:
+        ceiling = _ceiling_of(ceiling_from, plan.input_tokens, plan.inputs)
+    else:
+        searched.closed = await run_closed_loop_async(
+            plan.url, plan.model, plan.concurrency, plan.ceiling_requests, (plan.input_tokens,),
+            max_duration_s=plan.ceiling_level_s, drain_s=plan.drain_s, progress=progress, **plan.common())
+        ceiling = float(searched.closed.summary["req_per_s"].max())
+    if not ceiling > 0 or math.isnan(ceiling):
+        errors = searched.closed.records["error"].dropna().head(1).tolist() if searched.closed is not None else []
+        raise InvalidSpecError(f"no request succeeded at {plan.url}: {errors}", field="url", value=plan.url)
+    searched.ceiling = ceiling
+    return ceiling
+
+
+async def _climb(plan: _Plan, ceiling: float, progress: Progress, levels: list[LoadResult]) -> None:
+    """Open-loop levels at rising fractions of the ceiling until one breaks the target; when even the lowest
+    does, halve the rate (up to LOWER_TRIES times) until one holds."""
+    ordered = sorted(plan.fractions)
+    kept = True
+    for n, fraction in enumerate(ordered):
+        result, kept = await _open_level(plan, round(ceiling * fraction, 2), n, progress)
+        levels.append(result)
+        if not kept:
+            break  # past the knee: higher rates only queue more
+    lowest = ordered[0]
+    for extra in range(LOWER_TRIES if len(levels) == 1 and not kept else 0):
+        lowest /= 2  # even the lowest level broke the target: halve the rate
+        result, kept = await _open_level(plan, round(ceiling * lowest, 2), 100 + extra, progress)
+        levels.insert(0, result)
+        if kept:
+            break
 
 
 def _decide(plan: _Plan, ceiling: float, closed: LoadResult | None, opened: LoadResult) -> RateSearch:

@@ -8,7 +8,8 @@ or adopt a model folder.
 
 Without internet the bundled all-MiniLM-L6-v2 downloads through a local hub mirror. ``--plan-only`` prints which
 bytes each shard (pod) would fetch, for the tutorial's split and ours, and downloads nothing. Bad input prints one
-line and exits 2; a download or verification that fails prints its first problem in one line and exits 1.
+line and exits 2; a download or verification that fails prints its first problem in one line and exits 1; Ctrl-C
+stops the workers, says in one line that running the command again resumes, and exits 130.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..podworker.modelfolder import read_manifest
 from ..specs.catalog import OFFLINE_MODEL
 from ..specs.download import MAX_SHARDS, DownloadSpec
 from ..specs.storage import DEFAULT_PVC
+from .main import INTERRUPTED
 
 DEFAULT_MODEL = OFFLINE_MODEL
 
@@ -137,6 +139,11 @@ def run(args) -> int:
     except DownloadError as exc:
         print()
         return _failed("download", exc)
+    except KeyboardInterrupt:  # the workers are stopped; what they verified stays, and a rerun resumes there
+        print(flush=True)  # end the progress line (stdout)
+        print("tke-playbook download: stopped (Ctrl-C); run the same command again to resume - files already "
+              "verified and bytes already written are kept", file=sys.stderr)
+        return INTERRUPTED
     counts: dict[str, int] = {}
     for entry in read_manifest(folder).get("files", []):
         counts[entry["check"]] = counts.get(entry["check"], 0) + 1
@@ -190,6 +197,9 @@ def run_verify(args) -> int:
     except (DownloadError, IncompleteModelError) as exc:
         bar.end()
         return _failed("verify", exc)
+    except BaseException:  # Ctrl-C or bad input: end the bar's line so the one-line message stands alone
+        bar.end()
+        raise
     bar.end()
     print(f"{'adopted and ' if args.adopt else ''}verified {result['files']} files "
           f"({result['bytes'] / 1e6:.1f} MB) in {folder}: {_checks(result['checks'])}")

@@ -8,7 +8,8 @@
     tke-playbook gpus                                  # the GPUs and TKE node types the toolkit knows
 
 Other areas add subcommands through ``register(subparsers)`` (``serve``, ``preflight``). Bad input prints one
-line to stderr and exits with status 2; ``fit`` exits 1 when the model does not fit.
+line to stderr and exits with status 2 (also a file argument that is missing, a folder, a FIFO, a device, binary or
+too large); ``fit`` exits 1 when the model does not fit; Ctrl-C prints one line and exits 130.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ import sys
 from ..download.listing import plan_download
 from ..errors import InvalidSpecError, PlaybookError
 from ..manifests.profiles import get_profile, render_profile, with_overrides
+from ..specs.apikeys import annotation_salt, check_api_key
 from ..specs.fit import check_fit
 from ..specs.hardware import gpu_rows, node_type_rows
 from ..specs.serving import layout_changes, node_gpu_name
 from ..specs.vllm_args import CONTAINER_PORT
 
-PLUGINS = ("tke_playbook.localserver.cli", "tke_playbook.cli.preflight", "tke_playbook.cli.download")
+PLUGINS = ("tke_playbook.localserver.cli", "tke_playbook.cli.preflight", "tke_playbook.cli.download",
+           "tke_playbook.cli.scorecard")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -142,11 +145,15 @@ def _profile(args):
 def run_render(args) -> int:
     api_key = os.environ.get(args.api_key_env) or None
     profile = _profile(args)
+    keyed = not args.helm_values and profile.serving.api_key_required
+    if api_key is not None and keyed:
+        check_api_key(api_key, f"${args.api_key_env}")
     download_plan = None
     if args.list_files and not args.helm_values:
         download_plan = plan_download(profile.download)
     sys.stdout.write(render_profile(profile, helm_values=args.helm_values, api_key=api_key,
-                                    show_secrets=args.show_secrets, download_plan=download_plan))
+                                    show_secrets=args.show_secrets, download_plan=download_plan,
+                                    key_salt=annotation_salt() if keyed else None))
     if args.pip_index_url:
         print("tke-playbook render: --pip-index-url has no effect: download pods install nothing", file=sys.stderr)
     if not args.helm_values and api_key is None and args.api_key_env != "TKE_PLAYBOOK_API_KEY":
@@ -180,6 +187,7 @@ def run_gpus(args) -> int:
 
 
 OWN_COMMANDS = ("render", "fit", "gpus")
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped with Ctrl-C
 
 
 def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
@@ -224,6 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # `tke-playbook render | head`
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's status for SIGINT
+        print(f"tke-playbook {args.command}: stopped (Ctrl-C)", file=sys.stderr)
+        return INTERRUPTED
+    except OSError as exc:  # a path the user gave that the system refused; never a traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"tke-playbook {args.command}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

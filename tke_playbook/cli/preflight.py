@@ -28,10 +28,13 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..kube.preflight import preflight  # late: the Kubernetes client takes seconds to import; --help skips it
+    from ..kube.client import check_kubeconfig  # late: the Kubernetes client takes seconds to import
+    from ..kube.preflight import preflight
 
     if args.model:
         get_model(args.model)  # an unknown name fails here with "did you mean", before any network call
+    if args.kubeconfig is not None:
+        check_kubeconfig(args.kubeconfig)  # a missing, binary, huge or non-YAML file: one line, exit 2
     report = preflight(args.kubeconfig, args.context, model=args.model, storage_class=args.storage_class,
                        lws=args.lws, max_model_len=args.max_model_len,
                        gpu_memory_utilization=args.gpu_memory_utilization)

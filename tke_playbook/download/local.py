@@ -67,6 +67,13 @@ def validate_pvc_dir(pvc_dir) -> Path:
     if tree:
         raise InvalidSpecError(f"The PVC folder {text} is inside {tree}, a system tree: give a directory of your own "
                                f"such as ~/models", field="pvc_dir", value=text)
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass  # created below
+    except OSError as exc:  # a name too long, a file on the way, no permission
+        raise InvalidSpecError(f"The PVC folder {text} cannot be used ({exc.strerror}): give a writable directory "
+                               f"such as ~/models", field="pvc_dir", value=text) from None
     if path.exists() and not path.is_dir():
         raise InvalidSpecError(f"The PVC folder {text} is a file, not a directory: give a directory such as ~/models",
                                field="pvc_dir", value=text)

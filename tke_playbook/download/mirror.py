@@ -64,6 +64,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
 
     hub: HubMirror
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms wait on keep-alive
 
     def log_message(self, *args):  # quiet
         pass

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from ..errors import ClusterError
+from ..errors import ClusterError, InvalidSpecError
+from ..specs.files import read_user_text
 from ..specs.names import unknown
+from ..specs.objects import ObjectMeta
 from ..specs.target import kubeconfig_path
 
 FIELD_MANAGER = "tke-playbook"
@@ -50,9 +53,8 @@ class ObjectRef:
     def of(cls, manifest: dict, namespace: str | None = None) -> "ObjectRef":
         if isinstance(manifest, ObjectRef):
             return manifest
-        meta = manifest.get("metadata") or {}
-        return cls(manifest.get("apiVersion", ""), manifest.get("kind", ""), meta.get("name", ""),
-                   meta.get("namespace") or namespace)
+        meta = ObjectMeta.from_api(manifest)
+        return cls(manifest.get("apiVersion", ""), manifest.get("kind", ""), meta.name, meta.namespace or namespace)
 
     def path(self, *, collection: bool = False) -> str:
         """The REST path of the object (or of its collection)."""
@@ -130,33 +132,73 @@ class Kube:
         return f"Kube(host={self.host!r}, context={self.context!r})"
 
 
-def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
-    """Connect from ``kubeconfig`` (default: $KUBECONFIG or ~/.kube/config) or, inside a pod, in-cluster config."""
+MAX_KUBECONFIG_BYTES = 16 << 20  # certificates included, a kubeconfig is kilobytes
+GET_KUBECONFIG = ("download the cluster's kubeconfig from the TKE console (cluster > Basic information) and pass "
+                  "its path")
+
+
+def check_kubeconfig(path) -> dict:
+    """The kubeconfig at ``path`` as a dict, checked before the client library sees it: a regular file (a FIFO or
+    /dev/zero would hang the loader), at most 16 MiB, UTF-8 YAML whose top is a mapping with 'clusters' and
+    'contexts' lists. InvalidSpecError in one line otherwise (never a YAML traceback)."""
+    where = f"kubeconfig {path}"
+    try:
+        os.stat(os.path.expanduser(os.fspath(path)))
+    except FileNotFoundError:
+        raise InvalidSpecError(f"Cannot load {where}: the file does not exist: {GET_KUBECONFIG}", field="kubeconfig",
+                               value=str(path)) from None
+    except OSError:
+        pass  # a name too long, a file on the way: read_user_text says which
+    text = read_user_text(path, where, "kubeconfig", MAX_KUBECONFIG_BYTES)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1}: {getattr(exc, 'problem', '')})" if mark else ""
+        raise InvalidSpecError(f"{where} is not YAML{at}: {GET_KUBECONFIG}", field="kubeconfig",
+                               value=str(path)) from None
+    except RecursionError:
+        raise InvalidSpecError(f"{where} is nested too deeply to be a kubeconfig: {GET_KUBECONFIG}",
+                               field="kubeconfig", value=str(path)) from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("clusters", "contexts")):
+        raise InvalidSpecError(f"{where} is not a kubeconfig (it has no 'clusters' and 'contexts' lists): "
+                               f"{GET_KUBECONFIG}", field="kubeconfig", value=str(path))
+    return data
+
+
+def _config_file(kubeconfig: str | None) -> Path | None:
+    """The kubeconfig file to load, or None for in-cluster config. A file that is missing, not a regular file, not
+    YAML or not a kubeconfig is a ClusterError in one line."""
     path = kubeconfig or kubeconfig_path()
-    if kubeconfig and not Path(kubeconfig).expanduser().is_file():
-        raise ClusterError(f"Cannot load kubeconfig {kubeconfig}: the file does not exist. Download the cluster's "
-                           f"kubeconfig from the TKE console (cluster > Basic information) and pass its path.",
-                           obj=kubeconfig)
+    if path:
+        try:
+            check_kubeconfig(path)
+        except InvalidSpecError as exc:
+            raise ClusterError(str(exc), obj=path, cause=exc) from None
     env = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
     if not path and env and not os.environ.get("KUBERNETES_SERVICE_HOST"):
         raise ClusterError(f"Cannot load kubeconfig: KUBECONFIG is set to {os.pathsep.join(env)}, but no such file "
                            f"exists. Fix the path, or download the cluster's kubeconfig from the TKE console "
                            f"(cluster > Basic information) and point KUBECONFIG at it.", obj=env)
-    if path:
-        path = Path(path).expanduser()
+    return Path(path).expanduser() if path else None
+
+
+def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
+    """Connect from ``kubeconfig`` (default: $KUBECONFIG or ~/.kube/config) or, inside a pod, in-cluster config."""
+    path = _config_file(kubeconfig)
     try:
-        if path:
-            api_client = k8s_config.new_client_from_config(config_file=str(path), context=context)
-            if context is None:
-                _, active = k8s_config.list_kube_config_contexts(config_file=str(path))
-                context = (active or {}).get("name")
-            return Kube(api_client, context=context)
-        configuration = k8s.Configuration()
-        k8s_config.load_incluster_config(client_configuration=configuration)
-        return Kube(k8s.ApiClient(configuration), context="in-cluster")
-    except k8s_config.ConfigException as exc:
+        if path is None:
+            configuration = k8s.Configuration()
+            k8s_config.load_incluster_config(client_configuration=configuration)
+            return Kube(k8s.ApiClient(configuration), context="in-cluster")
+        api_client = k8s_config.new_client_from_config(config_file=str(path), context=context)
+        if context is None:
+            _, active = k8s_config.list_kube_config_contexts(config_file=str(path))
+            context = (active or {}).get("name")
+        return Kube(api_client, context=context)
+    except (k8s_config.ConfigException, yaml.YAMLError, ValueError, TypeError, AttributeError, KeyError) as exc:
         where = f"kubeconfig {path}" if path else "in-cluster config (no kubeconfig found)"
-        detail = str(exc).rstrip(".")
+        detail = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
         raise ClusterError(f"Cannot load {where}{f' context {context!r}' if context else ''}: {detail}. Download the "
                            f"cluster's kubeconfig from the TKE console and set KUBECONFIG to its path.",
                            obj=path, cause=exc) from None

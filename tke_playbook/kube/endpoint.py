@@ -21,6 +21,7 @@ from kubernetes.stream import portforward
 
 from ..errors import ClusterError
 from ..specs.labels import selector_matching
+from ..specs.objects import Pod, Secret, Service, ServicePort
 from ..specs.serving import API_KEY_SECRET_KEY
 from ..specs.serving import INTERNAL_LB_SUBNET_ANNOTATION as INTERNAL_LB
 from .client import Kube, api_status, cluster_error
@@ -42,35 +43,35 @@ class EndpointPlan:
     note: str = ""
 
 
-def plan_endpoint(service: dict, pods: list[dict], port: int | None = None) -> EndpointPlan:
+def plan_endpoint(service: dict | Service, pods: list[dict | Pod], port: int | None = None) -> EndpointPlan:
     """Choose between the load balancer's address and a port-forward to a ready pod."""
-    spec, meta = service.get("spec") or {}, service.get("metadata") or {}
-    ports = spec.get("ports") or []
-    chosen = next((p for p in ports if port is None or p.get("port") == port), None)
+    service = Service.of(service)
+    chosen = next((p for p in service.ports if port is None or p.port == port), None)
     if chosen is None:
-        known = ", ".join(str(p.get("port")) for p in ports) or "none"
-        raise ClusterError(f"Service {meta.get('name')} has no port {port} (it has: {known}): pass one of those.",
+        known = ", ".join(str(p.port) for p in service.ports) or "none"
+        raise ClusterError(f"Service {service.meta.name} has no port {port} (it has: {known}): pass one of those.",
                            obj=service)
-    internal = INTERNAL_LB in (meta.get("annotations") or {})
     note = ""
-    if spec.get("type") == "LoadBalancer":
-        ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-        host = next((i.get("ip") or i.get("hostname") for i in ingress if i.get("ip") or i.get("hostname")), "")
-        if host:
-            return EndpointPlan("load-balancer", chosen["port"], host=host, internal=internal)
+    if service.type == "LoadBalancer":
+        if service.ingress:
+            return EndpointPlan("load-balancer", chosen.port, host=service.ingress[0],
+                                internal=INTERNAL_LB in service.meta.annotations)
         note = "the load balancer has no address yet; using a port-forward meanwhile"
-    ready = [p for p in pods if (p.get("status") or {}).get("phase") == "Running" and any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (p.get("status") or {}).get("conditions") or [])]
-    if not ready:
-        raise ClusterError(f"Service {meta.get('name')} has no ready pod to forward to: wait for the deployment "
+    ready = next((pod for pod in map(Pod.of, pods) if pod.ready), None)
+    if ready is None:
+        raise ClusterError(f"Service {service.meta.name} has no ready pod to forward to: wait for the deployment "
                            f"(wait_for_deployment) first.", obj=service)
-    target = chosen.get("targetPort", chosen["port"])
-    if isinstance(target, str) and not target.isdigit():  # a named port: look it up in the pod's containers
-        target = next((cp.get("containerPort") for c in (ready[0].get("spec") or {}).get("containers") or []
-                       for cp in c.get("ports") or [] if cp.get("name") == target), chosen["port"])
-    return EndpointPlan("port-forward", chosen["port"], pod=ready[0]["metadata"]["name"], remote_port=int(target),
+    return EndpointPlan("port-forward", chosen.port, pod=ready.name, remote_port=_pod_port(chosen, ready),
                         internal=True, note=note)
+
+
+def _pod_port(port: ServicePort, pod: Pod) -> int:
+    """The pod port a Service port sends to: its targetPort (a number, or a name looked up in the pod's
+    containers), else the port itself."""
+    target = port.port if port.target_port is None else port.target_port
+    if isinstance(target, str):
+        return pod.container_port(target) or port.port
+    return target
 
 
 class PortForward:
@@ -212,16 +213,16 @@ def read_api_key(kube: Kube, secret_name: str, namespace: str, key: str = API_KE
         if getattr(exc, "status", None) == 404:
             return None
         raise cluster_error(exc, f"read Secret {secret_name}", kube, secret_name) from None
-    value = (secret.get("data") or {}).get(key)
-    if value is not None:
-        return base64.b64decode(value).decode("utf-8")
-    return (secret.get("stringData") or {}).get(key)
+    secret = Secret.of(secret)
+    if key in secret.data:
+        return base64.b64decode(secret.data[key]).decode("utf-8")
+    return secret.string_data.get(key)
 
 
 def _read(kube: Kube, service_name: str, namespace: str) -> tuple[dict, list[dict]]:
     try:
         service = kube.to_dict(kube.core.read_namespaced_service(service_name, namespace))
-        selector = selector_matching((service.get("spec") or {}).get("selector"))
+        selector = selector_matching(Service.of(service).selector)
         pods = [kube.to_dict(p) for p in kube.core.list_namespaced_pod(namespace, label_selector=selector).items] \
             if selector else []
         return service, pods

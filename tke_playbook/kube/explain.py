@@ -10,20 +10,20 @@ import time
 
 from ..errors import ClusterError, WaitTimeoutError
 from ..specs.diagnosis import Diagnosis, Severity, diagnose_pvc, format_diagnoses
+from ..specs.objects import PersistentVolumeClaim
 from .client import Kube, cluster_error
 from .inventory import object_events
 
 
-def explain_pvc(kube: Kube, pvc: dict | str, namespace: str | None = None) -> list[Diagnosis]:
+def explain_pvc(kube: Kube, pvc: dict | PersistentVolumeClaim | str, namespace: str | None = None) -> list[Diagnosis]:
     """Why a PVC is not Bound (an empty list when it is)."""
     if isinstance(pvc, str):
         try:
             pvc = kube.to_dict(kube.core.read_namespaced_persistent_volume_claim(pvc, namespace or "default"))
         except Exception as exc:
             raise cluster_error(exc, f"read PVC {pvc}", kube, pvc) from None
-    meta = pvc.get("metadata") or {}
-    events = object_events(kube, "PersistentVolumeClaim", meta.get("name", ""),
-                           namespace or meta.get("namespace") or "default")
+    pvc = PersistentVolumeClaim.of(pvc)
+    events = object_events(kube, "PersistentVolumeClaim", pvc.meta.name, namespace or pvc.meta.namespace or "default")
     return diagnose_pvc(pvc, events)
 
 

@@ -4,6 +4,7 @@ their events and logs. Read-only; every function returns plain values or dicts."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pandas as pd
 from kubernetes.client.exceptions import ApiException
@@ -11,6 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from ..errors import ClusterError
 from ..specs.hardware import NodeType, node_type_from_labels
 from ..specs.labels import selector_matching
+from ..specs.objects import Event, Node, ObjectMeta, Pod, StorageClass, Workload
 from .apply import list_objects
 from .client import Kube, cluster_error
 
@@ -48,19 +50,15 @@ class NodeInfo:
                 "cpu": self.allocatable.get("cpu", ""), "memory": self.allocatable.get("memory", "")}
 
 
-def node_info(node: dict) -> NodeInfo:
+def node_info(node: dict | Node) -> NodeInfo:
     """A NodeInfo from a Node as the API returns it (pure)."""
-    meta, status = node.get("metadata") or {}, node.get("status") or {}
-    labels = dict(meta.get("labels") or {})
-    allocatable = {k: str(v) for k, v in (status.get("allocatable") or {}).items()}
-    node_type = node_type_from_labels(labels, allocatable, name=meta.get("name"))
-    gpu = getattr(node_type, "gpu", None)
-    count = int(getattr(node_type, "gpu_count", 0) or 0)
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-    return NodeInfo(name=meta.get("name", ""), instance_type=labels.get(INSTANCE_TYPE, ""),
-                    gpu_model=getattr(gpu, "name", None) if count else None, gpu_count=count,
-                    gpu_memory_bytes=getattr(gpu, "memory_bytes", None) if count else None,
-                    allocatable=allocatable, ready=ready, zone=labels.get(ZONE, ""), labels=labels,
+    node = Node.of(node)
+    node_type = node_type_from_labels(node.meta.labels, node.allocatable, name=node.meta.name or None)
+    gpu = node_type.gpu if node_type.gpu_count else None
+    return NodeInfo(name=node.meta.name, instance_type=node.meta.labels.get(INSTANCE_TYPE, ""),
+                    gpu_model=gpu.name if gpu else None, gpu_count=node_type.gpu_count,
+                    gpu_memory_bytes=gpu.memory_bytes if gpu else None, allocatable=dict(node.allocatable),
+                    ready=node.ready, zone=node.meta.labels.get(ZONE, ""), labels=dict(node.meta.labels),
                     node_type=node_type)
 
 
@@ -92,7 +90,7 @@ def list_storage_classes(kube: Kube) -> list[dict]:
 
 def cfs_storage_classes(classes: list[dict]) -> list[dict]:
     """The StorageClasses backed by Tencent Cloud CFS (pure)."""
-    return [sc for sc in classes if sc.get("provisioner") == CFS_PROVISIONER]
+    return [sc for sc in classes if StorageClass.of(sc).provisioner == CFS_PROVISIONER]
 
 
 def list_pods(kube: Kube, namespace: str, label_selector: str | None = None) -> list[dict]:
@@ -101,26 +99,32 @@ def list_pods(kube: Kube, namespace: str, label_selector: str | None = None) -> 
     return [kube.to_dict(p) for p in answer.items]
 
 
-def current_pods(kube: Kube, workload: dict, pods: list[dict]) -> list[dict]:
+PodLike = TypeVar("PodLike", dict, Pod)
+
+
+def current_pods(kube: Kube, workload: dict | Workload, pods: list[PodLike]) -> list[PodLike]:
     """The pods that decide a rollout: terminating pods are left out, and for a Deployment so are the pods of
     older ReplicaSets (after a fix is applied, the old crashing pod lingers until the new one is ready, and its
-    failure belongs to the previous spec). All remaining pods when the current ReplicaSet cannot be told."""
-    pods = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
-    meta = workload.get("metadata") or {}
-    revision = (meta.get("annotations") or {}).get(REVISION)
-    if workload.get("kind") != "Deployment" or not revision:
-        return pods
-    selector = selector_matching(((workload.get("spec") or {}).get("selector") or {}).get("matchLabels"))
+    failure belongs to the previous spec). All remaining pods when the current ReplicaSet cannot be told.
+    Returns the pods it was given (dicts or views), in their order."""
+    live = [(pod, Pod.of(pod)) for pod in pods]
+    live = [(pod, view) for pod, view in live if not view.meta.deletion_timestamp]
+    template_hash = _current_template_hash(kube, Workload.of(workload))
+    return [pod for pod, view in live if not template_hash or view.meta.labels.get(TEMPLATE_HASH) == template_hash]
+
+
+def _current_template_hash(kube: Kube, workload: Workload) -> str:
+    """The pod-template-hash of a Deployment's current ReplicaSet (the one of its revision); '' when unknown."""
+    revision = workload.meta.annotations.get(REVISION)
+    if workload.kind != "Deployment" or not revision:
+        return ""
+    selector = selector_matching(workload.match_labels)
     try:
-        sets = list_objects(kube, "apps/v1", "ReplicaSet", meta.get("namespace"), selector or None)
+        sets = list_objects(kube, "apps/v1", "ReplicaSet", workload.meta.namespace or None, selector or None)
     except ClusterError:  # e.g. RBAC allows pods but not ReplicaSets: judge every pod, as before this filter
-        return pods
-    current = next((rs for rs in sets if ((rs.get("metadata") or {}).get("annotations") or {}).get(REVISION)
-                    == revision), None)
-    template_hash = ((current or {}).get("metadata") or {}).get("labels", {}).get(TEMPLATE_HASH)
-    if not template_hash:
-        return pods
-    return [p for p in pods if ((p.get("metadata") or {}).get("labels") or {}).get(TEMPLATE_HASH) == template_hash]
+        return ""
+    metas = (ObjectMeta.from_api(rs) for rs in sets)
+    return next((m.labels.get(TEMPLATE_HASH, "") for m in metas if m.annotations.get(REVISION) == revision), "")
 
 
 def object_events(kube: Kube, kind: str, name: str, namespace: str) -> list[dict]:
@@ -128,21 +132,21 @@ def object_events(kube: Kube, kind: str, name: str, namespace: str) -> list[dict
     answer = _call(kube, f"read events of {kind} {name}", kube.core.list_namespaced_event, namespace,
                    field_selector=f"involvedObject.kind={kind},involvedObject.name={name}")
     events = [kube.to_dict(e) for e in answer.items]
-    return sorted(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+    return sorted(events, key=lambda e: Event.from_api(e).timestamp)
 
 
-def pod_events(kube: Kube, pod: dict | str, namespace: str | None = None) -> list[dict]:
+def pod_events(kube: Kube, pod: dict | Pod | str, namespace: str | None = None) -> list[dict]:
     """Events about one pod, oldest first. Given the pod as a dict, events of an earlier pod with the same name
     (a LeaderWorkerSet or StatefulSet pod recreated after a teardown) are left out by uid."""
     name, namespace = _name_ns(pod, namespace)
     events = object_events(kube, "Pod", name, namespace)
-    uid = ((pod.get("metadata") or {}).get("uid") if isinstance(pod, dict) else None)
+    uid = "" if isinstance(pod, str) else Pod.of(pod).meta.uid
     if not uid:
         return events
-    return [e for e in events if (e.get("involvedObject") or {}).get("uid") in (None, "", uid)]
+    return [e for e in events if Event.from_api(e).involved_uid in ("", uid)]
 
 
-def pod_logs(kube: Kube, pod: dict | str, tail_lines: int = 50, namespace: str | None = None,
+def pod_logs(kube: Kube, pod: dict | Pod | str, tail_lines: int = 50, namespace: str | None = None,
              container: str | None = None, previous: bool | None = None) -> str:
     """The last ``tail_lines`` log lines; after a restart (``previous=None``) the crashed run's log is used when
     the current one is empty. A pod that has not started yet gives ''."""
@@ -150,35 +154,33 @@ def pod_logs(kube: Kube, pod: dict | str, tail_lines: int = 50, namespace: str |
     container = container or default_container(pod)
     if previous is None:
         text = pod_logs(kube, pod, tail_lines, namespace, container, previous=False)
-        restarted = isinstance(pod, dict) and any(cs.get("restartCount") for cs in (pod.get("status") or {}).get(
-            "containerStatuses") or [])
-        return text if text.strip() or not restarted else pod_logs(kube, pod, tail_lines, namespace, container, True)
+        if text.strip() or isinstance(pod, str) or not any(cs.restart_count for cs in Pod.of(pod).container_statuses):
+            return text
+        return pod_logs(kube, pod, tail_lines, namespace, container, True)
     try:
         return kube.core.read_namespaced_pod_log(name, namespace, container=container, tail_lines=tail_lines,
                                                  previous=previous or None) or ""
-    except ApiException as exc:
-        if exc.status in (400, 404):  # container not started yet / no previous run / pod gone
-            return ""
-        raise cluster_error(exc, f"read the log of pod {name}", kube) from None
     except Exception as exc:
+        if isinstance(exc, ApiException) and exc.status in (400, 404):  # not started / no previous run / pod gone
+            return ""
         raise cluster_error(exc, f"read the log of pod {name}", kube) from None
 
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 
 
-def default_container(pod: dict | str) -> str | None:
+def default_container(pod: dict | Pod | str) -> str | None:
     """The container whose log a pod's log means, as kubectl picks it: the default-container annotation, else the
     first container when there are several (vLLM comes before the auth-proxy sidecar); None for one container."""
-    if not isinstance(pod, dict):
+    if isinstance(pod, str):
         return None
-    annotated = ((pod.get("metadata") or {}).get("annotations") or {}).get(DEFAULT_CONTAINER_ANNOTATION)
-    containers = (pod.get("spec") or {}).get("containers") or []
-    return annotated or (containers[0].get("name") if len(containers) > 1 else None)
+    pod = Pod.of(pod)
+    annotated = pod.meta.annotations.get(DEFAULT_CONTAINER_ANNOTATION)
+    return annotated or (pod.containers[0].name if len(pod.containers) > 1 else None)
 
 
-def _name_ns(pod: dict | str, namespace: str | None) -> tuple[str, str]:
-    if isinstance(pod, dict):
-        meta = pod.get("metadata") or {}
-        return meta.get("name", ""), namespace or meta.get("namespace") or "default"
-    return pod, namespace or "default"
+def _name_ns(pod: dict | Pod | str, namespace: str | None) -> tuple[str, str]:
+    if isinstance(pod, str):
+        return pod, namespace or "default"
+    meta = Pod.of(pod).meta
+    return meta.name, namespace or meta.namespace or "default"

@@ -8,6 +8,7 @@ A failing check never raises: it becomes a failed row saying what to install.
 from __future__ import annotations
 
 from ..manifests.scaleout import EXTERNAL_METRICS_APISERVICE, KEDA_CRD, Autoscaler, ScaleOutSpec
+from ..specs.objects import APIService
 from .client import Kube
 from .preflight import CheckRow, PreflightReport
 
@@ -22,13 +23,12 @@ def _status(exc: Exception) -> int | None:
     return getattr(exc, "status", None)
 
 
-def _available(apiservice: dict) -> tuple[bool, str]:
-    conditions = (apiservice.get("status") or {}).get("conditions") or []
-    available = next((c for c in conditions if c.get("type") == "Available"), None)
+def _available(apiservice: APIService) -> tuple[bool, str]:
+    available = apiservice.condition("Available")
     if available is None:
         return False, "reports no Available condition"
-    if available.get("status") != "True":
-        return False, f"is not Available ({available.get('reason') or 'no reason'}: {available.get('message') or ''})"
+    if not available.true:
+        return False, f"is not Available ({available.reason or 'no reason'}: {available.message})"
     return True, "is Available"
 
 
@@ -44,9 +44,9 @@ def external_metrics_row(kube: Kube) -> CheckRow:
                                          f"serves external metrics", ADAPTER_INSTALL)
         return CheckRow(name, False, f"could not read APIService {EXTERNAL_METRICS_APISERVICE}: {exc}",
                         "Check the kubeconfig's permissions (get apiservices).")
+    apiservice = APIService.of(apiservice)
     ok, words = _available(apiservice)
-    service = (apiservice.get("spec") or {}).get("service") or {}
-    by = f" (served by {service.get('namespace')}/{service.get('name')})" if service else ""
+    by = f" (served by {apiservice.service_namespace}/{apiservice.service_name})" if apiservice.service_name else ""
     return CheckRow(name, ok, f"APIService {EXTERNAL_METRICS_APISERVICE} {words}{by}",
                     "" if ok else "Fix the adapter behind it (its pods and logs), or reinstall: " + ADAPTER_INSTALL)
 

@@ -11,6 +11,7 @@ import time
 
 from ..errors import WaitTimeoutError
 from ..specs.labels import selector
+from ..specs.objects import ObjectMeta
 from .apply import Cascade, delete, get, list_objects
 from .client import Kube, ObjectRef
 
@@ -25,11 +26,11 @@ def find_created(kube: Kube, namespace: str, keep_pvc: bool = True, model: str |
     """What :func:`teardown` would delete, in order (a dry run)."""
     label_selector = selector(model=model)  # everything the toolkit made, or one model's objects
     kinds = ORDER + (() if keep_pvc else STORAGE)
-    refs = [ObjectRef(api_version, kind, obj["metadata"]["name"], namespace)
+    refs = [ObjectRef(api_version, kind, ObjectMeta.from_api(obj).name, namespace)
             for api_version, kind in kinds
             for obj in list_objects(kube, api_version, kind, namespace, label_selector)]
     if not keep_pvc and model is None:
-        refs += [ObjectRef("storage.k8s.io/v1", "StorageClass", obj["metadata"]["name"])
+        refs += [ObjectRef("storage.k8s.io/v1", "StorageClass", ObjectMeta.from_api(obj).name)
                  for obj in list_objects(kube, "storage.k8s.io/v1", "StorageClass", None, label_selector)]
     return refs
 

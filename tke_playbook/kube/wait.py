@@ -10,7 +10,7 @@ pull, OOM, CUDA out of memory, model missing) fail the wait at once instead of a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from kubernetes import watch
@@ -18,6 +18,7 @@ from kubernetes import watch
 from ..errors import ClusterError, DeploymentFailedError, JobFailedError, WaitTimeoutError
 from ..specs.diagnosis import Diagnosis, Severity, diagnose_pod, format_diagnoses
 from ..specs.labels import selector_matching
+from ..specs.objects import Event, Job, Pod, Workload, events_of
 from .apply import get
 from .client import Kube, ObjectRef
 from .inventory import current_pods, list_pods, pod_events, pod_logs
@@ -66,27 +67,21 @@ class JobProgress:
         return text + ("" if self.state == "running" else f" - {self.state}")
 
 
-def job_progress(job: dict, pods: list[dict] = ()) -> JobProgress:
+def job_progress(job: dict | Job, pods: Iterable[dict | Pod] = ()) -> JobProgress:
     """Progress from a Job and its pods, as the API returns them (pure)."""
-    spec, status = job.get("spec") or {}, job.get("status") or {}
-    completions = int(spec.get("completions") or 1)
-    completed = parse_indexes(status.get("completedIndexes"))
-    if not completed and status.get("succeeded") and spec.get("completionMode") != "Indexed":
-        completed = frozenset(range(min(int(status["succeeded"]), completions)))
-    conditions = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
-    state, message = "running", ""
-    if "Failed" in conditions or "FailureTarget" in conditions:
-        cond = conditions.get("Failed") or conditions["FailureTarget"]
-        state, message = "failed", f"{cond.get('reason') or ''}: {cond.get('message') or ''}".strip(": ")
-    elif "Complete" in conditions or "SuccessCriteriaMet" in conditions:
-        state = "complete"
-    phases = {}
-    for pod in pods:
-        index = ((pod.get("metadata") or {}).get("labels") or {}).get(INDEX_LABEL)
-        if index is not None and index.isdigit():
-            phases[int(index)] = (pod.get("status") or {}).get("phase") or "Pending"
-    return JobProgress(job["metadata"]["name"], completions, completed, parse_indexes(status.get("failedIndexes")),
-                       int(status.get("active") or 0), phases, state, message)
+    job = Job.of(job)
+    completed = parse_indexes(job.completed_indexes)
+    if not completed and job.succeeded and not job.indexed:
+        completed = frozenset(range(min(job.succeeded, job.completions)))
+    failed = job.true_condition("Failed", "FailureTarget")
+    if failed is not None:
+        state, message = "failed", failed.summary()
+    else:
+        state, message = "complete" if job.true_condition("Complete", "SuccessCriteriaMet") else "running", ""
+    phases = {int(index): pod.phase for pod in map(Pod.of, pods)
+              if (index := pod.meta.labels.get(INDEX_LABEL, "")).isdigit()}
+    return JobProgress(job.meta.name, job.completions, completed, parse_indexes(job.failed_indexes), job.active,
+                       phases, state, message)
 
 
 def new_lines(previous: list[str], current: list[str]) -> list[str]:
@@ -98,17 +93,30 @@ def new_lines(previous: list[str], current: list[str]) -> list[str]:
     return list(current)
 
 
-def _blocking(diagnoses: list[Diagnosis], events: list[dict], ignore: frozenset[str] = frozenset()) -> list[Diagnosis]:
+def _blocking(diagnoses: list[Diagnosis], events: list[Event], ignore: frozenset[str] = frozenset()) -> list[Diagnosis]:
     """The ERROR diagnoses that will not resolve by themselves (scheduling waits if the autoscaler scales up)."""
-    scaling = any(e.get("reason") == "TriggeredScaleUp" for e in events)
+    scaling = any(e.reason == "TriggeredScaleUp" for e in events)
     return [d for d in diagnoses if d.severity is Severity.ERROR and d.code not in ignore
             and not (scaling and d.code in _SCHEDULING_CODES)]
 
 
-def _examine(kube: Kube, pod: dict, tail_lines: int) -> tuple[list[Diagnosis], list[dict], str]:
-    events = pod_events(kube, pod)
+@dataclass(frozen=True)
+class _Examined:
+    """One pod's findings, the events they came from and its log tail."""
+
+    pod: Pod
+    diagnoses: list[Diagnosis]
+    events: list[Event]
+    logs: str
+
+    def blocking(self, ignore: frozenset[str] = frozenset()) -> list[Diagnosis]:
+        return _blocking(self.diagnoses, self.events, ignore)
+
+
+def _examine(kube: Kube, pod: Pod, tail_lines: int) -> _Examined:
+    events = events_of(pod_events(kube, pod))
     logs = pod_logs(kube, pod, tail_lines)
-    return diagnose_pod(pod, events, logs), events, logs
+    return _Examined(pod, diagnose_pod(pod, events, logs), events, logs)
 
 
 def _wait_for_job_change(kube: Kube, ref: ObjectRef, resource_version: str | None, seconds: float) -> None:
@@ -136,47 +144,61 @@ def wait_for_job(kube: Kube, name: str, namespace: str, timeout: float = 3600.0,
     ref = ObjectRef("batch/v1", "Job", name, namespace)
     deadline, last = time.monotonic() + timeout, None
     while True:
-        job = get(kube, ref)
-        if job is None:
-            raise ClusterError(f"{ref} does not exist: apply it first (or it was deleted).", obj=ref)
-        pods = list_pods(kube, namespace, f"job-name={name}")
+        job = Job.of(_existing(kube, ref))
+        pods = [Pod.of(p) for p in list_pods(kube, namespace, f"job-name={name}")]
         progress = job_progress(job, pods)
         if progress != last and on_progress:
             on_progress(progress)
         last = progress
         if progress.state == "complete":
             return progress
-        failed_pods = sorted((p for p in pods if (p.get("status") or {}).get("phase") == "Failed"),
-                             key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
-        if progress.state == "failed":
-            raise _job_failure(kube, progress, failed_pods[-1:] or pods[-1:], tail_lines)
-        if fail_fast:
-            for pod in pods:
-                if (pod.get("status") or {}).get("phase") in ("Pending", "Running"):
-                    diagnoses, events, logs = _examine(kube, pod, tail_lines)
-                    if _blocking(diagnoses, events, frozenset({"crash-loop"})):  # the backoff limit decides
-                        raise _job_failure(kube, progress, [pod], tail_lines, (diagnoses, logs))
+        _check_job(kube, progress, pods, tail_lines, fail_fast)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            stuck = [d for p in pods if (p.get("status") or {}).get("phase") == "Pending"
-                     for d in _examine(kube, p, tail_lines)[0]]
-            hint = f"\n{format_diagnoses(stuck)}" if stuck else ""
-            raise WaitTimeoutError(f"Timed out after {timeout:g} s waiting for {ref}. Last seen: "
-                                   f"{progress.summary()}.{hint}", obj=progress)
-        _wait_for_job_change(kube, ref, job["metadata"].get("resourceVersion"), min(remaining, poll))
+            raise _job_timeout(kube, ref, progress, pods, timeout, tail_lines)
+        _wait_for_job_change(kube, ref, job.meta.resource_version or None, min(remaining, poll))
 
 
-def _job_failure(kube: Kube, progress: JobProgress, pods: list[dict], tail_lines: int,
-                 examined: tuple[list[Diagnosis], str] | None = None) -> JobFailedError:
-    pod = pods[0] if pods else None
-    diagnoses, logs = examined or ((_examine(kube, pod, tail_lines)[::2]) if pod else ([], ""))
-    name = (pod or {}).get("metadata", {}).get("name", "?")
+def _existing(kube: Kube, ref: ObjectRef) -> dict:
+    obj = get(kube, ref)
+    if obj is None:
+        raise ClusterError(f"{ref} does not exist: apply it first (or it was deleted).", obj=ref)
+    return obj
+
+
+def _check_job(kube: Kube, progress: JobProgress, pods: list[Pod], tail_lines: int, fail_fast: bool) -> None:
+    """Raise JobFailedError when the Job failed, or (``fail_fast``) when a pod of it will not get anywhere."""
+    if progress.state == "failed":
+        failed = sorted((p for p in pods if p.phase == "Failed"), key=lambda p: p.meta.creation_timestamp)
+        raise _job_failure(kube, progress, failed[-1:] or pods[-1:], tail_lines)
+    if not fail_fast:
+        return
+    for pod in pods:
+        if pod.phase in ("Pending", "Running"):
+            examined = _examine(kube, pod, tail_lines)
+            if examined.blocking(frozenset({"crash-loop"})):  # the backoff limit decides
+                raise _job_failure(kube, progress, [pod], tail_lines, examined)
+
+
+def _job_timeout(kube: Kube, ref: ObjectRef, progress: JobProgress, pods: list[Pod], timeout: float,
+                 tail_lines: int) -> WaitTimeoutError:
+    stuck = [d for p in pods if p.phase == "Pending" for d in _examine(kube, p, tail_lines).diagnoses]
+    hint = f"\n{format_diagnoses(stuck)}" if stuck else ""
+    return WaitTimeoutError(f"Timed out after {timeout:g} s waiting for {ref}. Last seen: {progress.summary()}."
+                            f"{hint}", obj=progress)
+
+
+def _job_failure(kube: Kube, progress: JobProgress, pods: list[Pod], tail_lines: int,
+                 examined: _Examined | None = None) -> JobFailedError:
+    if examined is None and pods:
+        examined = _examine(kube, pods[0], tail_lines)
+    diagnoses, logs = (examined.diagnoses, examined.logs) if examined else ([], "")
     why = f" ({progress.message})" if progress.message else ""
     text = f"{progress.summary()}{why}."
     if diagnoses:
         text += f"\nDiagnosis:\n{format_diagnoses(diagnoses)}"
     if logs.strip():
-        text += f"\nLast log lines of pod {name}:\n{logs.rstrip()}"
+        text += f"\nLast log lines of pod {examined.pod.name if examined else '?'}:\n{logs.rstrip()}"
     return JobFailedError(text, obj=progress, logs=logs, diagnosis=diagnoses)
 
 
@@ -196,65 +218,79 @@ class RolloutState:
                                                                                if self.message else "")
 
 
-def rollout_state(obj: dict) -> RolloutState:
+def rollout_state(obj: dict | Workload) -> RolloutState:
     """Ready or not, from a Deployment or LeaderWorkerSet as the API returns it (pure)."""
-    spec, status, meta = obj.get("spec") or {}, obj.get("status") or {}, obj.get("metadata") or {}
-    replicas = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
-    ready = int(status.get("readyReplicas") or 0)
-    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    workload = Workload.of(obj)
+    progressing = workload.condition("Progressing")
     message = ""
-    stalled = conditions.get("Progressing", {})
-    if stalled.get("status") == "False" and stalled.get("reason") == "ProgressDeadlineExceeded":
-        message = "ProgressDeadlineExceeded: " + (stalled.get("message") or "")
-    current = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
-    updated = obj.get("kind") != "Deployment" or int(status.get("updatedReplicas") or 0) >= replicas
-    done = ready >= replicas and updated and (current or obj.get("kind") != "Deployment")
-    return RolloutState(obj.get("kind", ""), meta.get("name", ""), replicas, ready, done, message)
+    if progressing is not None and progressing.false and progressing.reason == "ProgressDeadlineExceeded":
+        message = "ProgressDeadlineExceeded: " + progressing.message
+    # a Deployment is done once its controller saw the latest spec and every replica runs it
+    deployment = workload.kind == "Deployment"
+    current = workload.observed_generation >= workload.meta.generation
+    updated = workload.updated_replicas >= workload.replicas
+    done = workload.ready_replicas >= workload.replicas and (not deployment or (updated and current))
+    return RolloutState(workload.kind, workload.meta.name, workload.replicas, workload.ready_replicas, done, message)
 
 
-def _sorted_pods(kube: Kube, ref: ObjectRef, obj: dict, selector: str) -> list[dict]:
+def _sorted_pods(kube: Kube, ref: ObjectRef, workload: Workload, selector: str) -> list[Pod]:
     """The workload's current pods, the leader (worker-index 0) or first pod first: its log is the one followed."""
-    return sorted(current_pods(kube, obj, list_pods(kube, ref.namespace, selector)),
-                  key=lambda p: ((p["metadata"].get("labels") or {}).get(LWS_WORKER_INDEX, "0") != "0",
-                                 p["metadata"]["name"]))
+    pods = current_pods(kube, workload, [Pod.of(p) for p in list_pods(kube, ref.namespace, selector)])
+    return sorted(pods, key=lambda p: (p.meta.labels.get(LWS_WORKER_INDEX, "0") != "0", p.name))
 
 
-def _wait_rollout(kube: Kube, ref: ObjectRef, selector: Callable[[dict], str], timeout: float, on_log, on_diagnosis,
-                  poll: float, tail_lines: int, fail_fast: bool) -> RolloutState:
-    deadline, shown, reported = time.monotonic() + timeout, [], set()
+class _Watch:
+    """What a rollout wait has shown so far: the followed pod's log lines and the diagnoses reported."""
 
-    def follow(logs: str) -> None:
-        nonlocal shown
+    def __init__(self, on_log: Callable[[str], None] | None, on_diagnosis: Callable[[Diagnosis], None] | None):
+        self.on_log, self.on_diagnosis = on_log, on_diagnosis
+        self.shown: list[str] = []
+        self.reported: set[tuple[str, str]] = set()
+
+    def follow(self, logs: str) -> None:
         lines = logs.splitlines()
-        for line in new_lines(shown, lines):
-            on_log(line)
-        shown = lines
+        for line in new_lines(self.shown, lines) if self.on_log else ():
+            self.on_log(line)
+        self.shown = lines
 
+    def report(self, diagnoses: list[Diagnosis]) -> None:
+        for d in diagnoses if self.on_diagnosis else ():
+            if (d.subject, d.code) not in self.reported:
+                self.reported.add((d.subject, d.code))
+                self.on_diagnosis(d)
+
+
+def _examine_rollout(kube: Kube, state: RolloutState, pods: list[Pod], watch: _Watch, tail_lines: int,
+                     fail_fast: bool) -> list[Diagnosis]:
+    """Every pod's findings (the first pod's log followed); raise when the rollout will not finish by itself."""
+    findings: list[Diagnosis] = []
+    for i, pod in enumerate(pods):
+        examined = _examine(kube, pod, tail_lines if i == 0 else 20)
+        if i == 0:
+            watch.follow(examined.logs)
+        findings += examined.diagnoses
+        watch.report(examined.diagnoses)
+        if state.message or (fail_fast and examined.blocking()):
+            raise _rollout_failure(state, pod, examined.diagnoses, examined.logs)
+    if state.message:
+        raise _rollout_failure(state, None, findings, "")
+    return findings
+
+
+def _wait_rollout(kube: Kube, ref: ObjectRef, selector: Callable[[Workload], str], timeout: float, on_log,
+                  on_diagnosis, poll: float, tail_lines: int, fail_fast: bool) -> RolloutState:
+    deadline, watch = time.monotonic() + timeout, _Watch(on_log, on_diagnosis)
     while True:
-        obj = get(kube, ref)
-        if obj is None:
-            raise ClusterError(f"{ref} does not exist: apply it first (or it was deleted).", obj=ref)
+        obj = _existing(kube, ref)
         obj.setdefault("kind", ref.kind)
-        state = rollout_state(obj)
-        pods = _sorted_pods(kube, ref, obj, selector(obj))
+        workload = Workload.of(obj)
+        state = rollout_state(workload)
+        pods = _sorted_pods(kube, ref, workload, selector(workload))
         if state.done:
             if on_log and pods:  # the last lines (e.g. "Application startup complete") before returning
-                follow(pod_logs(kube, pods[0], tail_lines))
+                watch.follow(pod_logs(kube, pods[0], tail_lines))
             return state
-        findings = []
-        for i, pod in enumerate(pods):
-            diagnoses, events, logs = _examine(kube, pod, tail_lines if i == 0 else 20)
-            if i == 0 and on_log:
-                follow(logs)
-            findings += diagnoses
-            for d in diagnoses:
-                if on_diagnosis and (d.subject, d.code) not in reported:
-                    reported.add((d.subject, d.code))
-                    on_diagnosis(d)
-            if state.message or (fail_fast and _blocking(diagnoses, events)):
-                raise _rollout_failure(state, pod, diagnoses, logs)
-        if state.message:
-            raise _rollout_failure(state, None, findings, "")
+        findings = _examine_rollout(kube, state, pods, watch, tail_lines, fail_fast)
         if time.monotonic() >= deadline:
             hint = f"\n{format_diagnoses(findings)}" if findings else ""
             raise WaitTimeoutError(f"Timed out after {timeout:g} s waiting for {ref} to become ready. Last seen: "
@@ -262,20 +298,18 @@ def _wait_rollout(kube: Kube, ref: ObjectRef, selector: Callable[[dict], str], t
         time.sleep(max(0.01, min(poll, deadline - time.monotonic())))
 
 
-def _rollout_failure(state: RolloutState, pod: dict | None, diagnoses: list[Diagnosis],
+def _rollout_failure(state: RolloutState, pod: Pod | None, diagnoses: list[Diagnosis],
                      logs: str) -> DeploymentFailedError:
     text = f"{state.summary()} and will not become ready on its own."
     if diagnoses:
         text += f"\nDiagnosis:\n{format_diagnoses(diagnoses)}"
     if pod is not None and logs.strip():
-        text += f"\nLast log lines of pod {pod['metadata']['name']}:\n{logs.rstrip()}"
+        text += f"\nLast log lines of pod {pod.name}:\n{logs.rstrip()}"
     return DeploymentFailedError(text, obj=state, logs=logs, diagnosis=diagnoses)
 
 
-def _match_labels(obj: dict) -> str:
-    return selector_matching(((obj.get("spec") or {}).get("selector") or {}).get("matchLabels"))
-
-
+def _match_labels(workload: Workload) -> str:
+    return selector_matching(workload.match_labels)
 def wait_for_deployment(kube: Kube, name: str, namespace: str, timeout: float = 3600.0,
                         on_log: Callable[[str], None] | None = None, *,
                         on_diagnosis: Callable[[Diagnosis], None] | None = None, poll: float = 3.0,

@@ -312,6 +312,48 @@ def _settle_s(settle_s: float | None) -> float:
     return SETTLE_S if settle_s is None else check_range(settle_s, "settle_s", 0.0, 3600.0, 30, low_inclusive=True)
 
 
+class _Sweep:
+    """What the levels of one run share: the server, the settle probe, the records and the server's numbers."""
+
+    def __init__(self, kind: str, base: str, model: str | None, settle: float, scrape_metrics: bool,
+                 progress: Progress | None):
+        self.kind, self.base, self.settle = kind, base, settle
+        self.scrape_metrics, self.progress = scrape_metrics, progress
+        self.probe = encoded_bodies(model, 1, variants=1)[0]
+        self.records, self.server_rows = _Records(), []
+
+    async def level(self, sender_context, bodies: list[bytes], current: _Level, where: tuple, key: dict,
+                    send) -> None:
+        """One level: wait for the server to settle, scrape /metrics, ``send(sender, prepared bodies)``, scrape
+        again. ``where`` is (input tokens, concurrency, rate, inputs); the level is recorded also when it is
+        interrupted (then ``progress.partial`` holds every record so far)."""
+        tokens, _, _, inputs = where
+        async with sender_context as sender:
+            prepared = [sender.prepare(b) for b in bodies]
+            await _settle(sender, self.base, sender.prepare(self.probe), self.settle, self.progress)
+            before = await _scrape(sender, self.scrape_metrics)
+            try:
+                await send(sender, prepared)
+            except asyncio.CancelledError:
+                abandoned(self.base, current.abandoned)
+                current.cut = "interrupted"
+                self.records.add_level(current, *where)
+                self.keep_partial()
+                raise
+            after = await _scrape(sender, self.scrape_metrics)
+        abandoned(self.base, current.abandoned)
+        self.records.add_level(current, *where)
+        self.server_rows.append(_server_row(before, after, {**key, "input_tokens": tokens, "inputs": inputs}))
+        if self.progress is not None:
+            self.progress.level_ended()
+
+    def keep_partial(self) -> None:
+        _keep_partial(self.progress, self.kind, self.records)
+
+    def result(self) -> LoadResult:
+        return _result(self.kind, self.records, self.server_rows, self.scrape_metrics, self.progress)
+
+
 def closed_budget_s(max_duration_s: float | None, drain_s: float | None = None) -> float | None:
     """A closed-loop level's time bound: issuing for ``max_duration_s``, then the drain (default as long again).
     A wait for the server to finish abandoned requests adds to a run's bound when it happens."""
@@ -348,9 +390,8 @@ async def run_closed_loop_async(url: str, model: str | None = None, concurrency_
                                "e.g. 3", field="max_duration_s", value=max_duration_s)
     count = None if requests_per_level is None else check_levels([requests_per_level], "requests_per_level")[0]
     timeout = check_range(timeout, "timeout", 0.0, 3600.0, 60)
-    settle = _settle_s(settle_s)
-    probe = encoded_bodies(model, 1, variants=1)[0]
-    records, server_rows, t0 = _Records(), [], time.perf_counter()
+    sweep = _Sweep("closed", base, model, _settle_s(settle_s), scrape_metrics, progress)
+    t0 = time.perf_counter()
     try:
         for tokens in lengths:
             for inputs in batches:
@@ -359,31 +400,35 @@ async def run_closed_loop_async(url: str, model: str | None = None, concurrency_
                     if progress is not None:
                         progress.level_started(_level_text(tokens, inputs, concurrency=level),
                                                closed_budget_s(max_duration_s, drain_s) or 0.0)
-                    async with make_engine(engine, base, level, api_key=api_key, timeout=timeout) as sender:
-                        prepared = [sender.prepare(b) for b in bodies]
-                        await _settle(sender, base, sender.prepare(probe), settle, progress)
-                        before = await _scrape(sender, scrape_metrics)
-                        current = _Level(count)
-                        try:
-                            await _closed_level(sender, prepared, level, count, max_duration_s, t0, progress,
-                                                drain_s, current)
-                        except asyncio.CancelledError:
-                            abandoned(base, current.abandoned)
-                            current.cut = "interrupted"
-                            records.add_level(current, tokens, float(level), math.nan, inputs)
-                            _keep_partial(progress, "closed", records)
-                            raise
-                        after = await _scrape(sender, scrape_metrics)
-                    abandoned(base, current.abandoned)
-                    records.add_level(current, tokens, float(level), math.nan, inputs)
-                    server_rows.append(_server_row(before, after, {"concurrency": float(level),
-                                                                   "input_tokens": tokens, "inputs": inputs}))
-                    if progress is not None:
-                        progress.level_ended()
+                    current = _Level(count)
+                    await sweep.level(
+                        make_engine(engine, base, level, api_key=api_key, timeout=timeout), bodies, current,
+                        (tokens, float(level), math.nan, inputs), {"concurrency": float(level)},
+                        lambda sender, prepared: _closed_level(sender, prepared, level, count, max_duration_s, t0,
+                                                               progress, drain_s, current))
     except asyncio.CancelledError:
-        _keep_partial(progress, "closed", records)  # cancelled between levels
+        sweep.keep_partial()  # cancelled between levels
         raise
-    return _result("closed", records, server_rows, scrape_metrics, progress)
+    return sweep.result()
+
+
+def _rates(rates) -> list[float]:
+    rate_levels = check_levels(rates, "rates", kind=float)
+    for rate in rate_levels:
+        check_range(rate, "rate", 0.0, MAX_RATE, 50)
+    return rate_levels
+
+
+def _open_counts(rate_levels: list[float], duration_s: float | None,
+                 requests: int | None) -> tuple[list[int], float | None]:
+    """Requests per level (``requests``, else ``rate x duration_s``) and the checked duration."""
+    if requests is None and not duration_s:
+        raise InvalidSpecError("an open-loop run needs duration_s or requests: pass e.g. duration_s=10",
+                               field="duration_s", value=duration_s)
+    if duration_s is not None:
+        duration_s = check_range(duration_s, "duration_s", 0.0, MAX_DURATION_S, 10)
+    return [int(requests) if requests is not None else max(1, math.ceil(r * duration_s)) for r in rate_levels], \
+        duration_s
 
 
 async def run_open_loop_async(url: str, model: str | None = None, rates=(1.0, 10.0, 50.0), *,
@@ -402,23 +447,15 @@ async def run_open_loop_async(url: str, model: str | None = None, rates=(1.0, 10
     for a connection and the wait counts as latency. Before a level it waits up to ``settle_s`` (default
     ``SETTLE_S``) for the server to finish requests earlier levels (or runs) abandoned, if there were any."""
     base = root_url(url)
-    rate_levels = check_levels(rates, "rates", kind=float)
-    for rate in rate_levels:
-        check_range(rate, "rate", 0.0, MAX_RATE, 50)
+    rate_levels = _rates(rates)
     lengths = check_levels(input_tokens, "input_tokens")
-    if requests is None and not duration_s:
-        raise InvalidSpecError("an open-loop run needs duration_s or requests: pass e.g. duration_s=10",
-                               field="duration_s", value=duration_s)
-    if duration_s is not None:
-        duration_s = check_range(duration_s, "duration_s", 0.0, MAX_DURATION_S, 10)
+    counts, duration_s = _open_counts(rate_levels, duration_s, requests)
     batches = check_levels(batch_size, "batch_size")
     timeout = check_range(timeout, "timeout", 0.0, 3600.0, 60)
-    counts = [int(requests) if requests is not None else max(1, math.ceil(r * duration_s)) for r in rate_levels]
     bound = max_duration_s if max_duration_s is not None else send_bound_s(duration_s)
     drain = timeout if drain_s is None else drain_s
-    settle = _settle_s(settle_s)
-    probe = encoded_bodies(model, 1, variants=1)[0]
-    records, server_rows, t0 = _Records(), [], time.perf_counter()
+    sweep = _Sweep("open", base, model, _settle_s(settle_s), scrape_metrics, progress)
+    t0 = time.perf_counter()
     try:
         for tokens, inputs in ((t, b) for t in lengths for b in batches):
             bodies = encoded_bodies(model, tokens, batch_size=inputs)
@@ -426,31 +463,16 @@ async def run_open_loop_async(url: str, model: str | None = None, rates=(1.0, 10
                 if progress is not None:
                     progress.level_started(_level_text(tokens, inputs, rate=rate),
                                            (bound if bound else count / rate) + drain)
-                async with make_engine(engine, base, max_connections, api_key=api_key, timeout=timeout) as sender:
-                    prepared = [sender.prepare(b) for b in bodies]
-                    await _settle(sender, base, sender.prepare(probe), settle, progress)
-                    before = await _scrape(sender, scrape_metrics)
-                    current = _Level(count)
-                    try:
-                        await _open_level(sender, prepared, rate, count, seed + n, t0, progress, bound, drain,
-                                          max_connections, current)
-                    except asyncio.CancelledError:
-                        abandoned(base, current.abandoned)
-                        current.cut = "interrupted"
-                        records.add_level(current, tokens, math.nan, rate, inputs)
-                        _keep_partial(progress, "open", records)
-                        raise
-                    after = await _scrape(sender, scrape_metrics)
-                abandoned(base, current.abandoned)
-                records.add_level(current, tokens, math.nan, rate, inputs)
-                server_rows.append(_server_row(before, after, {"rate": rate, "input_tokens": tokens,
-                                                               "inputs": inputs}))
-                if progress is not None:
-                    progress.level_ended()
+                current = _Level(count)
+                await sweep.level(
+                    make_engine(engine, base, max_connections, api_key=api_key, timeout=timeout), bodies, current,
+                    (tokens, math.nan, rate, inputs), {"rate": rate},
+                    lambda sender, prepared: _open_level(sender, prepared, rate, count, seed + n, t0, progress,
+                                                         bound, drain, max_connections, current))
     except asyncio.CancelledError:
-        _keep_partial(progress, "open", records)  # cancelled between levels
+        sweep.keep_partial()  # cancelled between levels
         raise
-    return _result("open", records, server_rows, scrape_metrics, progress)
+    return sweep.result()
 
 
 def send_bound_s(duration_s: float | None) -> float | None:

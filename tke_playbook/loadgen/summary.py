@@ -104,28 +104,29 @@ def explain_levels(summary: pd.DataFrame, records: pd.DataFrame,
     """The summary with a ``note`` column - why a level was cut short (``levels``: the run's plan per level, with
     a ``cut`` reason) and what its errors were - and one line per level that has a note."""
     out = summary.copy()
-    notes, lines = [], []
+    plan = levels if levels is not None and not levels.empty else None
     keys = [c for c in out.columns if c in ("stream", "concurrency", "rate", "input_tokens", "inputs")]
-    for _, row in out.iterrows():
-        mask = pd.Series(True, index=records.index)
-        plan = levels if levels is not None and not levels.empty else None
-        for key in keys:
-            if pd.isna(row[key]):
-                mask &= records[key].isna() if key in records else True
-                plan = plan[plan[key].isna()] if plan is not None and key in plan else plan
-            else:
-                mask &= records[key] == row[key]
-                plan = plan[plan[key] == row[key]] if plan is not None and key in plan else plan
-        group = records[mask]
-        parts = [str(c) for c in (plan["cut"] if plan is not None and "cut" in plan else []) if c]
-        failed = _error_words(group.loc[~group["ok"], "error"], len(group))
-        parts += [failed] if failed else []
-        note = "; ".join(parts)
-        notes.append(note)
-        if note:
-            lines.append(f"{_level_name(row)}: {note}")
+    rows = [row for _, row in out.iterrows()]
+    notes = [_level_note(row, keys, records, plan) for row in rows]
+    lines = [f"{_level_name(row)}: {note}" for row, note in zip(rows, notes) if note]
     out["note"] = pd.Series(notes, index=out.index, dtype=object)
     return out, lines
+
+
+def _same_level(frame: pd.DataFrame, row: pd.Series, keys: list[str]) -> pd.Series:
+    """The rows of ``frame`` at ``row``'s level: equal on each key ``frame`` has (missing where it is missing)."""
+    mask = pd.Series(True, index=frame.index)
+    for key in (k for k in keys if k in frame):
+        mask &= frame[key].isna() if pd.isna(row[key]) else frame[key] == row[key]
+    return mask
+
+
+def _level_note(row: pd.Series, keys: list[str], records: pd.DataFrame, plan: pd.DataFrame | None) -> str:
+    """Why the level was cut short (from the plan) and what its errors were, '; '-joined ('' for neither)."""
+    group = records[_same_level(records, row, keys)]
+    cuts = plan.loc[_same_level(plan, row, keys), "cut"] if plan is not None and "cut" in plan else []
+    failed = _error_words(group.loc[~group["ok"], "error"], len(group))
+    return "; ".join([str(c) for c in cuts if c] + ([failed] if failed else []))
 
 
 def headroom_warning(summary: pd.DataFrame, ceiling_rps: float | None) -> str | None:

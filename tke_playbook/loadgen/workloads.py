@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -91,10 +92,7 @@ async def run_mixed_async(url: str, model: str | None = None, streams=None, *, d
     """Send every stream at once for ``duration_s`` seconds, each as its own Poisson process; answers still
     missing ``drain_s`` (default: ``timeout``) after the end are recorded as unfinished."""
     base = root_url(url)
-    streams = tuple(streams or default_streams())
-    if not all(isinstance(s, Stream) for s in streams) or len({s.name for s in streams}) != len(streams):
-        raise InvalidSpecError("streams must be Stream objects with distinct names, e.g. default_streams()",
-                               field="streams", value=streams)
+    streams = _checked_streams(streams)
     duration = check_range(duration_s, "duration_s", 0.0, MAX_DURATION_S, 10)
     drain = timeout if drain_s is None else check_range(drain_s, "drain_s", 0.0, 3600.0, 5, low_inclusive=True)
     counts = [max(1, math.ceil(s.rate * duration)) for s in streams]
@@ -102,21 +100,11 @@ async def run_mixed_async(url: str, model: str | None = None, streams=None, *, d
     if progress is not None:
         progress.level_started(", ".join(f"{s.name} {s.rate:g} req/s" for s in streams),
                                open_budget_s(duration, drain))
-    t0 = time.perf_counter()
+    engines = functools.partial(make_engine, engine, base, api_key=api_key, timeout=timeout)
     try:
-        async with contextlib.AsyncExitStack() as stack:
-            scraper = await stack.enter_async_context(make_engine(engine, base, 4, api_key=api_key, timeout=timeout))
-            senders = [await stack.enter_async_context(make_engine(engine, base, max_connections, api_key=api_key,
-                                                                   timeout=timeout)) for _ in streams]
-            await _settle(scraper, base, scraper.prepare(encoded_bodies(model, 1, variants=1)[0]), SETTLE_S, progress)
-            before = await _scrape(scraper, scrape_metrics)
-            await asyncio.gather(*(
-                _open_level(sender, [sender.prepare(b) for b in encoded_bodies(model, s.input_tokens,
-                                                                                batch_size=s.inputs)],
-                            s.rate, count, seed + n, t0, progress, send_bound_s(duration), drain, max_connections,
-                            level)
-                for n, (sender, s, count, level) in enumerate(zip(senders, streams, counts, levels))))
-            after = await _scrape(scraper, scrape_metrics)
+        before, after = await _send_streams(engines, base, model, streams, list(zip(counts, levels)), seed=seed,
+                                            progress=progress, duration=duration, drain=drain,
+                                            max_connections=max_connections, scrape_metrics=scrape_metrics)
     except asyncio.CancelledError:
         abandoned(base, sum(level.abandoned for level in levels))
         if progress is not None:
@@ -124,13 +112,38 @@ async def run_mixed_async(url: str, model: str | None = None, streams=None, *, d
             progress.kept = "last_interrupted()"
         raise
     abandoned(base, sum(level.abandoned for level in levels))
+    result = _mixed_result(streams, levels, before, after, scrape_metrics)
     if progress is not None:
         progress.level_ended()
-    result = _mixed_result(streams, levels, before, after, scrape_metrics)
-    for note in result.notes:
-        if progress is not None:
+        for note in result.notes:
             progress.note(note)
     return result
+
+
+def _checked_streams(streams) -> tuple[Stream, ...]:
+    streams = tuple(streams or default_streams())
+    if not all(isinstance(s, Stream) for s in streams) or len({s.name for s in streams}) != len(streams):
+        raise InvalidSpecError("streams must be Stream objects with distinct names, e.g. default_streams()",
+                               field="streams", value=streams)
+    return streams
+
+
+async def _send_streams(engines, base: str, model: str | None, streams: tuple[Stream, ...], plan: list, *,
+                        seed: int, progress: Progress | None, duration: float, drain: float, max_connections: int,
+                        scrape_metrics: bool) -> tuple[str | None, str | None]:
+    """Every stream at once, each on its own engine (``engines(connections)``) as its own Poisson process, into
+    its ``(count, level)`` of ``plan``; the server's /metrics before and after."""
+    t0 = time.perf_counter()
+    async with contextlib.AsyncExitStack() as stack:
+        scraper = await stack.enter_async_context(engines(4))
+        senders = [await stack.enter_async_context(engines(max_connections)) for _ in streams]
+        await _settle(scraper, base, scraper.prepare(encoded_bodies(model, 1, variants=1)[0]), SETTLE_S, progress)
+        before = await _scrape(scraper, scrape_metrics)
+        await asyncio.gather(*(
+            _open_level(sender, [sender.prepare(b) for b in encoded_bodies(model, s.input_tokens, batch_size=s.inputs)],
+                        s.rate, count, seed + n, t0, progress, send_bound_s(duration), drain, max_connections, level)
+            for n, (sender, s, (count, level)) in enumerate(zip(senders, streams, plan))))
+        return before, await _scrape(scraper, scrape_metrics)
 
 
 def _mixed_result(streams, levels, before, after, scrape_metrics: bool) -> MixedResult:

@@ -172,7 +172,7 @@ def _auth_middleware(api_key: str):
 def _check_content_type(request: web.Request) -> None:
     media_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json":
-        raise bad_request(surface.UNSUPPORTED_MEDIA_TYPE, validation=True)
+        raise bad_request(surface.UNSUPPORTED_MEDIA_TYPE, validation=True, param=None)  # a string error: no loc
 
 
 async def read_body(request: web.Request, limit: int, timeout_s: float | None = None) -> bytes:
@@ -215,7 +215,8 @@ def _parse(state: _State, body: bytes, request_id: str | None) -> EmbeddingReque
                                      request_id=request_id,
                                      trust_request_chat_template=config.trust_request_chat_template)
     facts = state.facts
-    check_dimensions(parsed, is_matryoshka=facts.is_matryoshka, matryoshka_dimensions=facts.matryoshka_dimensions)
+    check_dimensions(parsed, is_matryoshka=facts.is_matryoshka, matryoshka_dimensions=facts.matryoshka_dimensions,
+                     embedding_size=facts.dim)
     return parsed
 
 

@@ -195,28 +195,38 @@ class Batcher:
         """Up to ``limit`` rows and ``max_batch_tokens`` tokens (always at least one row), shared by water-filling:
         jobs with the fewest rows left first, each taking at most an equal part of the rows still free."""
         live = [job for job in self._jobs if not job.future.done() and job.taken < len(job.ids)]
-        wanted = [job for job in live if (small_only and self._small(job)) or (bulk_only and not self._small(job))
-                  or not (small_only or bulk_only)]
-        jobs = sorted(wanted, key=lambda job: len(job.ids) - job.taken)
+        jobs = sorted((job for job in live if self._wanted(job, small_only, bulk_only)),
+                      key=lambda job: len(job.ids) - job.taken)
         batch: list[tuple[_Job, int]] = []
-        budget = self.max_batch_tokens
-        tokens = 0
+        budget, tokens = self.max_batch_tokens, 0
         for position, job in enumerate(jobs):
             share = max(1, (limit - len(batch)) // (len(jobs) - position))
-            end = min(len(job.ids), job.taken + share)
-            while job.taken < end and len(batch) < limit:
-                size = len(job.ids[job.taken])
-                if budget is not None and batch and tokens + size > budget:
-                    break
-                batch.append((job, job.taken))
-                job.taken += 1
-                tokens += size
-                self._pending -= 1
-                self._small_pending -= self._small(job)
+            tokens = self._take_rows(job, min(len(job.ids), job.taken + share), batch, limit, tokens)
             if len(batch) >= limit or (budget is not None and tokens >= budget):
                 break
         self._jobs = collections.deque(job for job in live if job.taken < len(job.ids))
         return batch
+
+    def _wanted(self, job: _Job, small_only: bool, bulk_only: bool) -> bool:
+        """Whether a step for small requests' rows (``small_only``), or for the bulk's, takes rows of ``job``."""
+        if small_only == bulk_only:  # neither: every job
+            return True
+        return self._small(job) if small_only else not self._small(job)
+
+    def _take_rows(self, job: _Job, end: int, batch: list[tuple[_Job, int]], limit: int, tokens: int) -> int:
+        """Move ``job``'s rows up to ``end`` into ``batch`` while it has room (``limit`` rows, and the token budget
+        - but never an empty batch); the batch's tokens after."""
+        budget = self.max_batch_tokens
+        while job.taken < end and len(batch) < limit:
+            size = len(job.ids[job.taken])
+            if budget is not None and batch and tokens + size > budget:
+                break
+            batch.append((job, job.taken))
+            job.taken += 1
+            tokens += size
+            self._pending -= 1
+            self._small_pending -= self._small(job)
+        return tokens
 
     async def _run_express(self) -> None:
         """The express worker: while every regular worker is encoding, small requests' rows go here at once."""

@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 
 from ..errors import InvalidSpecError, PlaybookError, ServerError
+from ..specs.apikeys import check_api_key, read_key_file
 from ..specs.names import validate_port
 from . import surface
 from .settings import MAX_BATCH_TOKENS, check_host, check_number, url_host
@@ -166,15 +167,7 @@ def chat_template_timeout(environ=os.environ) -> float:
 
 
 def _read_key_file(path: str) -> str:
-    try:
-        key = Path(path).expanduser().read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidSpecError(f"--api-key-file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc}): "
-                               f"give a readable file holding the key", field="api_key_file", value=path) from exc
-    if not key:
-        raise InvalidSpecError(f"--api-key-file {path} is empty: put the key in it", field="api_key_file",
-                               value=path)
-    return key
+    return read_key_file(path, f"--api-key-file {path}")  # the one rule: a private file holding one valid key
 
 
 def resolve_api_key(args: argparse.Namespace, environ=os.environ, ask=getpass.getpass) -> str | None:
@@ -196,8 +189,9 @@ def resolve_api_key(args: argparse.Namespace, environ=os.environ, ask=getpass.ge
         if not key:
             raise InvalidSpecError("no API key was typed: type one, or leave out --api-key-prompt to serve without "
                                    "a key", field="api_key", value="")
-        return key
-    return environ.get(API_KEY_ENV) or None
+        return check_api_key(key, "The typed API key")
+    key = environ.get(API_KEY_ENV) or None
+    return check_api_key(key, f"${API_KEY_ENV}") if key is not None else None
 
 
 def raise_open_file_limit(target: int = 65535) -> int:

@@ -8,7 +8,6 @@ length and encodes it in chunks of similar length, so padding wastes little and 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ServerError
-from ..podworker.modelfolder import manifest_path, require_complete
+from ..podworker.modelfolder import read_manifest, require_complete
 from ..specs.catalog import OFFLINE_MODEL
 from ..specs.target import offline_model_dir
 
@@ -34,7 +33,7 @@ def default_model_name(model_dir: str | os.PathLike) -> str:
     except Exception:  # the offline package is optional for serving other folders
         pass
     try:
-        manifest = json.loads(manifest_path(path).read_text(encoding="utf-8"))
+        manifest = read_manifest(path)  # checked and bounded: a FIFO or /dev/zero in its place cannot hang serve
     except (OSError, ValueError):
         manifest = {}
     for key in _MANIFEST_ID_KEYS:
@@ -115,6 +114,33 @@ def _matryoshka(config) -> tuple[bool, tuple[int, ...] | None]:
     return bool(getattr(config, "is_matryoshka", False) or dims), dims
 
 
+def _max_model_len(model, config) -> int:
+    """The longest input: the model's max_seq_length, at most its position embeddings (RoBERTa-style models lose
+    two to the padding index), 512 when neither is known."""
+    positions = getattr(config, "max_position_embeddings", None)
+    max_len = model.max_seq_length or positions or 512
+    if positions and getattr(config, "model_type", "") in ("roberta", "xlm-roberta"):
+        positions -= 2  # RoBERTa-style position ids start after the padding index
+    return int(min(max_len, positions) if positions else max_len)
+
+
+def _model_facts(model, path: Path, normalizes: bool) -> ModelFacts:
+    """What the API needs to know of a loaded sentence-transformers model, from it and its config.json."""
+    config = getattr(getattr(model[0], "auto_model", None), "config", None)
+    tokenizer = model.tokenizer
+    dimension = (model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension")
+                 else model.get_sentence_embedding_dimension())
+    is_matryoshka, dimensions = _matryoshka(config)
+    return ModelFacts(
+        path=str(path), dim=int(dimension), max_model_len=_max_model_len(model, config),
+        vocab_size=int(getattr(config, "vocab_size", None) or len(tokenizer)), normalize=normalizes,
+        is_matryoshka=is_matryoshka, matryoshka_dimensions=dimensions,
+        has_chat_template=bool(getattr(tokenizer, "chat_template", None)),
+        architecture=str((getattr(config, "architectures", None) or ["BertModel"])[0]),
+        task_instructions={k: v for k, v in (getattr(model, "prompts", None) or {}).items()
+                           if isinstance(v, str) and v} or None)
+
+
 class Encoder:
     """A loaded sentence-transformers model that tokenises text and encodes token-id lists."""
 
@@ -142,21 +168,7 @@ class Encoder:
         self.tokenizer = self.model.tokenizer
         self.chunk = max(1, int(chunk))
         self._needs_token_types = "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
-        config = getattr(getattr(self.model[0], "auto_model", None), "config", None)
-        positions = getattr(config, "max_position_embeddings", None)
-        max_len = self.model.max_seq_length or positions or 512
-        if positions and getattr(config, "model_type", "") in ("roberta", "xlm-roberta"):
-            positions -= 2  # RoBERTa-style position ids start after the padding index
-        self.facts = ModelFacts(
-            path=str(path), dim=int(self.model.get_embedding_dimension() if hasattr(
-                self.model, "get_embedding_dimension") else self.model.get_sentence_embedding_dimension()),
-            max_model_len=int(min(max_len, positions) if positions else max_len),
-            vocab_size=int(getattr(config, "vocab_size", None) or len(self.tokenizer)), normalize=normalizes,
-            is_matryoshka=_matryoshka(config)[0], matryoshka_dimensions=_matryoshka(config)[1],
-            has_chat_template=bool(getattr(self.tokenizer, "chat_template", None)),
-            architecture=str((getattr(config, "architectures", None) or ["BertModel"])[0]),
-            task_instructions={k: v for k, v in (getattr(self.model, "prompts", None) or {}).items()
-                               if isinstance(v, str) and v} or None)
+        self.facts = _model_facts(self.model, path, normalizes)
 
     # --- tokenising --------------------------------------------------------------------------------------
 

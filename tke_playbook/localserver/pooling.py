@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import EmbeddingAPIError
 from . import surface
-from .protocol import bad_request, build_error, decode_json, not_found, usage, validation_message  # noqa: F401
+from .protocol import bad_request, build_error, decode_json, not_found, usage, validation_error
 
 
 class _Scoring(BaseModel):
@@ -122,7 +122,7 @@ def _validate(model, data: dict):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise bad_request(validation_message(exc), validation=True) from None
+        raise validation_error(exc) from None
 
 
 def _texts(value, architecture: str) -> list[str]:
@@ -218,7 +218,8 @@ def pooling_body(body: bytes) -> dict:
     embedding model's task, no ``dimensions``)."""
     data = decode_json(body)
     if "normalize" in data:
-        raise bad_request("Parameter `normalize` was removed; use `use_activation` instead.", validation=True)
+        raise bad_request("Parameter `normalize` was removed; use `use_activation` instead.", validation=True,
+                          param="normalize")
     task = data.get("task")
     if task is not None and task != "embed":
         raise bad_request(f"Unsupported task: {task!r} Supported tasks: {surface.EMBED_MODEL_TASKS}", param="task")
@@ -250,6 +251,20 @@ def _cohere_conversations(inputs: list[dict]) -> tuple[tuple[dict, ...], ...]:
     return tuple(out)
 
 
+def _cohere_prefix(input_type: str | None, task_instructions: dict | None) -> str:
+    """The task instruction put before each text for ``input_type`` ('' without one); an input_type the model
+    does not define is refused as vLLM refuses it."""
+    if input_type is None:
+        return (task_instructions or {}).get("", "")
+    if not task_instructions:
+        raise bad_request(f"Unsupported input_type {input_type!r}. This model does not define any input_type "
+                          f"task instructions.")
+    if input_type not in task_instructions:
+        raise bad_request(f"Unsupported input_type {input_type!r}. Supported values: "
+                          f"{', '.join(sorted(task_instructions))}")
+    return task_instructions[input_type]
+
+
 def parse_cohere(body: bytes, *, served: str, task_instructions: dict | None = None) -> CohereJob:
     """A Cohere /v2/embed body, checked as vLLM's CohereEmbedRequest and embed IO processor check it."""
     parsed = _validate(_Cohere, decode_json(body))
@@ -258,15 +273,9 @@ def parse_cohere(body: bytes, *, served: str, task_instructions: dict | None = N
         raise bad_request("Value error, Exactly one of texts, images, or inputs must be provided, and it must be "
                           "non-empty", validation=True)
     model = _model(parsed.model, served)
-    if parsed.input_type is not None and not task_instructions:
-        raise bad_request(f"Unsupported input_type {parsed.input_type!r}. This model does not define any input_type "
-                          f"task instructions.")
-    if parsed.input_type is not None and parsed.input_type not in task_instructions:
-        raise bad_request(f"Unsupported input_type {parsed.input_type!r}. Supported values: "
-                          f"{', '.join(sorted(task_instructions))}")
+    prefix = _cohere_prefix(parsed.input_type, task_instructions)
     if parsed.images is not None:
         raise bad_request("This model takes no images: send `texts`.")
-    prefix = (task_instructions or {}).get(parsed.input_type or "", "")
     texts = tuple(prefix + t for t in parsed.texts) if parsed.texts is not None else None
     truncate, side = _cohere_truncation(parsed)
     return CohereJob(model=model, texts=texts,

@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,15 +189,37 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
                          "--pooler-config": pooler_config, "--max-batch-tokens": max_batch_tokens,
                          "--max-inputs-per-request": max_inputs_per_request,
                          "--max-tokens-per-request": max_tokens_per_request, "--max-body-mb": max_body_mb})
+    with open(log, "ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env=_server_env(api_key), start_new_session=True)
+    # collect its exit status the moment it ends (stopped by another process, or crashed): no <defunct> child
+    threading.Thread(target=process.wait, name=f"reap-localserver-{process.pid}", daemon=True).start()
+
+    def bound_to(port: int) -> LocalServer:
+        return LocalServer(url=f"http://{url_host(host)}:{port}", port=port, pid=process.pid, model_dir=folder,
+                           served_model_name=name, log_path=log, api_key=api_key, _process=process)
+
+    server = _wait_healthy(process, port_file, log, timeout, bound_to)
+    if not outlive_caller:
+        _LIVE.add(server)
+    return server
+
+
+def _server_env(api_key: str | None) -> dict[str, str]:
+    """The server's environment: offline hub, unbuffered log, the API key (in the environment, not on the command
+    line where `ps` shows it)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
     env.pop(API_KEY_ENV, None)
     if api_key:
-        env[API_KEY_ENV] = api_key  # in the environment, not on the command line where `ps` shows it
-    with open(log, "ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=env, start_new_session=True)
-    # collect its exit status the moment it ends (stopped by another process, or crashed): no <defunct> child
-    threading.Thread(target=process.wait, name=f"reap-localserver-{process.pid}", daemon=True).start()
+        env[API_KEY_ENV] = api_key
+    return env
+
+
+def _wait_healthy(process: subprocess.Popen, port_file: Path, log: Path, timeout: float,
+                  bound_to: Callable[[int], LocalServer]) -> LocalServer:
+    """Wait until the server has written its port to ``port_file`` and answers /health; a server that exits, or
+    is not healthy within ``timeout`` s, raises ServerError with its log's tail. On any failure (an interrupt
+    too) the process is killed."""
     server = None
     deadline = time.monotonic() + timeout
     try:
@@ -205,13 +228,8 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
                 raise ServerError(f"The local server {_exit_words(process.returncode)} before it became "
                                   f"healthy. Last log lines ({log}):\n{_tail(log, 30)}", obj=log)
             if server is None and port_file.is_file():
-                bound = int(port_file.read_text(encoding="utf-8"))
-                server = LocalServer(url=f"http://{url_host(host)}:{bound}", port=bound, pid=process.pid,
-                                     model_dir=folder, served_model_name=name, log_path=log, api_key=api_key,
-                                     _process=process)
+                server = bound_to(int(port_file.read_text(encoding="utf-8")))
             if server is not None and _health(server.url, 2.0):
-                if not outlive_caller:
-                    _LIVE.add(server)
                 return server
             time.sleep(0.1)
         raise ServerError(f"The local server did not become healthy within {timeout:g} s and was stopped. "

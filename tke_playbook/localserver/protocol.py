@@ -35,9 +35,16 @@ def build_error(message: str, status: int, err_type: str | None = None, param: s
                       "param": param, "code": int(status)}}
 
 
-def bad_request(message: str, *, validation: bool = False, param: str | None = None) -> BadRequestError:
-    """A 400: ``validation`` errors (what FastAPI's request validation refuses) have type ``Bad Request``;
-    ``param`` names the field where vLLM's VLLMValidationError does."""
+_WHOLE_BODY = object()
+
+
+def bad_request(message: str, *, validation: bool = False, param: str | None | object = _WHOLE_BODY
+                ) -> BadRequestError:
+    """A 400: ``validation`` errors (what FastAPI's request validation refuses) have type ``Bad Request`` and, as
+    vLLM's handler gives them, a ``param`` (default ``"body"``: a check of the whole request); ``param`` names the
+    field where vLLM's VLLMValidationError does."""
+    if param is _WHOLE_BODY:
+        param = "body" if validation else None
     err_type = surface.VALIDATION_ERROR_TYPE if validation else surface.BAD_REQUEST_TYPE
     return BadRequestError(message, status=400, body=build_error(message, 400, err_type, param))
 
@@ -137,11 +144,20 @@ def decode_json(body: bytes) -> dict:
     except RecursionError:
         raise bad_request("JSON decode error: the request body is nested too deeply.", validation=True) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"JSON decode error: {exc}", validation=True) from None
+        where = getattr(exc, "pos", None)  # FastAPI's location of a JSON error: ("body", position)
+        raise bad_request(f"JSON decode error: {exc}", validation=True,
+                          param="body" if where is None else f"body.{where}") from None
     if not isinstance(data, dict):
         raise bad_request("Input should be a valid dictionary or object to extract fields from (the request body "
                           "must be a JSON object).", validation=True)
     return data
+
+
+def validation_error(exc: ValidationError) -> BadRequestError:
+    """A pydantic ValidationError as vLLM's handler answers it: ``Bad Request``, ``param`` at the first error."""
+    errors = exc.errors(include_url=False)
+    return bad_request(validation_message(exc), validation=True,
+                       param=surface.validation_param(errors[0]["loc"]) if errors else "body")
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -177,7 +193,7 @@ def _validate(data: dict) -> _Common:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise bad_request(validation_message(exc), validation=True) from None
+        raise validation_error(exc) from None
 
 
 def _check_text(text: str, where: str) -> str:
@@ -286,19 +302,22 @@ def parse_embedding_request(body: bytes | dict, *, served_names: tuple[str, ...]
 
 
 def check_dimensions(request: EmbeddingRequest, *, is_matryoshka: bool,
-                     matryoshka_dimensions: Sequence[int] | None = None) -> None:
-    """vLLM's rules for ``dimensions``: only Matryoshka models take it, and only their listed sizes if listed."""
-    if request.dimensions is None:
+                     matryoshka_dimensions: Sequence[int] | None = None, embedding_size: int | None = None) -> None:
+    """vLLM 0.33/0.34's rules for ``dimensions`` (``PoolingParams._set_default_parameters``, VLLMValidationError:
+    400 BadRequestError): only Matryoshka models take it, within ``[1, embedding_size]``, and only their listed
+    sizes if listed."""
+    dimensions = request.dimensions
+    if dimensions is None:
         return
     if not is_matryoshka:
-        raise bad_request(f'Model "{request.model}" does not support matryoshka representation, changing output '
-                          f"dimensions will lead to poor results.")
-    if matryoshka_dimensions:
-        if request.dimensions not in matryoshka_dimensions:
-            raise bad_request(f'Model "{request.model}" only supports {list(matryoshka_dimensions)} matryoshka '
-                              f"dimensions, use other output dimensions will lead to poor results.")
-    elif request.dimensions < 1:
-        raise bad_request("Dimensions must be greater than 0")
+        raise bad_request(f"Model {request.model!r} does not support Matryoshka embeddings; dimensions must be unset "
+                          f"(received dimensions={dimensions}).")
+    if not 1 <= dimensions <= (embedding_size or dimensions):
+        raise bad_request(f"Model {request.model!r} only supports dimensions in range [1, {embedding_size}], got "
+                          f"{dimensions}.")
+    if matryoshka_dimensions and dimensions not in matryoshka_dimensions:
+        raise bad_request(f"Model {request.model!r} only supports Matryoshka dimensions "
+                          f"{list(matryoshka_dimensions)}, got {dimensions}.")
 
 
 def _truncate(ids: list[list[int]], truncate: int | None, side: TruncationSide) -> list[list[int]]:
@@ -329,17 +348,8 @@ def resolve_token_ids(request: EmbeddingRequest, tokenize: Callable[..., list[li
     ``max_input_len`` is the longest input taken (default ``max_model_len``; longer with vLLM's chunked processing,
     where ``0`` means no limit).
     """
-    truncate = request.truncate_prompt_tokens
-    if truncate is not None and truncate <= -1:
-        truncate = max_model_len
-    if truncate is not None and truncate > max_model_len:
-        raise bad_request(f"truncate_prompt_tokens value ({truncate}) is greater than max_model_len "
-                          f"({max_model_len}). Please, select a smaller truncation size.")
-    texts, special = request.texts, request.add_special_tokens
-    if request.conversations is not None:
-        if prompts is None or len(prompts) != len(request.conversations):
-            raise bad_request("This model has no chat template: send `input` instead of `messages`.")
-        texts, special = tuple(prompts), special and not prompts_tokenized
+    truncate = _truncation(request, max_model_len)
+    texts, special = _texts(request, prompts, prompts_tokenized)
     if texts is not None:
         if request.truncation_side is TruncationSide.LEFT and truncate is not None:
             ids = tokenize(list(texts), add_special_tokens=special, max_length=truncate, truncation_side="left")
@@ -348,21 +358,54 @@ def resolve_token_ids(request: EmbeddingRequest, tokenize: Callable[..., list[li
     else:
         ids = _truncate([list(row) for row in request.token_ids], truncate,
                         request.truncation_side or TruncationSide.LEFT)
-        for row in ids:
-            if row and (min(row) < 0 or max(row) >= vocab_size):
-                raise bad_request(f"Token id {max(row) if max(row) >= vocab_size else min(row)} is out of "
-                                  f"vocabulary (size {vocab_size}).")
-    total, limit = 0, max_model_len if max_input_len is None else max_input_len
+        _check_vocabulary(ids, vocab_size)
+    _check_lengths(ids, max_model_len if max_input_len is None else max_input_len, max_tokens,
+                   at_least=texts is not None and truncate is None)
+    return ids
+
+
+def _truncation(request: EmbeddingRequest, max_model_len: int) -> int | None:
+    """``truncate_prompt_tokens`` as vLLM takes it: -1 (or less) means max_model_len; more than that is refused."""
+    truncate = request.truncate_prompt_tokens
+    if truncate is not None and truncate <= -1:
+        truncate = max_model_len
+    if truncate is not None and truncate > max_model_len:
+        raise bad_request(f"truncate_prompt_tokens value ({truncate}) is greater than max_model_len "
+                          f"({max_model_len}). Please, select a smaller truncation size.")
+    return truncate
+
+
+def _texts(request: EmbeddingRequest, prompts: Sequence[str] | None,
+           prompts_tokenized: bool) -> tuple[Sequence[str] | None, bool]:
+    """The texts to tokenise (None for token-id input) and whether special tokens are added: a chat request's
+    are its rendered ``prompts``, without special tokens when the template call already tokenised them."""
+    if request.conversations is None:
+        return request.texts, request.add_special_tokens
+    if prompts is None or len(prompts) != len(request.conversations):
+        raise bad_request("This model has no chat template: send `input` instead of `messages`.")
+    return tuple(prompts), request.add_special_tokens and not prompts_tokenized
+
+
+def _check_vocabulary(ids: list[list[int]], vocab_size: int) -> None:
+    for row in ids:
+        if row and (min(row) < 0 or max(row) >= vocab_size):
+            raise bad_request(f"Token id {max(row) if max(row) >= vocab_size else min(row)} is out of "
+                              f"vocabulary (size {vocab_size}).")
+
+
+def _check_lengths(ids: list[list[int]], limit: int, max_tokens: int | None, *, at_least: bool) -> None:
+    """vLLM's length checks: no input longer than ``limit`` (0: no limit), none empty; this server's cap of
+    ``max_tokens`` per request."""
+    total = 0
     for row in ids:
         if limit and len(row) > limit:
-            raise _too_long(limit, len(row), at_least=texts is not None and truncate is None)
+            raise _too_long(limit, len(row), at_least=at_least)
         if not row:
             raise bad_request("The decoder prompt cannot be empty")
         total += len(row)
     if max_tokens is not None and total > max_tokens:
         raise bad_request(f"This server takes at most {max_tokens} tokens per request; the request has {total}. "
                           f"Split it into several requests.")
-    return ids
 
 
 # --- responses -----------------------------------------------------------------------------------------------

@@ -61,7 +61,16 @@ CHAT_FIELDS = ("messages", "add_generation_prompt", "continue_final_message", "c
                "chat_template_kwargs")
 LEGACY_FIELDS = {"normalize": "use_activation"}  # 0.10.1 spelling -> 0.33.0 spelling
 
-# Error bodies: {"error": {"message", "type", "param", "code"}} (vLLM >= 0.10.1).
+# Error bodies: {"error": {"message", "type", "param", "code"}} (vLLM >= 0.10.1). A request-validation error's
+# `param` (0.33.0 and 0.34.0: serve/exception_handling/handlers/validation.py) is the VLLMValidationError's parameter
+# when a validator raised one, else the first error's location joined with dots ("body.embed_dtype"; "body" for a
+# whole-model check; "body.<pos>" for malformed JSON), pydantic's schema-kind segments (bracketed ones, and the words
+# below) left out; an error that is a plain string (the unsupported media type) has none.
+PYDANTIC_LOC_KINDS = frozenset((
+    "function-wrap", "function-after", "function-before", "function-plain", "json-or-python", "lax-or-strict",
+    "chain", "default", "nullable", "tagged-union", "union", "call", "arguments", "is-instance", "is-subclass",
+    "callable", "str", "int", "float", "bool", "bytes", "bytearray", "list", "tuple", "dict", "set", "frozenset",
+    "complex", "none", "nonetype"))
 VALIDATION_ERROR_TYPE = "Bad Request"  # FastAPI RequestValidationError: bad JSON, bad field, wrong content type
 BAD_REQUEST_TYPE = "BadRequestError"  # the engine refused the request (too long, dimensions, chat template)
 NOT_FOUND_TYPE = "NotFoundError"  # unknown model
@@ -119,6 +128,13 @@ def check_version(version: str) -> str:
 
 def usage_has_prompt_tokens_details(version: str) -> bool:
     return tuple(map(int, version.split("."))) <= tuple(map(int, USAGE_DETAILS_UNTIL.split(".")))
+
+
+def validation_param(loc) -> str:
+    """The ``param`` of a request-validation error at pydantic location ``loc`` (inside the body)."""
+    parts = ["body"] + [str(p) for p in loc]
+    kept = [p for p in parts if not any(c in p for c in "[]{}()") and p.lower() not in PYDANTIC_LOC_KINDS]
+    return ".".join(kept) if kept else ".".join(parts)
 
 
 def requires_key(path: str) -> bool:

@@ -10,11 +10,11 @@ user named as pre-existing fail here, before anything reaches a cluster.
 from __future__ import annotations
 
 import os
-import secrets
 
 from ..errors import FitError, InvalidSpecError
 from ..podworker.planner import DownloadPlan
 from ..specs import fit
+from ..specs.apikeys import check_api_key, generate_api_key
 from ..specs.download import DownloadSpec
 from ..specs.serving import API_KEY_SECRET_KEY, ServiceType, ServingSpec, parse_vllm_version, version_from_image
 from ..specs.storage import StorageSpec
@@ -62,9 +62,11 @@ def check_serving_fit(serving: ServingSpec):
 def build_plan(storage: StorageSpec | None, download: DownloadSpec | None = None,
                serving: ServingSpec | None = None, *, download_plan: DownloadPlan | None = None,
                api_key: str | None = None, check_fit: bool = True,
-               pre_existing=(), scale_out: ScaleOutSpec | None = None) -> list[dict]:
+               pre_existing=(), scale_out: ScaleOutSpec | None = None, key_salt: bytes | None = None) -> list[dict]:
     """The manifests in apply order. ``api_key`` defaults to ``$TKE_PLAYBOOK_API_KEY``, else a random key
-    (read it back with ``kubectl get secret <name> -o jsonpath='{.data.api-key}' | base64 -d``).
+    (read it back with ``kubectl get secret <name> -o jsonpath='{.data.api-key}' | base64 -d``); either must
+    follow ``specs.apikeys.API_KEY_RULE``. ``key_salt``: the secret salt of the pods' key-revision annotation
+    (``specs.apikeys.annotation_salt``; see ``manifests.serving.build_serving_objects``).
     ``pre_existing``: objects the pods may use that the plan does not create (``"Secret/name"`` or
     ``("Secret", "name")``); without ``storage`` the PVC counts as pre-existing. ``scale_out`` (a
     ``tke_playbook.scaleout.ScaleOutSpec``) adds an autoscaler; with more than one replica the plan also gets a
@@ -79,7 +81,7 @@ def build_plan(storage: StorageSpec | None, download: DownloadSpec | None = None
         manifests.append(build_worker_configmap(download, download_plan))
         manifests.append(build_download_job(download, download_plan))
     if serving is not None:
-        manifests += _serving_objects(serving, api_key, check_fit)
+        manifests += _serving_objects(serving, api_key, check_fit, key_salt)
         if scale_out is not None or serving.replicas > 1:
             manifests = add_scale_out(manifests, serving, scale_out)
     implied = [] if storage is not None else [("PersistentVolumeClaim", p) for p in (
@@ -88,11 +90,21 @@ def build_plan(storage: StorageSpec | None, download: DownloadSpec | None = None
     return manifests
 
 
-def _serving_objects(serving: ServingSpec, api_key: str | None, check_fit: bool) -> list[dict]:
+def plan_api_key(api_key: str | None = None) -> str:
+    """The key a plan's Secret holds: ``api_key``, else ``$TKE_PLAYBOOK_API_KEY``, else a new random one; each
+    checked by ``specs.apikeys.API_KEY_RULE`` (a stray newline or a one-letter key is refused)."""
+    if api_key is not None:
+        return check_api_key(api_key)
+    if os.environ.get(API_KEY_ENV):
+        return check_api_key(os.environ[API_KEY_ENV], f"${API_KEY_ENV}")
+    return generate_api_key()
+
+
+def _serving_objects(serving: ServingSpec, api_key: str | None, check_fit: bool, key_salt: bytes | None) -> list[dict]:
     if check_fit:
         check_serving_fit(serving)
-    key = (api_key or os.environ.get(API_KEY_ENV) or secrets.token_urlsafe(24)) if serving.api_key_required else None
-    return build_serving_objects(serving, key)
+    key = plan_api_key(api_key) if serving.api_key_required else None
+    return build_serving_objects(serving, key, key_salt)
 
 
 def _pairs(pre_existing) -> list[tuple[str, str]]:

@@ -92,11 +92,12 @@ def with_overrides(profile: Profile, *, model=None, pvc=None, namespace=None, co
 
 
 def render_profile(profile: Profile | str = "seed", *, helm_values: bool = False, api_key: str | None = None,
-                   show_secrets: bool = False, download_plan=None) -> str:
+                   show_secrets: bool = False, download_plan=None, key_salt: bytes | None = None) -> str:
     """The profile's plan as multi-document YAML with its notes as comments, or the chart's values as YAML.
     Without ``api_key`` the plan's Secret takes ``$TKE_PLAYBOOK_API_KEY``, else a random key. Secret values are
     shown as ``<redacted>`` (safe to display or log) unless ``show_secrets=True`` gives the appliable form.
-    ``download_plan`` (from ``download.plan_download``) adds the download worker ConfigMap."""
+    ``download_plan`` (from ``download.plan_download``) adds the download worker ConfigMap. ``key_salt`` keeps the
+    pods' key-revision annotation stable for the same key (see ``manifests.serving.build_serving_objects``)."""
     profile = get_profile(profile) if isinstance(profile, str) else profile
     serving = profile.serving
     if helm_values:
@@ -106,9 +107,10 @@ def render_profile(profile: Profile | str = "seed", *, helm_values: bool = False
         return head + yaml.safe_dump(values, sort_keys=False, allow_unicode=True, width=2**20)
     notes = [f"tke-playbook plan, profile {profile.name}: {profile.description}",
              *plan_notes(profile.storage, profile.download, serving, download_plan=download_plan)]
-    api_key = api_key or os.environ.get(API_KEY_ENV) or None
-    manifests = build_plan(profile.storage, profile.download, serving, api_key=api_key, download_plan=download_plan)
-    if serving.api_key_required and not api_key:
+    given = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+    manifests = build_plan(profile.storage, profile.download, serving, api_key=api_key, download_plan=download_plan,
+                           key_salt=key_salt)
+    if serving.api_key_required and not given:
         notes.append(f"no ${API_KEY_ENV}: a random API key was generated into Secret '{serving.api_key_secret}'; "
                      f"applying a plan with a new key restarts vLLM with it (set ${API_KEY_ENV} to keep one key)")
     if serving.api_key_required and not show_secrets:

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
 import math
 import posixpath
-import re
+import secrets
 
 from ..errors import InvalidSpecError
 from ..podworker.modelfolder import readiness_command
 from ..specs import labels as L
+from ..specs.apikeys import check_api_key, key_revision
 from ..specs.serving import (API_KEY_SECRET_KEY, CONTAINER_PORT, INTERNAL_LB_SUBNET_ANNOTATION, PROXY_PORT, ServiceType,
                              ServingSpec)
 from ..specs.vllm_args import MODEL_DIR, build_command, build_leader_command, build_worker_command
@@ -37,7 +37,6 @@ PROXY_RESOURCES = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"me
 PROXY_CONTAINER = "auth-proxy"
 PROXY_TEMPLATE_KEY = "nginx.conf.template"
 PROXY_UID = 101  # the `nginx` user of the official image
-_BEARER_TOKEN = re.compile(r"^[A-Za-z0-9._~+/-]+=*$")  # RFC 6750 b64token: safe inside the proxy's config
 
 
 def _labels(spec: ServingSpec) -> dict:
@@ -54,12 +53,9 @@ def _meta(spec: ServingSpec, name: str) -> dict:
 
 
 def build_secret(spec: ServingSpec, api_key: str) -> dict:
-    """The Secret holding the API key (key ``api-key``), base64-encoded under ``data``."""
-    if not isinstance(api_key, str) or not _BEARER_TOKEN.match(api_key):
-        raise InvalidSpecError("The API key must be a non-empty string without spaces, of letters, digits and "
-                               "'-._~+/' (a bearer token): generate one with "
-                               "'python -c \"import secrets; print(secrets.token_urlsafe(24))\"'",
-                               field="api_key", value="<hidden>")
+    """The Secret holding the API key (key ``api-key``), base64-encoded under ``data``. The key must follow
+    :data:`~tke_playbook.specs.apikeys.API_KEY_RULE` (a bearer token the proxy can compare, long enough)."""
+    check_api_key(api_key)
     return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(spec, spec.api_key_secret), "type": "Opaque",
             "data": {API_KEY_SECRET_KEY: base64.b64encode(api_key.encode()).decode()}}
 
@@ -325,13 +321,7 @@ def build_service(spec: ServingSpec) -> dict:
     return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": service_spec}
 
 
-KEY_CHECKSUM_ANNOTATION = "tke-playbook.io/api-key-checksum"
-
-
-def key_checksum(spec: ServingSpec, api_key: str) -> str:
-    """A salted, slow, shortened hash of the key for the pod template (it tells keys apart, not what they are)."""
-    salt = f"{spec.namespace}/{spec.api_key_secret}".encode()
-    return hashlib.pbkdf2_hmac("sha256", api_key.encode(), salt, 10_000).hex()[:16]
+KEY_REVISION_ANNOTATION = "tke-playbook.io/api-key-revision"
 
 
 def pod_templates(workload: dict) -> list[dict]:
@@ -342,20 +332,24 @@ def pod_templates(workload: dict) -> list[dict]:
     return [workload["spec"]["template"]]
 
 
-def build_serving_objects(spec: ServingSpec, api_key: str | None) -> list[dict]:
+def build_serving_objects(spec: ServingSpec, api_key: str | None, key_salt: bytes | None = None) -> list[dict]:
     """Every serving object in apply order: the API-key Secret (when a key is required; ``api_key`` must then be
     given), the auth proxy's ConfigMap (public LoadBalancer), the Deployment or LeaderWorkerSet, the Service.
-    Apply all of them: the pods refer to the Secret and the ConfigMap. The pod templates carry a checksum of the
-    key: containers read a Secret's env only when they start, so re-applying with a new key restarts the pods
-    (the same key leaves them running)."""
+    Apply all of them: the pods refer to the Secret and the ConfigMap.
+
+    The pod templates carry the key's revision (:func:`~tke_playbook.specs.apikeys.key_revision`): containers read
+    a Secret's env only when they start, so re-applying with a new key restarts the pods. It is an HMAC under
+    ``key_salt``, a secret kept on this machine (``specs.apikeys.annotation_salt``), so the YAML reveals nothing
+    about the key; the same key and salt leave running pods alone. Without ``key_salt`` a random one is used:
+    every apply then restarts the pods, which is safe but slower."""
     objects = [build_secret(spec, api_key)] if spec.api_key_required else []
     if spec.uses_auth_proxy:
         objects.append(build_proxy_configmap(spec))
     workload = build_workload(spec)
     if spec.api_key_required:
-        checksum = key_checksum(spec, api_key)
+        revision = key_revision(api_key, key_salt if key_salt is not None else secrets.token_bytes(32))
         for template in pod_templates(workload):
-            template.setdefault("metadata", {}).setdefault("annotations", {})[KEY_CHECKSUM_ANNOTATION] = checksum
+            template.setdefault("metadata", {}).setdefault("annotations", {})[KEY_REVISION_ANNOTATION] = revision
     objects.append(workload)
     if spec.service_enabled:
         objects.append(build_service(spec))

@@ -130,7 +130,7 @@ class ClusterBackend:
         """Apply every serving object (Secret, auth-proxy ConfigMap, workload, Service); follow the log until
         ready (each line an event to the sink, each diagnosis a warning); return the endpoint."""
         key = self.records.api_key(serving_spec) if serving_spec.api_key_required else None
-        apply_all(self.kube, build_serving_objects(serving_spec, key))
+        apply_all(self.kube, build_serving_objects(serving_spec, key, self.records.secrets.annotation_salt()))
         self.records.record_serving(serving_spec)
         wait = wait_for_leader_worker_set if serving_spec.is_multi_node else wait_for_deployment
         with waiting(f"Waiting for {serving_spec.name} to become ready (log lines follow)"):

@@ -95,7 +95,8 @@ class ClusterDownloads:
         progress = job_progress(job) if job else None
         done = progress is not None and progress.state == "complete"
         return pd.DataFrame([{"job": spec.job_name, "complete": done,
-                              "note": "every pod checked size and sha256; the last wrote the completion marker"
+                              "note": "every pod checked each file's size and hash (sha256, or the git blob sha1 "
+                                      "where the hub lists only that); the last wrote the completion marker"
                               if done else "not complete yet: wait_for_download()"}])
 
     def stop_downloads(self) -> list:

@@ -26,6 +26,7 @@ from ..errors import DownloadError, NoDownloadError
 from ..loadgen.sync import interruptible
 from ..podworker import progress
 from ..podworker.modelfolder import read_manifest, require_complete
+from ..podworker.rules import CHECK_SHA1, CHECK_SHA256
 from ..specs.catalog import OFFLINE_MODEL
 from .base import PlanMemory, Records
 from .display import error_text, progress_bar
@@ -48,6 +49,14 @@ def _this_launch(record: DownloadRecord) -> dict[int, dict]:
     """The shard states written by this launch's workers (same plan, updated since it was launched)."""
     states = progress.shard_states(Path(record.folder), record.plan_id, len(record.shard_bytes))
     return {i: s for i, s in states.items() if float(s.get("updated") or 0) >= record.started_at}
+
+
+def _verified_row(entry: dict) -> dict:
+    check = entry.get("check") or "not recorded"
+    algorithm = CHECK_SHA1 if check == CHECK_SHA1 else CHECK_SHA256
+    value = entry.get("git_sha1" if algorithm == CHECK_SHA1 else "sha256") or ""
+    return {"file": entry["path"], "bytes": entry["size"], "check": check,
+            "algorithm": algorithm if value else "not recorded", "hash": value[:16]}
 
 
 class LocalDownloads:
@@ -188,12 +197,12 @@ class LocalDownloads:
         return self.download_progress()
 
     def verify_download(self) -> pd.DataFrame:
-        """The completion manifest: every file, its size and how it was checked against the hub (sha256, git
-        sha1, or size alone when the hub listed no hash), with the sha256 of what is on disk."""
+        """The completion manifest: every file, its size, how it was checked against the hub (``check``: sha256,
+        git-sha1, or size alone when the hub listed no hash) and the hash that check compared (``algorithm`` says
+        which one ``hash`` holds: the git blob sha1 for git-sha1 files, else the sha256; its first 16 digits)."""
         folder = require_complete(self.download_folder())
-        rows = [{"file": f["path"], "bytes": f["size"], "check": f.get("check") or "not recorded",
-                 "sha256": (f.get("sha256") or "")[:16]} for f in read_manifest(folder).get("files", [])]
-        return pd.DataFrame(rows, columns=["file", "bytes", "check", "sha256"])
+        return pd.DataFrame([_verified_row(f) for f in read_manifest(folder).get("files", [])],
+                            columns=["file", "bytes", "check", "algorithm", "hash"])
 
     def stop_downloads(self) -> list[DownloadRecord]:
         """Cancel the recorded downloads (the kernel running one stops its workers at its next check) and forget

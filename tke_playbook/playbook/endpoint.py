@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..embed.api import error_for
+from ..embed.api import build_rerank_body, error_for
 from ..embed.http import EmbeddingClient
 from ..errors import EmbeddingAPIError, EndpointGoneError, InvalidSpecError
 from ..specs.serving import API_KEY_SECRET_KEY
@@ -77,16 +77,19 @@ class ServiceEndpoint:
         self.check()
         return EmbeddingClient(self.url, self.model, self.api_key, **options)
 
-    def curl_command(self, text: str = TUTORIAL_INPUT, *, reveal: bool = False) -> list[str]:
-        """The tutorial's request as a curl argument list; the key is masked unless ``reveal``."""
+    def curl_command(self, text: str = TUTORIAL_INPUT, *, reveal: bool = False, path: str = "/v1/embeddings",
+                     body: dict | None = None) -> list[str]:
+        """The tutorial's request as a curl argument list (or ``body`` sent to ``path``); the key is masked unless
+        ``reveal``."""
         key = self.api_key if reveal else "$VLLM_API_KEY"
-        body = json.dumps({"model": self.model, "input": text}, ensure_ascii=False)
-        command = ["curl", "-sS", "-X", "POST", f"{self.url}/v1/embeddings", "-H", "Content-Type: application/json"]
+        body = json.dumps(body if body is not None else {"model": self.model, "input": text}, ensure_ascii=False)
+        command = ["curl", "-sS", "-X", "POST", f"{self.url}{path}", "-H", "Content-Type: application/json"]
         if self.api_key:
             command += ["-H", f"Authorization: Bearer {key}"]
         return command + ["-d", body]
 
-    def curl_text(self, text: str = TUTORIAL_INPUT, key_from: str = "") -> str:
+    def curl_text(self, text: str = TUTORIAL_INPUT, key_from: str = "", *, path: str = "/v1/embeddings",
+                  body: dict | None = None) -> str:
         """The request as you would type it in a shell, one option per line as in the tutorial. The key is
         ``$VLLM_API_KEY``, in double quotes so the shell expands it; everything else is single-quoted.
         ``key_from`` (e.g. :func:`api_key_source`) is a first line that sets the variable without showing it."""
@@ -94,10 +97,16 @@ class ServiceEndpoint:
             raise InvalidSpecError("key_from must read the key (from its file or Secret), never hold it",
                                    field="key_from", value="<hidden>")
         head = f"{key_from}\n" if key_from and self.api_key else ""
-        return head + self._curl_lines(text)
+        return head + self._curl_lines(text, path, body)
 
-    def _curl_lines(self, text: str) -> str:
-        parts = self.curl_command(text)
+    def rerank_curl_text(self, query: str, documents, key_from: str = "", *, top_n: int | None = None) -> str:
+        """vLLM's ``/rerank`` request for ``query`` and ``documents`` in the same shell form as :meth:`curl_text`
+        (vLLM answers it for an embedding model too, scoring each pair by the cosine of their vectors)."""
+        body = build_rerank_body(self.model, query, list(documents), top_n)
+        return self.curl_text(key_from=key_from, path="/rerank", body=body)
+
+    def _curl_lines(self, text: str, path: str = "/v1/embeddings", body: dict | None = None) -> str:
+        parts = self.curl_command(text, path=path, body=body)
         lines, i = [" ".join(_quote(p) for p in parts[:parts.index("-X") + 3])], parts.index("-X") + 3
         while i < len(parts):
             option, value = parts[i], parts[i + 1]

@@ -19,8 +19,9 @@ import pandas as pd
 
 from ..manifests.download import build_download_job, build_worker_configmap
 from ..manifests.plan import build_helm_values, build_plan, chart_limit
-from ..manifests.serving import KEY_CHECKSUM_ANNOTATION, build_serving_objects, pod_templates
+from ..manifests.serving import KEY_REVISION_ANNOTATION, build_serving_objects, pod_templates
 from ..podworker.planner import DownloadPlan, tutorial_plan
+from ..specs.apikeys import generate_api_key
 from ..specs.catalog import get_model
 from ..specs.diagnosis import diagnose_log
 from ..specs.download import DownloadSpec
@@ -289,13 +290,13 @@ class Playbook:
         """Every serving object (Secret with its value hidden, auth-proxy ConfigMap for a public load balancer,
         Deployment or LeaderWorkerSet, Service), as YAML."""
         self.forms.check(serving_spec)
-        docs = build_serving_objects(serving_spec, "hidden" if serving_spec.api_key_required else None)
+        docs = build_serving_objects(serving_spec, generate_api_key() if serving_spec.api_key_required else None)
         for doc in docs:
             if doc["kind"] == "Secret":
                 doc["data"] = {API_KEY_SECRET_KEY: "<generated; kept in the Secret, not shown>"}
             elif doc["kind"] in ("Deployment", "LeaderWorkerSet"):
-                for template in pod_templates(doc):  # the checksum of a placeholder key would mislead
-                    template["metadata"]["annotations"].pop(KEY_CHECKSUM_ANNOTATION, None)
+                for template in pod_templates(doc):  # the revision of a placeholder key would mislead
+                    template["metadata"]["annotations"].pop(KEY_REVISION_ANNOTATION, None)
         return to_yaml(docs)
 
     def helm_values(self, serving_spec) -> str:

@@ -36,7 +36,7 @@ _WIDGET_REF = re.compile(r"^IPY_MODEL_[0-9a-f]+$")  # widget state refers to mod
 
 
 def _looks_random(token: str) -> bool:
-    if _WIDGET_REF.match(token):
+    if _WIDGET_REF.fullmatch(token):
         return False
     return bool(re.search(r"[A-Z]", token) and re.search(r"[a-z]", token) and re.search(r"\d", token))
 

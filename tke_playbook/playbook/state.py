@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import uuid
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidSpecError
+from ..specs.apikeys import (annotation_salt, check_api_key, generate_api_key, key_store_dir, read_key_file,
+                             write_key_file)
 from ..specs.names import validate_subdomain
 from ..specs.target import Target, state_dir
-
-KEY_BYTES = 24  # secrets.token_urlsafe(24) -> 32 characters
 
 
 def mask_secret(value: str | None) -> str:
@@ -71,10 +69,11 @@ class StateStore:
 
 
 class SecretStore:
-    """API keys in ``<root>/secrets/<name>``, one per file, mode 0600 (the local stand-in for a Secret)."""
+    """API keys in ``<root>/secrets/<name>``, one per file, mode 0600 (the local stand-in for a Secret). Every key
+    stored or read follows ``specs.apikeys.API_KEY_RULE``."""
 
     def __init__(self, root: Path | None = None):
-        self.folder = (Path(root) if root is not None else state_dir()) / "secrets"
+        self.folder = key_store_dir(root)
 
     def _path(self, name: str) -> Path:
         return self.folder / validate_subdomain(name, "secret name")
@@ -84,24 +83,16 @@ class SecretStore:
         return self._path(name)
 
     def read(self, name: str) -> str | None:
-        try:
-            return self._path(name).read_text(encoding="utf-8").strip() or None
-        except FileNotFoundError:
+        """The key stored under ``name``, None when there is none; InvalidSpecError (saying how to fix it) when the
+        file is not a private file holding one valid key."""
+        path = self._path(name)
+        if not os.path.lexists(path):
             return None
+        return read_key_file(path, f"the key file {path} (delete it to have a new key generated)")
 
     def write(self, name: str, value: str) -> Path:
-        if not value or any(ch.isspace() for ch in value):
-            raise InvalidSpecError("An API key must be a non-empty string without spaces: leave it empty to have "
-                                   "one generated", field="api_key", value=mask_secret(value))
-        self.folder.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.folder, 0o700)
-        path = self._path(name)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(value + "\n")
-        os.replace(tmp, path)
-        return path
+        check_api_key(value, f"The API key for {name} (leave it empty to have one generated)")
+        return write_key_file(self._path(name), value)
 
     def ensure(self, name: str, value: str | None = None) -> str:
         """The key stored under ``name``: ``value`` when given (stored), the stored one, or a new random one."""
@@ -111,9 +102,13 @@ class SecretStore:
         existing = self.read(name)
         if existing:
             return existing
-        generated = secrets.token_urlsafe(KEY_BYTES)
+        generated = generate_api_key()
         self.write(name, generated)
         return generated
+
+    def annotation_salt(self) -> bytes:
+        """The secret salt of the pods' key-revision annotation (``specs.apikeys.key_revision``), kept here."""
+        return annotation_salt(self.folder)
 
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)

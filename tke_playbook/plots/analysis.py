@@ -26,31 +26,34 @@ def plot_pca(points, topics: Sequence[str], ax=None, *, langs: Sequence[str] | N
         if seq is not None and len(seq) != len(xy):
             raise InvalidSpecError(f"{len(seq)} {what} for {len(xy)} points", field=what, value=len(seq))
     fig, ax, owns = figure_and_axes(ax, 8.0, 6.5)
-    order = list(dict.fromkeys(topics))
-    for index, topic in enumerate(order):
-        color, named = COLORS[index % len(COLORS)], False
-        for lang in (sorted(set(langs)) if langs is not None else [None]):
-            mask = np.array([t == topic and (lang is None or g == lang)
-                             for t, g in zip(topics, langs if langs is not None else topics)])
-            if not mask.any():
-                continue
-            ax.scatter(xy[mask, 0], xy[mask, 1], s=60, color=color, marker=LANG_MARKERS.get(lang, "o"),
-                       edgecolor="white", linewidth=0.8, label=None if named else topic)  # each topic named once
-            named = True
+    for index, topic in enumerate(dict.fromkeys(topics)):
+        _scatter_topic(ax, xy, topics, langs, topic, COLORS[index % len(COLORS)])
     if labels is not None:
         for (x, y), text in zip(xy, safe_labels(labels)):
             ax.annotate(text, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7, color="#333333")
     handles, names = ax.get_legend_handles_labels()
-    if langs is not None:
-        for lang in sorted(set(langs)):
-            handles.append(Line2D([], [], marker=LANG_MARKERS.get(lang, "o"), linestyle="", color="grey"))
-            names.append({"en": "English", "zh": "Chinese"}.get(lang, lang))
+    for lang in sorted(set(langs)) if langs is not None else ():
+        handles.append(Line2D([], [], marker=LANG_MARKERS.get(lang, "o"), linestyle="", color="grey"))
+        names.append({"en": "English", "zh": "Chinese"}.get(lang, lang))
     ax.legend(handles, names, fontsize=8, loc="best", frameon=False)
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(title)
     ax.grid(alpha=0.25)
     return done(fig, ax, owns)
+
+
+def _scatter_topic(ax, xy, topics: Sequence[str], langs: Sequence[str] | None, topic: str, color) -> None:
+    """One topic's points, a marker per language; the topic is named in the legend once."""
+    named = False
+    for lang in (sorted(set(langs)) if langs is not None else [None]):
+        mask = np.array([t == topic and (lang is None or g == lang)
+                         for t, g in zip(topics, langs if langs is not None else topics)])
+        if not mask.any():
+            continue
+        ax.scatter(xy[mask, 0], xy[mask, 1], s=60, color=color, marker=LANG_MARKERS.get(lang, "o"),
+                   edgecolor="white", linewidth=0.8, label=None if named else topic)
+        named = True
 
 
 def _groups(distributions, split_cross_lingual: bool):

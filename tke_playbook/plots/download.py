@@ -28,26 +28,33 @@ def plot_bytes_per_pod(plan, ax=None, *, title: str | None = None, tutorial=None
     unit, scale = ("GB", 1e9) if max(sizes + theirs) >= 1e9 else ("MB", 1e6)
     width = 0.4 if theirs else 0.8
     offset = width / 2 if theirs else 0.0
-    bars = ax.bar([x - offset for x in range(len(sizes))], [s / scale for s in sizes], width, color="#4c72b0",
-                  label=f"ours (by size): {len(sizes)} pods")
-    if pods <= MAX_LABELLED:
-        ax.bar_label(bars, labels=[f"{s / scale:.2f}" for s in sizes], fontsize=8)
+    _bars(ax, sizes, -offset, width, scale, "#4c72b0", f"ours (by size): {len(sizes)} pods", pods)
     if theirs:
-        other = ax.bar([x + offset for x in range(len(theirs))], [s / scale for s in theirs], width, color="#dd8452",
-                       label=f"tutorial (by file count): {len(theirs)} pods")
-        if pods <= MAX_LABELLED:
-            ax.bar_label(other, labels=[f"{s / scale:.2f}" for s in theirs], fontsize=8)
-    step = max(1, -(-pods // MAX_LABELLED))  # every pod's tick up to 16 pods, then every 2nd, 4th, ...
-    ax.set_xticks(list(range(0, pods, step)), [f"pod {i}" if pods <= MAX_LABELLED else str(i)
-                                              for i in range(0, pods, step)])
-    if pods > MAX_LABELLED:
-        ax.set_xlabel("download pod (index)")
+        _bars(ax, theirs, offset, width, scale, "#dd8452", f"tutorial (by file count): {len(theirs)} pods", pods)
+    _pod_ticks(ax, pods)
     ax.axhline(plan.total_bytes / len(sizes) / scale, color="#c44e52", linestyle="--", linewidth=1,
                label="even share (ours)")
     ax.set_ylabel(unit)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title(title or _title(sizes, theirs, plan.total_bytes / scale, unit), fontsize=10)
     return ax.figure if owns else ax
+
+
+def _bars(ax, sizes: list, offset: float, width: float, scale: float, color: str, label: str, pods: int) -> None:
+    """One split's bars, each with its size written on it while the pods are few enough to read."""
+    bars = ax.bar([x + offset for x in range(len(sizes))], [s / scale for s in sizes], width, color=color,
+                  label=label)
+    if pods <= MAX_LABELLED:
+        ax.bar_label(bars, labels=[f"{s / scale:.2f}" for s in sizes], fontsize=8)
+
+
+def _pod_ticks(ax, pods: int) -> None:
+    """Every pod's tick up to 16 pods ("pod 3"), then every 2nd, 4th, ... (just the index, under an axis label)."""
+    step = max(1, -(-pods // MAX_LABELLED))
+    few = pods <= MAX_LABELLED
+    ax.set_xticks(list(range(0, pods, step)), [f"pod {i}" if few else str(i) for i in range(0, pods, step)])
+    if not few:
+        ax.set_xlabel("download pod (index)")
 
 
 def _title(sizes: list, theirs: list, total: float, unit: str) -> str:

@@ -61,25 +61,36 @@ def draw_heatmap(ax, sim, labels: Sequence[str], topics: Sequence[str] | None = 
     if annotate == "auto":
         annotate = n <= ANNOTATE_MAX
     if annotate:
-        size, middle = _annotation_size(n), (low + vmax) / 2
-        for i in range(n):
-            for j in range(n):
-                value = matrix[i, j]
-                far = abs(value - middle) > 0.3 * (vmax - low)
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=size,
-                        color="white" if far else "black", gid="annotation")
+        _annotate(ax, matrix, low, vmax)
     if topics is not None:
-        top = blended_transform_factory(ax.transData, ax.transAxes)
-        for topic, start, stop in topic_blocks(topics):
-            ax.add_patch(Rectangle((start - 0.5, start - 0.5), stop - start, stop - start, fill=False,
-                                   edgecolor="black", linewidth=2.0, gid="topic-block"))
-            ax.text((start + stop - 1) / 2, 1.01, str(topic), transform=top, ha="center", va="bottom", fontsize=8,
-                    fontweight="bold")
+        _outline_topics(ax, topics)
     if title:
         ax.set_title(title, pad=22 if topics is not None else 6)
     if colorbar:
         ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="cosine similarity")
     return image
+
+
+def _annotate(ax, matrix: np.ndarray, low: float, high: float) -> None:
+    """Each cell's value, white on the dark ends of the colour scale and black in its middle."""
+    n = matrix.shape[0]
+    size, middle = _annotation_size(n), (low + high) / 2
+    for i in range(n):
+        for j in range(n):
+            value = matrix[i, j]
+            far = abs(value - middle) > 0.3 * (high - low)
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=size,
+                    color="white" if far else "black", gid="annotation")
+
+
+def _outline_topics(ax, topics: Sequence[str]) -> None:
+    """A box around each topic's block of rows and columns, the topic's name above it."""
+    top = blended_transform_factory(ax.transData, ax.transAxes)
+    for topic, start, stop in topic_blocks(topics):
+        ax.add_patch(Rectangle((start - 0.5, start - 0.5), stop - start, stop - start, fill=False,
+                               edgecolor="black", linewidth=2.0, gid="topic-block"))
+        ax.text((start + stop - 1) / 2, 1.01, str(topic), transform=top, ha="center", va="bottom", fontsize=8,
+                fontweight="bold")
 
 
 def plot_similarity_heatmap(sim, labels: Sequence[str], topics: Sequence[str] | None = None, ax=None,

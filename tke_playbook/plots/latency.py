@@ -173,18 +173,38 @@ def plot_throughput_vs_concurrency(summary, ax=None, *, title: str | None = None
     """Requests per second (left axis) and p99 latency (right axis) against concurrency - or against the offered
     rate for open-loop summaries. Levels with errors are marked with their error rate."""
     _require(summary, {"req_per_s", "p99_ms"}, "summary")
-    x_column = next((c for c in ("concurrency", "rate") if c in summary.columns and summary[c].notna().any()), None)
-    if x_column is None:
-        raise InvalidSpecError("summary has neither a 'concurrency' nor a 'rate' column with values: pass "
-                               "loadgen's summary", field="summary", value=list(summary.columns))
+    x_column = _x_column(summary)
+    closed = x_column == "concurrency"
     data = summary.dropna(subset=[x_column]).sort_values(x_column)
     fig, ax, owns = figure_and_axes(ax, 8.0, 4.5)
     x = data[x_column].to_numpy(dtype=float)
     ax.plot(x, data["req_per_s"], marker="o", color="#3b6fb6", label="throughput (req/s)")
-    ax.set_xlabel("concurrent requests" if x_column == "concurrency" else "offered rate (req/s)")
+    ax.set_xlabel("concurrent requests" if closed else "offered rate (req/s)")
     ax.set_ylabel("throughput (req/s)", color="#3b6fb6")
     top = float(np.nanmax(data["req_per_s"].to_numpy(dtype=float))) if len(data) else 0.0
     ax.set_ylim(0, top * 1.2 if top > 0 else 1.0)  # headroom for the error-rate notes
+    right = _latency_axis(ax, x, data)
+    _error_notes(ax, x, data)
+    if closed:
+        _concurrency_axis(ax, x)
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    _below_legend(ax, handles)  # both y axes are taken: below the plot, never over the lines
+    ax.set_title(title or ("Throughput and tail latency against " + ("concurrency" if closed else "offered rate")))
+    ax.grid(alpha=0.25)
+    return done(fig, ax, owns)
+
+
+def _x_column(summary: pd.DataFrame) -> str:
+    """'concurrency' (closed loop) or 'rate' (open loop): the first of them with values."""
+    x_column = next((c for c in ("concurrency", "rate") if c in summary.columns and summary[c].notna().any()), None)
+    if x_column is None:
+        raise InvalidSpecError("summary has neither a 'concurrency' nor a 'rate' column with values: pass "
+                               "loadgen's summary", field="summary", value=list(summary.columns))
+    return x_column
+
+
+def _latency_axis(ax, x, data: pd.DataFrame):
+    """p99 (and p50, when measured) latency on a twin axis at the right; returns that axis."""
     right = ax.twinx()
     right.plot(x, data["p99_ms"], marker="s", color="#d62728", label="p99 latency (ms)")
     if "p50_ms" in data.columns:
@@ -192,21 +212,23 @@ def plot_throughput_vs_concurrency(summary, ax=None, *, title: str | None = None
                    label="p50 latency (ms)")
     right.set_ylabel("latency (ms)", color="#d62728")
     right.set_ylim(bottom=0)
-    if "error_rate" in data.columns:
-        for xi, yi, rate in zip(x, data["req_per_s"], data["error_rate"]):
-            if rate and rate > 0:
-                ax.annotate(f"{rate:.0%} errors", (xi, yi), xytext=(0, 8), textcoords="offset points",
-                            ha="center", fontsize=7, color="#d62728", gid="error-rate")
-    if x_column == "concurrency" and len(x) > 1 and x.max() / max(x.min(), 1) >= 8:
+    return right
+
+
+def _error_notes(ax, x, data: pd.DataFrame) -> None:
+    """'12% errors' above each level that had any."""
+    for xi, yi, rate in zip(x, data["req_per_s"], data["error_rate"] if "error_rate" in data.columns else ()):
+        if rate and rate > 0:
+            ax.annotate(f"{rate:.0%} errors", (xi, yi), xytext=(0, 8), textcoords="offset points",
+                        ha="center", fontsize=7, color="#d62728", gid="error-rate")
+
+
+def _concurrency_axis(ax, x) -> None:
+    """Powers of two on a log axis when the levels span 8x or more; ticks at the measured levels only (no "2.5
+    requests in flight")."""
+    if len(x) > 1 and x.max() / max(x.min(), 1) >= 8:
         ax.set_xscale("log", base=2)
-    if x_column == "concurrency":  # ticks at the measured levels only (no "2.5 requests in flight")
-        ax.set_xticks(x, [f"{v:g}" for v in x])
-    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    _below_legend(ax, handles)  # both y axes are taken: below the plot, never over the lines
-    ax.set_title(title or ("Throughput and tail latency against " +
-                           ("concurrency" if x_column == "concurrency" else "offered rate")))
-    ax.grid(alpha=0.25)
-    return done(fig, ax, owns)
+    ax.set_xticks(x, [f"{v:g}" for v in x])
 
 
 def _series_label(tokens, inputs) -> str:

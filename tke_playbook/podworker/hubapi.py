@@ -83,11 +83,11 @@ class _Unreachable(Exception):
 
 
 def _hf_commit(endpoint, repo_id, revision, headers, timeout) -> str:
-    if _COMMIT.match(revision):
+    if _COMMIT.fullmatch(revision):
         return revision
     body, _ = _get_json(f"{endpoint}/api/models/{repo_id}/revision/{quote(revision, safe='')}", headers, timeout)
     sha = body.get("sha") if isinstance(body, dict) else None
-    if not isinstance(sha, str) or not _COMMIT.match(sha):
+    if not isinstance(sha, str) or not _COMMIT.fullmatch(sha):
         raise Malformed(f"a revision answer without a 40-hex commit 'sha' ({sha!r:.60})")
     return sha
 

@@ -15,7 +15,7 @@ import fnmatch
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 try:
     from ..errors import InvalidSpecError
@@ -112,7 +112,7 @@ class DownloadPlan:
         return {"source": self.source, "repo_id": self.repo_id, "revision": self.revision,
                 "requested_revision": self.requested_revision, "model_path": self.model_path, "pvc": self.pvc,
                 "endpoint": self.endpoint, "strategy": self.strategy, "allow_unverified": self.allow_unverified,
-                "files": [asdict(f) for f in self.files], "skipped": [list(s) for s in self.skipped],
+                "files": [f.as_dict() for f in self.files], "skipped": [list(s) for s in self.skipped],
                 "shards": [[[p.path, p.start, p.end] for p in shard] for shard in self.shards],
                 "plan_id": self.plan_id}
 

@@ -50,6 +50,11 @@ class RepoFile:
     def expected(self) -> str | None:
         return self.sha256 or self.blob_id
 
+    def as_dict(self) -> dict:
+        """The fields as a plain dict (what ``dataclasses.asdict`` gives, without its deep copy: a 20,000-file
+        plan is converted several times)."""
+        return {"path": self.path, "size": self.size, "sha256": self.sha256, "blob_id": self.blob_id}
+
 
 def path_problem(path) -> str | None:
     """What is wrong with a listed path, or None."""
@@ -99,7 +104,7 @@ def _digest(value, pattern, what: str):
     """(normalised digest or None, problem or None)."""
     if value in (None, ""):
         return None, None
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         return None, f"a malformed {what} ({value!r:.80})"
     return value.lower(), None
 

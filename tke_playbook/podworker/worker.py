@@ -25,6 +25,7 @@ install nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -35,28 +36,28 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 try:
     from . import progress
     from .hubapi import describe, list_files
-    from .modelfolder import (TRUSTED, clear_completion, completeness_problem, hash_file, marker_path, read_manifest,
-                              write_completion)
+    from .modelfolder import (TRUSTED, clear_completion, completeness_problem, hash_fd, hash_file, marker_path,
+                              open_in_folder, os_problem, read_manifest, write_completion)
     from .planner import DownloadPlan, make_plan, request_of, require_plan_hashes
     from .rules import CHECK_NONE, CHECK_SHA1, CHECK_SHA256, check_listing, path_problem
-    from .transfer import (CHUNK, DownloadError, HubError, VerificationError, endpoint_for, env_token, fetch, file_url,
-                           log, open_for_write, request_headers, safe_path)
+    from .transfer import (CHUNK, DownloadError, HubError, InvalidSpecError, VerificationError, endpoint_for, env_token,
+                           fetch, file_url, log, open_for_write, request_headers, safe_path)
 except ImportError:  # running from the ConfigMap in a download pod
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # its files, also under python -I (safe path)
     import progress
     from hubapi import describe, list_files
-    from modelfolder import (TRUSTED, clear_completion, completeness_problem, hash_file, marker_path, read_manifest,
-                             write_completion)
+    from modelfolder import (TRUSTED, clear_completion, completeness_problem, hash_fd, hash_file, marker_path,
+                             open_in_folder, os_problem, read_manifest, write_completion)
     from planner import DownloadPlan, make_plan, request_of, require_plan_hashes
     from rules import CHECK_NONE, CHECK_SHA1, CHECK_SHA256, check_listing, path_problem
-    from transfer import (CHUNK, DownloadError, HubError, VerificationError, endpoint_for, env_token, fetch, file_url,
-                          log, open_for_write, request_headers, safe_path)
+    from transfer import (CHUNK, DownloadError, HubError, InvalidSpecError, VerificationError, endpoint_for, env_token,
+                          fetch, file_url, log, open_for_write, request_headers, safe_path)
 
 DOWNLOAD, ADOPT, TRUST = "download", "adopt", "trust"
 PR_SET_PDEATHSIG = 1
@@ -100,7 +101,7 @@ def load_plan(doc: dict, root: Path, opts: Options) -> DownloadPlan:
     if doc.get("plan"):
         plan = DownloadPlan.from_dict(doc["plan"])
         where = _where(doc["plan"], _endpoint(doc["plan"], opts), plan.revision)
-        files = check_listing([asdict(f) for f in plan.files], where)
+        files = check_listing([f.as_dict() for f in plan.files], where)
         if tuple(files) != tuple(sorted(plan.files, key=lambda f: f.path)):
             raise HubError("The plan's files changed under validation", obj=plan.model_path)
         return require_plan_hashes(plan, where)
@@ -114,7 +115,7 @@ def load_plan(doc: dict, root: Path, opts: Options) -> DownloadPlan:
                                      opts.token or env_token(req["source"]))
         require_plan_hashes(make_plan(req, files, endpoint=endpoint, revision=resolved),
                             _where(req, endpoint, req["revision"]))
-        pinned = _pin(pin, {"revision": resolved, "files": [asdict(f) for f in files]})
+        pinned = _pin(pin, {"revision": resolved, "files": [f.as_dict() for f in files]})
     files = check_listing(pinned["files"], _where(req, endpoint, pinned["revision"]))
     return require_plan_hashes(make_plan(req, files, endpoint=endpoint, revision=pinned["revision"]),
                                _where(req, endpoint, pinned["revision"]))
@@ -167,7 +168,7 @@ def _record(folder: Path, f: dict, sha256: str, sha1: str, check: str, where: Pa
     where = safe_path(folder, f["path"]) if where is None else where
     progress.write_json(progress.verified_file(folder, f["path"]), {
         "path": f["path"], "ok": True, "size": f["size"], "sha256": sha256, "git_sha1": sha1, "check": check,
-        "stat": _stat_key(where)})
+        "stat": _stat_key(where)}, sync=False)  # the bytes were synced before: losing this only means re-hashing
 
 
 def staged(folder: Path, f: dict) -> bool:
@@ -203,7 +204,10 @@ def file_good(folder: Path, f: dict) -> bool:
         return True
     if check_of(f) == CHECK_NONE or _known_mismatch(record, final, f) or staged(folder, f):
         return False  # nothing to compare with, our record already says no, or a verified replacement waits
-    sha256, sha1 = hash_file(final, f["size"])
+    try:
+        sha256, sha1 = hash_file(final, f["size"])
+    except OSError:  # replaced meanwhile by a folder, a FIFO or a symlink: not good (and never waited on)
+        return False
     if not matches(f, sha256, sha1):
         return False
     _record(folder, f, sha256, sha1, check_of(f))
@@ -214,13 +218,67 @@ def _expected(f: dict) -> str:
     return f.get("sha256") or f.get("blob_id") or f"{f['size']} bytes"
 
 
-def finalize(plan: dict, f: dict, opts: Options) -> None:
+class Durability:
+    """Verification records of files fetched without their own fsync, held until their bytes are durable.
+
+    A record says "these staged bytes are verified" and is trusted on a rerun without hashing again, so it may
+    only exist once the bytes are on stable storage. One fsync per small file made a 20,000-file model crawl;
+    instead the records wait here and :meth:`flush` makes the whole file system durable once (``syncfs``) for
+    up to :data:`BATCH` files or :data:`EVERY_S` seconds, then writes them. A crash before that loses only
+    records: the bytes are hashed again."""
+
+    BATCH = 512
+    EVERY_S = 1.0
+
+    def __init__(self, folder: Path):
+        self.folder, self.waiting, self.since = folder, [], time.monotonic()
+
+    def add(self, f: dict, sha256: str, sha1: str, where: Path) -> None:
+        self.waiting.append((f, sha256, sha1, where))
+        if len(self.waiting) >= self.BATCH or time.monotonic() - self.since >= self.EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.waiting:
+            sync_file_system(progress.state_dir(self.folder))
+            for f, sha256, sha1, where in self.waiting:
+                _record(self.folder, f, sha256, sha1, check_of(f), where=where)
+            self.waiting.clear()
+        self.since = time.monotonic()
+
+
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_file_system(path: Path) -> None:
+    """Make every write to the file system holding ``path`` durable: syncfs(2) on Linux, else sync(2)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        os.sync()
+        return
+    try:
+        if getattr(ctypes.CDLL(None, use_errno=True), "syncfs", lambda fd: -1)(fd) != 0:
+            os.sync()
+    except OSError:
+        os.sync()
+    finally:
+        os.close(fd)
+
+
+def finalize(plan: dict, f: dict, opts: Options, durable: Durability | None = None) -> bool:
     """Verify the gathered bytes of ``f``; fetch them whole once more on a mismatch. Verified bytes stay in
     ``partial/`` (staged): :func:`swap_in` moves them into the folder only once every file of the plan verified,
-    so a failed run never leaves a mixture of old and new files."""
+    so a failed run never leaves a mixture of old and new files. True when this call verified them (False: they
+    were verified already). With ``durable`` the record waits there until the bytes are synced."""
     folder = opts.folder
     if staged(folder, f):
-        return
+        return False
     part = progress.partial_file(folder, f)
     sha256, sha1 = hash_file(part, f["size"])
     if not matches(f, sha256, sha1):
@@ -236,8 +294,14 @@ def finalize(plan: dict, f: dict, opts: Options) -> None:
         progress.write_json(progress.verified_file(folder, f["path"]), {"path": f["path"], "ok": False,
                                                                          "error": message})
         raise VerificationError(message, obj=f["path"])
-    _record(folder, f, sha256, sha1, check_of(f), where=part)
-    log(opts.index, f"{f['path']}: verified ({check_of(f)}); staged until every file is verified")
+    if durable is not None:
+        durable.add(f, sha256, sha1, part)
+    else:
+        _sync(part)  # bytes fetched earlier, maybe by a worker that died before syncing them
+        _record(folder, f, sha256, sha1, check_of(f), where=part)
+    if f["size"] >= QUIET_BELOW:
+        log(opts.index, f"{f['path']}: verified ({check_of(f)}); staged until every file is verified")
+    return True
 
 
 def swap_in(plan: dict, files: list[dict], opts: Options) -> None:
@@ -247,9 +311,12 @@ def swap_in(plan: dict, files: list[dict], opts: Options) -> None:
     if files and marker_path(folder).exists():
         clear_completion(folder)
         log(opts.index, f"every file verified: replacing {len(files)} file(s) (completion marker cleared meanwhile)")
+    made = set()
     for f in files:
         final = safe_path(folder, f["path"])
-        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.parent not in made:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            made.add(final.parent)
         try:
             os.replace(progress.partial_file(folder, f), final)  # keeps the stat our staged record holds
         except FileNotFoundError:  # another shard moved it first
@@ -257,12 +324,14 @@ def swap_in(plan: dict, files: list[dict], opts: Options) -> None:
                 raise
 
 
-def fetch_file(plan: dict, f: dict, start: int, end: int, opts: Options, on_progress) -> None:
+def fetch_file(plan: dict, f: dict, start: int, end: int, opts: Options, on_progress, *, sync: bool = True) -> None:
+    """Fetch bytes [start, end) of ``f`` into its partial file; ``sync=False`` leaves the final fsync to the
+    caller (a :class:`Durability` batch)."""
     url = file_url(plan["source"], _endpoint(plan, opts), plan["repo_id"], plan["revision"], f["path"])
     fd = open_for_write(progress.partial_file(opts.folder, f), f["size"])
     try:
         fetch(url, request_headers(plan["source"], opts.token), fd, start, end, f["size"], opts, f["path"],
-              plan["revision"], on_progress)
+              plan["revision"], on_progress, sync=sync)
     finally:
         os.close(fd)
 
@@ -270,44 +339,103 @@ def fetch_file(plan: dict, f: dict, start: int, end: int, opts: Options, on_prog
 # --- one shard --------------------------------------------------------------------------------------------
 
 
+SAVE_EVERY_S = 0.25  # a shard's small state at most this often while it runs (readers poll twice a second)
+PIECES_EVERY_S = 2.0  # its list of pieces (what a restarted worker resumes from) at most this often
+QUIET_BELOW = 1 << 20  # pieces smaller than this get no log line of their own: a 20,000-file model stays readable
+
+
+def shared_paths(shards: list, index: int) -> set:
+    """The paths shard ``index`` shares with another shard (files cut into byte ranges across shards)."""
+    holders: dict[str, set] = {}
+    for i, pieces in enumerate(shards):
+        for p in pieces:
+            holders.setdefault(p[0], set()).add(i)
+    return {p for p, where in holders.items() if len(where) > 1 and index in where}
+
+
 class Shard:
-    """One shard's pieces and how many bytes of each are on disk (from ``parts/<index>.json``)."""
+    """One shard's pieces and how many bytes of each are on disk, and how many files it verified.
+
+    Its state is two files, so that progress costs the same for 20 files or 20,000: ``parts/<index>.json`` (small,
+    written often: status, bytes, files verified by check, and the pieces of files split across shards, which
+    the other shards wait on) and ``parts/<index>.pieces.json`` (every piece and its bytes on disk, what a
+    restarted worker resumes from; written at most every :data:`PIECES_EVERY_S` and at the end). Both only
+    under-claim: bytes are synced before they are recorded."""
 
     def __init__(self, plan: dict, folder: Path, index: int, run_id: str):
         self.plan, self.folder, self.index, self.run_id = plan, folder, index, run_id
         self.files = {f["path"]: f for f in plan["files"]}
         self.pieces = [tuple(p) for p in plan["shards"][index]] if index < len(plan["shards"]) else []
-        saved = progress.read_json(progress.shard_file(folder, index)) or {}
-        known = {(p, s, e): d for p, s, e, d in saved.get("pieces", [])} \
-            if saved.get("plan_id") == plan["plan_id"] else {}
-        # bytes of a partial file that is gone (verified and moved, or removed after a failure) are not there
-        self.done = [known.get(p, 0) if progress.partial_file(folder, self.files[p[0]]).exists() else 0
-                     for p in self.pieces]
+        self.shared = shared_paths(plan["shards"], index)
+        self.by_path: dict[str, list[int]] = {}
+        for i, (p, _, _) in enumerate(self.pieces):
+            self.by_path.setdefault(p, []).append(i)
+        self.shared_pieces = [i for i, (p, _, _) in enumerate(self.pieces) if p in self.shared]
+        self.done = self._bytes_on_disk(self._saved_pieces())
+        self.total = sum(e - s for _, s, e in self.pieces)
+        self.verified, self.checks = 0, {}
+        self._saved_at = self._pieces_at = float("-inf")
 
-    def save(self, status: str, error: str | None = None, kind: str | None = None, file=None) -> None:
+    def _bytes_on_disk(self, known: dict) -> list[int]:
+        """Each piece's saved byte count, 0 where its partial file is gone (verified and moved, or removed after a
+        failure): those bytes are not there."""
+        return [known.get(p, 0) if known.get(p) and progress.partial_file(self.folder, self.files[p[0]]).exists()
+                else 0 for p in self.pieces]
+
+    def _saved_pieces(self) -> dict:
+        for path in (progress.pieces_file(self.folder, self.index), progress.shard_file(self.folder, self.index)):
+            saved = progress.read_json(path) or {}
+            if saved.get("plan_id") == self.plan["plan_id"] and isinstance(saved.get("pieces"), list):
+                return {(p, s, e): d for p, s, e, d in saved["pieces"]}
+        return {}
+
+    def count(self, f: dict) -> None:
+        """``f`` verified (or found verified) in this run: the counters progress shows, kept per shard."""
+        self.verified += 1
+        self.checks[check_of(f)] = self.checks.get(check_of(f), 0) + 1
+
+    def save(self, status: str, error: str | None = None, kind: str | None = None, file=None, *,
+             force: bool = False) -> None:
+        """Record the shard's state: always (with the pieces list) when ``force`` or the status is not 'running',
+        else at most every :data:`SAVE_EVERY_S` (the pieces list at most every :data:`PIECES_EVERY_S`)."""
+        now = time.monotonic()
+        final = force or status != progress.RUNNING
+        if not final and now - self._saved_at < SAVE_EVERY_S:
+            return
+        plan_id = self.plan["plan_id"]
+        if final or now - self._pieces_at >= PIECES_EVERY_S:
+            progress.write_json(progress.pieces_file(self.folder, self.index), {
+                "plan_id": plan_id, "run": self.run_id,
+                "pieces": [[p, s, e, d] for (p, s, e), d in zip(self.pieces, self.done)]}, sync=False)
+            self._pieces_at = now
+        shared = [[*self.pieces[i], self.done[i]] for i in self.shared_pieces]
         progress.write_json(progress.shard_file(self.folder, self.index), {
-            "plan_id": self.plan["plan_id"], "run": self.run_id, "index": self.index, "status": status,
-            "error": error, "kind": kind,
-            "file": file, "host": socket.gethostname(), "updated": time.time(),
-            "pieces": [[p, s, e, d] for (p, s, e), d in zip(self.pieces, self.done)],
-            "bytes_done": sum(self.done), "bytes_total": sum(e - s for _, s, e in self.pieces)})
+            "plan_id": plan_id, "run": self.run_id, "index": self.index, "status": status, "error": error,
+            "kind": kind, "file": file, "host": socket.gethostname(), "updated": time.time(), "shared": shared,
+            "bytes_done": sum(self.done), "bytes_total": self.total, "files_verified": self.verified,
+            "checks": self.checks}, sync=False)
+        self._saved_at = now
 
 
 def file_ready(shard: Shard, path: str) -> bool:
-    """Every piece of ``path``, in every shard, is on disk (this shard from memory, others from their state)."""
-    plan = shard.plan
-    states = progress.shard_states(shard.folder, plan["plan_id"], len(plan["shards"]), shard.run_id)
-    for index, pieces in enumerate(plan["shards"]):
-        if index == shard.index:
-            done = {p: d for p, d in zip(shard.pieces, shard.done)}
-        else:
-            done = {(p, s, e): d for p, s, e, d in states.get(index, {}).get("pieces", [])}
-        if any(p == path and done.get((p, s, e), -1) < e - s for p, s, e in pieces):
-            return False
+    """Every piece of ``path``, in every shard, is on disk (this shard from memory, others from their state:
+    read only for files split across shards)."""
+    pieces = shard.pieces
+    if any(shard.done[i] < pieces[i][2] - pieces[i][1] for i in shard.by_path.get(path, ())):
+        return False
+    if path in shard.shared:
+        plan = shard.plan
+        states = progress.shard_states(shard.folder, plan["plan_id"], len(plan["shards"]), shard.run_id)
+        for index, theirs in enumerate(plan["shards"]):
+            if index == shard.index:
+                continue
+            done = {(p, s, e): d for p, s, e, d in states.get(index, {}).get("shared", [])}
+            if any(p == path and done.get((p, s, e), -1) < e - s for p, s, e in theirs):
+                return False
     return progress.partial_file(shard.folder, shard.files[path]).exists()
 
 
-def _fetch_piece(shard: Shard, i: int, opts: Options) -> None:
+def _fetch_piece(shard: Shard, i: int, opts: Options, *, sync: bool = True) -> None:
     path, start, end = shard.pieces[i]
     state = {"synced": start + shard.done[i], "at": time.monotonic(), "said": time.monotonic()}
 
@@ -316,34 +444,47 @@ def _fetch_piece(shard: Shard, i: int, opts: Options) -> None:
         if pos - state["synced"] >= opts.sync_bytes or now - state["at"] > 1.0:
             os.fsync(fd)
             shard.done[i], state["synced"], state["at"] = pos - start, pos, now
-            shard.save(progress.RUNNING)
+            shard.save(progress.RUNNING, force=True)  # at most once a second: what a killed worker resumes from
         if now - state["said"] > 15:  # a line for kubectl logs now and then
             state["said"] = now
-            total = sum(e - s for _, s, e in shard.pieces)
-            log(shard.index, f"{sum(shard.done) / max(total, 1):.0%} of {total / 1e9:.2f} GB")
+            log(shard.index, f"{sum(shard.done) / max(shard.total, 1):.0%} of {shard.total / 1e9:.2f} GB")
 
-    fetch_file(shard.plan, shard.files[path], start + shard.done[i], end, opts, on_progress)
+    fetch_file(shard.plan, shard.files[path], start + shard.done[i], end, opts, on_progress, sync=sync)
     shard.done[i] = end - start
-    shard.save(progress.RUNNING)
-    log(shard.index, f"{path} bytes {start}-{end} done")
+    shard.save(progress.RUNNING, force=path in shard.shared)  # the other shards of this file wait for it
+    if end - start >= QUIET_BELOW:
+        log(shard.index, f"{path} bytes {start}-{end} done")
 
 
 def _run_pieces(shard: Shard, opts: Options) -> None:
+    durable = Durability(opts.folder)
+    try:
+        _each_piece(shard, opts, durable)
+    except BaseException:
+        with contextlib.suppress(OSError):  # keep what verified; the error that stopped us is the one to report
+            durable.flush()
+        raise
+    durable.flush()
+
+
+def _each_piece(shard: Shard, opts: Options, durable: Durability) -> None:
     folder = opts.folder
     for i, (path, start, end) in enumerate(shard.pieces):
         f = shard.files[path]
-        if file_good(folder, f):
-            if shard.done[i] < end - start:
-                log(shard.index, f"{path}: already on disk with the listed {check_of(f)}: kept")
+        if file_good(folder, f) or staged(folder, f):  # kept, or verified in an earlier run (maybe with another
+            if shard.done[i] < end - start and f["size"] >= QUIET_BELOW:  # split) and waiting to be swapped in
+                log(shard.index, f"{path}: already verified ({check_of(f)}): kept")
             shard.done[i] = end - start
-            continue
-        if staged(folder, f):  # verified in an earlier run (maybe with another split): waits to be swapped in
-            shard.done[i] = end - start
+            if start == 0:  # each file is counted once: by the shard holding its first byte
+                shard.count(f)
+            shard.save(progress.RUNNING)
             continue
         if shard.done[i] < end - start or not progress.partial_file(folder, f).exists():
-            _fetch_piece(shard, i, opts)
-        if file_ready(shard, path) and not file_good(folder, f):
-            finalize(shard.plan, f, opts)
+            # a file fetched whole by this shard is synced with others in a batch; a shared one here and now
+            _fetch_piece(shard, i, opts, sync=path in shard.shared)
+        if file_ready(shard, path) and finalize(shard.plan, f, opts, durable):
+            shard.count(f)
+            shard.save(progress.RUNNING)
 
 
 def _manifest(plan: dict, folder: Path, mode: str) -> dict:
@@ -373,14 +514,28 @@ def _drop_stale_partials(folder: Path, plan: dict) -> None:
             path.unlink(missing_ok=True)
 
 
-def _stage_all(plan: dict, opts: Options) -> list[dict]:
-    """Verify every file not yet good in the folder; the staged replacements to swap in."""
+def _stage_all(plan: dict, opts: Options, on_verified=None) -> list[dict]:
+    """Verify every file not yet good in the folder; the staged replacements to swap in. ``on_verified(f)`` for
+    each file verified here (not before)."""
+    durable = Durability(opts.folder)
+    try:
+        replacements = _stage_each(plan, opts, on_verified, durable)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            durable.flush()
+        raise
+    durable.flush()  # every record written, its bytes durable, before the manifest is made from the records
+    return replacements
+
+
+def _stage_each(plan: dict, opts: Options, on_verified, durable: Durability) -> list[dict]:
     folder, replacements = opts.folder, []
     for f in plan["files"]:
         if file_good(folder, f):
             continue
         try:
-            finalize(plan, f, opts)
+            if finalize(plan, f, opts, durable) and on_verified is not None:
+                on_verified(f)
         except FileNotFoundError:  # no bytes gathered, or another finishing shard moved them in meanwhile
             if file_good(folder, f):
                 continue
@@ -392,15 +547,16 @@ def _stage_all(plan: dict, opts: Options) -> list[dict]:
     return replacements
 
 
-def finish(plan: dict, opts: Options, mode: str = DOWNLOAD) -> bool:
-    """If every shard is done: verify what is not yet verified, write manifest and marker. True when complete."""
+def finish(plan: dict, opts: Options, mode: str = DOWNLOAD, on_verified=None) -> bool:
+    """If every shard is done: verify what is not yet verified (``on_verified(f)`` for each), write manifest and
+    marker. True when complete."""
     folder = opts.folder
     states = progress.shard_states(folder, plan["plan_id"], len(plan["shards"]), opts.run_id)
     waiting = [i for i in range(len(plan["shards"])) if states.get(i, {}).get("status") != progress.DONE]
     if waiting:
         log(opts.index, f"shard done; waiting for shard(s) {waiting} to finish before completion")
         return False
-    swap_in(plan, _stage_all(plan, opts), opts)
+    swap_in(plan, _stage_all(plan, opts, on_verified), opts)
     _complete(folder, _manifest(plan, folder, mode))
     _drop_stale_partials(folder, plan)
     checks = {}
@@ -435,20 +591,41 @@ def adopt(plan: dict, opts: Options) -> bool:
     return True
 
 
+def _untrustable(folder: Path, rel: str, what: str) -> InvalidSpecError:
+    return InvalidSpecError(f"{rel!r} in {folder} {what}: trusting records only plain files inside the model folder "
+                            f"(nothing a link points to); copy the real files into its place or remove it, then "
+                            f"trust the folder again", field="folder", value=rel, obj=rel)
+
+
+def _trusted_entry(folder: Path, rel: str) -> dict:
+    if path_problem(rel):
+        raise _untrustable(folder, rel, f"has a name a model file cannot have ({path_problem(rel)})")
+    try:
+        fd, st = open_in_folder(folder, rel)
+    except OSError as exc:
+        raise _untrustable(folder, rel, os_problem(exc)) from None
+    try:
+        sha256, sha1, got = hash_fd(fd, st.st_size)
+    finally:
+        os.close(fd)
+    if got != st.st_size:
+        raise DownloadError(f"{rel} in {folder} changed while it was hashed: trust the folder again once nothing "
+                            f"writes to it", obj=rel)
+    return {"path": rel, "size": st.st_size, "sha256": sha256, "git_sha1": sha1, "check": TRUSTED}
+
+
 def trust(folder: Path, opts: Options) -> bool:
-    """The explicit opt-out: record the files present, hashed, as trusted without a hub listing."""
+    """The explicit opt-out: record the files present, hashed, as trusted without a hub listing. Only plain files
+    and folders count: a symlink (to a file or a folder), a FIFO or a device is refused, never skipped."""
     entries = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
+        for name in dirnames:
+            if os.path.islink(os.path.join(dirpath, name)):  # os.walk lists a symlinked folder, never enters it
+                rel = (Path(dirpath) / name).relative_to(folder).as_posix()
+                raise _untrustable(folder, rel, "is a symlinked folder")
         for name in sorted(filenames):
-            full = Path(dirpath) / name
-            rel = full.relative_to(folder).as_posix()
-            if full.is_symlink() or not full.is_file() or path_problem(rel):
-                raise DownloadError(f"{rel!r} in {folder} is not a plain file with a plain name: remove it before "
-                                    f"trusting the folder", obj=rel)
-            sha256, sha1 = hash_file(full)
-            entries.append({"path": rel, "size": full.stat().st_size, "sha256": sha256, "git_sha1": sha1,
-                            "check": TRUSTED})
+            entries.append(_trusted_entry(folder, (Path(dirpath) / name).relative_to(folder).as_posix()))
     if not entries:
         raise DownloadError(f"{folder} holds no files to trust: download the model first", obj=str(folder))
     _complete(folder, {"format": 2, "model": opts.model_path, "source": None, "repo_id": None, "revision": None,
@@ -473,7 +650,11 @@ def run_plan(plan: dict, opts: Options) -> bool:
     try:
         _run_pieces(shard, opts)
         shard.save(progress.DONE)
-        return finish(plan, opts)
+        verified = shard.verified
+        complete = finish(plan, opts, on_verified=shard.count)
+        if shard.verified != verified:  # files this shard verified while completing
+            shard.save(progress.DONE)
+        return complete
     except OSError as exc:  # the volume, not the hub: full, read-only, gone
         error = DownloadError(f"Writing into {folder} failed: {exc}. Check that the PVC is mounted, writable and "
                               f"has room for {sum(f['size'] for f in plan['files']) / 1e9:.2f} GB", obj=str(folder))
@@ -481,6 +662,10 @@ def run_plan(plan: dict, opts: Options) -> bool:
         raise error from exc
     except DownloadError as exc:
         _fail(shard, exc)
+        raise
+    except KeyboardInterrupt:  # Ctrl-C reaches the workers too: record the synced bytes, so a rerun resumes there
+        with contextlib.suppress(OSError):
+            shard.save(progress.FAILED, "stopped by Ctrl-C: run the download again to resume", "download")
         raise
 
 

@@ -53,6 +53,11 @@ class Cause(str, enum.Enum):
     TRUNCATION = "truncation"
     BATCH = "batching"
     WEIGHTS = "weights or dtype"
+    # the served outputs beyond vectors (output_parity.py): packed bits and scores
+    BIT_ORDER = "bit order"
+    BINARY_OFFSET = "binary offset"
+    BIT_SENSE = "bit sense"
+    SCORE_FUNCTION = "score function"
 
 
 def probe_set(n: int = PROBE_COUNT) -> list[str]:
@@ -214,10 +219,7 @@ def _query_cause(reference, queries, served_q, model: ModelInfo) -> tuple[Cause,
 def check_parity(embedder: Embedder, reference, *, model: str | ModelInfo | None = None, probes: Sequence[str] | None = None,
                  batch: int = 32, queries: int = 8) -> ParityReport:
     """Compare ``embedder`` with ``reference`` on the probe set; the report names the likely cause of a failure."""
-    info = get_model(model) if model is not None else (model_of(embedder) or getattr(reference, "model", None))
-    if not isinstance(info, ModelInfo):
-        raise InvalidSpecError("cannot tell which catalog model the embedder serves: pass model='<hf id>'",
-                               field="model", value=getattr(embedder, "name", None))
+    info = _served_model(embedder, reference, model)
     texts = list(probes or probe_set())
     if len(texts) < 2:
         raise InvalidSpecError("parity needs at least two probes", field="probes", value=len(texts))
@@ -250,19 +252,37 @@ def check_parity(embedder: Embedder, reference, *, model: str | ModelInfo | None
     report = ParityReport(getattr(embedder, "name", type(embedder).__name__), info.hf_id, checks, per_probe,
                           extra={"note": note} if note else {})
     failed = {c.name for c in checks if not c.passed}
+    if failed:
+        report.cause, report.explanation = _cause(failed, reference, info, docs, served, cos, (norm_s, norm_r),
+                                                  qtexts, served_q)
+    return report
+
+
+def _served_model(embedder: Embedder, reference, model: str | ModelInfo | None) -> ModelInfo:
+    """The catalog model to compare against: ``model``, else what the embedder or the reference says it is."""
+    info = get_model(model) if model is not None else (model_of(embedder) or getattr(reference, "model", None))
+    if not isinstance(info, ModelInfo):
+        raise InvalidSpecError("cannot tell which catalog model the embedder serves: pass model='<hf id>'",
+                               field="model", value=getattr(embedder, "name", None))
+    return info
+
+
+def _cause(failed: set[str], reference, info: ModelInfo, docs, served, cos, norms, qtexts,
+           served_q) -> tuple[Cause, str]:
+    """The likeliest cause of the failed checks, the most telling check first: documents' directions, then their
+    norms, then the query prompt, else the batch."""
     if "cosine per probe" in failed:
-        report.cause, report.explanation = _doc_cause(reference, docs, served, cos, info)
-    elif "same norm" in failed:
-        report.cause, report.explanation = Cause.NORMALISATION, (
+        return _doc_cause(reference, docs, served, cos, info)
+    if "same norm" in failed:
+        norm_s, norm_r = norms
+        return Cause.NORMALISATION, (
             f"directions match but norms differ (served {norm_s.mean():.3f}, reference {norm_r.mean():.3f}): one "
             "side does not L2-normalise; cosine scores survive, dot products and thresholds do not.")
-    elif "query prompt as the catalog says" in failed:
-        report.cause, report.explanation = _query_cause(reference, qtexts, served_q, info)
-    elif failed:
-        report.cause, report.explanation = Cause.BATCH, (
-            "a text's vector changes with the batch it is sent in: padding or attention masking differs between "
-            "batch sizes (vllm#16815); pin the server version or report it.")
-    return report
+    if "query prompt as the catalog says" in failed:
+        return _query_cause(reference, qtexts, served_q, info)
+    return Cause.BATCH, (
+        "a text's vector changes with the batch it is sent in: padding or attention masking differs between "
+        "batch sizes (vllm#16815); pin the server version or report it.")
 
 
 def wrong_pooling_demo(pooling: Pooling | str = Pooling.CLS) -> ParityReport:

@@ -1,8 +1,9 @@
 """The systems a scorecard compares, any number of them: dense embedders (HTTP endpoints - the local server or
-deployments -, in-process models, the TF-IDF baseline), BM25, and hybrids of a dense model with BM25.
+deployments -, in-process models, the TF-IDF baseline), BM25, hybrids of a dense model with BM25, and two-stage
+pipelines (any of those, then a reranker: :class:`~tke_playbook.scorecard.pipelines.TwoStage`).
 
-Pass embedder objects as they are, a :class:`~tke_playbook.scorecard.bm25.BM25Retriever`, a :class:`Hybrid`, or
-one of the names ``"bm25"``, ``"tfidf"``; :func:`build_systems` turns them into mteb search models.
+Pass embedder objects as they are, a :class:`~tke_playbook.scorecard.bm25.BM25Retriever`, a :class:`Hybrid`, a
+``TwoStage``, or one of the names ``"bm25"``, ``"tfidf"``; :func:`build_systems` turns them into mteb search models.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..localserver import start_server
 from .bm25 import BM25Retriever
 from .cache import CachedEmbedder, cacheable, revision_of
 from .fusion import RRF_K
+from .pipelines import TWO_STAGE, CachedReranker, RerankSearch, TwoStage
 from .search import BM25Search, HybridSearch, RecordingSearch, dense_search
 
 
@@ -28,6 +30,7 @@ class Kind(str, enum.Enum):
     DENSE = "dense"
     LEXICAL = "lexical"
     HYBRID = "hybrid"
+    TWO_STAGE = TWO_STAGE
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ class _FitOnIndex:
 def _params(item) -> str:
     """Name, revision and plain parameters of a system: what decides its results on a given task."""
     plain = sorted((k, v) for k, v in vars(item).items() if isinstance(v, (int, float, str, bool, type(None)))
-                   and not k.startswith("_"))
+                   and not k.startswith(("_", "last_")))  # last_latency_s, last_prompt_tokens: measurements
     return f"{type(item).__name__}|{_name(item)}|{revision_of(item) if cacheable(item) else ''}|{plain}"
 
 
@@ -113,6 +116,7 @@ def build_systems(items: Sequence, dataset: str, *, cache_dir=None, progress: bo
         raise InvalidSpecError("a scorecard needs at least one system: pass embedders, 'bm25' or a Hybrid",
                                field="systems", value=0)
     cached: dict[int, Embedder] = {}
+    rerankers: dict[int, CachedReranker] = {}
 
     def dense(embedder):
         if id(embedder) not in cached:
@@ -122,8 +126,31 @@ def build_systems(items: Sequence, dataset: str, *, cache_dir=None, progress: bo
         search = dense_search(wrapped, task=task_instruction)
         return wrapped, search if cacheable(embedder) else _FitOnIndex(embedder, search)
 
+    def first_stage(item) -> tuple[Any, str]:
+        """A pipeline's first stage as a search model, and what decides its results."""
+        if isinstance(item, BM25Retriever):
+            return BM25Search(item), _params(item)
+        if isinstance(item, Hybrid):
+            _resolve_served_name(item.dense)
+            bm25 = item.bm25 or BM25Retriever()
+            return (HybridSearch(item.label, [dense(item.dense)[1], BM25Search(bm25)], rrf_k=item.rrf_k),
+                    f"hybrid|{item.label}|{_params(item.dense)}|{_params(bm25)}|{item.rrf_k}|{task_instruction}")
+        _resolve_served_name(item)
+        return dense(item)[1], f"{_params(item)}|{task_instruction}"
+
     systems: list[System] = []
     for item in items:
+        if isinstance(item, TwoStage):
+            first = _item(item.first)
+            _resolve_served_name(item.reranker)
+            search, fingerprint = first_stage(first)
+            reranker = rerankers.setdefault(id(item.reranker), CachedReranker(item.reranker, dataset,
+                                                                              cache_dir=cache_dir))
+            rerank = RerankSearch(item.label, search, reranker, item.depth, progress=progress)
+            systems.append(System(item.label, Kind.TWO_STAGE, RecordingSearch(item.label, rerank),
+                                  fingerprint=f"two-stage|{fingerprint}|{_params(item.reranker)}|{item.depth}",
+                                  extra={**item.describe(), "first_system": _first_name(first)}))
+            continue
         _resolve_served_name(item.dense if isinstance(item, Hybrid) else item)
         if isinstance(item, BM25Retriever):
             systems.append(System(item.name, Kind.LEXICAL, RecordingSearch(item.name, BM25Search(item)),
@@ -144,6 +171,12 @@ def build_systems(items: Sequence, dataset: str, *, cache_dir=None, progress: bo
                                    "Hybrid or 'bm25'", field="systems", value=type(item).__name__)
     _unique(systems)
     return systems
+
+
+def _first_name(first) -> str:
+    """The name the first stage has when it is also compared on its own."""
+    return first.label if isinstance(first, Hybrid) else first.name if isinstance(first, BM25Retriever) else \
+        _name(first)
 
 
 def _unique(systems: list[System]) -> None:

@@ -45,6 +45,7 @@ class ScorecardResult:
     embed_calls: dict[str, list[dict]] = field(default_factory=dict)  # measured when first evaluated
     n_boot: int = stats.DEFAULT_BOOT
     reused: dict[str, bool] = field(default_factory=dict)  # True: scores and rankings came from the result cache
+    stages: dict[str, dict] = field(default_factory=dict)  # two-stage systems: first stage, reranker, depth
 
     def _check(self, name: str) -> str:
         if name not in self.per_query:
@@ -169,6 +170,22 @@ def run_scorecard(items: Sequence, task=None, *, cache_dir=None, **options) -> S
         return _run_scorecard(items, task, cache_dir=cache_dir, **options)
 
 
+MTEB_METRICS = ("ndcg", "recall", "mrr", "exact_ndcg", "exact_recall", "main_score")
+
+
+def _mteb_metrics(scores: dict) -> dict:
+    """The metrics of one mteb score row the scorecard keeps (nDCG, recall, MRR at each k, the main score)."""
+    return {k: v for k, v in scores.items() if k.split("_at_")[0] in MTEB_METRICS}
+
+
+def _label_queries(per_query: dict, query_info: pd.DataFrame) -> None:
+    """Add each query's language, topic and kind to every system's per-query table."""
+    for frame in per_query.values():
+        for column in ("lang", "topic", "kind"):
+            if column in query_info.columns:
+                frame[column] = query_info.loc[frame.index, column].to_numpy()
+
+
 def _run_scorecard(items: Sequence, task=None, *, cache_dir=None, progress: bool = True,
                    n_boot: int = stats.DEFAULT_BOOT, ks: Sequence[int] = stats.DEFAULT_KS, visuals: bool = True,
                    task_instruction: str | None = None, reuse_results: bool = True) -> ScorecardResult:
@@ -196,19 +213,15 @@ def _run_scorecard(items: Sequence, task=None, *, cache_dir=None, progress: bool
         runs[system.name] = run
         per_query[system.name] = stats.per_query_scores(qrels, run, ks)
         first = next(iter(scores.values()), {})
-        mteb_rows.append({"system": system.name, **{k: v for k, v in first.items()
-                                                    if k.split("_at_")[0] in ("ndcg", "recall", "mrr", "exact_ndcg",
-                                                                              "exact_recall", "main_score")}})
+        mteb_rows.append({"system": system.name, **_mteb_metrics(first)})
         rows.append(_row(system, per_query[system.name], first, n_boot))
     query_info = _query_info(task, info)
-    for frame in per_query.values():
-        for column in ("lang", "topic", "kind"):
-            if column in query_info.columns:
-                frame[column] = query_info.loc[frame.index, column].to_numpy()
+    _label_queries(per_query, query_info)
     result = ScorecardResult(task=name, systems=[s.name for s in systems], kinds={s.name: s.kind.value for s in systems},
                              table=pd.DataFrame(rows).set_index("system"), per_query=per_query, runs=runs, qrels=qrels,
                              mteb_scores=pd.DataFrame(mteb_rows).set_index("system"), query_info=query_info,
-                             seconds=seconds, embed_calls=calls, n_boot=n_boot, reused=reused)
+                             seconds=seconds, embed_calls=calls, n_boot=n_boot, reused=reused,
+                             stages={s.name: s.extra for s in systems if s.kind is Kind.TWO_STAGE})
     if visuals:
         _visual_data(result, systems, task)
     return result

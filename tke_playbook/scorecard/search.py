@@ -76,14 +76,15 @@ class BM25Search:
         self.mteb_model_meta = model_meta(retriever.name, f"k1={retriever.k1},b={retriever.b}", kind="lexical")
 
     def index(self, corpus, **kwargs: Any) -> None:
-        self.retriever.index(list(corpus["id"]), [_doc_text(row) for row in corpus])
+        self.retriever.index(list(corpus["id"]), [doc_text(row) for row in corpus])
 
     def search(self, queries, *, top_k: int, **kwargs: Any) -> dict:
         scores = self.retriever.scores(list(queries["text"]))
         return _top(scores, self.retriever.doc_ids, list(queries["id"]), top_k)
 
 
-def _doc_text(row: Mapping) -> str:
+def doc_text(row: Mapping) -> str:
+    """A corpus row's text as the systems index it: the title (when there is one), then the text."""
     title = (row.get("title") or "").strip()
     return f"{title} {row['text']}".strip() if title else row["text"]
 

@@ -106,20 +106,32 @@ def subsample(task: AbsTaskRetrieval, *, max_queries: int | None = None, max_doc
     rng = np.random.default_rng(seed)
     for splits in task.dataset.values():
         for data in splits.values():
-            qrels = data["relevant_docs"]
-            ids = [q for q in data["queries"]["id"] if any(g > 0 for g in qrels.get(q, {}).values())]
-            if max_queries and len(ids) > max_queries:
-                ids = sorted(rng.choice(ids, size=max_queries, replace=False).tolist())
+            ids = _kept_queries(data, max_queries, rng)
             keep_q = set(ids)
             data["queries"] = data["queries"].filter(lambda row: row["id"] in keep_q)
-            data["relevant_docs"] = {q: qrels[q] for q in ids}
-            judged = {d for q in ids for d in qrels[q]}
-            others = [d for d in data["corpus"]["id"] if d not in judged]
-            room = max(0, (max_documents or len(judged) + len(others)) - len(judged))
-            keep_d = judged | set(rng.choice(others, size=min(room, len(others)), replace=False).tolist()
-                                  if others and room else [])
+            data["relevant_docs"] = {q: data["relevant_docs"][q] for q in ids}
+            keep_d = _kept_documents(data, ids, max_documents, rng)
             data["corpus"] = data["corpus"].filter(lambda row: row["id"] in keep_d)
     return task
+
+
+def _kept_queries(data, max_queries: int | None, rng) -> list:
+    """The split's queries with a relevant document, at most ``max_queries`` of them drawn with ``rng``."""
+    qrels = data["relevant_docs"]
+    ids = [q for q in data["queries"]["id"] if any(g > 0 for g in qrels.get(q, {}).values())]
+    if max_queries and len(ids) > max_queries:
+        ids = sorted(rng.choice(ids, size=max_queries, replace=False).tolist())
+    return ids
+
+
+def _kept_documents(data, ids: list, max_documents: int | None, rng) -> set:
+    """Every document judged for the kept queries ``ids``, then others drawn with ``rng`` up to
+    ``max_documents`` in all (all of them without a bound)."""
+    judged = {d for q in ids for d in data["relevant_docs"][q]}
+    others = [d for d in data["corpus"]["id"] if d not in judged]
+    room = max(0, (max_documents or len(judged) + len(others)) - len(judged))
+    drawn = rng.choice(others, size=min(room, len(others)), replace=False).tolist() if others and room else []
+    return judged | set(drawn)
 
 
 def task_splits(task: AbsTaskRetrieval):

@@ -32,10 +32,15 @@ def reference_for(pb, model: str = "", **job_options):
                                    "first, or pass model= one that was.", obj=model)
         return run_reference_job(kube, ReferenceJobSpec(spec.model, namespace=spec.namespace, pvc=spec.pvc_name,
                                                         **job_options))
+    return ReferenceEncoder(served_model_folder(pb, model), spec.model if spec is not None else OFFLINE_MODEL)
+
+
+def served_model_folder(pb, model: str = ""):
+    """The model folder the local target serves: the deployed model's complete download, else the packaged
+    offline model (what the local server serves when nothing complete was deployed)."""
+    spec = pb.deployed_spec(model)
     folder = pb.model_folder(spec) if spec is not None else None
-    if folder is None or not is_complete(folder):
-        folder = offline_model_dir()  # what the local server serves when nothing complete was deployed
-    return ReferenceEncoder(folder, spec.model if spec is not None else OFFLINE_MODEL)
+    return folder if folder is not None and is_complete(folder) else offline_model_dir()
 
 
 def _is_local(pb) -> bool:

@@ -1,10 +1,13 @@
-"""What to deploy, as values: frozen, validated specs and the facts they are checked against. Pure - no I/O.
+"""What to deploy, as values: frozen, validated specs and the facts they are checked against. Pure - no I/O,
+except the few files a user names (``files``, ``apikeys``) and where local state lives (``target``).
 
 ``catalog`` (models), ``hardware`` (GPUs, TKE node types), ``fit`` (does a model fit a GPU), ``storage``,
 ``serving`` and ``download`` (the three specs a deployment is made of), ``vllm_args`` (vLLM's command line per
 version), ``labels`` and ``names`` (the rules every Kubernetes name and label follows), ``tokens`` (hub tokens,
-never printed), ``prices``, ``target`` (which target and where local state lives) and ``checks`` (the report type
-both preflights return). Everything above imports from here; nothing here imports from above.
+never printed), ``apikeys`` (the API-key rule and the one reader of key files), ``files`` (reading a file the user
+named: regular, bounded, never blocking), ``prices``, ``target`` (which target and where local state lives) and
+``checks`` (the report type both preflights return). Everything above imports from here; nothing here imports
+from above.
 """
 
 from .catalog import OFFLINE_MODEL, TUTORIAL_MODEL, Architecture, ModelInfo, Pooling, get_model, list_models

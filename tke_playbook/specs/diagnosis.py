@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .objects import ContainerStatus, Event, PersistentVolumeClaim, Pod, events_of
+
 
 class Severity(str, enum.Enum):
     INFO = "info"        # expected while things start (e.g. the model is still loading)
@@ -151,8 +153,8 @@ def diagnose_log(text: str, subject: str = "") -> list[Diagnosis]:
     return _ordered(_match(_LOG_RULES, text or "", subject))
 
 
-def _probe(event: dict, restarts: int, subject: str) -> Diagnosis | None:
-    hit = _PROBE.search(event.get("message") or "")
+def _probe(event: Event, restarts: int, subject: str) -> Diagnosis | None:
+    hit = _PROBE.search(event.message)
     if not hit:
         return None
     kind, detail = hit.group(1), hit.group(2)
@@ -162,7 +164,7 @@ def _probe(event: dict, restarts: int, subject: str) -> Diagnosis | None:
             "liveness-failing", "The liveness probe fails", "Kubernetes restarts the container after "
             "failureThreshold failures in a row; if vLLM is still loading, that restart starts the load over.",
             "If it keeps failing, give the startup probe more time and keep the liveness probe off until startup "
-            "succeeded; under heavy load, raise the liveness probe's timeoutSeconds.", event.get("message", ""),
+            "succeeded; under heavy load, raise the liveness probe's timeoutSeconds.", event.message,
             Severity.WARNING, subject)
     if restarts and kind in ("Liveness", "Startup"):
         return Diagnosis(
@@ -170,102 +172,88 @@ def _probe(event: dict, restarts: int, subject: str) -> Diagnosis | None:
             "/health did not answer in time - a large model can take many minutes to load from CFS, and every "
             "restart loads it again from the start.", "Give the startup probe more time (failureThreshold x "
             "periodSeconds longer than the load, e.g. 360 x 10 s) and keep the liveness probe off until startup "
-            "succeeded; a faster volume also helps.", event.get("message", ""), Severity.ERROR, subject)
+            "succeeded; a faster volume also helps.", event.message, Severity.ERROR, subject)
     return Diagnosis(
         "probe-during-load", "The server is still loading", "The health check is refused because vLLM only "
         "answers /health once the model is in GPU memory." if loading else "The health check failed.",
         "Keep waiting - loading a 7B model from CFS can take several minutes; the log tail shows progress.",
-        event.get("message", ""), Severity.INFO if loading else Severity.WARNING, subject)
+        event.message, Severity.INFO if loading else Severity.WARNING, subject)
 
 
-def _image_pull(cs: dict, waiting: dict, terminated: list[dict], subject: str) -> Diagnosis | None:
-    if waiting.get("reason") not in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName"):
+def _image_pull(cs: ContainerStatus, subject: str) -> Diagnosis | None:
+    if cs.waiting.reason not in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName"):
         return None
     return Diagnosis(
         "image-pull", "The container image cannot be pulled", f"The node could not download image "
-        f"{cs.get('image') or ''}: the name or tag is wrong, the registry is not reachable from the node, "
+        f"{cs.image}: the name or tag is wrong, the registry is not reachable from the node, "
         f"or it is private.", "Check the image name and tag (the seed image is "
         "ccr.ccs.tencentyun.com/tke-ai-playbook/vllm-openai:v0.10.1-20250801), that the node can reach the "
         "registry, and add imagePullSecrets for a private registry.",
-        waiting.get("message") or waiting["reason"], Severity.ERROR, subject)
+        cs.waiting.message or cs.waiting.reason, Severity.ERROR, subject)
 
 
-def _config_missing(cs: dict, waiting: dict, terminated: list[dict], subject: str) -> Diagnosis | None:
-    if waiting.get("reason") != "CreateContainerConfigError":  # e.g. secret "vllm-e5-api-key" not found
+def _config_missing(cs: ContainerStatus, subject: str) -> Diagnosis | None:
+    if cs.waiting.reason != "CreateContainerConfigError":  # e.g. secret "vllm-e5-api-key" not found
         return None
     return Diagnosis(
-        "config-missing", f"Container {cs.get('name')} cannot start: its configuration is missing",
+        "config-missing", f"Container {cs.name} cannot start: its configuration is missing",
         "It refers to a Secret or ConfigMap (the API-key Secret, the hub token) that does not exist in "
         "this namespace, or to a key that Secret lacks.", "Apply the missing object first (build_secret "
         "+ apply; the message names it), in the pod's namespace; the pod starts once it exists.",
-        waiting.get("message") or waiting["reason"], Severity.ERROR, subject)
+        cs.waiting.message or cs.waiting.reason, Severity.ERROR, subject)
 
 
-def _oom_or_crash(cs: dict, waiting: dict, terminated: list[dict], subject: str) -> Diagnosis | None:
-    if any(t.get("reason") == "OOMKilled" for t in terminated):
+def _oom_or_crash(cs: ContainerStatus, subject: str) -> Diagnosis | None:
+    if any(t.reason == "OOMKilled" for t in cs.terminated):
         return Diagnosis(
-            "oom-killed", f"Container {cs.get('name')} was killed for using too much memory (OOMKilled)",
+            "oom-killed", f"Container {cs.name} was killed for using too much memory (OOMKilled)",
             "It used more host memory than its limit allows; vLLM reads the whole checkpoint through host "
             "memory while loading.", "Raise the container's memory limit (or remove it) and use a node with "
             "more memory; for downloads, lower the parallelism per pod.", "lastState.terminated.reason: "
             "OOMKilled, exitCode 137", Severity.ERROR, subject)
-    if waiting.get("reason") == "CrashLoopBackOff":
-        code = next((t.get("exitCode") for t in terminated if t), None)
+    if cs.waiting.reason == "CrashLoopBackOff":
+        code = next((t.exit_code for t in cs.terminated), None)
         return Diagnosis(
-            "crash-loop", f"Container {cs.get('name')} keeps crashing", f"It exited with code {code} and "
+            "crash-loop", f"Container {cs.name} keeps crashing", f"It exited with code {code} and "
             f"Kubernetes restarts it with growing delays.", "Read the log lines below for the cause.",
-            waiting.get("message") or "CrashLoopBackOff", Severity.ERROR, subject)
+            cs.waiting.message or "CrashLoopBackOff", Severity.ERROR, subject)
     return None
 
 
-# one rule per kind of container-status trouble: (container status, waiting, [terminated, last terminated]) ->
-# a finding or None
+# one rule per kind of container-status trouble: (container status, subject) -> a finding or None
 _CONTAINER_RULES = (_image_pull, _config_missing, _oom_or_crash)
 # a specific cause says more than "it keeps crashing", and probes fail anyway while it crashes
 _CAUSES = frozenset({"cuda-oom", "kv-cache-too-small", "model-missing", "disk-full", "oom-killed"})
 _SYMPTOMS = frozenset({"crash-loop", "probe-killed", "probe-during-load", "liveness-failing"})
 
 
-def _scheduling_messages(status: dict, events: list[dict]) -> list[str]:
-    messages = [c.get("message") or "" for c in status.get("conditions") or []
-                if c.get("type") == "PodScheduled" and c.get("status") == "False"]
-    return messages + [e.get("message") or "" for e in events
-                       if e.get("reason") in ("FailedScheduling", "FailedMount", "FailedAttachVolume")]
+def _scheduling_messages(pod: Pod, events: list[Event]) -> list[str]:
+    messages = [c.message for c in pod.conditions if c.type == "PodScheduled" and c.false]
+    return messages + [e.message for e in events
+                       if e.reason in ("FailedScheduling", "FailedMount", "FailedAttachVolume")]
 
 
-def _container_findings(cs: dict, subject: str) -> list[Diagnosis]:
-    state, last = cs.get("state") or {}, cs.get("lastState") or {}
-    waiting = state.get("waiting") or {}
-    terminated = [state.get("terminated") or {}, last.get("terminated") or {}]
-    return [d for rule in _CONTAINER_RULES if (d := rule(cs, waiting, terminated, subject)) is not None]
-
-
-def diagnose_pod(pod: dict, events: Iterable[dict] = (), log_text: str = "") -> list[Diagnosis]:
+def diagnose_pod(pod: dict | Pod, events: Iterable[dict | Event] = (), log_text: str = "") -> list[Diagnosis]:
     """Everything wrong with one pod, from its status, its events and its log (most severe first)."""
-    name = (pod.get("metadata") or {}).get("name", "")
-    subject = f"pod {name}" if name else ""
-    status = pod.get("status") or {}
-    events = list(events)
-    found = [d for message in _scheduling_messages(status, events) for d in _scheduling(message, subject)]
-    statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
-    restarts = sum(cs.get("restartCount") or 0 for cs in statuses)
-    found += [d for cs in statuses for d in _container_findings(cs, subject)]
-    found += [d for e in events if e.get("reason") == "Unhealthy" and (d := _probe(e, restarts, subject))]
+    pod, events = Pod.of(pod), events_of(events)
+    subject = f"pod {pod.name}" if pod.name else ""
+    found = [d for message in _scheduling_messages(pod, events) for d in _scheduling(message, subject)]
+    found += [d for cs in pod.statuses for rule in _CONTAINER_RULES if (d := rule(cs, subject)) is not None]
+    found += [d for e in events if e.reason == "Unhealthy" and (d := _probe(e, pod.restarts, subject))]
     found += diagnose_log(log_text, subject)
     if any(d.code in _CAUSES for d in found):
         found = [d for d in found if d.code not in _SYMPTOMS]
     return _ordered(found)
 
 
-def diagnose_pvc(pvc: dict, events: Iterable[dict] = ()) -> list[Diagnosis]:
+def diagnose_pvc(pvc: dict | PersistentVolumeClaim, events: Iterable[dict | Event] = ()) -> list[Diagnosis]:
     """Why a PVC is not Bound (an empty list when it is)."""
-    name = (pvc.get("metadata") or {}).get("name", "")
-    subject = f"pvc {name}"
-    phase = (pvc.get("status") or {}).get("phase") or "Pending"
+    pvc = PersistentVolumeClaim.of(pvc)
+    name, phase, subject = pvc.meta.name, pvc.phase, f"pvc {pvc.meta.name}"
     if phase == "Bound":
         return []
-    sc = (pvc.get("spec") or {}).get("storageClassName") or "(default)"
-    messages = [f"{e.get('reason') or ''}: {e.get('message') or ''}" for e in events]
+    sc = pvc.storage_class or "(default)"
+    messages = [f"{e.reason}: {e.message}" for e in events_of(events)]
     found = []
     for message in messages:
         if re.search(r'storageclass\.storage\.k8s\.io "[^"]+" not found', message):

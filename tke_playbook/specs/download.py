@@ -148,7 +148,7 @@ class DownloadSpec:
         hub_default = info.revision if self.source is Source.HUGGINGFACE else self.source.default_revision
         set_("revision", _revision(str(self.revision or hub_default).strip()))
         repo = self.repo_id or (info.modelscope_id if self.source is Source.MODELSCOPE else None) or info.hf_id
-        if not _REPO_ID.match(repo):
+        if not _REPO_ID.fullmatch(repo):
             raise InvalidSpecError(f"repo_id '{repo}' is not a hub repository id: write it as 'owner/name'",
                                    field="repo_id", value=repo)
         set_("repo_id", repo)
@@ -183,7 +183,7 @@ class DownloadSpec:
                                    field="endpoint", value=self.endpoint)
         if self.endpoint:
             set_("endpoint", self.endpoint.rstrip("/"))
-        if self.pip_index_url is not None and not re.match(r"^https?://[^\s'\"`$\\]+$", str(self.pip_index_url)):
+        if self.pip_index_url is not None and not re.fullmatch(r"https?://[^\s'\"`$\\]+", str(self.pip_index_url)):
             raise InvalidSpecError(f"pip_index_url {self.pip_index_url!r} must be a URL without spaces or quotes, "
                                    f"such as 'https://mirrors.cloud.tencent.com/pypi/simple'", field="pip_index_url",
                                    value=self.pip_index_url)

@@ -29,7 +29,7 @@ def validate_name(value: str, what: str, *, max_length: int = 63) -> str:
     if len(value) > max_length:
         raise InvalidSpecError(f"{what} '{value}' is {len(value)} characters long: Kubernetes allows at most "
                                f"{max_length}; choose a shorter name", field=what, value=value)
-    if not _DNS1123_LABEL.match(value):
+    if not _DNS1123_LABEL.fullmatch(value):
         raise InvalidSpecError(f"{what} '{value}' is not a valid Kubernetes name: use lowercase letters, digits "
                                f"and '-', starting and ending with a letter or digit", field=what, value=value)
     return value
@@ -37,7 +37,7 @@ def validate_name(value: str, what: str, *, max_length: int = 63) -> str:
 
 def validate_subdomain(value: str, what: str) -> str:
     """A DNS-1123 subdomain (StorageClass, Secret and ConfigMap names may contain dots)."""
-    if not isinstance(value, str) or not value or len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
+    if not isinstance(value, str) or not value or len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
         raise InvalidSpecError(f"{what} '{value}' is not a valid Kubernetes name: use lowercase letters, digits, "
                                f"'-' and '.', at most 253 characters", field=what, value=value)
     return value
@@ -52,10 +52,10 @@ def validate_label(key: str, value: str = "", what: str = "label") -> None:
     prefix, _, name = key.rpartition("/")
     if prefix:
         validate_subdomain(prefix, f"label prefix in '{key}'")
-    if not name or len(name) > 63 or not LABEL_NAME.match(name):
+    if not name or len(name) > 63 or not LABEL_NAME.fullmatch(name):
         raise InvalidSpecError(f"{what} key '{key}' is not valid: use letters, digits, '-', '_' and '.' (at most 63), "
                                f"optionally after a prefix like 'example.com/'", field=f"{what}s", value=key)
-    if len(value) > 63 or (value and not LABEL_NAME.match(value)):
+    if len(value) > 63 or (value and not LABEL_NAME.fullmatch(value)):
         raise InvalidSpecError(f"{what} value '{value}' for '{key}' is not valid: use letters, digits, '-', '_' and "
                                f"'.', at most 63 characters", field=f"{what}s", value=value)
 
@@ -63,7 +63,7 @@ def validate_label(key: str, value: str = "", what: str = "label") -> None:
 def validate_quantity(value: str, what: str) -> str:
     """A Kubernetes quantity such as ``100Gi``, ``500m`` or ``1``."""
     text = str(value).strip() if isinstance(value, (str, int)) else None
-    if not text or not _QUANTITY.match(text):
+    if not text or not _QUANTITY.fullmatch(text):
         raise InvalidSpecError(f"{what} '{value}' is not a Kubernetes quantity: write a number with an optional "
                                f"unit, such as '100Gi', '15Gi', '500m' or '2'", field=what, value=value)
     return text
@@ -72,7 +72,7 @@ def validate_quantity(value: str, what: str) -> str:
 def quantity_to_float(value: str) -> float:
     """The numeric value of a quantity (``'15Gi'`` → 16106127360.0, ``'500m'`` → 0.5)."""
     text = validate_quantity(value, "quantity")
-    match = re.match(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))(.*)$", text)
+    match = re.fullmatch(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))(.*)", text)
     number, suffix = float(match.group(1)), match.group(2)
     if suffix in _BINARY:
         return number * _BINARY[suffix]

@@ -242,7 +242,7 @@ class ServingSpec:
 
     def _validate_env(self) -> None:
         for key, _ in self.env:
-            if not _ENV_NAME.match(key):
+            if not _ENV_NAME.fullmatch(key):
                 raise InvalidSpecError(f"env name '{key}' is not a valid variable name", field="env", value=key)
             if key in ("VLLM_API_KEY", "TKE_PLAYBOOK_VLLM_API_KEY"):
                 raise InvalidSpecError(f"Do not put {key} in env: the key belongs in a Secret; set "
@@ -259,7 +259,7 @@ class ServingSpec:
                                    "model: set api_key_required=True, or use service type 'LoadBalancer-internal' or "
                                    "'ClusterIP'", field="service_type", value=self.service_type.value)
         if self.service_type is ServiceType.LOAD_BALANCER_INTERNAL and not (
-                self.lb_subnet_id and re.match(r"^subnet-[a-z0-9]+$", self.lb_subnet_id)):
+                self.lb_subnet_id and re.fullmatch(r"subnet-[a-z0-9]+", self.lb_subnet_id)):
             raise InvalidSpecError(f"An internal LoadBalancer needs the subnet for its CLB: set lb_subnet_id to an id "
                                    f"like 'subnet-abcd1234' (got {self.lb_subnet_id!r})", field="lb_subnet_id",
                                    value=self.lb_subnet_id)

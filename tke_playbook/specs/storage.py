@@ -35,7 +35,7 @@ class ReclaimPolicy(str, enum.Enum):
 
 
 def _check_id(value: str | None, prefix: str, what: str) -> str | None:
-    if value is not None and not re.match(rf"^{prefix}-[a-z0-9]+$", str(value)):
+    if value is not None and not re.fullmatch(rf"{prefix}-[a-z0-9]+", str(value)):
         raise InvalidSpecError(f"{what} '{value}' does not look like a Tencent Cloud id: expected '{prefix}-' and "
                                f"lowercase letters or digits, e.g. '{prefix}-abcd1234'", field=what, value=value)
     return value
@@ -67,7 +67,7 @@ class StorageSpec:
                                    field="size", value=self.size)
         _check_id(self.vpc_id, "vpc", "vpc_id")
         _check_id(self.subnet_id, "subnet", "subnet_id")
-        if self.zone is not None and not re.match(r"^[a-z]+(-[a-z]+)+-\d+$", str(self.zone)):
+        if self.zone is not None and not re.fullmatch(r"[a-z]+(-[a-z]+)+-\d+", str(self.zone)):
             raise InvalidSpecError(f"zone '{self.zone}' is not a Tencent Cloud zone such as 'ap-guangzhou-3'",
                                    field="zone", value=self.zone)
         given = [self.vpc_id is not None, self.subnet_id is not None, self.zone is not None]

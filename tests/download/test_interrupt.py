@@ -1,0 +1,61 @@
+"""Ctrl-C during `tke-playbook download` (issue 21, item 8): one line saying it stopped and that running it again
+resumes, the status shells give SIGINT (130), no worker left behind - and the rerun does resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fakes.hub import FakeHub
+from hubfiles import REPO
+
+from tke_playbook.download import DownloadSpec, plan_download
+from tke_playbook.podworker.modelfolder import is_complete
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def _download(hub, pvc, **popen):
+    return subprocess.Popen([sys.executable, "-m", "tke_playbook.cli", "download", "--model", REPO, "--source",
+                             "huggingface", "--endpoint", hub.url, "--pvc-dir", str(pvc), "--workers", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
+                    reason="needs Linux /proc/<pid>/task/<tid>/children")
+def test_ctrl_c_stops_in_one_line_with_status_130_and_the_rerun_resumes(repo_dir, tmp_path):
+    with FakeHub({REPO: repo_dir}, rate=20_000) as hub:  # slow: still downloading when Ctrl-C comes
+        cli = _download(hub, tmp_path / "pvc", start_new_session=True)  # its own group, as a terminal's job
+        deadline, workers = time.monotonic() + 60, set()
+        while time.monotonic() < deadline and len(workers) < 3:
+            workers = _children(cli.pid)
+            time.sleep(0.1)
+        assert len(workers) == 3, "the CLI started its worker processes"
+        time.sleep(4)  # some bytes synced and recorded
+        os.killpg(cli.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+        _, err = cli.communicate(timeout=60)
+        assert cli.returncode == 130
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert lines[0].startswith("tke-playbook download: stopped (Ctrl-C)") and "again to resume" in lines[0]
+        assert not any(Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().split()[2]
+                       for w in workers)
+        folder = tmp_path / "pvc" / REPO
+        assert not is_complete(folder)
+        total = plan_download(DownloadSpec(model=REPO, source="huggingface", endpoint=hub.url)).total_bytes
+        hub.rate, before = None, hub.bytes_sent
+        rerun = _download(hub, tmp_path / "pvc")
+        out, err = rerun.communicate(timeout=120)
+        assert rerun.returncode == 0, err
+        assert is_complete(folder) and "complete:" in out
+        assert hub.bytes_sent - before < total  # resumed: the bytes of the first run were not fetched again
