@@ -156,7 +156,7 @@ def _jupyterlab(tmp: Path, folder: Path, home: Path):
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, executed_notebooks):
+def executed_lab(tmp_path_factory, executed_notebooks):
     """JupyterLab showing the executed notebooks (``executed/``, trusted) of the session's one execution."""
     tmp = tmp_path_factory.mktemp("lab")
     folder = tmp / "nb"
@@ -170,9 +170,11 @@ def lab(tmp_path_factory, executed_notebooks):
 
 
 @pytest.fixture(scope="module")
-def live_lab(tmp_path_factory, prepare_local_target):
-    """JupyterLab with copies of the committed notebooks, for the tests that need live kernels; its state folder
-    is the local target as 01 and 02 leave it (the PVC, the model on it), prepared by the library."""
+def lab(tmp_path_factory, prepare_local_target):
+    """JupyterLab with copies of the committed notebooks, for the tests that need live kernels (``open_notebook``,
+    ``kept``); its state folder ``home`` is the local target as 01 and 02 leave it (the PVC, the model on it),
+    prepared by the library. ``port_60000_was_free``: whether port 60000 was free when it started (under parallel
+    workers, hold the ``port_60000`` fixture before relying on it)."""
     tmp = tmp_path_factory.mktemp("live-lab")
     folder = tmp / "nb"
     folder.mkdir()
@@ -181,7 +183,7 @@ def live_lab(tmp_path_factory, prepare_local_target):
     home = prepare_local_target(tmp / "home")
     shutil.rmtree(ARTIFACTS / LIVE, ignore_errors=True)
     with _jupyterlab(tmp, folder, home) as served:
-        yield served
+        yield dict(served, port_60000_was_free=port_is_free(CONTAINER_PORT))
 
 
 def _api(base: str, token: str, path: str, method: str = "GET"):
@@ -406,7 +408,7 @@ class Notebook:
 
 
 @pytest.fixture(scope="module")
-def kept(live_lab, browser):
+def kept(lab, browser):
     """The notebooks kept open with their kernels (``LIVE_SETUP``), by name; see :func:`_live`."""
     pages: dict[str, Notebook] = {}
     yield pages
@@ -429,15 +431,15 @@ def _opener(lab, browser, kept):
 
 
 @pytest.fixture
-def open_executed(lab, browser):
+def open_executed(executed_lab, browser):
     """Open an executed notebook (``executed/<name>``) in a fresh page; closed (its kernel shut down) after."""
-    yield from _opener(lab, browser, {})
+    yield from _opener(executed_lab, browser, {})
 
 
 @pytest.fixture
-def open_notebook(live_lab, browser, kept):
+def open_notebook(lab, browser, kept):
     """Open a committed notebook in the live JupyterLab in a fresh page; closed after the test unless kept."""
-    yield from _opener(live_lab, browser, kept)
+    yield from _opener(lab, browser, kept)
 
 
 # The cells each kept notebook runs when a test first needs it (by a piece of their source): what the tests build on.
@@ -451,11 +453,11 @@ LIVE_SETUP = {
 }
 
 
-def _live(live_lab, browser, kept, name: str) -> Notebook:
+def _live(lab, browser, kept, name: str) -> Notebook:
     """The committed notebook ``name`` open with a live kernel that ran its ``LIVE_SETUP`` cells, kept open for the
     tests after (as a person keeps a notebook open)."""
     if name not in kept:
-        notebook = Notebook(live_lab, browser, name)
+        notebook = Notebook(lab, browser, name)
         try:
             notebook.run_cells(*LIVE_SETUP[name])
             notebook.assert_clean(every_cell_ran=False)
@@ -476,9 +478,9 @@ def _widget_outputs(path: Path) -> int:
 
 
 @PAGES
-def test_the_page_checks_catch_a_traceback_stderr_and_cut_off_outputs(lab, open_executed):
+def test_the_page_checks_catch_a_traceback_stderr_and_cut_off_outputs(executed_lab, open_executed):
     """The planted notebook of the same execution, shown as every executed notebook is shown below."""
-    nb = open_executed(f"{EXECUTED}/{lab['planted']}")
+    nb = open_executed(f"{EXECUTED}/{executed_lab['planted']}")
     nb.wait_for_widgets(1)
     seen = nb.problems()
     nb.screenshot("expected-failure")
@@ -496,9 +498,9 @@ def test_the_page_checks_catch_a_traceback_stderr_and_cut_off_outputs(lab, open_
 
 @PAGES
 @pytest.mark.parametrize("name", NOTEBOOK_NAMES)
-def test_the_executed_notebook_shows_no_problem(lab, open_executed, name):
+def test_the_executed_notebook_shows_no_problem(executed_lab, open_executed, name):
     nb = open_executed(f"{EXECUTED}/{name}")
-    nb.wait_for_widgets(_widget_outputs(lab["folder"] / EXECUTED / name))
+    nb.wait_for_widgets(_widget_outputs(executed_lab["folder"] / EXECUTED / name))
     nb.assert_clean()
     assert nb.truncated_labels() == [], f"{name}: cut off"
     assert nb.clipped_tables() == [], f"{name}: tables wider than the page"
@@ -508,14 +510,14 @@ def test_the_executed_notebook_shows_no_problem(lab, open_executed, name):
 
 
 @LIVE_KERNELS
-def test_00_node_type_change_reaches_03s_verdict_spec_and_yaml(live_lab, browser, kept):
+def test_00_node_type_change_reaches_03s_verdict_spec_and_yaml(lab, browser, kept):
     """Issue 20 item 5: the node type chosen in 00 reaches 03's fit verdict, its spec (GPU) and its YAML (node
     affinity) - read from the state file, in 03's own kernel."""
     from tke_playbook.playbook.widgets import node_label
     from tke_playbook.specs.hardware import get_node_type
 
-    prerequisites = _live(live_lab, browser, kept, "00_prerequisites.ipynb")
-    deploy = _live(live_lab, browser, kept, "03_deploy_vllm.ipynb")
+    prerequisites = _live(lab, browser, kept, "00_prerequisites.ipynb")
+    deploy = _live(lab, browser, kept, "03_deploy_vllm.ipynb")
     prerequisites.choose("NodeTypePicker(", "GPU node type", node_label(get_node_type("GN7.2XLARGE32")))
     assert "GN7.2XLARGE32" in prerequisites.run_cell("pb.choose_node_type(")
     shown = deploy.run_cell("form = ServingForm(")
@@ -530,8 +532,8 @@ def test_00_node_type_change_reaches_03s_verdict_spec_and_yaml(live_lab, browser
 
 
 @LIVE_KERNELS
-def test_03_changed_and_invalid_values(live_lab, browser, kept):
-    nb = _live(live_lab, browser, kept, "03_deploy_vllm.ipynb")
+def test_03_changed_and_invalid_values(lab, browser, kept):
+    nb = _live(lab, browser, kept, "03_deploy_vllm.ipynb")
     option = nb.choose_starting("form = ServingForm(", "Model", "BAAI/bge-m3")  # offline: not on this machine
     assert option.endswith("needs a hub"), option
     nb.run_cell("serving_spec = pb.read_form(form)")
@@ -561,12 +563,12 @@ def test_03_changed_and_invalid_values(live_lab, browser, kept):
     nb.run_cell("endpoint = pb.deploy(serving_spec)")
     nb.screenshot("missing-pvc")
     nb.assert_one_red_block("other-pvc")
-    assert not (live_lab["home"] / "pvcs" / "other-pvc").exists(), "a failed deploy created the PVC folder"
+    assert not (lab["home"] / "pvcs" / "other-pvc").exists(), "a failed deploy created the PVC folder"
 
 
 @LIVE_KERNELS
-def test_02_changed_and_invalid_values(live_lab, browser, kept):
-    nb = _live(live_lab, browser, kept, "02_download_model.ipynb")
+def test_02_changed_and_invalid_values(lab, browser, kept):
+    nb = _live(lab, browser, kept, "02_download_model.ipynb")
     nb.type("form = DownloadForm(", "Completions (shards)", "1000")  # refused, never clamped to 64
     assert "Completions 1000 must be a whole number from 1 to 64" in nb.output("form = DownloadForm(")
     nb.type("form = DownloadForm(", "Completions (shards)", "2")
@@ -606,10 +608,10 @@ def _require_free(port: int) -> None:
 
 
 @LIVE_KERNELS
-def test_deploy_twice_then_again_after_cleanup_keeps_port_60000(live_lab, browser, kept, open_notebook, port_60000):
+def test_deploy_twice_then_again_after_cleanup_keeps_port_60000(lab, browser, kept, open_notebook, port_60000):
     """In 03's kernel (its form read again into a spec): deploy, deploy again, 99 (its Run All), deploy again."""
     _require_free(port_60000)
-    deploy = _live(live_lab, browser, kept, "03_deploy_vllm.ipynb")
+    deploy = _live(lab, browser, kept, "03_deploy_vllm.ipynb")
     deploy.run_cells("form = ServingForm(", "serving_spec = pb.read_form(form)")  # the form as 03 shows it
     url = f"127.0.0.1:{port_60000}"
     assert url in _deploy(deploy)
