@@ -90,7 +90,7 @@ plot_chunk_tokens(corpus.chunks["tokens"], limit=corpus.settings.chunk_tokens)
 # %% tags=["nbval-ignore-output"]
 queries, qrels = queries_and_labels(QUERIES, QRELS, TOPICS)
 result = run_corpus(corpus, queries, systems, qrels=qrels)
-result.table().round(3)
+result.summary()
 
 # %%
 plot_metric_intervals(result.table())

@@ -37,11 +37,11 @@ def test_the_rerank_request_is_vllms_rerank_request_and_hides_the_key():
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_sent_with_curl_the_local_server_answers_vllms_rerank_response(tmp_path):
-    with start_server(api_key="curl-key", timeout=240, log_path=tmp_path / "server.log") as server:
-        endpoint = ServiceEndpoint(server.url, server.served_model_name, "local-process", "curl-key")
+    with start_server(api_key="curl-key-for-the-test-0123", timeout=240, log_path=tmp_path / "server.log") as server:
+        endpoint = ServiceEndpoint(server.url, server.served_model_name, "local-process", "curl-key-for-the-test-0123")
         text = endpoint.rerank_curl_text("用Python实现快速排序算法", DOCUMENTS, top_n=2)
         done = subprocess.run(["bash", "-c", text], capture_output=True, text=True, timeout=120,
-                              env={"VLLM_API_KEY": "curl-key", "PATH": "/usr/bin:/bin"})
+                              env={"VLLM_API_KEY": "curl-key-for-the-test-0123", "PATH": "/usr/bin:/bin"})
     answer = json.loads(done.stdout)
     assert set(answer) == {"id", "model", "usage", "results"}  # vLLM 0.34.0's RerankResponse
     assert len(answer["results"]) == 2 and {"index", "document", "relevance_score"} == set(answer["results"][0])

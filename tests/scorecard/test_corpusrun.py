@@ -47,6 +47,19 @@ def test_document_labels_score_each_document_by_its_best_chunk(result):
         {"q": {"a": 0.9, "b": 0.5}}
 
 
+def test_the_summary_for_a_page_keeps_each_interval_in_one_column(result):
+    """The full table has 14 columns (too wide for a notebook page: the browser suite saw 07 scroll sideways); the
+    summary shows each metric with its interval in one cell, with the same numbers."""
+    table, summary = result.table(), result.summary()
+    assert len(summary.columns) <= 6 and list(summary.index) == ["hashing-embedder", "bm25",
+                                                                 "hybrid-hashing-embedder+bm25"]
+    row = table.loc["bm25"]
+    assert summary.loc["bm25", "ndcg@10 (95% CI)"] == \
+        f"{row['ndcg@10']:.3f} ({row['ndcg@10 low']:.3f}–{row['ndcg@10 high']:.3f})"
+    unlabelled = result.with_qrels({}).summary()
+    assert (unlabelled["ndcg@10 (95% CI)"] == "—").all()
+
+
 def test_the_halving_rule_is_three_times_the_judged_queries_at_the_labels_per_query(result):
     halve = result.labels_to_halve()
     n = len(result.judged())

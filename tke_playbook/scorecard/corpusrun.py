@@ -319,6 +319,17 @@ def _interval(values: np.ndarray, n_boot: int) -> tuple[float, float, float]:
     return (float(values.mean()) if len(values) else float("nan")), float("nan"), float("nan")
 
 
+def _with_interval(value: float, low: float, high: float) -> str:
+    if math.isnan(value):
+        return "—"
+    return f"{value:.3f}" if math.isnan(low) else f"{value:.3f} ({low:.3f}–{high:.3f})"
+
+
+def _short_system(name: str) -> str:
+    """A system's name without the hub organisation ("sentence-transformers/all-MiniLM-L6-v2" -> "all-MiniLM-L6-v2")."""
+    return name.rsplit("/", 1)[-1]
+
+
 @dataclass
 class CorpusScorecard:
     """Every system's run on a corpus, and the numbers from it: :meth:`table` (quality with 95 % intervals, from
@@ -398,6 +409,21 @@ class CorpusScorecard:
             row["chunks/s"] = self.figures[name].get("chunks_per_s", np.nan)
             rows.append(row)
         return pd.DataFrame(rows).set_index("system")
+
+    def summary(self) -> pd.DataFrame:
+        """:meth:`table` for reading on a page: each headline metric with its 95 % interval in one column
+        ("0.512 (0.401–0.618)"), the judged queries, p99 ms and chunks/s; a model's organisation is dropped from
+        its name. :meth:`table` keeps every number for plots and code."""
+        table = self.table()
+        out = pd.DataFrame(index=[_short_system(name) for name in table.index])
+        out.index.name = "system"
+        for metric in HEADLINE:
+            out[f"{metric} (95% CI)"] = [_with_interval(*values) for values in
+                                         table[[metric, f"{metric} low", f"{metric} high"]].to_numpy(dtype=float)]
+        out["judged queries"] = table["judged queries"].to_numpy()
+        out["p99 ms"] = table["p99 ms"].round(1).to_numpy()
+        out["chunks/s"] = table["chunks/s"].round(1).to_numpy()
+        return out
 
     def labels_to_halve(self) -> dict:
         """How many more judgements would halve the nDCG@10 interval (the method: see the module docstring)."""
