@@ -5,14 +5,17 @@ worker whole *groups*; a group runs on one worker, in collection order. The defa
 (so a module-scoped fixture - a loaded model, a server - is built once, as without xdist). Two kinds of tests
 get another group here, without any mark of their own:
 
-- a test that uses the ``executed_notebooks`` fixture is in the group ``notebooks`` (the one nbval run of every
-  notebook is session-scoped, so everything that reads it must share a worker): nbval's check, the secret scan,
-  the demo's output checks and the whole browser suite (``tests/test_browser.py`` uses it in its ``lab``);
+- a test that uses the ``executed_notebooks`` fixture is in the group ``notebooks``: nbval's check, the secret
+  scan, the demo's output checks. The run itself happens once per test run, not once per worker: the first worker
+  that asks runs it, under a file lock in the run's shared temporary folder; any other worker that asks waits on
+  the lock and reads the result;
 - a test marked ``@pytest.mark.xdist_group("name")`` keeps that group (use it for tests of several modules that
-  must not overlap, e.g. two that need the same fixed port).
+  must not overlap, e.g. two that need the same fixed port). tests/test_browser.py has two: ``browser-live`` (the
+  live kernels, its own JupyterLab) and ``browser-pages`` (the executed pages, read from that one run).
 
-The groups are put in order before xdist hands them out: ``notebooks`` first (the longest), then the groups that
-hold a test marked ``slow``, then the rest; a worker that finishes one group takes the next. So a new test needs
+The groups are put in order before xdist hands them out: ``FIRST_GROUPS`` (``notebooks`` and ``browser-live``, the
+longest chains), then the groups that hold a test marked ``slow``, then ``AFTER_SLOW_GROUPS`` (``browser-pages``,
+which waits for the notebooks' run), then the rest; a worker that finishes one group takes the next. So a new test needs
 nothing: it runs in its module's group, and a slow one should carry ``@pytest.mark.slow`` (pyproject.toml's
 markers). What a test may not assume under parallel workers: that port 60000 is free (take a free port, as
 ``pb.serving_defaults().replace(service_port=...)`` does, or use ``executed_notebooks``' run), or that
