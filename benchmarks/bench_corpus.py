@@ -39,9 +39,9 @@ import numpy as np  # noqa: E402
 
 from tke_playbook.corpus import Chunker, load_corpus, search_memory_bytes, topk_search  # noqa: E402
 from tke_playbook.corpus.pydocs import pydoc_topics  # noqa: E402
+from tke_playbook.corpus.vectors import vector_key  # noqa: E402
 from tke_playbook.embed.http import EmbeddingClient  # noqa: E402
 from tke_playbook.localserver import start_server  # noqa: E402
-from tke_playbook.corpus.vectors import text_key  # noqa: E402
 from tke_playbook.scorecard.corpusrun import RunOptions, run_corpus, vector_cache  # noqa: E402
 
 CHUNK_TOKENS, OVERLAP = 16, 2
@@ -141,7 +141,7 @@ def main() -> None:
         reembedded = CountingClient.sent - before
         print(f"rerun: {reembedded} texts sent, {rerun.figures[rerun.systems[0]]['seconds']:.1f} s")
     cache = vector_cache(result.systems[0], CountingClient(server.url, model), work / "cache")
-    vectors = cache.matrix([text_key(t) for t in corpus.texts])
+    vectors = cache.matrix([vector_key(t) for t in corpus.texts])
     peak_mb, full_mb, stated_mb = topk_memory(vectors, 1000)
     print(f"top-100 of 1,000 queries over {len(vectors)} chunks: peak {peak_mb:.1f} MB (stated {stated_mb:.1f} MB "
           f"with the outputs; the full matrix would be {full_mb:.0f} MB)")

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import httpx
 
-from tke_playbook.download import DownloadSpec
 from tke_playbook.download.listing import plan_download
 from tke_playbook.download.local import run_local_download
 from tke_playbook.podworker.modelfolder import is_complete
+from tke_playbook.specs import DownloadSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fakes.hub import FakeHub  # noqa: E402 - the mirror with a per-connection throttle (a test double)

@@ -227,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                         "measurement (default 400)")
     args = parser.parse_args(argv)
 
+    from tke_playbook.hostenv import offline_model_dir
     from tke_playbook.localserver import start_server
-    from tke_playbook.specs.target import offline_model_dir
 
     model_dir = str(args.model or offline_model_dir())
     sentences = make_sentences(args.sentences)

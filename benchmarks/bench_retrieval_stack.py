@@ -69,7 +69,7 @@ def chunked_reference(text: str) -> np.ndarray:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from tke_playbook.specs.target import offline_model_dir
+    from tke_playbook.hostenv import offline_model_dir
 
     model = SentenceTransformer(str(offline_model_dir()), device="cpu")
     ids = model.tokenizer(text)["input_ids"]

@@ -25,10 +25,10 @@ import pandas as pd  # noqa: E402
 
 from tke_playbook.embed.http import EmbeddingClient  # noqa: E402
 from tke_playbook.embed.local import LocalEmbedder  # noqa: E402
+from tke_playbook.hostenv import offline_model_dir  # noqa: E402
 from tke_playbook.localserver import start_server  # noqa: E402
 from tke_playbook.scorecard import run_scorecard  # noqa: E402
 from tke_playbook.scorecard import BM25Retriever, Cause, Hybrid, ReferenceEncoder, check_parity
-from tke_playbook.specs.target import offline_model_dir  # noqa: E402
 
 
 class CountingClient(EmbeddingClient):

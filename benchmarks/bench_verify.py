@@ -28,9 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tke_playbook.download import DownloadSpec, plan_download, run_local_download, verify_model
+from tke_playbook.download import plan_download, run_local_download, verify_model
 from tke_playbook.podworker import progress
 from tke_playbook.podworker.modelfolder import completeness_problem, hash_file, is_complete
+from tke_playbook.specs.download import DownloadSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fakes.hub import FakeHub  # noqa: E402 - the hub mirror (a test double)

@@ -43,12 +43,12 @@ AUTOSCALER = os.environ.get("TKE_PLAYBOOK_AUTOSCALER", "hpa")  # none | hpa | ke
 # %matplotlib inline
 from tke_playbook.capacity import (DocumentLoad, QueryLoad, find_sustainable_rate, mfu_note, plan_capacity,
                                    project_gpu, replay, served_on, sustainable_rate, tune_for_target, with_mfu)
-from tke_playbook.loadgen import compact_table, default_streams, measure_ceiling, run_closed_loop, run_mixed
-from tke_playbook.plots import (plot_capacity_table, plot_latency_knee, plot_mixed_latency, plot_sweep,
-                                plot_tokens_vs_batch)
-from tke_playbook import ScaleOutSpec, autoscaler_checks, render_scale_out, write_vllm_bench_json
+from tke_playbook.loadgen import (compact_table, default_streams, measure_ceiling, run_closed_loop, run_mixed,
+                                  write_vllm_bench_json)
+from tke_playbook.manifests import ScaleOutSpec, render_scale_out
+from tke_playbook.plots import plot_capacity_table, plot_latency_knee, plot_mixed_latency, plot_sweep, plot_tokens_vs_batch
 from tke_playbook.playbook.display import install
-from tke_playbook.playbook import headroom_note, open_target
+from tke_playbook.playbook import autoscaler_checks, headroom_note, open_target
 install();  # the toolkit's errors show as one short red block: what happened, what to do
 
 # %% tags=["nbval-ignore-output"]

@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 from tke_playbook.errors import InvalidSpecError
+from tke_playbook.hostenv import annotation_salt, generate_api_key, read_key_file
 from tke_playbook.manifests.profiles import render_profile
 from tke_playbook.manifests.serving import KEY_REVISION_ANNOTATION
 from tke_playbook.playbook.state import SecretStore
-from tke_playbook.specs.apikeys import (API_KEY_RULE, KEY_MIN_LENGTH, annotation_salt, check_api_key,
-                                        generate_api_key, read_key_file)
+from tke_playbook.specs.apikeys import API_KEY_RULE, KEY_MIN_LENGTH, check_api_key
 
 GOOD = "Abc-123_xyz.~+/key=="  # every character class a b64token may hold
 

@@ -8,13 +8,13 @@ import math
 import pandas as pd
 import pytest
 
-from tke_playbook import capacity
+from tke_playbook import capacity, hostenv
 from tke_playbook.capacity import DocumentLoad, QueryLoad, SustainableRate
 from tke_playbook.errors import InvalidSpecError
 from tke_playbook.manifests.plan import build_plan
 from tke_playbook.specs import prices
 from tke_playbook.specs.hardware import peak_bf16_tflops
-from tke_playbook.specs.serving import ServingSpec
+from tke_playbook.specs.serving import ServingChoices, resolve
 
 E5 = "intfloat/e5-mistral-7b-instruct"
 BGE = "BAAI/bge-m3"
@@ -65,7 +65,7 @@ def _per_replica(rate=30.0, tokens_per_s=50_000.0, target=200.0, input_tokens=51
 
 
 def test_query_plan_replicas_nodes_and_cost():
-    table = prices.load_prices()
+    table = hostenv.load_prices()
     plan = capacity.plan_capacity(QueryLoad(100, 200), _per_replica(), "PNV5b.16XLARGE192", prices=table)
     assert plan.replicas == 4 and plan.gpus == 4 and plan.nodes == 2  # 100 / 30 -> 4; two L20 per node
     per_day = prices.price_of("PNV5b.16XLARGE192", table).per_hour * 24
@@ -97,20 +97,20 @@ def test_plans_refuse_what_cannot_work():
 def test_price_file_overrides_the_defaults(tmp_path, monkeypatch):
     yaml_file = tmp_path / "prices.yaml"
     yaml_file.write_text("PNV5b.8XLARGE96: {per_hour: 10, currency: USD}\nMY.NODE: 3\n")
-    table = prices.load_prices(yaml_file)
+    table = hostenv.load_prices(yaml_file)
     assert table["PNV5b.8XLARGE96"].per_hour == 10 and table["PNV5b.8XLARGE96"].verified
     assert table["MY.NODE"].per_day == 72
     plan = capacity.plan_capacity(QueryLoad(30, 200), _per_replica(), "PNV5b.8XLARGE96", prices=table)
     assert plan.cost_per_day == 240 and plan.currency == "USD" and plan.price_verified
     csv_file = tmp_path / "prices.csv"
     csv_file.write_text("node_type,per_hour,currency\nPNV5b.8XLARGE96,7.5,CNY\n")
-    monkeypatch.setenv(prices.PRICES_ENV, str(csv_file))
-    assert prices.price_of("pnv5b.8xlarge96").per_hour == 7.5
+    monkeypatch.setenv(hostenv.PRICES_ENV, str(csv_file))
+    assert prices.price_of("pnv5b.8xlarge96", hostenv.load_prices()).per_hour == 7.5
     with pytest.raises(InvalidSpecError, match="does not exist"):
-        prices.load_prices(tmp_path / "nope.yaml")
+        hostenv.load_prices(tmp_path / "nope.yaml")
     (tmp_path / "bad.yaml").write_text("PNV5b.8XLARGE96: {per_hour: cheap}\n")
     with pytest.raises(InvalidSpecError, match="per_hour"):
-        prices.load_prices(tmp_path / "bad.yaml")
+        hostenv.load_prices(tmp_path / "bad.yaml")
 
 
 @pytest.mark.parametrize("gpu,peak", [("L20", 119.5), ("L40S", 362), ("A10", 125), ("A100-80GB", 312),
@@ -143,7 +143,7 @@ def _closed_sweep(levels, *, tokens=512, inputs=1, queue=5.0, inference=20.0):
 
 
 def test_encoder_token_budget_and_sequences_from_the_sweep():
-    spec = ServingSpec(model=BGE, max_model_len=8192, gpu="L20")  # encoder: budget 16384 by default
+    spec = resolve(ServingChoices(model=BGE, max_model_len=8192, gpu="L20"))  # encoder: budget 16384 by default
     sweep = _closed_sweep([(16, 100_000), (64, 200_000)])  # 64 x 512 = 32768 tokens in flight at the best level
     advice = capacity.recommend_vllm(sweep, spec)
     flags = {r.flag: r.value for r in advice.recommendations}
@@ -151,13 +151,14 @@ def test_encoder_token_budget_and_sequences_from_the_sweep():
     assert advice.notes  # still growing at the top level: sweep higher
     tuned = advice.apply(spec)
     assert (tuned.max_num_batched_tokens, tuned.max_batch_size) == (32768, 64)
-    command = " ".join(build_plan(None, serving=tuned, api_key="capacity-test-key-0123")[-2]["spec"]["template"]["spec"]
+    plan = build_plan(None, serving=tuned, api_key="capacity-test-key-0123", key_salt=bytes(32))
+    command = " ".join(plan[-2]["spec"]["template"]["spec"]
                        ["containers"][0]["command"])
     assert "--max-num-batched-tokens 32768" in command and "--max-num-seqs 64" in command
 
 
 def test_under_used_gpu_gets_several_api_servers():
-    spec = ServingSpec(model=BGE, gpu="L20", max_batch_size=256)
+    spec = resolve(ServingChoices(model=BGE, gpu="L20", max_batch_size=256))
     sweep = _closed_sweep([(4, 20_000), (16, 21_000)], tokens=16, queue=30.0, inference=3.0)
     advice = capacity.recommend_vllm(sweep, spec, mfu=0.02)
     assert [r.flag for r in advice.recommendations] == ["--api-server-count"]
@@ -167,7 +168,7 @@ def test_under_used_gpu_gets_several_api_servers():
 
 
 def test_decoder_models_keep_their_token_budget():
-    spec = ServingSpec(model=E5, gpu="L20", max_batch_size=64)
+    spec = resolve(ServingChoices(model=E5, gpu="L20", max_batch_size=64))
     advice = capacity.recommend_vllm(_closed_sweep([(16, 30_000), (32, 31_000)]), spec)
     assert all(r.flag != "--max-num-batched-tokens" for r in advice.recommendations)
     assert capacity.recommend_vllm(pd.DataFrame(), spec).notes
@@ -236,7 +237,7 @@ def test_search_goes_lower_when_even_the_lowest_rate_breaks_the_target():
 
 
 def test_cluster_tuning_rerenders_the_workload_with_the_flags():
-    spec = ServingSpec(model=BGE, max_model_len=8192, gpu="L20")
+    spec = resolve(ServingChoices(model=BGE, max_model_len=8192, gpu="L20"))
     outcome = capacity.tune_for_target("cluster", _closed_sweep([(16, 100_000), (64, 200_000)]), spec, 200)
     assert outcome.spec.max_num_batched_tokens == 32768 and outcome.spec.max_batch_size == 64
     assert "--max-num-batched-tokens 32768" in outcome.rendered() and "kind: Deployment" in outcome.rendered()

@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from tke_playbook.cli.main import build_parser, main
+from tke_playbook.cli.commands import build_parser, main
 from tke_playbook.manifests.plan import build_helm_values
 from tke_playbook.specs.serving import seed_profile
 

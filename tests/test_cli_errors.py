@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from tke_playbook.cli.main import main
+from tke_playbook.cli.commands import main
 
 GOOD_KEY = "cli-test-key-0123456789"
 
@@ -114,6 +114,6 @@ def test_other_bad_paths_are_one_line_and_exit_2(bad, capsys, no_hang, argv, wor
 
 
 def test_a_good_key_file_passes_the_same_checks(bad):
-    from tke_playbook.specs.apikeys import read_key_file
+    from tke_playbook.hostenv import read_key_file
 
     assert read_key_file(bad / "key0600") == GOOD_KEY

@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # fake_embedding_server (importlib mode)
 
-from tke_playbook.cli.main import main  # noqa: E402
+from tke_playbook.cli.commands import main  # noqa: E402
 
 TOPICS = ("if", "while", "for", "try", "with", "async", "break", "continue", "else", "return")
 
@@ -49,7 +49,7 @@ def _reference_ndcg(docs: Path, queries_file: Path, qrels: dict) -> float:
     from sentence_transformers import SentenceTransformer
 
     from tke_playbook.corpus import load_corpus
-    from tke_playbook.specs.target import offline_model_dir
+    from tke_playbook.hostenv import offline_model_dir
 
     corpus = load_corpus(docs, progress=False)  # the same chunks the CLI made
     model = SentenceTransformer(str(offline_model_dir()), device="cpu")

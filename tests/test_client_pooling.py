@@ -22,7 +22,7 @@ from tke_playbook.embed import api
 from tke_playbook.embed.http import AsyncEmbeddingClient, EmbeddingClient
 from tke_playbook.errors import AuthenticationError, BadRequestError, EmbeddingAPIError, InvalidSpecError
 from tke_playbook.localserver import start_server
-from tke_playbook.specs.target import offline_model_dir
+from tke_playbook.hostenv import offline_model_dir
 
 KEY = "pooling-client-key"
 DIMS = (64, 128, 256)

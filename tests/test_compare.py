@@ -103,7 +103,7 @@ def test_metrics_match_an_independent_run(dataset):
     docs = lexical.embed_documents([d.text for d in dataset.documents])
     queries = lexical.embed_queries([q.text for q in dataset.queries])
     run = similarity.retrieve(queries, docs, dataset.query_ids, dataset.doc_ids, k=None)
-    expected = evaluation.evaluate(dataset.qrels, run, compare.DEFAULT_KS)
+    expected = evaluation.evaluate_run(dataset.qrels, run, compare.DEFAULT_KS)
     assert result.metrics == pytest.approx(expected)
     assert result.dim == LexicalEmbedder().fit([d.text for d in dataset.documents]).dim  # fitted on every document
     assert result.memory_source == "embedder" and result.memory_bytes == lexical.memory_bytes

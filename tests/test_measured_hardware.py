@@ -19,12 +19,12 @@ import pandas as pd
 import pytest
 
 from tke_playbook import capacity, loadgen
-from tke_playbook.errors import InvalidSpecError
 from tke_playbook.capacity import DocumentLoad, QueryLoad, SustainableRate
+from tke_playbook.errors import InvalidSpecError
+from tke_playbook.hostenv import load_prices
 from tke_playbook.plots import plot_capacity_table, plot_latency_knee, plot_mixed_latency, plot_sweep
 from tke_playbook.specs.hardware import GPUS, NODE_TYPES
-from tke_playbook.specs.prices import load_prices
-from tke_playbook.specs.serving import ServingSpec
+from tke_playbook.specs.serving import ServingChoices, resolve
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 E5 = "intfloat/e5-mistral-7b-instruct"
@@ -55,13 +55,13 @@ def _texts(*objects) -> str:
 
 
 def test_on_the_local_target_nothing_but_the_projection_names_a_gpu_or_its_price():
-    local = capacity.served_on("local", ServingSpec(model=MINILM, gpu="L20", max_model_len=256), "PNV5b.8XLARGE96")
+    local = capacity.served_on("local", resolve(ServingChoices(model=MINILM, gpu="L20", max_model_len=256)), "PNV5b.8XLARGE96")
     assert not local.on_gpu and local.cores >= 1 and local.cpu and "CPU" in str(local)
     sweep = _sweep()
     per_replica = SustainableRate(20.0, 120.0, 200.0, 20.0, 680.0, 32, 1)
     bulk = capacity.sustainable_rate(sweep, 10_000, input_tokens=200, inputs=8)
     shown = _texts(local, capacity.mfu_note(MINILM, local), capacity.with_mfu(sweep, MINILM, local),
-                   capacity.compact_table(capacity.with_mfu(sweep, MINILM, local)),
+                   loadgen.compact_table(capacity.with_mfu(sweep, MINILM, local)),
                    capacity.plan_capacity(QueryLoad(200, 200), per_replica, served_on=local),
                    capacity.plan_capacity(DocumentLoad(5_000_000, 200), bulk, served_on=local))
     assert not GPU_WORDS.findall(shown), GPU_WORDS.findall(shown)
@@ -93,7 +93,7 @@ def test_the_projection_is_two_params_flops_per_token_times_a_cited_mfu():
 
 
 def test_on_a_cluster_mfu_and_cost_belong_to_the_gpu_that_served():
-    gpu = capacity.served_on("cluster", ServingSpec(model=E5, gpu="A10"), "PNV4.7XLARGE116")
+    gpu = capacity.served_on("cluster", resolve(ServingChoices(model=E5, gpu="A10")), "PNV4.7XLARGE116")
     assert gpu.on_gpu and gpu.gpu == "A10" and gpu.node_type == "PNV4.7XLARGE116"
     out = capacity.with_mfu(_sweep(), E5, gpu)
     assert out["mfu"].iloc[0] == pytest.approx(30.0 * 32 * 2 * 7_110_660_096 / 125e12)

@@ -46,7 +46,8 @@ def test_the_chosen_node_flows_into_the_serving_spec_and_its_manifests(pb):
     assert spec.gpu == "T4" and spec.node_instance_types == (T4_NODE,)
     from tke_playbook.manifests.serving import build_serving_objects, pod_templates
 
-    workload = next(d for d in build_serving_objects(spec, "a-test-key-of-24-chars-x") if d["kind"] == "Deployment")
+    objects = build_serving_objects(spec, "a-test-key-of-24-chars-x", bytes(32))
+    workload = next(d for d in objects if d["kind"] == "Deployment")
     assert _affinity_values(pod_templates(workload)[0]["spec"]) == [T4_NODE]
 
 

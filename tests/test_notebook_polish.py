@@ -154,8 +154,9 @@ def test_a_second_cleanup_says_nothing_to_remove(pb):
 
 
 def test_download_chart_explains_fewer_pods_than_asked_and_stays_readable():
-    from tke_playbook.download import RepoFile, make_plan, tutorial_plan
     from tke_playbook.plots import plot_bytes_per_pod
+    from tke_playbook.podworker.planner import make_plan, tutorial_plan
+    from tke_playbook.podworker.rules import RepoFile
 
     # all-MiniLM-L6-v2's shape: one 91 MB weights file and a dozen small ones, with the form's maximum of 64 shards
     files = [RepoFile("model.safetensors", 90_868_376)] + [RepoFile(f"file-{i}.json", 1_000) for i in range(12)]

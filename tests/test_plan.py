@@ -13,10 +13,11 @@ from tke_playbook.manifests.profiles import get_profile, with_overrides
 from tke_playbook.manifests.yamldoc import plan_to_yaml
 from tke_playbook.podworker.planner import RepoFile, make_plan
 from tke_playbook.specs.download import DownloadSpec
-from tke_playbook.specs.serving import ServingSpec, seed_profile
+from tke_playbook.specs.serving import ServingChoices, resolve, seed_profile
 from tke_playbook.specs.storage import StorageSpec
 
 KEY = "plan-test-key-0123456789"  # a key by specs.apikeys.API_KEY_RULE
+SALT = bytes(32)  # the secret salt of the key-revision annotation, which the caller keeps (hostenv.annotation_salt)
 
 # The tutorial's values.yaml (seed-tutorial-zh.txt), with its indentation restored from the chart.
 TUTORIAL_VALUES = yaml.safe_load("""
@@ -67,7 +68,7 @@ def _seed():
 
 
 def test_seed_plan_order_and_validity(k8s_valid):
-    manifests = build_plan(*_seed(), api_key=KEY)
+    manifests = build_plan(*_seed(), api_key=KEY, key_salt=SALT)
     assert [(m["kind"], m["metadata"]["name"]) for m in manifests] == [
         ("PersistentVolumeClaim", "ai-model"), ("ConfigMap", "download-e5-mistral-7b-instruct-worker"),
         ("Job", "download-e5-mistral-7b-instruct"), ("Secret", "vllm-e5-mistral-7b-instruct-api-key"),
@@ -85,7 +86,8 @@ def test_full_plan_with_storage_class_and_worker_configmap(k8s_valid):
     storage = StorageSpec(vpc_id="vpc-abc123", subnet_id="subnet-def456", zone="ap-guangzhou-3")
     files = [RepoFile("config.json", 600), *(RepoFile(f"model-0000{i}-of-00002.safetensors", 7_000_000_000)
                                               for i in (1, 2))]
-    manifests = build_plan(storage, download, serving, download_plan=make_plan(download, files), api_key=KEY)
+    manifests = build_plan(storage, download, serving, download_plan=make_plan(download, files), api_key=KEY,
+                           key_salt=SALT)
     kinds = [m["kind"] for m in manifests]
     assert kinds == ["StorageClass", "PersistentVolumeClaim", "ConfigMap", "Job", "Secret", "ConfigMap", "Deployment",
                      "Service"]
@@ -93,18 +95,36 @@ def test_full_plan_with_storage_class_and_worker_configmap(k8s_valid):
         k8s_valid(manifest)
 
 
-def test_api_key_from_environment_or_random(monkeypatch):
+def test_the_plan_takes_the_api_key_it_is_given_and_draws_none(monkeypatch):
+    # manifests are pure (issue 22): the key is the caller's to choose (the CLI: $TKE_PLAYBOOK_API_KEY, else random)
     monkeypatch.setenv("TKE_PLAYBOOK_API_KEY", "from-env-0123456789")
-    secret = next(m for m in build_plan(*_seed()) if m["kind"] == "Secret")
-    assert base64.b64decode(secret["data"]["api-key"]) == b"from-env-0123456789"
+    secret = next(m for m in build_plan(*_seed(), api_key=KEY, key_salt=SALT) if m["kind"] == "Secret")
+    assert base64.b64decode(secret["data"]["api-key"]) == KEY.encode()
+    with pytest.raises(InvalidSpecError, match="needs the API key for Secret 'vllm-e5-mistral-7b-instruct-api-key'"):
+        build_plan(*_seed())
+    storage, download, serving = _seed()
+    assert not any(m["kind"] == "Secret" for m in build_plan(storage, download, serving.replace(
+        api_key_required=False, service_type="ClusterIP")))
+
+
+def test_the_cli_takes_the_key_from_the_environment_or_draws_one(capsys, monkeypatch):
+    from tke_playbook.cli.commands import main
+
+    def rendered_key() -> bytes:
+        assert main(["render", "--show-secrets"]) == 0
+        docs = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
+        return base64.b64decode(next(d for d in docs if d["kind"] == "Secret")["data"]["api-key"])
+
+    monkeypatch.setenv("TKE_PLAYBOOK_API_KEY", "from-env-0123456789")
+    assert rendered_key() == b"from-env-0123456789"
     monkeypatch.delenv("TKE_PLAYBOOK_API_KEY")
-    keys = {next(m for m in build_plan(*_seed()) if m["kind"] == "Secret")["data"]["api-key"] for _ in range(2)}
-    assert len(keys) == 2 and all(len(base64.b64decode(k)) >= 24 for k in keys)
+    keys = {rendered_key() for _ in range(2)}
+    assert len(keys) == 2 and all(len(k) >= 24 for k in keys)
 
 
 def test_yaml_round_trips_and_carries_notes():
     storage, download, serving = _seed()
-    manifests = build_plan(storage, download, serving, api_key=KEY)
+    manifests = build_plan(storage, download, serving, api_key=KEY, key_salt=SALT)
     text = plan_to_yaml(manifests, plan_notes(storage, download, serving))
     assert text.startswith("# StorageClass 'cfs' is not rendered")
     assert [d for d in yaml.safe_load_all(text) if d] == manifests
@@ -135,12 +155,12 @@ def test_helm_values_follow_the_vllm_version_and_options():
     assert values["instanceType"] == ["PNV5b.8XLARGE96"] and values["server"]["args"]["epEnabled"] is True
     assert values["server"]["service"]["type"] == "ClusterIP"
     assert values["server"]["env"] == [{"name": "VLLM_WORKER_MULTIPROC_METHOD", "value": "spawn"}]
-    bge = build_helm_values(ServingSpec(model="BAAI/bge-m3", extra_args=(), api_key_required=False))
+    bge = build_helm_values(resolve(ServingChoices(model="BAAI/bge-m3", extra_args=(), api_key_required=False)))
     assert bge["server"]["extraArgs"] == ["--max-num-batched-tokens 16384", "--gpu-memory-utilization 0.9"]
 
 
 @pytest.mark.parametrize("spec, message", [
-    pytest.param(ServingSpec(service_type="LoadBalancer-internal", lb_subnet_id="subnet-a1"),
+    pytest.param(resolve(ServingChoices(service_type="LoadBalancer-internal", lb_subnet_id="subnet-a1")),
                  "cannot make an internal LoadBalancer", id="internal-lb"),
     pytest.param(seed_profile(), "cannot put the authenticating proxy", id="public-lb-proxy"),
 ])
@@ -151,10 +171,10 @@ def test_helm_values_refuse_what_the_chart_cannot_express(spec, message):
 
 @pytest.mark.parametrize("storage, download, serving, message", [
     pytest.param(StorageSpec(), DownloadSpec(pvc="other"), None, "writes to PVC 'other'", id="download-pvc"),
-    pytest.param(StorageSpec(), None, ServingSpec(pvc_name="other"), "vLLM reads PVC 'other'", id="serving-pvc"),
-    pytest.param(StorageSpec(namespace="a"), None, ServingSpec(namespace="b"), "different namespaces",
+    pytest.param(StorageSpec(), None, resolve(ServingChoices(pvc_name="other")), "vLLM reads PVC 'other'", id="serving-pvc"),
+    pytest.param(StorageSpec(namespace="a"), None, resolve(ServingChoices(namespace="b")), "different namespaces",
                  id="namespaces"),
-    pytest.param(None, DownloadSpec(model="BAAI/bge-m3"), ServingSpec(), "serve the downloaded model",
+    pytest.param(None, DownloadSpec(model="BAAI/bge-m3"), resolve(ServingChoices()), "serve the downloaded model",
                  id="serving-another-model"),
 ])
 def test_specs_that_disagree_are_refused(storage, download, serving, message):
@@ -166,14 +186,14 @@ def test_a_model_that_does_not_fit_fails_before_rendering():
     with pytest.raises(FitError, match="Does not fit") as info:
         build_plan(None, None, seed_profile().replace(gpu="T4"))
     assert info.value.obj.fits is False
-    assert build_plan(None, None, seed_profile().replace(gpu="T4"), check_fit=False)
+    assert build_plan(None, None, seed_profile().replace(gpu="T4"), check_fit=False, api_key=KEY, key_salt=SALT)
 
 
 def test_bge_and_e5_side_by_side_share_only_the_pvc(k8s_valid):
     e5 = get_profile("seed")
     bge = with_overrides(e5, model="BAAI/bge-m3", completions=1)
     names = [(m["kind"], m["metadata"]["name"]) for p in (e5, bge)
-             for m in build_plan(None, p.download, p.serving, api_key=KEY)]
+             for m in build_plan(None, p.download, p.serving, api_key=KEY, key_salt=SALT)]
     assert len(names) == len(set(names)) == 12  # worker ConfigMap, Job, Secret, proxy ConfigMap, Deployment, Service
     assert bge.serving.max_model_len == 2048 and bge.download.parallelism == 1
 
@@ -195,7 +215,7 @@ def test_notes_explain_translations():
 def test_render_profile_for_notebooks_and_demo():
     from tke_playbook.manifests.profiles import render_profile
 
-    text = render_profile("seed", api_key=KEY)
+    text = render_profile("seed", api_key=KEY, key_salt=SALT)
     assert text.startswith("# tke-playbook plan, profile seed: the tutorial")
     assert [d["kind"] for d in yaml.safe_load_all(text) if d][-2:] == ["Deployment", "Service"]
     cluster_ip = with_overrides(get_profile("seed"), serving={"service_type": "ClusterIP"})
@@ -205,9 +225,10 @@ def test_render_profile_for_notebooks_and_demo():
 def test_render_profile_redacts_secrets_unless_show_secrets():
     from tke_playbook.manifests.profiles import render_profile
 
-    shown = [d for d in yaml.safe_load_all(render_profile("seed", api_key=KEY)) if d]
+    shown = [d for d in yaml.safe_load_all(render_profile("seed", api_key=KEY, key_salt=SALT)) if d]
     assert next(d for d in shown if d["kind"] == "Secret")["data"] == {"api-key": "<redacted>"}
-    appliable = [d for d in yaml.safe_load_all(render_profile("seed", api_key=KEY, show_secrets=True)) if d]
+    appliable = [d for d in yaml.safe_load_all(render_profile("seed", api_key=KEY, key_salt=SALT, show_secrets=True))
+                 if d]
     secret = next(d for d in appliable if d["kind"] == "Secret")
     assert base64.b64decode(secret["data"]["api-key"]) == KEY.encode()
     assert [d["kind"] for d in shown] == [d["kind"] for d in appliable]
@@ -215,7 +236,8 @@ def test_render_profile_redacts_secrets_unless_show_secrets():
 
 def test_download_worker_configmap_is_always_in_the_plan():
     storage, download, serving = _seed()
-    kinds = {(m["kind"], m["metadata"]["name"]) for m in build_plan(storage, download, serving, api_key=KEY)}
+    kinds = {(m["kind"], m["metadata"]["name"])
+             for m in build_plan(storage, download, serving, api_key=KEY, key_salt=SALT)}
     assert ("ConfigMap", download.configmap_name) in kinds
     assert not any("NOT rendered" in n for n in plan_notes(storage, download, serving))
 
@@ -223,7 +245,7 @@ def test_download_worker_configmap_is_always_in_the_plan():
 def test_every_reference_of_the_seed_plan_is_in_it():
     from tke_playbook.manifests.plan import references
 
-    manifests = build_plan(*_seed(), api_key=KEY)
+    manifests = build_plan(*_seed(), api_key=KEY, key_salt=SALT)
     present = {(m["kind"], m["metadata"]["name"]) for m in manifests}
     needed = set().union(*(references(m) for m in manifests))
     assert ("Secret", "vllm-e5-mistral-7b-instruct-api-key") in needed
@@ -239,7 +261,7 @@ def test_every_reference_of_the_seed_plan_is_in_it():
 def test_a_missing_reference_is_refused(drop, message):
     from tke_playbook.manifests.plan import check_references
 
-    manifests = [m for m in build_plan(*_seed(), api_key=KEY) if m["kind"] != drop]
+    manifests = [m for m in build_plan(*_seed(), api_key=KEY, key_salt=SALT) if m["kind"] != drop]
     with pytest.raises(InvalidSpecError, match=message):
         check_references(manifests)
     kind, name = {"Secret": ("Secret", "vllm-e5-mistral-7b-instruct-api-key"),
@@ -260,9 +282,10 @@ def test_optional_references_need_not_exist():
 
 
 def test_without_storage_the_pvc_is_pre_existing_and_bad_names_are_refused():
-    build_plan(None, None, seed_profile(), api_key=KEY)  # the PVC exists already (the tutorial's console step)
+    # the PVC exists already (the tutorial's console step)
+    build_plan(None, None, seed_profile(), api_key=KEY, key_salt=SALT)
     with pytest.raises(InvalidSpecError, match="must be written like 'Secret/hub-token'"):
-        build_plan(None, None, seed_profile(), api_key=KEY, pre_existing=["hub-token"])
+        build_plan(None, None, seed_profile(), api_key=KEY, key_salt=SALT, pre_existing=["hub-token"])
 
 
 def test_a_multi_node_group_behind_the_proxy_does_not_claim_vllm_is_unreachable():

@@ -12,7 +12,7 @@ import shlex
 import pytest
 import yaml
 
-from tke_playbook.cli.main import main
+from tke_playbook.cli.commands import main
 
 VLLM_PORT = 60000
 MATRIX = [

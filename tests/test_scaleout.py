@@ -11,13 +11,13 @@ from tke_playbook.manifests.scaleout import (EXTERNAL_METRIC, Autoscaler, ScaleO
                                              build_pdb, build_pod_monitor, build_scale_out, build_scaled_object,
                                              requirements, waiting_query, with_topology_spread)
 from tke_playbook.manifests.serving import build_deployment, selector_labels
-from tke_playbook.specs.serving import ServingSpec
+from tke_playbook.specs.serving import ServingChoices, resolve
 
 BGE = "BAAI/bge-m3"
 
 
 def _spec(**changes):
-    return ServingSpec(model=BGE, namespace="team-a", replicas=3, **changes)
+    return resolve(ServingChoices(model=BGE, namespace="team-a", replicas=3, **changes))
 
 
 def test_pdb_is_valid_and_selects_the_deployments_pods(k8s_valid):
@@ -97,7 +97,7 @@ def test_metric_plumbing_agrees():
 
 
 def test_scale_out_bundle(k8s_valid):
-    single = ServingSpec(model=BGE, namespace="team-a")
+    single = resolve(ServingChoices(model=BGE, namespace="team-a"))
     assert build_scale_out(single) == []  # one replica, no autoscaler: nothing to add
     objs = build_scale_out(single, ScaleOutSpec(Autoscaler.HPA, max_replicas=3))
     assert [o["kind"] for o in objs] == ["PodDisruptionBudget", "HorizontalPodAutoscaler"]
@@ -129,7 +129,7 @@ def test_bad_scale_out_specs_are_refused(kwargs, match):
 
 
 def test_multi_node_cannot_be_autoscaled():
-    spec = ServingSpec(model="intfloat/e5-mistral-7b-instruct", lws_group_size=2, tp_size=2, namespace="team-a")
+    spec = resolve(ServingChoices(model="intfloat/e5-mistral-7b-instruct", lws_group_size=2, tp_size=2, namespace="team-a"))
     with pytest.raises(InvalidSpecError, match="LeaderWorkerSet"):
         build_hpa(spec, ScaleOutSpec("hpa", max_replicas=2))
 
@@ -138,7 +138,8 @@ def test_build_plan_adds_scale_out_for_several_replicas(k8s_valid):
     from tke_playbook.manifests.plan import build_plan
 
     spec = _spec(gpu="L20")
-    plan = build_plan(None, serving=spec, api_key="scaleout-test-key-0123", scale_out=ScaleOutSpec("hpa", min_replicas=2, max_replicas=6))
+    plan = build_plan(None, serving=spec, api_key="scaleout-test-key-0123", key_salt=bytes(32),
+                      scale_out=ScaleOutSpec("hpa", min_replicas=2, max_replicas=6))
     kinds = [m["kind"] for m in plan]
     assert kinds[-2:] == ["PodDisruptionBudget", "HorizontalPodAutoscaler"]
     deployment = next(m for m in plan if m["kind"] == "Deployment")
@@ -148,8 +149,10 @@ def test_build_plan_adds_scale_out_for_several_replicas(k8s_valid):
     for manifest in plan:
         if manifest["kind"] != "Secret":
             k8s_valid(manifest)
-    fixed = build_plan(None, serving=spec, api_key="scaleout-test-key-0123")  # three replicas, no autoscaler: PDB and spread only
+    # three replicas, no autoscaler: PDB and spread only
+    fixed = build_plan(None, serving=spec, api_key="scaleout-test-key-0123", key_salt=bytes(32))
     assert [m["kind"] for m in fixed][-1] == "PodDisruptionBudget"
     assert next(m for m in fixed if m["kind"] == "Deployment")["spec"]["replicas"] == 3
-    single = build_plan(None, serving=ServingSpec(model=BGE, namespace="team-a", gpu="L20"), api_key="scaleout-test-key-0123")
+    single = build_plan(None, serving=resolve(ServingChoices(model=BGE, namespace="team-a", gpu="L20")),
+                        api_key="scaleout-test-key-0123", key_salt=bytes(32))
     assert "PodDisruptionBudget" not in [m["kind"] for m in single]

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from tke_playbook.errors import NotDeployedError
+from tke_playbook.hostenv import offline_model_dir
 from tke_playbook.podworker.modelfolder import write_completion
 from tke_playbook.specs.catalog import OFFLINE_MODEL
 from tke_playbook.specs.storage import StorageSpec
-from tke_playbook.specs.target import offline_model_dir
 
 KERNEL = textwrap.dedent("""
     import sys

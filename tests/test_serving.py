@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from tke_playbook.errors import InvalidSpecError, UnknownNameError
-from tke_playbook.specs.serving import (TUTORIAL_IMAGE, PullPolicy, ServiceType, ServingSpec, parse_vllm_version,
-                                        seed_profile, version_from_image)
+from tke_playbook.specs.serving import (TUTORIAL_IMAGE, PullPolicy, ServiceType, ServingChoices, ServingSpec, resolve,
+                                       seed_profile, version_from_image)
+from tke_playbook.specs.vllm_flags import parse_vllm_version
 
 E5 = "intfloat/e5-mistral-7b-instruct"
 
@@ -36,21 +37,21 @@ def test_seed_reproduces_the_tutorial_values():
 
 
 def test_names_derive_from_the_model_so_two_models_coexist():
-    bge, e5 = ServingSpec(model="BAAI/bge-m3"), ServingSpec(model="e5-mistral-7b-instruct")
+    bge, e5 = resolve(ServingChoices(model="BAAI/bge-m3")), resolve(ServingChoices(model="e5-mistral-7b-instruct"))
     assert (bge.name, bge.api_key_secret, bge.pvc_path) == ("vllm-bge-m3", "vllm-bge-m3-api-key", "BAAI/bge-m3")
     assert (e5.name, e5.pvc_path) == ("vllm-e5-mistral-7b-instruct", E5)
     assert bge.name != e5.name and bge.api_key_secret != e5.api_key_secret
 
 
 def test_default_service_is_cluster_internal():
-    assert ServingSpec().service_type is ServiceType.CLUSTER_IP
+    assert resolve(ServingChoices()).service_type is ServiceType.CLUSTER_IP
 
 
 def test_encoder_models_get_a_batched_token_budget():
-    assert ServingSpec(model="BAAI/bge-m3").max_num_batched_tokens == 16384
-    assert ServingSpec(model="BAAI/bge-m3", max_model_len=8192, max_num_batched_tokens=32768
-                       ).max_num_batched_tokens == 32768
-    assert ServingSpec(model=E5).max_num_batched_tokens is None  # decoders keep vLLM's default
+    assert resolve(ServingChoices(model="BAAI/bge-m3")).max_num_batched_tokens == 16384
+    assert resolve(ServingChoices(model="BAAI/bge-m3", max_model_len=8192, max_num_batched_tokens=32768
+                       )).max_num_batched_tokens == 32768
+    assert resolve(ServingChoices(model=E5)).max_num_batched_tokens is None  # decoders keep vLLM's default
 
 
 def test_replace_rederives_names_for_a_new_model():
@@ -76,12 +77,12 @@ def test_parse_vllm_version(text, expected):
 def test_version_comes_from_the_image_tag():
     assert version_from_image("vllm/vllm-openai:v0.12.0") == "0.12.0"
     assert version_from_image("registry:5000/vllm/vllm-openai") is None
-    assert ServingSpec(image="vllm/vllm-openai:v0.9.2").vllm_version == "0.9.2"
-    assert ServingSpec(image="vllm/vllm-openai:v0.9.2", vllm_version="0.10.1").vllm_version == "0.10.1"
+    assert resolve(ServingChoices(image="vllm/vllm-openai:v0.9.2")).vllm_version == "0.9.2"
+    assert resolve(ServingChoices(image="vllm/vllm-openai:v0.9.2", vllm_version="0.10.1")).vllm_version == "0.10.1"
 
 
 def test_enums_accept_their_values():
-    spec = ServingSpec(service_type="LoadBalancer-internal", lb_subnet_id="subnet-abc123", image_pull_policy="always")
+    spec = resolve(ServingChoices(service_type="LoadBalancer-internal", lb_subnet_id="subnet-abc123", image_pull_policy="always"))
     assert spec.service_type is ServiceType.LOAD_BALANCER_INTERNAL and spec.image_pull_policy is PullPolicy.ALWAYS
 
 
@@ -140,7 +141,7 @@ BAD = [
 @pytest.mark.parametrize("changes, message", BAD)
 def test_bad_input_is_refused_with_a_clear_message(changes, message):
     with pytest.raises(InvalidSpecError, match=message):
-        ServingSpec(**changes)
+        resolve(ServingChoices(**changes))
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -150,12 +151,12 @@ def test_bad_input_is_refused_with_a_clear_message(changes, message):
 ])
 def test_unknown_names_suggest(changes, message):
     with pytest.raises(UnknownNameError) as info:
-        ServingSpec(**changes)
+        resolve(ServingChoices(**changes))
     assert message in str(info.value)
 
 
 def test_multi_node_spec_is_valid_when_gpus_add_up():
-    spec = ServingSpec(lws_group_size=2, gpu_count=1, tp_size=1, pp_size=2)
+    spec = resolve(ServingChoices(lws_group_size=2, gpu_count=1, tp_size=1, pp_size=2))
     assert spec.is_multi_node
 
 
@@ -178,7 +179,7 @@ def test_a_version_the_image_does_not_have_is_noted():
 @pytest.mark.parametrize("path", ["/model", "data0/model", "/"])
 def test_local_path_needs_a_parent_folder(path):
     with pytest.raises(InvalidSpecError, match="inside a folder"):
-        ServingSpec(pvc_enabled=False, local_enabled=True, local_path=path)
+        resolve(ServingChoices(pvc_enabled=False, local_enabled=True, local_path=path))
 
 
 def test_source_ranges_are_normalised():

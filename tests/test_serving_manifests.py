@@ -11,18 +11,18 @@ from tke_playbook.manifests.serving import (build_deployment, build_leader_worke
                                             build_secret, build_service, build_serving_objects, build_workload,
                                             selector_labels)
 from tke_playbook.specs import labels as L
-from tke_playbook.specs.serving import ServiceType, ServingSpec, seed_profile
+from tke_playbook.specs.serving import ServiceType, ServingChoices, resolve, seed_profile
 
 SALT = bytes(range(32))  # the annotation salt, normally random and kept in the key store
 
 SPECS = [
     pytest.param(seed_profile(), id="seed"),
-    pytest.param(ServingSpec(model="BAAI/bge-m3", max_model_len=8192, service_type="ClusterIP",
-                             api_key_required=False), id="bge-m3-no-key"),
-    pytest.param(ServingSpec(pvc_enabled=False, local_enabled=True, node_instance_types=("PNV5b.8XLARGE96",),
+    pytest.param(resolve(ServingChoices(model="BAAI/bge-m3", max_model_len=8192, service_type="ClusterIP",
+                             api_key_required=False)), id="bge-m3-no-key"),
+    pytest.param(resolve(ServingChoices(pvc_enabled=False, local_enabled=True, node_instance_types=("PNV5b.8XLARGE96",),
                              pod_annotations={"a": "b"}, labels={"team": "search"}, cpu_request="8",
                              memory_request="32Gi", service_type="LoadBalancer-internal",
-                             lb_subnet_id="subnet-abc123", tolerate_gpu_taint=False, wait_for_model=False),
+                             lb_subnet_id="subnet-abc123", tolerate_gpu_taint=False, wait_for_model=False)),
                  id="hostpath-pinned-internal-lb"),
 ]
 
@@ -39,7 +39,7 @@ def test_every_manifest_validates_strictly(spec, k8s_valid):
 
 
 def test_leader_worker_set_validates(k8s_valid):
-    lws = build_leader_worker_set(ServingSpec(lws_group_size=2, tp_size=1, pp_size=2))
+    lws = build_leader_worker_set(resolve(ServingChoices(lws_group_size=2, tp_size=1, pp_size=2)))
     k8s_valid(lws)
     template = lws["spec"]["leaderWorkerTemplate"]
     assert lws["apiVersion"] == "leaderworkerset.x-k8s.io/v1" and template["size"] == 2
@@ -49,12 +49,12 @@ def test_leader_worker_set_validates(k8s_valid):
     assert "startupProbe" in leader and "startupProbe" not in worker
     for container in (leader, worker):
         assert container["env"][0]["valueFrom"]["secretKeyRef"]["key"] == "api-key"
-    assert build_workload(ServingSpec(lws_group_size=2, tp_size=2))["kind"] == "LeaderWorkerSet"
-    assert build_service(ServingSpec(lws_group_size=2, tp_size=2))["spec"]["selector"]["role"] == "leader"
+    assert build_workload(resolve(ServingChoices(lws_group_size=2, tp_size=2)))["kind"] == "LeaderWorkerSet"
+    assert build_service(resolve(ServingChoices(lws_group_size=2, tp_size=2)))["spec"]["selector"]["role"] == "leader"
 
 
 def test_the_lws_check_itself_catches_a_bad_pod_template(k8s_valid):
-    lws = build_leader_worker_set(ServingSpec(lws_group_size=2, tp_size=2))
+    lws = build_leader_worker_set(resolve(ServingChoices(lws_group_size=2, tp_size=2)))
     lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["containers"][0]["envv"] = []
     with pytest.raises(pytest.fail.Exception, match="envv"):
         k8s_valid(lws)
@@ -150,7 +150,7 @@ def test_labels_and_selectors_tie_objects_together():
     (ServiceType.CLUSTER_IP, "ClusterIP", False), (ServiceType.LOAD_BALANCER, "LoadBalancer", False),
     (ServiceType.LOAD_BALANCER_INTERNAL, "LoadBalancer", True)])
 def test_service_types(service_type, kube_type, annotated):
-    spec = ServingSpec(service_type=service_type, lb_subnet_id="subnet-abc123", service_port=8080)
+    spec = resolve(ServingChoices(service_type=service_type, lb_subnet_id="subnet-abc123", service_port=8080))
     service = build_service(spec)
     assert service["spec"]["type"] == kube_type
     target = 60080 if service_type is ServiceType.LOAD_BALANCER else 60000  # a public LB reaches the proxy only
@@ -161,7 +161,7 @@ def test_service_types(service_type, kube_type, annotated):
 
 
 def test_bge_and_e5_do_not_collide():
-    e5, bge = seed_profile(), ServingSpec(model="BAAI/bge-m3")
+    e5, bge = seed_profile(), resolve(ServingChoices(model="BAAI/bge-m3"))
     names = {(m["kind"], m["metadata"]["name"]) for s in (e5, bge)
              for m in (build_deployment(s), build_service(s), build_secret(s, "serving-test-key-0123"))}
     assert len(names) == 6
@@ -169,7 +169,7 @@ def test_bge_and_e5_do_not_collide():
 
 def test_builders_refuse_the_wrong_shape():
     with pytest.raises(InvalidSpecError, match="build a LeaderWorkerSet"):
-        build_deployment(ServingSpec(lws_group_size=2, tp_size=2))
+        build_deployment(resolve(ServingChoices(lws_group_size=2, tp_size=2)))
     with pytest.raises(InvalidSpecError, match="build a Deployment instead"):
         build_leader_worker_set(seed_profile())
 
@@ -191,13 +191,13 @@ def test_a_gpu_deployment_never_surges(spec, strategy):
 
 
 def test_lws_workers_wait_for_the_model_too():
-    lws = build_leader_worker_set(ServingSpec(lws_group_size=2, tp_size=2))
+    lws = build_leader_worker_set(resolve(ServingChoices(lws_group_size=2, tp_size=2)))
     leader, worker = _pods(lws)
     assert [c["name"] for c in worker["initContainers"]] == [c["name"] for c in leader["initContainers"]]
     assert worker["initContainers"] == leader["initContainers"]
 
 
-@pytest.mark.parametrize("spec", [seed_profile(), ServingSpec(lws_group_size=2, tp_size=2)], ids=["deploy", "lws"])
+@pytest.mark.parametrize("spec", [seed_profile(), resolve(ServingChoices(lws_group_size=2, tp_size=2))], ids=["deploy", "lws"])
 def test_read_only_on_the_mounts_not_on_the_volume(spec):
     # facts.md 8: a read-only CFS volume cannot create a missing subPath (CreateContainerConfigError)
     for pod in _pods(build_workload(spec)):
@@ -209,8 +209,8 @@ def test_read_only_on_the_mounts_not_on_the_volume(spec):
                     assert mount["readOnly"] is True
 
 
-@pytest.mark.parametrize("spec", [seed_profile(), ServingSpec(lws_group_size=2, tp_size=2, cpu_request="16"),
-                                  ServingSpec(model="BAAI/bge-m3", gpu_count=2, tp_size=2)],
+@pytest.mark.parametrize("spec", [seed_profile(), resolve(ServingChoices(lws_group_size=2, tp_size=2, cpu_request="16")),
+                                  resolve(ServingChoices(model="BAAI/bge-m3", gpu_count=2, tp_size=2))],
                          ids=["seed", "lws", "bge-2gpu"])
 def test_every_container_asks_for_cpu_and_memory(spec):
     for pod in _pods(build_workload(spec)):
@@ -223,8 +223,8 @@ def test_every_container_asks_for_cpu_and_memory(spec):
 
 def test_default_requests_follow_the_model_and_gpus():
     assert seed_profile().memory_request == "22Gi"  # 14.2 GB of weights → 14 GiB + 8
-    assert ServingSpec(model="BAAI/bge-m3").memory_request == "11Gi"
-    assert ServingSpec(gpu_count=2, tp_size=2).cpu_request == "8"
+    assert resolve(ServingChoices(model="BAAI/bge-m3")).memory_request == "11Gi"
+    assert resolve(ServingChoices(gpu_count=2, tp_size=2)).cpu_request == "8"
     assert seed_profile().replace(model="BAAI/bge-m3").memory_request == "11Gi"
     assert seed_profile().replace(gpu_count=2, tp_size=2).cpu_request == "8"
 
@@ -242,7 +242,7 @@ def test_single_node_pods_are_hardened():
 
 
 def test_lws_keeps_privilege_only_for_ray():
-    for pod in _pods(build_leader_worker_set(ServingSpec(lws_group_size=2, tp_size=2))):
+    for pod in _pods(build_leader_worker_set(resolve(ServingChoices(lws_group_size=2, tp_size=2)))):
         assert pod["automountServiceAccountToken"] is False
         assert pod["hostNetwork"] is True and pod["containers"][0]["securityContext"] == {"privileged": True}
         assert pod["initContainers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
@@ -295,7 +295,7 @@ def test_bad_source_ranges_are_refused(ranges, message):
 
 def test_source_ranges_need_a_load_balancer():
     with pytest.raises(InvalidSpecError, match="not 'ClusterIP'"):
-        ServingSpec(service_type="ClusterIP", lb_source_ranges=("10.0.0.0/8",))
+        resolve(ServingChoices(service_type="ClusterIP", lb_source_ranges=("10.0.0.0/8",)))
 
 
 @pytest.mark.parametrize("key", ['quote"key', "dollar$key", "back\\slash", "semi;colon"])
@@ -321,7 +321,7 @@ def _pod_templates(workload: dict) -> list[dict]:
 
 
 @pytest.mark.parametrize("spec", [seed_profile(), seed_profile().replace(lws_group_size=2, tp_size=2),
-                                  ServingSpec(service_type="ClusterIP")], ids=["deploy-proxy", "lws-proxy", "clusterip"])
+                                  resolve(ServingChoices(service_type="ClusterIP"))], ids=["deploy-proxy", "lws-proxy", "clusterip"])
 def test_a_new_key_restarts_the_pods_and_the_same_key_does_not(spec, k8s_valid, lws_crd):
     # env from a Secret is read when a container starts: re-applying a plan with a new key (render makes a random
     # one when $TKE_PLAYBOOK_API_KEY is unset) must change the pod template, or vLLM and the proxy keep the old key

@@ -14,7 +14,7 @@ from tke_playbook.errors import HubError, InvalidSpecError
 from tke_playbook.podworker.rules import check_entry
 from tke_playbook.specs.download import DownloadSpec
 from tke_playbook.specs.names import validate_label, validate_name, validate_quantity, validate_subdomain
-from tke_playbook.specs.serving import ServingSpec
+from tke_playbook.specs.serving import ServingChoices, resolve
 from tke_playbook.specs.storage import StorageSpec
 
 sys.path.insert(0, str(Path(__file__).parent / "download"))
@@ -28,9 +28,9 @@ CASES = [
     pytest.param(lambda v: validate_label(v, "x"), "app", id="label-key"),
     pytest.param(lambda v: StorageSpec(**{**STORAGE, "vpc_id": v}), "vpc-a1", id="vpc-id"),
     pytest.param(lambda v: StorageSpec(**{**STORAGE, "zone": v}), "ap-guangzhou-3", id="zone"),
-    pytest.param(lambda v: ServingSpec(service_type="LoadBalancer-internal", lb_subnet_id=v), "subnet-b2",
+    pytest.param(lambda v: resolve(ServingChoices(service_type="LoadBalancer-internal", lb_subnet_id=v)), "subnet-b2",
                  id="internal-lb-subnet"),
-    pytest.param(lambda v: ServingSpec(env=((v, "1"),)), "MY_FLAG", id="env-name"),
+    pytest.param(lambda v: resolve(ServingChoices(env=((v, "1"),))), "MY_FLAG", id="env-name"),
     pytest.param(lambda v: DownloadSpec(repo_id=v), "BAAI/bge-m3", id="repo-id"),
     pytest.param(lambda v: DownloadSpec(pip_index_url=v), "https://mirrors.cloud.tencent.com/pypi/simple",
                  id="pip-index-url"),

@@ -10,9 +10,9 @@ import shlex
 import pytest
 
 from tke_playbook.errors import InvalidSpecError
-from tke_playbook.specs.serving import ServingSpec, seed_profile
-from tke_playbook.specs.vllm_args import (FLAG_TABLE, RULES, accepts, build_command, build_leader_command,
-                                          build_vllm_args, build_worker_command, check_pooler_json, split_flags)
+from tke_playbook.specs.serving import ServingChoices, resolve, seed_profile
+from tke_playbook.specs.vllm_args import build_command, build_leader_command, build_vllm_args, build_worker_command
+from tke_playbook.specs.vllm_flags import FLAG_TABLE, RULES, accepts, check_pooler_json, split_flags
 
 # The chart's command for the tutorial's values (helm-charts/vllm-inference-tke/templates/server.yaml).
 # The toolkit adds --gpu-memory-utilization (the fit check's fraction: vLLM's default moved to 0.92 in 0.20).
@@ -75,13 +75,13 @@ def test_vllm_0_12_and_later_drop_and_rename(version, keeps_disable, pooler):
 
 
 def test_task_embed_in_extra_args_becomes_the_runner_once_task_is_removed():
-    argv = build_vllm_args(ServingSpec(vllm_version="0.13.0", extra_args=("--task embed",)))
+    argv = build_vllm_args(resolve(ServingChoices(vllm_version="0.13.0", extra_args=("--task embed",))))
     assert argv[argv.index("--runner") + 1] == "pooling" and "--task" not in argv
 
 
 def test_new_flags_are_translated_back_for_old_versions():
-    spec = ServingSpec(vllm_version="0.10.1", extra_args=("--cudagraph-capture-sizes 1 2 4",
-                                                          "--pooler-config '{\"normalize\":true}'"))
+    spec = resolve(ServingChoices(vllm_version="0.10.1", extra_args=("--cudagraph-capture-sizes 1 2 4",
+                                                          "--pooler-config '{\"normalize\":true}'")))
     argv = build_vllm_args(spec)
     assert "--cuda-graph-sizes" in argv and "--override-pooler-config" in argv
 
@@ -97,14 +97,14 @@ def test_new_flags_are_translated_back_for_old_versions():
 ])
 def test_flags_a_version_cannot_take_are_refused(version, flag, message):
     with pytest.raises(InvalidSpecError, match=message):
-        build_vllm_args(ServingSpec(vllm_version=version, extra_args=(flag,)))
+        build_vllm_args(resolve(ServingChoices(vllm_version=version, extra_args=(flag,))))
 
 
 @pytest.mark.parametrize("flag", ["--port 8000", "--max-model-len=4096", "--api-key secret", "-tp 2",
                                   "--gpu-memory-utilization 0.95"])
 def test_extra_args_cannot_override_spec_fields(flag):
     with pytest.raises(InvalidSpecError, match="which the spec already controls"):
-        build_vllm_args(ServingSpec(extra_args=(flag,)))
+        build_vllm_args(resolve(ServingChoices(extra_args=(flag,))))
 
 
 def test_a_value_without_flag_is_refused():
@@ -113,7 +113,7 @@ def test_a_value_without_flag_is_refused():
 
 
 def test_encoder_models_set_the_batched_token_budget():
-    argv = build_vllm_args(ServingSpec(model="BAAI/bge-m3", max_model_len=8192, extra_args=()))
+    argv = build_vllm_args(resolve(ServingChoices(model="BAAI/bge-m3", max_model_len=8192, extra_args=())))
     assert argv[argv.index("--max-num-batched-tokens") + 1] == "16384"
     assert "--runner" not in argv  # XLMRobertaModel is a pooling model vLLM recognises
 
@@ -125,8 +125,8 @@ def test_embedding_flag_can_be_forced():
 
 
 def test_spec_fields_reach_the_command_line():
-    spec = ServingSpec(gpu_count=2, tp_size=2, max_model_len=4096, max_batch_size=64, ep_enabled=True,
-                       gpu_memory_utilization=0.85, served_model_name="e5", extra_args=())
+    spec = resolve(ServingChoices(gpu_count=2, tp_size=2, max_model_len=4096, max_batch_size=64, ep_enabled=True,
+                       gpu_memory_utilization=0.85, served_model_name="e5", extra_args=()))
     argv = build_vllm_args(spec)
     assert argv[:13] == ["vllm", "serve", "/data/model", "--served-model-name", "e5", "-tp", "2", "-pp", "1",
                          "--max-model-len", "4096", "--max-num-seqs", "64"]
@@ -136,12 +136,12 @@ def test_spec_fields_reach_the_command_line():
 
 
 def test_shell_line_quotes_json():
-    line = build_command(ServingSpec(vllm_version="0.12.0", extra_args=(POOLER,)))[2]
+    line = build_command(resolve(ServingChoices(vllm_version="0.12.0", extra_args=(POOLER,))))[2]
     assert shlex.split(line)[-5] == '{"pooling_type":"MEAN","normalize":false}'
 
 
 def test_multi_node_commands():
-    spec = ServingSpec(lws_group_size=2, tp_size=2)
+    spec = resolve(ServingChoices(lws_group_size=2, tp_size=2))
     leader, worker = build_leader_command(spec)[2], build_worker_command(spec)[2]
     assert "multi-node-serving.sh leader --ray_cluster_size=$(LWS_GROUP_SIZE)" in leader
     assert "--distributed-executor-backend ray" in leader and leader.endswith("--port 60000")
@@ -182,7 +182,7 @@ def test_a_flag_in_extra_args_never_reaches_a_release_that_rejects_it(flag, vers
               "--override-pooler-config": " '{\"pooling_type\":\"MEAN\"}'",
               "--pooler-config": " '{\"pooling_type\":\"MEAN\"}'"}.get(flag, "")
     try:
-        argv = build_vllm_args(ServingSpec(vllm_version=version, extra_args=(flag + values,)))
+        argv = build_vllm_args(resolve(ServingChoices(vllm_version=version, extra_args=(flag + values,))))
     except InvalidSpecError as exc:
         assert not ok and "is not accepted by vLLM" in str(exc)
         return
@@ -193,7 +193,7 @@ def test_a_flag_in_extra_args_never_reaches_a_release_that_rejects_it(flag, vers
 
 @pytest.mark.parametrize("version", ["0.9.2", "0.10.1", "0.11.2", "0.16.0", "0.20.0", "0.33.0"])
 def test_gpu_memory_utilization_is_always_written(version):
-    argv = build_vllm_args(ServingSpec(vllm_version=version, extra_args=()))
+    argv = build_vllm_args(resolve(ServingChoices(vllm_version=version, extra_args=())))
     assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.9"  # vLLM 0.20+ would take 0.92 otherwise
 
 
@@ -203,7 +203,7 @@ def test_gpu_memory_utilization_is_always_written(version):
     pytest.param('{"normalize":true,"use_activation":true}', "both 'normalize' and 'use_activation'", id="both")])
 def test_pooler_json_is_checked_before_rendering(text, message):
     with pytest.raises(InvalidSpecError, match=message):
-        build_vllm_args(ServingSpec(vllm_version="0.33.0", extra_args=(f"--pooler-config '{text}'",)))
+        build_vllm_args(resolve(ServingChoices(vllm_version="0.33.0", extra_args=(f"--pooler-config '{text}'",))))
 
 
 def test_pooler_normalize_kept_before_0_16():
@@ -213,7 +213,7 @@ def test_pooler_normalize_kept_before_0_16():
 
 
 def test_versions_outside_the_checked_range_say_so():
-    _, notes = build_vllm_args(ServingSpec(vllm_version="0.40.0", extra_args=()), with_notes=True)
+    _, notes = build_vllm_args(resolve(ServingChoices(vllm_version="0.40.0", extra_args=())), with_notes=True)
     assert any("outside the checked releases 0.9.2–0.33.0" in n for n in notes)
 
 
@@ -221,7 +221,7 @@ def test_versions_outside_the_checked_range_say_so():
                                             ("0.10.1", ["--runner", "pooling"]), ("0.12.0", ["--runner", "pooling"]),
                                             ("0.13.0", ["--runner", "pooling"])])
 def test_embedding_mode_per_version(version, flags):
-    argv = build_vllm_args(ServingSpec(model=QWEN, vllm_version=version, extra_args=()))
+    argv = build_vllm_args(resolve(ServingChoices(model=QWEN, vllm_version=version, extra_args=())))
     i = argv.index(flags[0])
     assert argv[i:i + 2] == flags
 
@@ -233,7 +233,7 @@ def test_json_that_lost_its_quotes_says_how_to_quote_it(extra_args):
     # extra_args items are shell words, as in the chart (bash strips the double quotes of unquoted JSON): the
     # message must say to wrap the JSON in single quotes, not just that '{pooling_type:MEAN}' is not JSON
     with pytest.raises(InvalidSpecError, match=r"single quotes.*--pooler-config '\{\"pooling_type\":\"MEAN\"\}'"):
-        build_vllm_args(ServingSpec(vllm_version="0.33.0", extra_args=extra_args))
+        build_vllm_args(resolve(ServingChoices(vllm_version="0.33.0", extra_args=extra_args)))
 
 
 @pytest.mark.parametrize("extra_args, version, message", [
@@ -243,4 +243,4 @@ def test_json_that_lost_its_quotes_says_how_to_quote_it(extra_args):
 def test_flag_mistakes_are_refused_when_the_spec_is_made(extra_args, version, message):
     # validation at construction: a notebook's spec fails where it is written, not later at deploy time
     with pytest.raises(InvalidSpecError, match=message):
-        ServingSpec(vllm_version=version, extra_args=extra_args)
+        resolve(ServingChoices(vllm_version=version, extra_args=extra_args))

@@ -7,10 +7,10 @@ import html
 import ipywidgets as w
 import pytest
 
-from tke_playbook.download import DownloadSpec
 from tke_playbook.errors import FitError, InvalidSpecError
 from tke_playbook.playbook.widgets import (DownloadForm, ModelPicker, NodeTypePicker, PvcPicker, ServingForm, TextForm,
                                            text_px)
+from tke_playbook.specs import DownloadSpec
 from tke_playbook.specs.catalog import OFFLINE_MODEL, TUTORIAL_MODEL
 from tke_playbook.specs.hardware import NODE_TYPES, get_node_type
 from tke_playbook.specs.serving import ServingSpec, seed_profile

@@ -19,7 +19,7 @@ from tke_playbook.playbook import local as local_module
 from tke_playbook.playbook import mask_secret, open_target, spec_from_dict, spec_to_dict
 from tke_playbook.playbook.runs import DownloadRecord
 from tke_playbook.specs.catalog import OFFLINE_MODEL
-from tke_playbook.specs.serving import ServingSpec
+from tke_playbook.specs.serving import ServingChoices, resolve
 from tke_playbook.specs.storage import StorageSpec
 from tke_playbook.specs.target import Target
 
@@ -63,7 +63,7 @@ def test_mask_secret_never_shows_the_whole_key():
 
 
 @pytest.mark.parametrize("spec", [
-    pytest.param(ServingSpec(model=OFFLINE_MODEL, max_model_len=256, labels={"team": "a"}), id="serving"),
+    pytest.param(resolve(ServingChoices(model=OFFLINE_MODEL, max_model_len=256, labels={"team": "a"})), id="serving"),
     pytest.param(StorageSpec(pvc_name="models", size="50Gi"), id="storage"),
 ])
 def test_specs_survive_the_state_file(spec):
@@ -348,7 +348,9 @@ def test_cluster_storage_with_a_missing_storage_class_fails_with_the_diagnosis(f
 def test_cluster_download_progress_finds_the_job_pods_by_the_toolkit_labels(fake_cluster, monkeypatch):
     from fake_cluster import add_pod
 
-    from tke_playbook.download import DownloadSpec, RepoFile, make_plan
+    from tke_playbook.podworker.planner import make_plan
+    from tke_playbook.podworker.rules import RepoFile
+    from tke_playbook.specs import DownloadSpec
 
     server, cluster = fake_cluster
     spec = DownloadSpec(model="BAAI/bge-m3", source="huggingface", completions=2, parallelism=2)
@@ -408,7 +410,9 @@ def test_cluster_deploy_applies_the_key_secret_follows_the_log_and_returns_the_b
 def test_cluster_download_puts_the_env_token_in_a_secret_and_never_in_the_job(fake_cluster, monkeypatch, capsys):
     import base64
 
-    from tke_playbook.download import DownloadSpec, RepoFile, make_plan
+    from tke_playbook.podworker.planner import make_plan
+    from tke_playbook.podworker.rules import RepoFile
+    from tke_playbook.specs import DownloadSpec
 
     server, cluster = fake_cluster
     token = "hf_PrivateToken0123456789abcdef"
@@ -427,15 +431,14 @@ def test_cluster_download_puts_the_env_token_in_a_secret_and_never_in_the_job(fa
 def test_cluster_deploy_of_a_public_balancer_applies_the_proxy_config_the_pod_mounts(fake_cluster):
     """A public LoadBalancer puts an nginx proxy in the pod that mounts ConfigMap <name>-proxy: deploy must apply
     it (and every other object the pod template references), and the Service must target the proxy."""
-    import dataclasses
     import threading
 
     from tke_playbook.manifests.plan import references
     from tke_playbook.specs.serving import ServiceType
 
     server, cluster = fake_cluster
-    spec = dataclasses.replace(cluster.serving_defaults("BAAI/bge-m3"), service_type=ServiceType.LOAD_BALANCER,
-                               api_key_required=True)
+    spec = cluster.serving_defaults("BAAI/bge-m3").replace(service_type=ServiceType.LOAD_BALANCER,
+                                                           api_key_required=True)
     helper = threading.Thread(target=_serve_when_applied, args=(server, spec, "vllm-bge-m3-6d5f-proxy"),
                               kwargs={"ip": "10.0.0.8"})
     helper.start()

@@ -11,7 +11,7 @@ import pytest
 from tke_playbook.errors import InvalidSpecError, UnknownNameError
 from tke_playbook.playbook import Level, Note, headroom_note, spec_table, tidy
 from tke_playbook.specs.catalog import OFFLINE_MODEL
-from tke_playbook.specs.serving import ServingSpec
+from tke_playbook.specs.serving import ServingChoices, resolve
 from tke_playbook.specs.storage import StorageSpec
 
 
@@ -55,7 +55,7 @@ def test_spec_table_lists_every_setting_with_enums_by_value():
 
 
 def test_spec_table_picks_and_orders_fields():
-    spec = ServingSpec(model=OFFLINE_MODEL, max_model_len=256)
+    spec = resolve(ServingChoices(model=OFFLINE_MODEL, max_model_len=256))
     table = spec_table(spec, ["model", "name", "service_port"])
     assert list(table.index) == ["model", "name", "service_port"]
     assert table["value"].tolist() == [OFFLINE_MODEL, "vllm-all-minilm-l6-v2", "60000"]
@@ -63,7 +63,7 @@ def test_spec_table_picks_and_orders_fields():
 
 def test_spec_table_unknown_field_suggests():
     with pytest.raises(UnknownNameError, match="Did you mean 'model'"):
-        spec_table(ServingSpec(model=OFFLINE_MODEL, max_model_len=256), ["modle"])
+        spec_table(resolve(ServingChoices(model=OFFLINE_MODEL, max_model_len=256)), ["modle"])
 
 
 @pytest.mark.parametrize("thing", [pytest.param({"a": 1}, id="dict"), pytest.param(StorageSpec, id="class")])
@@ -160,7 +160,7 @@ def _deployed(tmp_path, target):
     from tke_playbook.specs.target import Target
 
     secrets = SecretStore(tmp_path)
-    spec = ServingSpec(model=OFFLINE_MODEL, max_model_len=256)
+    spec = resolve(ServingChoices(model=OFFLINE_MODEL, max_model_len=256))
     key = secrets.ensure(spec.api_key_secret)
     pb = SimpleNamespace(target=Target(target), secrets=secrets, deployed_spec=lambda model="": spec,
                          node_type=lambda: get_node_type("GN7.2XLARGE32"))

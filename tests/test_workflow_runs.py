@@ -15,14 +15,13 @@ import pytest
 
 from tke_playbook.errors import (BadRequestError, DownloadError, EndpointGoneError, IncompleteModelError,
                                  InvalidSpecError, NoDownloadError, NotDeployedError, PlanMismatchError, PlaybookError)
+from tke_playbook.hostenv import offline_model_dir, port_is_free
 from tke_playbook.playbook import ServiceEndpoint, default_max_model_len, spec_to_dict
-from tke_playbook.playbook.local_checks import port_is_free
 from tke_playbook.playbook.runs import DownloadRecord, RunRegistry, ServerRecord, is_local_server, process_alive
 from tke_playbook.podworker import progress
 from tke_playbook.podworker.modelfolder import write_completion
 from tke_playbook.specs.catalog import OFFLINE_MODEL
 from tke_playbook.specs.storage import StorageSpec
-from tke_playbook.specs.target import offline_model_dir
 
 SMALL_ZH = "BAAI/bge-small-zh-v1.5"
 
@@ -349,7 +348,8 @@ def test_verify_reports_how_each_file_was_checked(pb):
 
 
 def _plan(pb, model=SMALL_ZH, completions=3):
-    from tke_playbook.download import RepoFile, make_plan
+    from tke_playbook.podworker.planner import make_plan
+    from tke_playbook.podworker.rules import RepoFile
 
     spec = pb.download_defaults(model, source="modelscope", completions=completions, parallelism=completions)
     files = [RepoFile(f"model-0000{i}-of-00004.safetensors", size, "c" * 64)

@@ -6,7 +6,8 @@ import pytest
 from fake_cluster import NS
 
 from tke_playbook.errors import ApplyError, ClusterError, InvalidSpecError, UnknownNameError
-from tke_playbook.kube import Cascade, ObjectRef, apply, apply_all, delete, get, list_objects
+from tke_playbook.kube import Cascade, ObjectRef, apply_all, delete, get, list_objects
+from tke_playbook.kube.apply import apply
 from tke_playbook.kube.client import Kube
 from tke_playbook.specs.labels import Component, common_labels, selector, selector_matching
 

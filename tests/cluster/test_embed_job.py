@@ -28,7 +28,7 @@ from tke_playbook.errors import InvalidSpecError, VerificationError  # noqa: E40
 from tke_playbook.manifests.embedjob import PLAN_KEY, WORKER, build_embed_objects  # noqa: E402
 from tke_playbook.playbook.bulkembed import manifest_from_logs, run_embed_job  # noqa: E402
 from tke_playbook.specs.embedjob import EmbedJobSpec  # noqa: E402
-from tke_playbook.specs.serving import ServingSpec  # noqa: E402
+from tke_playbook.specs.serving import ServingChoices, resolve  # noqa: E402
 
 KEY, SECRET, MODEL = "sk-cluster-embed", "vllm-fake-api-key", "fake-model"
 
@@ -40,7 +40,7 @@ def corpus():
 
 
 def test_the_job_renders_strict_valid_from_a_serving_spec(k8s_valid, corpus, tmp_path):
-    serving = ServingSpec(model="BAAI/bge-m3", namespace="team-a")
+    serving = resolve(ServingChoices(model="BAAI/bge-m3", namespace="team-a"))
     spec = EmbedJobSpec.for_serving(serving, "cluster-corpus", shards=3, parallelism=2)
     assert spec.endpoint == "http://vllm-bge-m3.team-a.svc:60000" and spec.api_key_secret == serving.api_key_secret
     plan = embed_plan(stage_corpus(corpus, tmp_path, shards=3), endpoint=spec.endpoint, model=spec.model)

@@ -14,13 +14,13 @@ from tke_playbook.kube.endpoint import plan_endpoint
 from tke_playbook.kube.inventory import default_container, node_info
 from tke_playbook.kube.wait import job_progress, rollout_state
 from tke_playbook.specs.diagnosis import diagnose_pod, diagnose_pvc
-from tke_playbook.specs.objects import (APIService, Condition, Event, Job, Node, ObjectMeta, PersistentVolumeClaim,
-                                        Pod, Secret, Service, StorageClass, Workload)
+from tke_playbook.specs.objects import (APIService, Condition, Job, KubeEvent, Node, ObjectMeta,
+                                        PersistentVolumeClaim, Pod, Secret, Service, StorageClass, Workload)
 
 SANITIZE = k8s.ApiClient().sanitize_for_serialization  # what Kube.to_dict does with a client model
 
 
-@pytest.mark.parametrize("view", [Pod, Node, Job, Workload, Service, PersistentVolumeClaim, Event, StorageClass,
+@pytest.mark.parametrize("view", [Pod, Node, Job, Workload, Service, PersistentVolumeClaim, KubeEvent, StorageClass,
                                   APIService, Secret, ObjectMeta])
 @pytest.mark.parametrize("obj", [{}, None, {"metadata": None, "spec": None, "status": None}, {"status": []}],
                          ids=["empty", "none", "nulls", "wrong-type"])
@@ -109,9 +109,9 @@ def test_service_ingress_takes_ip_or_hostname_and_skips_empty_entries():
 
 def test_event_timestamp_is_last_timestamp_else_event_time():
     # events written through events.k8s.io/v1 reach core/v1 readers with lastTimestamp null and eventTime set
-    newer = Event.from_api({"reason": "Pulled", "lastTimestamp": None, "eventTime": "2025-03-01T12:00:01.000000Z",
+    newer = KubeEvent.from_api({"reason": "Pulled", "lastTimestamp": None, "eventTime": "2025-03-01T12:00:01.000000Z",
                             "involvedObject": {"kind": "Pod", "uid": "u1"}})
-    older = Event.from_api({"reason": "Scheduled", "lastTimestamp": "2025-03-01T12:00:00Z"})
+    older = KubeEvent.from_api({"reason": "Scheduled", "lastTimestamp": "2025-03-01T12:00:00Z"})
     assert (newer.timestamp, newer.involved_uid, older.involved_uid) == ("2025-03-01T12:00:01.000000Z", "u1", "")
     assert older.timestamp < newer.timestamp
 
@@ -166,7 +166,7 @@ def test_functions_read_a_view_as_they_read_the_dict():
     assert plan_endpoint(SERVICE, [POD]).remote_port == 8000
     assert default_container(Pod.of(POD)) == default_container(POD) == "vllm"
     assert node_info(Node.of(NODE)) == node_info(NODE) and node_info(NODE).gpu_model
-    assert diagnose_pod(Pod.of(POD), [Event.of({"reason": "Unhealthy", "message": "Startup probe failed: x"})]) == \
+    assert diagnose_pod(Pod.of(POD), [KubeEvent.of({"reason": "Unhealthy", "message": "Startup probe failed: x"})]) == \
         diagnose_pod(POD, [{"reason": "Unhealthy", "message": "Startup probe failed: x"}])
     assert [d.code for d in diagnose_pod(POD)] == ["crash-loop"]
     pvc = {"metadata": {"name": "ai-model"}, "spec": {"storageClassName": None}}

@@ -10,8 +10,9 @@ from fake_cluster import add_node
 
 from tke_playbook.cli.preflight import register
 from tke_playbook.errors import UnknownNameError
-from tke_playbook.kube import preflight, run_preflight
+from tke_playbook.kube import run_preflight
 from tke_playbook.kube.client import Kube
+from tke_playbook.kube.preflight import preflight
 
 E5 = "intfloat/e5-mistral-7b-instruct"
 
@@ -117,17 +118,17 @@ def test_cli_unknown_model_suggests_before_connecting(tmp_path):
 
 
 def test_real_serving_spec_pins_instance_types_and_namespace(kube, server):
-    from tke_playbook.specs.serving import ServingSpec
+    from tke_playbook.specs.serving import ServingChoices, resolve
 
     add_node(server, "gpu-1", product="NVIDIA-L20")
     _cfs(server)
-    spec = ServingSpec(model=E5, node_instance_types=("PNV5b.16XLARGE192",), namespace="ai", max_model_len=2048)
+    spec = resolve(ServingChoices(model=E5, node_instance_types=("PNV5b.16XLARGE192",), namespace="ai", max_model_len=2048))
     rows = _rows(run_preflight(kube, serving_spec=spec))
     assert rows["instance types"].ok is False and "PNV5b.8XLARGE96" in rows["instance types"].detail
     assert rows["model fits GPU"].ok is None  # no node of the pinned type to check against
     assert rows["namespace"].ok is False and "kubectl create namespace ai" in rows["namespace"].action
     server.put("namespaces", {"metadata": {"name": "ai"}})
-    spec = ServingSpec(model=E5, node_instance_types=("PNV5b.8XLARGE96",), namespace="ai", max_model_len=2048)
+    spec = resolve(ServingChoices(model=E5, node_instance_types=("PNV5b.8XLARGE96",), namespace="ai", max_model_len=2048))
     report = run_preflight(kube, serving_spec=spec)
     assert report.ok, str(report)
 

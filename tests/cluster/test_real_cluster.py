@@ -12,8 +12,10 @@ import uuid
 import pytest
 
 from tke_playbook.errors import JobFailedError
-from tke_playbook.kube import (Cascade, apply, apply_all, connect, delete, get, list_nodes, list_objects, list_pods,
-                               pod_logs, run_preflight, teardown, wait_for_job)
+from tke_playbook.kube import (Cascade, apply_all, connect, delete, get, list_nodes, list_objects, list_pods,
+                               pod_logs, run_preflight, wait_for_job)
+from tke_playbook.kube.apply import apply
+from tke_playbook.kube.teardown import teardown
 from tke_playbook.specs.labels import Component, common_labels, selector
 
 pytestmark = [pytest.mark.cluster,

@@ -6,7 +6,8 @@ import pytest
 from fake_cluster import NS, job_pods
 
 from tke_playbook.errors import WaitTimeoutError
-from tke_playbook.kube import apply_all, find_created, teardown
+from tke_playbook.kube import apply_all, find_created
+from tke_playbook.kube.teardown import teardown
 from tke_playbook.specs.labels import Component, common_labels
 
 

@@ -7,7 +7,7 @@ from fake_cluster import (NS, add_pod, deployment_ready, job_pod_fails, job_pods
                           pod_oom_killed, pod_running, pod_unschedulable, pod_waiting, requested, until)
 
 from tke_playbook.errors import ClusterError, DeploymentFailedError, JobFailedError, WaitTimeoutError
-from tke_playbook.kube import apply
+from tke_playbook.kube.apply import apply
 from tke_playbook.kube.wait import (JobProgress, job_progress, new_lines, parse_indexes, rollout_state,
                                     wait_for_deployment, wait_for_job, wait_for_leader_worker_set)
 

@@ -8,7 +8,7 @@ from tokenizers import Tokenizer
 from tke_playbook.corpus import Chunker, load_corpus, write_pydoc_corpus
 from tke_playbook.corpus.chunking import windows
 from tke_playbook.errors import InvalidSpecError
-from tke_playbook.specs.target import offline_model_dir
+from tke_playbook.hostenv import offline_model_dir
 
 
 def _reference_tokenizer() -> Tokenizer:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tke_playbook.download import DownloadSpec, RepoFile, make_plan, tutorial_plan
 from tke_playbook.plots import plot_bytes_per_pod
+from tke_playbook.podworker.planner import make_plan, tutorial_plan
+from tke_playbook.podworker.rules import RepoFile
+from tke_playbook.specs import DownloadSpec
 
 FILES = [RepoFile("a.safetensors", 9_900), RepoFile("b.safetensors", 4_500), RepoFile("a.bin", 9_900),
          RepoFile("b.bin", 5_100), RepoFile("config.json", 10)]

@@ -60,7 +60,7 @@ def test_register_adds_the_subcommand():
     pytest.param(["--pvc-dir", "/proc/self/cwd"], "inside /proc", id="pvc-dir-through-proc"),
 ])
 def test_each_bad_value_is_one_line_and_exit_2(tmp_path, capsys, args, words):
-    from tke_playbook.cli.main import main
+    from tke_playbook.cli.commands import main
 
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -119,7 +119,7 @@ def test_rerun_through_a_corrupt_mirror_fails_clearly_and_the_model_stays_verifi
     from hostile_hub import HostileHub
     from hubfiles import REPO
 
-    from tke_playbook.cli.main import main
+    from tke_playbook.cli.commands import main
 
     old = {"model.safetensors": os.urandom(300_000), "config.json": b'{"v": 1}', "vocab.txt": b"a\nb\n"}
     args = ["download", "--model", REPO, "--source", "huggingface", "--pvc-dir", str(tmp_path)]
@@ -148,7 +148,7 @@ def test_rerun_through_a_corrupt_mirror_fails_clearly_and_the_model_stays_verifi
     pytest.param(["--adopt", "--trust-files", "{file}"], "is a file, not a folder", id="trust-a-file"),
 ])
 def test_each_bad_verify_value_is_one_line_and_exit_2(tmp_path, capsys, args, words):
-    from tke_playbook.cli.main import main
+    from tke_playbook.cli.commands import main
 
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -160,7 +160,7 @@ def test_each_bad_verify_value_is_one_line_and_exit_2(tmp_path, capsys, args, wo
 
 
 def test_a_failed_verify_prints_its_problem_in_one_line(tmp_path, capsys):
-    from tke_playbook.cli.main import main
+    from tke_playbook.cli.commands import main
 
     assert main(["verify", str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err

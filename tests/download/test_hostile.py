@@ -14,11 +14,12 @@ import pytest
 from hostile_hub import COMMIT, HostileHub, ms_entries
 from hubfiles import FAST, REPO
 
-from tke_playbook.download import DownloadSpec, plan_download, run_local_download
+from tke_playbook.download import plan_download, run_local_download
 from tke_playbook.errors import HubError
 from tke_playbook.manifests.download import build_worker_configmap
 from tke_playbook.podworker.modelfolder import is_complete, read_manifest, require_complete, state_path
 from tke_playbook.podworker.rules import check_listing
+from tke_playbook.specs import DownloadSpec
 
 FILES = {"model.safetensors": os.urandom(300_000), "config.json": b'{"hidden_size": 384}\n',
          "tokenizer.json": os.urandom(5_000)}
@@ -122,7 +123,7 @@ def test_listing_naming_the_state_is_refused_before_any_byte(complete, source, e
 
 
 def test_null_size_through_the_cli_is_one_line_blaming_the_listing(tmp_path, capsys):
-    from tke_playbook.cli.main import main
+    from tke_playbook.cli.commands import main
 
     with HostileHub(FILES) as hub:
         hub.hf_listing[0]["size"] = None

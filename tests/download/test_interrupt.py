@@ -3,6 +3,7 @@ resumes, the status shells give SIGINT (130), no worker left behind - and the re
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,8 +15,9 @@ import pytest
 from fakes.hub import FakeHub
 from hubfiles import REPO
 
-from tke_playbook.download import DownloadSpec, plan_download
+from tke_playbook.download import plan_download
 from tke_playbook.podworker.modelfolder import is_complete
+from tke_playbook.specs.download import DownloadSpec
 
 
 def _children(pid: int) -> set[int]:
@@ -23,6 +25,17 @@ def _children(pid: int) -> set[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found |= {int(c) for c in (task / "children").read_text().split()}
     return found
+
+
+def _recorded_bytes(pvc: Path) -> int:
+    """The bytes the shards' piece records say are synced on disk (``parts/<index>.pieces.json``)."""
+    total = 0
+    for record in pvc.rglob("*.pieces.json"):
+        try:
+            total += sum(piece[3] for piece in json.loads(record.read_text())["pieces"])
+        except (ValueError, KeyError, OSError):  # being rewritten at this moment: read it next time
+            continue
+    return total
 
 
 def _download(hub, pvc, **popen):
@@ -41,7 +54,10 @@ def test_ctrl_c_stops_in_one_line_with_status_130_and_the_rerun_resumes(repo_dir
             workers = _children(cli.pid)
             time.sleep(0.1)
         assert len(workers) == 3, "the CLI started its worker processes"
-        time.sleep(4)  # some bytes synced and recorded
+        deadline = time.monotonic() + 60  # until some bytes are synced and recorded (what a rerun resumes from):
+        while time.monotonic() < deadline and not _recorded_bytes(tmp_path / "pvc"):  # a fixed sleep raced the
+            time.sleep(0.2)  # workers' start on a loaded machine and interrupted them before their first record
+        assert _recorded_bytes(tmp_path / "pvc"), "the workers recorded no synced bytes within 60 s"
         os.killpg(cli.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
         _, err = cli.communicate(timeout=60)
         assert cli.returncode == 130

@@ -6,9 +6,9 @@ import pytest
 from fakes.hub import FakeHub
 from hubfiles import REPO, SMALL_REPO, make_repo, sha256
 
-from tke_playbook.download import DownloadSpec
 from tke_playbook.download.listing import list_repo_files, plan_download
 from tke_playbook.errors import HubError
+from tke_playbook.specs import DownloadSpec
 
 
 @pytest.mark.parametrize("source", ["huggingface", "modelscope"])

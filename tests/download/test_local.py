@@ -7,14 +7,14 @@ import pytest
 from fakes.hub import FakeHub
 from hubfiles import FAST, REPO, sha256
 
-from tke_playbook.download import DownloadSpec
 from tke_playbook.download.listing import plan_download
 from tke_playbook.download.local import (download_local, hub_offline, hub_reachable, plan_local, progress_frame,
                                          run_local_download)
 from tke_playbook.errors import DownloadError, HubError, IncompleteModelError
+from tke_playbook.hostenv import offline_model_dir
 from tke_playbook.podworker.modelfolder import read_manifest, require_complete
+from tke_playbook.specs import DownloadSpec
 from tke_playbook.specs.catalog import OFFLINE_MODEL
-from tke_playbook.specs.target import offline_model_dir
 
 
 def test_offline_target_downloads_the_bundled_model_through_the_mirror(tmp_path, monkeypatch):

@@ -7,9 +7,11 @@ import json
 
 import pytest
 
-from tke_playbook.download import (DownloadSpec, HubToken, RepoFile, build_download_job, build_token_secret,
-                                   build_worker_configmap, make_plan)
 from tke_playbook.errors import InvalidSpecError
+from tke_playbook.manifests import build_download_job, build_token_secret, build_worker_configmap
+from tke_playbook.podworker.planner import make_plan
+from tke_playbook.podworker.rules import RepoFile
+from tke_playbook.specs import DownloadSpec, HubToken
 
 
 def _plan(spec):
@@ -123,11 +125,12 @@ def test_shipped_worker_files_import_only_the_standard_library():
     import ast
     import sys
 
-    from tke_playbook.manifests.download import WORKER_FILES
+    from tke_playbook.podworker.shipped import shipped_files
 
-    shipped = {name.removesuffix(".py") for name in WORKER_FILES}
-    for name, path in WORKER_FILES.items():
-        tree = ast.parse(path.read_text())
+    files = shipped_files()
+    shipped = {name.removesuffix(".py") for name in files}
+    for name, text in files.items():
+        tree = ast.parse(text)
         # what runs on import (module level, and both arms of the package-or-pod import); pandas inside the
         # plan's table methods is never called in a pod
         top = [n for stmt in tree.body for n in ([stmt] + (stmt.body + [x for h in stmt.handlers for x in h.body]
@@ -144,7 +147,7 @@ def test_shipped_worker_files_import_only_the_standard_library():
 
 
 def test_download_objects_in_apply_order(k8s_valid):
-    from tke_playbook.download import build_download_objects
+    from tke_playbook.manifests import build_download_objects
 
     spec = DownloadSpec(model="bge-m3")
     kinds = [o["kind"] for o in build_download_objects(spec, _plan(spec), token=HubToken("t0ken"))]

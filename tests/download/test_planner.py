@@ -6,9 +6,10 @@ import random
 
 import pytest
 
-from tke_playbook.download import DownloadPlan, DownloadSpec, RepoFile, make_plan, select_files, split_bytes
 from tke_playbook.errors import InvalidSpecError
-from tke_playbook.podworker.planner import tutorial_plan
+from tke_playbook.podworker.planner import DownloadPlan, make_plan, select_files, split_bytes, tutorial_plan
+from tke_playbook.podworker.rules import RepoFile
+from tke_playbook.specs import DownloadSpec
 
 GB = 10**9
 E5 = [RepoFile("model-00001-of-00002.safetensors", int(9.9 * GB), "a" * 64),

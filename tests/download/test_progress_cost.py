@@ -16,9 +16,10 @@ import pytest
 from fakes.hub import FakeHub
 from hubfiles import FAST, REPO, make_repo
 
-from tke_playbook.download import DownloadSpec, plan_download, run_local_download
+from tke_playbook.download import plan_download, run_local_download
 from tke_playbook.errors import HubError
 from tke_playbook.podworker import progress, transfer, worker
+from tke_playbook.specs.download import DownloadSpec
 
 MANY = {f"d{i % 7}/f{i}.json": 100 + i for i in range(240)}
 

@@ -11,7 +11,7 @@ import sys
 import yaml
 from hostile_hub import HostileHub
 
-from tke_playbook.cli.main import main
+from tke_playbook.cli.commands import main
 from tke_playbook.podworker.modelfolder import is_complete, read_manifest
 
 FILES = {"model-00001-of-00002.safetensors": os.urandom(900_000), "model-00002-of-00002.safetensors":

@@ -11,13 +11,13 @@ from fakes.hub import FakeHub, Fault
 from hostile_hub import HostileHub
 from hubfiles import FAST, REPO, make_repo
 
-from tke_playbook.download import (DownloadSpec, check_plan_matches, plan_download, require_finished,
-                                   run_local_download, verify_model)
+from tke_playbook.download import plan_download, require_finished, run_local_download, verify_model
 from tke_playbook.errors import DownloadError, InvalidSpecError, VerificationError
 from tke_playbook.podworker.modelfolder import is_complete, read_manifest, require_complete, state_path
-from tke_playbook.podworker.planner import shard_count
+from tke_playbook.podworker.planner import require_plan_for, shard_count
 from tke_playbook.podworker.progress import plan_file, write_json
 from tke_playbook.podworker.worker import run
+from tke_playbook.specs import DownloadSpec
 
 
 def _run(spec, root, **kw):
@@ -81,7 +81,7 @@ def test_a_plan_for_another_spec_is_an_error_before_anything_runs(hub, tmp_path)
     with pytest.raises(InvalidSpecError, match="made for BAAI/bge-small-en-v1.5 but the spec asks for BAAI/bge-m3"):
         run_local_download(spec_b, plan_a, tmp_path / "pvc")
     with pytest.raises(InvalidSpecError, match="revision"):
-        check_plan_matches(_spec(hub, revision="v2"), plan_a)
+        require_plan_for(_spec(hub, revision="v2"), plan_a)
     assert not (tmp_path / "pvc").exists()
 
 

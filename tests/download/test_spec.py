@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tke_playbook.download import DownloadSpec, Source
 from tke_playbook.errors import InvalidSpecError, UnknownNameError
+from tke_playbook.specs import DownloadSpec, Source
 from tke_playbook.specs.catalog import get_model
 
 
@@ -83,7 +83,7 @@ def test_pip_index_url_must_be_a_plain_url(url):
 
 
 def test_mode_and_catalog_revision():
-    from tke_playbook.download import DownloadMode
+    from tke_playbook.specs import DownloadMode
 
     assert DownloadSpec(mode="adopt").mode is DownloadMode.ADOPT
     with pytest.raises(UnknownNameError, match="download mode"):

@@ -10,10 +10,11 @@ import sys
 import pytest
 from hubfiles import FAST, REPO
 
-from tke_playbook.cli.main import main
-from tke_playbook.download import DownloadSpec, adopt_model, plan_download, run_local_download
+from tke_playbook.cli.commands import main
+from tke_playbook.download import adopt_model, plan_download, run_local_download
 from tke_playbook.errors import IncompleteModelError, VerificationError
 from tke_playbook.podworker.modelfolder import TRUSTED, is_complete, read_manifest, require_complete
+from tke_playbook.specs import DownloadSpec
 
 
 @pytest.fixture
@@ -132,7 +133,7 @@ def test_init_container_waits_until_the_folder_is_complete(hub, repo_dir, tmp_pa
 
 def test_the_cluster_job_adopts_files_already_on_the_pvc(hub, repo_dir, tmp_path):
     """`render --existing-files adopt`: the same Job checks the files the tutorial's script left, fetches nothing."""
-    from tke_playbook.download import build_worker_configmap
+    from tke_playbook.manifests import build_worker_configmap
 
     folder = _tutorial_download(repo_dir, tmp_path / "data")
     spec = DownloadSpec(model=REPO, source="huggingface", endpoint=hub.url, completions=2, parallelism=2,

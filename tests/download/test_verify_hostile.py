@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from tke_playbook.cli import download as cli_download
-from tke_playbook.cli.main import main
+from tke_playbook.cli.commands import main
 from tke_playbook.download import adopt_model, verify_model
 from tke_playbook.errors import IncompleteModelError, VerificationError
 from tke_playbook.podworker import modelfolder

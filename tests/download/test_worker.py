@@ -13,13 +13,14 @@ import pytest
 from fakes.hub import FakeHub, Fault
 from hubfiles import FAST, REPO, make_repo, sha256
 
-from tke_playbook.download import DownloadSpec, read_progress
 from tke_playbook.download.listing import plan_download
 from tke_playbook.download.local import run_local_download
 from tke_playbook.errors import DownloadError, IncompleteModelError, VerificationError
 from tke_playbook.podworker.modelfolder import (clear_completion, is_complete, read_manifest, require_complete,
                                                 state_path)
+from tke_playbook.podworker.progress import read_progress
 from tke_playbook.podworker.worker import complete, run
+from tke_playbook.specs import DownloadSpec
 
 
 def _spec(hub, source="huggingface", **kw):

@@ -14,9 +14,9 @@ import time
 import httpx
 import pytest
 
-from tke_playbook.cli.main import main as cli_main
+from tke_playbook.cli.commands import main as cli_main
+from tke_playbook.hostenv import offline_model_dir
 from tke_playbook.localserver import start_server, surface
-from tke_playbook.specs.target import offline_model_dir
 
 from . import vllm_examples as vllm
 

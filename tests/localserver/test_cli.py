@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from tke_playbook.cli.main import main
+from tke_playbook.cli.commands import main
 from tke_playbook.localserver import cli as serve_cli
 
 
@@ -106,7 +106,7 @@ def test_serve_runs_in_the_foreground_until_sigterm(tmp_path):
     key_file = tmp_path / "key"
     key_file.write_text("secret-0123456789\n", encoding="utf-8")
     key_file.chmod(0o600)
-    command = [sys.executable, "-c", "import sys; from tke_playbook.cli import main; sys.exit(main(sys.argv[1:]))",
+    command = [sys.executable, "-c", "import sys; from tke_playbook.cli.commands import main; sys.exit(main(sys.argv[1:]))",
                "serve", "--port", "0", "--api-key-file", str(key_file), "--served-model-name", "minilm"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tke_playbook.errors import ServerError
+from tke_playbook.hostenv import offline_model_dir
 from tke_playbook.localserver.encoder import Encoder, length_chunks
-from tke_playbook.specs.target import offline_model_dir
 
 
 def padded_cost(lengths, chunks):

@@ -17,9 +17,9 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
+from tke_playbook.hostenv import offline_model_dir
 from tke_playbook.localserver.app import ServerConfig, build_app
 from tke_playbook.localserver.encoder import Encoder
-from tke_playbook.specs.target import offline_model_dir
 
 from . import vllm_examples as vllm
 

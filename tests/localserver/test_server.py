@@ -12,9 +12,9 @@ import numpy as np
 import openai
 import pytest
 
+from tke_playbook.hostenv import offline_model_dir
 from tke_playbook.loadgen import promtext
 from tke_playbook.localserver import start_server, surface
-from tke_playbook.specs.target import offline_model_dir
 
 from . import vllm_examples as vllm
 

@@ -14,9 +14,9 @@ import aiohttp
 import numpy as np
 import pytest
 
+from tke_playbook.hostenv import offline_model_dir
 from tke_playbook.loadgen import promtext
 from tke_playbook.localserver import start_server, surface
-from tke_playbook.specs.target import offline_model_dir
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SMALL, CLIENTS = 2000, 64

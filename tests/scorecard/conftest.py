@@ -34,7 +34,7 @@ def minilm():
 
 @pytest.fixture(scope="session")
 def reference():
+    from tke_playbook.hostenv import offline_model_dir
     from tke_playbook.scorecard import ReferenceEncoder
-    from tke_playbook.specs.target import offline_model_dir
 
     return ReferenceEncoder(offline_model_dir())

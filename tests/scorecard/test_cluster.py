@@ -24,13 +24,13 @@ from fake_embedding_server import FakeEmbeddingServer  # noqa: E402
 
 from tke_playbook.embed.local import LocalEmbedder  # noqa: E402
 from tke_playbook.errors import InvalidSpecError, PlaybookError  # noqa: E402
+from tke_playbook.hostenv import offline_model_dir  # noqa: E402
 from tke_playbook.kube.client import Kube  # noqa: E402
 from tke_playbook.scorecard import run_scorecard  # noqa: E402
 from tke_playbook.scorecard import (BM25Retriever, Cause, Hybrid, ReferenceJobSpec, build_reference_configmap,
                                     build_reference_job, check_parity, deployed_embedders, parse_reference_log,
                                     probe_set, run_reference_job, target_systems)
 from tke_playbook.scorecard.parity import LONG_PROBE  # noqa: E402
-from tke_playbook.specs.target import offline_model_dir  # noqa: E402
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 SHORT = [t for t in probe_set(10) if t != LONG_PROBE]

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from tke_playbook.errors import InvalidSpecError
+from tke_playbook.hostenv import load_prices
 from tke_playbook.scorecard import Throughput, cost_per_million_tokens, cost_table, price_table, throughput_from_summary
-from tke_playbook.specs.prices import load_prices
 
 
 def test_cost_per_million_tokens_by_hand():

@@ -24,7 +24,7 @@ from tke_playbook.localserver import start_server
 from tke_playbook.scorecard import Throughput, price_table
 from tke_playbook.scorecard.frontier import NOT_MATRYOSHKA, local_frontier, pareto_front, run_frontier
 from tke_playbook.scorecard.storage_prices import GIB, storage_price, storage_price_table
-from tke_playbook.specs.target import offline_model_dir
+from tke_playbook.hostenv import offline_model_dir
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 PRECISIONS = ("float32", "fp8_e4m3", "ubinary")

@@ -18,7 +18,7 @@ from tke_playbook.errors import InvalidSpecError
 from tke_playbook.scorecard import Cause, ReferenceEncoder
 from tke_playbook.scorecard.output_parity import check_output_parity
 from tke_playbook.specs.catalog import get_model
-from tke_playbook.specs.target import offline_model_dir
+from tke_playbook.hostenv import offline_model_dir
 
 BGE = "BAAI/bge-small-en-v1.5"  # a catalog model with a query prompt, played by MiniLM's weights
 
@@ -45,7 +45,7 @@ class Faulty:
                 bits = 1 - bits
             packed = np.packbits(bits, axis=-1).astype(np.int64)
             if self.fault == "no-offset" and kind == "binary":  # ubinary's bytes sent as binary: the real parser
-                return api.parse_cohere({"embeddings": {"binary": packed.tolist()}}, len(texts), ("binary",))[0]
+                return api.parse_cohere_response({"embeddings": {"binary": packed.tolist()}}, len(texts), ("binary",))[0]
             typed[kind] = packed - (128 if kind == "binary" else 0)
         return typed
 

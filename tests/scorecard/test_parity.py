@@ -7,9 +7,9 @@ import pytest
 from tke_playbook.embed.http import EmbeddingClient
 from tke_playbook.embed.local import LocalEmbedder
 from tke_playbook.errors import InvalidSpecError
+from tke_playbook.hostenv import offline_model_dir
 from tke_playbook.scorecard import Cause, ReferenceEncoder, check_parity, probe_set
 from tke_playbook.scorecard.parity import LONG_PROBE
-from tke_playbook.specs.target import offline_model_dir
 
 BGE = "BAAI/bge-small-en-v1.5"  # a catalog model with a query prompt, played by MiniLM's weights
 SHORT = [t for t in probe_set(10) if t != LONG_PROBE]  # 9 probes, no padding to 256 tokens: quick on a CPU

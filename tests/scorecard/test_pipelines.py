@@ -100,7 +100,7 @@ def test_the_local_rerank_orders_bm25s_top_k_as_sentence_transformers_does(local
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.util import cos_sim
 
-    from tke_playbook.specs.target import offline_model_dir
+    from tke_playbook.hostenv import offline_model_dir
 
     client = EmbeddingClient(local_server.url)
     result = run_scorecard(["bm25", TwoStage("bm25", client, depth=10)], cache_dir=tmp_path, progress=False,

@@ -122,8 +122,8 @@ def test_unknown_system_names_in_result_queries(cold):
 
 
 def test_local_endpoints_serve_each_folder_and_stop(tmp_path):
+    from tke_playbook.hostenv import offline_model_dir
     from tke_playbook.scorecard import local_endpoints, stop_local
-    from tke_playbook.specs.target import offline_model_dir
 
     clients = local_endpoints([offline_model_dir()], log_path=tmp_path / "server.log")
     try:

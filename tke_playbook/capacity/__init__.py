@@ -11,7 +11,6 @@ projection, and tuning recommendations (vLLM flags on a cluster, batching settin
 
 from __future__ import annotations
 
-from ..loadgen import compact_table  # the narrow view of a sweep or search table, for notebooks
 from .advice import QUICK_SEARCH, TuningOutcome, tune_for_target
 from .efficiency import flops_per_token, mfu_note, model_flops_utilisation, with_mfu
 from .hardware import (PROJECTION_TITLE, GpuProjection, ServedOn, cited_mfu, cpu_model, local_server, project_gpu,
@@ -24,7 +23,7 @@ from .tuning import Recommendation, TuningAdvice, recommend_vllm
 
 __all__ = ["PROJECTION_TITLE", "QUICK_SEARCH", "CapacityPlan", "DocumentLoad", "GpuProjection", "LocalSettings",
            "LocalTuning", "QueryLoad", "RateSearch", "Recommendation", "ReplayReport", "ServedOn", "SustainableRate",
-           "TuningAdvice", "TuningOutcome", "cited_mfu", "compact_table", "cpu_model", "find_sustainable_rate",
+           "TuningAdvice", "TuningOutcome", "cited_mfu", "cpu_model", "find_sustainable_rate",
            "flops_per_token", "level_holds", "local_candidates", "local_server", "measure_local", "mfu_note",
            "model_flops_utilisation", "plan_capacity", "project_gpu", "recommend_vllm", "replay", "served_on",
            "sustainable_rate", "tune_for_target", "tune_local", "with_mfu"]

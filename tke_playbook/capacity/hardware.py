@@ -25,9 +25,10 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InvalidSpecError
+from ..hostenv import load_prices
 from ..specs.catalog import get_model
 from ..specs.hardware import get_gpu, get_node_type, peak_bf16_tflops
-from ..specs.prices import load_prices, price_of
+from ..specs.prices import price_of
 from ..specs.target import Target
 
 PROJECTION_TITLE = "Projection, not a measurement"

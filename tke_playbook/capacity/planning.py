@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..errors import InvalidSpecError
+from ..hostenv import load_prices
 from ..loadgen.inputs import check_range
 from ..specs.hardware import get_node_type
 from ..specs.names import validate_number
-from ..specs.prices import load_prices, price_of
+from ..specs.prices import price_of
 from .hardware import ServedOn
 
 MARGIN = 0.2              # of the p99 target, kept free by the search so a replay holds despite noise

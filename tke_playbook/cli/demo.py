@@ -17,7 +17,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -30,8 +29,8 @@ from papermill.exceptions import PapermillExecutionError
 from traitlets.config import Config
 
 from ..errors import InvalidSpecError, PlaybookError
+from ..hostenv import port_is_free, state_dir
 from ..specs.serving import CONTAINER_PORT
-from ..specs.target import state_dir
 
 
 def _notebook_dir() -> Path:
@@ -229,18 +228,6 @@ def stop_local_servers(home: Path) -> None:
         from ..playbook.facade import LocalPlaybook  # late: the playbook loads pandas and widgets
 
         LocalPlaybook(root=Path(home)).stop_servers()
-
-
-def port_is_free(port: int) -> bool:
-    """Whether ``port`` on 127.0.0.1 can be bound (with SO_REUSEADDR, as a server binds it: a port our own
-    just-stopped server left in TIME_WAIT counts as free)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _check_outputs(run: NotebookRun, port: int | None) -> NotebookRun:

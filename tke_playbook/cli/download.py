@@ -27,7 +27,7 @@ from ..podworker.modelfolder import read_manifest
 from ..specs.catalog import OFFLINE_MODEL
 from ..specs.download import MAX_SHARDS, DownloadSpec
 from ..specs.storage import DEFAULT_PVC
-from .main import INTERRUPTED
+from .commands import INTERRUPTED
 
 DEFAULT_MODEL = OFFLINE_MODEL
 

@@ -88,10 +88,10 @@ def _serves(model, get_model, wanted: str) -> bool:
 def _parity(systems, api_key):
     from ..embed.http import EmbeddingClient
     from ..errors import PlaybookError
+    from ..hostenv import offline_model_dir
     from ..scorecard.corpusrun import corpus_systems
     from ..scorecard.parity import ReferenceEncoder, check_parity
     from ..specs.catalog import OFFLINE_MODEL, get_model
-    from ..specs.target import offline_model_dir
 
     reports = []
     for system in corpus_systems([s for s in systems if s.startswith(("http://", "https://"))], api_key=api_key):

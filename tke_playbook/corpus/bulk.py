@@ -22,7 +22,7 @@ from ..manifests.embedjob import PLAN_KEY, WORKER, worker_files
 from ..podworker import embedworker
 from ..specs.names import slug
 from .loading import Corpus
-from .shards import embed_plan, embedding_progress, output_dir, read_embeddings, read_manifest, stage_corpus
+from .shards import embed_plan, embedding_progress, output_dir, read_embeddings, read_embedding_manifest, stage_corpus
 
 
 def _ship(plan: dict, where: Path) -> Path:
@@ -115,8 +115,8 @@ def run_local_embedding(plan: dict, root, *, workers: int = 2, api_key: str | No
     problem = procs.failure()
     if problem is not None:
         raise problem
-    manifest = embedworker.finish(plan, root, "final")  # should the last worker have stopped before it
-    return manifest if manifest is not None else read_manifest(root, plan)
+    manifest = embedworker.finish_embedding(plan, root, "final")  # should the last worker have stopped before it
+    return manifest if manifest is not None else read_embedding_manifest(root, plan)
 
 
 def embed_local(corpus: Corpus, root, *, endpoint: str, model: str, document_prompt: str = "{text}",

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidSpecError, PlaybookError
+from ..hostenv import offline_model_dir
 from ..specs.catalog import OFFLINE_MODEL, ModelInfo, get_model
-from ..specs.target import offline_model_dir
 
 MAX_CHUNK_TOKENS = 512
 OVERLAP_FRACTION = 8  # overlap = chunk // 8

@@ -123,7 +123,7 @@ def embedding_progress(root, plan: dict) -> list[dict]:
     return rows
 
 
-def read_manifest(root, plan: dict) -> dict:
+def read_embedding_manifest(root, plan: dict) -> dict:
     manifest = read_json(output_dir(root, plan) / embedworker.MANIFEST)
     if not manifest or manifest.get("key") != plan["key"]:
         raise PlaybookError(f"{plan['output']} has no manifest for this plan: the embedding has not finished - run "
@@ -134,7 +134,7 @@ def read_manifest(root, plan: dict) -> dict:
 def read_embeddings(root, plan: dict, *, verify: bool = True) -> tuple[list[str], list[np.ndarray]]:
     """``(chunk ids, vectors per shard)``: the manifest checked against the plan (every shard, its rows) and,
     with ``verify``, every file against its sha256; vectors are memory-mapped, in corpus order."""
-    manifest = read_manifest(root, plan)
+    manifest = read_embedding_manifest(root, plan)
     out = output_dir(root, plan)
     if [s["input"] for s in manifest["shards"]] != [s["file"] for s in plan["shards"]]:
         raise VerificationError("the manifest lists other shards than the plan: run the embedding again",

@@ -35,7 +35,7 @@ def _safe(part: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(part)).strip("_")[:80] or "_"
 
 
-def text_key(text: str) -> bytes:
+def vector_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()[:KEY_BYTES]
 
 
@@ -212,7 +212,7 @@ def embed_texts(embedder, texts: Sequence[str], cache: VectorCache, *, kind: str
     """Vectors of ``texts`` (documents or queries), embedding only what ``cache`` lacks; ``(matrix, stats)``."""
     _check_sizes(batch_size, concurrency)
     began = time.perf_counter()
-    keys = [text_key(t) for t in texts]
+    keys = [vector_key(t) for t in texts]
     todo = _missing(texts, keys, cache)
     stats = EmbedStats(texts=len(texts), cached=len(texts) - len(todo), batch_size=batch_size)
     if todo:

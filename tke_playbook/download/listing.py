@@ -12,11 +12,12 @@ import os
 from urllib.parse import urlsplit
 
 from ..errors import HubError
+from ..hostenv import token_from_env
 from ..podworker.hubapi import describe, list_files
 from ..podworker.planner import DownloadPlan, RepoFile, make_plan, require_plan_hashes, tutorial_plan
 from ..specs.download import DownloadSpec, Source
 from ..specs.names import unknown
-from ..specs.tokens import reveal, token_from_env
+from ..specs.tokens import reveal
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

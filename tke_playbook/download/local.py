@@ -24,14 +24,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import DownloadError, HubError, InvalidSpecError, VerificationError
+from ..hostenv import local_pvc_dir
 from ..manifests.download import PLAN_KEY, build_worker_configmap
 from ..podworker import progress
 from ..podworker.modelfolder import completeness_problem
-from ..podworker.planner import MAX_SHARDS, DownloadPlan, check_plan_matches
+from ..podworker.planner import MAX_SHARDS, DownloadPlan, require_plan_for
 from ..podworker.worker import complete
 from ..specs.catalog import OFFLINE_MODEL
 from ..specs.download import DownloadSpec
-from ..specs.target import local_pvc_dir
 from ..specs.tokens import TOKEN_ENV_IN_POD, reveal
 from .listing import plan_download, resolve_endpoint
 from .mirror import HubMirror, offline_mirror
@@ -133,7 +133,7 @@ def _run_processes(plan, shipped, root, folder, workers, env, on_progress, poll_
         while pending or running:
             while pending and len(running) < workers:
                 index = pending.pop(0)
-                log = progress.state_dir(folder) / "logs" / f"{index}.log"
+                log = progress.tracking_dir(folder) / "logs" / f"{index}.log"
                 logs[index] = (log, log.stat().st_size if log.exists() else 0)  # the log grows run after run
                 running[index] = _start(shipped, root, index, log, env, worker_args)
             time.sleep(poll_s)
@@ -158,7 +158,7 @@ def run_local_download(spec: DownloadSpec, plan: DownloadPlan, pvc_dir=None, wor
                        worker_args=()) -> Path:
     """Download ``plan`` into ``pvc_dir/<model>`` with worker processes; return the complete model folder.
     The plan must have been made for ``spec`` (else InvalidSpecError)."""
-    check_plan_matches(spec, plan)
+    require_plan_for(spec, plan)
     root = validate_pvc_dir(pvc_dir) if pvc_dir is not None else local_pvc_dir(spec.pvc)
     folder = root / plan.model_path
     workers = max(1, min(workers or spec.parallelism, len(plan.shards), max_local_workers()))

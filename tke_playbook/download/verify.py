@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 
 from ..errors import IncompleteModelError, InvalidSpecError
+from ..hostenv import local_pvc_dir
 from ..podworker.modelfolder import verify_folder
 from ..podworker.worker import adopt, options, trust
 from ..specs.download import DownloadSpec
-from ..specs.target import local_pvc_dir
 from ..specs.tokens import reveal
 from .listing import plan_download
 from .local import system_tree, validate_pvc_dir

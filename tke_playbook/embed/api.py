@@ -81,7 +81,7 @@ def _choice(value, choices: Sequence[str], what: str):
     return value
 
 
-def check_dimensions(dimensions) -> int | None:
+def requested_dimensions(dimensions) -> int | None:
     if dimensions is not None and (isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1):
         raise InvalidSpecError(f"dimensions={dimensions!r}: use a positive whole number (a size the model's "
                                "Matryoshka training lists), or None for the full vector", field="dimensions",
@@ -102,7 +102,7 @@ class EmbedOptions:
 
     def __post_init__(self) -> None:
         check_encoding(self.encoding_format)
-        check_dimensions(self.dimensions)
+        requested_dimensions(self.dimensions)
         _choice(self.embed_dtype, EMBED_DTYPES, "embed_dtype")
         _choice(self.endianness, ENDIANNESS, "endianness")
         if self.encoding_format == "float" and self.embed_dtype not in (None, "float32"):
@@ -338,7 +338,7 @@ def build_cohere_body(model: str | None, texts: Sequence[str], embedding_types: 
     body: dict[str, Any] = {"texts": check_texts(texts), "embedding_types": kinds}
     if input_type is not None:
         body["input_type"] = str(input_type)
-    if check_dimensions(output_dimension) is not None:
+    if requested_dimensions(output_dimension) is not None:
         body["output_dimension"] = output_dimension
     if _choice(truncate, COHERE_TRUNCATE, "truncate") is not None:
         body["truncate"] = truncate
@@ -347,7 +347,7 @@ def build_cohere_body(model: str | None, texts: Sequence[str], embedding_types: 
     return body
 
 
-def parse_cohere(payload: Any, expected: int, embedding_types: Sequence[str]) -> tuple[dict[str, np.ndarray],
+def parse_cohere_response(payload: Any, expected: int, embedding_types: Sequence[str]) -> tuple[dict[str, np.ndarray],
                                                                                        int | None]:
     """``({type: rows}, input_tokens)`` from a CohereEmbedResponse: ``float`` and ``base64`` as float32 vectors,
     ``binary`` as int8 and ``ubinary`` as uint8 packed bits (one row of dimension/8 bytes per text)."""

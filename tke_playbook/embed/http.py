@@ -46,7 +46,7 @@ class _ClientBase:
         self.base_url = api.root_url(base_url)
         api.batches([], max_batch_size)  # validates the size
         self.model = model
-        self.dimensions = api.check_dimensions(dimensions)
+        self.dimensions = api.requested_dimensions(dimensions)
         self.precision = _check_precision(precision)
         self._default_options = _options_for(self.dimensions, self.precision)
         self._api_key = api_key
@@ -260,7 +260,7 @@ class EmbeddingClient(_ClientBase):
         for chunk in api.batches(items, self.max_batch_size):
             payload = api.decode_body(self._request("POST", "/v2/embed", self._cohere_request(chunk, kinds,
                                                                                                extra)).content)
-            typed, used = api.parse_cohere(payload, len(chunk), kinds)
+            typed, used = api.parse_cohere_response(payload, len(chunk), kinds)
             parts.append(typed)
             tokens.append(used)
         self._record(started, tokens)
@@ -416,7 +416,7 @@ class AsyncEmbeddingClient(_ClientBase):
 
         async def one(chunk: list[str]):
             response = await self._request("POST", "/v2/embed", self._cohere_request(chunk, kinds, extra))
-            return api.parse_cohere(api.decode_body(response.content), len(chunk), kinds)
+            return api.parse_cohere_response(api.decode_body(response.content), len(chunk), kinds)
 
         results = await self._gather(one, api.batches(items, self.max_batch_size))
         self._record(started, [r[1] for r in results])

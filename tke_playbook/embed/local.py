@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidSpecError, PlaybookError
+from ..hostenv import offline_model_dir
 from ..specs.catalog import OFFLINE_MODEL, ModelInfo, Pooling, get_model
-from ..specs.target import offline_model_dir
 from .api import check_texts
 
 _LOADED: dict[tuple[str, str], object] = {}

@@ -9,7 +9,7 @@ import importlib
 
 _EXPORTS = {
     "datasets": "load_bilingual sentence_set RetrievalDataset SentenceSet",
-    "metrics": "ndcg_at_k recall_at_k mrr evaluate per_query_table",
+    "metrics": "ndcg_at_k recall_at_k mrr evaluate_run per_query_table",
     "similarity": "cosine_matrix retrieve score_distributions pca_2d",
     "compare": "evaluate_embedder compare_embedders EvaluationResult Comparison",
 }

@@ -113,11 +113,11 @@ def _slice_run(dataset: RetrievalDataset, run: dict, cross: bool) -> dict:
 
 
 def _slice_metrics(dataset: RetrievalDataset, run: dict, ks: Sequence[int]) -> pd.DataFrame:
-    rows = {"all": evaluation.evaluate(dataset.qrels, run, ks)}
+    rows = {"all": evaluation.evaluate_run(dataset.qrels, run, ks)}
     for label, cross in (("same-language", False), ("cross-lingual", True)):
         qrels = dataset.restrict_qrels(cross_lingual=cross)
         counted = evaluation.judged_queries(qrels)
-        rows[label] = evaluation.evaluate(qrels, _slice_run(dataset, run, cross), ks) if counted else \
+        rows[label] = evaluation.evaluate_run(qrels, _slice_run(dataset, run, cross), ks) if counted else \
             {k: float("nan") for k in rows["all"]}
         rows[label]["queries"] = len(counted)
     rows["all"]["queries"] = len(evaluation.judged_queries(dataset.qrels))
@@ -158,7 +158,7 @@ def evaluate_embedder(embedder: Embedder, dataset: RetrievalDataset | None = Non
     model = model_of(embedder)
     memory, source = _memory(embedder, model)
     return EvaluationResult(
-        name=name, metrics=evaluation.evaluate(dataset.qrels, run, ks), slices=slices, per_query=per_query,
+        name=name, metrics=evaluation.evaluate_run(dataset.qrels, run, ks), slices=slices, per_query=per_query,
         query_doc_sim=sim, sentence_sim=sent_sim, doc_vectors=docs, distributions=dist,
         separation=similarity.separation(dist),
         topic_separation=similarity.topic_separation(sent_sim, sentences.topics) if len(sentences) else {},

@@ -141,7 +141,7 @@ def mrr(qrels: Qrels, run: Run, k: int | None = None) -> float:
     return _mean_over_queries(qrels, run, query_reciprocal_rank, None if k is None else _check_k(k))
 
 
-def evaluate(qrels: Qrels, run: Run, ks: Iterable[int] = (1, 5, 10)) -> dict[str, float]:
+def evaluate_run(qrels: Qrels, run: Run, ks: Iterable[int] = (1, 5, 10)) -> dict[str, float]:
     """All metrics at once: ``{"ndcg@1": …, "recall@1": …, …, "mrr": …}`` (keys in ``ks`` order)."""
     ks = [_check_k(k) for k in ks]
     result: dict[str, float] = {}

@@ -20,10 +20,9 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from ..errors import ClusterError, InvalidSpecError
-from ..specs.files import read_user_text
+from ..hostenv import kubeconfig_path, read_user_text
 from ..specs.names import unknown
 from ..specs.objects import ObjectMeta
-from ..specs.target import kubeconfig_path
 
 FIELD_MANAGER = "tke-playbook"
 

@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from ..errors import ClusterError
 from ..specs.hardware import NodeType, node_type_from_labels
 from ..specs.labels import selector_matching
-from ..specs.objects import Event, Node, ObjectMeta, Pod, StorageClass, Workload
+from ..specs.objects import KubeEvent, Node, ObjectMeta, Pod, StorageClass, Workload
 from .apply import list_objects
 from .client import Kube, cluster_error
 
@@ -132,7 +132,7 @@ def object_events(kube: Kube, kind: str, name: str, namespace: str) -> list[dict
     answer = _call(kube, f"read events of {kind} {name}", kube.core.list_namespaced_event, namespace,
                    field_selector=f"involvedObject.kind={kind},involvedObject.name={name}")
     events = [kube.to_dict(e) for e in answer.items]
-    return sorted(events, key=lambda e: Event.from_api(e).timestamp)
+    return sorted(events, key=lambda e: KubeEvent.from_api(e).timestamp)
 
 
 def pod_events(kube: Kube, pod: dict | Pod | str, namespace: str | None = None) -> list[dict]:
@@ -143,7 +143,7 @@ def pod_events(kube: Kube, pod: dict | Pod | str, namespace: str | None = None) 
     uid = "" if isinstance(pod, str) else Pod.of(pod).meta.uid
     if not uid:
         return events
-    return [e for e in events if Event.from_api(e).involved_uid in ("", uid)]
+    return [e for e in events if KubeEvent.from_api(e).involved_uid in ("", uid)]
 
 
 def pod_logs(kube: Kube, pod: dict | Pod | str, tail_lines: int = 50, namespace: str | None = None,

@@ -18,7 +18,7 @@ from kubernetes import watch
 from ..errors import ClusterError, DeploymentFailedError, JobFailedError, WaitTimeoutError
 from ..specs.diagnosis import Diagnosis, Severity, diagnose_pod, format_diagnoses
 from ..specs.labels import selector_matching
-from ..specs.objects import Event, Job, Pod, Workload, events_of
+from ..specs.objects import Job, KubeEvent, Pod, Workload, events_of
 from .apply import get
 from .client import Kube, ObjectRef
 from .inventory import current_pods, list_pods, pod_events, pod_logs
@@ -93,7 +93,7 @@ def new_lines(previous: list[str], current: list[str]) -> list[str]:
     return list(current)
 
 
-def _blocking(diagnoses: list[Diagnosis], events: list[Event], ignore: frozenset[str] = frozenset()) -> list[Diagnosis]:
+def _blocking(diagnoses: list[Diagnosis], events: list[KubeEvent], ignore: frozenset[str] = frozenset()) -> list[Diagnosis]:
     """The ERROR diagnoses that will not resolve by themselves (scheduling waits if the autoscaler scales up)."""
     scaling = any(e.reason == "TriggeredScaleUp" for e in events)
     return [d for d in diagnoses if d.severity is Severity.ERROR and d.code not in ignore
@@ -106,7 +106,7 @@ class _Examined:
 
     pod: Pod
     diagnoses: list[Diagnosis]
-    events: list[Event]
+    events: list[KubeEvent]
     logs: str
 
     def blocking(self, ignore: frozenset[str] = frozenset()) -> list[Diagnosis]:

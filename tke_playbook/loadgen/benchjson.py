@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..specs.target import state_dir
+from ..hostenv import state_dir
 
 # vllm/benchmarks/serve.py (vllm-project/vllm, read at commit 009e6d4a1cd6): setup keys of result_json in main_async
 VLLM_BENCH_SETUP_KEYS = ("date", "endpoint_type", "backend", "label", "model_id", "tokenizer_id", "num_prompts",

@@ -86,7 +86,7 @@ class _NullProtocol(asyncio.Protocol):
             self.transport.write(reply)
 
 
-async def serve(port: int = 0, delay_s: float = 0.0, *, announce=None, parent: int | None = None) -> None:
+async def serve_null(port: int = 0, delay_s: float = 0.0, *, announce=None, parent: int | None = None) -> None:
     """Serve on 127.0.0.1 until cancelled, or until process ``parent`` is gone; ``announce(port)`` once listening."""
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _NullProtocol(delay_s), "127.0.0.1", port, backlog=1024)
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         print(port, flush=True)
 
     try:
-        asyncio.run(serve(args.port, args.delay_ms / 1000.0, announce=announce, parent=args.parent))
+        asyncio.run(serve_null(args.port, args.delay_ms / 1000.0, announce=announce, parent=args.parent))
     except KeyboardInterrupt:
         pass
     return 0

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from . import promtext
 from ..embed.api import root_url
 from ..errors import InvalidSpecError
-from ..specs.target import state_dir
-from . import promtext
+from ..hostenv import state_dir
 from .engine import Engine
 from .inputs import check_levels, check_range, encoded_bodies
 from .progress import Progress

@@ -21,7 +21,8 @@ import threading
 from pathlib import Path
 
 from ..errors import InvalidSpecError, PlaybookError, ServerError
-from ..specs.apikeys import check_api_key, read_key_file
+from ..hostenv import read_key_file
+from ..specs.apikeys import check_api_key
 from ..specs.names import validate_port
 from . import surface
 from .settings import MAX_BATCH_TOKENS, check_host, check_number, url_host

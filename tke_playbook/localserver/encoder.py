@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ServerError
+from ..hostenv import offline_model_dir
 from ..podworker.modelfolder import read_manifest, require_complete
 from ..specs.catalog import OFFLINE_MODEL
-from ..specs.target import offline_model_dir
 
 DEFAULT_CHUNK = 32
 _MANIFEST_ID_KEYS = ("model", "hf_id", "model_id", "repo_id")

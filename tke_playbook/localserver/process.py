@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ServerError
-from ..specs.target import state_dir
+from ..hostenv import state_dir
 from .cli import check_settings
 from .encoder import default_model_name, resolve_model_dir
 from .settings import check_host, url_host

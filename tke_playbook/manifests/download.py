@@ -15,11 +15,10 @@ dropped; the image's user (root in python:3.11-slim) keeps write access to a fre
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from .. import podworker
 from ..errors import InvalidSpecError
-from ..podworker.planner import DownloadPlan, check_plan_matches, request_of
+from ..podworker.planner import DownloadPlan, require_plan_for, request_of
+from ..podworker.shipped import shipped_files
 from ..specs.download import TOKEN_SECRET, TOKEN_SECRET_KEY, DownloadSpec
 from ..specs.labels import COMPONENT, INSTANCE, Component, common_labels
 from ..specs.names import validate_subdomain
@@ -32,10 +31,6 @@ RUN_ID_LABEL = "batch.kubernetes.io/controller-uid"
 # Kept for plan.py's notes until its owner drops them: pods install nothing any more.
 HTTPX_REQUIREMENT = "nothing (the download worker is standard library only)"
 PIP_EXIT = PLAN_EXIT = 2
-_WORKER_DIR = Path(podworker.__file__).resolve().parent
-# ConfigMap key -> the podworker file shipped to the pods (standard library only).
-WORKER_FILES = {name: _WORKER_DIR / name for name in ("worker.py", "transfer.py", "hubapi.py", "rules.py",
-                                                      "planner.py", "progress.py", "modelfolder.py")}
 
 
 def _labels(spec: DownloadSpec) -> dict[str, str]:
@@ -45,13 +40,14 @@ def _labels(spec: DownloadSpec) -> dict[str, str]:
 def plan_document(spec: DownloadSpec, plan: DownloadPlan | None = None) -> dict:
     """What ``plan.json`` holds: the spec's request and, when made with the listing, the plan."""
     if plan is not None:
-        check_plan_matches(spec, plan)
+        require_plan_for(spec, plan)
     return {"format": 2, "request": request_of(spec), "plan": plan.to_dict() if plan is not None else None}
 
 
 def build_worker_configmap(spec: DownloadSpec, plan: DownloadPlan | None = None) -> dict:
-    """The worker's source, read from the library's own files, and the plan document as JSON."""
-    data = {key: path.read_text(encoding="utf-8") for key, path in WORKER_FILES.items()}
+    """The worker's source (:mod:`tke_playbook.podworker`'s own files, one ConfigMap key each) and the plan document
+    as JSON."""
+    data = shipped_files()
     data[PLAN_KEY] = json.dumps(plan_document(spec, plan), indent=1)
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": spec.configmap_name, "namespace": spec.namespace, "labels": _labels(spec)},
@@ -131,7 +127,7 @@ def _pod_spec(spec: DownloadSpec) -> dict:
 def build_download_job(spec: DownloadSpec, plan: DownloadPlan | None = None) -> dict:
     """The batch/v1 Indexed Job: ``completions`` shards, ``parallelism`` pods at a time, one pod per node."""
     if plan is not None:
-        check_plan_matches(spec, plan)
+        require_plan_for(spec, plan)
     labels = _labels(spec)
     return {
         "apiVersion": "batch/v1", "kind": "Job",

@@ -13,19 +13,19 @@ import json
 
 from ..errors import InvalidSpecError
 from ..podworker import embedworker
+from ..podworker.shipped import DOWNLOAD_FILES, EMBED_WORKER, shipped_files
 from ..specs.embedjob import COMPONENT, EmbedJobSpec
 from ..specs.labels import common_labels
 from ..specs.serving import API_KEY_SECRET_KEY
-from .download import DATA_DIR, WORKER_DIR, WORKER_FILES
+from .download import DATA_DIR, WORKER_DIR
 
 PLAN_KEY = "embed-plan.json"
-WORKER = "embedworker.py"
+WORKER = EMBED_WORKER
 
 
 def worker_files(plan: dict) -> dict[str, str]:
     """What the ConfigMap carries (and the local target lays out): the worker's files and the plan."""
-    files = {key: path.read_text(encoding="utf-8") for key, path in WORKER_FILES.items()}
-    files[WORKER] = open(embedworker.__file__, encoding="utf-8").read()
+    files = shipped_files((*DOWNLOAD_FILES, WORKER))
     files[PLAN_KEY] = json.dumps(plan, indent=1)
     return files
 

@@ -9,22 +9,19 @@ user named as pre-existing fail here, before anything reaches a cluster.
 
 from __future__ import annotations
 
-import os
-
 from ..errors import FitError, InvalidSpecError
 from ..podworker.planner import DownloadPlan
 from ..specs import fit
-from ..specs.apikeys import check_api_key, generate_api_key
+from ..specs.apikeys import check_api_key
 from ..specs.download import DownloadSpec
-from ..specs.serving import API_KEY_SECRET_KEY, ServiceType, ServingSpec, parse_vllm_version, version_from_image
+from ..specs.serving import API_KEY_SECRET_KEY, ServiceType, ServingSpec, version_from_image
 from ..specs.storage import StorageSpec
-from ..specs.vllm_args import build_vllm_args, command_string, split_flags, translate
+from ..specs.vllm_args import build_vllm_args
+from ..specs.vllm_flags import command_string, parse_vllm_version, split_flags, translate
 from .download import build_download_job, build_worker_configmap
 from .scaleout import ScaleOutSpec, add_scale_out
 from .serving import NCCL_ENV, build_serving_objects
 from .storage import build_pvc, build_storage_class
-
-API_KEY_ENV = "TKE_PLAYBOOK_API_KEY"
 
 
 def check_consistency(storage: StorageSpec | None, download: DownloadSpec | None = None, serving: ServingSpec | None = None) -> None:
@@ -63,10 +60,12 @@ def build_plan(storage: StorageSpec | None, download: DownloadSpec | None = None
                serving: ServingSpec | None = None, *, download_plan: DownloadPlan | None = None,
                api_key: str | None = None, check_fit: bool = True,
                pre_existing=(), scale_out: ScaleOutSpec | None = None, key_salt: bytes | None = None) -> list[dict]:
-    """The manifests in apply order. ``api_key`` defaults to ``$TKE_PLAYBOOK_API_KEY``, else a random key
-    (read it back with ``kubectl get secret <name> -o jsonpath='{.data.api-key}' | base64 -d``); either must
-    follow ``specs.apikeys.API_KEY_RULE``. ``key_salt``: the secret salt of the pods' key-revision annotation
-    (``specs.apikeys.annotation_salt``; see ``manifests.serving.build_serving_objects``).
+    """The manifests in apply order. ``api_key`` is what the API-key Secret holds when the serving spec requires
+    a key (read it back with ``kubectl get secret <name> -o jsonpath='{.data.api-key}' | base64 -d``); the caller
+    chooses it - ``tke-playbook render`` takes ``$TKE_PLAYBOOK_API_KEY``, else draws one
+    (:func:`tke_playbook.hostenv.generate_api_key`) - and it must follow ``specs.apikeys.API_KEY_RULE``.
+    ``key_salt``: the secret salt of the pods' key-revision annotation (``hostenv.annotation_salt``; see
+    ``manifests.serving.build_serving_objects``).
     ``pre_existing``: objects the pods may use that the plan does not create (``"Secret/name"`` or
     ``("Secret", "name")``); without ``storage`` the PVC counts as pre-existing. ``scale_out`` (a
     ``tke_playbook.scaleout.ScaleOutSpec``) adds an autoscaler; with more than one replica the plan also gets a
@@ -90,20 +89,14 @@ def build_plan(storage: StorageSpec | None, download: DownloadSpec | None = None
     return manifests
 
 
-def plan_api_key(api_key: str | None = None) -> str:
-    """The key a plan's Secret holds: ``api_key``, else ``$TKE_PLAYBOOK_API_KEY``, else a new random one; each
-    checked by ``specs.apikeys.API_KEY_RULE`` (a stray newline or a one-letter key is refused)."""
-    if api_key is not None:
-        return check_api_key(api_key)
-    if os.environ.get(API_KEY_ENV):
-        return check_api_key(os.environ[API_KEY_ENV], f"${API_KEY_ENV}")
-    return generate_api_key()
-
-
 def _serving_objects(serving: ServingSpec, api_key: str | None, check_fit: bool, key_salt: bytes | None) -> list[dict]:
     if check_fit:
         check_serving_fit(serving)
-    key = plan_api_key(api_key) if serving.api_key_required else None
+    if serving.api_key_required and not api_key:
+        raise InvalidSpecError(f"The plan needs the API key for Secret '{serving.api_key_secret}': pass api_key "
+                               f"(tke-playbook render takes $TKE_PLAYBOOK_API_KEY, else draws one), or serve "
+                               f"without a key", field="api_key", value=None)
+    key = check_api_key(api_key) if serving.api_key_required else None
     return build_serving_objects(serving, key, key_salt)
 
 

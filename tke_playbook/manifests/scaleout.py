@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from ..errors import InvalidSpecError
 from ..specs import labels as L
+from ..specs.plain import PlainSpec
 from ..specs.serving import ServingSpec
 from .serving import selector_labels
 from .yamldoc import plan_to_yaml
@@ -54,7 +55,7 @@ def _whole(value, what: str, least: int, example: int) -> int:
 
 
 @dataclass(frozen=True)
-class ScaleOutSpec:
+class ScaleOutSpec(PlainSpec):
     """How the Deployment scales: ``min_replicas``..``max_replicas`` with an ``autoscaler`` keeping about
     ``waiting_per_pod`` requests queued per pod; spread over nodes (and zones when ``spread_zones``)."""
 

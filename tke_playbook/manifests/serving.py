@@ -16,7 +16,6 @@ import base64
 import copy
 import math
 import posixpath
-import secrets
 
 from ..errors import InvalidSpecError
 from ..podworker.modelfolder import readiness_command
@@ -332,6 +331,15 @@ def pod_templates(workload: dict) -> list[dict]:
     return [workload["spec"]["template"]]
 
 
+def _salt(key_salt: bytes | None) -> bytes:
+    if key_salt is None:
+        raise InvalidSpecError("The pods' key-revision annotation needs key_salt, the secret salt kept on this "
+                               "machine: pass key_salt=tke_playbook.hostenv.annotation_salt() (or any 32 random "
+                               "bytes you keep, to have the same key leave running pods alone)", field="key_salt",
+                               value=None)
+    return key_salt
+
+
 def build_serving_objects(spec: ServingSpec, api_key: str | None, key_salt: bytes | None = None) -> list[dict]:
     """Every serving object in apply order: the API-key Secret (when a key is required; ``api_key`` must then be
     given), the auth proxy's ConfigMap (public LoadBalancer), the Deployment or LeaderWorkerSet, the Service.
@@ -339,15 +347,15 @@ def build_serving_objects(spec: ServingSpec, api_key: str | None, key_salt: byte
 
     The pod templates carry the key's revision (:func:`~tke_playbook.specs.apikeys.key_revision`): containers read
     a Secret's env only when they start, so re-applying with a new key restarts the pods. It is an HMAC under
-    ``key_salt``, a secret kept on this machine (``specs.apikeys.annotation_salt``), so the YAML reveals nothing
-    about the key; the same key and salt leave running pods alone. Without ``key_salt`` a random one is used:
-    every apply then restarts the pods, which is safe but slower."""
+    ``key_salt``, a secret kept on this machine (:func:`tke_playbook.hostenv.annotation_salt`), so the YAML reveals
+    nothing about the key; the same key and salt leave running pods alone. Like the key, the salt is the caller's
+    (this layer draws nothing at random): a plan with a key needs both."""
     objects = [build_secret(spec, api_key)] if spec.api_key_required else []
     if spec.uses_auth_proxy:
         objects.append(build_proxy_configmap(spec))
     workload = build_workload(spec)
     if spec.api_key_required:
-        revision = key_revision(api_key, key_salt if key_salt is not None else secrets.token_bytes(32))
+        revision = key_revision(api_key, _salt(key_salt))
         for template in pod_templates(workload):
             template.setdefault("metadata", {}).setdefault("annotations", {})[KEY_REVISION_ANNOTATION] = revision
     objects.append(workload)

@@ -9,7 +9,7 @@
 ``pb`` is a :class:`Playbook` holding its target's backend (:class:`Backend`: local or cluster). What a step
 reports while it runs (the vLLM log during a cluster deploy) goes to its event sink (``on_event``; default: the
 cell's output). State between notebooks (storage, download, serving spec, running server) lives under
-``tke_playbook.specs.target.state_dir()``; API keys in 0600 files beside it, never printed.
+``tke_playbook.hostenv.state_dir()``; API keys in 0600 files beside it, never printed.
 """
 
 from __future__ import annotations

@@ -8,8 +8,6 @@ and each target's backend are handed these objects; neither reaches into the oth
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import os
 import time
 from collections.abc import Callable
@@ -18,14 +16,14 @@ from typing import Any
 
 import yaml
 
-from ..download import check_plan_matches as check_download_plan
 from ..errors import InvalidSpecError, NoDownloadError, NotDeployedError, PlanMismatchError, PlaybookError
-from ..podworker.planner import DownloadPlan
+from ..hostenv import state_dir
+from ..podworker.planner import DownloadPlan, require_plan_for
 from ..specs.catalog import get_model
 from ..specs.download import DownloadSpec
 from ..specs.names import slug
 from ..specs.serving import ServingSpec
-from ..specs.target import Target, state_dir
+from ..specs.target import Target
 from .runs import RUNS_DIR, DownloadRecord, RunRegistry
 from .state import SecretStore, StateStore
 
@@ -51,28 +49,14 @@ def model_id(name: str | None, default: str) -> str:
     return get_model(name).hf_id if name else default
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def spec_to_dict(spec: Any) -> dict:
-    """A frozen spec as plain JSON-able data (enums by value, tuples as lists)."""
-    return {f.name: _plain(getattr(spec, f.name)) for f in dataclasses.fields(spec)}
+    """``spec.to_dict()`` (kept while the playbook still calls it; the specs own their JSON form)."""
+    return spec.to_dict()
 
 
 def spec_from_dict(kind: type, data: dict) -> Any:
-    """Rebuild a spec recorded by :func:`spec_to_dict` (validation runs again)."""
-    names = {f.name for f in dataclasses.fields(kind)}
-    return kind(**{k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
-                   for k, v in data.items() if k in names})
+    """``kind.from_dict(data)`` (kept while the playbook still calls it; the specs own their JSON form)."""
+    return kind.from_dict(data)
 
 
 def default_max_model_len(model: str) -> int:
@@ -85,7 +69,7 @@ def check_plan_matches(spec: DownloadSpec, plan: DownloadPlan) -> None:
     """Raise PlanMismatchError unless ``plan`` was made for ``spec`` (model, hub repository, revision, PVC, shards):
     a plan left from an earlier run of the plan cell must never download another model."""
     try:
-        check_download_plan(spec, plan)
+        require_plan_for(spec, plan)
     except InvalidSpecError as exc:
         raise PlanMismatchError(f"{exc.message.rstrip('.')}: run the plan cell again with this form, then launch",
                                 obj=plan.model_path, cause=exc)

@@ -20,10 +20,10 @@ from ..corpus.bulk import embed_local
 from ..corpus.loading import Corpus
 from ..corpus.shards import embed_plan, stage_corpus
 from ..errors import InvalidSpecError, NotDeployedError, PlaybookError, VerificationError
+from ..hostenv import local_pvc_dir
 from ..manifests.embedjob import build_embed_objects
 from ..podworker.embedworker import MARKER
 from ..specs.embedjob import EmbedJobSpec
-from ..specs.target import local_pvc_dir
 from .display import progress_bar
 
 

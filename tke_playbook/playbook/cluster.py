@@ -14,7 +14,8 @@ import pandas as pd
 
 from ..errors import NotDeployedError
 from ..kube import (apply_all, get_endpoint, list_nodes, list_pods, list_pvcs, nodes_frame, pod_logs, run_preflight,
-                    teardown, wait_for_deployment, wait_for_leader_worker_set, wait_for_pvc_bound)
+                    wait_for_deployment, wait_for_leader_worker_set, wait_for_pvc_bound)
+from ..kube.teardown import teardown
 from ..manifests.plan import build_plan
 from ..manifests.serving import build_serving_objects
 from ..specs.catalog import TUTORIAL_MODEL

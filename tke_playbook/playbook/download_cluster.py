@@ -10,12 +10,13 @@ import dataclasses
 
 import pandas as pd
 
-from ..download import build_download_objects, plan_download
+from ..download import plan_download
 from ..errors import DownloadError, JobFailedError
+from ..hostenv import token_from_env
 from ..kube import Kube, ObjectRef, apply_all, get, job_progress, list_pods, wait_for_job
 from ..loadgen.sync import interruptible
+from ..manifests.download import build_download_objects
 from ..specs.labels import Component, selector
-from ..specs.tokens import token_from_env
 from .base import PlanMemory, Records
 from .connection import KubeConnection
 from .display import progress_bar

@@ -11,24 +11,25 @@ target alone: the local PVC folders and servers; the cluster client and context)
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..hostenv import generate_api_key, resolve_target
 from ..manifests.download import build_download_job, build_worker_configmap
 from ..manifests.plan import build_helm_values, build_plan, chart_limit
 from ..manifests.serving import KEY_REVISION_ANNOTATION, build_serving_objects, pod_templates
 from ..podworker.planner import DownloadPlan, tutorial_plan
-from ..specs.apikeys import generate_api_key
 from ..specs.catalog import get_model
 from ..specs.diagnosis import diagnose_log
 from ..specs.download import DownloadSpec
 from ..specs.hardware import NodeType, node_type_from_dict, node_type_to_dict
 from ..specs.serving import API_KEY_SECRET_KEY, ServingSpec, node_changes, seed_profile
 from ..specs.storage import DEFAULT_PVC, StorageSpec
-from ..specs.target import Target, resolve_target
+from ..specs.target import Target
 from .backend import Backend
 from .base import (PREFERRED_NODE, FormMemory, Records, check_plan_matches, default_max_model_len, model_id,
                    namespace, to_yaml)
@@ -290,7 +291,9 @@ class Playbook:
         """Every serving object (Secret with its value hidden, auth-proxy ConfigMap for a public load balancer,
         Deployment or LeaderWorkerSet, Service), as YAML."""
         self.forms.check(serving_spec)
-        docs = build_serving_objects(serving_spec, generate_api_key() if serving_spec.api_key_required else None)
+        keyed = serving_spec.api_key_required  # a placeholder key and salt: neither is shown
+        docs = build_serving_objects(serving_spec, generate_api_key() if keyed else None,
+                                     secrets.token_bytes(32) if keyed else None)
         for doc in docs:
             if doc["kind"] == "Secret":
                 doc["data"] = {API_KEY_SECRET_KEY: "<generated; kept in the Secret, not shown>"}

@@ -15,15 +15,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..download.local import hub_offline
 from ..embed.lexical import LexicalEmbedder
 from ..errors import InvalidSpecError, NotDeployedError, ServerError
+from ..hostenv import offline_model_dir
 from ..localserver import start_server
 from ..podworker.modelfolder import is_complete, require_complete
-from ..download.local import hub_offline
 from ..specs.catalog import OFFLINE_MODEL, get_model, list_models
 from ..specs.download import DownloadSpec, Source
 from ..specs.hardware import NODE_TYPES, node_type_rows
-from ..specs.target import Target, offline_model_dir
+from ..specs.target import Target
 from .base import Records, spec_to_dict
 from .display import waiting
 from .download_local import LocalDownloads

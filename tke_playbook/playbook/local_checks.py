@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import shutil
-import socket
 import sys
 from pathlib import Path
 
+from ..hostenv import offline_model_dir, port_is_free
 from ..specs.checks import CheckRow, PreflightReport
-from ..specs.target import offline_model_dir
-from ..specs.vllm_args import CONTAINER_PORT
+from ..specs.serving import CONTAINER_PORT
 
 MIN_FREE_BYTES = 1 * 2**30
 DEFAULT_PORT = CONTAINER_PORT  # the local server answers where vLLM does in the pod
@@ -25,18 +24,6 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether the local server could listen on ``port``: bound the way the server binds (uvicorn sets
-    SO_REUSEADDR), so connections of a just-stopped server lingering in TIME_WAIT do not count as busy."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _python_row() -> CheckRow:

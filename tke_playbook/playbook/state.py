@@ -14,10 +14,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..specs.apikeys import (annotation_salt, check_api_key, generate_api_key, key_store_dir, read_key_file,
-                             write_key_file)
+from ..hostenv import (annotation_salt, generate_api_key, key_store_dir, read_key_file, state_dir,
+                       write_key_file)
+from ..specs.apikeys import check_api_key
 from ..specs.names import validate_subdomain
-from ..specs.target import Target, state_dir
+from ..specs.target import Target
 
 
 def mask_secret(value: str | None) -> str:

@@ -20,14 +20,13 @@ from typing import Any
 import ipywidgets as w
 import yaml
 
-from ..download import Source
 from ..errors import FitError, InvalidSpecError, PlaybookError
 from ..manifests.storage import build_storage_class
 from ..specs.catalog import get_model, list_models
-from ..specs.download import DownloadSpec
+from ..specs.download import DownloadSpec, Source
 from ..specs.fit import check_fit
 from ..specs.names import validate_name
-from ..specs.serving import ServiceType, ServingSpec, check_on_node, layout_changes, node_changes
+from ..specs.serving import ServiceType, ServingSpec, check_on_node, layout_changes, node_changes, resolve
 from ..specs.storage import DEFAULT_PVC, StorageSpec
 from .base import PREFERRED_NODE, default_max_model_len
 
@@ -376,8 +375,8 @@ class DownloadForm(_Form):
 
 
 class ServingForm(_Form):
-    """The chart's main values, prefilled from a spec (the seed profile). ``.spec()`` builds the ServingSpec.
-    With a ``node_type`` (chosen in 00) the spec records its GPU and pins its instance type, a layout the node
+    """The chart's main values, prefilled from a resolved spec (the seed profile). ``.spec()`` changes the choices
+    that spec was resolved from by the form's values and resolves them into the ServingSpec. With a ``node_type`` (chosen in 00) the spec records its GPU and pins its instance type, a layout the node
     cannot hold is refused (GPUs per pod = tpSize × ppSize ÷ nodes), and so is a model the fit verdict says does
     not fit; the verdict follows the model, max_model_len, memory share and tpSize."""
 
@@ -444,12 +443,13 @@ class ServingForm(_Form):
 
     def _spec(self):
         self.model.require_available()
-        changes = layout_changes(self.defaults, tp=self.tp_size.value, nodes=self.nodes.value)
-        spec = self.defaults.replace(
+        choices = self.defaults.choices.replace(
             model=self.model.model, pvc_name=self.pvc.pvc_name, max_model_len=self.max_model_len.value,
             max_batch_size=self.max_batch_size.value, gpu_memory_utilization=self.gpu_memory_utilization.value,
             replicas=self.replicas.value, service_type=self.service_type.value, service_port=self.service_port.value,
-            api_key_required=self.api_key_required.value, **changes, **node_changes(self.node_type))
+            api_key_required=self.api_key_required.value, **node_changes(self.node_type),
+            **layout_changes(self.defaults, tp=self.tp_size.value, nodes=self.nodes.value))
+        spec = resolve(choices)
         if self.node_type is not None:
             check_on_node(spec, self.node_type)
             verdict = check_fit(spec.model, self.node_type, spec.max_model_len, spec.gpu_memory_utilization,

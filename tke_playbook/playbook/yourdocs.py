@@ -14,7 +14,7 @@ from ..corpus.pydocs import pydoc_queries, write_pydoc_corpus
 from ..corpus.queries import read_qrels, read_queries
 from ..embed.local import LocalEmbedder
 from ..errors import NotDeployedError
-from ..specs.target import state_dir
+from ..hostenv import state_dir
 
 DEMO_NAME = "python-docs"
 

@@ -311,7 +311,7 @@ def _publish(layout: Layout, dim: int) -> dict:
 # --- the manifest -----------------------------------------------------------------------------------------------
 
 
-def finish(plan: dict, root, index) -> dict | None:
+def finish_embedding(plan: dict, root, index) -> dict | None:
     """When every shard has its record: re-hash each output against it and write the manifest (once)."""
     layouts = [Layout(plan, root, i) for i in range(len(plan["shards"]))]
     records = [read_json(layout.record) for layout in layouts]
@@ -361,7 +361,7 @@ def run(plan: dict, root, index: int, **options) -> dict | None:
         raise EmbedError(f"shard {index} does not exist: the plan has {len(plan['shards'])}")
     opts = Options(plan, index, **options)
     embed_shard(Layout(plan, root, index), opts)
-    return finish(plan, root, index)
+    return finish_embedding(plan, root, index)
 
 
 def main(argv=None) -> int:

@@ -4,7 +4,7 @@ Files are laid end to end (largest first) and the byte stream is cut into N equa
 2% of a file boundary moves to that boundary, so small files stay whole while large files are cut into byte
 ranges. The largest shard is therefore at most 1.04 × total/N. :func:`tutorial_plan` reproduces the tutorial's
 split (safetensors by count, everything else on index 0, both weight formats) for comparison. A plan records the
-spec it was made for (:func:`check_plan_matches`). Standard library only (pandas just for the table views):
+spec it was made for (:func:`require_plan_for`). Standard library only (pandas just for the table views):
 shipped to download pods, which plan for themselves when the ConfigMap carries no listing.
 """
 
@@ -153,7 +153,7 @@ class DownloadPlan:
                              for i, (s, b) in enumerate(zip(self.shards, self.bytes_per_shard))])
 
 
-def check_plan_matches(spec, plan: DownloadPlan) -> None:
+def require_plan_for(spec, plan: DownloadPlan) -> None:
     """Raise InvalidSpecError unless ``plan`` was made for ``spec`` (model, repository, hub, revision, PVC)."""
     want = request_of(spec)
     have = {"model_path": plan.model_path, "repo_id": plan.repo_id, "source": plan.source,

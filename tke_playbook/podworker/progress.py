@@ -31,32 +31,32 @@ except ImportError:  # running from the ConfigMap in a download pod
 RUNNING, DONE, FAILED = "running", "done", "failed"
 
 
-_STATE_DIRS: dict[str, Path] = {}
+_TRACKING_DIRS: dict[str, Path] = {}
 
 
-def state_dir(folder) -> Path:
+def tracking_dir(folder) -> Path:
     """``modelfolder.state_path(folder)``, remembered for absolute folders (a worker asks for it per file)."""
     key = os.fspath(folder)
-    found = _STATE_DIRS.get(key)
+    found = _TRACKING_DIRS.get(key)
     if found is None:
         found = state_path(folder)
-        if os.path.isabs(key) and len(_STATE_DIRS) < 64:
-            _STATE_DIRS[key] = found
+        if os.path.isabs(key) and len(_TRACKING_DIRS) < 64:
+            _TRACKING_DIRS[key] = found
     return found
 
 
 def plan_file(folder) -> Path:
-    return state_dir(folder) / "plan.json"
+    return tracking_dir(folder) / "plan.json"
 
 
 def shard_file(folder, index: int) -> Path:
     """A shard's small state: status, bytes, files verified, the pieces other shards wait on (written often)."""
-    return state_dir(folder) / "parts" / f"{int(index)}.json"
+    return tracking_dir(folder) / "parts" / f"{int(index)}.json"
 
 
 def pieces_file(folder, index: int) -> Path:
     """Every piece of a shard and its bytes on disk: what a restarted worker resumes from (written seldom)."""
-    return state_dir(folder) / "parts" / f"{int(index)}.pieces.json"
+    return tracking_dir(folder) / "parts" / f"{int(index)}.pieces.json"
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -75,11 +75,11 @@ def partial_file(folder, f) -> Path:
 
 @functools.lru_cache(maxsize=1 << 16)
 def _state_file(folder: str, kind: str, name: str) -> Path:  # asked for several times per file by a worker
-    return state_dir(folder) / kind / name
+    return tracking_dir(folder) / kind / name
 
 
 def listing_file(folder, run_id: str) -> Path:
-    return state_dir(folder) / "listing" / f"{_key(run_id)}.json"
+    return tracking_dir(folder) / "listing" / f"{_key(run_id)}.json"
 
 
 def write_json(path: Path, obj, *, sync: bool = True) -> None:

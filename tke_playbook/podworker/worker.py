@@ -240,7 +240,7 @@ class Durability:
 
     def flush(self) -> None:
         if self.waiting:
-            sync_file_system(progress.state_dir(self.folder))
+            sync_file_system(progress.tracking_dir(self.folder))
             for f, sha256, sha1, where in self.waiting:
                 _record(self.folder, f, sha256, sha1, check_of(f), where=where)
             self.waiting.clear()
@@ -508,7 +508,7 @@ def _complete(folder: Path, manifest: dict) -> None:
 def _drop_stale_partials(folder: Path, plan: dict) -> None:
     """Once complete, bytes gathered for files this plan does not hold (an older listing) are of no use."""
     keep = {progress.partial_file(folder, f).name for f in plan["files"]}
-    where = progress.state_dir(folder) / "partial"
+    where = progress.tracking_dir(folder) / "partial"
     for path in where.iterdir() if where.is_dir() else ():
         if path.name not in keep:
             path.unlink(missing_ok=True)
@@ -547,7 +547,7 @@ def _stage_each(plan: dict, opts: Options, on_verified, durable: Durability) -> 
     return replacements
 
 
-def finish(plan: dict, opts: Options, mode: str = DOWNLOAD, on_verified=None) -> bool:
+def finish_download(plan: dict, opts: Options, mode: str = DOWNLOAD, on_verified=None) -> bool:
     """If every shard is done: verify what is not yet verified (``on_verified(f)`` for each), write manifest and
     marker. True when complete."""
     folder = opts.folder
@@ -651,7 +651,7 @@ def run_plan(plan: dict, opts: Options) -> bool:
         _run_pieces(shard, opts)
         shard.save(progress.DONE)
         verified = shard.verified
-        complete = finish(plan, opts, on_verified=shard.count)
+        complete = finish_download(plan, opts, on_verified=shard.count)
         if shard.verified != verified:  # files this shard verified while completing
             shard.save(progress.DONE)
         return complete
@@ -699,7 +699,7 @@ def complete(plan: dict, root, *, run_id: str, token: str | None = None, retries
     what is not yet verified, swap the replacements in and write manifest and marker. True when complete."""
     opts = options(root, "final", plan["model_path"], retries=retries, max_backoff=max_backoff, token=token,
                    run_id=run_id)
-    return finish(plan, opts)
+    return finish_download(plan, opts)
 
 
 def run(doc: dict, root, index: int, mode: str = DOWNLOAD, **kw) -> bool:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..embed.api import check_texts
 from ..embed.base import Embedder
 from ..errors import InvalidSpecError, PlaybookError
-from ..specs.target import state_dir
+from ..hostenv import state_dir
 
 DEFAULT_BATCH = 32
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..errors import InvalidSpecError, UnknownNameError
+from ..hostenv import load_prices
 from ..specs.hardware import get_node_type
-from ..specs.prices import load_prices
 
 VERIFY = "list price, verify"
 LOCAL_PRICE_NODE = "SA5.LARGE8"  # a 4-vCPU CPU node: what the local server's CPU throughput is priced as

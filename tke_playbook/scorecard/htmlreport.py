@@ -22,9 +22,10 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from ..hostenv import load_prices
 from ..plots.comparison import plot_metric_intervals
 from ..plots.corpus import plot_agreement, plot_chunk_tokens, plot_embedding_speed
-from ..specs.prices import load_prices, price_of
+from ..specs.prices import price_of
 from .corpusrun import HEADLINE, CorpusScorecard
 
 DEFAULT_NODE_TYPE = "SA5.LARGE8"

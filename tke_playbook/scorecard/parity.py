@@ -25,8 +25,8 @@ from ..embed.local import LocalEmbedder, load_sentence_transformer, pool_tokens
 from ..errors import BadRequestError, InvalidSpecError, PlaybookError
 from ..evaluate.compare import model_of
 from ..evaluate.datasets import load_bilingual
+from ..hostenv import offline_model_dir
 from ..specs.catalog import OFFLINE_MODEL, ModelInfo, Pooling, get_model
-from ..specs.target import offline_model_dir
 
 COS_MIN = 0.999
 NORM_TOL = 1e-3

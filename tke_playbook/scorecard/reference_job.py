@@ -240,7 +240,8 @@ def parse_reference_log(text: str, model: str | ModelInfo) -> PrecomputedReferen
 def run_reference_job(kube: Kube, spec: ReferenceJobSpec, probes: Sequence[str] | None = None, *,
                       timeout: float = 1800.0, poll: float = 5.0) -> PrecomputedReference:
     """Apply the ConfigMap and Job, wait for it, and parse the pod's log."""
-    from ..kube import apply, list_pods, pod_logs, wait_for_job  # late: as in scorecard.cluster
+    from ..kube import list_pods, pod_logs, wait_for_job  # late: as in scorecard.cluster
+    from ..kube.apply import apply
 
     apply(kube, build_reference_configmap(spec, probes))
     apply(kube, build_reference_job(spec))

@@ -7,10 +7,11 @@ import numpy as np
 
 from ..errors import InvalidSpecError, NotDeployedError
 from ..evaluate.similarity import project_2d
+from ..hostenv import offline_model_dir
 from ..podworker.modelfolder import is_complete
 from ..specs.catalog import OFFLINE_MODEL
 from ..specs.hardware import get_node_type
-from ..specs.target import Target, offline_model_dir
+from ..specs.target import Target
 from .cost import LOCAL_PRICE_NODE
 from .parity import ReferenceEncoder
 from .reference_job import ReferenceJobSpec, run_reference_job

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .objects import ContainerStatus, Event, PersistentVolumeClaim, Pod, events_of
+from .objects import ContainerStatus, KubeEvent, PersistentVolumeClaim, Pod, events_of
 
 
 class Severity(str, enum.Enum):
@@ -153,7 +153,7 @@ def diagnose_log(text: str, subject: str = "") -> list[Diagnosis]:
     return _ordered(_match(_LOG_RULES, text or "", subject))
 
 
-def _probe(event: Event, restarts: int, subject: str) -> Diagnosis | None:
+def _probe(event: KubeEvent, restarts: int, subject: str) -> Diagnosis | None:
     hit = _PROBE.search(event.message)
     if not hit:
         return None
@@ -227,13 +227,13 @@ _CAUSES = frozenset({"cuda-oom", "kv-cache-too-small", "model-missing", "disk-fu
 _SYMPTOMS = frozenset({"crash-loop", "probe-killed", "probe-during-load", "liveness-failing"})
 
 
-def _scheduling_messages(pod: Pod, events: list[Event]) -> list[str]:
+def _scheduling_messages(pod: Pod, events: list[KubeEvent]) -> list[str]:
     messages = [c.message for c in pod.conditions if c.type == "PodScheduled" and c.false]
     return messages + [e.message for e in events
                        if e.reason in ("FailedScheduling", "FailedMount", "FailedAttachVolume")]
 
 
-def diagnose_pod(pod: dict | Pod, events: Iterable[dict | Event] = (), log_text: str = "") -> list[Diagnosis]:
+def diagnose_pod(pod: dict | Pod, events: Iterable[dict | KubeEvent] = (), log_text: str = "") -> list[Diagnosis]:
     """Everything wrong with one pod, from its status, its events and its log (most severe first)."""
     pod, events = Pod.of(pod), events_of(events)
     subject = f"pod {pod.name}" if pod.name else ""
@@ -246,7 +246,7 @@ def diagnose_pod(pod: dict | Pod, events: Iterable[dict | Event] = (), log_text:
     return _ordered(found)
 
 
-def diagnose_pvc(pvc: dict | PersistentVolumeClaim, events: Iterable[dict | Event] = ()) -> list[Diagnosis]:
+def diagnose_pvc(pvc: dict | PersistentVolumeClaim, events: Iterable[dict | KubeEvent] = ()) -> list[Diagnosis]:
     """Why a PVC is not Bound (an empty list when it is)."""
     pvc = PersistentVolumeClaim.of(pvc)
     name, phase, subject = pvc.meta.name, pvc.phase, f"pvc {pvc.meta.name}"

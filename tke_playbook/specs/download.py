@@ -17,6 +17,7 @@ from ..podworker.planner import MAX_SHARDS
 from ..podworker.transfer import DEFAULT_ENDPOINTS, TOKEN_ENVS
 from .catalog import ModelInfo, get_model
 from .names import slug, unknown, validate_label, validate_name, validate_subdomain
+from .plain import PlainSpec
 from .storage import DEFAULT_PVC
 
 DEFAULT_IMAGE = "python:3.11-slim"
@@ -113,8 +114,53 @@ def _download_options(spec) -> DownloadMode:
         raise unknown("download mode", str(spec.mode), [m.value for m in DownloadMode]) from None
 
 
+def _repo_id(repo_id: str | None, info: ModelInfo, source: Source) -> str:
+    """The hub repository: as given, else the model's ModelScope id (on ModelScope), else its Hugging Face id."""
+    repo = repo_id or (info.modelscope_id if source is Source.MODELSCOPE else None) or info.hf_id
+    if not _REPO_ID.fullmatch(repo):
+        raise InvalidSpecError(f"repo_id '{repo}' is not a hub repository id: write it as 'owner/name'",
+                               field="repo_id", value=repo)
+    return repo
+
+
+def _node_selector(value) -> tuple[tuple[str, str], ...]:
+    items = value.items() if isinstance(value, Mapping) else value
+    try:
+        pairs = tuple((key, label) for key, label in items)
+        for key, label in pairs:
+            validate_label(key, label, "node selector")
+    except InvalidSpecError:
+        raise
+    except (TypeError, ValueError, AttributeError):
+        raise InvalidSpecError("node_selector must map label keys to values, e.g. "
+                               "{'node.kubernetes.io/instance-type': 'SA5.LARGE8'}", field="node_selector",
+                               value=value) from None
+    return pairs
+
+
+def _endpoint(value: str | None) -> str | None:
+    if value is not None and not re.match(r"^https?://[^\s/]+", str(value)):
+        raise InvalidSpecError(f"endpoint '{value}' must be a URL such as 'https://hf-mirror.com'", field="endpoint",
+                               value=value)
+    return value.rstrip("/") if value else value
+
+
+def _check_pod_options(spec) -> None:
+    """The pip index URL (unused, still checked: old scripts pass it), the image and the Job's retry and clean-up
+    counts."""
+    if spec.pip_index_url is not None and not re.fullmatch(r"https?://[^\s'\"`$\\]+", str(spec.pip_index_url)):
+        raise InvalidSpecError(f"pip_index_url {spec.pip_index_url!r} must be a URL without spaces or quotes, "
+                               f"such as 'https://mirrors.cloud.tencent.com/pypi/simple'", field="pip_index_url",
+                               value=spec.pip_index_url)
+    if not isinstance(spec.image, str) or not spec.image.strip() or " " in spec.image:
+        raise InvalidSpecError(f"image {spec.image!r} is not an image reference: use e.g. '{DEFAULT_IMAGE}'",
+                               field="image", value=spec.image)
+    _count(spec.backoff_limit_per_index + 1, "backoff_limit_per_index + 1", 4)
+    _count(spec.ttl_seconds_after_finished + 1, "ttl_seconds_after_finished + 1", 3601)
+
+
 @dataclass(frozen=True)
-class DownloadSpec:
+class DownloadSpec(PlainSpec):
     """A model download into a PVC (cluster) or a local folder playing it (local target)."""
 
     model: str | ModelInfo = "intfloat/e5-mistral-7b-instruct"
@@ -141,57 +187,31 @@ class DownloadSpec:
     ttl_seconds_after_finished: int = 3600
 
     def __post_init__(self):
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass normalisation
         info = get_model(self.model)
-        set_("model", info.hf_id)
-        set_("source", Source.parse(self.source))
-        hub_default = info.revision if self.source is Source.HUGGINGFACE else self.source.default_revision
-        set_("revision", _revision(str(self.revision or hub_default).strip()))
-        repo = self.repo_id or (info.modelscope_id if self.source is Source.MODELSCOPE else None) or info.hf_id
-        if not _REPO_ID.fullmatch(repo):
-            raise InvalidSpecError(f"repo_id '{repo}' is not a hub repository id: write it as 'owner/name'",
-                                   field="repo_id", value=repo)
-        set_("repo_id", repo)
+        source = Source.parse(self.source)
+        hub_default = info.revision if source is Source.HUGGINGFACE else source.default_revision
+        self._set(model=info.hf_id, source=source, revision=_revision(str(self.revision or hub_default).strip()),
+                  repo_id=_repo_id(self.repo_id, info, source))
         _count(self.completions, "completions", 3, MAX_SHARDS, _SHARDS_WHY)
         _count(self.parallelism, "parallelism", 3, MAX_SHARDS, _SHARDS_WHY)
-        set_("mode", _download_options(self))
+        self._set(mode=_download_options(self))
         if self.parallelism > self.completions:
             raise InvalidSpecError(f"parallelism {self.parallelism} is above completions {self.completions}: the "
                                    f"extra pods would have no shard; set parallelism to at most {self.completions}",
                                    field="parallelism", value=self.parallelism)
-        items = self.node_selector.items() if isinstance(self.node_selector, Mapping) else self.node_selector
-        try:
-            pairs = tuple((key, value) for key, value in items)
-            for key, value in pairs:
-                validate_label(key, value, "node selector")
-        except (TypeError, ValueError, AttributeError) as exc:
-            if isinstance(exc, InvalidSpecError):
-                raise
-            raise InvalidSpecError("node_selector must map label keys to values, e.g. "
-                                   "{'node.kubernetes.io/instance-type': 'SA5.LARGE8'}", field="node_selector",
-                                   value=self.node_selector) from None
-        set_("node_selector", pairs)
+        self._set(node_selector=_node_selector(self.node_selector))
         validate_name(self.pvc, "PVC name")
         validate_name(self.namespace, "Namespace")
         validate_name(self.job_name, "Job name")
-        set_("include", _patterns(self.include, "include"))
-        set_("exclude", _patterns(self.exclude, "exclude"))
+        self._set(include=_patterns(self.include, "include"), exclude=_patterns(self.exclude, "exclude"))
         if self.token_secret is not None:
             validate_subdomain(self.token_secret, "token Secret name")
-        if self.endpoint is not None and not re.match(r"^https?://[^\s/]+", str(self.endpoint)):
-            raise InvalidSpecError(f"endpoint '{self.endpoint}' must be a URL such as 'https://hf-mirror.com'",
-                                   field="endpoint", value=self.endpoint)
-        if self.endpoint:
-            set_("endpoint", self.endpoint.rstrip("/"))
-        if self.pip_index_url is not None and not re.fullmatch(r"https?://[^\s'\"`$\\]+", str(self.pip_index_url)):
-            raise InvalidSpecError(f"pip_index_url {self.pip_index_url!r} must be a URL without spaces or quotes, "
-                                   f"such as 'https://mirrors.cloud.tencent.com/pypi/simple'", field="pip_index_url",
-                                   value=self.pip_index_url)
-        if not isinstance(self.image, str) or not self.image.strip() or " " in self.image:
-            raise InvalidSpecError(f"image {self.image!r} is not an image reference: use e.g. '{DEFAULT_IMAGE}'",
-                                   field="image", value=self.image)
-        _count(self.backoff_limit_per_index + 1, "backoff_limit_per_index + 1", 4)
-        _count(self.ttl_seconds_after_finished + 1, "ttl_seconds_after_finished + 1", 3601)
+        self._set(endpoint=_endpoint(self.endpoint))
+        _check_pod_options(self)
+
+    def _set(self, **values) -> None:
+        for key, value in values.items():  # frozen dataclass normalisation
+            object.__setattr__(self, key, value)
 
     @property
     def model_info(self) -> ModelInfo:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ..errors import InvalidSpecError
 from .download import DEFAULT_IMAGE
 from .names import slug, validate_name, validate_quantity, validate_subdomain
+from .plain import PlainSpec
 from .serving import ServingSpec
 from .storage import DEFAULT_PVC
 
@@ -23,7 +24,7 @@ def _whole(value, what: str, example: int, top: int) -> int:
 
 
 @dataclass(frozen=True)
-class EmbedJobSpec:
+class EmbedJobSpec(PlainSpec):
     """An Indexed Job embedding the staged corpus ``corpus`` (``<pvc>/corpora/<corpus>``) through ``endpoint``
     (the deployed Service; :meth:`for_serving` derives it), one shard per index, ``parallelism`` pods at a time."""
 

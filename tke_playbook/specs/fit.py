@@ -155,15 +155,9 @@ def _estimate(info: ModelInfo, gpu: GpuType, max_model_len: int, util: float, tp
     return usable, weights, kv, activations, headroom, sequences
 
 
-def check_fit(model: str | ModelInfo, gpu: str | GpuType | NodeType, max_model_len: int | None = None,
-              gpu_memory_utilization: float | None = 0.9, tensor_parallel: int | None = 1,
-              max_num_batched_tokens: int | None = None) -> FitVerdict:
-    """Estimate whether ``model`` serves on ``gpu`` (a GPU, a node type or either's name) and say what to do.
-    ``None`` for an option means its default (the model's recommended length, 0.9, one GPU)."""
-    info = get_model(model)
-    gpu_memory_utilization = 0.9 if gpu_memory_utilization is None else gpu_memory_utilization
-    tensor_parallel = 1 if tensor_parallel is None else tensor_parallel
-    gpu_type, node_gpus = _resolve_gpu(gpu)
+def _checked_length(info: ModelInfo, max_model_len) -> int:
+    """``max_model_len`` (default: the model's recommended, else its limit), refused when it is not a positive
+    whole number within the model's limit."""
     max_len = max_model_len if max_model_len is not None else (info.recommended_max_tokens or info.max_tokens)
     if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
         raise InvalidSpecError(f"max_model_len {max_len!r} must be a positive whole number of tokens, such as 2048",
@@ -171,62 +165,105 @@ def check_fit(model: str | ModelInfo, gpu: str | GpuType | NodeType, max_model_l
     if max_len > info.max_tokens:
         raise InvalidSpecError(f"max_model_len {max_len} is above {info.hf_id}'s limit of {info.max_tokens} tokens: "
                                f"use at most {info.max_tokens}", field="max_model_len", value=max_len)
-    util = gpu_memory_utilization
+    return max_len
+
+
+def _checked_utilisation(util) -> float:
     if isinstance(util, bool) or not isinstance(util, (int, float)) or not 0 < util <= 1:
         raise InvalidSpecError(f"gpu_memory_utilization {util!r} must be a fraction in (0, 1], such as 0.9",
                                field="gpu_memory_utilization", value=util)
-    node_name = f"node type {gpu.name}" if isinstance(gpu, NodeType) else (
-        "the node" if node_gpus is None else f"node type {gpu}")
-    check_tensor_parallel(info, tensor_parallel, node_gpus, node_name)
+    return float(util)
+
+
+def _node_words(gpu, node_gpus: int | None) -> str:
+    """How a message names where the GPUs are: the node type given, or "the node" for a bare GPU."""
+    if isinstance(gpu, NodeType):
+        return f"node type {gpu.name}"
+    return "the node" if node_gpus is None else f"node type {gpu}"
+
+
+def _gpu_notes(gpu: GpuType, info: ModelInfo) -> tuple[str, ...]:
+    notes = []
+    if not gpu.bf16 and info.dtype == "bfloat16":
+        notes.append(f"{gpu.name} has no bfloat16: vLLM serves this model in float16 (check its outputs)")
+    if not gpu.verified:
+        notes.append(f"{gpu.name}: {gpu.note}")
+    return tuple(notes)
+
+
+def check_fit(model: str | ModelInfo, gpu: str | GpuType | NodeType, max_model_len: int | None = None,
+              gpu_memory_utilization: float | None = 0.9, tensor_parallel: int | None = 1,
+              max_num_batched_tokens: int | None = None) -> FitVerdict:
+    """Estimate whether ``model`` serves on ``gpu`` (a GPU, a node type or either's name) and say what to do.
+    ``None`` for an option means its default (the model's recommended length, 0.9, one GPU)."""
+    info = get_model(model)
+    tensor_parallel = 1 if tensor_parallel is None else tensor_parallel
+    gpu_type, node_gpus = _resolve_gpu(gpu)
+    max_len = _checked_length(info, max_model_len)
+    util = _checked_utilisation(0.9 if gpu_memory_utilization is None else gpu_memory_utilization)
+    check_tensor_parallel(info, tensor_parallel, node_gpus, _node_words(gpu, node_gpus))
     step = max_num_batched_tokens or default_batched_tokens(info, max_len)
     usable, weights, kv, act, headroom, seqs = _estimate(info, gpu_type, max_len, util, tensor_parallel, step)
-    fits = headroom >= 0
-    notes = []
-    if not gpu_type.bf16 and info.dtype == "bfloat16":
-        notes.append(f"{gpu_type.name} has no bfloat16: vLLM serves this model in float16 (check its outputs)")
-    if not gpu_type.verified:
-        notes.append(f"{gpu_type.name}: {gpu_type.note}")
-    verdict = FitVerdict(fits, info.hf_id, gpu_type.name, tensor_parallel, max_len, float(util),
+    verdict = FitVerdict(headroom >= 0, info.hf_id, gpu_type.name, tensor_parallel, max_len, util,
                          gpu_type.memory_bytes, usable, weights, kv, act, RUNTIME_OVERHEAD_BYTES, headroom, seqs, "",
-                         tuple(notes))
+                         _gpu_notes(gpu_type, info))
     return _with_recommendation(verdict, info, gpu_type, step)
+
+
+def _fits_text(v: FitVerdict, gpu: GpuType) -> str:
+    """What a verdict that fits says: tight (little spare memory, or room for few sequences) or comfortable."""
+    if v.kv_cache_bytes:
+        room = f"the KV cache has room for about {v.kv_capacity_sequences} sequences of {v.max_model_len} tokens"
+    else:
+        room = "an encoder model needs no KV cache"
+    if v.headroom_bytes < TIGHT_FRACTION * v.usable_bytes and v.kv_cache_bytes == 0:
+        return (f"Fits tightly on {gpu.name}: only {_gib(v.headroom_bytes)} GiB spare; raise "
+                f"gpu_memory_utilization or choose a larger GPU if start-up runs out of memory.")
+    if v.kv_cache_bytes and v.kv_capacity_sequences < 4:
+        return (f"Fits tightly on {gpu.name}: {room}, so requests will queue; lower max_model_len or use a "
+                f"larger GPU for more concurrency.")
+    return f"Fits on {gpu.name} with {_gib(v.headroom_bytes)} GiB to spare; {room}."
+
+
+def _fits_with(v: FitVerdict, info: ModelInfo, gpu: GpuType, step: int, *, util: float | None = None,
+               tp: int | None = None) -> bool:
+    return _estimate(info, gpu, v.max_model_len, util or v.gpu_memory_utilization, tp or v.gpu_count, step)[4] >= 0
+
+
+def _bigger_gpu(v: FitVerdict, info: ModelInfo, gpu: GpuType, step: int) -> str | None:
+    bigger = [g for g in sorted(GPUS, key=lambda g: g.memory_bytes)
+              if g.memory_bytes > gpu.memory_bytes and _fits_with(v, info, g, step)]
+    return f"use {bigger[0].name} ({bigger[0].memory_gib:.0f} GiB) or a larger GPU" if bigger else None
+
+
+def _more_gpus(v: FitVerdict, info: ModelInfo, gpu: GpuType, step: int) -> str | None:
+    tp = next((tp for tp in tensor_parallel_choices(info, MAX_GPUS_PER_NODE)
+               if tp > v.gpu_count and _fits_with(v, info, gpu, step, tp=tp)), None)
+    return f"shard it over {tp} × {gpu.name} with tensor parallel {tp}" if tp else None
+
+
+def _shorter_length(v: FitVerdict, info: ModelInfo, gpu: GpuType, step: int) -> str | None:
+    if not v.kv_cache_bytes:
+        return None
+    spare = v.headroom_bytes + v.kv_cache_bytes
+    shorter = int(spare // (info.kv_bytes_per_token / v.gpu_count)) // 256 * 256 if spare > 0 else 0
+    return f"lower max_model_len to {shorter}" if shorter >= 512 else None
+
+
+def _more_memory(v: FitVerdict, info: ModelInfo, gpu: GpuType, step: int) -> str | None:
+    if v.gpu_memory_utilization < 0.95 and _fits_with(v, info, gpu, step, util=0.95):
+        return "raise gpu_memory_utilization to 0.95"
+    return None
+
+
+# what a verdict that does not fit suggests, in this order (each: an option in words, or None)
+_REMEDIES = (_bigger_gpu, _more_gpus, _shorter_length, _more_memory)
 
 
 def _with_recommendation(v: FitVerdict, info: ModelInfo, gpu: GpuType, step: int) -> FitVerdict:
     if v.fits:
-        if v.kv_cache_bytes:
-            room = f"the KV cache has room for about {v.kv_capacity_sequences} sequences of {v.max_model_len} tokens"
-        else:
-            room = "an encoder model needs no KV cache"
-        if v.headroom_bytes < TIGHT_FRACTION * v.usable_bytes and v.kv_cache_bytes == 0:
-            text = (f"Fits tightly on {gpu.name}: only {_gib(v.headroom_bytes)} GiB spare; raise "
-                    f"gpu_memory_utilization or choose a larger GPU if start-up runs out of memory.")
-        elif v.kv_cache_bytes and v.kv_capacity_sequences < 4:
-            text = (f"Fits tightly on {gpu.name}: {room}, so requests will queue; lower max_model_len or use a "
-                    f"larger GPU for more concurrency.")
-        else:
-            text = f"Fits on {gpu.name} with {_gib(v.headroom_bytes)} GiB to spare; {room}."
-        return replace(v, recommendation=text)
-    options = []
-    bigger = [g for g in sorted(GPUS, key=lambda g: g.memory_bytes)
-              if g.memory_bytes > gpu.memory_bytes and _estimate(info, g, v.max_model_len, v.gpu_memory_utilization,
-                                                                 v.gpu_count, step)[4] >= 0]
-    if bigger:
-        options.append(f"use {bigger[0].name} ({bigger[0].memory_gib:.0f} GiB) or a larger GPU")
-    for tp in tensor_parallel_choices(info, MAX_GPUS_PER_NODE):
-        if tp > v.gpu_count and _estimate(info, gpu, v.max_model_len, v.gpu_memory_utilization, tp, step)[4] >= 0:
-            options.append(f"shard it over {tp} × {gpu.name} with tensor parallel {tp}")
-            break
-    if v.kv_cache_bytes:
-        spare = v.headroom_bytes + v.kv_cache_bytes
-        per_token = info.kv_bytes_per_token / v.gpu_count
-        shorter = int(spare // per_token) // 256 * 256 if spare > 0 else 0
-        if shorter >= 512:
-            options.append(f"lower max_model_len to {shorter}")
-    if v.gpu_memory_utilization < 0.95:
-        raised = _estimate(info, gpu, v.max_model_len, 0.95, v.gpu_count, step)[4]
-        if raised >= 0:
-            options.append("raise gpu_memory_utilization to 0.95")
+        return replace(v, recommendation=_fits_text(v, gpu))
+    options = [text for remedy in _REMEDIES if (text := remedy(v, info, gpu, step))]
     what = "; or ".join(options) if options else "choose a smaller model"
     text = (f"Does not fit: {info.short_name} needs about {_gib(v.needed_bytes)} GiB per GPU but {gpu.name} offers "
             f"{_gib(v.usable_bytes)} GiB at gpu_memory_utilization {v.gpu_memory_utilization:.2f} (vLLM would stop "

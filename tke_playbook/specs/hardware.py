@@ -201,6 +201,49 @@ def _memory_mib(value) -> int | None:
     return (int(text) if text.isdigit() else _int(text) // MiB) or None
 
 
+def _described_gpu(product: str | None, memory_mib: int | None, known: NodeType | None) -> tuple[GpuType | None, list[str]]:
+    """The GPU a node's labels describe: the product label's known GPU, else one described from the labels, else
+    the known instance type's; with the memory label's size when it differs. Also what the labels leave unknown."""
+    gpu = gpu_from_product(product, memory_mib) if product else None
+    notes = []
+    if gpu is None and product:
+        notes.append(f"GPU product '{product}' is not in the toolkit's list")
+        if memory_mib:
+            gpu = GpuType(product, memory_mib * MiB, round(memory_mib / 1024), products=(re.escape(product),),
+                          verified=False, note="unknown GPU model described from node labels")
+    gpu = gpu or (known.gpu if known is not None else None)
+    if gpu is not None and memory_mib and memory_mib * MiB != gpu.memory_bytes:
+        gpu = dataclasses.replace(gpu, memory_bytes=memory_mib * MiB, note="memory from the node's gpu.memory label")
+    return gpu, notes
+
+
+# where a node's GPU count comes from, first found wins: (mapping, key, GPUs per unit)
+_GPU_COUNT_SOURCES = (("allocatable", GPU_RESOURCE, 1), ("allocatable", QGPU_CORE_RESOURCE, 100),
+                      ("labels", GPU_COUNT_LABEL, 1))
+
+
+def _gpu_count(labels: dict, allocatable: dict, known: NodeType | None) -> int:
+    """GPUs from allocatable ``nvidia.com/gpu``, else TKE qGPU cores / 100, else the count label; with none of
+    them, the known instance type's count - only when the node advertised no allocatable resources at all."""
+    given = {"allocatable": allocatable, "labels": labels}
+    for where, key, per_gpu in _GPU_COUNT_SOURCES:
+        value = given[where].get(key)
+        if value is not None and (where == "allocatable" or value):
+            return _int(value) // per_gpu
+    return known.gpu_count if known is not None and not allocatable else 0
+
+
+def _known(known: NodeType | None, attribute: str, default):
+    return getattr(known, attribute) if known is not None else default
+
+
+def _cpu_memory(allocatable: dict, known: NodeType | None) -> tuple[float, int]:
+    """The allocatable CPUs and memory bytes, else the known instance type's."""
+    cpu = quantity_to_float(str(allocatable["cpu"])) if allocatable.get("cpu") else _known(known, "cpu", 0.0)
+    memory = _int(allocatable["memory"]) if allocatable.get("memory") else _known(known, "memory_bytes", 0)
+    return cpu, memory
+
+
 def node_type_from_labels(labels: dict, allocatable: dict, name: str | None = None) -> NodeType:
     """Describe a node from its labels and ``status.allocatable``.
 
@@ -211,34 +254,14 @@ def node_type_from_labels(labels: dict, allocatable: dict, name: str | None = No
     labels, allocatable = dict(labels or {}), dict(allocatable or {})
     instance = next((labels[k] for k in INSTANCE_TYPE_LABELS if labels.get(k)), None)
     known = _NODE_INDEX.get(instance.lower()) if instance else None
-    memory_mib = _memory_mib(labels.get(GPU_MEMORY_LABEL))
-    product = labels.get(GPU_PRODUCT_LABEL)
-    gpu = gpu_from_product(product, memory_mib) if product else None
-    notes = []
-    if gpu is None and product:
-        if memory_mib:
-            gpu = GpuType(product, memory_mib * MiB, round(memory_mib / 1024), products=(re.escape(product),),
-                          verified=False, note="unknown GPU model described from node labels")
-        notes.append(f"GPU product '{product}' is not in the toolkit's list")
-    if gpu is None and known is not None:
-        gpu = known.gpu
-    if gpu is not None and memory_mib and memory_mib * MiB != gpu.memory_bytes:
-        gpu = dataclasses.replace(gpu, memory_bytes=memory_mib * MiB, note="memory from the node's gpu.memory label")
-    if allocatable.get(GPU_RESOURCE) is not None:
-        count = _int(allocatable[GPU_RESOURCE])
-    elif allocatable.get(QGPU_CORE_RESOURCE) is not None:
-        count = _int(allocatable[QGPU_CORE_RESOURCE]) // 100
-    elif labels.get(GPU_COUNT_LABEL):
-        count = _int(labels[GPU_COUNT_LABEL])
-    else:  # no GPU resource advertised: trust the instance type only when nothing else was given
-        count = known.gpu_count if known and not allocatable else 0
+    gpu, notes = _described_gpu(labels.get(GPU_PRODUCT_LABEL), _memory_mib(labels.get(GPU_MEMORY_LABEL)), known)
+    count = _gpu_count(labels, allocatable, known)
     if count and gpu is None:
         notes.append("the node has GPUs but their model is unknown: install GPU feature discovery or pass --gpu")
-    cpu = quantity_to_float(str(allocatable["cpu"])) if allocatable.get("cpu") else (known.cpu if known else 0.0)
-    memory = _int(allocatable["memory"]) if allocatable.get("memory") else (known.memory_bytes if known else 0)
-    role = NodeRole.GPU if count else (known.role if known else NodeRole.GENERAL)
+    cpu, memory = _cpu_memory(allocatable, known)
+    role = NodeRole.GPU if count else _known(known, "role", NodeRole.GENERAL)
     return NodeType(name or instance or "unknown", cpu, memory, gpu if count else None, count, role,
-                    verified=bool(known and known.verified), note="; ".join(notes) or (known.note if known else ""))
+                    verified=_known(known, "verified", False), note="; ".join(notes) or _known(known, "note", ""))
 
 
 def gpu_rows() -> list[dict]:

@@ -259,7 +259,7 @@ class Pod(View, _Conditioned):
 
 
 @dataclass(frozen=True)
-class Event(View):
+class KubeEvent(View):
     """A core/v1 Event: ``timestamp`` is its lastTimestamp, else its eventTime (newer clients write only that)."""
 
     reason: str = ""
@@ -270,15 +270,15 @@ class Event(View):
     timestamp: str = ""
 
     @classmethod
-    def from_api(cls, obj: Any) -> "Event":
+    def from_api(cls, obj: Any) -> "KubeEvent":
         obj, involved = _map(obj), _at(obj, "involvedObject")
         return cls(_text(obj.get("reason")), _text(obj.get("message")), _text(obj.get("type")),
                    _text(involved.get("kind")), _text(involved.get("uid")),
                    _text(obj.get("lastTimestamp") or obj.get("eventTime")))
 
 
-def events_of(events: Iterable[Any]) -> list[Event]:
-    return [Event.of(e) for e in events]
+def events_of(events: Iterable[Any]) -> list[KubeEvent]:
+    return [KubeEvent.of(e) for e in events]
 
 
 # --- nodes, storage -----------------------------------------------------------------------------------------

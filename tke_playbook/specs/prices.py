@@ -2,7 +2,8 @@
 
 The defaults are ILLUSTRATIVE on-demand figures (``verified=False``), not Tencent Cloud's list prices, which vary
 by region, billing mode and discount. Put your own in a YAML, JSON or CSV file and pass its path (or set
-``$TKE_PLAYBOOK_NODE_PRICES``); its entries replace or extend the defaults:
+``$TKE_PLAYBOOK_NODE_PRICES``; :func:`tke_playbook.hostenv.load_prices` reads it); its entries replace or extend
+the defaults:
 
     # prices.yaml                                  # prices.csv
     PNV5b.8XLARGE96: {per_hour: 21.5, currency: CNY}   node_type,per_hour,currency
@@ -16,15 +17,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
 
 from ..errors import InvalidSpecError
 
-PRICES_ENV = "TKE_PLAYBOOK_NODE_PRICES"
 _ILLUSTRATIVE = "illustrative on-demand estimate, not a list price: put your own in a prices file"
 
 
@@ -61,52 +60,56 @@ PRICES: tuple[NodePrice, ...] = (
 )
 
 
-def _entries(path: Path) -> list[tuple[str, object]]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".csv":
+def _entries(text: str, suffix: str, source: str) -> list[tuple[str, object]]:
+    if suffix == "csv":
         return [(row.get("node_type", ""), row) for row in csv.DictReader(text.splitlines())]
-    data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    data = json.loads(text) if suffix == "json" else yaml.safe_load(text)
     if not isinstance(data, dict):
-        raise InvalidSpecError(f"prices file {path} must map node types to prices, e.g. "
-                               f"'PNV5b.8XLARGE96: {{per_hour: 21.5, currency: CNY}}'", field="prices", value=str(path))
+        raise InvalidSpecError(f"prices file {source} must map node types to prices, e.g. "
+                               f"'PNV5b.8XLARGE96: {{per_hour: 21.5, currency: CNY}}'", field="prices", value=source)
     return list(data.items())
 
 
-def _price(node_type: str, value, path: Path) -> NodePrice:
+def _price(node_type: str, value, source: str) -> NodePrice:
     if isinstance(value, dict):
         try:
             per_hour = float(value.get("per_hour"))
         except (TypeError, ValueError):
-            raise InvalidSpecError(f"{path}: {node_type} needs per_hour, a number (got {value.get('per_hour')!r})",
+            raise InvalidSpecError(f"{source}: {node_type} needs per_hour, a number (got {value.get('per_hour')!r})",
                                    field="per_hour", value=value.get("per_hour")) from None
-        return NodePrice(node_type, per_hour, str(value.get("currency") or "CNY"), True, f"from {path}")
-    return NodePrice(node_type, value, "CNY", True, f"from {path}")
+        return NodePrice(node_type, per_hour, str(value.get("currency") or "CNY"), True, f"from {source}")
+    return NodePrice(node_type, value, "CNY", True, f"from {source}")
 
 
-def load_prices(path: str | os.PathLike | None = None) -> dict[str, NodePrice]:
-    """The default table, overridden by the prices file at ``path`` (or ``$TKE_PLAYBOOK_NODE_PRICES``)."""
-    table = {p.node_type.lower(): p for p in PRICES}
-    chosen = path or os.environ.get(PRICES_ENV)
-    if chosen:
-        file = Path(chosen).expanduser()
-        if not file.is_file():
-            raise InvalidSpecError(f"prices file {file} does not exist: write one (YAML, JSON or CSV) or unset "
-                                   f"${PRICES_ENV}", field="prices", value=str(file))
-        for node_type, value in _entries(file):
-            price = _price(str(node_type), value, file)
-            table[price.node_type.lower()] = price
+def prices_from_text(text: str, suffix: str, source: str) -> list[NodePrice]:
+    """The prices in a prices file's ``text``: CSV when ``suffix`` is ``.csv``, JSON for ``.json``, else YAML.
+    ``source`` (the file's name) is what messages and each price's note name."""
+    kind = suffix.lower().lstrip(".")
+    return [_price(str(node_type), value, source) for node_type, value in _entries(text, kind, source)]
+
+
+def default_prices() -> dict[str, NodePrice]:
+    """The illustrative default table, by node type."""
+    return {p.node_type: p for p in PRICES}
+
+
+def with_prices(prices: Iterable[NodePrice], base: dict[str, NodePrice] | None = None) -> dict[str, NodePrice]:
+    """``base`` (default: the default table) with ``prices`` replacing or extending it (node types compared
+    case-insensitively)."""
+    table = {p.node_type.lower(): p for p in (base if base is not None else default_prices()).values()}
+    table.update({p.node_type.lower(): p for p in prices})
     return {p.node_type: p for p in table.values()}
 
 
 def price_of(node_type: str, prices: dict[str, NodePrice] | None = None) -> NodePrice | None:
-    """The price of ``node_type`` (case-insensitive), or None when the table has none."""
-    table = prices if prices is not None else load_prices()
+    """The price of ``node_type`` (case-insensitive) in ``prices`` (default: the default table), or None."""
+    table = prices if prices is not None else default_prices()
     wanted = str(node_type).strip().lower()
     return next((p for name, p in table.items() if name.lower() == wanted), None)
 
 
 def price_rows(prices: dict[str, NodePrice] | None = None) -> list[dict]:
-    """The table as rows: node type, per hour, per day, currency, verified, note."""
-    table = prices if prices is not None else load_prices()
+    """The table (default: the default one) as rows: node type, per hour, per day, currency, verified, note."""
+    table = prices if prices is not None else default_prices()
     return [{"node_type": p.node_type, "per_hour": p.per_hour, "per_day": p.per_day, "currency": p.currency,
              "verified": p.verified, "note": p.note} for p in table.values()]

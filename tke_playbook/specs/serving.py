@@ -1,9 +1,17 @@
-"""What to serve and how: the vLLM serving spec (every key of the tutorial's vllm-inference-tke chart, and more).
+"""What to serve and how: the user's serving choices and the resolved vLLM serving spec (every key of the
+tutorial's vllm-inference-tke chart, and more).
 
-A :class:`ServingSpec` is frozen and validated when built; object names derive from the model
-(``vllm-<slug>``), so BGE and E5 can run side by side. The API key never sits in the spec or in a manifest's
-env: the spec names the Secret holding it (``vllm-<slug>-api-key``, key ``api-key``).
-:func:`seed_profile` reproduces the tutorial's values.
+Two types. :class:`ServingChoices` is what a person chooses - a form, the command line, a profile, your own code -
+with ``None`` for "derive it"; each value is checked on its own when the choices are built. :func:`resolve` turns
+choices into a :class:`ServingSpec`: every derived value filled (object names from the model, ``vllm-<slug>``, so
+BGE and E5 run side by side; the vLLM version from the image tag; the token budget, CPU and memory requests), the
+spec checked as a whole (the GPU layout, the lengths, the exposure, the extra arguments for that vLLM version).
+Both are frozen; neither writes to itself. ``spec.replace(...)`` changes the choices a spec was resolved from and
+resolves again, so what derives from a changed value is derived again.
+
+The API key never sits in a spec or in a manifest's env: the spec names the Secret holding it
+(``vllm-<slug>-api-key``, key ``api-key``). :func:`seed_profile` reproduces the tutorial's values;
+:func:`layout_changes` is the one GPU-layout rule (GPUs per pod = tp × pp ÷ nodes) for the form and the CLI.
 """
 
 from __future__ import annotations
@@ -14,16 +22,18 @@ import ipaddress
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import InvalidSpecError
-from .catalog import TUTORIAL_MODEL, ModelInfo, get_model
+from .catalog import CAUSAL_LM_EMBEDDERS, TUTORIAL_MODEL, ModelInfo, get_model
 from .fit import ENCODER_STEP_TOKENS, check_tensor_parallel
 from .hardware import MAX_GPUS_PER_NODE, NodeType, get_gpu, get_node_type
 from .names import slug, unknown, validate_label, validate_name, validate_port, validate_quantity, validate_subdomain
+from .plain import PlainSpec, field_values
 from .storage import DEFAULT_PVC
-from .vllm_args import CONTAINER_PORT, VERSION_PATTERN, build_vllm_args, parse_vllm_version
+from .vllm_flags import VERSION_PATTERN, check_extra_args, parse_vllm_version
 
+CONTAINER_PORT = 60000  # the port vLLM listens on in the pod (the chart's); the one owner of 60000
 TUTORIAL_IMAGE = "ccr.ccs.tencentyun.com/tke-ai-playbook/vllm-openai:v0.10.1-20250801"
 TUTORIAL_EXTRA_ARGS = ("--disable-log-requests", "--cuda-graph-sizes 1 2 4 8 16 24 32")
 LATEST_VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"  # the newest vLLM whose parser was checked (facts.md, section 3)
@@ -77,12 +87,102 @@ def _pairs(value, what: str) -> tuple[tuple[str, str], ...]:
         raise InvalidSpecError(f"{what} must be a mapping of names to values", field=what, value=value) from None
 
 
+def _extra_args(value) -> tuple[str, ...]:
+    return tuple(str(a) for a in ([value] if isinstance(value, str) else value))
+
+
+def _image(value, what: str, example: str) -> str:
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+        raise InvalidSpecError(f"{what} {value!r} is not an image reference: use e.g. '{example}'", field=what,
+                               value=value)
+    return value
+
+
+# --- the checks of each value on its own (choices and resolved spec alike) ---------------------------------
+
+def _check_identity(s) -> None:
+    get_model(s.model)
+    if s.name is not None:
+        validate_name(s.name, "Deployment name")
+    if s.api_key_secret is not None:
+        validate_subdomain(s.api_key_secret, "API key Secret name")
+    _enum(PullPolicy, s.image_pull_policy, "image_pull_policy")
+    _enum(ServiceType, s.service_type, "service_type")
+
+
+def _check_collections(s) -> None:
+    _extra_args(s.extra_args)
+    for what in ("env", "labels", "pod_annotations"):
+        _pairs(getattr(s, what), what)
+    _instance_types(s.node_instance_types)
+    _cidrs(s.lb_source_ranges)
+
+
+def _check_image(s) -> None:
+    _image(s.image, "image", TUTORIAL_IMAGE)
+    if s.vllm_version is not None:
+        parse_vllm_version(s.vllm_version)
+
+
+# whole numbers of at least 1: (field, example, most)
+_COUNTS = (("gpu_count", 1, None), ("tp_size", 1, None), ("pp_size", 1, None), ("max_model_len", 2048, None),
+           ("max_batch_size", 32, None), ("startup_timeout_s", 3600, None), ("model_wait_timeout_s", 7200, None),
+           ("replicas", 1, MAX_INT32), ("lws_group_size", 1, MAX_INT32))  # int32 in the Kubernetes API
+
+
+def _check_counts(s) -> None:
+    validate_name(s.namespace, "Namespace")
+    validate_name(s.pvc_name, "PVC name")
+    for what, example, most in _COUNTS:
+        _positive(getattr(s, what), what, example, most)
+    if s.max_num_batched_tokens is not None:
+        _positive(s.max_num_batched_tokens, "max_num_batched_tokens", 16384)
+
+
+def _check_values(s) -> None:
+    validate_port(s.service_port, "service port")
+    if not 0 < s.gpu_memory_utilization <= 1 or isinstance(s.gpu_memory_utilization, bool):
+        raise InvalidSpecError(f"gpu_memory_utilization {s.gpu_memory_utilization!r} must be a fraction in "
+                               f"(0, 1], such as 0.9", field="gpu_memory_utilization",
+                               value=s.gpu_memory_utilization)
+    validate_quantity(s.shm_size, "shm_size")
+    for what in ("cpu_request", "memory_request"):
+        if getattr(s, what) is not None:
+            validate_quantity(getattr(s, what), what)
+    for key, value in _pairs(s.labels, "labels"):
+        validate_label(key, value)
+    for key, _ in _pairs(s.pod_annotations, "pod_annotations"):
+        validate_label(key, "", what="annotation")
+
+
+def _check_env_names(s) -> None:
+    names = [key for key, _ in _pairs(s.env, "env")]
+    for key in names:
+        if not _ENV_NAME.fullmatch(key):
+            raise InvalidSpecError(f"env name '{key}' is not a valid variable name", field="env", value=key)
+    if len(names) != len(set(names)):
+        raise InvalidSpecError(f"env names {sorted({n for n in names if names.count(n) > 1})} appear twice: keep "
+                               f"one of each (Kubernetes refuses duplicates)", field="env", value=names)
+
+
+def _check_proxy_and_gpu(s) -> None:
+    _image(s.proxy_image, "proxy_image", PROXY_IMAGE)
+    if s.gpu is not None:
+        get_gpu(s.gpu)
+
+
+FIELD_CHECKS = (_check_identity, _check_collections, _check_image, _check_counts, _check_values, _check_env_names,
+                _check_proxy_and_gpu)
+
+
 @dataclass(frozen=True)
-class ServingSpec:
-    """A vLLM embedding service. Fields mirror the chart's values; ``None`` means "derive it"."""
+class ServingChoices(PlainSpec):
+    """What a person chooses for a vLLM embedding service: the chart's values and more, ``None`` meaning "derive
+    it" (see :func:`resolve`). Each value is checked on its own when the choices are built; :func:`resolve`
+    checks them together and fills in what derives."""
 
     model: str = TUTORIAL_MODEL
-    served_model_name: str | None = None
+    served_model_name: str | None = None   # default: the model id
     pvc_enabled: bool = True
     pvc_name: str = DEFAULT_PVC
     pvc_path: str | None = None            # sub-folder on the PVC; default the model id
@@ -91,7 +191,7 @@ class ServingSpec:
     replicas: int = 1
     lws_group_size: int = 1
     image: str = TUTORIAL_IMAGE
-    image_pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
+    image_pull_policy: PullPolicy | str = PullPolicy.IF_NOT_PRESENT
     api_key_required: bool = True
     api_key_secret: str | None = None      # default vllm-<slug>-api-key
     gpu_count: int = 1                     # nvidia.com/gpu per pod
@@ -100,21 +200,21 @@ class ServingSpec:
     ep_enabled: bool = False
     max_model_len: int = 2048
     max_batch_size: int = 32
-    extra_args: tuple[str, ...] = TUTORIAL_EXTRA_ARGS
-    env: tuple[tuple[str, str], ...] = (("VLLM_WORKER_MULTIPROC_METHOD", "spawn"),)
+    extra_args: tuple[str, ...] | str = TUTORIAL_EXTRA_ARGS
+    env: tuple[tuple[str, str], ...] | Mapping[str, str] = (("VLLM_WORKER_MULTIPROC_METHOD", "spawn"),)
     service_enabled: bool = True
-    service_type: ServiceType = ServiceType.CLUSTER_IP
+    service_type: ServiceType | str = ServiceType.CLUSTER_IP
     service_port: int = CONTAINER_PORT
     lb_subnet_id: str | None = None        # for LoadBalancer-internal
-    lb_source_ranges: tuple[str, ...] = ()  # CIDRs allowed to reach a LoadBalancer (loadBalancerSourceRanges)
+    lb_source_ranges: tuple[str, ...] | str = ()  # CIDRs allowed to reach a LoadBalancer (loadBalancerSourceRanges)
     proxy_image: str = PROXY_IMAGE         # the authenticating reverse proxy of a public LoadBalancer
-    labels: tuple[tuple[str, str], ...] = ()
-    pod_annotations: tuple[tuple[str, str], ...] = ()
+    labels: tuple[tuple[str, str], ...] | Mapping[str, str] = ()
+    pod_annotations: tuple[tuple[str, str], ...] | Mapping[str, str] = ()
     gpu_memory_utilization: float = 0.9
     vllm_version: str | None = None        # default: from the image tag
     max_num_batched_tokens: int | None = None  # default: set for encoder models, vLLM's own for decoders
     namespace: str = "default"
-    node_instance_types: tuple[str, ...] = ()
+    node_instance_types: tuple[str, ...] | str = ()
     gpu: str | None = None                 # GPU model, for the fit check
     name: str | None = None                # default vllm-<slug>
     shm_size: str = "15Gi"
@@ -127,150 +227,80 @@ class ServingSpec:
     model_wait_timeout_s: int = 7200
 
     def __post_init__(self):
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass normalisation
-        info = get_model(self.model)
-        set_("model", info.hf_id)
-        set_("served_model_name", self.served_model_name or info.hf_id)
-        set_("pvc_path", (self.pvc_path or info.hf_id).strip("/"))
-        set_("local_path", self.local_path or f"/data0/{info.hf_id}")
-        set_("name", validate_name(self.name or f"vllm-{slug(info.hf_id)}", "Deployment name"))
-        set_("api_key_secret", validate_subdomain(self.api_key_secret or f"{self.name}-api-key",
-                                                  "API key Secret name"))
-        set_("image_pull_policy", _enum(PullPolicy, self.image_pull_policy, "image_pull_policy"))
-        set_("service_type", _enum(ServiceType, self.service_type, "service_type"))
-        set_("extra_args", tuple(str(a) for a in ([self.extra_args] if isinstance(self.extra_args, str)
-                                                  else self.extra_args)))
-        set_("env", _pairs(self.env, "env"))
-        set_("labels", _pairs(self.labels, "labels"))
-        set_("pod_annotations", _pairs(self.pod_annotations, "pod_annotations"))
-        set_("node_instance_types", _instance_types(self.node_instance_types))
-        set_("lb_source_ranges", _cidrs(self.lb_source_ranges))
-        self._derive_requests(info)
-        self._derive_version()
-        if self.max_num_batched_tokens is None and info.is_encoder:
-            set_("max_num_batched_tokens", max(ENCODER_STEP_TOKENS, self.max_model_len
-                                               if isinstance(self.max_model_len, int) else 0))
-        self._validate(info)
+        for check in FIELD_CHECKS:
+            check(self)
 
-    def _derive_version(self) -> None:
-        if not isinstance(self.image, str) or not self.image.strip() or any(c.isspace() for c in self.image):
-            raise InvalidSpecError(f"image {self.image!r} is not an image reference: use e.g. '{TUTORIAL_IMAGE}'",
-                                   field="image", value=self.image)
-        version = self.vllm_version if self.vllm_version is not None else version_from_image(self.image)
-        if version is None:
-            raise InvalidSpecError(f"Cannot tell the vLLM version from image '{self.image}': set vllm_version, "
-                                   f"e.g. '0.10.1'", field="vllm_version", value=self.image)
-        object.__setattr__(self, "vllm_version", ".".join(str(p) for p in parse_vllm_version(version)))
+    def replace(self, **changes) -> ServingChoices:
+        """These choices with ``changes`` applied (what is left ``None`` is derived again on resolution)."""
+        return dataclasses.replace(self, **changes)
 
-    def _derive_requests(self, info: ModelInfo) -> None:
-        if isinstance(self.gpu_count, int) and not isinstance(self.gpu_count, bool) and self.gpu_count >= 1:
-            object.__setattr__(self, "cpu_request", self.cpu_request or str(4 * self.gpu_count))
-        object.__setattr__(self, "memory_request", self.memory_request or default_memory_request(info))
+    def resolve(self) -> ServingSpec:
+        """The resolved spec (:func:`resolve`)."""
+        return resolve(self)
 
-    def _validate(self, info: ModelInfo) -> None:
-        validate_name(self.namespace, "Namespace")
-        validate_name(self.pvc_name, "PVC name")
-        for what, value, example in (("gpu_count", self.gpu_count, 1), ("tp_size", self.tp_size, 1),
-                                     ("pp_size", self.pp_size, 1), ("max_model_len", self.max_model_len, 2048),
-                                     ("max_batch_size", self.max_batch_size, 32),
-                                     ("startup_timeout_s", self.startup_timeout_s, 3600),
-                                     ("model_wait_timeout_s", self.model_wait_timeout_s, 7200)):
-            _positive(value, what, example)
-        for what, value in (("replicas", self.replicas), ("lws_group_size", self.lws_group_size)):
-            _positive(value, what, 1, MAX_INT32)  # int32 in the Kubernetes API
-        self._validate_lengths(info)
-        self._validate_layout()
-        self._validate_values()
-        self._validate_env()
-        self._validate_exposure()
-        if self.gpu is not None:
-            object.__setattr__(self, "gpu", get_gpu(self.gpu).name)
-        # the command line for this vLLM version: extra_args that version rejects, bad pooler JSON or a flag the
-        # spec controls fail here, where the spec is written
-        build_vllm_args(self)
 
-    def _validate_lengths(self, info: ModelInfo) -> None:
-        if self.max_num_batched_tokens is not None:
-            _positive(self.max_num_batched_tokens, "max_num_batched_tokens", 16384)
-            if self.max_num_batched_tokens < self.max_batch_size:
-                raise InvalidSpecError(f"max_num_batched_tokens {self.max_num_batched_tokens} is below max_batch_size "
-                                       f"{self.max_batch_size}: vLLM refuses to start; raise it",
-                                       field="max_num_batched_tokens", value=self.max_num_batched_tokens)
-            if self.max_num_batched_tokens < self.max_model_len:
-                raise InvalidSpecError(f"max_num_batched_tokens {self.max_num_batched_tokens} is below max_model_len "
-                                       f"{self.max_model_len}: a step must hold one whole sequence",
-                                       field="max_num_batched_tokens", value=self.max_num_batched_tokens)
-        if self.max_model_len > info.max_tokens:
-            raise InvalidSpecError(f"max_model_len {self.max_model_len} is above {info.hf_id}'s limit of "
-                                   f"{info.max_tokens} tokens: use at most {info.max_tokens}",
-                                   field="max_model_len", value=self.max_model_len)
+@dataclass(frozen=True)
+class ServingSpec:
+    """A vLLM embedding service with every value resolved (build it with :func:`resolve`): the fields of
+    :class:`ServingChoices` with nothing left to derive - ``max_num_batched_tokens`` stays None only where vLLM's
+    own budget applies (decoder models), ``gpu`` only when no GPU is named (no fit check), ``lb_subnet_id`` only
+    for a Service that is not an internal load balancer. Checked as a whole when built; never written to; always
+    what its :attr:`choices` resolve to. Change it with :meth:`replace`."""
 
-    def _validate_layout(self) -> None:
-        check_node_types(self)
-        check_tensor_parallel(self.model, self.tp_size)
-        gpus = self.gpu_count * self.lws_group_size
-        if self.tp_size * self.pp_size != gpus:
-            raise InvalidSpecError(f"tp_size × pp_size = {self.tp_size} × {self.pp_size} = "
-                                   f"{self.tp_size * self.pp_size} does not match the {gpus} GPU(s) of a replica "
-                                   f"(gpu_count {self.gpu_count} × lws_group_size {self.lws_group_size}): make them "
-                                   f"equal", field="tp_size", value=(self.tp_size, self.pp_size))
-        if self.pvc_enabled == self.local_enabled:
-            raise InvalidSpecError("Enable exactly one model source: the PVC (pvc_enabled) or a node folder "
-                                   "(local_enabled)", field="pvc_enabled", value=(self.pvc_enabled, self.local_enabled))
-        if self.local_enabled and (not self.local_path.startswith("/") or self.local_path.rstrip("/").count("/") < 2):
-            raise InvalidSpecError(f"local_path '{self.local_path}' must be an absolute path on the node, inside a "
-                                   f"folder (such as /data0/<model id>): the pods mount its parent",
-                                   field="local_path", value=self.local_path)
-        if ".." in self.pvc_path.split("/"):
-            raise InvalidSpecError(f"pvc_path '{self.pvc_path}' must stay inside the PVC: remove '..'",
-                                   field="pvc_path", value=self.pvc_path)
+    model: str
+    served_model_name: str
+    pvc_enabled: bool
+    pvc_name: str
+    pvc_path: str
+    local_enabled: bool
+    local_path: str
+    replicas: int
+    lws_group_size: int
+    image: str
+    image_pull_policy: PullPolicy
+    api_key_required: bool
+    api_key_secret: str
+    gpu_count: int
+    tp_size: int
+    pp_size: int
+    ep_enabled: bool
+    max_model_len: int
+    max_batch_size: int
+    extra_args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    service_enabled: bool
+    service_type: ServiceType
+    service_port: int
+    lb_subnet_id: str | None
+    lb_source_ranges: tuple[str, ...]
+    proxy_image: str
+    labels: tuple[tuple[str, str], ...]
+    pod_annotations: tuple[tuple[str, str], ...]
+    gpu_memory_utilization: float
+    vllm_version: str
+    max_num_batched_tokens: int | None
+    namespace: str
+    node_instance_types: tuple[str, ...]
+    gpu: str | None
+    name: str
+    shm_size: str
+    startup_timeout_s: int
+    cpu_request: str
+    memory_request: str
+    tolerate_gpu_taint: bool
+    embedding_flag: bool
+    wait_for_model: bool
+    model_wait_timeout_s: int
+    _choices: ServingChoices = field(repr=False, compare=False)  # what it was resolved from (see replace)
 
-    def _validate_values(self) -> None:
-        validate_port(self.service_port, "service port")
-        if not 0 < self.gpu_memory_utilization <= 1 or isinstance(self.gpu_memory_utilization, bool):
-            raise InvalidSpecError(f"gpu_memory_utilization {self.gpu_memory_utilization!r} must be a fraction in "
-                                   f"(0, 1], such as 0.9", field="gpu_memory_utilization",
-                                   value=self.gpu_memory_utilization)
-        validate_quantity(self.shm_size, "shm_size")
-        for what in ("cpu_request", "memory_request"):
-            if getattr(self, what) is not None:
-                validate_quantity(getattr(self, what), what)
-        for key, value in self.labels:
-            validate_label(key, value)
-        for key, _ in self.pod_annotations:
-            validate_label(key, "", what="annotation")
+    def __post_init__(self):
+        for check in FIELD_CHECKS + WHOLE_CHECKS:
+            check(self)
 
-    def _validate_env(self) -> None:
-        for key, _ in self.env:
-            if not _ENV_NAME.fullmatch(key):
-                raise InvalidSpecError(f"env name '{key}' is not a valid variable name", field="env", value=key)
-            if key in ("VLLM_API_KEY", "TKE_PLAYBOOK_VLLM_API_KEY"):
-                raise InvalidSpecError(f"Do not put {key} in env: the key belongs in a Secret; set "
-                                       "api_key_required=True and the toolkit reads it from Secret "
-                                       f"'{self.api_key_secret}'", field="env", value=key)
-        names = [key for key, _ in self.env]
-        if len(names) != len(set(names)):
-            raise InvalidSpecError(f"env names {sorted({n for n in names if names.count(n) > 1})} appear twice: keep "
-                                   f"one of each (Kubernetes refuses duplicates)", field="env", value=names)
-
-    def _validate_exposure(self) -> None:
-        if self.service_type is ServiceType.LOAD_BALANCER and not self.api_key_required:
-            raise InvalidSpecError("A public LoadBalancer without an API key would let anyone on the internet use the "
-                                   "model: set api_key_required=True, or use service type 'LoadBalancer-internal' or "
-                                   "'ClusterIP'", field="service_type", value=self.service_type.value)
-        if self.service_type is ServiceType.LOAD_BALANCER_INTERNAL and not (
-                self.lb_subnet_id and re.fullmatch(r"subnet-[a-z0-9]+", self.lb_subnet_id)):
-            raise InvalidSpecError(f"An internal LoadBalancer needs the subnet for its CLB: set lb_subnet_id to an id "
-                                   f"like 'subnet-abcd1234' (got {self.lb_subnet_id!r})", field="lb_subnet_id",
-                                   value=self.lb_subnet_id)
-        if self.lb_source_ranges and self.service_type is ServiceType.CLUSTER_IP:
-            raise InvalidSpecError("lb_source_ranges restrict who reaches a LoadBalancer: use them with service type "
-                                   "'LoadBalancer' or 'LoadBalancer-internal', not 'ClusterIP'",
-                                   field="lb_source_ranges", value=self.lb_source_ranges)
-        if not isinstance(self.proxy_image, str) or not self.proxy_image.strip() or any(
-                c.isspace() for c in self.proxy_image):
-            raise InvalidSpecError(f"proxy_image {self.proxy_image!r} is not an image reference: use e.g. "
-                                   f"'{PROXY_IMAGE}'", field="proxy_image", value=self.proxy_image)
+    @property
+    def choices(self) -> ServingChoices:
+        """The choices this spec was resolved from."""
+        return self._choices
 
     @property
     def uses_auth_proxy(self) -> bool:
@@ -292,28 +322,173 @@ class ServingSpec:
         return self.lws_group_size > 1
 
     def replace(self, **changes) -> ServingSpec:
-        """A copy with ``changes`` applied. What derives from a changed field is derived again: names from the
-        model, the vLLM version from the image, the API-key Secret from the name, the token budget from the length,
-        the memory request from the model and the CPU request from the GPUs (unless ``changes`` sets them)."""
-        if "model" in changes and changes["model"] != self.model:
-            for derived in ("served_model_name", "pvc_path", "local_path", "name", "api_key_secret",
-                            "max_num_batched_tokens"):
-                changes.setdefault(derived, None)
-        if "max_model_len" in changes and get_model(changes.get("model", self.model)).is_encoder:
-            changes.setdefault("max_num_batched_tokens", None)
-        if "image" in changes:  # the new image's tag tells its vLLM version (set vllm_version to override)
-            changes.setdefault("vllm_version", None)
-        if "name" in changes:
-            changes.setdefault("api_key_secret", None)
-        if "model" in changes and changes["model"] != self.model:
-            changes.setdefault("memory_request", None)
-        if "gpu_count" in changes and changes["gpu_count"] != self.gpu_count:
-            changes.setdefault("cpu_request", None)
-        return dataclasses.replace(self, **changes)
+        """The spec resolved from this one's choices with ``changes`` applied: what derives from a changed value is
+        derived again (names from the model, the vLLM version from the image, the API-key Secret from the name,
+        the token budget from the length, the requests from the model and the GPUs) unless it was chosen."""
+        return resolve(self._choices.replace(**changes))
+
+    def to_dict(self) -> dict:
+        """Every resolved value as plain JSON-able data, and under ``choices`` what it was resolved from."""
+        return {**field_values(self), "choices": self._choices.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ServingSpec:
+        """The spec :meth:`to_dict` recorded, resolved again from its choices (a record without ``choices``, as
+        older versions wrote, counts every value in it as chosen)."""
+        return resolve(ServingChoices.from_dict(data.get("choices") or data))
 
     @classmethod
     def seed(cls) -> ServingSpec:
         return seed_profile()
+
+
+# --- resolution: what derives, then the checks of the whole ------------------------------------------------
+
+def _names(c: ServingChoices, info: ModelInfo) -> dict:
+    name = c.name or f"vllm-{slug(info.hf_id)}"
+    return {"model": info.hf_id, "served_model_name": c.served_model_name or info.hf_id,
+            "pvc_path": (c.pvc_path or info.hf_id).strip("/"), "local_path": c.local_path or f"/data0/{info.hf_id}",
+            "name": name, "api_key_secret": c.api_key_secret or f"{name}-api-key"}
+
+
+def _normalised(c: ServingChoices, info: ModelInfo) -> dict:
+    return {"image_pull_policy": _enum(PullPolicy, c.image_pull_policy, "image_pull_policy"),
+            "service_type": _enum(ServiceType, c.service_type, "service_type"),
+            "extra_args": _extra_args(c.extra_args), "env": _pairs(c.env, "env"),
+            "labels": _pairs(c.labels, "labels"), "pod_annotations": _pairs(c.pod_annotations, "pod_annotations"),
+            "node_instance_types": _instance_types(c.node_instance_types),
+            "lb_source_ranges": _cidrs(c.lb_source_ranges),
+            "gpu": get_gpu(c.gpu).name if c.gpu is not None else None}
+
+
+def _vllm_version(c: ServingChoices) -> str:
+    version = c.vllm_version if c.vllm_version is not None else version_from_image(c.image)
+    if version is None:
+        raise InvalidSpecError(f"Cannot tell the vLLM version from image '{c.image}': set vllm_version, e.g. "
+                               f"'0.10.1'", field="vllm_version", value=c.image)
+    return ".".join(str(p) for p in parse_vllm_version(version))
+
+
+def _engine(c: ServingChoices, info: ModelInfo) -> dict:
+    """The vLLM version (from the image tag), the token budget of a step (encoders: at least one whole sequence
+    and the toolkit's step size; decoders: vLLM's own), the embedding-mode flag (where the checkpoint needs it)
+    and the pod's requests (4 CPUs per GPU; the weights plus 8 GiB)."""
+    batched = c.max_num_batched_tokens
+    if batched is None and info.is_encoder:
+        batched = max(ENCODER_STEP_TOKENS, c.max_model_len)
+    flag = c.embedding_flag if c.embedding_flag is not None else info.hf_id in CAUSAL_LM_EMBEDDERS
+    return {"vllm_version": _vllm_version(c), "max_num_batched_tokens": batched, "embedding_flag": flag,
+            "cpu_request": c.cpu_request or str(4 * c.gpu_count),
+            "memory_request": c.memory_request or default_memory_request(info)}
+
+
+# what resolution derives, in this order: each returns the fields it fills
+DERIVATIONS = (_names, _normalised, _engine)
+
+
+def _resolved_values(choices: ServingChoices) -> dict:
+    info = get_model(choices.model)
+    values = {f.name: getattr(choices, f.name) for f in dataclasses.fields(ServingChoices)}
+    for derive in DERIVATIONS:
+        values.update(derive(choices, info))
+    return values
+
+
+def resolve(choices: ServingChoices) -> ServingSpec:
+    """The one resolution of serving choices: every derived value filled (:data:`DERIVATIONS`), then the spec
+    checked as a whole (:data:`WHOLE_CHECKS`). Raises InvalidSpecError (or UnknownNameError) with one line that says
+    what to change."""
+    if not isinstance(choices, ServingChoices):
+        raise InvalidSpecError(f"resolve needs ServingChoices, not {type(choices).__name__}: build them with "
+                               f"ServingChoices(...)", field="choices", value=type(choices).__name__)
+    return ServingSpec(**_resolved_values(choices), _choices=choices)
+
+
+def _check_resolved(s: ServingSpec) -> None:
+    """A ServingSpec is what its choices resolve to, value for value (so ``replace`` never loses a change)."""
+    if not isinstance(s._choices, ServingChoices):
+        raise InvalidSpecError("A ServingSpec is built by resolve(ServingChoices(...))", field="choices",
+                               value=type(s._choices).__name__)
+    expected = _resolved_values(s._choices)
+    wrong = next((k for k, v in expected.items() if getattr(s, k) != v), None)
+    if wrong is not None:
+        raise InvalidSpecError(f"ServingSpec {wrong} {getattr(s, wrong)!r} is not what its choices resolve to "
+                               f"({expected[wrong]!r}): change a spec with spec.replace({wrong}=...) or build it with "
+                               f"resolve(ServingChoices(...))", field=wrong, value=getattr(s, wrong))
+
+
+def _check_lengths(s: ServingSpec) -> None:
+    info = s.model_info
+    if s.max_num_batched_tokens is not None:
+        if s.max_num_batched_tokens < s.max_batch_size:
+            raise InvalidSpecError(f"max_num_batched_tokens {s.max_num_batched_tokens} is below max_batch_size "
+                                   f"{s.max_batch_size}: vLLM refuses to start; raise it",
+                                   field="max_num_batched_tokens", value=s.max_num_batched_tokens)
+        if s.max_num_batched_tokens < s.max_model_len:
+            raise InvalidSpecError(f"max_num_batched_tokens {s.max_num_batched_tokens} is below max_model_len "
+                                   f"{s.max_model_len}: a step must hold one whole sequence",
+                                   field="max_num_batched_tokens", value=s.max_num_batched_tokens)
+    if s.max_model_len > info.max_tokens:
+        raise InvalidSpecError(f"max_model_len {s.max_model_len} is above {info.hf_id}'s limit of "
+                               f"{info.max_tokens} tokens: use at most {info.max_tokens}",
+                               field="max_model_len", value=s.max_model_len)
+
+
+def _check_layout(s: ServingSpec) -> None:
+    check_node_types(s)
+    check_tensor_parallel(s.model, s.tp_size)
+    gpus = s.gpu_count * s.lws_group_size
+    if s.tp_size * s.pp_size != gpus:
+        raise InvalidSpecError(f"tp_size × pp_size = {s.tp_size} × {s.pp_size} = {s.tp_size * s.pp_size} does not "
+                               f"match the {gpus} GPU(s) of a replica (gpu_count {s.gpu_count} × lws_group_size "
+                               f"{s.lws_group_size}): make them equal", field="tp_size", value=(s.tp_size, s.pp_size))
+
+
+def _check_source(s: ServingSpec) -> None:
+    if s.pvc_enabled == s.local_enabled:
+        raise InvalidSpecError("Enable exactly one model source: the PVC (pvc_enabled) or a node folder "
+                               "(local_enabled)", field="pvc_enabled", value=(s.pvc_enabled, s.local_enabled))
+    if s.local_enabled and (not s.local_path.startswith("/") or s.local_path.rstrip("/").count("/") < 2):
+        raise InvalidSpecError(f"local_path '{s.local_path}' must be an absolute path on the node, inside a folder "
+                               f"(such as /data0/<model id>): the pods mount its parent", field="local_path",
+                               value=s.local_path)
+    if ".." in s.pvc_path.split("/"):
+        raise InvalidSpecError(f"pvc_path '{s.pvc_path}' must stay inside the PVC: remove '..'", field="pvc_path",
+                               value=s.pvc_path)
+
+
+def _check_env_secrets(s: ServingSpec) -> None:
+    for key, _ in s.env:
+        if key in ("VLLM_API_KEY", "TKE_PLAYBOOK_VLLM_API_KEY"):
+            raise InvalidSpecError(f"Do not put {key} in env: the key belongs in a Secret; set api_key_required=True "
+                                   f"and the toolkit reads it from Secret '{s.api_key_secret}'", field="env",
+                                   value=key)
+
+
+def _check_exposure(s: ServingSpec) -> None:
+    if s.service_type is ServiceType.LOAD_BALANCER and not s.api_key_required:
+        raise InvalidSpecError("A public LoadBalancer without an API key would let anyone on the internet use the "
+                               "model: set api_key_required=True, or use service type 'LoadBalancer-internal' or "
+                               "'ClusterIP'", field="service_type", value=s.service_type.value)
+    if s.service_type is ServiceType.LOAD_BALANCER_INTERNAL and not (
+            s.lb_subnet_id and re.fullmatch(r"subnet-[a-z0-9]+", s.lb_subnet_id)):
+        raise InvalidSpecError(f"An internal LoadBalancer needs the subnet for its CLB: set lb_subnet_id to an id "
+                               f"like 'subnet-abcd1234' (got {s.lb_subnet_id!r})", field="lb_subnet_id",
+                               value=s.lb_subnet_id)
+    if s.lb_source_ranges and s.service_type is ServiceType.CLUSTER_IP:
+        raise InvalidSpecError("lb_source_ranges restrict who reaches a LoadBalancer: use them with service type "
+                               "'LoadBalancer' or 'LoadBalancer-internal', not 'ClusterIP'",
+                               field="lb_source_ranges", value=s.lb_source_ranges)
+
+
+def _check_command_line(s: ServingSpec) -> None:
+    # extra_args the chosen vLLM rejects, bad pooler JSON or a flag the spec controls fail here, where the spec is
+    # written (the rules of vllm_flags; the command line itself is built only for the manifests)
+    check_extra_args(s.extra_args, s.vllm_version)
+
+
+WHOLE_CHECKS = (_check_resolved, _check_lengths, _check_layout, _check_source, _check_env_secrets, _check_exposure,
+                _check_command_line)
 
 
 def _whole_share(total: int, parts: int, what: str, over: str) -> int:
@@ -323,12 +498,12 @@ def _whole_share(total: int, parts: int, what: str, over: str) -> int:
     return total // parts
 
 
-def layout_changes(spec: ServingSpec, *, tp: int | None = None, pp: int | None = None, nodes: int | None = None,
-                   gpus: int | None = None) -> dict:
+def layout_changes(spec: ServingChoices | ServingSpec, *, tp: int | None = None, pp: int | None = None,
+                   nodes: int | None = None, gpus: int | None = None) -> dict:
     """The one layout rule, for the form and the command line: a replica's GPUs are tp × pp, spread over ``nodes``
     pods, so GPUs per pod = tp × pp ÷ nodes. Given tp (the form's tpSize), the GPUs per pod follow; given only the
     GPUs per pod and/or the nodes (``render --gpus/--nodes``), tensor parallel spans every GPU of the replica
-    (tp = gpus × nodes ÷ pp). What is not given keeps ``spec``'s value. Returns the ServingSpec fields to replace;
+    (tp = gpus × nodes ÷ pp). What is not given keeps ``spec``'s value. Returns the fields to replace in its choices;
     InvalidSpecError when the numbers are not whole numbers of at least 1 or do not split evenly."""
     for what, value in (("tp_size", tp), ("pp_size", pp), ("lws_group_size", nodes), ("gpu_count", gpus)):
         if value is not None:
@@ -440,8 +615,13 @@ def _enum(kind, value, what):
     raise unknown(what.replace("_", " "), str(value), [m.value for m in kind])
 
 
-def seed_profile() -> ServingSpec:
-    """The tutorial's values: e5-mistral-7b-instruct from PVC ai-model on one L20, public LoadBalancer on port
+def seed_choices() -> ServingChoices:
+    """The tutorial's choices: e5-mistral-7b-instruct from PVC ai-model on one L20, public LoadBalancer on port
     60000 - with the API key required, kept in a Secret and checked on every path but /health by an nginx proxy."""
-    return ServingSpec(model=TUTORIAL_MODEL, service_type=ServiceType.LOAD_BALANCER, api_key_required=True,
-                       gpu="L20")
+    return ServingChoices(model=TUTORIAL_MODEL, service_type=ServiceType.LOAD_BALANCER, api_key_required=True,
+                          gpu="L20")
+
+
+def seed_profile() -> ServingSpec:
+    """The tutorial's serving spec (:func:`seed_choices`, resolved)."""
+    return resolve(seed_choices())

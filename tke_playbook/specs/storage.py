@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..errors import InvalidSpecError
 from .names import quantity_to_float, unknown, validate_name, validate_quantity, validate_subdomain
+from .plain import PlainSpec
 
 CFS_PROVISIONER = "com.tencent.cloud.csi.cfs"
 CFS_NFS_VERSION = "3"  # the console's choice
@@ -42,7 +43,7 @@ def _check_id(value: str | None, prefix: str, what: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class StorageSpec:
+class StorageSpec(PlainSpec):
     """A PVC on CFS; the StorageClass too when ``vpc_id`` and ``subnet_id`` are given."""
 
     pvc_name: str = DEFAULT_PVC

@@ -1,10 +1,7 @@
-"""Hub tokens for private models: read from the environment (local) or a Secret (cluster), never printed."""
+"""Hub tokens for private models, never printed: read from the environment by
+:func:`tke_playbook.hostenv.token_from_env` (local) or from a Secret in the pod (cluster)."""
 
 from __future__ import annotations
-
-import os
-
-from .download import Source
 
 TOKEN_ENV_IN_POD = "HUB_TOKEN"
 
@@ -33,15 +30,6 @@ class HubToken:
 
     def __hash__(self) -> int:
         return hash(("HubToken", self._value))
-
-
-def token_from_env(source: Source | str, env=None) -> HubToken | None:
-    """The token for ``source`` from ``HF_TOKEN`` / ``MODELSCOPE_API_TOKEN`` (or ``HUB_TOKEN``), if set."""
-    env = os.environ if env is None else env
-    src = Source.parse(source)
-    names = (src.token_env, TOKEN_ENV_IN_POD) + (("HUGGING_FACE_HUB_TOKEN",) if src is Source.HUGGINGFACE else ())
-    value = next((env[n] for n in names if env.get(n, "").strip()), "")
-    return HubToken(value) if value else None
 
 
 def reveal(token) -> str | None:

@@ -21,12 +21,12 @@ import sys
 
 from ..download.listing import plan_download
 from ..errors import InvalidSpecError, PlaybookError
+from ..hostenv import API_KEY_ENV, annotation_salt, generate_api_key
 from ..manifests.profiles import get_profile, render_profile, with_overrides
-from ..specs.apikeys import annotation_salt, check_api_key
+from ..specs.apikeys import check_api_key
 from ..specs.fit import check_fit
 from ..specs.hardware import gpu_rows, node_type_rows
-from ..specs.serving import layout_changes, node_gpu_name
-from ..specs.vllm_args import CONTAINER_PORT
+from ..specs.serving import CONTAINER_PORT, layout_changes, node_gpu_name
 
 PLUGINS = ("tke_playbook.localserver.cli", "tke_playbook.cli.preflight", "tke_playbook.cli.download",
            "tke_playbook.cli.scorecard")
@@ -89,8 +89,8 @@ def _render_args(parser: argparse.ArgumentParser) -> None:
     spec.add_argument("--existing-files", choices=("download", "adopt", "trust"),
                       help="model files already on the PVC (e.g. from the tutorial's script): 'adopt' checks them "
                            "against the hub's listing, 'trust' takes them as they are; default 'download'")
-    spec.add_argument("--api-key-env", default="TKE_PLAYBOOK_API_KEY",
-                      help="environment variable holding the API key (default TKE_PLAYBOOK_API_KEY; else random)")
+    spec.add_argument("--api-key-env", default=API_KEY_ENV,
+                      help=f"environment variable holding the API key (default {API_KEY_ENV}; else random)")
 
 
 def _key_value(text: str, option: str) -> tuple[str, str]:
@@ -102,6 +102,7 @@ def _key_value(text: str, option: str) -> tuple[str, str]:
 
 
 def _serving_changes(args, profile) -> dict:
+    """The serving choices the options change (``with_overrides`` resolves them over the profile's choices)."""
     serving = {k: v for k, v in {
         "vllm_version": args.vllm_version, "image": args.image, "service_type": args.service_type,
         "lb_subnet_id": args.lb_subnet_id, "service_port": args.port, "max_model_len": args.max_model_len,
@@ -142,21 +143,31 @@ def _profile(args):
                           storage=storage, serving=_serving_changes(args, profile), download=_download_changes(args))
 
 
+def _api_key(args, profile) -> tuple[str | None, list[str]]:
+    """The key for the plan's Secret: ``$<--api-key-env>`` (checked by the API-key rule), else a new random one
+    (and a note that says so). None when the plan holds no key (helm values, or serving without a key)."""
+    if args.helm_values or not profile.serving.api_key_required:
+        return None, []
+    given = os.environ.get(args.api_key_env) or None
+    if given is not None:
+        return check_api_key(given, f"${args.api_key_env}"), []
+    return generate_api_key(), [f"no ${args.api_key_env}: a random API key was generated into Secret "
+                                f"'{profile.serving.api_key_secret}'; applying a plan with a new key restarts vLLM "
+                                f"with it (set ${args.api_key_env} to keep one key)"]
+
+
 def run_render(args) -> int:
-    api_key = os.environ.get(args.api_key_env) or None
     profile = _profile(args)
-    keyed = not args.helm_values and profile.serving.api_key_required
-    if api_key is not None and keyed:
-        check_api_key(api_key, f"${args.api_key_env}")
+    api_key, notes = _api_key(args, profile)
     download_plan = None
     if args.list_files and not args.helm_values:
         download_plan = plan_download(profile.download)
     sys.stdout.write(render_profile(profile, helm_values=args.helm_values, api_key=api_key,
-                                    show_secrets=args.show_secrets, download_plan=download_plan,
-                                    key_salt=annotation_salt() if keyed else None))
+                                    show_secrets=args.show_secrets, download_plan=download_plan, notes=notes,
+                                    key_salt=annotation_salt() if api_key is not None else None))
     if args.pip_index_url:
         print("tke-playbook render: --pip-index-url has no effect: download pods install nothing", file=sys.stderr)
-    if not args.helm_values and api_key is None and args.api_key_env != "TKE_PLAYBOOK_API_KEY":
+    if notes and args.api_key_env != API_KEY_ENV:
         print(f"tke-playbook render: ${args.api_key_env} is not set; the Secret holds a random key",
               file=sys.stderr)
     return 0
