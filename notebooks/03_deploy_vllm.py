@@ -28,6 +28,7 @@ import os
 
 TARGET = os.environ.get("TKE_PLAYBOOK_TARGET", "")  # local | cluster | empty: cluster if kubeconfig found
 MODEL = os.environ.get("TKE_PLAYBOOK_MODEL", "")  # empty: the model 02 downloaded, else the target's default
+RERANKER = os.environ.get("TKE_PLAYBOOK_RERANKER", "")  # empty: the target's reranker (see the last section)
 
 # %%
 from tke_playbook.playbook.display import install
@@ -94,3 +95,37 @@ print(pb.deployment_logs(10))
 
 # %% tags=["nbval-ignore-output"]
 pb.diagnose()
+
+# %% [markdown]
+# ## A reranker beside the embedder
+#
+# Two-stage retrieval (05) lets a reranker re-order the embedder's best hits through vLLM's `/rerank`. On a cluster
+# that is a second vLLM Deployment and Service beside the embedder, which stays the endpoint 04-07 use:
+# `BAAI/bge-reranker-v2-m3` (a cross-encoder vLLM serves as it is) or `Qwen/Qwen3-Reranker-0.6B` (with the
+# `--hf-overrides` vLLM documents for it), on the newest vLLM whose parser was checked. Download it with 02 first
+# (`MODEL=BAAI/bge-reranker-v2-m3`). Locally the server above already answers `/rerank` the way vLLM answers it for
+# an embedding model (the cosine of the pooled vectors), so nothing else starts.
+
+# %% tags=["nbval-ignore-output"]
+reranker_spec = pb.reranker_defaults(RERANKER)
+spec_table(reranker_spec, ["name", "model", "image", "max_model_len", "gpu_count", "service_type"])
+
+# %% [markdown]
+# Does it fit the node type chosen in 00? A cross-encoder needs its weights and one step of query-document pairs
+# (each pair is one sequence); a Qwen3 reranker also a KV cache:
+
+# %% tags=["nbval-ignore-output"]
+pb.fit_table(reranker_spec)
+
+# %% [markdown]
+# What is applied for it (locally: what the embedder's server runs with):
+
+# %% tags=["nbval-ignore-output"]
+print(pb.render_serving(reranker_spec))
+
+# %% tags=["nbval-ignore-output"]
+reranker = pb.deploy_reranker(reranker_spec)
+reranker
+
+# %% tags=["nbval-ignore-output"]
+reranker.client().rerank("用Python实现快速排序算法", ["quicksort in Python", "今天天气很好", "Python 排序算法"], top_n=2)

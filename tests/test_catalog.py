@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tke_playbook.errors import UnknownNameError
-from tke_playbook.specs.catalog import (CAUSAL_LM_EMBEDDERS, OFFLINE_MODEL, TUTORIAL_MODEL, Architecture, Pooling,
-                                        get_model, list_models)
+from tke_playbook.specs.catalog import (CAUSAL_LM_EMBEDDERS, DEFAULT_RERANKER, OFFLINE_MODEL, TUTORIAL_MODEL,
+                                        Architecture, ModelKind, Pooling, PoolingMode, get_model, list_models)
 
 
 @pytest.mark.parametrize("name", ["intfloat/e5-mistral-7b-instruct", "E5-Mistral-7B-Instruct",
@@ -115,5 +117,67 @@ def test_modelscope_ids_are_marked_unverified():
 
 
 def test_the_catalog_says_which_checkpoints_vllm_must_be_told_to_pool():
-    assert CAUSAL_LM_EMBEDDERS == {"Qwen/Qwen3-Embedding-0.6B", "Qwen/Qwen3-Embedding-8B"}
+    # every Qwen3 checkpoint declares Qwen3ForCausalLM, the reranker too (vLLM's example loads it with runner="pooling")
+    assert CAUSAL_LM_EMBEDDERS == {"Qwen/Qwen3-Embedding-0.6B", "Qwen/Qwen3-Embedding-4B", "Qwen/Qwen3-Embedding-8B",
+                                   "Qwen/Qwen3-Reranker-0.6B"}
     assert all(get_model(m).causal_lm_checkpoint for m in CAUSAL_LM_EMBEDDERS)
+
+
+# vLLM's docs and examples: what each retrieval model needs to be served (written out by hand, never read back
+# from the catalog's own JSON)
+QWEN3_RERANKER_OVERRIDES = {"architectures": ["Qwen3ForSequenceClassification"],
+                            "classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": True}
+
+
+def test_rerankers_are_in_the_catalog_with_what_vllm_needs():
+    bge, qwen = get_model("BAAI/bge-reranker-v2-m3"), get_model("Qwen/Qwen3-Reranker-0.6B")
+    assert bge.kind is ModelKind.RERANKER and qwen.kind is ModelKind.RERANKER
+    assert bge.is_encoder and bge.hf_overrides == ""  # XLMRobertaForSequenceClassification: served as it is
+    assert json.loads(qwen.hf_overrides) == QWEN3_RERANKER_OVERRIDES
+    assert qwen.hf_id in CAUSAL_LM_EMBEDDERS  # vLLM's example loads it with runner="pooling"
+    assert {m.hf_id for m in list_models("reranker")} == {bge.hf_id, qwen.hf_id}
+    assert not {m.hf_id for m in list_models("embedding")} & {bge.hf_id, qwen.hf_id}
+    assert get_model(DEFAULT_RERANKER) is bge
+
+
+def test_qwen3_reranker_prompts_are_vllms_example_templates():
+    qwen = get_model("Qwen3-Reranker-0.6B")
+    query = qwen.format_query("What is the capital of China?")
+    assert query.startswith("<|im_start|>system\nJudge whether the Document meets the requirements based on the "
+                            "Query and the Instruct provided. Note that the answer can only be \"yes\" or \"no\"."
+                            "<|im_end|>\n<|im_start|>user\n<Instruct>: Given a web search query, retrieve relevant "
+                            "passages that answer the query\n<Query>: What is the capital of China?\n")
+    assert qwen.format_document("The capital of China is Beijing.") == (
+        "<Document>: The capital of China is Beijing.<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
+def test_bge_m3_serves_three_modes_through_bge_m3_embedding_model():
+    m3 = get_model("BAAI/bge-m3")
+    assert m3.pooling_modes == (PoolingMode.DENSE, PoolingMode.SPARSE, PoolingMode.MULTI_VECTOR)
+    assert json.loads(m3.modes_hf_overrides) == {"architectures": ["BgeM3EmbeddingModel"]}
+    # vLLM's pooling docs: the pooler task each mode loads, and the route that answers it
+    assert [(m.pooling_task, m.route) for m in m3.pooling_modes] == [
+        ("embed", "/v1/embeddings"), ("token_classify", "/pooling"), ("token_embed", "/pooling")]
+    assert all(m.pooling_modes == (PoolingMode.DENSE,) for m in list_models() if m.hf_id != m3.hf_id)
+
+
+@pytest.mark.parametrize("hf_id, dim", [("Qwen/Qwen3-Embedding-0.6B", 1024), ("Qwen/Qwen3-Embedding-4B", 2560),
+                                        ("Qwen/Qwen3-Embedding-8B", 4096)])
+def test_qwen3_embedders_are_matryoshka_trained(hf_id, dim):
+    # Qwen3-Embedding model cards: MRL support, output sizes from 32 up to the full dimension
+    info = get_model(hf_id)
+    assert info.matryoshka and info.matryoshka_min_dim == 32 and info.dim == dim
+
+
+def test_only_matryoshka_trained_models_say_so():
+    trained = {m.hf_id for m in list_models() if m.matryoshka}
+    assert trained == {"Qwen/Qwen3-Embedding-0.6B", "Qwen/Qwen3-Embedding-4B", "Qwen/Qwen3-Embedding-8B"}
+
+
+def test_qwen3_embedding_4b_shape():
+    # config.json of Qwen/Qwen3-Embedding-4B: 36 layers, hidden 2560, 32 heads, 8 KV heads of 128; bf16
+    info = get_model("Qwen3-Embedding-4B")
+    assert (info.num_layers, info.hidden_size, info.num_attention_heads, info.num_kv_heads, info.head_dim) == (
+        36, 2560, 32, 8, 128)
+    assert info.kv_bytes_per_token == 2 * 36 * 8 * 128 * 2
+    assert info.params / 1e9 == pytest.approx(4.0, rel=0.02)

@@ -27,6 +27,14 @@ MATRIX = [
     pytest.param(["--vllm-version", "0.33.0"], id="vllm-0.33.0"),
     pytest.param(["--service-type", "LoadBalancer"], id="public-lb"),
     pytest.param(["--zone", "ap-guangzhou-3", "--vpc-id", "vpc-1", "--subnet-id", "subnet-1"], id="cfs-zone"),
+    # issue 24: the retrieval stack, on both releases whose parsers were run on these lines (test_vllm_parsers.py)
+    *[pytest.param([*args, "--vllm-version", v], id=f"{name}-{v}") for v in ("0.33.0", "0.34.0") for name, args in (
+        ("reranker-bge", ["--model", "BAAI/bge-reranker-v2-m3"]),
+        ("reranker-qwen3", ["--model", "Qwen/Qwen3-Reranker-0.6B"]),
+        ("bge-m3-sparse", ["--model", "BAAI/bge-m3", "--pooling-mode", "sparse"]),
+        ("bge-m3-multi-vector", ["--model", "BAAI/bge-m3", "--pooling-mode", "multi-vector"]),
+        ("matryoshka-qwen3-4b", ["--model", "Qwen/Qwen3-Embedding-4B"]),
+        ("reranker-public-lb", ["--model", "Qwen/Qwen3-Reranker-0.6B", "--service-type", "LoadBalancer"]))],
 ]
 
 # facts.md section 3: the releases that reject a flag (True = accepted), as read from their own parsers
@@ -42,7 +50,7 @@ REJECTED = {
 }
 CORE_FLAGS = {"--served-model-name", "--max-model-len", "--max-num-seqs", "--host", "--port",
               "--gpu-memory-utilization", "--max-num-batched-tokens", "--distributed-executor-backend",
-              "--enable-expert-parallel", *REJECTED}
+              "--enable-expert-parallel", "--hf-overrides", *REJECTED}  # --hf-overrides: no checked release rejects it
 
 
 def _render(capsys, args) -> list[dict]:

@@ -165,7 +165,7 @@ def test_profiles_pick_their_vllm():
 
     assert get_profile("seed").serving.image == "ccr.ccs.tencentyun.com/tke-ai-playbook/vllm-openai:v0.10.1-20250801"
     bge = get_profile("bge-m3").serving
-    assert bge.image == "vllm/vllm-openai:v0.33.0" and bge.vllm_version == "0.33.0"  # newest checked release
+    assert bge.image == "vllm/vllm-openai:v0.34.0" and bge.vllm_version == "0.34.0"  # newest checked release
 
 
 def test_a_version_the_image_does_not_have_is_noted():

@@ -458,6 +458,56 @@ def test_a_client_that_leaves_cancels_its_work_and_is_counted_as_aborted():
     assert metrics.waiting == 0 and metrics.running == 0
 
 
+class SteppedEncoder(FakeEncoder):
+    """Encodes a step row by row, calling the checkpoint before each row (the real encoder: before each chunk and
+    layer); after ``hold_after`` rows it waits for ``hold``. ``rows_done`` counts the rows it encoded."""
+
+    def __init__(self, hold_after: int):
+        super().__init__()
+        self.hold, self.hold_after, self.rows_done = threading.Event(), hold_after, 0
+
+    def encode_ids(self, ids, checkpoint=None):
+        for _ in ids:
+            if checkpoint is not None:
+                checkpoint()
+            self.rows_done += 1
+            if self.rows_done > self.hold_after:
+                self.hold.wait(10)
+        return np.array([[sum(r), len(r)] for r in ids], dtype=np.float32)
+
+
+def test_a_client_that_leaves_mid_step_stops_the_step_and_metrics_show_the_work_was_abandoned():
+    """Issue 20: an interrupted load generator left ~17 s of batches behind. As vLLM aborts a request on
+    disconnect, the step already running for it stops at its next checkpoint; /metrics counts the rows dropped
+    (tke_playbook:abandoned_rows_total) and the next small request is answered."""
+    encoder = SteppedEncoder(hold_after=3)
+    config = ServerConfig("fake", max_batch=64, max_wait_ms=0)
+
+    async def work(server, session):
+        metrics = server.app[METRICS_KEY]
+        body = json.dumps({"input": [f"w{i}" for i in range(200)]}).encode()
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        while encoder.rows_done <= 3:  # its first step is running, held after three rows
+            await asyncio.sleep(0.001)
+        writer.close()  # the client leaves
+        deadline = time.monotonic() + 30
+        while metrics.aborted == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        encoder.hold.set()
+        after = await post(session, server.make_url("/v1/embeddings"), json_body={"input": "four"})
+        while metrics.abandoned_rows < 200 and time.monotonic() < deadline:  # the stopped step is counted
+            await asyncio.sleep(0.01)
+        return after, metrics.render()
+
+    (status, body, _), text = run(encoder, config, work)
+    assert status == 200 and body["data"][0]["embedding"] == expected("four")
+    assert encoder.rows_done == 4 + 1  # four rows of the abandoned 64-row step, then the small request's row
+    assert 'tke_playbook:abandoned_rows_total{engine="0",model_name="fake"} 200.0' in text
+    assert 'vllm:request_success_total{engine="0",finished_reason="abort",model_name="fake"} 1.0' in text
+
+
 def test_health_answers_while_a_request_is_being_tokenised():
     """Tokenising runs in a thread: /health answers while it is stuck, and the client (on the same event loop)
     then opens the gate. Tokenising in the event loop would block both until the gate times out."""

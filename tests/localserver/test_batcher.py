@@ -252,3 +252,85 @@ def test_the_token_budget_keeps_steps_short_and_a_small_request_joins_the_next_o
     assert len(large) == 31 and np.array_equal(large[-1], expected([[7] * 25])[0])
     assert batches[1] == [3, 4]  # the small request first, then what of the large one fits in 10 tokens
     assert all(sum(b) <= 10 or len(b) == 1 for b in batches) and [25] in batches
+
+
+class SteppedEncode:
+    """An ``encode`` in sub-steps (one per row) that calls its checkpoint before each, as the real encoder does
+    before each chunk and layer; records which thread ran each step. ``hold`` (an Event) stops bulk steps after
+    the first ``hold_after`` until set; ``express_hold`` keeps the express worker's encoding running until set."""
+
+    def __init__(self, hold_after: int | None = None):
+        self.bulk_steps = 0
+        self.started = threading.Event()
+        self.hold, self.hold_after = threading.Event(), hold_after
+        self.express_started, self.express_hold = threading.Event(), threading.Event()
+
+    def __call__(self, ids, checkpoint=None):
+        express = threading.current_thread().name.startswith("express")
+        for _ in ids:
+            if checkpoint is not None:
+                checkpoint()
+            if express:
+                self.express_started.set()
+                self.express_hold.wait(10)
+                continue
+            self.bulk_steps += 1
+            self.started.set()
+            if self.hold_after is not None and self.bulk_steps > self.hold_after:
+                self.hold.wait(10)
+            time.sleep(0.002)
+        return fake_encode(ids)
+
+
+def test_a_bulk_step_gives_way_to_the_express_worker_at_its_checkpoints():
+    """While a small request is being encoded by the express worker, a running bulk step pauses at its next
+    checkpoint: the query shares the cores (and the GIL) with at most one sub-step of the bulk request."""
+    encode = SteppedEncode()
+
+    async def main():
+        batcher = Batcher(encode, max_batch=200, max_wait_s=0.0, workers=1, express_rows=8, express_priority_s=30)
+        await batcher.start()
+        bulk = asyncio.ensure_future(batcher.submit([[i] for i in range(1000, 1200)]))
+        while not encode.started.is_set():
+            await asyncio.sleep(0.001)
+        small = asyncio.ensure_future(batcher.submit([[5, 5]]))
+        while not encode.express_started.is_set():
+            await asyncio.sleep(0.001)
+        before = encode.bulk_steps
+        await asyncio.sleep(0.3)  # the bulk step would go on meanwhile if it did not give way
+        during = encode.bulk_steps - before
+        encode.express_hold.set()
+        results = await asyncio.gather(bulk, small)
+        await batcher.close()
+        return during, results
+
+    during, (bulk, small) = run(main())
+    assert np.array_equal(small, expected([[5, 5]]))
+    assert np.array_equal(bulk, expected([[i] for i in range(1000, 1200)]))
+    assert during <= 1
+
+
+def test_a_step_whose_requests_all_left_stops_at_its_next_checkpoint():
+    """vLLM aborts a request whose client disconnects: here the step already running for it stops at its next
+    sub-step instead of encoding rows nobody waits for, and its rows are counted as abandoned."""
+    encode = SteppedEncode(hold_after=2)
+
+    async def main():
+        metrics = ServerMetrics("m")
+        batcher = Batcher(encode, max_batch=64, max_wait_s=0.0, metrics=metrics)
+        await batcher.start()
+        gone = asyncio.ensure_future(batcher.submit([[i] for i in range(100)]))
+        while encode.bulk_steps <= 2:  # the third sub-step of its first step is running (held)
+            await asyncio.sleep(0.001)
+        gone.cancel()  # its client left
+        await asyncio.gather(gone, return_exceptions=True)
+        encode.hold.set()
+        kept = await batcher.submit([[4]])
+        await batcher.close()
+        return metrics, batcher, kept
+
+    metrics, batcher, kept = run(main())
+    assert np.array_equal(kept, expected([[4]]))
+    assert encode.bulk_steps == 3 + 1  # three sub-steps of the abandoned step, then the kept request's one
+    assert batcher.stopped_steps == 1 and batcher.abandoned_rows == 100 == metrics.abandoned_rows
+    assert (metrics.aborted, metrics.success) == (1, 1)

@@ -167,3 +167,28 @@ def test_encoder_leaves_normalising_to_the_request(encoder):
     raw = encoder.encode_ids(encoder.tokenize(["some text"]))
     assert encoder.facts.normalize and abs(np.linalg.norm(raw) - 1) > 1e-3
     assert np.abs(encoder.encode_texts(["some text"]) - encoder.model.encode(["some text"])).max() < 1e-5
+
+
+def test_a_checkpoint_runs_before_each_chunk_and_layer_and_can_stop_the_encoding(encoder):
+    """The batcher pauses or stops a step between sub-steps: the checkpoint runs before each chunk (8 rows here)
+    and each of the model's transformer layers (config.json's num_hidden_layers), and what it raises stops it."""
+    layers = encoder.model[0].auto_model.config.num_hidden_layers
+    ids = encoder.tokenize([f"text number {i}" for i in range(10)])
+    calls = []
+    plain = encoder.encode_ids(ids)
+    assert np.array_equal(encoder.encode_ids(ids, checkpoint=lambda: calls.append(1)), plain)
+    assert len(calls) == 2 * (1 + layers)  # 10 rows of equal length: chunks of 8 and 2
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_third_layer():
+        calls.append(1)
+        if len(calls) == 4:
+            raise Stop()
+
+    calls.clear()
+    with pytest.raises(Stop):
+        encoder.encode_ids(ids, checkpoint=stop_at_third_layer)
+    assert len(calls) == 4
+    assert np.array_equal(encoder.encode_ids(ids), plain)  # a later encoding is not affected

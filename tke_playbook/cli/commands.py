@@ -61,6 +61,11 @@ def _render_args(parser: argparse.ArgumentParser) -> None:
                            "node.kubernetes.io/instance-type=SA5.LARGE8 (repeatable)")
     spec.add_argument("--vllm-version", help="vLLM version to build the command line for, e.g. 0.12.0")
     spec.add_argument("--image", help="vLLM image (its tag gives the version unless --vllm-version is set)")
+    spec.add_argument("--pooling-mode", help="dense (default), or for BAAI/bge-m3 sparse (lexical weights) or "
+                                             "multi-vector (ColBERT), answered on /pooling; vLLM 0.33.0 or later")
+    spec.add_argument("--matryoshka", action=argparse.BooleanOptionalAction, default=None,
+                      help="serve `dimensions` for a Matryoshka-trained model (--hf-overrides is_matryoshka); "
+                           "default: on for Qwen3-Embedding from vLLM 0.33.0")
     spec.add_argument("--service-type", help="ClusterIP, LoadBalancer-internal or LoadBalancer (public)")
     spec.add_argument("--lb-subnet-id", help="subnet for an internal LoadBalancer, e.g. subnet-abcd1234")
     spec.add_argument("--proxy-image", help="nginx image of the public LoadBalancer's auth proxy (default "
@@ -108,7 +113,7 @@ def _serving_changes(args, profile) -> dict:
         "lb_subnet_id": args.lb_subnet_id, "service_port": args.port, "max_model_len": args.max_model_len,
         "max_batch_size": args.max_batch_size, "gpu_memory_utilization": args.gpu_memory_utilization,
         "gpu": args.gpu, "replicas": args.replicas, "lb_source_ranges": tuple(args.lb_source_range or ()) or None,
-        "proxy_image": args.proxy_image,
+        "proxy_image": args.proxy_image, "pooling_mode": args.pooling_mode, "matryoshka": args.matryoshka,
     }.items() if v is not None}
     if args.image and not args.vllm_version:
         serving["vllm_version"] = None  # derive it from the new image's tag

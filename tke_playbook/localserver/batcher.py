@@ -9,17 +9,28 @@ waiting requests by water-filling: the requests with the fewest rows left come f
 equal part of what is left, so a one-sentence request joins the very next batch and a request of thousands of
 sentences runs beside small ones instead of ahead of them. And while bulk rows wait or every worker is busy, an
 express worker encodes the rows of small requests (at most ``express_rows`` sentences) at once, so a query does
-not wait for the steps of a bulk request to end. While batches run the next ones fill up, so under load batches grow by
-themselves. When more than ``max_queue`` sentences wait, new
-requests are refused with :class:`QueueFull` (the server answers 503) instead of the queue growing without
-bound; a request larger than ``max_queue`` is taken only when the queue is empty. A request cancelled while it
-waits or runs (its client left) has its remaining sentences dropped and is counted as aborted.
+not wait for the steps of a bulk request to end. While batches run the next ones fill up, so under load batches
+grow by themselves.
+
+An ``encode`` that takes a ``checkpoint`` keyword calls it between its sub-steps (chunks, layers). There a regular
+worker's step pauses while small requests' rows wait or are being encoded by the express worker (at most
+``express_priority_s`` per checkpoint, so bulk work is never starved for good): a small request then shares the
+cores and the GIL with at most one sub-step of each bulk batch. And a step whose requests were all cancelled (their
+clients left) stops at its next checkpoint, as vLLM aborts a request on disconnect; its rows are counted
+as abandoned (``abandoned_rows``; dropped queued rows too) rather than encoded for nobody.
+
+When more than ``max_queue`` sentences wait, new requests are refused with :class:`QueueFull` (the server answers
+503) instead of the queue growing without bound; a request larger than ``max_queue`` is taken only when the queue
+is empty. A request cancelled while it waits or runs (its client left) has its remaining sentences dropped and is
+counted as aborted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
+import logging
 import os
 import threading
 import time
@@ -31,6 +42,9 @@ import numpy as np
 
 from ..errors import ServerError
 from .metrics import ServerMetrics
+from .settings import EXPRESS_PRIORITY_S
+
+log = logging.getLogger("tke_playbook.localserver")
 
 
 def _lower_priority(nice: int) -> None:
@@ -46,6 +60,17 @@ def _lower_priority(nice: int) -> None:
 
 class QueueFull(ServerError):
     """Too many sentences are waiting: the request was not queued (HTTP 503; retry later)."""
+
+
+class _Abandoned(Exception):
+    """Raised at a checkpoint inside ``encode``: every request of the step was cancelled (its client left)."""
+
+
+def _takes_checkpoint(encode: Callable) -> bool:
+    try:
+        return "checkpoint" in inspect.signature(encode).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
 
 
 @dataclass(eq=False)
@@ -66,7 +91,7 @@ class Batcher:
     def __init__(self, encode: Callable[[list[list[int]]], np.ndarray], *, max_batch: int = 64,
                  max_wait_s: float = 0.002, max_queue: int = 4096, workers: int = 1,
                  metrics: ServerMetrics | None = None, max_batch_tokens: int | None = None,
-                 express_rows: int = 0, bulk_nice: int = 0):
+                 express_rows: int = 0, bulk_nice: int = 0, express_priority_s: float = EXPRESS_PRIORITY_S):
         if max_batch < 1 or max_queue < 1 or max_wait_s < 0 or workers < 1 or (
                 max_batch_tokens is not None and max_batch_tokens < 1):
             raise ValueError("max_batch, max_batch_tokens, max_queue and workers must be at least 1 and max_wait_s "
@@ -76,6 +101,13 @@ class Batcher:
         self.max_batch_tokens = int(max_batch_tokens) if max_batch_tokens else None
         self.express_rows = max(0, int(express_rows))
         self.bulk_nice = int(bulk_nice)  # the regular workers' threads run this much nicer than the event loop
+        self.express_priority_s = max(0.0, float(express_priority_s))
+        self._checkpoints = _takes_checkpoint(encode)
+        self._express_running = False
+        self._bulk_may_run = threading.Event()  # clear while small requests' rows wait or run (express priority)
+        self._bulk_may_run.set()
+        self.abandoned_rows = 0  # rows of cancelled requests not encoded: dropped from the queue or stopped
+        self.stopped_steps = 0  # steps stopped at a checkpoint because all their requests were cancelled
         self._small_pending = 0  # rows of small requests (express_rows or fewer) waiting to be taken
         self._encoding = 0  # regular workers encoding now
         self._express_wakeup: asyncio.Event | None = None
@@ -146,6 +178,7 @@ class Batcher:
             if small:
                 self._small_pending += n
                 self._express_wakeup.set()
+                self._update_gate()
             self._wakeup.set()
             result = await job.future
             ok = True
@@ -155,15 +188,41 @@ class Batcher:
             raise
         finally:
             self._pending -= n - job.taken  # rows never taken leave the queue now (the collector skips the job)
+            if aborted:
+                self._abandon(n - job.taken)
             if small:
                 self._small_pending -= n - job.taken
             job.taken = n
+            self._update_gate()
             if self.metrics:
                 now = time.perf_counter()  # vLLM's RUNNING phase: first step to the end, wall time (batches of
                 running = now - job.started if job.started is not None else 0.0  # one request may run at once)
                 self.metrics.request_finished(started=job.started is not None, ok=ok, aborted=aborted,
                                               e2e_s=now - job.enqueued, inference_s=running,
                                               prompt_tokens=prompt_tokens)
+
+    def _abandon(self, rows: int) -> None:
+        if rows:
+            self.abandoned_rows += rows
+            if self.metrics:
+                self.metrics.rows_abandoned(rows)
+
+    def _update_gate(self) -> None:
+        """Bulk steps pause at their checkpoints while small requests' rows wait or the express worker runs."""
+        if self.express_rows and (self._small_pending > 0 or self._express_running):
+            self._bulk_may_run.clear()
+        else:
+            self._bulk_may_run.set()
+
+    def _checkpoint(self, jobs: list[_Job], bulk: bool) -> Callable[[], None]:
+        """What ``encode`` calls between its sub-steps (in the worker thread): stop a step nobody waits for, and
+        let a bulk step give way to the express worker."""
+        def checkpoint() -> None:
+            if bulk and not self._bulk_may_run.is_set():
+                self._bulk_may_run.wait(self.express_priority_s)
+            if all(job.future.done() for job in jobs):  # a read of a flag: safe from this thread
+                raise _Abandoned()
+        return checkpoint
 
     # --- the collector -----------------------------------------------------------------------------------
 
@@ -186,7 +245,9 @@ class Batcher:
         # While bulk rows wait, small requests' rows are the express worker's: in a bulk step they would wait for
         # its whole token budget (on a lower priority).
         bulk_only = bool(self.express_rows) and self._pending > self._small_pending
-        return self._take(min(self.max_batch, -(-self._pending // (1 + self._idle))), bulk_only=bulk_only)
+        batch = self._take(min(self.max_batch, -(-self._pending // (1 + self._idle))), bulk_only=bulk_only)
+        self._update_gate()
+        return batch
 
     def _small(self, job: _Job) -> bool:
         return bool(self.express_rows) and len(job.ids) <= self.express_rows
@@ -238,7 +299,13 @@ class Batcher:
             batch = self._take(self.max_batch, small_only=True)
             if batch:
                 self.express_batches += 1
-                await self._encode(batch, self._express_executor)
+                self._express_running = True
+                self._update_gate()
+                try:
+                    await self._encode(batch, self._express_executor)
+                finally:
+                    self._express_running = False
+                    self._update_gate()
             else:
                 await asyncio.sleep(0)
 
@@ -278,30 +345,49 @@ class Batcher:
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
         regular = executor is None
+        self._mark_started(batch, now)
+        self._encoding += regular
+        if regular and self._express_wakeup is not None:
+            self._express_wakeup.set()
+        ids = [job.ids[i] for job, i in batch]
+        jobs = list({id(job): job for job, _ in batch}.values())
+        args = (ids, self._checkpoint(jobs, regular and not any(map(self._small, jobs))))
+        try:
+            rows = await loop.run_in_executor(executor or self._executor, self._call, *args)
+        except _Abandoned:
+            self.stopped_steps += 1
+            self._abandon(len(batch))
+            log.info("a step of %d rows stopped: the clients of its requests left", len(batch))
+            return
+        except asyncio.CancelledError:
+            self._fail(batch, ServerError("The server is shutting down."))
+            raise
+        except Exception as exc:  # a failed batch fails its requests, never the server
+            self._fail(batch, ServerError(f"Encoding failed: {exc}", cause=exc))
+            return
+        finally:
+            self._encoding -= regular
+        self._deliver(batch, rows, time.perf_counter() - now)
+
+    def _mark_started(self, batch: list[tuple[_Job, int]], now: float) -> None:
         for job, _ in batch:
             if job.started is None:
                 job.started = now
                 if self.metrics:
                     self.metrics.request_started(now - job.enqueued)
-        self._encoding += regular
-        if regular and self._express_wakeup is not None:
-            self._express_wakeup.set()
-        try:
-            rows = await loop.run_in_executor(executor or self._executor, self.encode,
-                                              [job.ids[i] for job, i in batch])
-        except asyncio.CancelledError:
-            for job, _ in batch:
-                if not job.future.done():
-                    job.future.set_exception(ServerError("The server is shutting down."))
-            raise
-        except Exception as exc:  # a failed batch fails its requests, never the server
-            for job, _ in batch:
-                if not job.future.done():
-                    job.future.set_exception(ServerError(f"Encoding failed: {exc}", cause=exc))
-            return
-        finally:
-            self._encoding -= regular
-        self._deliver(batch, rows, time.perf_counter() - now)
+
+    @staticmethod
+    def _fail(batch: list[tuple[_Job, int]], error: ServerError) -> None:
+        for job, _ in batch:
+            if not job.future.done():
+                job.future.set_exception(error)
+
+    def _call(self, ids: list[list[int]], checkpoint: Callable[[], None]) -> np.ndarray:
+        """``encode`` in a worker thread, with the checkpoint when it takes one (else one check before it)."""
+        if self._checkpoints:
+            return self.encode(ids, checkpoint=checkpoint)
+        checkpoint()
+        return self.encode(ids)
 
     def _deliver(self, batch: list[tuple[_Job, int]], rows: np.ndarray, took: float) -> None:
         """Put each encoded row into its request's answer; a request is done when its last row arrives."""

@@ -3,13 +3,16 @@
 Text is tokenised here (so the server can refuse over-long inputs and count prompt tokens before queueing);
 token ids are fed to the transformer as given, without decoding. :meth:`Encoder.encode_ids` sorts a batch by
 length and encodes it in chunks of similar length, so padding wastes little and results match
-``SentenceTransformer.encode`` (max abs difference ~1e-7).
+``SentenceTransformer.encode`` (max abs difference ~1e-7). A ``checkpoint`` given to it is called before each
+chunk and each layer of the model (a stack of layers: every ``nn.ModuleList``'s members), so the batcher can pause
+a bulk step for a query or stop one whose clients left between sub-steps (:mod:`.batcher`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,6 +172,15 @@ class Encoder:
         self.chunk = max(1, int(chunk))
         self._needs_token_types = "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
         self.facts = _model_facts(self.model, path, normalizes)
+        self._step = threading.local()  # the checkpoint of the encode_ids call running in this thread
+        for stack in (m for m in self.model.modules() if isinstance(m, torch.nn.ModuleList)):
+            for layer in stack:
+                layer.register_forward_pre_hook(self._at_layer)
+
+    def _at_layer(self, module, args) -> None:
+        checkpoint = getattr(self._step, "checkpoint", None)
+        if checkpoint is not None:
+            checkpoint()
 
     # --- tokenising --------------------------------------------------------------------------------------
 
@@ -246,16 +258,23 @@ class Encoder:
                 features = module(features)
         return features["sentence_embedding"].float().numpy()
 
-    def encode_ids(self, ids: list[list[int]]) -> np.ndarray:
+    def encode_ids(self, ids: list[list[int]], checkpoint=None) -> np.ndarray:
         """Pooled embeddings before any normalisation (float32, one row per id list, in order), encoded in
-        length-sorted chunks. :func:`.protocol.finish_embeddings` normalises them as the request asks."""
+        length-sorted chunks. :func:`.protocol.finish_embeddings` normalises them as the request asks.
+        ``checkpoint()`` runs before each chunk and layer; whatever it raises stops the encoding."""
         if not ids:
             return np.zeros((0, self.facts.dim), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.empty((len(ids), self.facts.dim), dtype=np.float32)
-        for part in length_chunks([len(ids[i]) for i in order], self.chunk):
-            rows = [order[i] for i in part]
-            out[rows] = self._forward([ids[i] for i in rows])
+        self._step.checkpoint = checkpoint
+        try:
+            for part in length_chunks([len(ids[i]) for i in order], self.chunk):
+                if checkpoint is not None:
+                    checkpoint()
+                rows = [order[i] for i in part]
+                out[rows] = self._forward([ids[i] for i in rows])
+        finally:
+            self._step.checkpoint = None
         return out
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:

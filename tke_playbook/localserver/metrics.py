@@ -5,6 +5,9 @@ histogram buckets as vLLM's). Only what an embedding server produces is exported
 has its own registry, so several servers (or tests) in one process do not share counts. Finished requests are
 counted in ``vllm:request_success_total`` by ``finished_reason``: ``stop`` when answered, ``abort`` when the
 client left before its answer was ready (as vLLM counts an aborted request).
+One counter is this server's own (vLLM has none like it): ``tke_playbook:abandoned_rows_total``, the rows (inputs,
+or chunks of long inputs) of aborted requests that were never encoded - dropped from the queue, or in a step
+stopped at its next checkpoint - so a client that leaves can be seen to stop costing work.
 """
 
 from __future__ import annotations
@@ -52,7 +55,10 @@ class ServerMetrics:
         self._histograms = {key: Histogram(name, help_text, _LABELS, buckets=LATENCY_BUCKETS,
                                            registry=self.registry).labels(*values)
                             for key, (name, help_text) in _HISTOGRAMS.items()}
-        self.waiting = self.running = self.success = self.aborted = self.prompt_tokens = 0
+        self._abandoned_rows = Counter("tke_playbook:abandoned_rows", "Rows of aborted requests that were not "
+                                       "encoded (dropped from the queue or stopped at a checkpoint).", _LABELS,
+                                       registry=self.registry).labels(*values)
+        self.waiting = self.running = self.success = self.aborted = self.prompt_tokens = self.abandoned_rows = 0
 
     # --- updates (called from the event loop) -----------------------------------------------------------
 
@@ -90,6 +96,12 @@ class ServerMetrics:
                 self._histograms["e2e"].observe(e2e_s)
                 self._histograms["inference"].observe(inference_s)
                 self._histograms["prefill"].observe(inference_s)
+
+    def rows_abandoned(self, rows: int) -> None:
+        """``rows`` of aborted requests will not be encoded (their client left)."""
+        with self._lock:
+            self.abandoned_rows += rows
+            self._abandoned_rows.inc(rows)
 
     # --- exposition --------------------------------------------------------------------------------------
 

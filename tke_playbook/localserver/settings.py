@@ -20,6 +20,9 @@ MAX_BATCH_TOKENS = 1024
 EXPRESS_ROWS = 8
 # ... and the regular workers' threads run this much nicer (on 2 cores, bulk steps would otherwise starve it).
 BULK_NICE = 5
+# A bulk step waits at most this long at each checkpoint (before each layer) while the express worker has work,
+# so queries come first yet a steady stream of them never stops bulk work for good.
+EXPRESS_PRIORITY_S = 0.5
 
 BOUNDS = {"max_batch": (1, 65536), "max_batch_tokens": (1, 10_000_000), "max_queue": (1, 10_000_000), "workers": (1, 256), "threads": (1, 1024),
           "max_wait_ms": (0, 60_000), "max_inputs": (1, 1_000_000), "max_tokens": (1, 1_000_000_000),

@@ -2,7 +2,7 @@
 
 ``seed`` is the tutorial: PVC ``ai-model``, e5-mistral-7b-instruct downloaded by 3 parallel Jobs from
 ModelScope, served on one L20 behind a public LoadBalancer on port 60000 (with an API key in a Secret).
-``bge-m3`` serves BAAI/bge-m3 beside it, reachable inside the cluster only, on the newest checked vLLM (0.33.0);
+``bge-m3`` serves BAAI/bge-m3 beside it, reachable inside the cluster only, on the newest checked vLLM (0.34.0);
 the seed keeps the tutorial's v0.10.1 image.
 """
 

@@ -101,9 +101,11 @@ class Records:
 
     # --- deployments (03) ---------------------------------------------------------------------------------
 
-    def record_serving(self, spec: ServingSpec) -> None:
-        """Remember ``spec`` as the last deployment and as ``model``'s deployment."""
-        self.state.put("serving", spec_to_dict(spec))
+    def record_serving(self, spec: ServingSpec, last: bool = True) -> None:
+        """Remember ``spec`` as ``model``'s deployment and, unless ``last=False`` (a reranker beside the embedder),
+        as the last deployment, the one 04-07 use."""
+        if last:
+            self.state.put("serving", spec_to_dict(spec))
         deployments = self.state.get("deployments") or {}
         deployments[spec.model] = spec_to_dict(spec)
         self.state.put("deployments", deployments)

@@ -18,7 +18,7 @@ from ..kube import (apply_all, get_endpoint, list_nodes, list_pods, list_pvcs, n
 from ..kube.teardown import teardown
 from ..manifests.plan import build_plan
 from ..manifests.serving import build_serving_objects
-from ..specs.catalog import TUTORIAL_MODEL
+from ..specs.catalog import DEFAULT_RERANKER, TUTORIAL_MODEL
 from ..specs.download import Source
 from ..specs.labels import Component, selector
 from ..specs.target import Target
@@ -40,6 +40,7 @@ class ClusterBackend:
 
     target = Target.CLUSTER
     default_model = TUTORIAL_MODEL
+    default_reranker = DEFAULT_RERANKER
     default_source = Source.MODELSCOPE.value
 
     def __init__(self, records: Records, connection: KubeConnection, on_event: EventSink = show_event):
@@ -127,18 +128,23 @@ class ClusterBackend:
 
     # --- 03 deploy ----------------------------------------------------------------------------------------
 
-    def deploy(self, serving_spec, timeout: float | None = None) -> ServiceEndpoint:
+    def deploy(self, serving_spec, timeout: float | None = None, *, beside: bool = False) -> ServiceEndpoint:
         """Apply every serving object (Secret, auth-proxy ConfigMap, workload, Service); follow the log until
-        ready (each line an event to the sink, each diagnosis a warning); return the endpoint."""
+        ready (each line an event to the sink, each diagnosis a warning); return the endpoint. ``beside=True``: a
+        second service (the reranker) that does not become the deployment 04-07 use."""
         key = self.records.api_key(serving_spec) if serving_spec.api_key_required else None
         apply_all(self.kube, build_serving_objects(serving_spec, key, self.records.secrets.annotation_salt()))
-        self.records.record_serving(serving_spec)
+        self.records.record_serving(serving_spec, last=not beside)
         wait = wait_for_leader_worker_set if serving_spec.is_multi_node else wait_for_deployment
         with waiting(f"Waiting for {serving_spec.name} to become ready (log lines follow)"):
             wait(self.kube, serving_spec.name, serving_spec.namespace, timeout or serving_spec.startup_timeout_s,
                  on_log=lambda line: self.on_event(Event(line, Level.INFO, "deploy")),
                  on_diagnosis=lambda d: self.on_event(Event(str(d), Level.WARNING, "deploy")))
         return self.endpoint(serving_spec.model)
+
+    def deploy_beside(self, serving_spec, timeout: float | None = None) -> ServiceEndpoint:
+        """A second vLLM Deployment and Service (the reranker) beside the embedder, which stays the last deployed."""
+        return self.deploy(serving_spec, timeout, beside=True)
 
     def endpoint(self, model: str = "") -> ServiceEndpoint:
         """The Service's URL (load balancer, else a port-forward from here) for ``model`` (default: last deployed)."""

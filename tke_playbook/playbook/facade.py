@@ -18,16 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..errors import InvalidSpecError
 from ..hostenv import generate_api_key, resolve_target
 from ..manifests.download import build_download_job, build_worker_configmap
 from ..manifests.plan import build_helm_values, build_plan, chart_limit
 from ..manifests.serving import KEY_REVISION_ANNOTATION, build_serving_objects, pod_templates
 from ..podworker.planner import DownloadPlan, tutorial_plan
-from ..specs.catalog import get_model
+from ..specs.catalog import RERANKERS, get_model
 from ..specs.diagnosis import diagnose_log
+from ..specs.fit import check_fit
 from ..specs.download import DownloadSpec
 from ..specs.hardware import NodeType, node_type_from_dict, node_type_to_dict
-from ..specs.serving import API_KEY_SECRET_KEY, ServingSpec, node_changes, seed_profile
+from ..specs.serving import API_KEY_SECRET_KEY, LATEST_VLLM_IMAGE, ServingSpec, node_changes, seed_profile
 from ..specs.storage import DEFAULT_PVC, StorageSpec
 from ..specs.target import Target
 from .backend import Backend
@@ -127,12 +129,32 @@ class Playbook:
             model = downloaded.model
             changes.setdefault("pvc_name", downloaded.spec.get("pvc"))
         info = get_model(self.model(model))
-        spec = seed_profile().replace(model=info.hf_id, max_model_len=default_max_model_len(info.hf_id),
-                                      namespace=self.namespace, **node_changes(self.node_type()))
         storage = self.state.get("storage") or {}
         if storage.get("pvc_name") and "pvc_name" not in changes:
             changes["pvc_name"] = storage["pvc_name"]
-        return spec.replace(**changes) if changes else spec
+        # one resolution of every change: a model the seed's vLLM cannot serve may come with its own image
+        return seed_profile().replace(**{"model": info.hf_id, "max_model_len": default_max_model_len(info.hf_id),
+                                         "namespace": self.namespace, **node_changes(self.node_type()), **changes})
+
+    def reranker_defaults(self, model: str = "", **changes: Any) -> ServingSpec:
+        """The reranker 03 puts beside the embedder. On a cluster: ``model`` (default BAAI/bge-reranker-v2-m3) as
+        :meth:`serving_defaults` gives it, on the newest vLLM image whose parser was checked (Qwen3-Reranker's
+        ``--hf-overrides`` need 0.33.0 or later); its own Deployment and Service. Locally: the embedder's spec - the
+        server 03 starts answers /rerank itself."""
+        model = model or self.backend.default_reranker
+        if not model:
+            return self.records.recorded_serving_spec() or self.serving_defaults(**changes)
+        info = get_model(model)
+        if not info.is_reranker:
+            raise InvalidSpecError(f"{info.hf_id} is not a reranker (it embeds): choose one of {', '.join(RERANKERS)}",
+                                   field="model", value=model)
+        return self.serving_defaults(info.hf_id, **{"image": LATEST_VLLM_IMAGE, "vllm_version": None, **changes})
+
+    def deploy_reranker(self, serving_spec, **options: Any):
+        """Put the reranker beside the embedder and return its endpoint; the embedder stays the deployment 04-07
+        use. On a cluster a second vLLM Deployment and Service (``timeout=`` seconds); locally the embedder's own
+        server, which answers /rerank (nothing starts)."""
+        return self.backend.deploy_beside(serving_spec, **options)
 
     def downloaded(self) -> DownloadRecord | None:
         """The latest download 02 finished (its record), or None: 03 starts from its model and PVC."""
@@ -286,6 +308,19 @@ class Playbook:
     def running(self) -> pd.DataFrame:
         """What this playbook has running, from the record every kernel shares."""
         return self.backend.running()
+
+    def fit_table(self, serving_spec) -> pd.DataFrame:
+        """The GPU fit verdict of ``serving_spec`` on the node type chosen in 00, one row per memory item and the
+        verdict last (for a reranker: the cross-encoder's weights and a step of query-document pairs)."""
+        node = self.node_type()
+        if node is None or getattr(node, "gpu", None) is None:
+            return pd.DataFrame([{"item": "verdict", "GiB": None, "note": "no GPU node type chosen in 00"}])
+        verdict = check_fit(serving_spec.model, node, serving_spec.max_model_len, serving_spec.gpu_memory_utilization,
+                            tensor_parallel=serving_spec.tp_size,
+                            max_num_batched_tokens=serving_spec.max_num_batched_tokens)
+        rows = [*verdict.as_rows(), {"item": "verdict", "GiB": None,
+                                     "note": f"{verdict.summary()} {verdict.recommendation}".strip()}]
+        return pd.DataFrame(rows + [{"item": "note", "GiB": None, "note": n} for n in verdict.notes])
 
     def render_serving(self, serving_spec) -> str:
         """Every serving object (Secret with its value hidden, auth-proxy ConfigMap for a public load balancer,

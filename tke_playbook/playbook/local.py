@@ -5,6 +5,7 @@ the local CPU server plays vLLM. :class:`LocalBackend` implements the
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -72,6 +73,7 @@ class LocalBackend:
 
     target = Target.LOCAL
     default_model = OFFLINE_MODEL
+    default_reranker = ""  # the server 03 starts answers /rerank itself, with its bi-encoder
     default_source = Source.HUGGINGFACE.value
 
     def __init__(self, records: Records):
@@ -199,6 +201,19 @@ class LocalBackend:
             f"port {spec.service_port} is held by another program (not a server of this playbook), so the server "
             f"took port {server.port}: free port {spec.service_port} and deploy again to get it")
         return ServiceEndpoint(server.url, spec.served_model_name, "local-process", key, note)
+
+    def deploy_beside(self, serving_spec) -> ServiceEndpoint:
+        """The reranker beside the embedder: locally the server 03 started, which answers /rerank the way vLLM does
+        for an embedding model (the cosine of the pooled vectors). Starts nothing; NotDeployedError before 03's
+        deploy, InvalidSpecError for any other server (the local target serves one model at a time)."""
+        deployed = self.records.require_deployed()
+        if serving_spec.name != deployed.name:
+            raise InvalidSpecError(f"The local target serves one model at a time ({deployed.model}), and its server "
+                                   f"answers /rerank itself: leave RERANKER empty, or run on a cluster to put "
+                                   f"{serving_spec.model} beside it", field="model", value=serving_spec.model)
+        found = self.endpoint()
+        return dataclasses.replace(found, note=f"{deployed.model}'s server answers /rerank as vLLM does for an "
+                                               f"embedding model: the cosine of the pooled vectors (a bi-encoder)")
 
     def deployment_logs(self, lines: int = 20) -> str:
         """The last lines of the local server's log (what `kubectl logs` shows on the cluster)."""

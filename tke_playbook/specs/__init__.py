@@ -10,7 +10,8 @@ Reading the machine (environment, files the user names, key files) is :mod:`tke_
 above imports from here; nothing here imports from above.
 """
 
-from .catalog import OFFLINE_MODEL, TUTORIAL_MODEL, Architecture, ModelInfo, Pooling, get_model, list_models
+from .catalog import (OFFLINE_MODEL, TUTORIAL_MODEL, Architecture, ModelInfo, ModelKind, Pooling, PoolingMode,
+                      get_model, list_models)
 from .checks import CheckRow, PreflightReport
 from .download import DownloadMode, DownloadSpec, Source
 from .fit import FitVerdict, check_fit
@@ -22,7 +23,7 @@ from .target import Target
 from .tokens import HubToken
 
 __all__ = ["Architecture", "CfsStorageType", "CheckRow", "DEFAULT_PVC", "DownloadMode", "DownloadSpec", "FitVerdict",
-           "GPUS", "GpuType", "HubToken", "ModelInfo", "NODE_TYPES", "NodePrice", "NodeRole", "NodeType",
-           "OFFLINE_MODEL", "PreflightReport", "PullPolicy", "Pooling", "ReclaimPolicy", "ServiceType", "ServingChoices",
+           "GPUS", "GpuType", "HubToken", "ModelInfo", "ModelKind", "NODE_TYPES", "NodePrice", "NodeRole", "NodeType",
+           "OFFLINE_MODEL", "PreflightReport", "PullPolicy", "Pooling", "PoolingMode", "ReclaimPolicy", "ServiceType", "ServingChoices",
            "ServingSpec", "Source", "StorageSpec", "TUTORIAL_MODEL", "Target", "check_fit", "get_gpu", "get_model", "get_node_type",
            "list_models", "node_type_from_labels", "resolve", "seed_choices", "seed_profile"]

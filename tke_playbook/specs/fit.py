@@ -3,7 +3,8 @@
 vLLM may use ``gpu_memory_utilization`` × the GPU's total memory. Out of that it needs the weights (fp16/bf16,
 split over tensor-parallel GPUs), the activations of one scheduler step (profiled at start-up), a runtime
 overhead (CUDA context, cuBLAS workspaces, CUDA graphs) and, for decoder models, a paged KV cache that holds
-at least one sequence of ``max_model_len`` tokens. Encoder models (BERT, XLM-R) get no KV cache.
+at least one sequence of ``max_model_len`` tokens. Encoder models (BERT, XLM-R) get no KV cache. A reranker is
+counted the same way: a cross-encoder's weights, and a step of query-document pairs (each pair one sequence).
 All figures are per GPU and are estimates: they err on the safe side by about a gibibyte.
 """
 
@@ -49,6 +50,7 @@ class FitVerdict:
     kv_capacity_sequences: int
     recommendation: str
     notes: tuple[str, ...] = ()
+    kind: str = "embedding"  # the model's kind (catalog.ModelKind): "embedding" or "reranker"
 
     @property
     def needed_bytes(self) -> int:
@@ -60,7 +62,8 @@ class FitVerdict:
         verb = "fits" if self.fits else "does not fit"
         weights, kv, rest = (_round_gib(b) for b in (self.weights_bytes, self.kv_cache_bytes,
                                                      self.activation_bytes + self.overhead_bytes))
-        return (f"{self.model} {verb} on {self.gpu_count} × {self.gpu} at max_model_len {self.max_model_len}: "
+        what = " (cross-encoder reranker)" if self.kind == "reranker" else ""
+        return (f"{self.model}{what} {verb} on {self.gpu_count} × {self.gpu} at max_model_len {self.max_model_len}: "
                 f"needs about {weights + kv + rest:.2f} of {_round_gib(self.usable_bytes):.2f} GiB usable per GPU "
                 f"(weights {weights:.2f}, KV cache {kv:.2f}, activations and runtime {rest:.2f}), headroom "
                 f"{_gib(self.headroom_bytes)} GiB.")
@@ -74,11 +77,14 @@ class FitVerdict:
             kv_note = f"room for {self.kv_capacity_sequences} sequences of {self.max_model_len} tokens"
         else:
             kv_note = f"at least one sequence of {self.max_model_len} tokens"
+        reranker = self.kind == "reranker"
         rows = [("GPU memory", self.total_bytes, f"{self.gpu}, as the driver reports it"),
                 ("usable", self.usable_bytes, f"gpu_memory_utilization {util}"),
-                ("weights", self.weights_bytes, f"fp16/bf16, split over {self.gpu_count} GPU(s)"),
+                ("weights", self.weights_bytes, ("cross-encoder, " if reranker else "") +
+                 f"fp16/bf16, split over {self.gpu_count} GPU(s)"),
                 ("KV cache (minimum)", self.kv_cache_bytes, kv_note),
-                ("activations", self.activation_bytes, "one scheduler step (estimate)"),
+                ("activations", self.activation_bytes, "one scheduler step" +
+                 (" of query-document pairs" if reranker else "") + " (estimate)"),
                 ("runtime overhead", self.overhead_bytes, "CUDA context, workspaces, CUDA graphs (estimate)"),
                 ("headroom", self.headroom_bytes, "fits" if self.fits else "does not fit")]
         return [{"item": item, "GiB": round(value / GiB, 2), "note": note} for item, value, note in rows]
@@ -183,7 +189,9 @@ def _node_words(gpu, node_gpus: int | None) -> str:
 
 
 def _gpu_notes(gpu: GpuType, info: ModelInfo) -> tuple[str, ...]:
-    notes = []
+    notes = [] if not info.is_reranker else [
+        "a cross-encoder reads the query and the document together, one sequence per pair: max_model_len must hold "
+        "the query plus the longest document (a longer pair is refused like an over-long input)"]
     if not gpu.bf16 and info.dtype == "bfloat16":
         notes.append(f"{gpu.name} has no bfloat16: vLLM serves this model in float16 (check its outputs)")
     if not gpu.verified:
@@ -206,7 +214,7 @@ def check_fit(model: str | ModelInfo, gpu: str | GpuType | NodeType, max_model_l
     usable, weights, kv, act, headroom, seqs = _estimate(info, gpu_type, max_len, util, tensor_parallel, step)
     verdict = FitVerdict(headroom >= 0, info.hf_id, gpu_type.name, tensor_parallel, max_len, util,
                          gpu_type.memory_bytes, usable, weights, kv, act, RUNTIME_OVERHEAD_BYTES, headroom, seqs, "",
-                         _gpu_notes(gpu_type, info))
+                         _gpu_notes(gpu_type, info), info.kind.value)
     return _with_recommendation(verdict, info, gpu_type, step)
 
 

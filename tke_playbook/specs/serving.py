@@ -19,24 +19,26 @@ from __future__ import annotations
 import dataclasses
 import enum
 import ipaddress
+import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import InvalidSpecError
-from .catalog import CAUSAL_LM_EMBEDDERS, TUTORIAL_MODEL, ModelInfo, get_model
+from .catalog import CAUSAL_LM_EMBEDDERS, TUTORIAL_MODEL, ModelInfo, PoolingMode, get_model, list_models
 from .fit import ENCODER_STEP_TOKENS, check_tensor_parallel
 from .hardware import MAX_GPUS_PER_NODE, NodeType, get_gpu, get_node_type
 from .names import slug, unknown, validate_label, validate_name, validate_port, validate_quantity, validate_subdomain
 from .plain import PlainSpec, field_values
 from .storage import DEFAULT_PVC
-from .vllm_flags import VERSION_PATTERN, check_extra_args, parse_vllm_version
+from .vllm_flags import (POOLER_FLAGS, RETRIEVAL_CHECKED_FROM, VERSION_PATTERN, check_extra_args, parse_vllm_version,
+                         user_flags)
 
 CONTAINER_PORT = 60000  # the port vLLM listens on in the pod (the chart's); the one owner of 60000
 TUTORIAL_IMAGE = "ccr.ccs.tencentyun.com/tke-ai-playbook/vllm-openai:v0.10.1-20250801"
 TUTORIAL_EXTRA_ARGS = ("--disable-log-requests", "--cuda-graph-sizes 1 2 4 8 16 24 32")
-LATEST_VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"  # the newest vLLM whose parser was checked (facts.md, section 3)
+LATEST_VLLM_IMAGE = "vllm/vllm-openai:v0.34.0"  # the newest vLLM whose parser was checked (vllm_flags)
 PROXY_IMAGE = "nginx:1.28.0-alpine"          # official nginx image, pinned; has envsubst (its templates feature)
 PROXY_PORT = 60080                            # the auth proxy in front of vLLM (public LoadBalancer only)
 API_KEY_SECRET_KEY = "api-key"
@@ -108,6 +110,10 @@ def _check_identity(s) -> None:
         validate_subdomain(s.api_key_secret, "API key Secret name")
     _enum(PullPolicy, s.image_pull_policy, "image_pull_policy")
     _enum(ServiceType, s.service_type, "service_type")
+    _enum(PoolingMode, s.pooling_mode, "pooling_mode")
+    if s.matryoshka is not None and not isinstance(s.matryoshka, bool):
+        raise InvalidSpecError(f"matryoshka {s.matryoshka!r} must be True, False or None (as the model card says)",
+                               field="matryoshka", value=s.matryoshka)
 
 
 def _check_collections(s) -> None:
@@ -225,6 +231,8 @@ class ServingChoices(PlainSpec):
     embedding_flag: bool | None = None     # --runner pooling / --task embed; None: only where the model needs it
     wait_for_model: bool = True            # init container waits for the download's completion marker
     model_wait_timeout_s: int = 7200
+    pooling_mode: PoolingMode | str = PoolingMode.DENSE  # bge-m3: sparse or multi-vector instead (one per server)
+    matryoshka: bool | None = None         # serve `dimensions`; None: where the model is MRL-trained and vLLM checked
 
     def __post_init__(self):
         for check in FIELD_CHECKS:
@@ -291,6 +299,8 @@ class ServingSpec:
     embedding_flag: bool
     wait_for_model: bool
     model_wait_timeout_s: int
+    pooling_mode: PoolingMode
+    matryoshka: bool
     _choices: ServingChoices = field(repr=False, compare=False)  # what it was resolved from (see replace)
 
     def __post_init__(self):
@@ -320,6 +330,18 @@ class ServingSpec:
     @property
     def is_multi_node(self) -> bool:
         return self.lws_group_size > 1
+
+    @property
+    def hf_overrides(self) -> dict:
+        """vLLM's ``--hf-overrides`` for this spec ({} = none): what the checkpoint always needs (a Qwen3 reranker),
+        the model class of a pooling mode other than dense (bge-m3's BgeM3EmbeddingModel), Matryoshka."""
+        info = self.model_info
+        overrides = dict(json.loads(info.hf_overrides)) if info.hf_overrides else {}
+        if self.pooling_mode is not PoolingMode.DENSE and info.modes_hf_overrides:
+            overrides.update(json.loads(info.modes_hf_overrides))
+        if self.matryoshka:
+            overrides["is_matryoshka"] = True
+        return overrides
 
     def replace(self, **changes) -> ServingSpec:
         """The spec resolved from this one's choices with ``changes`` applied: what derives from a changed value is
@@ -358,7 +380,8 @@ def _normalised(c: ServingChoices, info: ModelInfo) -> dict:
             "labels": _pairs(c.labels, "labels"), "pod_annotations": _pairs(c.pod_annotations, "pod_annotations"),
             "node_instance_types": _instance_types(c.node_instance_types),
             "lb_source_ranges": _cidrs(c.lb_source_ranges),
-            "gpu": get_gpu(c.gpu).name if c.gpu is not None else None}
+            "gpu": get_gpu(c.gpu).name if c.gpu is not None else None,
+            "pooling_mode": _enum(PoolingMode, c.pooling_mode, "pooling_mode")}
 
 
 def _vllm_version(c: ServingChoices) -> str:
@@ -376,8 +399,13 @@ def _engine(c: ServingChoices, info: ModelInfo) -> dict:
     batched = c.max_num_batched_tokens
     if batched is None and info.is_encoder:
         batched = max(ENCODER_STEP_TOKENS, c.max_model_len)
-    flag = c.embedding_flag if c.embedding_flag is not None else info.hf_id in CAUSAL_LM_EMBEDDERS
-    return {"vllm_version": _vllm_version(c), "max_num_batched_tokens": batched, "embedding_flag": flag,
+    dense = _enum(PoolingMode, c.pooling_mode, "pooling_mode") is PoolingMode.DENSE
+    flag = c.embedding_flag if c.embedding_flag is not None else (info.hf_id in CAUSAL_LM_EMBEDDERS or not dense)
+    version = _vllm_version(c)
+    matryoshka = c.matryoshka if c.matryoshka is not None else (
+        info.matryoshka and parse_vllm_version(version) >= RETRIEVAL_CHECKED_FROM)
+    return {"vllm_version": version, "max_num_batched_tokens": batched, "embedding_flag": flag,
+            "matryoshka": matryoshka,
             "cpu_request": c.cpu_request or str(4 * c.gpu_count),
             "memory_request": c.memory_request or default_memory_request(info)}
 
@@ -487,8 +515,41 @@ def _check_command_line(s: ServingSpec) -> None:
     check_extra_args(s.extra_args, s.vllm_version)
 
 
+def _check_modes(s: ServingSpec) -> None:
+    """A pooling mode the model has, Matryoshka only where the model was trained for it (its model card)."""
+    info, mode = s.model_info, s.pooling_mode
+    if mode not in info.pooling_modes:
+        able = ", ".join(m.hf_id for m in list_models() if mode in m.pooling_modes)
+        raise InvalidSpecError(f"{info.hf_id} serves only dense vectors: pooling_mode '{mode.value}' needs {able}; "
+                               f"use pooling_mode 'dense'", field="pooling_mode", value=mode.value)
+    if s.matryoshka and not info.matryoshka:
+        raise InvalidSpecError(f"{info.hf_id} is not Matryoshka-trained, so cut vectors lose quality vLLM would not "
+                               f"warn about: leave matryoshka unset, or choose a Qwen3-Embedding model",
+                               field="matryoshka", value=s.matryoshka)
+
+
+def _check_retrieval_flags(s: ServingSpec) -> None:
+    """The retrieval flags only on releases whose parser was checked with them, and never twice."""
+    info, mode, overrides = s.model_info, s.pooling_mode, s.hf_overrides
+    if (overrides or mode is not PoolingMode.DENSE) and parse_vllm_version(s.vllm_version) < RETRIEVAL_CHECKED_FROM:
+        what = "its pooling mode" if mode is not PoolingMode.DENSE else (
+            "Matryoshka" if set(overrides) == {"is_matryoshka"} else "its --hf-overrides")
+        raise InvalidSpecError(f"vLLM {s.vllm_version} was not checked with the flags {info.hf_id} needs for {what} "
+                               f"(--hf-overrides, the pooler's task): use vLLM 0.33.0 or later, e.g. image "
+                               f"{LATEST_VLLM_IMAGE}", field="vllm_version", value=s.vllm_version)
+    given = {group[0] for group in user_flags(s.extra_args)}
+    if overrides and "--hf-overrides" in given:
+        raise InvalidSpecError(f"extra_args sets --hf-overrides, which the toolkit writes for {info.hf_id} "
+                               f"({json.dumps(overrides)}): drop it from extra_args", field="extra_args",
+                               value=s.extra_args)
+    if mode is not PoolingMode.DENSE and given & set(POOLER_FLAGS):
+        raise InvalidSpecError(f"extra_args sets --pooler-config, which pooling_mode '{mode.value}' writes "
+                               f"({{\"task\": \"{mode.pooling_task}\"}}): drop it, or use pooling_mode 'dense'",
+                               field="extra_args", value=s.extra_args)
+
+
 WHOLE_CHECKS = (_check_resolved, _check_lengths, _check_layout, _check_source, _check_env_secrets, _check_exposure,
-                _check_command_line)
+                _check_command_line, _check_modes, _check_retrieval_flags)
 
 
 def _whole_share(total: int, parts: int, what: str, over: str) -> int:

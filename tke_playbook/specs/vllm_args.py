@@ -2,15 +2,19 @@
 
 The base is the chart's: ``vllm serve /data/model --served-model-name <name> -tp <tp> -pp <pp> --max-model-len
 <len> --max-num-seqs <n> <extra args…> --host 0.0.0.0 --port 60000`` inside ``bash -c``. The toolkit adds the
-embedding-mode flag (``--runner pooling`` from 0.10.1, ``--task embed`` before) where the spec's
-``embedding_flag`` says so (resolved from the model unless set), ``--max-num-batched-tokens`` for encoder models
-and, always, ``--gpu-memory-utilization`` (the fraction the fit check assumed: vLLM's own default moved from 0.9
+embedding-mode flag (``--runner pooling`` from 0.10.1, ``--task embed`` - ``score`` for a reranker - before) where
+the spec's ``embedding_flag`` says so (resolved from the model unless set), the ``--hf-overrides`` and pooler task
+of the retrieval models (a Qwen3 reranker, bge-m3's sparse and multi-vector modes, Matryoshka),
+``--max-num-batched-tokens`` for encoder models and, always, ``--gpu-memory-utilization`` (the fraction the fit check assumed: vLLM's own default moved from 0.9
 to 0.92 in 0.20). Flags renamed or removed between versions are translated by the rules of
 :mod:`tke_playbook.specs.vllm_flags`.
 """
 
 from __future__ import annotations
 
+import json
+
+from .catalog import PoolingMode
 from .serving import CONTAINER_PORT, ServingSpec
 from .vllm_flags import (Version, command_string, embedding_flags, parse_vllm_version, translate, user_flags,
                          version_notes)
@@ -22,7 +26,7 @@ DEFAULT_GPU_MEMORY_UTILIZATION = 0.9  # the toolkit's (and the fit check's) defa
 def _dedupe_embedding(groups: list[list[str]]) -> list[list[str]]:
     seen, out = False, []
     for group in groups:
-        if group in (["--runner", "pooling"], ["--task", "embed"]):
+        if group in (["--runner", "pooling"], ["--task", "embed"], ["--task", "score"]):
             if seen:
                 continue
             seen = True
@@ -33,7 +37,11 @@ def _dedupe_embedding(groups: list[list[str]]) -> list[list[str]]:
 def _toolkit_flags(spec: ServingSpec, version: Version, given: list[list[str]]) -> list[list[str]]:
     toolkit = [["--enable-expert-parallel"]] if spec.ep_enabled else []  # where the chart puts it
     if spec.embedding_flag and not any(g[0] in ("--runner", "--task") for g in given):
-        toolkit.append(embedding_flags(version))
+        toolkit.append(embedding_flags(version, reranker=spec.model_info.is_reranker))
+    if spec.hf_overrides:  # what vLLM's docs give for a reranker, bge-m3's modes, Matryoshka (checked releases)
+        toolkit.append(["--hf-overrides", json.dumps(spec.hf_overrides, separators=(",", ":"))])
+    if spec.pooling_mode is not PoolingMode.DENSE:  # one pooler task per server (vLLM's docs, "BAAI/bge-m3")
+        toolkit.append(["--pooler-config", json.dumps({"task": spec.pooling_mode.pooling_task}, separators=(",", ":"))])
     if spec.max_num_batched_tokens is not None:
         toolkit.append(["--max-num-batched-tokens", str(spec.max_num_batched_tokens)])
     toolkit.append(["--gpu-memory-utilization", f"{spec.gpu_memory_utilization:g}"])  # what the fit check assumed

@@ -4,7 +4,10 @@ extra arguments here when it is resolved, and :mod:`tke_playbook.specs.vllm_args
 
 :data:`FLAG_TABLE` is the one place that says which vLLM accepts which flag. Its boundaries come from running each
 release's own ``vllm serve`` argument parser (0.9.2, 0.10.0, 0.10.1, 0.11.0–0.11.2, 0.12.0, 0.13.0, 0.16.0, 0.17.0,
-0.20.0, 0.33.0); versions between two checked releases are assumed to behave like the older one. A flag one
+0.20.0, 0.33.0 - facts.md section 3 - and 0.34.0, whose parser ``tools/check_vllm_parsers.py`` ran on every plan
+variant: ``tests/data/vllm_serve_parsers.json``); versions between two checked releases are assumed to behave like
+the older one. The retrieval flags (``--hf-overrides`` for a reranker, bge-m3's modes and Matryoshka, the pooler's
+``task``) were checked with the parsers of 0.33.0 and 0.34.0 only: :data:`RETRIEVAL_CHECKED_FROM`. A flag one
 version does not accept and that cannot be translated raises :class:`~tke_playbook.errors.InvalidSpecError`.
 """
 
@@ -21,7 +24,9 @@ VERSION_PATTERN = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
 Version = tuple[int, int, int]
 Range = tuple["Version | None", "Version | None"]
 OLDEST_CHECKED: Version = (0, 9, 2)
-NEWEST_CHECKED: Version = (0, 33, 0)
+NEWEST_CHECKED: Version = (0, 34, 0)
+# the oldest release whose parser was run on the retrieval variants' lines (--hf-overrides, the pooler's "task")
+RETRIEVAL_CHECKED_FROM: Version = (0, 33, 0)
 
 
 def parse_vllm_version(text: str) -> tuple[int, int, int]:
@@ -231,9 +236,12 @@ def check_extra_args(extra_args, version: str) -> None:
     translate(user_flags(extra_args), parse_vllm_version(version))
 
 
-def embedding_flags(version: Version) -> list[str]:
-    """The flags that make vLLM serve a pooling (embedding) model."""
-    return ["--runner", "pooling"] if accepts("--runner", version) else ["--task", "embed"]
+def embedding_flags(version: Version, reranker: bool = False) -> list[str]:
+    """The flags that make vLLM serve a pooling model: ``--runner pooling`` from 0.10.1; before it ``--task embed``
+    for an embedder and ``--task score`` for a cross-encoder (vLLM 0.9's pooling tasks)."""
+    if accepts("--runner", version):
+        return ["--runner", "pooling"]
+    return ["--task", "score" if reranker else "embed"]
 
 
 def version_notes(version: Version) -> list[str]:
