@@ -23,8 +23,11 @@ $(STAMP): pyproject.toml
 demo: setup font-deps
 	$(PY) -m tke_playbook.cli.demo --out build
 
+# The suite in parallel (pytest-xdist): TEST_WORKERS processes, more than the cores because most tests wait on a
+# server, a kernel or a browser; tests/conftest.py says how tests are grouped onto workers. TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 3
 test: setup browser-deps font-deps nginx-deps
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 # The browser test drives Debian's chromium; install it when missing and we may (root with apt-get),
 # otherwise say how - the test skips itself without it.

@@ -1,18 +1,29 @@
-"""JupyterLab in headless Chromium, used the way people use the notebooks: Run All on every notebook, changed and
-invalid values in 00, 02 and 03 followed by the next cells, 99 then 04, and deploying twice.
+"""JupyterLab in headless Chromium, used the way people use the notebooks: every notebook's page after it ran,
+changed and invalid values in 00, 02 and 03 followed by the next cells, 99 then 04, and deploying twice.
 
-One JupyterLab server and one Chromium serve the whole module (a folder holding copies of the notebooks, the local
-target, a fresh state folder, smaller load runs); the tests run in file order and share what people share: 00, 02
-and 03 stay open after their Run All, with their kernels, for the changes made in them later.
+The notebooks are not run again here. The page checks read the session's one execution of every notebook
+(``executed_notebooks``, tests/conftest.py: nbval executes them, tests/nbval_record.py keeps each as its kernel
+showed it, widget state included): the executed copies are signed as trusted - as outputs a kernel produced in
+JupyterLab are - and opened in JupyterLab, which renders their outputs and, from the saved state, their widgets,
+as it does after Run All. Only what needs a live kernel runs live, in copies of the committed notebooks in the
+state folder that execution left (after 99: the model still on its PVC, nothing deployed): 04 after cleanup (its
+Run All), 03 deploying twice and again after 99's Run All, the node type chosen in 00 reaching 03, and the
+changed and invalid values of 02 and 03 - each running only the cells it needs, by their source. The interrupts
+of the long cells are tested in a kernel of their own (tests/test_interrupts.py).
+
+One JupyterLab server and one Chromium serve the whole module; the tests run in file order and share what
+people share: 00, 02 and 03 stay open, with their kernels, for the changes made in them later.
 
 Every page is checked for what no reader should see: a traceback or any stderr output, whatever its MIME type
 (JupyterLab 4 renders both stderr streams and error outputs as ``application/vnd.jupyter.stderr``), the toolkit's
-red error block wherever none is expected, a cut-off widget label or dropdown, a table wider than the page. The
-first test proves these checks catch a notebook that has each. Screenshots are kept in build/artifacts/browser/.
+red error block wherever none is expected, a cut-off widget label or dropdown, a table wider than the page; and an
+executed page must show every widget its notebook saved. The first test proves these checks catch the planted
+notebook of the same execution, which has each. Screenshots are kept in build/artifacts/browser/.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -27,11 +38,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tke_playbook.cli.demo import port_is_free
-from tke_playbook.playbook import Playbook
+from tke_playbook.cli.demo import port_is_free, stop_local_servers
 from tke_playbook.specs.serving import CONTAINER_PORT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# Two xdist groups (tests/conftest.py): the pages of the executed notebooks, and the tests with live kernels; each
+# has its own JupyterLab and Chromium, so the two can run on two workers at once.
+PAGES = pytest.mark.xdist_group("browser-pages")
+LIVE_KERNELS = pytest.mark.xdist_group("browser-live")
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -41,13 +55,14 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "-
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 RUN_TIMEOUT_S = 300
 SHOTS: list[str] = []
-KEPT_OPEN = ("00_prerequisites.ipynb", "02_download_model.ipynb", "03_deploy_vllm.ipynb")
-# The notebooks' own parameters (environment variables), set smaller still than QUICK: this suite checks what the
-# page shows, not the numbers (the load runs are measured in 04 and 06 by make demo and the benchmarks).
-SMALL_RUNS = {"TKE_PLAYBOOK_REQUESTS": "8", "TKE_PLAYBOOK_CONCURRENCY": "1,2", "TKE_PLAYBOOK_RATES": "5",
-              "TKE_PLAYBOOK_BATCH_SIZES": "1", "TKE_PLAYBOOK_INPUT_TOKENS": "32",
-              "TKE_PLAYBOOK_CEILING_REQUESTS": "300"}
-# What a reader must never see, counted inside the notebook shown (outputs of hidden tabs are ignored).
+WIDGETS_TIMEOUT_S = 60
+EXECUTED = "executed"  # the folder of the executed notebooks in their JupyterLab, and of their screenshots
+LIVE = "live"  # the folder of the screenshots of live notebooks
+NOTEBOOK_NAMES = [p.name for p in sorted(NOTEBOOKS.glob("*.ipynb"))]
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+# A widget shown from saved state has no kernel behind it: ipywidgets marks it with a broken-chain icon that a live
+# page never shows, and which would take room from the labels measured here.
+STATIC_WIDGETS_CSS = ".jupyter-widgets-disconnected::before { content: none !important; display: none !important; }"
 PROBLEMS_JS = """panel => {
   const outputs = [...panel.querySelectorAll('.jp-OutputArea-output')];
   const text = o => (o.innerText || '');
@@ -85,41 +100,35 @@ def _write_settings(folder: Path) -> None:
         path.write_text(json.dumps(values), encoding="utf-8")
 
 
-def _raising_notebook(path: Path) -> None:
-    """The checks' own test: a stderr line, a table wider than the page, a cut label, then a plain traceback."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell("import sys\nprint('a warning on stderr', file=sys.stderr)"),
-                nbformat.v4.new_code_cell("import pandas as pd\npd.DataFrame([[123456789.123] * 40], "
-                                          "columns=[f'column_{i}_ms' for i in range(40)])"),
-                nbformat.v4.new_code_cell("import ipywidgets\nipywidgets.IntText(description='maxBatchSize "
-                                          "(max-num-seqs) and a label longer still')"),
-                nbformat.v4.new_code_cell("raise RuntimeError('this notebook raises on purpose')")]
-    nbformat.write(nb, path)
+def _sign(paths, notary_dir: Path) -> None:
+    """Record ``paths`` as trusted in a notary of their own (what JupyterLab does for the outputs its kernels
+    produce): untrusted outputs lose their styles and widgets."""
+    from nbformat.sign import NotebookNotary
+
+    notary_dir.mkdir(parents=True, exist_ok=True)
+    notary = NotebookNotary(data_dir=str(notary_dir))
+    for path in paths:
+        notary.sign(nbformat.read(path, as_version=4))
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """JupyterLab on 127.0.0.1 with a token, in a folder holding copies of the notebooks, on the local target."""
-    tmp = tmp_path_factory.mktemp("lab")
-    folder = tmp / "nb"
-    folder.mkdir()
-    for path in NOTEBOOKS.glob("*.ipynb"):
-        shutil.copy(path, folder / path.name)
-    _raising_notebook(folder / "zz_raises.ipynb")
+@contextlib.contextmanager
+def _jupyterlab(tmp: Path, folder: Path, home: Path):
+    """JupyterLab on 127.0.0.1 with a token, serving ``folder``, its kernels on the local target in the state folder
+    ``home``; yields what the tests need to reach it."""
     port, token = _free_port(), os.urandom(16).hex()
+    (tmp / "notary").mkdir(exist_ok=True)  # where JupyterLab keeps the signatures of trusted notebooks
     settings = tmp / "lab-settings"
     _write_settings(settings)
-    home = tmp / "home"
     env = dict(os.environ, TKE_PLAYBOOK_TARGET="local", TKE_PLAYBOOK_HOME=str(home), TKE_PLAYBOOK_QUICK="1",
-               TKE_PLAYBOOK_OFFLINE="1", **SMALL_RUNS, JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+               TKE_PLAYBOOK_OFFLINE="1", JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
                JUPYTERLAB_SETTINGS_DIR=str(settings),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"))
     env.pop("KUBECONFIG", None)
     log = open(tmp / "lab.log", "wb")
     process = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
                                 "--ip", "127.0.0.1", "--port", str(port), f"--IdentityProvider.token={token}",
-                                f"--ServerApp.root_dir={folder}", "--ServerApp.open_browser=False"],
+                                f"--ServerApp.root_dir={folder}", "--ServerApp.open_browser=False",
+                                f"--NotebookNotary.data_dir={tmp / 'notary'}"],
                                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -131,20 +140,50 @@ def lab(tmp_path_factory):
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 pytest.fail(f"JupyterLab did not start:\n{(tmp / 'lab.log').read_text(errors='replace')[-2000:]}")
-            time.sleep(0.5)
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    yield {"base": base, "token": token, "folder": folder, "home": home, "tmp": tmp,
-           "port_60000_was_free": port_is_free(CONTAINER_PORT)}
-    _stop_kernels(base, token)
-    Playbook.from_env("local", root=home).teardown(keep_pvc=False)  # whatever a kernel left running
-    process.terminate()
+            time.sleep(0.2)
     try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-    log.close()
+        yield {"base": base, "token": token, "folder": folder, "home": home, "tmp": tmp}
+    finally:
+        _stop_kernels(base, token)
+        stop_local_servers(home)  # whatever a kernel left running
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def executed_lab(tmp_path_factory, executed_notebooks):
+    """JupyterLab showing the executed notebooks (``executed/``, trusted) of the session's one execution."""
+    tmp = tmp_path_factory.mktemp("lab")
+    folder = tmp / "nb"
+    (folder / EXECUTED).mkdir(parents=True)
+    for path in executed_notebooks.folder.glob("*.ipynb"):
+        shutil.copy(path, folder / EXECUTED / path.name)
+    _sign(sorted((folder / EXECUTED).glob("*.ipynb")), tmp / "notary")
+    shutil.rmtree(ARTIFACTS / EXECUTED, ignore_errors=True)
+    with _jupyterlab(tmp, folder, executed_notebooks.home) as served:
+        yield dict(served, planted=executed_notebooks.planted.name)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, prepare_local_target):
+    """JupyterLab with copies of the committed notebooks, for the tests that need live kernels (``open_notebook``,
+    ``kept``); its state folder ``home`` is the local target as 01 and 02 leave it (the PVC, the model on it),
+    prepared by the library. ``port_60000_was_free``: whether port 60000 was free when it started (under parallel
+    workers, hold the ``port_60000`` fixture before relying on it)."""
+    tmp = tmp_path_factory.mktemp("live-lab")
+    folder = tmp / "nb"
+    folder.mkdir()
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        shutil.copy(path, folder / path.name)
+    home = prepare_local_target(tmp / "home")
+    shutil.rmtree(ARTIFACTS / LIVE, ignore_errors=True)
+    with _jupyterlab(tmp, folder, home) as served:
+        yield dict(served, port_60000_was_free=port_is_free(CONTAINER_PORT))
 
 
 def _api(base: str, token: str, path: str, method: str = "GET"):
@@ -164,7 +203,7 @@ def _stop_kernels(base: str, token: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser(lab):
+def browser():
     with playwright_api.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         yield chromium
@@ -178,6 +217,8 @@ class Notebook:
         self.lab, self.name = lab, name
         self.page = browser.new_page(viewport={"width": 1500, "height": 2400})
         self.page.goto(f"{lab['base']}/lab/tree/{name}?reset&token={lab['token']}")
+        if name.startswith(f"{EXECUTED}/"):
+            self.page.add_style_tag(content=STATIC_WIDGETS_CSS)
         self.panel = self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").first
         self.page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
         self.panel.locator(".jp-CodeCell .jp-InputPrompt").last.wait_for(timeout=60_000)
@@ -186,7 +227,7 @@ class Notebook:
         """Close the page and shut down this notebook's kernel."""
         self.page.close()
         for session in _api(self.lab["base"], self.lab["token"], "/api/sessions"):
-            if session["path"].endswith(self.name):
+            if session["path"] == self.name:
                 _api(self.lab["base"], self.lab["token"], f"/api/sessions/{session['id']}", "DELETE")
 
     # --- running -----------------------------------------------------------------------------------------------
@@ -195,7 +236,7 @@ class Notebook:
         return self.panel.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
 
     def wait_idle(self, timeout: float = RUN_TIMEOUT_S) -> None:
-        """Until no cell is running or queued and the kernel is idle (twice in a row, half a second apart)."""
+        """Until no cell is running or queued and the kernel is idle (twice in a row, a quarter second apart)."""
         deadline, calm = time.monotonic() + timeout, 0
         while time.monotonic() < deadline:
             busy = any("*" in p for p in self._prompts()) or self.page.locator(
@@ -203,7 +244,7 @@ class Notebook:
             calm = 0 if busy else calm + 1
             if calm >= 2:
                 return
-            time.sleep(0.5)
+            time.sleep(0.25)
         self.screenshot("timeout")
         pytest.fail(f"{self.name}: cells still running after {timeout:.0f} s: {self._prompts()}")
 
@@ -212,10 +253,10 @@ class Notebook:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             sessions = _api(self.lab["base"], self.lab["token"], "/api/sessions")
-            states = [s["kernel"]["execution_state"] for s in sessions if s["path"].endswith(self.name)]
+            states = [s["kernel"]["execution_state"] for s in sessions if s["path"] == self.name]
             if states and states[0] == "idle":
                 return
-            time.sleep(0.5)
+            time.sleep(0.2)
         pytest.fail(f"{self.name}: its kernel did not start")
 
     def _check_dialog(self) -> None:
@@ -242,6 +283,27 @@ class Notebook:
                 time.sleep(0.3)
         self._check_dialog()
         pytest.fail(f"{self.name}: Run All Cells did not start the notebook in JupyterLab")
+
+    def run_cells(self, *texts: str) -> None:
+        """Run the cells containing each of ``texts``, in that order (only the cells a test needs)."""
+        self._kernel_ready()
+        for text in texts:
+            self.run_cell(text)
+
+    def wait_for_widgets(self, expected: int, timeout: float = WIDGETS_TIMEOUT_S) -> None:
+        """Until ``expected`` outputs show a rendered widget (from the notebook's saved state, when it has no
+        kernel behind it); fails naming how many did."""
+        self._kernel_ready()  # JupyterLab restores saved widgets once the notebook's kernel is there
+        shown = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            shown = self.panel.evaluate("""panel => [...panel.querySelectorAll('.jp-OutputArea-output')]
+              .filter(o => o.querySelector('.jupyter-widgets')).length""")
+            if shown >= expected:
+                return
+            time.sleep(0.3)
+        self.screenshot("widgets-missing")
+        pytest.fail(f"{self.name}: {shown} of its {expected} widgets rendered in {timeout:.0f} s")
 
     def cell(self, text: str):
         """The code cell whose source contains ``text`` (exactly one)."""
@@ -295,14 +357,14 @@ class Notebook:
     def problems(self) -> dict:
         return self.panel.evaluate(PROBLEMS_JS)
 
-    def assert_clean(self) -> None:
-        """No traceback, no stderr, no red block, every code cell ran."""
+    def assert_clean(self, every_cell_ran: bool = True) -> None:
+        """No traceback, no stderr, no red block; and every code cell ran, unless a test ran only some."""
         seen = self.problems()
-        self.screenshot("run-all")
+        self.screenshot("clean")
         assert {k: v for k, v in seen.items() if not k.endswith("_text")} == {
             "stderr": 0, "error_outputs": 0, "tracebacks": 0, "red_blocks": 0}, f"{self.name}: {seen}"
         unrun = [p for p in self._prompts() if not re.search(r"\[\d+\]", p)]
-        assert not unrun, f"{self.name}: cells did not run: {self._prompts()}"
+        assert not (every_cell_ran and unrun), f"{self.name}: cells did not run: {self._prompts()}"
 
     def assert_one_red_block(self, *phrases: str) -> str:
         """Exactly one short red block saying ``phrases``, and no traceback or stderr anywhere."""
@@ -336,25 +398,25 @@ class Notebook:
           .map(o => [...o.querySelectorAll('th')].map(th => th.innerText).filter(Boolean).slice(-4).join(' '))""")
 
     def screenshot(self, what: str) -> Path:
-        """A full-page screenshot, numbered in the order taken: build/artifacts/browser/NN-<notebook>-<what>.png."""
+        """A full-page screenshot, numbered in the order taken: build/artifacts/browser/<executed or
+        live>/NN-<notebook>-<what>.png."""
         SHOTS.append(what)
-        path = ARTIFACTS / f"{len(SHOTS):02d}-{Path(self.name).stem}-{what}.png"
+        path = ARTIFACTS / (Path(self.name).parent.name or LIVE) / f"{len(SHOTS):02d}-{Path(self.name).stem}-{what}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(path), full_page=True)
         return path
 
 
 @pytest.fixture(scope="module")
 def kept(lab, browser):
-    """The notebooks left open after their Run All (``KEPT_OPEN``), by name, with their kernels."""
+    """The notebooks kept open with their kernels (``LIVE_SETUP``), by name; see :func:`_live`."""
     pages: dict[str, Notebook] = {}
     yield pages
     for notebook in pages.values():
         notebook.close()
 
 
-@pytest.fixture
-def open_notebook(lab, browser, kept):
-    """Open a notebook in a fresh page; closed (its kernel shut down) after the test unless it is kept."""
+def _opener(lab, browser, kept):
     opened = []
 
     def _open(name: str) -> Notebook:
@@ -368,18 +430,58 @@ def open_notebook(lab, browser, kept):
             notebook.close()
 
 
-def _kept(kept, name: str) -> Notebook:
+@pytest.fixture
+def open_executed(executed_lab, browser):
+    """Open an executed notebook (``executed/<name>``) in a fresh page; closed (its kernel shut down) after."""
+    yield from _opener(executed_lab, browser, {})
+
+
+@pytest.fixture
+def open_notebook(lab, browser, kept):
+    """Open a committed notebook in the live JupyterLab in a fresh page; closed after the test unless kept."""
+    yield from _opener(lab, browser, kept)
+
+
+# The cells each kept notebook runs when a test first needs it (by a piece of their source): what the tests build on.
+LIVE_SETUP = {
+    "00_prerequisites.ipynb": ("TKE_PLAYBOOK_TARGET", "import NodeTypePicker", "pb = open_target(",
+                               "NodeTypePicker("),
+    "02_download_model.ipynb": ("TKE_PLAYBOOK_TARGET", "import DownloadForm", "pb = open_target(",
+                                "form = DownloadForm("),
+    "03_deploy_vllm.ipynb": ("TKE_PLAYBOOK_TARGET", "import ServingForm", "pb = open_target(", "form = ServingForm(",
+                             "serving_spec = pb.read_form(form)"),
+}
+
+
+def _live(lab, browser, kept, name: str) -> Notebook:
+    """The committed notebook ``name`` open with a live kernel that ran its ``LIVE_SETUP`` cells, kept open for the
+    tests after (as a person keeps a notebook open)."""
     if name not in kept:
-        pytest.skip(f"{name} is not open: its Run All test did not pass")
+        notebook = Notebook(lab, browser, name)
+        try:
+            notebook.run_cells(*LIVE_SETUP[name])
+            notebook.assert_clean(every_cell_ran=False)
+        except BaseException:
+            notebook.close()
+            raise
+        kept[name] = notebook
     return kept[name]
+
+
+def _widget_outputs(path: Path) -> int:
+    """How many outputs of a notebook file show a widget."""
+    nb = nbformat.read(path, as_version=4)
+    return sum(WIDGET_VIEW in output.get("data", {}) for cell in nb.cells for output in cell.get("outputs", []))
 
 
 # --- the check itself ----------------------------------------------------------------------------------------------
 
 
-def test_the_page_checks_catch_a_traceback_stderr_and_cut_off_outputs(open_notebook):
-    nb = open_notebook("zz_raises.ipynb")
-    nb.run_all()
+@PAGES
+def test_the_page_checks_catch_a_traceback_stderr_and_cut_off_outputs(executed_lab, open_executed):
+    """The planted notebook of the same execution, shown as every executed notebook is shown below."""
+    nb = open_executed(f"{EXECUTED}/{executed_lab['planted']}")
+    nb.wait_for_widgets(1)
     seen = nb.problems()
     nb.screenshot("expected-failure")
     assert seen["stderr"] >= 2, f"stderr text and the traceback both render as stderr in JupyterLab 4: {seen}"
@@ -387,87 +489,51 @@ def test_the_page_checks_catch_a_traceback_stderr_and_cut_off_outputs(open_noteb
     with pytest.raises(AssertionError):
         nb.assert_clean()
     assert nb.clipped_tables() and nb.truncated_labels(), "the width checks find nothing on a page with both"
+    with pytest.raises(pytest.fail.Exception, match="1 of its 2 widgets"):
+        nb.wait_for_widgets(2, timeout=1)
 
 
-# --- Run All, in order, on every notebook ------------------------------------------------------------------------
+# --- every notebook's page, as the one execution left it ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [p.name for p in sorted(NOTEBOOKS.glob("*.ipynb"))])
-def test_run_all(open_notebook, kept, name):
-    nb = open_notebook(name)
-    nb.run_all()
+@PAGES
+@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
+def test_the_executed_notebook_shows_no_problem(executed_lab, open_executed, name):
+    nb = open_executed(f"{EXECUTED}/{name}")
+    nb.wait_for_widgets(_widget_outputs(executed_lab["folder"] / EXECUTED / name))
     nb.assert_clean()
     assert nb.truncated_labels() == [], f"{name}: cut off"
     assert nb.clipped_tables() == [], f"{name}: tables wider than the page"
-    if name in KEPT_OPEN:
-        kept[name] = nb
-
-
-# --- 99 then 04: nothing is deployed, and nothing is started ---------------------------------------------------------
-
-
-def test_04_after_cleanup_says_nothing_is_deployed(lab, open_notebook):
-    """Runs after test_run_all[99_cleanup.ipynb]: the server is stopped, and 04 must not start one."""
-    nb = open_notebook("04_embeddings.ipynb")
-    nb.run_all()
-    nb.screenshot("after-cleanup")
-    nb.assert_one_red_block("nothing is deployed", "run 03")
-    if lab["port_60000_was_free"]:
-        assert port_is_free(CONTAINER_PORT), "04 started a server after 99 cleaned up"
-
-
-# --- 03: deploy, deploy again, clean up, deploy again: port 60000 each time -----------------------------------------
-
-
-def _deploy(nb: Notebook) -> str:
-    shown = nb.run_cell("endpoint = pb.serving.deploy(serving_spec)")
-    nb.assert_clean()
-    return shown
-
-
-def test_deploy_twice_then_again_after_cleanup_keeps_port_60000(lab, kept, open_notebook):
-    """In 03's kernel (open since its Run All, whose server 99 stopped): deploy, deploy again, 99, deploy again."""
-    if not lab["port_60000_was_free"]:
-        pytest.skip(f"port {CONTAINER_PORT} was taken before the test by a process that is not ours")
-    deploy = _kept(kept, "03_deploy_vllm.ipynb")
-    url = f"127.0.0.1:{CONTAINER_PORT}"
-    assert url in _deploy(deploy)
-    assert url in _deploy(deploy), "the second deploy moved off port 60000"
-    cleanup = open_notebook("99_cleanup.ipynb")
-    cleanup.run_all()
-    cleanup.assert_clean()
-    assert port_is_free(CONTAINER_PORT), "99 left the server running"
-    assert url in _deploy(deploy), "the deploy after cleanup moved off port 60000"
-    assert not port_is_free(CONTAINER_PORT)
-    deploy.screenshot("deployed-again")
 
 
 # --- changed and invalid values: the next cells honour them or say what is wrong in one line ------------------------
 
 
-def test_00_node_type_change_reaches_03s_verdict_spec_and_yaml(kept):
+@LIVE_KERNELS
+def test_00_node_type_change_reaches_03s_verdict_spec_and_yaml(lab, browser, kept):
     """Issue 20 item 5: the node type chosen in 00 reaches 03's fit verdict, its spec (GPU) and its YAML (node
     affinity) - read from the state file, in 03's own kernel."""
     from tke_playbook.playbook.widgets import node_label
     from tke_playbook.specs.hardware import get_node_type
 
-    prerequisites = _kept(kept, "00_prerequisites.ipynb")
-    deploy = _kept(kept, "03_deploy_vllm.ipynb")
+    prerequisites = _live(lab, browser, kept, "00_prerequisites.ipynb")
+    deploy = _live(lab, browser, kept, "03_deploy_vllm.ipynb")
     prerequisites.choose("NodeTypePicker(", "GPU node type", node_label(get_node_type("GN7.2XLARGE32")))
     assert "GN7.2XLARGE32" in prerequisites.run_cell("pb.site.choose_node_type(")
     shown = deploy.run_cell("form = ServingForm(")
     assert "T4" in shown, f"03's fit verdict does not follow the node type chosen in 00: {shown}"
     deploy.run_cell("serving_spec = pb.read_form(form)")
     assert "GN7.2XLARGE32" in deploy.run_cell("print(pb.serving.render(serving_spec))")  # the node affinity
-    deploy.assert_clean()
+    deploy.assert_clean(every_cell_ran=False)
     prerequisites.choose("NodeTypePicker(", "GPU node type", node_label(get_node_type("PNV5b.8XLARGE96")))
     assert "PNV5b.8XLARGE96" in prerequisites.run_cell("pb.site.choose_node_type(")
     assert "L20" in deploy.run_cell("form = ServingForm(")
     deploy.run_cell("serving_spec = pb.read_form(form)")
 
 
-def test_03_changed_and_invalid_values(lab, kept):
-    nb = _kept(kept, "03_deploy_vllm.ipynb")
+@LIVE_KERNELS
+def test_03_changed_and_invalid_values(lab, browser, kept):
+    nb = _live(lab, browser, kept, "03_deploy_vllm.ipynb")
     option = nb.choose_starting("form = ServingForm(", "Model", "BAAI/bge-m3")  # offline: not on this machine
     assert option.endswith("needs a hub"), option
     nb.run_cell("serving_spec = pb.read_form(form)")
@@ -500,8 +566,9 @@ def test_03_changed_and_invalid_values(lab, kept):
     assert not (lab["home"] / "pvcs" / "other-pvc").exists(), "a failed deploy created the PVC folder"
 
 
-def test_02_changed_and_invalid_values(kept):
-    nb = _kept(kept, "02_download_model.ipynb")
+@LIVE_KERNELS
+def test_02_changed_and_invalid_values(lab, browser, kept):
+    nb = _live(lab, browser, kept, "02_download_model.ipynb")
     nb.type("form = DownloadForm(", "Completions (shards)", "1000")  # refused, never clamped to 64
     assert "Completions 1000 must be a whole number from 1 to 64" in nb.output("form = DownloadForm(")
     nb.type("form = DownloadForm(", "Completions (shards)", "2")
@@ -524,3 +591,54 @@ def test_02_changed_and_invalid_values(kept):
     nb.run_cell("download_spec = pb.read_form(form)")  # valid again: its red block goes, the launch's stays
     nb.screenshot("changed-model")
     nb.assert_one_red_block("run its spec cell again")
+
+
+# --- 03: deploy, deploy again, clean up, deploy again: port 60000 each time -----------------------------------------
+
+
+def _deploy(nb: Notebook) -> str:
+    shown = nb.run_cell("endpoint = pb.serving.deploy(serving_spec)")
+    nb.assert_clean(every_cell_ran=False)
+    return shown
+
+
+def _require_free(port: int) -> None:
+    if not port_is_free(port):
+        pytest.skip(f"port {port} was taken before the test by a process that is not of this test run")
+
+
+@LIVE_KERNELS
+def test_deploy_twice_then_again_after_cleanup_keeps_port_60000(lab, browser, kept, open_notebook, port_60000):
+    """In 03's kernel (its form read again into a spec): deploy, deploy again, 99 (its Run All), deploy again."""
+    _require_free(port_60000)
+    deploy = _live(lab, browser, kept, "03_deploy_vllm.ipynb")
+    deploy.run_cells("form = ServingForm(", "serving_spec = pb.read_form(form)")  # the form as 03 shows it
+    url = f"127.0.0.1:{port_60000}"
+    assert url in _deploy(deploy)
+    assert url in _deploy(deploy), "the second deploy moved off port 60000"
+    cleanup = open_notebook("99_cleanup.ipynb")
+    cleanup.run_all()
+    cleanup.assert_clean()
+    assert port_is_free(port_60000), "99 left the server running"
+    assert url in _deploy(deploy), "the deploy after cleanup moved off port 60000"
+    assert not port_is_free(port_60000)
+    deploy.screenshot("deployed-again")
+
+
+# --- 99 then 04: nothing is deployed, and nothing is started ---------------------------------------------------------
+
+
+@LIVE_KERNELS
+def test_04_after_cleanup_says_nothing_is_deployed(open_notebook, port_60000):
+    """After the deploys above, 99 (its Run All) stops the server; then 04 (its Run All) must say that nothing is
+    deployed, and start nothing."""
+    cleanup = open_notebook("99_cleanup.ipynb")
+    cleanup.run_all()
+    cleanup.assert_clean()
+    port_was_free = port_is_free(port_60000)  # else a program not of this test run holds it
+    nb = open_notebook("04_embeddings.ipynb")
+    nb.run_all()
+    nb.screenshot("after-cleanup")
+    nb.assert_one_red_block("nothing is deployed", "run 03")
+    if port_was_free:
+        assert port_is_free(port_60000), "04 started a server after 99 cleaned up"

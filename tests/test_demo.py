@@ -151,3 +151,18 @@ def test_make_demo_output_shows_no_marker_no_traceback_and_curl_on_port_60000():
     for html in sorted((build / "html").glob("*.html")):
         text = html.read_text(encoding="utf-8")
         assert "NBVAL" not in text and "Traceback (most recent call last)" not in text, html.name
+
+
+@pytest.mark.slow
+def test_the_executed_notebooks_show_no_marker_no_traceback_and_curl_on_port_60000(executed_notebooks):
+    """``make demo``'s own output checks, on the session's one execution of the notebooks (tests/conftest.py);
+    the planted notebook of that run shows they find what they look for."""
+    from tke_playbook.specs.serving import CONTAINER_PORT
+
+    planted = output_problems(nbformat.read(executed_notebooks.planted, as_version=4))
+    assert any("stderr" in p for p in planted) and any("failed: RuntimeError" in p for p in planted), planted
+    notebooks = {name: nbformat.read(executed_notebooks.path(name), as_version=4)
+                 for name in executed_notebooks.names if name != executed_notebooks.planted.stem}
+    assert {name: output_problems(nb) for name, nb in notebooks.items()} == {name: [] for name in notebooks}
+    if executed_notebooks.port_60000_was_free:
+        assert set(curl_ports(notebooks["04_embeddings"])) == {CONTAINER_PORT}
