@@ -33,7 +33,7 @@ def test_verify_rehashes_every_file_and_says_which_check(downloaded, capsys):
     assert main(["verify", str(downloaded)]) == 0
     captured = capsys.readouterr()
     assert "verified 5 files" in captured.out and "by sha256" in captured.out and "by git-sha1" in captured.out
-    assert "100%|" in captured.err  # the progress bar (the plain reporter's lines)
+    assert "100%|" in captured.out  # the progress bar: lines on stdout (stderr holds only a failure's one line)
     assert main(["verify", "--pvc-dir", str(downloaded.parent.parent), "--model", REPO]) == 0
 
 
