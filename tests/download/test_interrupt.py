@@ -47,7 +47,7 @@ def _download(hub, pvc, **popen):
 @pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
                     reason="needs Linux /proc/<pid>/task/<tid>/children")
 def test_ctrl_c_stops_in_one_line_with_status_130_and_the_rerun_resumes(repo_dir, tmp_path):
-    with FakeHub({REPO: repo_dir}, rate=20_000) as hub:  # slow: still downloading when Ctrl-C comes
+    with FakeHub({REPO: repo_dir}, rate=10_000) as hub:  # slow (~40 s): still downloading when Ctrl-C comes
         cli = _download(hub, tmp_path / "pvc", start_new_session=True)  # its own group, as a terminal's job
         deadline, workers = time.monotonic() + 60, set()
         while time.monotonic() < deadline and len(workers) < 3:
