@@ -38,6 +38,13 @@ def _recorded_bytes(pvc: Path) -> int:
     return total
 
 
+def _as_a_terminal_starts_it() -> None:
+    """SIGINT back to its default before the CLI starts, as a shell does for a foreground job: a process that
+    inherits SIGINT ignored (a pytest-xdist worker ignores it) keeps it ignored, and Python then never raises
+    KeyboardInterrupt - the download would simply run to its end."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _download(hub, pvc, **popen):
     return subprocess.Popen([sys.executable, "-m", "tke_playbook.cli", "download", "--model", REPO, "--source",
                              "huggingface", "--endpoint", hub.url, "--pvc-dir", str(pvc), "--workers", "3"],
@@ -48,7 +55,8 @@ def _download(hub, pvc, **popen):
                     reason="needs Linux /proc/<pid>/task/<tid>/children")
 def test_ctrl_c_stops_in_one_line_with_status_130_and_the_rerun_resumes(repo_dir, tmp_path):
     with FakeHub({REPO: repo_dir}, rate=10_000) as hub:  # slow (~40 s): still downloading when Ctrl-C comes
-        cli = _download(hub, tmp_path / "pvc", start_new_session=True)  # its own group, as a terminal's job
+        cli = _download(hub, tmp_path / "pvc", start_new_session=True,  # its own group, as a terminal's job
+                        preexec_fn=_as_a_terminal_starts_it)
         deadline, workers = time.monotonic() + 60, set()
         while time.monotonic() < deadline and len(workers) < 3:
             workers = _children(cli.pid)
