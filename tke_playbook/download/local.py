@@ -232,7 +232,7 @@ def plan_local(spec: DownloadSpec, *, token=None, offline: bool | None = None,
         endpoint = resolve_endpoint(spec.source, spec.endpoint)
         raise HubError(f"{endpoint} cannot be reached and only {OFFLINE_MODEL} ships with the toolkit: connect to "
                        f"the internet (or set {spec.source.endpoint_env} to a reachable mirror) to download "
-                       f"{spec.model}", obj=spec.model)
+                       f"{spec.model}, or choose {OFFLINE_MODEL}", obj=spec.model)
     mirror = offline_mirror().start()
     try:
         return plan_download(spec, endpoint=mirror.url), mirror

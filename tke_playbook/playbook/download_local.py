@@ -21,8 +21,8 @@ from .. import errors
 from ..download import require_finished
 from ..download.folders import PvcFolders
 from ..download.listing import plan_download
-from ..download.local import hub_offline, run_local_download
-from ..download.mirror import HubMirror, offline_mirror
+from ..download.local import hub_offline, plan_local, run_local_download
+from ..download.mirror import HubMirror
 from ..errors import DownloadError, NoDownloadError
 from ..loadgen.sync import interruptible
 from ..podworker import progress
@@ -104,18 +104,7 @@ class LocalDownloads(DownloadBase):
     def _plan(self, spec):
         if self.mirror is not None:
             return plan_download(spec, endpoint=self.mirror.url), None
-        if not hub_offline(spec, timeout_s=2.0, offline=self.offline):
-            return plan_download(spec), None
-        if spec.model != OFFLINE_MODEL:
-            raise DownloadError(f"The hub for {spec.source.value} cannot be reached from here and only "
-                                f"{OFFLINE_MODEL} ships with the toolkit: connect to the internet, set "
-                                f"{spec.source.endpoint_env} to a mirror, or choose {OFFLINE_MODEL}", obj=spec.model)
-        mirror = offline_mirror().start()
-        try:
-            return plan_download(spec, endpoint=mirror.url), mirror
-        except BaseException:
-            mirror.stop()
-            raise
+        return plan_local(spec, offline=hub_offline(spec, timeout_s=2.0, offline=self.offline))
 
     def plan(self, spec: DownloadSpec) -> DownloadPlan:
         """List the repository and split it into shards; the plan is kept for the launch cell. Offline, the
