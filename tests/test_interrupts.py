@@ -232,7 +232,7 @@ def test_notebook_04_latency_and_05_scorecard_stop_on_an_interrupt(local_target)
 
 def test_notebook_02_download_wait_stops_on_an_interrupt(local_target):
     kernel, _ = local_target
-    kernel.ok(_cells("02_download_model", "TKE_PLAYBOOK_TARGET", "pb = open_target"))
+    kernel.ok(_cells("02_download_model", "TKE_PLAYBOOK_TARGET", "import DownloadForm", "pb = open_target"))
     tests = str(Path(__file__).resolve().parent)
     kernel.ok(f"import shutil, sys\nsys.path.insert(0, {tests!r})\nfrom fakes.hub import FakeHub\n"
               "from tke_playbook.specs.catalog import OFFLINE_MODEL\n"
