@@ -39,7 +39,6 @@ import nbformat
 import pytest
 
 from tke_playbook.cli.demo import port_is_free, stop_local_servers
-from tke_playbook.specs.serving import CONTAINER_PORT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # Two xdist groups (tests/conftest.py): the pages of the executed notebooks, and the tests with live kernels; each
@@ -173,8 +172,9 @@ def executed_lab(tmp_path_factory, executed_notebooks):
 def lab(tmp_path_factory, prepare_local_target):
     """JupyterLab with copies of the committed notebooks, for the tests that need live kernels (``open_notebook``,
     ``kept``); its state folder ``home`` is the local target as 01 and 02 leave it (the PVC, the model on it),
-    prepared by the library. ``port_60000_was_free``: whether port 60000 was free when it started (under parallel
-    workers, hold the ``port_60000`` fixture before relying on it)."""
+    prepared by the library. ``port``: a port of its own for the deploys (port 60000 may serve the notebooks'
+    execution on another worker meanwhile; what is tested - the same port after each deploy and after 99 - holds for
+    any port the form asks for)."""
     tmp = tmp_path_factory.mktemp("live-lab")
     folder = tmp / "nb"
     folder.mkdir()
@@ -183,7 +183,7 @@ def lab(tmp_path_factory, prepare_local_target):
     home = prepare_local_target(tmp / "home")
     shutil.rmtree(ARTIFACTS / LIVE, ignore_errors=True)
     with _jupyterlab(tmp, folder, home) as served:
-        yield dict(served, port_60000_was_free=port_is_free(CONTAINER_PORT))
+        yield dict(served, port=_free_port())
 
 
 def _api(base: str, token: str, path: str, method: str = "GET"):
@@ -593,7 +593,7 @@ def test_02_changed_and_invalid_values(lab, browser, kept):
     nb.assert_one_red_block("run its spec cell again")
 
 
-# --- 03: deploy, deploy again, clean up, deploy again: port 60000 each time -----------------------------------------
+# --- 03: deploy, deploy again, clean up, deploy again: the form's port each time ----------------------------------
 
 
 def _deploy(nb: Notebook) -> str:
@@ -608,20 +608,24 @@ def _require_free(port: int) -> None:
 
 
 @LIVE_KERNELS
-def test_deploy_twice_then_again_after_cleanup_keeps_port_60000(lab, browser, kept, open_notebook, port_60000):
-    """In 03's kernel (its form read again into a spec): deploy, deploy again, 99 (its Run All), deploy again."""
-    _require_free(port_60000)
+def test_deploy_twice_then_again_after_cleanup_keeps_the_forms_port(lab, browser, kept, open_notebook):
+    """In 03's kernel (its form set to the lab's own port and read again into a spec): deploy, deploy again, 99 (its
+    Run All), deploy again - on that port each time (03's default, 60000, is the notebooks' execution's meanwhile)."""
+    port = lab["port"]
+    _require_free(port)
     deploy = _live(lab, browser, kept, "03_deploy_vllm.ipynb")
-    deploy.run_cells("form = ServingForm(", "serving_spec = pb.read_form(form)")  # the form as 03 shows it
-    url = f"127.0.0.1:{port_60000}"
+    deploy.run_cells("form = ServingForm(")  # the form as 03 shows it
+    deploy.type("form = ServingForm(", "Service port", str(port))
+    deploy.run_cell("serving_spec = pb.read_form(form)")
+    url = f"127.0.0.1:{port}"
     assert url in _deploy(deploy)
-    assert url in _deploy(deploy), "the second deploy moved off port 60000"
+    assert url in _deploy(deploy), f"the second deploy moved off port {port}"
     cleanup = open_notebook("99_cleanup.ipynb")
     cleanup.run_all()
     cleanup.assert_clean()
-    assert port_is_free(port_60000), "99 left the server running"
-    assert url in _deploy(deploy), "the deploy after cleanup moved off port 60000"
-    assert not port_is_free(port_60000)
+    assert port_is_free(port), "99 left the server running"
+    assert url in _deploy(deploy), f"the deploy after cleanup moved off port {port}"
+    assert not port_is_free(port)
     deploy.screenshot("deployed-again")
 
 
@@ -629,16 +633,16 @@ def test_deploy_twice_then_again_after_cleanup_keeps_port_60000(lab, browser, ke
 
 
 @LIVE_KERNELS
-def test_04_after_cleanup_says_nothing_is_deployed(open_notebook, port_60000):
+def test_04_after_cleanup_says_nothing_is_deployed(lab, open_notebook):
     """After the deploys above, 99 (its Run All) stops the server; then 04 (its Run All) must say that nothing is
-    deployed, and start nothing."""
+    deployed, and start nothing (the port of the deploys above stays free)."""
     cleanup = open_notebook("99_cleanup.ipynb")
     cleanup.run_all()
     cleanup.assert_clean()
-    port_was_free = port_is_free(port_60000)  # else a program not of this test run holds it
+    port_was_free = port_is_free(lab["port"])  # else a program not of this test run holds it
     nb = open_notebook("04_embeddings.ipynb")
     nb.run_all()
     nb.screenshot("after-cleanup")
     nb.assert_one_red_block("nothing is deployed", "run 03")
     if port_was_free:
-        assert port_is_free(port_60000), "04 started a server after 99 cleaned up"
+        assert port_is_free(lab["port"]), "04 started a server after 99 cleaned up"
