@@ -212,11 +212,12 @@ def test_search_and_replay_against_a_live_server():
         report, result = capacity.replay(srv.url, "m", search.sustainable, duration_s=0.2)  # its shape, target
     # nothing breaks a 60 s p99, so the higher level is sustainable unless a loaded machine answered less than
     # the offered rate there (the delivery rule): then the level below is, and the higher one is shown not holding
-    levels = search.opened.summary.set_index("rate").sort_index()
+    # (the rows keep their "rate" column: without it the rule cannot see the offered rate and skips delivery)
+    levels = search.opened.summary.sort_values("rate").reset_index(drop=True)
     limit = 60_000 * (1 - search.sustainable.margin)
     held = [capacity.planning.level_holds(row, limit) for _, row in levels.iterrows()]
-    assert search.sustainable.level == levels.index[held.index(False) - 1 if False in held else -1]
-    assert held[0] and levels.index[-1] == pytest.approx(round(search.ceiling_rps * 0.2, 2))
+    assert search.sustainable.level == levels["rate"].iloc[held.index(False) - 1 if False in held else -1]
+    assert held[0] and levels["rate"].iloc[-1] == pytest.approx(round(search.ceiling_rps * 0.2, 2))
     row = search.opened.summary.set_index("rate").loc[search.sustainable.level]
     assert search.sustainable.rate == min(search.sustainable.level, row["req_per_s"])  # never more than answered
     assert sorted(search.opened.summary["rate"]) == sorted({round(search.ceiling_rps * f, 2) for f in (0.1, 0.2)})
