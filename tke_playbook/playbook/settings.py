@@ -8,6 +8,11 @@ What the machine says is read by :mod:`tke_playbook.hostenv` (the target by
 :func:`~tke_playbook.hostenv.resolve_target`: ``cluster`` when a kubeconfig is found, else ``local``; the state
 folder; the prices file); the settings only the playbook uses are read here, each by one rule: :func:`quick_mode`
 is the one reading of ``TKE_PLAYBOOK_QUICK`` (the notebooks' parameters cells call it too).
+
+Below the playbook, whatever keeps a file in the state folder takes it as ``home`` (the local server's log, an
+interrupted run's requests, ``vllm bench serve`` JSON, the embedding cache) and whatever prices takes the table
+(:meth:`Settings.node_prices`); the playbook's steps, the notebooks and the command line pass the settings'
+values, so nothing lands in the environment's folder when the settings name another.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..hostenv import DEFAULT_HOME, HOME_ENV, PRICES_ENV, resolve_target
+from ..hostenv import DEFAULT_HOME, HOME_ENV, PRICES_ENV, load_prices, resolve_target
+from ..specs.prices import NodePrice
 from ..specs.target import Target
 
 QUICK_ENV = "TKE_PLAYBOOK_QUICK"
@@ -74,3 +80,9 @@ class Settings:
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    def node_prices(self) -> dict[str, NodePrice]:
+        """The node price table these settings name: the illustrative defaults, with ``prices_file`` on top when
+        set. The environment is not asked again (it was read once, by :meth:`from_env`): what the playbook's steps
+        price with, and what a notebook hands the library (``plan_capacity(..., prices=pb.settings.node_prices())``)."""
+        return load_prices(self.prices_file, environ={})
