@@ -173,7 +173,7 @@ plot_quality_vs_cost(costs, hardware=pb.serving.measured_on())
 # priced from this table (illustrative, marked "verify": edit it with your price before showing the numbers).
 
 # %%
-storage_prices = storage_price_table()
+storage_prices = storage_price_table(prices=pb.settings.storage_prices())  # $TKE_PLAYBOOK_STORAGE_PRICES
 storage_prices
 
 # %% [markdown]

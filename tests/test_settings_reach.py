@@ -1,10 +1,10 @@
 """Issue 22: the settings read once reach every reader of the state folder and of the node prices.
 
-A playbook opened with ``Settings(home=A, prices_file=PA)`` while the environment says ``TKE_PLAYBOOK_HOME=B`` and
-``TKE_PLAYBOOK_NODE_PRICES=PB`` keeps everything under A and prices with PA: the local server's log, the servers
-that tuning and the frontier start, what an interrupted load run kept, the ``vllm bench serve`` JSON, the corpus
-scorecard's vectors, and every price. Before, those lower layers asked ``$TKE_PLAYBOOK_HOME`` and
-``$TKE_PLAYBOOK_NODE_PRICES`` themselves and wrote under B. B is never even created.
+A playbook opened with ``Settings(home=A, prices_file=PA, storage_prices_file=SA)`` while the environment says
+``TKE_PLAYBOOK_HOME=B``, ``TKE_PLAYBOOK_NODE_PRICES=PB`` and ``TKE_PLAYBOOK_STORAGE_PRICES=SB`` keeps everything
+under A and prices with PA and SA: the local server's log, the servers that tuning and the frontier start, what an
+interrupted load run kept, the ``vllm bench serve`` JSON, the corpus scorecard's vectors, and every price. Before,
+those lower layers asked the environment themselves and wrote under B. B is never even created.
 
 The last test reads the code: every call the playbook, the command line and the notebooks make to a function below
 the playbook that takes the state folder (``home``) or the price table (``prices``) passes it.
@@ -36,6 +36,8 @@ NODE = "SA5.LARGE8"   # the CPU node the local target prices on
 GPU_NODE = "PNV5b.8XLARGE96"
 SETTINGS_PRICES = {NODE: 7.5, GPU_NODE: 11.0}
 ENVIRONMENT_PRICES = {NODE: 99.0, GPU_NODE: 999.0}
+STORAGE = "memory"  # where a vector index is kept, priced per GiB-month
+SETTINGS_STORAGE_PRICE, ENVIRONMENT_STORAGE_PRICE = 1.5, 99.0
 
 
 @dataclass
@@ -46,8 +48,8 @@ class World:
     endpoint: object    # the server pb deployed (one start for the whole module)
 
 
-def _prices_file(path: Path, prices: dict) -> Path:
-    path.write_text("".join(f"{node}: {{per_hour: {price}, currency: CNY}}\n" for node, price in prices.items()),
+def _prices_file(path: Path, prices: dict, unit: str = "per_hour") -> Path:
+    path.write_text("".join(f"{name}: {{{unit}: {price}, currency: CNY}}\n" for name, price in prices.items()),
                     encoding="utf-8")
     return path
 
@@ -76,10 +78,14 @@ def world(tmp_path_factory):
         env.setenv("TKE_PLAYBOOK_HOME", str(environment_home))
         env.setenv("TKE_PLAYBOOK_NODE_PRICES", str(_prices_file(root / "environment-prices.yaml",
                                                                 ENVIRONMENT_PRICES)))
+        env.setenv("TKE_PLAYBOOK_STORAGE_PRICES", str(_prices_file(
+            root / "environment-storage.yaml", {STORAGE: ENVIRONMENT_STORAGE_PRICE}, "per_gib_month")))
         env.setenv("TKE_PLAYBOOK_OFFLINE", "1")
         env.delenv("TKE_PLAYBOOK_TARGET", raising=False)
         settings = Settings(Target.LOCAL, settings_home, offline=True,
-                            prices_file=_prices_file(root / "settings-prices.yaml", SETTINGS_PRICES))
+                            prices_file=_prices_file(root / "settings-prices.yaml", SETTINGS_PRICES),
+                            storage_prices_file=_prices_file(root / "settings-storage.yaml",
+                                                             {STORAGE: SETTINGS_STORAGE_PRICE}, "per_gib_month"))
         pb = open_target(settings=settings, reporter=QuietReporter())
         try:
             _downloaded(pb)
@@ -207,13 +213,18 @@ def test_the_servers_tuning_and_the_frontier_start_log_in_the_settings_home(home
 
 
 def test_the_settings_prices_are_the_settings_file_never_the_environments_again(homes):
-    assert homes.pb.settings.node_prices()[NODE].per_hour == SETTINGS_PRICES[NODE]
-    unset = homes.pb.settings.replace(prices_file=None).node_prices()  # the settings name no file: the defaults
-    assert unset[NODE].per_hour not in ENVIRONMENT_PRICES.values() and not unset[NODE].verified
+    settings = homes.pb.settings
+    assert settings.node_prices()[NODE].per_hour == SETTINGS_PRICES[NODE]
+    assert settings.storage_prices()[STORAGE].per_gib_month == SETTINGS_STORAGE_PRICE
+    unset = settings.replace(prices_file=None, storage_prices_file=None)  # the settings name no file: the defaults
+    assert unset.node_prices()[NODE].per_hour not in ENVIRONMENT_PRICES.values()
+    assert not unset.node_prices()[NODE].verified
+    assert unset.storage_prices()[STORAGE].per_gib_month != ENVIRONMENT_STORAGE_PRICE
+    assert not unset.storage_prices()[STORAGE].verified
 
 
 def test_the_frontier_gets_the_settings_home_and_prices(homes, monkeypatch):
-    """The facade's frontier hands the library the settings' home and price table. Run to its end it starts a second
+    """The facade's frontier hands the library the settings' home and price tables. Run to its end it starts a second
     server and an mteb scorecard (too long for here): the test above starts that server, this one reads what the
     library is given."""
     from tke_playbook.scorecard import frontier as fr
@@ -223,6 +234,7 @@ def test_the_frontier_gets_the_settings_home_and_prices(homes, monkeypatch):
     homes.pb.evaluation.frontier(quick=True)
     assert given["home"] == homes.settings_home
     assert given["prices"].loc[NODE, "hourly_price"] == SETTINGS_PRICES[NODE]
+    assert given["storage_prices"].loc[STORAGE, "per_gib_month"] == SETTINGS_STORAGE_PRICE
 
 
 def test_06s_plan_and_projection_price_with_the_settings_file(homes):

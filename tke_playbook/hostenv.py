@@ -33,6 +33,7 @@ from .specs.tokens import TOKEN_ENV_IN_POD, HubToken
 TARGET_ENV = "TKE_PLAYBOOK_TARGET"
 HOME_ENV = "TKE_PLAYBOOK_HOME"
 PRICES_ENV = "TKE_PLAYBOOK_NODE_PRICES"
+STORAGE_PRICES_ENV = "TKE_PLAYBOOK_STORAGE_PRICES"  # read by scorecard/storage_prices.py (the table's owner)
 API_KEY_ENV = "TKE_PLAYBOOK_API_KEY"   # the key `tke-playbook render` puts in the API-key Secret (else a random one)
 IN_CLUSTER_ENV = "KUBERNETES_SERVICE_HOST"  # set in every pod: the in-cluster service account works without a file
 DEFAULT_HOME = "~/.cache/tke-playbook"
