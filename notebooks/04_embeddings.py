@@ -122,7 +122,7 @@ nearest.nlargest(5, "cosine").set_index("sentence")
 
 # %% tags=["nbval-ignore-output"]
 load = run_closed_loop(endpoint.url, endpoint.model, concurrency_levels=(1, 4),
-                       requests_per_level=REQUESTS, api_key=endpoint.api_key)
+                       requests_per_level=REQUESTS, api_key=endpoint.api_key, home=pb.settings.home)
 tidy(load.summary)[["concurrency", "requests", "errors", "req_per_s", "tokens_per_s", "latency_mean_ms", "p50_ms",
                     "p90_ms", "p99_ms"]]
 

@@ -73,7 +73,7 @@ dataset_card(task)
 # nDCG@10 agrees with ours (`result.table` keeps both, and every number).
 
 # %% tags=["nbval-ignore-output"]
-result = run_scorecard(systems, task)
+result = run_scorecard(systems, task, home=pb.settings.home)  # the embedding cache in the state folder
 results_table(result)
 
 # %% [markdown]
@@ -156,7 +156,7 @@ wrong.table()
 # region's price before showing the numbers. BM25 and TF-IDF need no model server.
 
 # %% tags=["nbval-ignore-output"]
-prices = price_table(pb.settings.prices_file)  # $TKE_PLAYBOOK_NODE_PRICES, read once by open_target
+prices = price_table(prices=pb.settings.node_prices())  # $TKE_PLAYBOOK_NODE_PRICES, read once by open_target
 throughputs = scorecard_throughputs(result, pb.evaluation.price_node(NODE_TYPE), pb.serving.measured_on())
 costs = cost_table(result.table, throughputs, prices)
 cost_summary(costs)
@@ -173,7 +173,7 @@ plot_quality_vs_cost(costs, hardware=pb.serving.measured_on())
 # priced from this table (illustrative, marked "verify": edit it with your price before showing the numbers).
 
 # %%
-storage_prices = storage_price_table()
+storage_prices = storage_price_table(prices=pb.settings.storage_prices())  # $TKE_PLAYBOOK_STORAGE_PRICES
 storage_prices
 
 # %% [markdown]

@@ -72,7 +72,7 @@ endpoint
 # %% tags=["nbval-ignore-output"]
 closed = run_closed_loop(endpoint.url, endpoint.model, CONCURRENCY, requests_per_level=None,
                          input_tokens=INPUT_LENGTHS, batch_size=BATCH_SIZES, max_duration_s=LEVEL_S,
-                         api_key=endpoint.api_key, progress=True)
+                         api_key=endpoint.api_key, progress=True, home=pb.settings.home)
 compact_table(closed.table())
 
 # %%
@@ -109,7 +109,7 @@ compact_table(with_mfu(closed.summary, spec.model, hardware))
 # %% tags=["nbval-ignore-output"]
 search = find_sustainable_rate(endpoint.url, endpoint.model, P99_TARGET_MS, input_tokens=min(INPUT_LENGTHS),
                                ceiling_from=closed.summary, level_s=LEVEL_S, api_key=endpoint.api_key,
-                               progress=True)
+                               progress=True, home=pb.settings.home)
 print(search.sustainable, *search.notes, sep="\n")
 compact_table(search.table())
 
@@ -146,12 +146,14 @@ plot_mixed_latency(mixed.records, mixed.targets(), hardware=hardware)
 # input and largest batch of the sweep (closed loop: optimistic).
 
 # %% tags=["nbval-ignore-output"]
-query_plan = plan_capacity(QueryLoad(LOAD_QPS, P99_TARGET_MS), search.sustainable, served_on=hardware)
+query_plan = plan_capacity(QueryLoad(LOAD_QPS, P99_TARGET_MS), search.sustainable, served_on=hardware,
+                           prices=pb.settings.node_prices())
 plot_capacity_table(query_plan, title=f"Capacity plan: {LOAD_QPS:g} queries/s")
 
 # %% tags=["nbval-ignore-output"]
 bulk = sustainable_rate(closed.summary, 10_000, input_tokens=max(INPUT_LENGTHS), inputs=max(BATCH_SIZES))
-doc_plan = plan_capacity(DocumentLoad(DOCS_PER_DAY, max(INPUT_LENGTHS)), bulk, served_on=hardware)
+doc_plan = plan_capacity(DocumentLoad(DOCS_PER_DAY, max(INPUT_LENGTHS)), bulk, served_on=hardware,
+                         prices=pb.settings.node_prices())
 plot_capacity_table(doc_plan, title=f"Capacity plan: {DOCS_PER_DAY:,.0f} documents/day")
 
 # %% [markdown]
@@ -160,7 +162,7 @@ plot_capacity_table(doc_plan, title=f"Capacity plan: {DOCS_PER_DAY:,.0f} documen
 
 # %% tags=["nbval-ignore-output"]
 project_gpu([QueryLoad(LOAD_QPS, P99_TARGET_MS), DocumentLoad(DOCS_PER_DAY, max(INPUT_LENGTHS))], spec.model,
-            pb.site.node_type(), per_query=search.sustainable)
+            pb.site.node_type(), per_query=search.sustainable, prices=pb.settings.node_prices())
 
 # %% [markdown]
 # **Replay:** the rate one replica is planned to carry, sent open-loop with the same request shape and judged by
@@ -168,7 +170,7 @@ project_gpu([QueryLoad(LOAD_QPS, P99_TARGET_MS), DocumentLoad(DOCS_PER_DAY, max(
 
 # %% tags=["nbval-ignore-output"]
 report, replayed = replay(endpoint.url, endpoint.model, search.sustainable, duration_s=3 if QUICK else 8,
-                          warmup_requests=20, api_key=endpoint.api_key, progress=True)
+                          warmup_requests=20, api_key=endpoint.api_key, progress=True, home=pb.settings.home)
 print(report)
 
 # %% [markdown]
@@ -219,7 +221,7 @@ pb.serving.autoscaler_checks(scale)
 # keep them elsewhere).
 
 # %% tags=["nbval-ignore-output"]
-paths = write_vllm_bench_json(closed.records, endpoint.model)
+paths = write_vllm_bench_json(closed.records, endpoint.model, home=pb.settings.home)
 print(f"{len(paths)} files (one per level) in {paths[0].parent}")
 
 # %% [markdown]

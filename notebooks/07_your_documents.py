@@ -86,7 +86,7 @@ plot_chunk_tokens(corpus.chunks["tokens"], limit=corpus.settings.chunk_tokens)
 
 # %% tags=["nbval-ignore-output"]
 queries, qrels = queries_and_labels(QUERIES, QRELS, TOPICS)
-result = run_corpus(corpus, queries, systems, qrels=qrels)
+result = run_corpus(corpus, queries, systems, qrels=qrels, home=pb.settings.home)
 result.summary()
 
 # %%
@@ -121,7 +121,7 @@ box = QueryBox("how do I catch an exception\nwhat does the with statement do\nho
 box
 
 # %% tags=["nbval-ignore-output"]
-typed = run_corpus(corpus, box.queries(), systems)
+typed = run_corpus(corpus, box.queries(), systems, home=pb.settings.home)
 labeler = Labeler(typed, labels_path(f"{corpus.name}-typed", pb.settings.home))
 labeler.widget
 
@@ -147,6 +147,6 @@ manifest = pb.evaluation.embed_corpus(corpus, shards=SHARDS, stage_root=STAGE_RO
 # Share it: one self-contained HTML page (the plots inside, no key and no absolute path in it).
 
 # %% tags=["nbval-ignore-output"]
-report = write_report(report_path(corpus.name, pb.settings.home), result,
+report = write_report(report_path(corpus.name, pb.settings.home), result, prices=pb.settings.node_prices(),
                       roots=[corpus_folder(DOCS, TOPICS, pb.settings.home)])
 report.name, f"{report.stat().st_size / 1e6:.1f} MB"

@@ -89,10 +89,11 @@ def test_settings_read_every_value_from_the_given_environment(tmp_path):
     prices = tmp_path / "prices.yaml"
     env = {"TKE_PLAYBOOK_TARGET": "local", "TKE_PLAYBOOK_HOME": str(tmp_path / "h"), "TKE_PLAYBOOK_QUICK": "yes",
            "TKE_PLAYBOOK_NAMESPACE": " team-a ", "TKE_PLAYBOOK_NODE_PRICES": str(prices),
-           "TKE_PLAYBOOK_OFFLINE": "1", "TKE_PLAYBOOK_CONTEXT": "ctx-b"}
+           "TKE_PLAYBOOK_OFFLINE": "1", "TKE_PLAYBOOK_CONTEXT": "ctx-b",
+           "TKE_PLAYBOOK_STORAGE_PRICES": str(tmp_path / "storage.yaml")}
     settings = Settings.from_env(env)
     assert settings == Settings(Target.LOCAL, tmp_path / "h", quick=True, namespace="team-a", prices_file=prices,
-                                offline=True, context="ctx-b")
+                                offline=True, context="ctx-b", storage_prices_file=tmp_path / "storage.yaml")
     assert Settings.from_env(env, target="local", context="ctx-c").context == "ctx-c"
     with pytest.raises(Exception):
         settings.quick = False  # frozen
@@ -100,8 +101,8 @@ def test_settings_read_every_value_from_the_given_environment(tmp_path):
 
 def test_settings_defaults_and_the_target_rule(tmp_path):
     bare = Settings.from_env({"HOME": str(tmp_path)})  # no kubeconfig under this HOME: this machine
-    assert (bare.target, bare.quick, bare.namespace, bare.prices_file, bare.offline, bare.context) == \
-        (Target.LOCAL, False, "default", None, False, None)
+    assert (bare.target, bare.quick, bare.namespace, bare.prices_file, bare.offline, bare.context,
+            bare.storage_prices_file) == (Target.LOCAL, False, "default", None, False, None, None)
     assert bare.home == Path("~/.cache/tke-playbook").expanduser()
     config = tmp_path / ".kube" / "config"
     config.parent.mkdir()

@@ -33,6 +33,7 @@ from .specs.tokens import TOKEN_ENV_IN_POD, HubToken
 TARGET_ENV = "TKE_PLAYBOOK_TARGET"
 HOME_ENV = "TKE_PLAYBOOK_HOME"
 PRICES_ENV = "TKE_PLAYBOOK_NODE_PRICES"
+STORAGE_PRICES_ENV = "TKE_PLAYBOOK_STORAGE_PRICES"  # read by scorecard/storage_prices.py (the table's owner)
 API_KEY_ENV = "TKE_PLAYBOOK_API_KEY"   # the key `tke-playbook render` puts in the API-key Secret (else a random one)
 IN_CLUSTER_ENV = "KUBERNETES_SERVICE_HOST"  # set in every pod: the in-cluster service account works without a file
 DEFAULT_HOME = "~/.cache/tke-playbook"
@@ -63,9 +64,12 @@ def resolve_target(value: str | Target | None = None, environ: Mapping[str, str]
                          in_cluster=bool(env.get(IN_CLUSTER_ENV)))
 
 
-def state_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """Where the toolkit keeps its state: ``$TKE_PLAYBOOK_HOME``, else ``~/.cache/tke-playbook`` (created)."""
-    path = Path(_env(environ).get(HOME_ENV) or DEFAULT_HOME).expanduser()
+def state_dir(environ: Mapping[str, str] | None = None, *, home: str | os.PathLike | None = None) -> Path:
+    """Where the toolkit keeps its state (created): ``home`` when given - the caller's settings, read once
+    (``Settings.home``) -, else ``$TKE_PLAYBOOK_HOME``, else ``~/.cache/tke-playbook``. Every function below the
+    playbook that keeps a file in the state folder takes ``home`` and asks here, so a playbook opened with its own
+    settings never writes under the environment's folder."""
+    path = Path(home if home is not None else _env(environ).get(HOME_ENV) or DEFAULT_HOME).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -92,12 +92,14 @@ def tune_vllm(summary: pd.DataFrame, spec: ServingSpec, *, gpu: str | None = Non
 
 def tune_local_server(p99_target_ms: float, *, baseline: RateSearch | None = None, quick: bool = False,
                       max_candidates: int | None = None, input_tokens: int | None = None,
-                      concurrency=None, level_s: float | None = None, progress=False) -> LocalServerTuning:
+                      concurrency=None, level_s: float | None = None, progress=False,
+                      home=None) -> LocalServerTuning:
     """The local server's tuning loop at ``p99_target_ms``, starting from ``baseline`` (a search against the
-    running server, which uses the default settings) when given; ``quick``: no other settings, short levels."""
+    running server, which uses the default settings) when given; ``quick``: no other settings, short levels.
+    ``home``: the state folder the servers' logs go under (``pb.settings.home``; None: ``$TKE_PLAYBOOK_HOME``)."""
     options: dict = dict(QUICK_SEARCH) if quick else {}
     given = {"input_tokens": input_tokens, "concurrency": tuple(concurrency) if concurrency else None,
              "level_s": level_s, "ceiling_level_s": level_s}
     options.update({k: v for k, v in given.items() if v is not None})
-    return LocalServerTuning(tune_local(p99_target_ms, baseline=baseline, progress=progress,
+    return LocalServerTuning(tune_local(p99_target_ms, baseline=baseline, progress=progress, home=home,
                                         max_candidates=max_candidates, candidates=[] if quick else None, **options))

@@ -141,19 +141,22 @@ def _level_bar(progress) -> LevelBar | None:
     return make_bar(progress, "tuning") if progress is True or isinstance(progress, Reporter) else None
 
 
-def measure_local(settings: LocalSettings, p99_target_ms: float, *, model_dir=None, **search_options) -> RateSearch:
-    """Start the local server with ``settings``, find its sustainable rate, stop it."""
+def measure_local(settings: LocalSettings, p99_target_ms: float, *, model_dir=None, home=None,
+                  **search_options) -> RateSearch:
+    """Start the local server with ``settings``, find its sustainable rate, stop it. ``home``: the state folder
+    its log (and an interrupted search's requests) go under (the caller's settings; None: ``$TKE_PLAYBOOK_HOME``)."""
     with start_server(model_dir, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
-                      workers=settings.workers) as server:
-        return find_sustainable_rate(server.url, server.served_model_name, p99_target_ms, **search_options)
+                      workers=settings.workers, home=home) as server:
+        return find_sustainable_rate(server.url, server.served_model_name, p99_target_ms, home=home,
+                                     **search_options)
 
 
 def tune_local(p99_target_ms: float, *, settings: LocalSettings = LocalSettings(), candidates=None,
                model_dir=None, cores: int | None = None, baseline: RateSearch | None = None, progress=False,
-               max_candidates: int | None = None, **search_options) -> LocalTuning:
+               max_candidates: int | None = None, home=None, **search_options) -> LocalTuning:
     """Measure ``settings`` (the defaults; or take ``baseline``, a search already run against a server with those
     settings), then each candidate (derived from that run unless given; at most ``max_candidates``), each on a
-    fresh local server.
+    fresh local server (its log under the state folder ``home``: see :func:`measure_local`).
     Interruptible: the server being measured is stopped and the settings measured so far are kept."""
     tracker = Progress("tuning")
     bar = _level_bar(progress)
@@ -168,8 +171,8 @@ def tune_local(p99_target_ms: float, *, settings: LocalSettings = LocalSettings(
 
     try:
         with interruptible(stopped, lambda: LocalTuning(trials) if trials else None):
-            first = baseline if baseline is not None else measure_local(settings, p99_target_ms,
-                                                                         model_dir=model_dir, **search_options)
+            first = baseline if baseline is not None else measure_local(settings, p99_target_ms, model_dir=model_dir,
+                                                                         home=home, **search_options)
             trials.append((settings, first))
             chosen = candidates if candidates is not None else local_candidates(first, settings,
                                                                                   cores or os.cpu_count() or 1)
@@ -178,7 +181,7 @@ def tune_local(p99_target_ms: float, *, settings: LocalSettings = LocalSettings(
                                                  low_inclusive=True))]
             for n, candidate in enumerate(chosen, start=1):
                 tracker.level = f"setting {n} of {len(chosen)} ({candidate.flags})"
-                trials.append((candidate, measure_local(candidate, p99_target_ms, model_dir=model_dir,
+                trials.append((candidate, measure_local(candidate, p99_target_ms, model_dir=model_dir, home=home,
                                                         **search_options)))
     except RunInterrupted as exc:  # a search inside stopped, or the interrupt came between: one line in all
         if bar is not None:

@@ -200,14 +200,15 @@ def find_sustainable_rate(url: str, model: str | None, p99_target_ms: float, *, 
                           min_requests: int = 30, max_level_s: float = 10.0, margin: float = MARGIN,
                           tolerance: float = DELIVERY_TOLERANCE, api_key: str | None = None, progress=False,
                           timeout: float | None = None, drain_s: float | None = None,
-                          ceiling_from: pd.DataFrame | None = None) -> RateSearch:
+                          ceiling_from: pd.DataFrame | None = None, home=None) -> RateSearch:
     """Closed-loop ceiling (or ``ceiling_from``: a closed-loop sweep summary holding this shape), then open-loop
     levels at ``fractions`` of it until one breaks ``p99 x (1 - margin)``; interruptible.
 
     A level offers ``rate x level_s`` requests, at least ``min_requests`` (a p99 needs a few dozen) unless that
     would last longer than ``max_level_s``; answers still missing ``drain_s`` after the last arrival (default:
     five times the target, at least 1 s) count as failed. ``timeout`` per request defaults to ten times the
-    target (at least 2 s, at most 60 s)."""
+    target (at least 2 s, at most 60 s). ``home``: the state folder where an interrupted search keeps its finished
+    requests (``pb.settings.home``; None: ``$TKE_PLAYBOOK_HOME``)."""
     target = check_range(p99_target_ms, "p99_target_ms", 0.0, 3_600_000.0, 200)
     timeout = timeout if timeout is not None else min(60.0, max(2.0, 10 * target / 1000))
     plan = _Plan(url, model, target, int(check_range(input_tokens, "input_tokens", 0, 1_000_000, 32, whole=True)),
@@ -231,7 +232,7 @@ def find_sustainable_rate(url: str, model: str | None, p99_target_ms: float, *, 
     open_levels = len(plan.fractions) + LOWER_TRIES
     budget = closed_levels * closed_budget_s(plan.ceiling_level_s, plan.drain_s) + \
         open_levels * open_budget_s(plan.max_level_s, plan.drain_s)
-    tracker = Progress("rate search", budget, levels=closed_levels + open_levels)
+    tracker = Progress("rate search", budget, levels=closed_levels + open_levels, home=home)
     return run_interruptibly(lambda p: _search(plan, ceiling_from, p), tracker, progress)
 
 
@@ -305,13 +306,14 @@ def _replay_args(rate, p99_target_ms, input_tokens, inputs) -> tuple[float, floa
 def replay(url: str, model: str | None, rate, p99_target_ms: float | None = None, *, input_tokens: int | None = None,
            inputs: int | None = None, duration_s: float = 15.0, seed: int = 1234, api_key: str | None = None,
            progress=False, timeout: float | None = None, tolerance: float = DELIVERY_TOLERANCE,
-           warmup_requests: int = 40) -> tuple[ReplayReport, LoadResult]:
+           warmup_requests: int = 40, home=None) -> tuple[ReplayReport, LoadResult]:
     """Offer ``rate`` - a SustainableRate (its rate, shape and target) or req/s - open-loop for ``duration_s``
     and judge it by :func:`~tke_playbook.capacity.planning.level_holds` against the target.
 
     ``warmup_requests`` go first (closed loop, not counted), as ``vllm bench serve`` warms up: a server that has
     just started answers its first requests slowly, and at a planned rate near capacity that backlog would
-    take the whole replay to drain. Arrivals are drawn as they are due, so any rate costs constant memory."""
+    take the whole replay to drain. Arrivals are drawn as they are due, so any rate costs constant memory.
+    ``home``: as for :func:`find_sustainable_rate`."""
     offered, target, tokens, per_request = _replay_args(rate, p99_target_ms, input_tokens, inputs)
     offered = check_range(offered, "rate", 0.0, MAX_RATE, 50)
     target = check_range(target, "p99_target_ms", 0.0, 3_600_000.0, 200)
@@ -330,7 +332,7 @@ def replay(url: str, model: str | None, rate, p99_target_ms: float | None = None
                                          seed=seed, drain_s=drain, progress=progress, **common)
 
     budget = (closed_budget_s(duration, drain) if warmup else 0.0) + open_budget_s(duration, drain)
-    result = run_interruptibly(work, Progress("replay", budget, levels=1), progress)
+    result = run_interruptibly(work, Progress("replay", budget, levels=1, home=home), progress)
     row = result.summary.iloc[0]
     report = ReplayReport(float(offered), float(row["req_per_s"]), float(row["p99_ms"]), float(target),
                           int(row["errors"]), int(row["requests"]), tolerance,

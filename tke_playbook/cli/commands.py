@@ -21,12 +21,14 @@ import sys
 
 from ..download.listing import plan_download
 from ..errors import InvalidSpecError, PlaybookError
-from ..hostenv import API_KEY_ENV, annotation_salt, generate_api_key
+from ..hostenv import API_KEY_ENV, annotation_salt, generate_api_key, key_store_dir
 from ..manifests.profiles import get_profile, render_profile, with_overrides
+from ..playbook.settings import Settings
 from ..specs.apikeys import check_api_key
 from ..specs.fit import check_fit
 from ..specs.hardware import gpu_rows, node_type_rows
 from ..specs.serving import CONTAINER_PORT, layout_changes, node_gpu_name
+from ..specs.target import Target
 
 PLUGINS = ("tke_playbook.localserver.cli", "tke_playbook.cli.preflight", "tke_playbook.cli.download",
            "tke_playbook.cli.scorecard")
@@ -161,6 +163,12 @@ def _api_key(args, profile) -> tuple[str | None, list[str]]:
                                 f"with it (set ${args.api_key_env} to keep one key)"]
 
 
+def _key_salt() -> bytes:
+    """The annotation salt kept in the settings' state folder (read once here), beside the playbook's keys: the
+    same key rendered here and deployed by the notebooks gets the same revision."""
+    return annotation_salt(key_store_dir(Settings.from_env(target=Target.CLUSTER).home))
+
+
 def run_render(args) -> int:
     profile = _profile(args)
     api_key, notes = _api_key(args, profile)
@@ -169,7 +177,7 @@ def run_render(args) -> int:
         download_plan = plan_download(profile.download)
     sys.stdout.write(render_profile(profile, helm_values=args.helm_values, api_key=api_key,
                                     show_secrets=args.show_secrets, download_plan=download_plan, notes=notes,
-                                    key_salt=annotation_salt() if api_key is not None else None))
+                                    key_salt=_key_salt() if api_key is not None else None))
     if args.pip_index_url:
         print("tke-playbook render: --pip-index-url has no effect: download pods install nothing", file=sys.stderr)
     if notes and args.api_key_env != API_KEY_ENV:

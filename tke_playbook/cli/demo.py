@@ -29,7 +29,7 @@ from papermill.exceptions import PapermillExecutionError
 from traitlets.config import Config
 
 from ..errors import InvalidSpecError, PlaybookError
-from ..hostenv import port_is_free, state_dir
+from ..hostenv import port_is_free
 from ..specs.serving import CONTAINER_PORT
 
 

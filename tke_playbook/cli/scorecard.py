@@ -45,7 +45,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--depth", type=int, default=100, help="chunks kept per query and system (default 100)")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per endpoint (default 4)")
     parser.add_argument("--batch-size", type=int, default=64, help="texts per request (default 64)")
-    parser.add_argument("--cache-dir", help="embedding cache (default: the toolkit's state folder)")
+    parser.add_argument("--cache-dir", help="embedding cache (default: under the toolkit's state folder, "
+                                            "$TKE_PLAYBOOK_HOME)")
     parser.add_argument("--node-type", default="SA5.LARGE8", help="node type to price embedding on")
     parser.add_argument("--parity", action="store_true",
                         help="check served vectors against sentence-transformers (endpoints serving the packaged model)")
@@ -118,27 +119,33 @@ def _summary(result) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..corpus.chunking import served_chunker
     from ..corpus.loading import load_corpus
+    from ..playbook.settings import Settings
     from ..scorecard.corpusrun import RunOptions, run_corpus
     from ..scorecard.htmlreport import cost_rows, write_report
+    from ..specs.target import Target
 
+    settings = Settings.from_env(target=Target.LOCAL)  # read once: the state folder (the cache) and the prices file
+    prices = settings.node_prices()
     api_key = os.environ.get(args.api_key_env) or None
     queries, qrels, options = _inputs(args)
     urls = [s for s in args.system if s.startswith(("http://", "https://"))]
     chunker = served_chunker(urls[0] if urls else None, api_key, tokenizer_dir=args.tokenizer,
                              chunk_tokens=args.chunk_tokens, overlap_tokens=args.overlap)
     corpus = load_corpus(args.docs, chunker, options=options, progress=not args.quiet)
-    result = run_corpus(corpus, queries, args.system, qrels=qrels, api_key=api_key,
+    result = run_corpus(corpus, queries, args.system, qrels=qrels, api_key=api_key, home=settings.home,
                         options=RunOptions(depth=args.depth, cache_dir=args.cache_dir, batch_size=args.batch_size,
                                            concurrency=args.concurrency, progress=not args.quiet))
     parity = _parity(args.system, api_key) if args.parity else []
     secrets = [api_key] if api_key else []
     if args.json:
         data = result.to_dict()
-        data["cost"] = json.loads(cost_rows(result.table(), args.node_type).reset_index().to_json(orient="records"))
+        costs = cost_rows(result.table(), args.node_type, prices)
+        data["cost"] = json.loads(costs.reset_index().to_json(orient="records"))
         data["parity"] = [{"system": p.embedder, "passed": p.passed, "sentence": p.sentence()} for p in parity]
         Path(args.json).expanduser().write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
     if args.html:
-        write_report(args.html, result, parity=parity, node_type=args.node_type, roots=[args.docs], secrets=secrets)
+        write_report(args.html, result, parity=parity, node_type=args.node_type, prices=prices, roots=[args.docs],
+                     secrets=secrets)
     print(_summary(result))
     for skipped in result.corpus.skipped.head(20).itertuples():
         print(f"  skipped {skipped.source}: {skipped.reason}", file=sys.stderr)

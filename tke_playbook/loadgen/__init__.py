@@ -31,24 +31,26 @@ def _count(values) -> int:
 
 
 def run_closed_loop(url: str, model: str | None = None, concurrency_levels=(1, 4, 16, 64),
-                    requests_per_level: int = 200, input_tokens=(128,), *, progress=False, **options) -> LoadResult:
+                    requests_per_level: int = 200, input_tokens=(128,), *, progress=False, home=None,
+                    **options) -> LoadResult:
     """Closed-loop sweep over input length x inputs per request (``batch_size``, a number or a list) x concurrency
     (see :func:`run_closed_loop_async` for the options); Jupyter-safe and interruptible. ``progress``: False,
-    True (a bar with an upper bound on the time left) or a bar of your own."""
+    True (a bar with an upper bound on the time left) or a bar of your own. ``home``: the state folder where an
+    interrupted run keeps its finished requests (``pb.settings.home``; None: ``$TKE_PLAYBOOK_HOME``)."""
     levels = _count(concurrency_levels) * _count(input_tokens) * _count(options.get("batch_size", 1))
     per_level = closed_budget_s(options.get("max_duration_s", 60.0), options.get("drain_s"))
-    tracker = Progress("closed loop", per_level * levels if per_level else None, levels=levels)
+    tracker = Progress("closed loop", per_level * levels if per_level else None, levels=levels, home=home)
     return run_interruptibly(lambda p: run_closed_loop_async(url, model, concurrency_levels, requests_per_level,
                                                              input_tokens, progress=p, **options),
                              tracker, progress)
 
 
-def run_open_loop(url: str, model: str | None = None, rates=(1.0, 10.0, 50.0), *, progress=False,
+def run_open_loop(url: str, model: str | None = None, rates=(1.0, 10.0, 50.0), *, progress=False, home=None,
                   **options) -> LoadResult:
     """Open-loop Poisson rate sweep (see :func:`run_open_loop_async` for the options); Jupyter-safe and
-    interruptible."""
+    interruptible. ``home``: as for :func:`run_closed_loop`."""
     levels = _count(rates) * _count(options.get("input_tokens", (128,))) * _count(options.get("batch_size", 1))
-    tracker = Progress("open loop", levels=levels)
+    tracker = Progress("open loop", levels=levels, home=home)
     return run_interruptibly(lambda p: run_open_loop_async(url, model, rates, progress=p, **options), tracker,
                              progress)
 

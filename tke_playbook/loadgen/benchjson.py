@@ -107,10 +107,11 @@ def result_filename(result: dict) -> str:
 
 
 def write_vllm_bench_json(records: pd.DataFrame, model: str | None, folder: str | os.PathLike | None = None, *,
-                          label: str | None = None) -> list[Path]:
+                          label: str | None = None, home: str | os.PathLike | None = None) -> list[Path]:
     """Write one JSON file per level, in ``vllm bench serve``'s layout; returns the paths. ``folder`` None: the
-    state directory's ``vllm-bench`` folder, emptied of the previous run's files first (nothing left in /tmp)."""
-    out = Path(folder) if folder else state_dir() / BENCH_FOLDER
+    ``vllm-bench`` folder of the state folder ``home`` (``pb.settings.home``; None: ``$TKE_PLAYBOOK_HOME``),
+    emptied of the previous run's files first (nothing left in /tmp)."""
+    out = Path(folder) if folder else state_dir(home=home) / BENCH_FOLDER
     out.mkdir(parents=True, exist_ok=True)
     if folder is None:
         for old in out.glob("*.json"):

@@ -20,6 +20,7 @@ own, or a recorder in tests), moved by requests.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Protocol
 
@@ -41,10 +42,14 @@ class Progress:
 
     The thread doing the work calls :meth:`level_started`, :meth:`finished` and :meth:`level_ended`; the thread
     drawing reads :meth:`position` and the counters (plain attribute writes: nothing here blocks). ``budget_s`` is
-    the run's total time bound, the sum of its levels' budgets (None: unknown; the bar then counts requests)."""
+    the run's total time bound, the sum of its levels' budgets (None: unknown; the bar then counts requests).
+    ``home`` is the state folder an interrupted run keeps its results so far under (the caller's settings; None:
+    :func:`~tke_playbook.hostenv.state_dir`)."""
 
-    def __init__(self, desc: str, budget_s: float | None = None, *, levels: int | None = None):
+    def __init__(self, desc: str, budget_s: float | None = None, *, levels: int | None = None,
+                 home: str | os.PathLike | None = None):
         self.desc = desc
+        self.home = home
         self.budget_s = budget_s
         self.levels = levels
         self.requests = 0          # requests answered or failed

@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import enum
 import math
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,6 +41,7 @@ VLLM_INFERENCE = "vllm:request_inference_time_seconds"
 ARRIVAL_CHUNK = 1024  # Poisson gaps drawn this many at a time
 SETTLED_PROBE_S = 0.25  # a probe answered this fast (or within 3x the fastest) says the server is free again
 SETTLE_S = 30.0  # the longest a level waits for a server still busy with requests earlier levels abandoned
+INTERRUPTED_FOLDER = "interrupted"  # under the state folder: an interrupted run's finished requests, as CSV
 
 
 class HttpEngine(str, enum.Enum):
@@ -486,9 +489,16 @@ MAX_RATE = 100_000.0        # req/s: far beyond what one generator process sends
 MAX_DURATION_S = 24 * 3600.0
 
 
+def interrupted_dir(home: str | os.PathLike | None = None) -> Path:
+    """Where an interrupted run keeps the requests it finished, as CSV: ``<home>/interrupted`` (``home``: the
+    state folder, the caller's settings; None: :func:`~tke_playbook.hostenv.state_dir`)."""
+    return state_dir(home=home) / INTERRUPTED_FOLDER
+
+
 def _keep_partial(progress: Progress | None, kind: str, records: _Records) -> None:
-    """On an interrupt: the requests finished so far as a LoadResult in ``progress.partial`` and as CSV under the
-    state directory (named in ``progress.kept``). Only the first call (the innermost level) counts."""
+    """On an interrupt: the requests finished so far as a LoadResult in ``progress.partial`` and as CSV in
+    :func:`interrupted_dir` of ``progress.home`` (named in ``progress.kept``). Only the first call (the innermost
+    level) counts."""
     if progress is None or progress.partial is not None:
         return
     frame = records.frame()
@@ -497,7 +507,7 @@ def _keep_partial(progress: Progress | None, kind: str, records: _Records) -> No
     result = LoadResult(kind, frame, summarize(frame), None,
                         ["interrupted: only the requests that finished are here"])
     progress.partial = result
-    folder = state_dir() / "interrupted"
+    folder = interrupted_dir(progress.home)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{progress.desc.replace(' ', '-')}.csv"
     frame.to_csv(path, index=False)

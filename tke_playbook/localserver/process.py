@@ -37,6 +37,7 @@ from .encoder import default_model_name, resolve_model_dir
 from .settings import check_host, url_host
 
 API_KEY_ENV = "VLLM_API_KEY"
+LOG_FOLDER = "logs"  # under the state folder: one log file per server started
 _LIVE: "set[LocalServer]" = set()  # stopped at interpreter exit, even if the caller dropped its reference
 
 
@@ -142,8 +143,14 @@ def _options(values: dict) -> list[str]:
     return out
 
 
-def _log_path() -> Path:
-    folder = state_dir() / "logs"
+def log_dir(home: str | os.PathLike | None = None) -> Path:
+    """Where the local servers' logs go: ``<home>/logs`` (``home``: the state folder, the caller's settings;
+    None: :func:`~tke_playbook.hostenv.state_dir`)."""
+    return state_dir(home=home) / LOG_FOLDER
+
+
+def _log_path(home: str | os.PathLike | None) -> Path:
+    folder = log_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"localserver-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.log"
 
@@ -156,7 +163,8 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
                  max_tokens_per_request: int | None = None, max_body_mb: float | None = None,
                  trust_request_chat_template: bool = False, max_batch_tokens: int | None = None,
                  vllm_version: str | None = None, hf_overrides: dict | None = None,
-                 pooler_config: dict | None = None, outlive_caller: bool = False) -> LocalServer:
+                 pooler_config: dict | None = None, outlive_caller: bool = False,
+                 home: str | os.PathLike | None = None) -> LocalServer:
     """Serve ``model_dir`` (default: the offline all-MiniLM-L6-v2) in a subprocess; return once it is healthy.
 
     ``port=0`` picks a free port. A folder other than the packaged offline model must carry the download's
@@ -167,6 +175,8 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
     ``vllm_version``, ``hf_overrides`` and ``pooler_config`` are vLLM's ``--vllm-version``-like choice of release
     and its ``--hf-overrides`` / ``--pooler-config`` JSON (the keys the local server uses).
     ``outlive_caller``: keep serving after this process exits (stop it by its pid); otherwise it exits with it.
+    The log goes to ``log_path``, else a new file in :func:`log_dir` of ``home`` (the state folder: the playbook
+    passes its settings'; None: ``$TKE_PLAYBOOK_HOME``).
     """
     folder = resolve_model_dir(model_dir, require_marker=require_marker)
     check_settings(port=port, max_batch=max_batch, max_queue=max_queue, max_wait_ms=max_wait_ms, workers=workers,
@@ -175,7 +185,7 @@ def start_server(model_dir: str | os.PathLike | None = None, port: int = 0, api_
                    max_batch_tokens=max_batch_tokens)
     host = check_host(host)
     name = served_model_name or default_model_name(folder)
-    log = Path(log_path) if log_path else _log_path()
+    log = Path(log_path) if log_path else _log_path(home)
     port_file = Path(tempfile.mkdtemp(prefix="tke-localserver-")) / "port"
     command = [sys.executable, "-m", "tke_playbook.localserver", "--model", str(folder), "--host", host,
                "--port", str(port), "--served-model-name", name, "--allow-incomplete",

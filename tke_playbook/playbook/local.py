@@ -216,7 +216,7 @@ class LocalServing(ServingBase):
         with waiting(self.session.reporter, f"Starting the local server for {spec.model}"):
             server = start_server(folder, port=port, api_key=key, served_model_name=spec.served_model_name,
                                   require_marker=folder != offline_model_dir(), outlive_caller=True,
-                                  **({"timeout": timeout} if timeout else {}))
+                                  home=self.session.settings.home, **({"timeout": timeout} if timeout else {}))
         key_file = records.key_file(spec)
         records.runs.add_server(ServerRecord(
             name=spec.name, pid=server.pid, port=server.port, url=server.url, model=spec.model,
@@ -294,7 +294,7 @@ class LocalServing(ServingBase):
 
         return tune_local_server(p99_target_ms, baseline=baseline, quick=quick, max_candidates=max_candidates,
                                  input_tokens=input_tokens, concurrency=concurrency, level_s=level_s,
-                                 progress=progress)
+                                 progress=progress, home=self.session.settings.home)
 
     def autoscaler_checks(self, scale: ScaleOutSpec) -> pd.DataFrame:
         """What a cluster would check for ``scale``'s autoscaler (there is no cluster here to check)."""
@@ -381,15 +381,20 @@ class LocalEvaluation:
         override (:func:`~tke_playbook.scorecard.frontier.local_frontier`), priced as a CPU node; ``quick``: three
         precisions at one smaller dimension. The local target serves one model: another in ``models`` is refused."""
         from ..scorecard import frontier as fr
+        from ..scorecard.cost import price_table
+        from ..scorecard.storage_prices import storage_price_table
 
         for name in (m.strip() for m in models if m.strip()):
             self.serving.endpoint(name)  # says the target serves one model when it is another
         dims = fr.QUICK_DIMENSIONS if quick else fr.LOCAL_DIMENSIONS
+        settings = self.session.settings
+        if storage_prices is None:  # the settings' storage prices file, never the environment's again
+            storage_prices = storage_price_table(prices=settings.storage_prices())
         return fr.local_frontier(self.served_folder(), dimensions=dims, task=task,
                                  precisions=fr.QUICK_PRECISIONS if quick else fr.PRECISIONS,
                                  node_type=self.price_node(node_type), measured_on=self.serving.measured_on(),
-                                 storage_prices=storage_prices, cache_dir=self.session.settings.home / "embeddings",
-                                 progress=progress, **({"storage": storage} if storage else {}))
+                                 storage_prices=storage_prices, prices=price_table(prices=settings.node_prices()),
+                                 home=settings.home, progress=progress, **({"storage": storage} if storage else {}))
 
     def price_node(self, requested: str = "") -> str:
         """The node type to price on: the endpoint's throughput was measured on this machine's CPU, so a CPU node

@@ -8,6 +8,11 @@ What the machine says is read by :mod:`tke_playbook.hostenv` (the target by
 :func:`~tke_playbook.hostenv.resolve_target`: ``cluster`` when a kubeconfig is found, else ``local``; the state
 folder; the prices file); the settings only the playbook uses are read here, each by one rule: :func:`quick_mode`
 is the one reading of ``TKE_PLAYBOOK_QUICK`` (the notebooks' parameters cells call it too).
+
+Below the playbook, whatever keeps a file in the state folder takes it as ``home`` (the local server's log, an
+interrupted run's requests, ``vllm bench serve`` JSON, the embedding cache) and whatever prices takes the table
+(:meth:`Settings.node_prices`, :meth:`Settings.storage_prices`); the playbook's steps, the notebooks and the command line pass the settings'
+values, so nothing lands in the environment's folder when the settings name another.
 """
 
 from __future__ import annotations
@@ -18,9 +23,14 @@ from os import environ  # for the notebooks' parameters cells: environ.get(...),
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..hostenv import DEFAULT_HOME, HOME_ENV, PRICES_ENV, resolve_target
+from ..hostenv import DEFAULT_HOME, HOME_ENV, PRICES_ENV, STORAGE_PRICES_ENV, load_prices, resolve_target
+from ..specs.prices import NodePrice
 from ..specs.target import Target
+
+if TYPE_CHECKING:  # pandas and the scorecard load only when the storage prices are asked for
+    from ..scorecard.storage_prices import StoragePrice
 
 QUICK_ENV = "TKE_PLAYBOOK_QUICK"
 NAMESPACE_ENV = "TKE_PLAYBOOK_NAMESPACE"
@@ -41,7 +51,8 @@ def quick_mode(value: object = "") -> bool:
 @dataclass(frozen=True)
 class Settings:
     """What the environment says, as typed values: the target, the state folder (``home``), quick mode, the
-    namespace, the node price file, whether to act offline (no hub reachable) and the kubeconfig context."""
+    namespace, the node price file, whether to act offline (no hub reachable), the kubeconfig context and the
+    storage price file."""
 
     target: Target
     home: Path
@@ -50,12 +61,14 @@ class Settings:
     prices_file: Path | None = None
     offline: bool = False
     context: str | None = None
+    storage_prices_file: Path | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "target", Target(self.target))
         object.__setattr__(self, "home", Path(self.home))
-        if self.prices_file is not None:
-            object.__setattr__(self, "prices_file", Path(self.prices_file))
+        for name in ("prices_file", "storage_prices_file"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, target: str | Target | None = None,
@@ -64,13 +77,28 @@ class Settings:
         given, win over the environment."""
         env = os.environ if environ is None else environ
         prices = env.get(PRICES_ENV, "").strip()
+        storage_prices = env.get(STORAGE_PRICES_ENV, "").strip()
         return cls(target=resolve_target(target or None, env),
                    home=Path(env.get(HOME_ENV) or DEFAULT_HOME).expanduser(),
                    quick=quick_mode(env.get(QUICK_ENV)),
                    namespace=env.get(NAMESPACE_ENV, "").strip() or DEFAULT_NAMESPACE,
                    prices_file=Path(prices).expanduser() if prices else None,
                    offline=env.get(OFFLINE_ENV, "").strip() == "1",
-                   context=context or env.get(CONTEXT_ENV, "").strip() or None)
+                   context=context or env.get(CONTEXT_ENV, "").strip() or None,
+                   storage_prices_file=Path(storage_prices).expanduser() if storage_prices else None)
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    def node_prices(self) -> dict[str, NodePrice]:
+        """The node price table these settings name: the illustrative defaults, with ``prices_file`` on top when
+        set. The environment is not asked again (it was read once, by :meth:`from_env`): what the playbook's steps
+        price with, and what a notebook hands the library (``plan_capacity(..., prices=pb.settings.node_prices())``)."""
+        return load_prices(self.prices_file, environ={})
+
+    def storage_prices(self) -> dict[str, StoragePrice]:
+        """The storage price table these settings name (the defaults, ``storage_prices_file`` on top), read like
+        :meth:`node_prices`: ``storage_price_table(prices=pb.settings.storage_prices())``."""
+        from ..scorecard.storage_prices import load_storage_prices
+
+        return load_storage_prices(self.storage_prices_file, environ={})

@@ -1,9 +1,10 @@
 """An on-disk embedding cache, so a rerun of the scorecard embeds nothing it embedded before.
 
 Vectors are kept per (model, revision, dataset) in one ``.npz`` file under the cache folder (default
-``state_dir()/embeddings``), keyed by the sha256 of the kind (query/document), the query task and the text. The
-key holds the raw text: the embedder applies its catalog prompt, and a prompt change means another model name
-or revision. :class:`CachedEmbedder` wraps any embedder and shows a progress bar across what it has to embed.
+``<home>/embeddings``, :func:`default_cache_dir` of the state folder), keyed by the sha256 of the kind
+(query/document), the query task and the text. The key holds the raw text: the embedder applies its catalog
+prompt, and a prompt change means another model name or revision. :class:`CachedEmbedder` wraps any embedder and
+shows a progress bar across what it has to embed.
 """
 
 from __future__ import annotations
@@ -27,8 +28,13 @@ from ..hostenv import state_dir
 DEFAULT_BATCH = 32
 
 
-def default_cache_dir() -> Path:
-    return state_dir() / "embeddings"
+CACHE_FOLDER = "embeddings"  # under the state folder
+
+
+def default_cache_dir(home: str | os.PathLike | None = None) -> Path:
+    """The cache folder when none is given: ``<home>/embeddings`` (``home``: the state folder, the caller's
+    settings - ``pb.settings.home``; None: :func:`~tke_playbook.hostenv.state_dir`)."""
+    return state_dir(home=home) / CACHE_FOLDER
 
 
 SLUG_CHARS = 60  # readable part of a cache folder or file name; a hash of the whole name follows

@@ -197,9 +197,15 @@ def _dense_stats(cache: VectorCache, docs: EmbedStats) -> dict:
     return {"embedded": docs.embedded, "cached": docs.cached, **measured}
 
 
+def corpus_cache_dir(home=None) -> Path:
+    """Where corpus runs keep vectors and reranker scores when no ``cache_dir`` is given: ``corpus`` in the
+    embedding cache of the state folder ``home`` (``pb.settings.home``; None: ``$TKE_PLAYBOOK_HOME``)."""
+    return default_cache_dir(home) / "corpus"
+
+
 def vector_cache(name: str, embedder, cache_dir=None, kind: str = DOC_KIND) -> VectorCache:
     """The on-disk vectors of system ``name`` (its embedder's revision; documents or queries, whose prompts differ)."""
-    root = Path(cache_dir) if cache_dir else default_cache_dir() / "corpus"
+    root = Path(cache_dir) if cache_dir else corpus_cache_dir()
     return VectorCache(root, f"{name}|{revision_of(embedder)}|{kind}")
 
 
@@ -256,7 +262,7 @@ def _two_stage_run(system: CorpusSystem, runs: dict, corpus: Corpus, queries, op
     first = runs.get(system.first.name) if system.first.name in runs else None
     if first is None:
         first, _ = _run_one(system.first, runs, corpus, queries, opts)
-    root = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir() / "corpus"
+    root = Path(opts.cache_dir) if opts.cache_dir else corpus_cache_dir()
     reranker = CachedReranker(system.reranker, str(corpus.name), cache_dir=root)
     texts = dict(zip(corpus.ids, corpus.texts))
     return rerank_run(first, texts, queries, reranker, system.rerank_depth, progress=opts.progress,
@@ -283,9 +289,14 @@ def _check_queries(queries: Mapping[str, str]) -> dict[str, str]:
 
 
 def run_corpus(corpus: Corpus, queries: Mapping[str, str], systems: Sequence, *, qrels=None, api_key=None,
-               options: RunOptions | None = None, n_boot: int = stats.DEFAULT_BOOT) -> "CorpusScorecard":
-    """Rank ``corpus`` for ``queries`` with every system; the result scores them against ``qrels`` (optional)."""
+               options: RunOptions | None = None, n_boot: int = stats.DEFAULT_BOOT,
+               home=None) -> "CorpusScorecard":
+    """Rank ``corpus`` for ``queries`` with every system; the result scores them against ``qrels`` (optional).
+    Vectors are cached in ``options.cache_dir``, else :func:`corpus_cache_dir` of ``home`` (the state folder:
+    ``pb.settings.home``; None: ``$TKE_PLAYBOOK_HOME``)."""
     opts = options or RunOptions()
+    if not opts.cache_dir:
+        opts = replace(opts, cache_dir=corpus_cache_dir(home))
     queries = _check_queries(queries)
     resolved = corpus_systems(systems, api_key=api_key)
     runs, figures = {}, {}

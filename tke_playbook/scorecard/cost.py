@@ -17,6 +17,7 @@ import pandas as pd
 from ..errors import InvalidSpecError, UnknownNameError
 from ..hostenv import load_prices
 from ..specs.hardware import get_node_type
+from ..specs.prices import NodePrice
 
 VERIFY = "list price, verify"
 LOCAL_PRICE_NODE = "SA5.LARGE8"  # a 4-vCPU CPU node: what the local server's CPU throughput is priced as
@@ -29,12 +30,14 @@ def _gpus(node_type: str) -> int:
         return 0
 
 
-def price_table(path=None) -> pd.DataFrame:
-    """Node prices (``tke_playbook.specs.prices``, a prices file on top) with GPUs per node: edit it and pass it to
-    :func:`cost_table`. Rows from the illustrative defaults say so in ``source``."""
+def price_table(path=None, *, prices: Mapping[str, NodePrice] | None = None) -> pd.DataFrame:
+    """Node prices with GPUs per node: edit it and pass it to :func:`cost_table`. ``prices``: the table already
+    read (``pb.settings.node_prices()``, the settings' prices file); else ``tke_playbook.specs.prices``' defaults
+    with the prices file ``path`` (or ``$TKE_PLAYBOOK_NODE_PRICES``) on top. Rows from the illustrative defaults
+    say so in ``source``."""
     rows = [{"node_type": p.node_type, "hourly_price": p.per_hour, "gpus": _gpus(p.node_type),
              "currency": p.currency, "source": p.note if p.verified else f"{VERIFY} ({p.note})"}
-            for p in load_prices(path).values()]
+            for p in (prices if prices is not None else load_prices(path)).values()]
     return pd.DataFrame(rows).set_index("node_type")
 
 

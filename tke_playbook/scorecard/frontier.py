@@ -263,13 +263,15 @@ def run_frontier(clients: Sequence, task=None, *, dimensions: Sequence[int | Non
                  months: float = DEFAULT_MONTHS, storage: str = DEFAULT_STORAGE,
                  storage_prices: pd.DataFrame | None = None, throughputs: Mapping[str, Throughput] | None = None,
                  prices: pd.DataFrame | None = None, node_type: str = LOCAL_PRICE_NODE, measured_on: str = "",
-                 not_matryoshka: Sequence[str] = (), notes: Sequence[str] = (), cache_dir=None,
+                 not_matryoshka: Sequence[str] = (), notes: Sequence[str] = (), cache_dir=None, home=None,
                  progress: bool = True, n_boot: int = stats.DEFAULT_BOOT) -> Frontier:
     """The frontier of ``clients`` (endpoints) on ``task`` (default: the shipped set): every dimension ×
     precision the server accepts becomes a point; the ones it refuses are listed with its reason. ``throughputs``
     (``{model: Throughput}``, e.g. from 06's load test) price the embedding, else the scorecard's cold run on
-    ``node_type``; ``not_matryoshka`` names models served with a forced Matryoshka override (their truncated
-    points are labelled "not Matryoshka-trained: expect loss")."""
+    ``node_type`` (``prices``: the node price table, :func:`~tke_playbook.scorecard.cost.price_table`);
+    ``not_matryoshka`` names models served with a forced Matryoshka override (their truncated points are labelled
+    "not Matryoshka-trained: expect loss"). ``cache_dir``/``home``: the embedding cache, as for
+    :func:`~tke_playbook.scorecard.run.run_scorecard`."""
     _check_counts(documents, months)
     price = storage_price(storage, storage_prices)
     accepted, refused = [], []
@@ -279,21 +281,23 @@ def run_frontier(clients: Sequence, task=None, *, dimensions: Sequence[int | Non
     if not accepted:
         raise PlaybookError("the endpoint refused every variant of the frontier: " + "; ".join(
             r["why"] for r in refused[:3]), obj=[getattr(c, "name", c) for c in clients])
-    result = run_scorecard([v for v, _ in accepted], task, cache_dir=cache_dir, progress=progress, n_boot=n_boot,
-                           visuals=False)
+    result = run_scorecard([v for v, _ in accepted], task, cache_dir=cache_dir, home=home, progress=progress,
+                           n_boot=n_boot, visuals=False)
     pricing = _Pricing(dict(throughputs or {}), prices, node_type, measured_on)
     frame, sources = _points(accepted, result, pricing, price, documents, months, set(not_matryoshka))
     return Frontier(frame, pd.DataFrame(refused, columns=["system", "why"]), price, documents, months, result,
                     list(notes), sources)
 
 
-def local_frontier(model_dir=None, *, dimensions: Sequence[int] = LOCAL_DIMENSIONS, **options) -> Frontier:
+def local_frontier(model_dir=None, *, dimensions: Sequence[int] = LOCAL_DIMENSIONS, home=None,
+                   **options) -> Frontier:
     """The frontier of a model folder on this machine (default: the packaged all-MiniLM-L6-v2): a second local
     server is started with ``--hf-overrides '{"matryoshka_dimensions": [...]}'`` - vLLM refuses ``dimensions``
     for a model that is not Matryoshka-trained without it - and stopped when the frontier is done; its truncated
-    points are labelled "not Matryoshka-trained: expect loss"."""
+    points are labelled "not Matryoshka-trained: expect loss". ``home``: the state folder its log and the
+    embedding cache go under (``pb.settings.home``; None: ``$TKE_PLAYBOOK_HOME``)."""
     overrides = {"matryoshka_dimensions": sorted({int(d) for d in dimensions}, reverse=True)}
-    with start_server(model_dir, hf_overrides=overrides) as server:
+    with start_server(model_dir, hf_overrides=overrides, home=home) as server:
         name = server.served_model_name
         note = (f"A second local server served {name} for the frontier with --hf-overrides "
                 f"'{json.dumps(overrides)}' (without it vLLM refuses `dimensions` for a model that is not "
@@ -301,4 +305,4 @@ def local_frontier(model_dir=None, *, dimensions: Sequence[int] = LOCAL_DIMENSIO
                 "The server was stopped after the run.")
         client = EmbeddingClient(server.url, name, server.api_key)
         return run_frontier([client], dimensions=(None, *dimensions), not_matryoshka=(name,),
-                            notes=(*options.pop("notes", ()), note), **options)
+                            notes=(*options.pop("notes", ()), note), home=home, **options)

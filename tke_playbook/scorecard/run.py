@@ -162,11 +162,14 @@ def _evaluate(system: System, task, results: ResultCache | None, fingerprint: st
     return scores, False, calls
 
 
-def run_scorecard(items: Sequence, task=None, *, cache_dir=None, **options) -> ScorecardResult:
+def run_scorecard(items: Sequence, task=None, *, cache_dir=None, home=None, **options) -> ScorecardResult:
     """:func:`_run_scorecard`, interruptible: an interrupt stops it with one line, and the embeddings computed so
-    far stay in the cache (a rerun reuses them)."""
+    far stay in the cache (a rerun reuses them). ``cache_dir``: the cache folder, else
+    :func:`~tke_playbook.scorecard.cache.default_cache_dir` of ``home`` (the state folder: ``pb.settings.home``;
+    None: ``$TKE_PLAYBOOK_HOME``)."""
+    cache_dir = cache_dir or default_cache_dir(home)
     with interruptible(lambda: f"scorecard: stopped; the embeddings computed so far are kept in "
-                               f"{cache_dir or default_cache_dir()} (a rerun reuses them)"):
+                               f"{cache_dir} (a rerun reuses them)"):
         preload("sentence_transformers")  # mteb imports it (and torch) for every model: stoppable while it loads
         return _run_scorecard(items, task, cache_dir=cache_dir, **options)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +26,9 @@ import pandas as pd
 import yaml
 
 from ..errors import InvalidSpecError
+from ..hostenv import STORAGE_PRICES_ENV
 from ..specs.names import unknown
 
-STORAGE_PRICES_ENV = "TKE_PLAYBOOK_STORAGE_PRICES"
 DEFAULT_STORAGE = "cfs-standard"
 GIB = 2 ** 30
 _ILLUSTRATIVE = "illustrative estimate, not a list price: verify it, or put your own in a storage prices file"
@@ -83,10 +84,12 @@ def _entry(name: str, value, path: Path) -> StoragePrice:
     return StoragePrice(name, value, "CNY", "", True, f"from {path}")
 
 
-def load_storage_prices(path: str | os.PathLike | None = None) -> dict[str, StoragePrice]:
-    """The default table, overridden by the YAML/JSON file at ``path`` (or ``$TKE_PLAYBOOK_STORAGE_PRICES``)."""
+def load_storage_prices(path: str | os.PathLike | None = None,
+                        environ: Mapping[str, str] | None = None) -> dict[str, StoragePrice]:
+    """The default table, overridden by the YAML/JSON file at ``path`` (or ``$TKE_PLAYBOOK_STORAGE_PRICES`` as
+    ``environ`` says, default the process's; the playbook's settings read it once and pass ``environ={}``)."""
     table = {p.name: p for p in STORAGE_PRICES}
-    chosen = path or os.environ.get(STORAGE_PRICES_ENV)
+    chosen = path or (os.environ if environ is None else environ).get(STORAGE_PRICES_ENV)
     if chosen:
         file = Path(chosen).expanduser()
         if not file.is_file():
@@ -101,11 +104,13 @@ def load_storage_prices(path: str | os.PathLike | None = None) -> dict[str, Stor
     return table
 
 
-def storage_price_table(path=None) -> pd.DataFrame:
-    """The storage prices as a DataFrame to read or edit (then pass it as ``storage_prices=``)."""
+def storage_price_table(path=None, *, prices: Mapping[str, StoragePrice] | None = None) -> pd.DataFrame:
+    """The storage prices as a DataFrame to read or edit (then pass it as ``storage_prices=``). ``prices``: the table
+    already read (``pb.settings.storage_prices()``, the settings' file); else :func:`load_storage_prices` of
+    ``path``."""
     rows = [{"storage": p.name, "per_gib_month": p.per_gib_month, "currency": p.currency,
              "description": p.description, "source": p.note if p.verified else f"list price, verify ({p.note})"}
-            for p in load_storage_prices(path).values()]
+            for p in (prices if prices is not None else load_storage_prices(path)).values()]
     return pd.DataFrame(rows).set_index("storage")
 
 
