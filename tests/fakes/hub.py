@@ -27,9 +27,19 @@ class Fault:
     seconds: float = 0.0
 
 
+@dataclass
+class Served:
+    """One file request the hub answered: the file, its Range header and the body bytes written for it so far."""
+
+    path: str
+    range: str
+    sent: int = 0
+
+
 class FaultyHandler(MirrorHandler):
     hub: FakeHub
     fault: Fault | None = None
+    served: Served
 
     def answered(self, status: int) -> None:
         with self.hub.lock:
@@ -37,8 +47,10 @@ class FaultyHandler(MirrorHandler):
 
     def intercept(self, rel: str) -> bool:
         self.fault = self.hub.take_fault(rel) if self.command == "GET" else None
+        self.served = Served(rel, self.headers.get("Range", ""))
         with self.hub.lock:
-            self.hub.ranges.append((rel, self.headers.get("Range", "")))
+            self.hub.ranges.append((rel, self.served.range))
+            self.hub.served.append(self.served)
         if self.fault and self.fault.kind == "status":
             self._json(self.fault.status, {"error": "injected fault"})
             return True
@@ -58,6 +70,7 @@ class FaultyHandler(MirrorHandler):
             pos, sent = pos + len(block), sent + len(block)
             with self.hub.lock:
                 self.hub.bytes_sent += len(block)
+                self.served.sent += len(block)
             if self.hub.rate:
                 ahead = sent / self.hub.rate - (time.monotonic() - began)
                 if ahead > 0:
@@ -67,7 +80,11 @@ class FaultyHandler(MirrorHandler):
 class FakeHub(HubMirror):
     """``HubMirror`` plus ``rate`` (bytes/s per connection; None: unthrottled, may change at any time), ``faults``
     (a list of :class:`Fault`, may grow at any time) and what it served: ``log`` (method, path-and-query, status),
-    ``ranges`` (file, Range header) of every file request and ``bytes_sent``."""
+    ``ranges`` (file, Range header) of every file request, ``served`` (a :class:`Served` per file request: the bytes
+    written in answer to it) and ``bytes_sent`` (all of them). A block counts once its write returned, and the first
+    write into a connection whose client is gone still returns: a throttled response asleep when its client died
+    (a worker stopped by Ctrl-C) adds one more block, up to seconds later. To tell what one run fetched, count the
+    ``served`` entries of its own requests, not ``bytes_sent`` before and after it."""
 
     handler = FaultyHandler
 
@@ -76,6 +93,7 @@ class FakeHub(HubMirror):
         self.faults = list(faults)
         self.log: list[tuple[str, str, int]] = []
         self.ranges: list[tuple[str, str]] = []
+        self.served: list[Served] = []
         self.bytes_sent = 0
         self.lock = threading.Lock()
         super().__init__(repos, **kwargs)
