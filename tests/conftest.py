@@ -64,6 +64,8 @@ FIRST_GROUPS = (NOTEBOOKS_GROUP, "browser-live")
 # Groups that read the notebooks' execution from another worker: after the other slow groups, when it is done.
 AFTER_SLOW_GROUPS = ("browser-pages",)
 NBVAL_BUDGET_S = 600  # the whole nbval run; each cell has 300 s
+if str(TESTS) not in sys.path:  # the test doubles import as ``fakes.<module>`` (pytest's importlib mode adds nothing)
+    sys.path.insert(0, str(TESTS))
 
 K8S_VERSIONS = ("1.28", "1.33")
 LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"

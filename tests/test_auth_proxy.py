@@ -20,18 +20,13 @@ import urllib.request
 
 import pytest
 
+from fakes.localtarget import free_port
 from tke_playbook.manifests.serving import PROXY_START, build_proxy_configmap
 from tke_playbook.specs.serving import CONTAINER_PORT, PROXY_PORT, seed_profile
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light)")
 KEY = "Abc-123_xyz.~+/key=="  # every character class a bearer token may hold (RFC 6750 b64token)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Backend(http.server.BaseHTTPRequestHandler):
@@ -66,7 +61,7 @@ def _envsubst(template: str, key: str) -> str:
 def _start_proxy(tmp):
     backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Backend)
     threading.Thread(target=backend.serve_forever, daemon=True).start()
-    port = _free_port()
+    port = free_port()
     template = build_proxy_configmap(seed_profile())["data"]["nginx.conf.template"]
     config = _envsubst(template, KEY)
     # only what this machine needs: other ports, private temp paths, root's workers may write them

@@ -28,7 +28,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from fakes.localtarget import free_port
 from tke_playbook.cli.demo import port_is_free, stop_local_servers
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -83,12 +83,6 @@ if not Path(CHROMIUM).is_file():
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _write_settings(folder: Path) -> None:
     """User settings for this JupyterLab only: render every cell (no windowing, so off-screen outputs are in the
     page) and no news pop-up over the screenshots."""
@@ -114,7 +108,7 @@ def _sign(paths, notary_dir: Path) -> None:
 def _jupyterlab(tmp: Path, folder: Path, home: Path):
     """JupyterLab on 127.0.0.1 with a token, serving ``folder``, its kernels on the local target in the state folder
     ``home``; yields what the tests need to reach it."""
-    port, token = _free_port(), os.urandom(16).hex()
+    port, token = free_port(), os.urandom(16).hex()
     (tmp / "notary").mkdir(exist_ok=True)  # where JupyterLab keeps the signatures of trusted notebooks
     settings = tmp / "lab-settings"
     _write_settings(settings)
@@ -183,7 +177,7 @@ def lab(tmp_path_factory, prepare_local_target):
     home = prepare_local_target(tmp / "home")
     shutil.rmtree(ARTIFACTS / LIVE, ignore_errors=True)
     with _jupyterlab(tmp, folder, home) as served:
-        yield dict(served, port=_free_port())
+        yield dict(served, port=free_port())
 
 
 def _api(base: str, token: str, path: str, method: str = "GET"):

@@ -241,6 +241,15 @@ def test_search_goes_lower_when_even_the_lowest_rate_breaks_the_target():
                                                 min_requests=5)
     assert search.sustainable is None
     assert len(search.opened.summary) == 4  # 0.5 broke it, then 0.25, 0.125, 0.0625 were tried
+    # what the cells after the search start from: the best level measured, marked as not holding, and said
+    start = search.planning_rate
+    best = search.opened.summary.sort_values(["p99_ms", "rate"]).iloc[0]
+    assert start is not None and not start.held and start.level == best["rate"]
+    assert start.rate == min(best["rate"], best["req_per_s"]) and start.p99_ms == best["p99_ms"]
+    assert "ABOVE the 0 ms target" in str(start)
+    assert any("did not hold" in note for note in search.notes), search.notes
+    plan = capacity.plan_capacity(capacity.QueryLoad(10.0, 0.0001), start, "PNV5b.8XLARGE96")
+    assert plan.replicas >= 1 and any("did not hold" in note for note in plan.notes), plan.notes
 
 
 def test_cluster_tuning_rerenders_the_workload_with_the_flags():

@@ -219,6 +219,21 @@ def test_notebook_06_long_cells_stop_on_an_interrupt_and_the_kernel_goes_on(loca
     _assert_stopped_cleanly(kernel, result, r"tuning: stopped after")
 
 
+def test_notebook_06_plans_replays_and_scales_out_when_no_rate_holds_the_target(local_target):
+    """A presenter's loaded laptop, or a target too tight: no level of the rate search holds p99, and every cell
+    after the search still runs (from the best level measured, said not to hold) - no NameError, no traceback."""
+    kernel, _ = local_target
+    kernel.ok(_cells("06_benchmark", "TKE_PLAYBOOK_TARGET", "import (DocumentLoad", "pb = open_target",
+                     "closed = run_closed_loop"))
+    kernel.ok("P99_TARGET_MS = 0.001  # no server answers within a microsecond")
+    for needle in ("search = find_sustainable_rate", "query_plan = plan_capacity", "project_gpu(",
+                   "report, replayed = replay", "scale = ScaleOutSpec", "pb.serving.autoscaler_checks(scale)"):
+        result = kernel.ok(_cell("06_benchmark", needle))
+        assert "tke-playbook-error" not in str(result), f"{needle}: a red block\n{_describe(result)}"
+    kernel.ok("assert search.sustainable is None and not search.planning_rate.held\n"
+              "assert any('did not hold' in n for n in query_plan.notes), query_plan.notes")
+
+
 def test_notebook_04_latency_and_05_scorecard_stop_on_an_interrupt(local_target):
     kernel, url = local_target
     kernel.ok(_cells("04_embeddings", "TKE_PLAYBOOK_TARGET", "from tke_playbook.loadgen import", "pb = open_target"))

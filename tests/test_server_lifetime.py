@@ -4,7 +4,6 @@ in one line to run 03; and a server stopped from another kernel never lingers as
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,11 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from fakes.localtarget import free_port, link_offline_model
 from tke_playbook.errors import NotDeployedError
-from tke_playbook.hostenv import offline_model_dir
-from tke_playbook.podworker.modelfolder import write_completion
-from tke_playbook.specs.catalog import OFFLINE_MODEL
-from tke_playbook.specs.storage import StorageSpec
 
 KERNEL = textwrap.dedent("""
     import sys
@@ -50,22 +46,6 @@ class Kernel:
         self.process.wait(30)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _downloaded(pb) -> None:
-    """The packaged model on the local PVC with a completion marker, as 02 leaves it."""
-    pb.storage.create(StorageSpec())
-    folder = pb.storage.path("ai-model") / OFFLINE_MODEL
-    folder.mkdir(parents=True)
-    for item in offline_model_dir().iterdir():
-        (folder / item.name).symlink_to(item)
-    write_completion(folder, {"files": []})
-
-
 def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/health", timeout=3) as answer:
@@ -85,8 +65,8 @@ def _state(pid: int) -> str | None:
 
 def test_a_gone_server_is_reported_never_started_again(pb):
     """04-06 call pb.serving.endpoint(): with 03's server gone they say to run 03, in one line, and start nothing."""
-    _downloaded(pb)
-    pb.records.record_serving(pb.serving.defaults().replace(service_port=_free_port()))  # 03 ran; its server is gone
+    link_offline_model(pb)
+    pb.records.record_serving(pb.serving.defaults().replace(service_port=free_port()))  # 03 ran; its server is gone
     with pytest.raises(NotDeployedError, match="no longer running") as gone:
         pb.serving.endpoint()
     assert str(gone.value).endswith("run 03_deploy_vllm again") and "\n" not in str(gone.value)
@@ -96,8 +76,8 @@ def test_a_gone_server_is_reported_never_started_again(pb):
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
 def test_the_server_outlives_its_kernel_serves_the_next_and_99_stops_it(pb):
-    _downloaded(pb)
-    port = _free_port()
+    link_offline_model(pb)
+    port = free_port()
     deploy = Kernel("deploy", str(port))  # 03's kernel
     deploy.close()  # the kernel shuts down (JupyterLab "Shut Down Kernel", or papermill's end)
     time.sleep(3)  # the old server watched its parent once a second and left with it
@@ -115,8 +95,8 @@ def test_the_server_outlives_its_kernel_serves_the_next_and_99_stops_it(pb):
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
 def test_a_server_stopped_from_another_kernel_leaves_no_defunct_child(pb):
-    _downloaded(pb)
-    endpoint = pb.serving.deploy(pb.serving.defaults().replace(service_port=_free_port()))
+    link_offline_model(pb)
+    endpoint = pb.serving.deploy(pb.serving.defaults().replace(service_port=free_port()))
     pid = pb.records.runs.server(pb.serving.defaults().name).pid
     Kernel("teardown").close()  # 99 in another kernel kills our child
     deadline = time.monotonic() + 10

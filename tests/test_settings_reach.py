@@ -13,21 +13,17 @@ the playbook that takes the state folder (``home``) or the price table (``prices
 from __future__ import annotations
 
 import ast
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from fakes.localtarget import free_port, link_offline_model
 from tke_playbook.errors import RunInterrupted, ServerError
-from tke_playbook.hostenv import offline_model_dir
 from tke_playbook.playbook import open_target
 from tke_playbook.playbook.settings import Settings
-from tke_playbook.podworker.modelfolder import write_completion
 from tke_playbook.reporting import QuietReporter
-from tke_playbook.specs.catalog import OFFLINE_MODEL
-from tke_playbook.specs.storage import StorageSpec
 from tke_playbook.specs.target import Target
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,22 +50,6 @@ def _prices_file(path: Path, prices: dict, unit: str = "per_hour") -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _downloaded(pb) -> None:
-    """The packaged model on the local PVC with its completion marker, as 02 leaves it (files linked, not copied)."""
-    pb.storage.create(StorageSpec())
-    folder = pb.storage.path("ai-model") / OFFLINE_MODEL
-    folder.mkdir(parents=True)
-    for item in offline_model_dir().iterdir():
-        (folder / item.name).symlink_to(item)
-    write_completion(folder, {"files": []})
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("two-homes")
@@ -88,8 +68,8 @@ def world(tmp_path_factory):
                                                              {STORAGE: SETTINGS_STORAGE_PRICE}, "per_gib_month"))
         pb = open_target(settings=settings, reporter=QuietReporter())
         try:
-            _downloaded(pb)
-            endpoint = pb.serving.deploy(pb.serving.defaults().replace(service_port=_free_port()))
+            link_offline_model(pb)
+            endpoint = pb.serving.deploy(pb.serving.defaults().replace(service_port=free_port()))
             yield World(pb, settings_home, environment_home, endpoint)
         finally:
             pb.serving.stop_servers()

@@ -13,34 +13,17 @@ import time
 
 import pytest
 
+from fakes.localtarget import free_port, link_offline_model
 from tke_playbook.errors import (BadRequestError, DownloadError, EndpointGoneError, IncompleteModelError,
                                  InvalidSpecError, NoDownloadError, NotDeployedError, PlanMismatchError, PlaybookError)
-from tke_playbook.hostenv import offline_model_dir, port_is_free
+from tke_playbook.hostenv import port_is_free
 from tke_playbook.playbook import ServiceEndpoint, default_max_model_len
 from tke_playbook.playbook.runs import DownloadRecord, RunRegistry, ServerRecord, is_local_server, process_alive
 from tke_playbook.podworker import progress
 from tke_playbook.podworker.modelfolder import write_completion
 from tke_playbook.specs.catalog import OFFLINE_MODEL
-from tke_playbook.specs.storage import StorageSpec
 
 SMALL_ZH = "BAAI/bge-small-zh-v1.5"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _downloaded(pb, pvc: str = "ai-model"):
-    """The packaged model on the local PVC with a completion marker, as 02 leaves it (files linked, not copied)."""
-    pb.storage.create(StorageSpec(pvc_name=pvc))
-    folder = pb.storage.path(pvc) / OFFLINE_MODEL
-    folder.mkdir(parents=True)
-    for item in offline_model_dir().iterdir():
-        (folder / item.name).symlink_to(item)
-    write_completion(folder, {"files": []})
-    return folder
 
 
 def _port(url: str) -> int:
@@ -67,7 +50,7 @@ def _time_wait_on(port: int) -> None:
 
 
 def test_port_of_a_just_stopped_server_counts_as_free():
-    port = _free_port()
+    port = free_port()
     _time_wait_on(port)
     plain = socket.socket()
     with pytest.raises(OSError):  # the precondition: a bind without SO_REUSEADDR fails in TIME_WAIT
@@ -175,8 +158,8 @@ def test_any_kernel_order_keeps_one_server_on_the_port_and_cleanup_sticks(pb):
     """03 deploys in its own kernel; 04 finds that server from its kernel (starting nothing); 03 deploys again from
     this kernel and must replace the first server; 99 cleans up from a third kernel; 03 deploys again: the same port
     every time."""
-    _downloaded(pb)
-    port = _free_port()
+    link_offline_model(pb)
+    port = free_port()
     spec = pb.serving.defaults().replace(service_port=port)
     notebook_03 = Kernel("deploy", str(port))
     notebook_04 = Kernel("endpoint")
@@ -227,7 +210,7 @@ def test_nothing_deployed_yet_is_an_error_not_a_quiet_start(pb):
 
 
 def test_stale_endpoint_says_the_server_is_gone_and_what_to_run():
-    endpoint = ServiceEndpoint(f"http://127.0.0.1:{_free_port()}", OFFLINE_MODEL, "local-process", "k")
+    endpoint = ServiceEndpoint(f"http://127.0.0.1:{free_port()}", OFFLINE_MODEL, "local-process", "k")
     with pytest.raises(EndpointGoneError, match="the server is gone: run 03_deploy_vllm"):
         endpoint.curl("hello")
     with pytest.raises(EndpointGoneError, match="the server is gone"):
@@ -278,7 +261,7 @@ def test_blank_text_is_refused_not_replaced(text):
 
 
 def test_a_failed_deploy_on_an_unknown_pvc_creates_no_folder(pb):
-    _downloaded(pb)
+    link_offline_model(pb)
     with pytest.raises(InvalidSpecError, match="PVC 'other-pvc' does not exist"):
         pb.serving.deploy(pb.serving.defaults().replace(pvc_name="other-pvc"))
     assert pb.storage.names() == ["ai-model"]
@@ -300,7 +283,7 @@ def _record_download(pb, model: str, pvc: str, status: str, plan_id: str = "p1",
     return record
 
 
-def test_serving_defaults_start_from_what_02_downloaded(pb):
+def test_serving_defaults_start_from_what_02link_offline_model(pb):
     _record_download(pb, SMALL_ZH, "models", "done")
     spec = pb.serving.defaults()
     assert (spec.model, spec.pvc_name, spec.max_model_len) == (SMALL_ZH, "models", 512)

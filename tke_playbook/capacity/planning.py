@@ -53,14 +53,17 @@ class SustainableRate:
     kind: str = "open"      # open: an offered Poisson rate; closed: measured at a concurrency (optimistic)
     level: float = math.nan  # the offered rate or the concurrency it came from
     margin: float = MARGIN
+    held: bool = True  # False: no level held the target, and this is the best one measured (RateSearch.planning_rate)
 
     @property
     def shape(self) -> str:
         return f"{self.input_tokens} tokens x {self.inputs} input(s) per request"
 
     def __str__(self) -> str:
+        verdict = (f"<= {self.target_ms:,.0f} ms" if self.held else
+                   f"- ABOVE the {self.target_ms:,.0f} ms target: no measured rate held it")
         return (f"{self.rate:,.1f} req/s per replica ({self.embeddings_per_s:,.1f} embeddings/s, "
-                f"{self.tokens_per_s:,.0f} tokens/s) at p99 {self.p99_ms:,.1f} ms <= {self.target_ms:,.0f} ms "
+                f"{self.tokens_per_s:,.0f} tokens/s) at p99 {self.p99_ms:,.1f} ms {verdict} "
                 f"[{self.shape}, {self.kind} loop]")
 
 
@@ -299,6 +302,9 @@ def plan_capacity(load, per_replica: SustainableRate, node_type=None, *, served_
     replicas = _replicas(needed, capacity, min_replicas, unit)
     if per_replica.kind == "closed":
         notes.append("the per-replica rate comes from a closed loop: an open-loop sweep gives a safer figure")
+    if not per_replica.held:
+        notes.append(f"the per-replica rate did not hold the {per_replica.target_ms:,.0f} ms p99 target (p99 "
+                     f"{per_replica.p99_ms:,.0f} ms): these replicas miss it - raise the target or measure again")
     if served_on is not None and not served_on.on_gpu:
         if node_type is not None:
             raise InvalidSpecError("the measurement ran on a CPU server: plan in its replicas (leave node_type out) "

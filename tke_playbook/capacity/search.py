@@ -46,6 +46,27 @@ class RateSearch:
     def table(self) -> pd.DataFrame:
         return self.opened.table()
 
+    @property
+    def planning_rate(self) -> SustainableRate | None:
+        """What a plan, a projection or a replay starts from: the sustainable rate; when no level held the target,
+        the level with the lowest p99 among those answered, marked ``held=False`` (its text and the search's note
+        say so), so the cells after a search still run on a loaded machine; None when nothing was answered."""
+        return self.sustainable if self.sustainable is not None else best_unheld(self.opened.summary,
+                                                                                  self.p99_target_ms)
+
+
+def best_unheld(summary: pd.DataFrame, p99_target_ms: float) -> SustainableRate | None:
+    """The open-loop level with the lowest p99 among those that answered, as a rate that did not hold."""
+    answered = summary[(summary["req_per_s"] > 0) & summary["p99_ms"].notna()] if not summary.empty else summary
+    if answered.empty:
+        return None
+    best = answered.sort_values(["p99_ms", "rate"]).iloc[0]
+    rate = min(float(best["rate"]), float(best["req_per_s"]))
+    per_request = rate / float(best["req_per_s"])
+    return SustainableRate(rate, float(best["p99_ms"]), p99_target_ms, float(best["embeddings_per_s"]) * per_request,
+                           float(best["tokens_per_s"]) * per_request, int(best["input_tokens"]),
+                           int(best["inputs"]) if "inputs" in best else 1, "open", float(best["rate"]), held=False)
+
 
 def _combine(results: list[LoadResult]) -> LoadResult:
     if not results:
@@ -183,6 +204,12 @@ async def _climb(plan: _Plan, ceiling: float, progress: Progress, levels: list[L
 def _decide(plan: _Plan, ceiling: float, closed: LoadResult | None, opened: LoadResult) -> RateSearch:
     found = sustainable_rate(opened.summary, plan.target, margin=plan.margin, tolerance=plan.tolerance)
     notes = []
+    fallback = best_unheld(opened.summary, plan.target) if found is None else None
+    if fallback is not None:
+        notes.append(f"no level kept p99 within {plan.limit:,.0f} ms (the {plan.target:,.0f} ms target less its "
+                     f"margin) on this machine: the plan, projection and replay below start from the best level "
+                     f"measured, {fallback.rate:,.1f} req/s at p99 {fallback.p99_ms:,.1f} ms, which did not hold it "
+                     f"- raise the p99 target, or measure on a quieter machine")
     if found is not None and found.rate > ceiling:
         notes.append(f"the open loop answered {found.rate:,.1f} req/s, more than the closed-loop ceiling "
                      f"{ceiling:,.1f} req/s of the same shape: the ceiling was measured too short or on a busy "
