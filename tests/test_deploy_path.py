@@ -98,37 +98,22 @@ def test_the_trace_counts_a_path_that_climbs_back_and_goes_down_again():
 
 @pytest.fixture
 def deployed_on_the_fake_cluster(home):
-    from fake_apiserver import FakeApiServer
-    from fake_cluster import add_node, add_pod, deployment_ready, pod_running, until
+    from fake_cluster import cluster_with_nodes, serve_when_applied
 
-    from tke_playbook.kube.client import Kube
     from tke_playbook.playbook import ClusterPlaybook
     from tke_playbook.reporting import QuietReporter
 
-    with FakeApiServer() as server:
-        server.put("namespaces", {"metadata": {"name": "default"}})
-        add_node(server, "gpu-1")
-        with Kube.from_host(server.url) as kube:
-            pb = ClusterPlaybook(kube=kube, reporter=QuietReporter())
-            spec = pb.serving.defaults("BAAI/bge-m3")
-
-            def cluster_side():
-                until(lambda: server.exists("deployments", spec.name, "default"))
-                labels = server.get("deployments", spec.name, "default")["spec"]["template"]["metadata"]["labels"]
-                add_pod(server, "default", "vllm-bge-m3-0", labels=labels, container="vllm")
-                for line in ("INFO Loading weights", "INFO Application startup complete."):
-                    server.append_log("default", "vllm-bge-m3-0", line)
-                pod_running(server, "default", "vllm-bge-m3-0", container="vllm")
-                until(lambda: server.exists("services", spec.name, "default"))
-                server.set_status("services", spec.name, "default", {"loadBalancer": {"ingress": [{"ip": "10.0.0.5"}]}})
-                deployment_ready(server, "default", spec.name)
-
-            helper = threading.Thread(target=cluster_side)
-            helper.start()
-            try:
-                yield trace(lambda: pb.serving.deploy(spec, timeout=60))
-            finally:
-                helper.join()
+    with cluster_with_nodes(("gpu-1", {})) as (server, kube):
+        pb = ClusterPlaybook(kube=kube, reporter=QuietReporter())
+        spec = pb.serving.defaults("BAAI/bge-m3")
+        helper = threading.Thread(target=serve_when_applied, args=(server, spec, "vllm-bge-m3-0"),
+                                  kwargs={"lines": ("INFO Loading weights", "INFO Application startup complete."),
+                                          "ip": "10.0.0.5"})
+        helper.start()
+        try:
+            yield trace(lambda: pb.serving.deploy(spec, timeout=60))
+        finally:
+            helper.join()
 
 
 def test_a_cluster_deploy_goes_down_the_layers_and_comes_back_up_once(deployed_on_the_fake_cluster):

@@ -85,18 +85,13 @@ sys.path.insert(0, str(Path(__file__).parent / "cluster"))
 
 @pytest.fixture
 def cluster(home):
-    from fake_apiserver import FakeApiServer
-    from fake_cluster import add_node
+    from fake_cluster import cluster_with_nodes
 
-    from tke_playbook.kube.client import Kube
     from tke_playbook.playbook import ClusterPlaybook
 
-    with FakeApiServer() as server:
-        server.put("namespaces", {"metadata": {"name": "default"}})
-        add_node(server, "gpu-l20")
-        add_node(server, "gpu-t4", instance_type=T4_NODE, product="Tesla-T4", gpus=1)
-        with Kube.from_host(server.url) as kube:
-            yield ClusterPlaybook(kube=kube), kube
+    gpu_t4 = {"instance_type": T4_NODE, "product": "Tesla-T4", "gpus": 1}
+    with cluster_with_nodes(("gpu-l20", {}), ("gpu-t4", gpu_t4)) as (_, kube):
+        yield ClusterPlaybook(kube=kube), kube
 
 
 def test_a_cluster_node_choice_reaches_a_new_kernel_without_asking_the_cluster(cluster):

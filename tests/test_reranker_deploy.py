@@ -19,34 +19,18 @@ sys.path.insert(0, str(Path(__file__).parent / "cluster"))
 
 @pytest.fixture
 def cluster(home):
-    from fake_apiserver import FakeApiServer
-    from fake_cluster import add_node
+    from fake_cluster import cluster_with_nodes
 
-    from tke_playbook.kube.client import Kube
     from tke_playbook.playbook import ClusterPlaybook
 
-    with FakeApiServer() as server:
-        server.put("namespaces", {"metadata": {"name": "default"}})
-        add_node(server, "gpu-1")
-        with Kube.from_host(server.url) as kube:
-            yield server, ClusterPlaybook(kube=kube)
-
-
-def _ready_when_applied(server, spec, pod, ip):
-    from fake_cluster import add_pod, deployment_ready, pod_running, until
-
-    until(lambda: server.exists("deployments", spec.name, "default"))
-    labels = server.get("deployments", spec.name, "default")["spec"]["template"]["metadata"]["labels"]
-    add_pod(server, "default", pod, labels=labels, container="vllm")
-    server.append_log("default", pod, "INFO Application startup complete.")
-    pod_running(server, "default", pod, container="vllm")
-    until(lambda: server.exists("services", spec.name, "default"))
-    server.set_status("services", spec.name, "default", {"loadBalancer": {"ingress": [{"ip": ip}]}})
-    deployment_ready(server, "default", spec.name)
+    with cluster_with_nodes(("gpu-1", {})) as (server, kube):
+        yield server, ClusterPlaybook(kube=kube)
 
 
 def _deploy(server, deploy, spec, pod, ip):
-    helper = threading.Thread(target=_ready_when_applied, args=(server, spec, pod, ip))
+    from fake_cluster import serve_when_applied
+
+    helper = threading.Thread(target=serve_when_applied, args=(server, spec, pod), kwargs={"ip": ip})
     helper.start()
     endpoint = deploy(spec, timeout=60)
     helper.join()

@@ -246,22 +246,16 @@ def test_local_download_deploy_restart_teardown(pb, home):
 # --- cluster target against the fake API server -------------------------------------------------------------
 
 sys.path.insert(0, str(Path(__file__).parent / "cluster"))
+from fake_cluster import serve_when_applied  # noqa: E402  (tests/cluster, just put on the path)
 
 
 @pytest.fixture
 def fake_api(home):
     """The fake API server with a GPU and a CPU node, and a client connected to it."""
-    from fake_apiserver import FakeApiServer
-    from fake_cluster import add_node
+    from fake_cluster import cluster_with_nodes
 
-    from tke_playbook.kube.client import Kube
-
-    with FakeApiServer() as server:
-        server.put("namespaces", {"metadata": {"name": "default"}})
-        add_node(server, "gpu-1")
-        add_node(server, "cpu-1", instance_type="SA5.LARGE8", gpus=0)
-        with Kube.from_host(server.url) as kube:
-            yield server, kube
+    with cluster_with_nodes(("gpu-1", {}), ("cpu-1", {"instance_type": "SA5.LARGE8", "gpus": 0})) as connected:
+        yield connected
 
 
 @pytest.fixture
@@ -270,22 +264,6 @@ def fake_cluster(fake_api):
 
     server, kube = fake_api
     return server, ClusterPlaybook(kube=kube)
-
-
-def _serve_when_applied(server, spec, pod, lines=("INFO Application startup complete.",), ip="10.0.0.9"):
-    """The cluster's side of a deploy: once the Deployment exists, a running pod with its labels logs ``lines``,
-    the Service gets the balancer address ``ip`` and the Deployment becomes ready."""
-    from fake_cluster import add_pod, deployment_ready, pod_running, until
-
-    until(lambda: server.exists("deployments", spec.name, "default"))
-    labels = server.get("deployments", spec.name, "default")["spec"]["template"]["metadata"]["labels"]
-    add_pod(server, "default", pod, labels=labels, container="vllm")
-    for line in lines:
-        server.append_log("default", pod, line)
-    pod_running(server, "default", pod, container="vllm")
-    until(lambda: server.exists("services", spec.name, "default"))
-    server.set_status("services", spec.name, "default", {"loadBalancer": {"ingress": [{"ip": ip}]}})
-    deployment_ready(server, "default", spec.name)
 
 
 class Collecting:
@@ -315,7 +293,8 @@ def test_cluster_deploy_sends_the_log_to_the_reporter_not_print(fake_api, capsys
     cluster = ClusterPlaybook(kube=kube, reporter=reporter)
     spec = cluster.serving.defaults("BAAI/bge-m3")
     lines = ("INFO Loading weights", "INFO Application startup complete.")
-    helper = threading.Thread(target=_serve_when_applied, args=(server, spec, "vllm-bge-m3-6d5f-events", lines))
+    helper = threading.Thread(target=serve_when_applied, args=(server, spec, "vllm-bge-m3-6d5f-events"),
+                              kwargs={"lines": lines})
     helper.start()
     cluster.serving.deploy(spec, timeout=60)
     helper.join()
@@ -426,7 +405,7 @@ def test_cluster_deploy_applies_the_key_secret_follows_the_log_and_returns_the_b
 
     server, cluster = fake_cluster
     spec = cluster.serving.defaults("BAAI/bge-m3")
-    helper = threading.Thread(target=_serve_when_applied, args=(server, spec, "vllm-bge-m3-6d5f-abcde"),
+    helper = threading.Thread(target=serve_when_applied, args=(server, spec, "vllm-bge-m3-6d5f-abcde"),
                               kwargs={"ip": "10.0.0.7"})
     helper.start()
     endpoint = cluster.serving.deploy(spec, timeout=60)
@@ -472,7 +451,7 @@ def test_cluster_deploy_of_a_public_balancer_applies_the_proxy_config_the_pod_mo
     server, cluster = fake_cluster
     spec = cluster.serving.defaults("BAAI/bge-m3").replace(service_type=ServiceType.LOAD_BALANCER,
                                                            api_key_required=True)
-    helper = threading.Thread(target=_serve_when_applied, args=(server, spec, "vllm-bge-m3-6d5f-proxy"),
+    helper = threading.Thread(target=serve_when_applied, args=(server, spec, "vllm-bge-m3-6d5f-proxy"),
                               kwargs={"ip": "10.0.0.8"})
     helper.start()
     cluster.serving.deploy(spec, timeout=60)

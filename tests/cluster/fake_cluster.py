@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 GPU_PRODUCT = "nvidia.com/gpu.product"
@@ -158,6 +159,38 @@ def until(condition, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s: {condition}")
         time.sleep(0.01)
+
+
+def serve_when_applied(server, spec, pod, *, lines=("INFO Application startup complete.",), ip="10.0.0.9",
+                       namespace="default") -> None:
+    """The cluster's side of a deploy of ``spec``: once its Deployment exists, a running pod ``pod`` with its labels
+    logs ``lines``, the Service gets the balancer address ``ip`` and the Deployment becomes ready (run it in a
+    thread beside the deploy)."""
+    until(lambda: server.exists("deployments", spec.name, namespace))
+    labels = server.get("deployments", spec.name, namespace)["spec"]["template"]["metadata"]["labels"]
+    add_pod(server, namespace, pod, labels=labels, container="vllm")
+    for line in lines:
+        server.append_log(namespace, pod, line)
+    pod_running(server, namespace, pod, container="vllm")
+    until(lambda: server.exists("services", spec.name, namespace))
+    server.set_status("services", spec.name, namespace, {"loadBalancer": {"ingress": [{"ip": ip}]}})
+    deployment_ready(server, namespace, spec.name)
+
+
+@contextlib.contextmanager
+def cluster_with_nodes(*nodes, namespace="default"):
+    """``(server, kube)``: a :class:`FakeApiServer` with ``namespace`` and one node per ``(name, add_node
+    options)`` in ``nodes``, and the official client connected to it."""
+    from fake_apiserver import FakeApiServer
+
+    from tke_playbook.kube.client import Kube
+
+    with FakeApiServer() as server:
+        server.put("namespaces", {"metadata": {"name": namespace}})
+        for name, options in nodes:
+            add_node(server, name, **options)
+        with Kube.from_host(server.url) as kube:
+            yield server, kube
 
 
 def requested(server, path_suffix: str):
