@@ -42,6 +42,7 @@ class RateSearch:
     sustainable: SustainableRate | None
     p99_target_ms: float
     notes: list[str] = field(default_factory=list)
+    unheld: SustainableRate | None = None  # with no sustainable rate: the best level measured (best_unheld)
 
     def table(self) -> pd.DataFrame:
         return self.opened.table()
@@ -50,9 +51,9 @@ class RateSearch:
     def planning_rate(self) -> SustainableRate | None:
         """What a plan, a projection or a replay starts from: the sustainable rate; when no level held the target,
         the level with the lowest p99 among those answered, marked ``held=False`` (its text and the search's note
-        say so), so the cells after a search still run on a loaded machine; None when nothing was answered."""
-        return self.sustainable if self.sustainable is not None else best_unheld(self.opened.summary,
-                                                                                  self.p99_target_ms)
+        say so), so the cells after a search still run on a loaded machine; None when nothing was answered (or
+        the search was interrupted before it decided)."""
+        return self.sustainable if self.sustainable is not None else self.unheld
 
 
 def best_unheld(summary: pd.DataFrame, p99_target_ms: float) -> SustainableRate | None:
@@ -218,7 +219,7 @@ def _decide(plan: _Plan, ceiling: float, closed: LoadResult | None, opened: Load
         found = SustainableRate(ceiling, found.p99_ms, found.target_ms, found.embeddings_per_s * scale,
                                 found.tokens_per_s * scale, found.input_tokens, found.inputs, found.kind, found.level,
                                 found.margin)
-    return RateSearch(ceiling, closed, opened, found, plan.target, notes)
+    return RateSearch(ceiling, closed, opened, found, plan.target, notes, fallback)
 
 
 def find_sustainable_rate(url: str, model: str | None, p99_target_ms: float, *, input_tokens: int = 32,

@@ -262,20 +262,15 @@ class ClusterEvaluation:
         size and ``CLUSTER_DIMENSIONS`` (a model that is not Matryoshka-trained refuses the smaller ones: listed in
         ``.refused``), priced on the node type chosen in 00; ``quick``: three precisions at one smaller dimension."""
         from ..scorecard import frontier as fr
-        from ..scorecard.cost import price_table
-        from ..scorecard.storage_prices import storage_price_table
 
         names = [m.strip() for m in models if m.strip()] or [""]
         clients = [self.serving.endpoint(name).client() for name in names]
         dims = fr.CLUSTER_DIMENSIONS[1:2] if quick else fr.CLUSTER_DIMENSIONS
-        settings = self.session.settings
-        if storage_prices is None:  # the settings' storage prices file, never the environment's again
-            storage_prices = storage_price_table(prices=settings.storage_prices())
         return fr.run_frontier(clients, task, dimensions=(None, *dims),
                                precisions=fr.QUICK_PRECISIONS if quick else fr.PRECISIONS,
                                node_type=self.price_node(node_type), measured_on=self.serving.measured_on(),
-                               storage_prices=storage_prices, prices=price_table(prices=settings.node_prices()),
-                               home=settings.home, progress=progress, **({"storage": storage} if storage else {}))
+                               progress=progress, **self.session.settings.frontier_inputs(storage_prices),
+                               **({"storage": storage} if storage else {}))
 
     def document_systems(self, extra: str = "bm25,hybrid") -> tuple[list, Chunker, str]:
         """``(systems, chunker, note)``: the deployed model first, then ``extra`` (``bm25``, ``tfidf``, ``hybrid``,

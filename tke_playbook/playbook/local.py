@@ -381,20 +381,15 @@ class LocalEvaluation:
         override (:func:`~tke_playbook.scorecard.frontier.local_frontier`), priced as a CPU node; ``quick``: three
         precisions at one smaller dimension. The local target serves one model: another in ``models`` is refused."""
         from ..scorecard import frontier as fr
-        from ..scorecard.cost import price_table
-        from ..scorecard.storage_prices import storage_price_table
 
         for name in (m.strip() for m in models if m.strip()):
             self.serving.endpoint(name)  # says the target serves one model when it is another
         dims = fr.QUICK_DIMENSIONS if quick else fr.LOCAL_DIMENSIONS
-        settings = self.session.settings
-        if storage_prices is None:  # the settings' storage prices file, never the environment's again
-            storage_prices = storage_price_table(prices=settings.storage_prices())
         return fr.local_frontier(self.served_folder(), dimensions=dims, task=task,
                                  precisions=fr.QUICK_PRECISIONS if quick else fr.PRECISIONS,
                                  node_type=self.price_node(node_type), measured_on=self.serving.measured_on(),
-                                 storage_prices=storage_prices, prices=price_table(prices=settings.node_prices()),
-                                 home=settings.home, progress=progress, **({"storage": storage} if storage else {}))
+                                 progress=progress, **self.session.settings.frontier_inputs(storage_prices),
+                                 **({"storage": storage} if storage else {}))
 
     def price_node(self, requested: str = "") -> str:
         """The node type to price on: the endpoint's throughput was measured on this machine's CPU, so a CPU node

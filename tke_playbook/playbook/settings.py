@@ -102,3 +102,13 @@ class Settings:
         from ..scorecard.storage_prices import load_storage_prices
 
         return load_storage_prices(self.storage_prices_file, environ={})
+
+    def frontier_inputs(self, storage_prices=None) -> dict:
+        """What a frontier takes from these settings, for both targets: the state folder, the node price table and
+        the storage price table (``storage_prices``, a table the caller edited, wins over the settings' file)."""
+        from ..scorecard.cost import price_table
+        from ..scorecard.storage_prices import storage_price_table
+
+        return {"home": self.home, "prices": price_table(prices=self.node_prices()),
+                "storage_prices": storage_prices if storage_prices is not None else
+                storage_price_table(prices=self.storage_prices())}
