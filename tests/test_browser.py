@@ -85,9 +85,12 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 def _write_settings(folder: Path) -> None:
     """User settings for this JupyterLab only: render every cell (no windowing, so off-screen outputs are in the
-    page) and no news pop-up over the screenshots."""
+    page), no news pop-up over the screenshots, and no blinking cursor: headless Chromium repaints for each blink
+    (measured: three open pages idle for 30 s cost 5.4 s of Chromium CPU with a blinking cursor, 3.2 s without)."""
     for extension, plugin, values in (("@jupyterlab/notebook-extension", "tracker", {"windowingMode": "none"}),
-                                      ("@jupyterlab/apputils-extension", "notification", {"fetchNews": "false"})):
+                                      ("@jupyterlab/apputils-extension", "notification", {"fetchNews": "false"}),
+                                      ("@jupyterlab/codemirror-extension", "plugin",
+                                       {"defaultConfig": {"cursorBlinkRate": 0}})):
         path = folder / extension / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values), encoding="utf-8")
