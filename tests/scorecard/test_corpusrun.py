@@ -60,6 +60,20 @@ def test_the_summary_for_a_page_keeps_each_interval_in_one_column(result):
     assert (unlabelled["ndcg@10 (95% CI)"] == "—").all()
 
 
+def test_the_summarys_latency_says_it_times_a_bulk_request_and_dashes_systems_that_embedded_nothing(result):
+    """07's page showed ``p99 ms 9,747.2`` beside nDCG: the p99 of one bulk request of 64 chunks, read as a query's
+    latency by anyone who had seen 04's 68 ms. The column names what it times and how many chunks a request held;
+    bm25 and hybrid embed nothing, so they show "—", not NaN."""
+    table, summary = result.table(), result.summary()
+    column = f"bulk p99 ms ({RunOptions().batch_size} chunks/request)"
+    assert column in summary.columns and "p99 ms" not in summary.columns, list(summary.columns)
+    dense = table.loc["hashing-embedder"]
+    assert summary.loc["hashing-embedder", column] == f"{dense['p99 ms']:,.1f}"
+    assert summary.loc["hashing-embedder", "bulk chunks/s"] == f"{dense['chunks/s']:,.1f}"
+    for lexical in ("bm25", "hybrid-hashing-embedder+bm25"):
+        assert summary.loc[lexical, column] == summary.loc[lexical, "bulk chunks/s"] == "—"
+
+
 def test_the_halving_rule_is_three_times_the_judged_queries_at_the_labels_per_query(result):
     halve = result.labels_to_halve()
     n = len(result.judged())
