@@ -138,6 +138,10 @@ def test_the_local_frontier_starts_its_own_server_with_the_override_and_says_so(
 def test_storage_prices_are_an_editable_table(tmp_path, monkeypatch):
     table = storage_price_table()
     assert table.loc["cfs-standard", "per_gib_month"] > 0 and "verify" in table.loc["cfs-standard", "source"]
+    # the defaults are illustrative, not Tencent Cloud's list prices: the source must not call them list prices
+    # (05 showed "list price, verify (illustrative estimate, not a list price: ...)")
+    assert not table["source"].str.contains("list price,").any(), table["source"].tolist()
+    assert table["source"].str.contains("not a list price").all()
     table.loc["memory", ["per_gib_month", "source"]] = [30.0, "our contract"]
     edited = storage_price("memory", table)
     assert edited.per_gib_month == 30.0 and edited.verified and "30 CNY per GiB-month (verified)" in \

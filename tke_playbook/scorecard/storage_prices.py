@@ -43,7 +43,7 @@ class StoragePrice:
     currency: str = "CNY"
     description: str = ""
     verified: bool = False
-    note: str = _ILLUSTRATIVE
+    note: str = _ILLUSTRATIVE  # where the figure comes from: the table's "source" (it says "verify" until verified)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -109,7 +109,7 @@ def storage_price_table(path=None, *, prices: Mapping[str, StoragePrice] | None 
     already read (``pb.settings.storage_prices()``, the settings' file); else :func:`load_storage_prices` of
     ``path``."""
     rows = [{"storage": p.name, "per_gib_month": p.per_gib_month, "currency": p.currency,
-             "description": p.description, "source": p.note if p.verified else f"list price, verify ({p.note})"}
+             "description": p.description, "source": p.note}
             for p in (prices if prices is not None else load_storage_prices(path)).values()]
     return pd.DataFrame(rows).set_index("storage")
 
