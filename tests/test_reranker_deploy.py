@@ -5,6 +5,8 @@ cosine of the pooled vectors), so nothing else starts."""
 
 from __future__ import annotations
 
+import re
+
 import sys
 import threading
 from pathlib import Path
@@ -84,3 +86,8 @@ def test_the_fit_table_of_the_reranker_on_the_chosen_node_type(cluster):
     notes = dict(zip(table["item"], table["note"]))
     assert "cross-encoder" in notes["weights"] and "(cross-encoder reranker) fits" in notes["verdict"]
     assert any("query and the document together" in str(n) for n in table["note"])
+    # a table to read: no NaN on the verdict and note rows (03 showed 'verdict NaN'), one format down GiB
+    assert "nan" not in table.to_string().lower()
+    gib = dict(zip(table["item"], table["GiB"]))
+    assert gib["verdict"] == "" and all(re.fullmatch(r"\d+\.\d\d", gib[item]) for item in
+                                          ("GPU memory", "usable", "weights", "headroom"))

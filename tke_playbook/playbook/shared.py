@@ -185,15 +185,16 @@ class ServingBase:
 
     def fit_table(self, spec: ServingSpec) -> pd.DataFrame:
         """The GPU fit verdict of ``spec`` on the node type chosen in 00, one row per memory item and the verdict
-        last (for a reranker: the cross-encoder's weights and a step of query-document pairs)."""
+        last (for a reranker: the cross-encoder's weights and a step of query-document pairs). A table to read: GiB
+        with two decimals, blank on the verdict and note rows (the numbers: ``check_fit``)."""
         node = self.site.node_type()
         if node is None or getattr(node, "gpu", None) is None:
-            return pd.DataFrame([{"item": "verdict", "GiB": None, "note": "no GPU node type chosen in 00"}])
+            return pd.DataFrame([{"item": "verdict", "GiB": "", "note": "no GPU node type chosen in 00"}])
         verdict = check_fit(spec.model, node, spec.max_model_len, spec.gpu_memory_utilization,
                             tensor_parallel=spec.tp_size, max_num_batched_tokens=spec.max_num_batched_tokens)
-        rows = [*verdict.as_rows(), {"item": "verdict", "GiB": None,
-                                     "note": f"{verdict.summary()} {verdict.recommendation}".strip()}]
-        return pd.DataFrame(rows + [{"item": "note", "GiB": None, "note": n} for n in verdict.notes])
+        rows = [{**row, "GiB": f"{row['GiB']:.2f}"} for row in verdict.as_rows()]  # one format down the column
+        rows.append({"item": "verdict", "GiB": "", "note": f"{verdict.summary()} {verdict.recommendation}".strip()})
+        return pd.DataFrame(rows + [{"item": "note", "GiB": "", "note": n} for n in verdict.notes])
 
     def render(self, spec: ServingSpec) -> str:
         """Every serving object (Secret with its value redacted, auth-proxy ConfigMap for a public load balancer,
