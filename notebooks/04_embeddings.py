@@ -74,7 +74,10 @@ describe_embedding_answer(answer)
 # %% [markdown]
 # The same server reranks: vLLM's `/rerank` takes a query and documents and answers them best first, each with a
 # relevance score. For an embedding model vLLM scores a pair by the cosine of the two vectors (a cross-encoder such
-# as bge-reranker-v2-m3 reads both texts together). The request beside the tutorial's, ready to paste:
+# as bge-reranker-v2-m3 reads both texts together). On the local target the model is the English-only
+# all-MiniLM-L6-v2: it reads Chinese as unfamiliar tokens, so its order of the Chinese documents says little about
+# their meaning (a multilingual model such as bge-m3 or Qwen3 ranks them by meaning). The request beside the
+# tutorial's, ready to paste:
 
 # %% tags=["nbval-ignore-output"]
 print(endpoint.rerank_curl_text(text_form.text, DOCUMENTS, key_from=pb.serving.key_source()))
@@ -105,7 +108,8 @@ plot_similarity_heatmap(similarity, sentences.labels(), sentences.topics, label_
                         title=f"Cosine similarity: {endpoint.model}")
 
 # %% [markdown]
-# Your sentence among them: the five nearest by cosine similarity (1 is the same direction).
+# Your sentence among them: the five nearest by cosine similarity (1 is the same direction; the default sentence is
+# one of the set, so it comes first at 1, and its Chinese or English twin should follow on a multilingual model).
 
 # %% tags=["nbval-ignore-output"]
 typed = endpoint.client().embed_documents([text_form.text])
