@@ -120,15 +120,16 @@ nearest.nlargest(5, "cosine").set_index("sentence")
 # %% [markdown]
 # ## Latency
 #
-# A short closed-loop run: first one request in flight at a time, then four. The table gives requests per second
-# and latency percentiles (p50: half the requests were faster; p99: all but one in a hundred). `QUICK` (see the
-# parameters) sends fewer requests. Locally the server runs on this machine's CPU, so these are CPU numbers.
+# A short closed-loop run: first one request in flight at a time, then four, each request one text of
+# `input_tokens` tokens. The table gives requests per second and latency percentiles (p50: half the requests were
+# faster; p99: all but one in a hundred). `QUICK` (see the parameters) sends fewer requests. Locally the server runs
+# on this machine's CPU, so these are CPU numbers; the plots below name the hardware.
 
 # %% tags=["nbval-ignore-output"]
 load = run_closed_loop(endpoint.url, endpoint.model, concurrency_levels=(1, 4),
                        requests_per_level=REQUESTS, api_key=endpoint.api_key, home=pb.settings.home)
-tidy(load.summary)[["concurrency", "requests", "errors", "req_per_s", "tokens_per_s", "latency_mean_ms", "p50_ms",
-                    "p90_ms", "p99_ms"]]
+tidy(load.summary)[["concurrency", "input_tokens", "requests", "errors", "req_per_s", "tokens_per_s",
+                    "latency_mean_ms", "p50_ms", "p90_ms", "p99_ms"]]
 
 # %% [markdown]
 # One histogram per level, on one latency axis: each level has its own peak, and its p50, p90 and p99 lines are

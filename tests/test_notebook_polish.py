@@ -125,7 +125,9 @@ def test_the_public_lb_refusal_names_the_checkbox_not_a_field():
 
 @pytest.mark.parametrize("value, shown", [(1234567.891, "1,234,567.9"), (0.000042, "0.000042"), (3.0, "3"),
                                           (12.345, "12.35"), (0.5, "0.50"), (float("nan"), MISSING), (2e-9, "0.0000000020"),
-                                          (1e16, "10,000,000,000,000,000.0")])
+                                          (1e16, "10,000,000,000,000,000.0"),
+                                          # 04 showed 16.60 beside 108.9 in one column: the value was 16.6
+                                          (16.6, "16.6"), (60.2, "60.2"), (16.599999, "16.6"), (99.5, "99.5")])
 def test_numbers_read_without_scientific_notation(value, shown):
     assert readable_number(value) == shown and "e" not in readable_number(value).lower()
 

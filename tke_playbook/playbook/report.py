@@ -83,7 +83,9 @@ MISSING = "—"  # what a table shows for a value that does not exist (never NaN
 
 def readable_number(value: float) -> str:
     """A float as a reader wants it in a table: thousands separators, no scientific notation, whole numbers without
-    decimals, two significant decimals for small values (0.0042, not 4.2e-03)."""
+    decimals, at most two decimals from 1 to 100 with a trailing zero dropped (16.6, not 16.60: the value was rounded
+    to one decimal, and 16.60 would claim a second beside 108.9 in the same column), two significant decimals for
+    small values (0.0042, not 4.2e-03)."""
     if value != value:  # NaN
         return MISSING
     if value in (float("inf"), float("-inf")):
@@ -94,7 +96,8 @@ def readable_number(value: float) -> str:
     if magnitude >= 100:
         return f"{value:,.1f}"
     if magnitude >= 1:
-        return f"{value:,.2f}"
+        shown = f"{value:,.2f}"
+        return shown[:-1] if shown.endswith("0") else shown
     places = 2 if magnitude == 0 else max(2, 1 - math.floor(math.log10(magnitude)))
     return f"{value:.{min(places, 12)}f}"
 
