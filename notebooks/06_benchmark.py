@@ -23,7 +23,8 @@
 #
 # Everything here is measured on the server that answered: on a cluster the GPUs of the deployment (MFU, GPUs,
 # nodes, cost per day); on the local target the CPU server on this machine, so the plan is in copies of that
-# server. What a GPU node type would need appears only in a block titled **Projection, not a measurement**.
+# server, each priced as the CPU node type 05 prices it as. What a GPU node type would need appears only in a block
+# titled **Projection, not a measurement**.
 # Every long cell shows a bar with an upper bound on the time left and stops cleanly when interrupted (■): one
 # line says what was kept, and the next cell runs normally.
 
@@ -144,8 +145,9 @@ plot_mixed_latency(mixed.records, mixed.targets(), hardware=hardware)
 # cluster a replica is the deployment's GPUs: nodes hold as many replicas as they have GPUs, and the cost per day
 # comes from the node price table (illustrative defaults: put yours in a YAML/JSON/CSV file named by
 # `$TKE_PLAYBOOK_NODE_PRICES`, see `tke_playbook.specs.prices`). Locally a replica is a copy of the CPU server on a
-# machine like this one. Queries plan from the sustainable rate; bulk documents from tokens/s at the longest
-# input and largest batch of the sweep (closed loop: optimistic).
+# machine like this one, priced as one node of the CPU node type it stands in for (`SA5.LARGE8`, as in 05's cost
+# table; an illustrative price until you set yours). Queries plan from the sustainable rate; bulk documents from
+# tokens/s at the longest input and largest batch of the sweep (closed loop: optimistic).
 
 # %% tags=["nbval-ignore-output"]
 query_plan = plan_capacity(QueryLoad(LOAD_QPS, P99_TARGET_MS), search.planning_rate, served_on=hardware,

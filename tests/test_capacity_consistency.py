@@ -153,3 +153,101 @@ def test_open_loop_arrivals_are_drawn_as_they_are_due():
         tracemalloc.stop()
     assert peak < 200 * 2**20, f"{peak / 2**20:.0f} MiB for {len(result.records)} requests"
     assert "stopped sending at its 0.3 s time budget" in result.summary["note"].iloc[0]
+
+
+# --- 06's GPU projection: each load says its own tokens/s, the total once; estimates not over-precise ----------
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_PARAMS = 22_713_216  # the model's parameter count (its safetensors header), as the catalog records it
+
+
+def test_each_load_of_a_projection_says_its_own_tokens_per_s_and_the_total_appears_once():
+    """06 showed 'load: 200.0 queries/s ... + 5,000,000 documents/day x 32 tokens ... = 1,852 tokens/s' over
+    'needed: 8,652 tokens/s': the 1,852 was the documents' part only, and read as the whole load."""
+    queries = 200 * 34                       # 200 queries/s x 34 prompt tokens each
+    documents = 5_000_000 * 32 / (24 * 3600)  # 5M documents/day x 32 tokens over 24 h = 1,851.85 tokens/s
+    projection = capacity.project_gpu([QueryLoad(200, 200), capacity.DocumentLoad(5_000_000, 32)], MINILM,
+                                      "PNV5b.8XLARGE96", tokens_per_query=34)
+    rows = projection.table()
+    loads = list(rows.loc[rows["item"] == "load", "value"])
+    assert len(loads) == 2 and loads[0].startswith("200.0 queries/s") and loads[1].startswith("5,000,000 documents")
+    assert loads[0].endswith(f"= {queries:,.0f} tokens/s") and loads[1].endswith(f"= {documents:,.0f} tokens/s")
+    total = f"{queries + documents:,.0f} tokens/s"  # 8,652
+    assert rows.set_index("item").loc["needed", "value"].startswith(total)
+    assert str(projection).count(total) == 1, str(projection)
+
+
+def test_the_projection_shows_its_estimates_to_three_significant_figures():
+    """'per GPU 1,610,093 tokens/s' claimed seven digits of an estimate built on a 61% MFU borrowed from another
+    model: per GPU = MFU x 119.5 TFLOP/s (the L20's spec sheet) / (2 x params), MFU = 34,000 tokens/s x 2 x 7.11 B
+    params / 790 TFLOP/s (facts.md section 9)."""
+    mfu = 34_000 * 2 * 7_110_660_096 / 790e12
+    per_gpu = mfu * 119.5e12 / (2 * MINILM_PARAMS)  # 1,610,093.6
+    three = float(f"{per_gpu:.3g}")                  # 1,610,000
+    projection = capacity.project_gpu(QueryLoad(200, 200), MINILM, "PNV5b.8XLARGE96", tokens_per_query=34)
+    shown = projection.table().set_index("item").loc["per GPU (estimate)", "value"]
+    assert shown.startswith(f"{three:,.0f} tokens/s = 61% MFU") and f"{per_gpu:,.0f}" not in str(projection)
+    assert projection.tokens_per_s_per_gpu == pytest.approx(per_gpu)  # rounded when shown, not when computed
+
+
+@pytest.mark.parametrize("value, shown", [(1_610_093.6, "1,610,000"), (0.044466, "0.0445"), (480.0, "480"),
+                                          (14.4, "14.4"), (14.0, "14"), (99.95, "100"), (-2345.6, "-2,350"),
+                                          (0.000123456, "0.000123"), (0.0, "0")])
+def test_an_estimate_reads_with_three_significant_figures_and_no_exponent(value, shown):
+    from tke_playbook.reporting import estimate_text
+
+    assert estimate_text(value) == shown
+
+
+# --- 05 and 06 price the local server alike --------------------------------------------------------------------
+
+
+def _local_plan(prices=None):
+    from tke_playbook.hostenv import load_prices
+
+    per_replica = SustainableRate(20.0, 120.0, 200.0, 20.0, 680.0, 34, 1)  # 20 req/s x 34 tokens per replica
+    plan = capacity.plan_capacity(QueryLoad(200, 200), per_replica, served_on=capacity.local_server(MINILM),
+                                  prices=load_prices() if prices is None else prices)
+    return plan, per_replica
+
+
+def test_06s_local_plan_prices_a_replica_as_the_cpu_node_05_prices_the_same_server_as(home):
+    """06 said 'not priced: the price table holds GPU node types only' while the table holds SA5.LARGE8 and 05
+    prices this very server as one SA5.LARGE8 node. Both now price one local server as one node of the same type
+    at the same hourly price, so 06's cost per day and 05's cost per million tokens agree."""
+    from tke_playbook.playbook import open_target
+    from tke_playbook.scorecard import Throughput, cost_per_million_tokens, price_table
+
+    node = open_target("local").evaluation.price_node()  # what 05 prices the local server's throughput as
+    hourly = float(price_table().loc[node, "hourly_price"])  # 05's price table
+    plan, per_replica = _local_plan()
+    assert plan.replicas == 10 and plan.priced_as == node and plan.node_type is None and plan.gpus == 0
+    assert plan.cost_per_day == pytest.approx(10 * 24 * hourly)
+    cost = plan.table().set_index("item").loc["cost", "value"]
+    assert f"{10 * 24 * hourly:,.0f} CNY/day" in cost and f"10 x {node}" in cost and "CPU node type" in cost
+    assert "illustrative price" in cost and "not priced" not in cost and "GPU node types only" not in cost
+    # one replica-day of 06 at its per-replica tokens/s costs what 05's cost per million tokens says
+    per_million = plan.cost_per_day / plan.replicas / (per_replica.tokens_per_s * 86_400) * 1e6
+    assert per_million == pytest.approx(cost_per_million_tokens(Throughput("s", per_replica.tokens_per_s, node),
+                                                                hourly, 0))
+
+
+def test_06s_local_plan_uses_your_price_and_says_what_to_add_when_there_is_none():
+    from tke_playbook.specs.prices import LOCAL_PRICE_NODE, NodePrice
+
+    plan, _ = _local_plan({LOCAL_PRICE_NODE: NodePrice(LOCAL_PRICE_NODE, 1.5, "USD", True, "from my file")})
+    cost = plan.table().set_index("item").loc["cost", "value"]
+    assert plan.cost_per_day == 10 * 24 * 1.5 and cost.startswith("360 USD/day:") and "illustrative" not in cost
+    unpriced, _ = _local_plan({})
+    cost = unpriced.table().set_index("item").loc["cost", "value"]
+    assert unpriced.cost_per_day is None and LOCAL_PRICE_NODE in cost and "prices file" in cost
+
+
+def test_one_owner_of_the_node_type_a_local_server_is_priced_as():
+    from tke_playbook import scorecard
+    from tke_playbook.scorecard.htmlreport import DEFAULT_NODE_TYPE
+    from tke_playbook.specs.hardware import get_node_type
+    from tke_playbook.specs.prices import LOCAL_PRICE_NODE
+
+    assert scorecard.LOCAL_PRICE_NODE is LOCAL_PRICE_NODE and DEFAULT_NODE_TYPE is LOCAL_PRICE_NODE
+    assert get_node_type(LOCAL_PRICE_NODE).gpu is None  # a CPU node: the local server is a CPU server

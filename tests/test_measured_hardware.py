@@ -24,13 +24,14 @@ from tke_playbook.errors import InvalidSpecError
 from tke_playbook.hostenv import load_prices
 from tke_playbook.plots import plot_capacity_table, plot_latency_knee, plot_mixed_latency, plot_sweep
 from tke_playbook.specs.hardware import GPUS, NODE_TYPES
+from tke_playbook.specs.prices import LOCAL_PRICE_NODE
 from tke_playbook.specs.serving import ServingChoices, resolve
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 E5 = "intfloat/e5-mistral-7b-instruct"
-# Every GPU and GPU node type the toolkit knows, and what a price per day reads like.
+# Every GPU and GPU node type the toolkit knows.
 GPU_WORDS = re.compile("|".join([rf"\b{re.escape(g.name)}\b" for g in GPUS] +
-                                [re.escape(n.name) for n in NODE_TYPES if n.gpu is not None] + [r"[A-Z]{3}/day"]))
+                                [re.escape(n.name) for n in NODE_TYPES if n.gpu is not None]))
 
 
 def _sweep() -> pd.DataFrame:
@@ -64,10 +65,13 @@ def test_on_the_local_target_nothing_but_the_projection_names_a_gpu_or_its_price
                    loadgen.compact_table(capacity.with_mfu(sweep, MINILM, local)),
                    capacity.plan_capacity(QueryLoad(200, 200), per_replica, served_on=local),
                    capacity.plan_capacity(DocumentLoad(5_000_000, 200), bulk, served_on=local))
+    # the only price per day is the CPU node's a local server is priced as (as 05 prices it), never a GPU node's
+    priced = [line for line in shown.splitlines() if re.search(r"[A-Z]{3}/day", line)]
+    assert priced and all(LOCAL_PRICE_NODE in line and "CPU node type" in line for line in priced), priced
     assert not GPU_WORDS.findall(shown), GPU_WORDS.findall(shown)
     assert "MFU: not applicable on CPU" in shown and "mfu" not in capacity.with_mfu(sweep, MINILM, local)
     plan = capacity.plan_capacity(QueryLoad(200, 200), per_replica, served_on=local)
-    assert plan.replicas == 10 and plan.gpus == 0 and plan.node_type is None and plan.cost_per_day is None
+    assert plan.replicas == 10 and plan.gpus == 0 and plan.node_type is None and plan.priced_as == LOCAL_PRICE_NODE
     assert "one local CPU server" in plan.table().set_index("item").loc["one replica", "value"]
     projection = capacity.project_gpu([QueryLoad(200, 200), DocumentLoad(5_000_000, 200)], MINILM,
                                       "PNV5b.8XLARGE96", per_query=per_replica)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import html
+import math
 import sys
 import threading
 import time
@@ -325,3 +326,20 @@ def waiting(reporter: Reporter, desc: str, every: float = 0.5, *,
         done.set()
         ticker.join(timeout=2.0)
         bar.close()
+
+
+# --- how an estimate reads ------------------------------------------------------------------------------------
+
+ESTIMATE_DIGITS = 3  # significant figures an estimate (a projection, a cost per million tokens) is shown to
+
+
+def estimate_text(value: float, digits: int = ESTIMATE_DIGITS) -> str:
+    """An estimate as a reader should see it: ``digits`` significant figures, thousands separators, no scientific
+    notation and no trailing zeros - 1,610,093 reads ``1,610,000``, 0.044466 ``0.0445``, 14.40 ``14.4``. Showing
+    more digits than the estimate has would claim a precision it does not have."""
+    if not math.isfinite(value) or value == 0:
+        return f"{value:g}"
+    places = digits - 1 - math.floor(math.log10(abs(value)))
+    rounded = round(value, places)
+    text = f"{rounded:,.{max(places, 0)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

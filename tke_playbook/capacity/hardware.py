@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..errors import InvalidSpecError
 from ..hostenv import load_prices
+from ..reporting import estimate_text
 from ..specs.catalog import get_model
 from ..specs.hardware import get_gpu, get_node_type, peak_bf16_tflops
 from ..specs.prices import price_of
@@ -132,7 +133,7 @@ class GpuProjection:
     """An estimate of what ``node_type`` would need for a load - from FLOPs per token and a cited MFU, never from
     a measurement on that hardware. ``possible`` is False (with ``why``) when the GPU has no known bf16 peak."""
 
-    load: str
+    loads: tuple[str, ...]  # each load in words, with the tokens/s it makes; needed_tokens_per_s is their sum
     model: str
     node_type: str
     gpu: str
@@ -152,17 +153,19 @@ class GpuProjection:
     assumptions: tuple[str, ...] = field(default_factory=tuple)
 
     def table(self) -> pd.DataFrame:
-        rows = [("load", self.load), ("node type", f"{self.node_type} ({self.gpus_per_node} x {self.gpu})")]
+        rows = [*(("load", one) for one in self.loads),
+                ("node type", f"{self.node_type} ({self.gpus_per_node} x {self.gpu})")]
         if not self.possible:
             rows.append(("projection", self.why))
         else:
             cost = "no price for this node type" if self.cost_per_day is None else (
-                f"{self.cost_per_day:,.0f} {self.currency}/day" +
+                f"{estimate_text(self.cost_per_day)} {self.currency}/day" +
                 ("" if self.price_verified else " (illustrative price: set your own)"))
-            rows += [("per GPU (estimate)", f"{self.tokens_per_s_per_gpu:,.0f} tokens/s = {self.mfu:.0%} MFU x "
-                                            f"{self.peak_tflops:g} TFLOP/s / (2 x {get_model(self.model).params:,} "
-                                            f"params)"),
-                     ("needed", f"{self.needed_tokens_per_s:,.0f} tokens/s"),
+            per_gpu = estimate_text(self.tokens_per_s_per_gpu)
+            rows += [("per GPU (estimate)", f"{per_gpu} tokens/s = {self.mfu:.0%} MFU x {self.peak_tflops:g} TFLOP/s "
+                                            f"/ (2 x {get_model(self.model).params:,} params)"),
+                     ("needed", f"{self.needed_tokens_per_s:,.0f} tokens/s" +
+                      (" (the loads together)" if len(self.loads) > 1 else "")),
                      ("GPUs (estimate)", f"{self.gpus}"), ("nodes (estimate)", f"{self.nodes} x {self.node_type}"),
                      ("cost (estimate)", cost)]
         rows += [("assumption", text) for text in self.assumptions]
@@ -220,10 +223,10 @@ def project_gpu(load, model, node_type, *, tokens_per_query: float | None = None
         raise InvalidSpecError("project_gpu needs at least one load", field="load", value=load)
     per_query_tokens = _tokens_per_query(per_query, tokens_per_query)
     needed = sum(_needed_tokens_per_s(one, per_query_tokens) for one in loads)
-    described = " + ".join(one.describe() for one in loads)
-    if per_query_tokens and any(hasattr(one, "queries_per_s") for one in loads):
-        described += f" (queries at {per_query_tokens:,.0f} prompt tokens each, as measured)"
-    common = {"load": described, "model": info.hf_id, "node_type": node.name, "gpu": node.gpu.name,
+    source = "as measured" if tokens_per_query is None else "as given"
+    described = tuple(one.describe(per_query_tokens, source) if hasattr(one, "queries_per_s") else one.describe()
+                      for one in loads)
+    common = {"loads": described, "model": info.hf_id, "node_type": node.name, "gpu": node.gpu.name,
               "gpus_per_node": node.gpu_count, "needed_tokens_per_s": needed}
     peak = peak_bf16_tflops(node.gpu)
     if peak is None:

@@ -13,8 +13,10 @@ absorbs run-to-run noise so a replay at that rate - judged by the same rule with
 closed-loop sweep gives only an optimistic bound (its arrivals are never bursty): prefer the open loop.
 
 Plans are in replicas of the server that was measured (:class:`~tke_playbook.capacity.hardware.ServedOn`): GPUs,
-nodes and cost on a cluster; on the local target, copies of the local CPU server on a machine like this one -
-never GPU node types (those appear only in :func:`~tke_playbook.capacity.hardware.project_gpu`'s projection).
+nodes and cost on a cluster; on the local target, copies of the local CPU server on a machine like this one,
+each priced as one node of :data:`~tke_playbook.specs.prices.LOCAL_PRICE_NODE` (the CPU node type notebook 05
+prices the same server as) - never GPU node types (those appear only in
+:func:`~tke_playbook.capacity.hardware.project_gpu`'s projection).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ..hostenv import load_prices
 from ..loadgen.inputs import check_range
 from ..specs.hardware import get_node_type
 from ..specs.names import validate_number
-from ..specs.prices import price_of
+from ..specs.prices import LOCAL_PRICE_NODE, price_of
 from .hardware import ServedOn
 
 MARGIN = 0.2              # of the p99 target, kept free by the search so a replay holds despite noise
@@ -187,8 +189,14 @@ class QueryLoad:
         validate_number(self.queries_per_s, "queries_per_s", 50)
         validate_number(self.p99_target_ms, "p99_target_ms", 200)
 
-    def describe(self) -> str:
-        return f"{self.queries_per_s:,.1f} queries/s at p99 <= {self.p99_target_ms:,.0f} ms"
+    def describe(self, tokens_per_query: float | None = None, source: str = "") -> str:
+        """The load in words; with ``tokens_per_query`` (prompt tokens of one query, ``source`` saying where that
+        figure comes from) also the tokens/s it makes, as :meth:`DocumentLoad.describe` says its own."""
+        text = f"{self.queries_per_s:,.1f} queries/s at p99 <= {self.p99_target_ms:,.0f} ms"
+        if tokens_per_query is None:
+            return text
+        return (f"{text} x {tokens_per_query:,.0f} prompt tokens each{f' ({source})' if source else ''} = "
+                f"{self.queries_per_s * tokens_per_query:,.0f} tokens/s")
 
 
 @dataclass(frozen=True)
@@ -204,7 +212,8 @@ class CapacityPlan:
     replicas: int
     served_on: ServedOn | None = None
     gpus_per_replica: int = 0
-    node_type: str | None = None
+    node_type: str | None = None   # the GPU node type the replicas run on; None for copies of the local CPU server
+    priced_as: str | None = None   # the node type one replica is priced as (the GPU node type, or the CPU one)
     nodes: int = 0
     cost_per_day: float | None = None
     currency: str = ""
@@ -227,16 +236,22 @@ class CapacityPlan:
         if self.served_on is not None:
             rows.append(("one replica", self.served_on.replica))
         if self.node_type is not None:
-            cost = "no price for this node type" if self.cost_per_day is None else (
-                f"{self.cost_per_day:,.0f} {self.currency}/day" + ("" if self.price_verified else
-                                                                  " (illustrative price: set your own)"))
             rows += [("GPUs", f"{self.gpus} ({self.gpus_per_replica} per replica)"),
-                     ("nodes", f"{self.nodes} x {self.node_type}"), ("cost", cost)]
-        else:
-            rows.append(("cost", "not priced: the price table holds GPU node types only, and this plan is in "
-                                 "copies of the CPU server that was measured"))
+                     ("nodes", f"{self.nodes} x {self.node_type}")]
+        rows.append(("cost", self._cost()))
         rows += [("note", n) for n in self.notes]
         return pd.DataFrame(rows, columns=["item", "value"])
+
+    def _cost(self) -> str:
+        on_cpu = self.node_type is None
+        what = (f"{self.priced_as}, one node per replica: the CPU node type the local server stands in for (as in "
+                "05's cost table)") if on_cpu else "this node type"
+        if self.cost_per_day is None:
+            return f"not priced: the price table has no price for {what} - add it to your prices file " \
+                   "($TKE_PLAYBOOK_NODE_PRICES)"
+        price = f"{self.cost_per_day:,.0f} {self.currency}/day" + ("" if self.price_verified else
+                                                                  " (illustrative price: set your own)")
+        return f"{price}: {self.replicas} x {what}" if on_cpu else price
 
     def serving_changes(self) -> dict:
         """ServingSpec fields that apply the plan (re-render with ``spec.replace(**changes)``)."""
@@ -294,7 +309,8 @@ def plan_capacity(load, per_replica: SustainableRate, node_type=None, *, served_
     """Replicas = ceil(load / sustainable rate per replica), at least ``min_replicas`` (at most
     ``MAX_REPLICAS``). ``served_on`` says what one replica is: GPUs (nodes on ``node_type`` - by default its
     own - hold ``gpus // gpus_per_replica`` replicas each, priced per day) or the local CPU server (no GPUs, no
-    nodes, no price). Without ``served_on``, ``node_type`` names the GPU nodes."""
+    nodes; each replica priced as one ``LOCAL_PRICE_NODE`` node, as 05 prices it). Without ``served_on``,
+    ``node_type`` names the GPU nodes."""
     if not isinstance(per_replica, SustainableRate) or not per_replica.rate > 0:
         raise InvalidSpecError("no sustainable rate: no level of the sweep kept the p99 target - relax the target, "
                                "sweep lower rates or tune the server", field="per_replica", value=per_replica)
@@ -309,11 +325,18 @@ def plan_capacity(load, per_replica: SustainableRate, node_type=None, *, served_
         if node_type is not None:
             raise InvalidSpecError("the measurement ran on a CPU server: plan in its replicas (leave node_type out) "
                                    "and see project_gpu() for a GPU estimate", field="node_type", value=node_type)
+        price = price_of(LOCAL_PRICE_NODE, prices if prices is not None else load_prices())
         return CapacityPlan(load.describe(), str(per_replica), needed, capacity, unit, replicas, served_on,
-                            notes=tuple(notes))
+                            priced_as=LOCAL_PRICE_NODE, **_priced(price, replicas), notes=tuple(notes))
     node, per = _gpu_layout(node_type, served_on, gpus_per_replica)
     nodes = math.ceil(replicas / (node.gpu_count // per))
     price = price_of(node.name, prices if prices is not None else load_prices())
-    return CapacityPlan(load.describe(), str(per_replica), needed, capacity, unit, replicas, served_on, per,
-                        node.name, nodes, None if price is None else nodes * price.per_day,
-                        price.currency if price else "", bool(price and price.verified), tuple(notes))
+    return CapacityPlan(load.describe(), str(per_replica), needed, capacity, unit, replicas, served_on,
+                        gpus_per_replica=per, node_type=node.name, priced_as=node.name, nodes=nodes,
+                        **_priced(price, nodes), notes=tuple(notes))
+
+
+def _priced(price, nodes: int) -> dict:
+    """The cost fields of a plan whose ``nodes`` nodes cost ``price`` each (None: the table has no price)."""
+    return {"cost_per_day": None if price is None else nodes * price.per_day,
+            "currency": price.currency if price else "", "price_verified": bool(price and price.verified)}

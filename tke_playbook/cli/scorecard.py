@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..specs.prices import LOCAL_PRICE_NODE
+
 API_KEY_ENV = "VLLM_API_KEY"
 
 
@@ -47,7 +49,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=64, help="texts per request (default 64)")
     parser.add_argument("--cache-dir", help="embedding cache (default: under the toolkit's state folder, "
                                             "$TKE_PLAYBOOK_HOME)")
-    parser.add_argument("--node-type", default="SA5.LARGE8", help="node type to price embedding on")
+    parser.add_argument("--node-type", default=LOCAL_PRICE_NODE,
+                        help=f"node type to price embedding on (default {LOCAL_PRICE_NODE})")
     parser.add_argument("--parity", action="store_true",
                         help="check served vectors against sentence-transformers (endpoints serving the packaged model)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -395,7 +395,7 @@ class LocalEvaluation:
         """The node type to price on: the endpoint's throughput was measured on this machine's CPU, so a CPU node
         (``requested``, else ``LOCAL_PRICE_NODE``); a GPU node type is refused - a GPU cost needs a GPU
         measurement, or 06's labelled projection."""
-        from ..scorecard.cost import LOCAL_PRICE_NODE
+        from ..specs.prices import LOCAL_PRICE_NODE
 
         if not (requested and requested.strip()):
             return LOCAL_PRICE_NODE

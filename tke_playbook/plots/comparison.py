@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..evaluate.similarity import pca_2d
+from ..reporting import estimate_text
 from ._style import COLORS, MODEL_COLORS, done, figure_and_axes, new_figure
 from .analysis import plot_pca
 from .heatmaps import plot_heatmaps_side_by_side
@@ -168,7 +169,7 @@ def _cost_text(row) -> str:
     if not np.isfinite(cost):
         return "no model to serve (word overlap)" if row.get("kind") == "lexical" else "no throughput measured"
     currency = row.get("currency") if isinstance(row.get("currency"), str) else ""
-    return f"{cost:.3g} {currency} per 1M tokens on {row['node type']}".replace("  ", " ")
+    return f"{estimate_text(cost)} {currency} per 1M tokens on {row['node type']}".replace("  ", " ")
 
 
 def _quality_with_costs(ax, costs, metric: str) -> None:

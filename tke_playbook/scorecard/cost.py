@@ -16,11 +16,11 @@ import pandas as pd
 
 from ..errors import InvalidSpecError, UnknownNameError
 from ..hostenv import load_prices
+from ..reporting import estimate_text
 from ..specs.hardware import get_node_type
-from ..specs.prices import NodePrice
+from ..specs.prices import LOCAL_PRICE_NODE, NodePrice
 
 VERIFY = "list price, verify"
-LOCAL_PRICE_NODE = "SA5.LARGE8"  # a 4-vCPU CPU node: what the local server's CPU throughput is priced as
 
 
 def _gpus(node_type: str) -> int:
@@ -148,7 +148,7 @@ def cost_summary(costs: pd.DataFrame, metric: str = "ndcg@10") -> pd.DataFrame:
                                value=sorted(missing))
     rows = {}
     for system, r in costs.iterrows():
-        cost = _or_dash(r["cost per 1M tokens"], "{:.3g}")
+        cost = "–" if _missing(r["cost per 1M tokens"]) else estimate_text(float(r["cost per 1M tokens"]))
         source = r.get("price source")
         rows[system] = {metric: _or_dash(r[metric], "{:.3f}"),
                         "tokens/s": _or_dash(r["tokens/s per accelerator"], "{:,.0f}"),

@@ -25,10 +25,10 @@ import pandas as pd
 from ..hostenv import load_prices
 from ..plots.comparison import plot_metric_intervals
 from ..plots.corpus import plot_agreement, plot_chunk_tokens, plot_embedding_speed
-from ..specs.prices import price_of
+from ..specs.prices import LOCAL_PRICE_NODE, price_of
 from .corpusrun import HEADLINE, CorpusScorecard
 
-DEFAULT_NODE_TYPE = "SA5.LARGE8"
+DEFAULT_NODE_TYPE = LOCAL_PRICE_NODE
 
 _PAGE = jinja2.Template("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Scorecard: {{ card.name }}</title>

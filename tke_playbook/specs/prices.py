@@ -24,6 +24,9 @@ import yaml
 
 from ..errors import InvalidSpecError
 
+# The CPU node type a local CPU server stands in for when its throughput is priced (notebook 05's cost table, 06's
+# capacity plan, the corpus scorecard's report): 4 vCPU / 8 GiB, the tutorial's download node.
+LOCAL_PRICE_NODE = "SA5.LARGE8"
 _ILLUSTRATIVE = "illustrative on-demand estimate, not a list price: put your own in a prices file"
 
 
