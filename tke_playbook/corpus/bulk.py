@@ -15,11 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
 from ..errors import PlaybookError
 from ..manifests.embedjob import PLAN_KEY, WORKER, worker_files
 from ..podworker import embedworker
+from ..reporting import progress_bar
 from ..specs.names import slug
 from .loading import Corpus
 from .shards import embed_plan, embedding_progress, output_dir, read_embeddings, read_embedding_manifest, stage_corpus
@@ -99,7 +99,7 @@ def run_local_embedding(plan: dict, root, *, workers: int = 2, api_key: str | No
     total = sum(s["rows"] for s in plan["shards"])
     deadline = time.monotonic() + timeout_s if timeout_s else None
     with tempfile.TemporaryDirectory(prefix="tke-embed-") as tmp, \
-            tqdm(total=total, desc="embedding shards", unit="chunk", disable=not progress, leave=False) as bar:
+            progress_bar(progress, total, "embedding shards", "chunk") as bar:
         procs = _Processes(plan, root, _ship(plan, Path(tmp)), env, max(1, min(workers, len(plan["shards"]))),
                            tuple(worker_args))
         try:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ..errors import InvalidSpecError
+from ..reporting import progress_bar
 from .chunking import Chunker, ChunkSettings
 from .sources import Document, ReadOptions, Reading, check_path
 
@@ -100,7 +100,7 @@ def _batches(docs: Iterable[Document]) -> Iterator[list[Document]]:
 def chunk_documents(docs: Iterable[Document], chunker: Chunker, *, progress: bool = True) -> tuple[list, list]:
     """(chunk rows, document rows) for ``docs``."""
     chunk_rows, doc_rows = [], []
-    bar = tqdm(desc="chunking", unit="doc", disable=not progress, leave=False)
+    bar = progress_bar(progress, None, "chunking", "doc")
     try:
         for batch in _batches(docs):
             for doc, spans in zip(batch, chunker.spans([d.text for d in batch])):

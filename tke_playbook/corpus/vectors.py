@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..errors import InvalidSpecError, PlaybookError
+from ..reporting import progress_bar
 
 KEY_BYTES = 16
 DOCUMENT, QUERY = "document", "query"
@@ -217,7 +217,7 @@ def embed_texts(embedder, texts: Sequence[str], cache: VectorCache, *, kind: str
     stats = EmbedStats(texts=len(texts), cached=len(texts) - len(todo), batch_size=batch_size)
     if todo:
         label = desc or f"{getattr(embedder, 'name', 'embedder')}: {kind}s"
-        with tqdm(total=len(todo), desc=label, unit="text", disable=not progress, leave=False) as bar:
+        with progress_bar(progress, len(todo), label, "text") as bar:
             _run_batches(embedder, kind, todo, cache, stats, batch_size=batch_size, concurrency=concurrency,
                          flusher=_Flusher(cache, flush_rows, flush_s), bar=bar)
     stats.seconds = time.perf_counter() - began

@@ -18,12 +18,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..embed.api import check_texts
 from ..embed.base import Embedder
 from ..errors import InvalidSpecError, PlaybookError
 from ..hostenv import state_dir
+from ..reporting import progress_bar
 
 DEFAULT_BATCH = 32
 
@@ -141,17 +141,16 @@ class CachedEmbedder:
         missing = list(dict.fromkeys(k for k in keys if self.cache.get(k) is None))
         if missing:
             by_key = dict(zip(keys, texts))
-            bar = tqdm(total=len(missing), desc=f"{self.name}: {'queries' if kind == 'query' else 'documents'}", unit="text", disable=not self.progress,
-                       leave=False)
-            for start in range(0, len(missing), self.batch_size):
-                chunk = missing[start:start + self.batch_size]
-                began = time.perf_counter()
-                vectors = self._call(kind, [by_key[k] for k in chunk], task)
-                self.calls.append({"kind": kind, "texts": len(chunk), "seconds": time.perf_counter() - began,
-                                   "tokens": getattr(self.inner, "last_prompt_tokens", None)})
-                self.cache.put(chunk, vectors)
-                bar.update(len(chunk))
-            bar.close()
+            with progress_bar(self.progress, len(missing),
+                              f"{self.name}: {'queries' if kind == 'query' else 'documents'}", "text") as bar:
+                for start in range(0, len(missing), self.batch_size):
+                    chunk = missing[start:start + self.batch_size]
+                    began = time.perf_counter()
+                    vectors = self._call(kind, [by_key[k] for k in chunk], task)
+                    self.calls.append({"kind": kind, "texts": len(chunk), "seconds": time.perf_counter() - began,
+                                       "tokens": getattr(self.inner, "last_prompt_tokens", None)})
+                    self.cache.put(chunk, vectors)
+                    bar.update(len(chunk))
         return np.stack([self.cache.get(k) for k in keys]) if keys else np.zeros((0, 0), dtype=np.float32)
 
     def _call(self, kind: str, texts: list[str], task: str | None) -> np.ndarray:

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ..embed.api import Reranked, check_texts
 from ..errors import InvalidSpecError
 from ..evaluate.metrics import ranked
+from ..reporting import progress_bar
 from . import stats
 from .bm25 import BM25Retriever
 from .cache import EmbeddingCache, default_cache_dir, revision_of, text_key
@@ -103,14 +103,16 @@ def rerank_run(run: Mapping[str, Mapping[str, float]], texts: Mapping[str, str],
     """``run`` (TREC-style, ``run[qid][doc] = score``) with each query's top ``depth`` documents ordered by
     ``reranker.rerank(query, texts)``; the rest follow in the first stage's order. Rank scores (``n - position``)."""
     out = {}
-    for qid in tqdm(list(run), desc=desc, unit="query", disable=not progress, leave=False):
-        order = ranked(run[qid])
-        head, tail = order[:depth], order[depth:]
-        if head:
-            answer = reranker.rerank(queries[qid], [texts[d] for d in head])
-            head = [head[i] for i in answer.order] + [d for i, d in enumerate(head) if i not in set(answer.order)]
-        final = head + tail
-        out[str(qid)] = {doc: float(len(final) - i) for i, doc in enumerate(final)}
+    with progress_bar(progress, len(run), desc, "query") as bar:
+        for qid in list(run):
+            order = ranked(run[qid])
+            head, tail = order[:depth], order[depth:]
+            if head:
+                answer = reranker.rerank(queries[qid], [texts[d] for d in head])
+                head = [head[i] for i in answer.order] + [d for i, d in enumerate(head) if i not in set(answer.order)]
+            final = head + tail
+            out[str(qid)] = {doc: float(len(final) - i) for i, doc in enumerate(final)}
+            bar.update(1)
     return out
 
 
