@@ -106,6 +106,9 @@ compact_table(with_mfu(closed.summary, spec.model, hardware))
 # shape (so it can never exceed it), until a level breaks the target. **The sustainable rate** - one definition,
 # used by the plan and the replay - is the highest level with no errors, p99 within the target minus a 20% margin
 # (so a replay holds despite noise) and at least 85% of the offered rate answered; never more than was answered.
+# A level offered at the closed-loop peak where the server answered less than offered is *saturating* - a queue
+# was building that a short level does not show in p99 - so the search steps back to the level below and says so.
+# When every level held, the search never found the knee: the note says the rate is a lower bound.
 # When no level holds the target (a loaded machine, a tight target), the cells below start from the best level
 # measured instead, and say that it did not hold (`search.planning_rate`).
 

@@ -251,3 +251,71 @@ def test_one_owner_of_the_node_type_a_local_server_is_priced_as():
 
     assert scorecard.LOCAL_PRICE_NODE is LOCAL_PRICE_NODE and DEFAULT_NODE_TYPE is LOCAL_PRICE_NODE
     assert get_node_type(LOCAL_PRICE_NODE).gpu is None  # a CPU node: the local server is a CPU server
+
+
+# --- issue 22: a rate search that found no knee, or took a saturating level ----------------------------------
+
+
+def _one_worker_server(capacity_rps: float):
+    """A stand-in for the open loop against a server that answers one request at a time in ``1 / capacity_rps``
+    seconds: a single-server queue computed, not timed (arrivals evenly spaced at the offered rate), so an offered
+    rate above ``capacity_rps`` builds a queue whose wait grows with the level's length."""
+    async def run(url, model, rates, *, requests=None, duration_s=None, input_tokens=(8,), **_):
+        rate = float(rates[0])
+        count = requests if requests is not None else math.ceil(rate * duration_s)
+        free, rows = 0.0, []
+        for i in range(count):
+            start = i / rate
+            free = max(free, start) + 1 / capacity_rps
+            rows.append({"start_s": start, "latency_s": free - start, "status": 200, "ok": True,
+                         "prompt_tokens": input_tokens[0], "input_tokens": input_tokens[0], "concurrency": math.nan,
+                         "rate": rate, "error": None, "inputs": 1})
+        records = pd.DataFrame(rows)
+        summary, notes = loadgen.summary.explain_levels(loadgen.summarize(records), records)
+        return loadgen.LoadResult("open", records, summary, None, notes)
+    return run
+
+
+def test_a_saturating_level_is_not_the_sustainable_rate(monkeypatch):
+    """Issue 22: 06 (local, QUICK) planned from 66.5 req/s - the highest level tried, offered at the 77.9 req/s
+    closed-loop ceiling, where the server answered only 66.5 (85% of it: the delivery rule passes) and the 1 s level
+    was too short for the queue to reach p99 - and the replay at that rate missed the target. A server of capacity
+    mu offered more than mu builds a queue without bound, so the plan must start from a level offered below mu."""
+    mu = 70.0
+    monkeypatch.setattr(capacity.search, "run_open_loop_async", _one_worker_server(mu))
+    search = capacity.find_sustainable_rate("http://127.0.0.1:9", "m", 200, input_tokens=8,
+                                            ceiling_from=_closed_summary(78.0), level_s=1.0)
+    levels = search.opened.summary.sort_values("rate")
+    top = levels.iloc[-1]
+    assert top["rate"] == 78.0 and capacity.level_holds(top, 160.0)  # the rule alone would take it
+    assert top["req_per_s"] < top["rate"]  # ... though the server fell behind there
+    assert search.sustainable.level < mu and search.sustainable.level == levels["rate"][levels["rate"] < mu].max()
+    assert search.planning_rate == search.sustainable and search.sustainable.held
+    assert any("saturating" in n and "78.0 req/s" in n for n in search.notes), search.notes
+
+
+def test_a_search_whose_every_level_held_says_the_rate_is_a_lower_bound(monkeypatch):
+    """Issue 22: when no level broke the target the search never found the knee; its rate is a lower bound."""
+    monkeypatch.setattr(capacity.search, "run_open_loop_async", _one_worker_server(1000.0))
+    search = capacity.find_sustainable_rate("http://127.0.0.1:9", "m", 200, input_tokens=8,
+                                            ceiling_from=_closed_summary(78.0), fractions=(0.25, 0.5), level_s=1.0)
+    assert search.sustainable.level == search.opened.summary["rate"].max() == 39.0  # the highest level held
+    assert any("no knee found" in n and "lower bound" in n for n in search.notes), search.notes
+
+
+def test_a_search_that_found_the_knee_says_nothing_of_a_lower_bound(monkeypatch):
+    monkeypatch.setattr(capacity.search, "run_open_loop_async", _one_worker_server(70.0))
+    search = capacity.find_sustainable_rate("http://127.0.0.1:9", "m", 100, input_tokens=8,
+                                            ceiling_from=_closed_summary(78.0), level_s=1.0)
+    broke = search.opened.summary.sort_values("rate").iloc[-1]
+    assert not capacity.level_holds(broke, 80.0) and search.sustainable.level < broke["rate"]  # the knee: 78
+    assert not any("no knee" in n or "saturating" in n for n in search.notes), search.notes
+
+
+def test_the_replay_says_plainly_how_much_was_answered():
+    report = capacity.ReplayReport(66.5, 64.2, 225.7, 200.0, 0, 200, 0.15, 65.1, "32 tokens x 1 input(s)")
+    assert "answered 64.2 req/s of 65.1 drawn (1% short; up to 15% short allowed)" in str(report)
+    over = capacity.ReplayReport(20.0, 21.0, 50.0, 200.0, 0, 60, 0.15, 20.5)
+    assert "answered 21.0 req/s of 20.5 drawn (none short; up to 15% short allowed)" in str(over)
+    plain = capacity.ReplayReport(20.0, 19.0, 50.0, 200.0, 0, 60, 0.15)  # no drawn rate: against the offered one
+    assert "answered 19.0 req/s of 20.0 offered (5% short; up to 15% short allowed)" in str(plain)

@@ -7,6 +7,18 @@ stopping at the first level that breaks the p99 target: the highest rate before 
 ceiling of the same shape: when the open loop answered more than the closed loop ever did, the ceiling was
 measured too short or on a busy machine - the rate is capped and a note says so.
 
+Two more things the search decides, because a short level can pass the rule without being sustainable:
+
+- *Saturating* (:func:`saturating`): a level offered at least the closed-loop ceiling - the most this server
+  ever answered for this shape - and the server answered less than offered, no more than that ceiling. Arrivals
+  at or above a server's capacity build a queue without bound (utilisation >= 1); a level of a second or two ends
+  before that queue reaches p99, and the delivery rule's tolerance (``DELIVERY_TOLERANCE``, there for a short
+  level's measurement slack) lets it pass. A replay at that rate then misses the target, so the sustainable rate steps
+  back to the highest level below it that holds, and a note says where the server fell behind. This adds no
+  threshold: the ceiling is the search's own measurement, and the rule stays the one in ``planning``.
+- *No knee*: when every level tried held, the search never found where the target breaks; the rate is a lower
+  bound (the real limit is higher), and a note says so - the plan built on it is safe, only not the cheapest.
+
 :func:`replay` offers a planned :class:`~tke_playbook.capacity.planning.SustainableRate` open-loop with the same
 request shape and judges it by the same rule against the target itself; a replay that does not hold says what
 to do. Both run as one interruptible run each (:func:`~tke_playbook.loadgen.run_interruptibly`).
@@ -202,6 +214,54 @@ async def _climb(plan: _Plan, ceiling: float, progress: Progress, levels: list[L
             break
 
 
+def saturating(rate: SustainableRate | None, ceiling_rps: float) -> bool:
+    """True when ``rate`` came from an open-loop level offered at or above the closed-loop ceiling (the most the
+    server answered for this shape) where the server answered less than offered and no more than that ceiling: the
+    server was at capacity and a queue was building, whatever the level's short p99 showed (see the module doc).
+    A level that answered more than the ceiling is not saturating: the ceiling was measured low."""
+    if rate is None or rate.kind != "open" or not ceiling_rps > 0:
+        return False
+    at_ceiling = rate.level >= round(ceiling_rps, 2)  # levels are offered at rates rounded to 0.01 req/s
+    return bool(at_ceiling and rate.rate < rate.level and rate.rate <= ceiling_rps)
+
+
+def _below_saturation(plan: _Plan, summary: pd.DataFrame, found: SustainableRate | None, ceiling: float,
+                      notes: list[str]) -> SustainableRate | None:
+    """The sustainable rate no higher than the highest level that held without saturating; a note per step."""
+    while saturating(found, ceiling):
+        below = summary[summary["rate"] < found.level]
+        lower = None if below.empty else sustainable_rate(below, plan.target, margin=plan.margin,
+                                                          tolerance=plan.tolerance)
+        then = (f"the plan starts from the level below, {lower.rate:,.1f} req/s" if lower is not None else
+                "no level below it held: do not plan from it - search lower fractions of the ceiling")
+        notes.append(f"the knee is at {found.level:,.1f} req/s although its p99 held ({found.p99_ms:,.1f} ms): "
+                     f"that level was saturating - offered at least the {ceiling:,.1f} req/s closed-loop ceiling, "
+                     f"the server answered only {found.rate:,.1f} req/s, so a queue was building that a level this "
+                     f"short does not show in p99; {then}")
+        if lower is None:
+            return found
+        found = lower
+    return found
+
+
+def _never_broke(summary: pd.DataFrame, found: SustainableRate | None, ceiling: float) -> bool:
+    """Whether the search never reached the knee: the rate comes from the highest level tried, which held."""
+    return found is not None and found.level >= float(summary["rate"].max()) and not saturating(found, ceiling)
+
+
+def _capped(found: SustainableRate | None, ceiling: float, notes: list[str]) -> SustainableRate | None:
+    """No more than the closed-loop ceiling of the same shape (a note when the open loop answered more)."""
+    if found is None or not found.rate > ceiling:
+        return found
+    notes.append(f"the open loop answered {found.rate:,.1f} req/s, more than the closed-loop ceiling "
+                 f"{ceiling:,.1f} req/s of the same shape: the ceiling was measured too short or on a busy "
+                 f"machine - the plan uses the ceiling")
+    scale = ceiling / found.rate
+    return SustainableRate(ceiling, found.p99_ms, found.target_ms, found.embeddings_per_s * scale,
+                           found.tokens_per_s * scale, found.input_tokens, found.inputs, found.kind, found.level,
+                           found.margin)
+
+
 def _decide(plan: _Plan, ceiling: float, closed: LoadResult | None, opened: LoadResult) -> RateSearch:
     found = sustainable_rate(opened.summary, plan.target, margin=plan.margin, tolerance=plan.tolerance)
     notes = []
@@ -211,14 +271,14 @@ def _decide(plan: _Plan, ceiling: float, closed: LoadResult | None, opened: Load
                      f"margin) on this machine: the plan, projection and replay below start from the best level "
                      f"measured, {fallback.rate:,.1f} req/s at p99 {fallback.p99_ms:,.1f} ms, which did not hold it "
                      f"- raise the p99 target, or measure on a quieter machine")
-    if found is not None and found.rate > ceiling:
-        notes.append(f"the open loop answered {found.rate:,.1f} req/s, more than the closed-loop ceiling "
-                     f"{ceiling:,.1f} req/s of the same shape: the ceiling was measured too short or on a busy "
-                     f"machine - the plan uses the ceiling")
-        scale = ceiling / found.rate
-        found = SustainableRate(ceiling, found.p99_ms, found.target_ms, found.embeddings_per_s * scale,
-                                found.tokens_per_s * scale, found.input_tokens, found.inputs, found.kind, found.level,
-                                found.margin)
+    found = _below_saturation(plan, opened.summary, found, ceiling, notes)
+    no_knee = _never_broke(opened.summary, found, ceiling)
+    found = _capped(found, ceiling, notes)
+    if no_knee:
+        notes.append(f"no knee found: the highest level tried, {found.level:,.1f} req/s, held the target - "
+                     f"{found.rate:,.1f} req/s is a lower bound, not the sustainable maximum; the real limit is "
+                     f"higher (offer higher fractions of the {ceiling:,.1f} req/s ceiling, or longer levels, to "
+                     f"find it)")
     return RateSearch(ceiling, closed, opened, found, plan.target, notes, fallback)
 
 
@@ -309,13 +369,18 @@ class ReplayReport:
             steps.insert(0, f"look at the errors first ({self.error_kinds or 'see the records'})")
         return "what to do: " + ", or ".join(steps)
 
+    def delivery(self) -> str:
+        """How much of the offered load was answered, in words: against the arrivals actually drawn when known."""
+        drawn = self.offered_rps == self.offered_rps
+        basis = self.offered_rps if drawn else self.predicted_rps
+        short = f"{-self.rate_error:.0%} short" if self.rate_error < 0 else "none short"
+        return (f"answered {self.achieved_rps:,.1f} req/s of {basis:,.1f} {'drawn' if drawn else 'offered'} "
+                f"({short}; up to {self.tolerance:.0%} short allowed)")
+
     def __str__(self) -> str:
         verdict = "HELD" if self.held else "DID NOT HOLD"
-        drawn = f" (the Poisson arrivals drew {self.offered_rps:,.1f}/s)" if self.offered_rps == self.offered_rps \
-            else ""
-        text = (f"replay {verdict}: offered {self.predicted_rps:,.1f} req/s [{self.shape}]{drawn}, answered "
-                f"{self.achieved_rps:,.1f} ({self.rate_error:+.0%} of what was drawn, at least -{self.tolerance:.0%} "
-                f"allowed); p99 {self.p99_ms:,.1f} ms vs target {self.target_ms:,.0f} ms; {self.errors} error(s) in "
+        text = (f"replay {verdict}: offered {self.predicted_rps:,.1f} req/s [{self.shape}], {self.delivery()}; "
+                f"p99 {self.p99_ms:,.1f} ms vs target {self.target_ms:,.0f} ms; {self.errors} error(s) in "
                 f"{self.requests} requests")
         return text + (f"\n{self.advice()}" if not self.held else "")
 
