@@ -1,6 +1,9 @@
 """The in-process offline embedder (all-MiniLM-L6-v2 on CPU): shapes, normalisation, prompts, bad folders."""
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -57,3 +60,20 @@ def test_broken_model_folder_fails_on_first_use(tmp_path):
 def test_non_string_texts_are_refused(embedder):
     with pytest.raises(InvalidSpecError, match=r"texts\[0\] is bytes"):
         embedder.embed_documents([b"raw bytes"])
+
+
+def test_loading_the_model_draws_no_progress_bar_and_leaves_the_switch_as_it_was():
+    """transformers draws a "Loading weights" tqdm bar while a model loads; in a notebook it is a widget the saved
+    page keeps at "Loading weights: 0% 0/103" (05's parity cell showed two). The load is quiet, and transformers'
+    own progress-bar switch is back on afterwards for whatever the user loads next."""
+    script = ("import sys\n"
+              "from transformers.utils import logging as hf\n"
+              "from tke_playbook.embed.local import load_sentence_transformer\n"
+              "from tke_playbook.hostenv import offline_model_dir\n"
+              "load_sentence_transformer(offline_model_dir())\n"
+              "print('switch', hf.is_progress_bar_enabled())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Loading weights" not in done.stderr + done.stdout, done.stderr[-500:]
+    assert "switch True" in done.stdout

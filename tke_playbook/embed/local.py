@@ -11,6 +11,7 @@ proving that the parity check catches it.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,6 +27,21 @@ _LOADED: dict[tuple[str, str], object] = {}
 _LOAD_LOCK = threading.Lock()
 
 
+@contextlib.contextmanager
+def _no_loading_bar():
+    """transformers draws a "Loading weights" tqdm bar while a model loads: in a notebook a widget that the saved
+    page keeps at "0% 0/103" (05 showed two). Off while loading (under the load lock), then as it was."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def load_sentence_transformer(model_dir: str | Path, device: str = "cpu"):
     """The sentence-transformers model in ``model_dir``, loaded once per process and folder, from its files alone
     (``local_files_only``: nothing is asked of a hub, and nothing is set in the environment - a later hub call in
@@ -36,7 +52,8 @@ def load_sentence_transformer(model_dir: str | Path, device: str = "cpu"):
             try:
                 from sentence_transformers import SentenceTransformer
 
-                model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
+                with _no_loading_bar():
+                    model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
             except Exception as exc:  # noqa: BLE001 - any load failure becomes one clear error
                 raise PlaybookError(f"Could not load the model in {model_dir}: {exc}. Check that the folder is a "
                                     "complete sentence-transformers model", obj=str(model_dir), cause=exc) from exc
