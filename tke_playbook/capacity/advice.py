@@ -102,4 +102,4 @@ def tune_local_server(p99_target_ms: float, *, baseline: RateSearch | None = Non
              "level_s": level_s, "ceiling_level_s": level_s}
     options.update({k: v for k, v in given.items() if v is not None})
     return LocalServerTuning(tune_local(p99_target_ms, baseline=baseline, progress=progress, home=home,
-                                        max_candidates=max_candidates, candidates=[] if quick else None, **options))
+                                        max_candidates=max_candidates, quick=quick, **options))

@@ -25,7 +25,7 @@ from ..hostenv import read_key_file
 from ..specs.apikeys import check_api_key
 from ..specs.names import validate_port
 from . import surface
-from .settings import MAX_BATCH_TOKENS, check_host, check_number, url_host
+from .settings import MAX_BATCH_TOKENS, check_host, check_number, default_workers, url_host
 
 API_KEY_ENV = "VLLM_API_KEY"
 MODULE_PROG = "python -m tke_playbook.localserver"
@@ -238,7 +238,7 @@ async def _main(args: argparse.Namespace) -> None:
     api_key = resolve_api_key(args)
     model_dir = resolve_model_dir(args.model, require_marker=not args.allow_incomplete)
     cores = os.cpu_count() or 1
-    workers = args.workers or (2 if cores >= 2 else 1)
+    workers = args.workers or default_workers(cores)
     threads = args.threads or max(1, cores // workers)
     config = ServerConfig(served_model_name=args.served_model_name or default_model_name(model_dir),
                           api_key=api_key, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,

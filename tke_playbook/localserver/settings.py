@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 
 from ..errors import InvalidSpecError
 
@@ -28,6 +29,13 @@ BOUNDS = {"max_batch": (1, 65536), "max_batch_tokens": (1, 10_000_000), "max_que
           "max_wait_ms": (0, 60_000), "max_inputs": (1, 1_000_000), "max_tokens": (1, 1_000_000_000),
           "max_body_bytes": (1024, 2 ** 31), "chat_template_timeout_s": (0.01, 3600),
           "header_timeout_s": (0.01, 3600), "body_timeout_s": (0.01, 3600)}
+
+
+def default_workers(cores: int | None = None) -> int:
+    """The encoding workers the server runs when ``--workers`` is not given: 2 when there are 2 or more cores
+    (``cores``; None: this machine's), else 1."""
+    cores = cores if cores is not None else os.cpu_count() or 1
+    return 2 if cores >= 2 else 1
 
 
 def check_number(name: str, value, label: str | None = None) -> None:
