@@ -153,7 +153,8 @@ wrong.table()
 # type chosen in 00 - locally on this machine's CPU, priced as a small CPU node (no GPU served anything here; GPU
 # costs come from a cluster run, or from 06's labelled projection). Replace it with 06's load-test numbers
 # (`Throughput(system, tokens_per_s, node_type)`). Prices are illustrative, marked "verify": edit `prices` with your
-# region's price before showing the numbers. BM25 and TF-IDF need no model server.
+# region's price before showing the numbers. BM25 and TF-IDF need no model server. The two-stage pipelines call the
+# model's `/rerank`, whose calls are not timed: their cost says "not priced" (they are not free).
 
 # %% tags=["nbval-ignore-output"]
 prices = price_table(prices=pb.settings.node_prices())  # $TKE_PLAYBOOK_NODE_PRICES, read once by open_target
@@ -179,11 +180,12 @@ storage_prices
 # %% [markdown]
 # Run the frontier. Locally all-MiniLM-L6-v2 is not Matryoshka-trained, so vLLM refuses `dimensions` for it: a second
 # local server is started with `--hf-overrides '{"matryoshka_dimensions": [...]}'`, and its truncated points are
-# labelled "not Matryoshka-trained: expect loss". `QUICK` runs three precisions at one smaller dimension.
+# labelled "not Matryoshka-trained: expect loss". `QUICK` runs three precisions at one smaller dimension. Embedding
+# is priced with the throughput measured above (`throughputs`, the cost table's), so the page shows one figure.
 
 # %% tags=["nbval-ignore-output"]
 frontier = pb.evaluation.frontier(task, quick=QUICK, storage=STORAGE, storage_prices=storage_prices,
-                                  node_type=NODE_TYPE)
+                                  node_type=NODE_TYPE, throughputs=throughputs)
 print(frontier.assumptions())
 frontier.table()
 

@@ -110,3 +110,36 @@ def test_the_cost_summary_reads_without_nan():
     assert summary.loc["bm25", "cost per 1M tokens"] == "–" and summary.loc["bge", "priced as"] == "SA5.LARGE8"
     # 0.6 per node-hour / (10,000 tokens/s x 3600 s) x 1e6 = 0.01667 per million tokens
     assert summary.loc["bge", "cost per 1M tokens"] == "0.0167 CNY" and summary.loc["bge", "price"] == "illustrative, verify"
+
+
+def test_a_two_stage_pipeline_is_not_shown_as_free():
+    """05 showed '–' for bm25→all-MiniLM-L6-v2, which calls the model's /rerank on every query: it read as free.
+    Its /rerank calls are not timed, so its cost says it is not priced; a lexical system still needs no server."""
+    from tke_playbook.scorecard import cost_summary
+
+    quality = pd.DataFrame({"kind": ["dense", "lexical", "two-stage"], "ndcg@10": [0.5, 0.5, 0.45],
+                            "ndcg@10 low": [0.4, 0.4, 0.3], "ndcg@10 high": [0.6, 0.6, 0.6]},
+                           index=pd.Index(["minilm", "bm25", "bm25→minilm"], name="system"))
+    costs = cost_table(quality, [Throughput("minilm", 3000, "SA5.LARGE8")])
+    summary = cost_summary(costs)
+    assert "/rerank" in summary.loc["bm25→minilm", "cost per 1M tokens"]
+    assert "not priced" in summary.loc["bm25→minilm", "cost per 1M tokens"]
+    assert summary.loc["bm25", "cost per 1M tokens"] == "–"
+    assert "/rerank" in costs.loc["bm25→minilm", "unpriced because"]
+    assert "word overlap" in costs.loc["bm25", "unpriced because"]
+
+
+def test_the_scorecards_throughput_keeps_the_sample_it_was_measured_on():
+    """Tokens over seconds of the calls the endpoint counted (22 queries, 36 documents: 1,200 tokens in 2 s), and
+    how many texts and tokens that was, so a reader can judge a rough single-stream figure."""
+    from types import SimpleNamespace
+
+    from tke_playbook.scorecard import scorecard_throughputs
+
+    calls = [{"kind": "query", "texts": 22, "seconds": 0.5, "tokens": 300},
+             {"kind": "document", "texts": 36, "seconds": 1.5, "tokens": 900}]
+    (found,) = scorecard_throughputs(SimpleNamespace(embed_calls={"m": calls, "bm25": []}), "SA5.LARGE8")
+    assert found.tokens_per_s == pytest.approx(1200 / 2)
+    assert (found.texts, found.tokens) == (58, 1200)
+    assert found.describe() == "600 tokens/s on SA5.LARGE8 (scorecard cold run, one stream; measured on 58 texts, " \
+                               "1,200 tokens)"

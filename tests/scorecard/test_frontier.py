@@ -31,14 +31,20 @@ PRECISIONS = ("float32", "fp8_e4m3", "ubinary")
 
 
 @pytest.fixture(scope="module")
-def frontier(tmp_path_factory):
+def served(tmp_path_factory):
+    """The local server with the Matryoshka override, and the embedding cache its frontiers share."""
     folder = tmp_path_factory.mktemp("frontier")
     with start_server(timeout=240, log_path=folder / "server.log",
                       hf_overrides={"matryoshka_dimensions": [128, 64]}) as server:
-        client = EmbeddingClient(server.url)
-        yield run_frontier([client], dimensions=(None, 128, 100), precisions=PRECISIONS,
-                           throughputs={MODEL: Throughput(MODEL, 1000.0, "SA5.LARGE8")}, cache_dir=folder / "cache",
-                           progress=False, n_boot=300, documents=2_000_000, months=6, not_matryoshka=(MODEL,))
+        yield server, folder / "cache"
+
+
+@pytest.fixture(scope="module")
+def frontier(served):
+    server, cache = served
+    return run_frontier([EmbeddingClient(server.url)], dimensions=(None, 128, 100), precisions=PRECISIONS,
+                        throughputs={MODEL: Throughput(MODEL, 1000.0, "SA5.LARGE8")}, cache_dir=cache,
+                        progress=False, n_boot=300, documents=2_000_000, months=6, not_matryoshka=(MODEL,))
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +196,57 @@ def test_on_a_cluster_the_deployed_endpoint_is_asked_and_refusals_are_listed(loc
     assert (frontier.points["dimensions"] == 384).all() and len(frontier.refused) == 3
     assert all("does not support Matryoshka embeddings" in why for why in frontier.refused["why"])
     assert not frontier.notes  # no second server on a cluster
+
+
+# --- one throughput per model on a page (05 showed 3,747 tokens/s in its cost table, 2,778 in the frontier's text) ---
+
+
+def test_the_frontier_prices_with_the_throughput_the_page_measured(frontier, served, st, dataset):
+    """05 passes what its cost table showed - scorecard_throughputs' list - and the frontier prices with it and
+    says how large a sample it was measured on; before, a list was refused and the frontier measured its own."""
+    server, cache = served
+    shown = Throughput(MODEL, 500.0, "SA5.LARGE8", source="05's cost table", texts=40, tokens=900)
+    again = run_frontier([EmbeddingClient(server.url)], dimensions=(None,), precisions=("float32",),
+                         throughputs=[shown], cache_dir=cache, progress=False, n_boot=200)
+    texts = [d.text for d in dataset.documents]
+    tokens = sum(len(ids) for ids in st.tokenizer(texts)["input_ids"]) / len(texts)
+    hourly = float(price_table().loc["SA5.LARGE8", "hourly_price"])
+    row = again.points.iloc[0]
+    assert row["embed per 1M docs"] == pytest.approx(1e6 * tokens * hourly / (500.0 * 3600), rel=1e-9)
+    text = again.assumptions()
+    assert "500 tokens/s on SA5.LARGE8 (05's cost table; measured on 40 texts, 900 tokens)" in text
+    assert "separately" not in text
+
+
+def test_a_frontier_that_measures_its_own_throughput_says_so_and_on_what(served, st, dataset):
+    """Given no throughput the frontier times its own scorecard run: its text says that is a separate measurement
+    (it differs from a cost table above) and names the sample - every query and document, as the tokenizer counts."""
+    server, cache = served
+    own = run_frontier([EmbeddingClient(server.url)], dimensions=(None,), precisions=("float32",), cache_dir=cache,
+                       progress=False, n_boot=200)
+    texts = [q.text for q in dataset.queries] + [d.text for d in dataset.documents]
+    tokens = sum(len(ids) for ids in st.tokenizer(texts)["input_ids"])
+    text = own.assumptions()
+    assert f"measured on {len(texts)} texts, {tokens:,} tokens" in text
+    assert "measured separately, during the frontier's own scorecard run" in text
+
+
+def test_the_playbook_and_05_hand_the_frontier_the_measured_throughputs(tmp_path, monkeypatch):
+    """The facade passes ``throughputs`` through, and 05's frontier cell gives it the cost table's."""
+    import ast
+    from pathlib import Path
+
+    from tke_playbook.playbook import open_target
+    from tke_playbook.scorecard import frontier as fr
+
+    monkeypatch.setenv("TKE_PLAYBOOK_HOME", str(tmp_path))
+    given: dict = {}
+    monkeypatch.setattr(fr, "local_frontier", lambda *args, **kwargs: given.update(kwargs))
+    measured = [Throughput(MODEL, 321.0, "SA5.LARGE8")]
+    open_target("local").evaluation.frontier(quick=True, throughputs=measured)
+    assert given["throughputs"] is measured
+    source = (Path(__file__).resolve().parents[2] / "notebooks" / "05_compare_models.py").read_text(encoding="utf-8")
+    calls = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)
+             and getattr(n.func, "attr", None) == "frontier"]
+    assert calls and all(any(k.arg == "throughputs" and getattr(k.value, "id", None) == "throughputs"
+                             for k in call.keywords) for call in calls)

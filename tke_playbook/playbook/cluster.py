@@ -257,10 +257,12 @@ class ClusterEvaluation:
 
     def frontier(self, task: Any = None, *, quick: bool = False, models: Sequence[str] = (),
                  storage: str | None = None, storage_prices: pd.DataFrame | None = None,
-                 node_type: str = "", progress: bool = True) -> Frontier:
+                 node_type: str = "", throughputs: Any = None, progress: bool = True) -> Frontier:
         """The dimension x precision frontier of ``models`` (default: the served model) as deployed, at their full
         size and ``CLUSTER_DIMENSIONS`` (a model that is not Matryoshka-trained refuses the smaller ones: listed in
-        ``.refused``), priced on the node type chosen in 00; ``quick``: three precisions at one smaller dimension."""
+        ``.refused``), priced on the node type chosen in 00; ``quick``: three precisions at one smaller dimension.
+        ``throughputs``: what the page measured (``scorecard_throughputs``, 06's load test), priced instead of a
+        throughput the frontier would measure on its own."""
         from ..scorecard import frontier as fr
 
         names = [m.strip() for m in models if m.strip()] or [""]
@@ -269,6 +271,7 @@ class ClusterEvaluation:
         return fr.run_frontier(clients, task, dimensions=(None, *dims),
                                precisions=fr.QUICK_PRECISIONS if quick else fr.PRECISIONS,
                                node_type=self.price_node(node_type), measured_on=self.serving.measured_on(),
+                               throughputs=throughputs,
                                progress=progress, **self.session.settings.frontier_inputs(storage_prices),
                                **({"storage": storage} if storage else {}))
 

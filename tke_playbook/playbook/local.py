@@ -376,10 +376,12 @@ class LocalEvaluation:
 
     def frontier(self, task: Any = None, *, quick: bool = False, models: Sequence[str] = (),
                  storage: str | None = None, storage_prices: pd.DataFrame | None = None,
-                 node_type: str = "", progress: bool = True) -> Frontier:
+                 node_type: str = "", throughputs: Any = None, progress: bool = True) -> Frontier:
         """The dimension x precision frontier of the served model: a second local server with the Matryoshka
         override (:func:`~tke_playbook.scorecard.frontier.local_frontier`), priced as a CPU node; ``quick``: three
-        precisions at one smaller dimension. The local target serves one model: another in ``models`` is refused."""
+        precisions at one smaller dimension. The local target serves one model: another in ``models`` is refused.
+        ``throughputs``: what the page measured (``scorecard_throughputs(result, ...)``), so the frontier prices
+        embedding with the throughput its cost table shows; None: the frontier measures its own, and says so."""
         from ..scorecard import frontier as fr
 
         for name in (m.strip() for m in models if m.strip()):
@@ -388,6 +390,7 @@ class LocalEvaluation:
         return fr.local_frontier(self.served_folder(), dimensions=dims, task=task,
                                  precisions=fr.QUICK_PRECISIONS if quick else fr.PRECISIONS,
                                  node_type=self.price_node(node_type), measured_on=self.serving.measured_on(),
+                                 throughputs=throughputs,
                                  progress=progress, **self.session.settings.frontier_inputs(storage_prices),
                                  **({"storage": storage} if storage else {}))
 

@@ -167,6 +167,9 @@ def plot_metric_intervals(table, metric: str = "ndcg@10", ax=None, *, title: str
 def _cost_text(row) -> str:
     cost = float(row["cost per 1M tokens"])
     if not np.isfinite(cost):
+        reason = row.get("unpriced because")  # cost_table's reason (a two-stage pipeline's /rerank is not timed)
+        if isinstance(reason, str) and reason:
+            return reason
         return "no model to serve (word overlap)" if row.get("kind") == "lexical" else "no throughput measured"
     currency = row.get("currency") if isinstance(row.get("currency"), str) else ""
     return f"{estimate_text(cost)} {currency} per 1M tokens on {row['node type']}".replace("  ", " ")

@@ -19,8 +19,11 @@ from ..hostenv import load_prices
 from ..reporting import estimate_text
 from ..specs.hardware import get_node_type
 from ..specs.prices import LOCAL_PRICE_NODE, NodePrice
+from .registry import Kind
 
 VERIFY = "list price, verify"
+RERANK_NOT_PRICED = "not priced: its /rerank calls were not timed"
+UNPRICED_BECAUSE = "unpriced because"
 
 
 def _gpus(node_type: str) -> int:
@@ -43,13 +46,16 @@ def price_table(path=None, *, prices: Mapping[str, NodePrice] | None = None) -> 
 
 @dataclass(frozen=True)
 class Throughput:
-    """A measured throughput: ``tokens_per_s`` on ``accelerators`` GPUs (1 for a CPU node) of ``node_type``."""
+    """A measured throughput: ``tokens_per_s`` on ``accelerators`` GPUs (1 for a CPU node) of ``node_type``;
+    ``texts``/``tokens``: the sample it was measured on, where known (so a reader can judge how rough it is)."""
 
     system: str
     tokens_per_s: float
     node_type: str
     accelerators: int = 1
     source: str = "measured"
+    texts: int | None = None
+    tokens: int | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.tokens_per_s, (int, float)) and self.tokens_per_s > 0):
@@ -63,6 +69,41 @@ class Throughput:
     @property
     def tokens_per_s_per_accelerator(self) -> float:
         return self.tokens_per_s / self.accelerators
+
+    @property
+    def sample(self) -> str:
+        """``measured on 58 texts, 1,234 tokens`` (empty when the sample is not known)."""
+        parts = [f"{n:,} {what}" for n, what in ((self.texts, "texts"), (self.tokens, "tokens")) if n is not None]
+        return "measured on " + ", ".join(parts) if parts else ""
+
+    def describe(self) -> str:
+        """``2,778 tokens/s on SA5.LARGE8 (its source; measured on 58 texts, 1,234 tokens)``: the throughput per
+        accelerator, where and how it was measured."""
+        how = "; ".join(part for part in (self.source, self.sample) if part)
+        return f"{self.tokens_per_s_per_accelerator:,.0f} tokens/s on {self.node_type} ({how})"
+
+
+def throughputs_by_system(throughputs: Sequence[Throughput] | Mapping[str, Throughput] | None) -> dict[str, Throughput]:
+    """``{system: Throughput}`` from a mapping or a list (as :func:`scorecard_throughputs` returns)."""
+    if throughputs is None:
+        return {}
+    if isinstance(throughputs, Mapping):
+        return dict(throughputs)
+    found = list(throughputs)
+    wrong = [type(t).__name__ for t in found if not isinstance(t, Throughput)]
+    if wrong:
+        raise InvalidSpecError(f"throughputs holds {wrong[0]}, not Throughput: pass scorecard_throughputs(result) "
+                               "or Throughput(system, tokens_per_s, node_type) values", field="throughputs",
+                               value=wrong[0])
+    return {t.system: t for t in found}
+
+
+def unpriced_reason(kind: str | None) -> str:
+    """Why a system of ``kind`` has no cost per million tokens: a lexical one needs no model server; a two-stage
+    pipeline's reranking goes through the model's ``/rerank``, whose calls are not timed (it is not free)."""
+    if kind == Kind.LEXICAL.value:
+        return "no model to serve (word overlap)"
+    return RERANK_NOT_PRICED if kind == Kind.TWO_STAGE.value else "no throughput measured"
 
 
 def throughput_from_summary(system: str, summary: pd.DataFrame, node_type: str, accelerators: int = 1) -> Throughput:
@@ -95,8 +136,9 @@ def _price_rows(prices) -> dict[str, dict]:
 def cost_table(quality: pd.DataFrame, throughputs: Sequence[Throughput] | Mapping[str, Throughput],
                prices: pd.DataFrame | None = None, *, metric: str = "ndcg@10") -> pd.DataFrame:
     """One row per system of ``quality`` (a scorecard table): the metric and its interval, throughput per
-    accelerator, node type, price and cost per million tokens (NaN where no throughput was given)."""
-    found = dict(throughputs) if isinstance(throughputs, Mapping) else {t.system: t for t in throughputs}
+    accelerator, node type, price and cost per million tokens (NaN where no throughput was given, and
+    ``unpriced because`` says why: :func:`unpriced_reason`)."""
+    found = throughputs_by_system(throughputs)
     table, rows = _price_rows(prices), []
     for system, row in quality.iterrows():
         t = found.get(system)
@@ -113,7 +155,8 @@ def cost_table(quality: pd.DataFrame, throughputs: Sequence[Throughput] | Mappin
                      "node type": price["node_type"] if t else None,
                      "price per node-hour": float(price["hourly_price"]) if t else float("nan"),
                      "currency": price.get("currency") if t else None, "cost per 1M tokens": cost,
-                     "price source": price.get("source") if t else None, "throughput source": t.source if t else None})
+                     "price source": price.get("source") if t else None, "throughput source": t.source if t else None,
+                     UNPRICED_BECAUSE: None if t else unpriced_reason(row.get("kind"))})
     return pd.DataFrame(rows).set_index("system")
 
 
@@ -125,9 +168,10 @@ def scorecard_throughputs(result, node_type: str = LOCAL_PRICE_NODE, measured_on
     for system, calls in result.embed_calls.items():
         counted = [c for c in calls if c.get("tokens")]
         seconds = sum(c["seconds"] for c in counted)
+        tokens = sum(c["tokens"] for c in counted)
         if counted and seconds > 0:
-            out.append(Throughput(system, sum(c["tokens"] for c in counted) / seconds, node_type,
-                                  source=source))
+            out.append(Throughput(system, tokens / seconds, node_type, source=source,
+                                  texts=sum(int(c.get("texts") or 0) for c in counted), tokens=int(tokens)))
     return out
 
 
@@ -141,7 +185,8 @@ def _or_dash(value, fmt: str = "{}") -> str:
 
 def cost_summary(costs: pd.DataFrame, metric: str = "ndcg@10") -> pd.DataFrame:
     """:func:`cost_table` for reading: quality, throughput, the node type priced and the cost per million tokens
-    as text ("–" where no throughput was measured), and whether the price is the illustrative default."""
+    as text ("–" where no throughput was measured; a two-stage pipeline's says its reranking is not priced), and
+    whether the price is the illustrative default."""
     missing = {metric, "tokens/s per accelerator", "node type", "cost per 1M tokens"} - set(costs.columns)
     if missing:
         raise InvalidSpecError(f"cost_summary needs a cost_table(), which has {sorted(missing)}", field="costs",
@@ -149,6 +194,8 @@ def cost_summary(costs: pd.DataFrame, metric: str = "ndcg@10") -> pd.DataFrame:
     rows = {}
     for system, r in costs.iterrows():
         cost = "–" if _missing(r["cost per 1M tokens"]) else estimate_text(float(r["cost per 1M tokens"]))
+        if cost == "–" and r.get(UNPRICED_BECAUSE) == RERANK_NOT_PRICED:
+            cost = RERANK_NOT_PRICED  # it calls the model: a dash would read as free
         source = r.get("price source")
         rows[system] = {metric: _or_dash(r[metric], "{:.3f}"),
                         "tokens/s": _or_dash(r["tokens/s per accelerator"], "{:,.0f}"),

@@ -34,7 +34,8 @@ from ..embed.http import EmbeddingClient
 from ..errors import EmbeddingAPIError, InvalidSpecError, PlaybookError
 from ..localserver import start_server
 from . import stats
-from .cost import LOCAL_PRICE_NODE, Throughput, _price_rows, cost_per_million_tokens, scorecard_throughputs
+from .cost import (LOCAL_PRICE_NODE, Throughput, _price_rows, cost_per_million_tokens, scorecard_throughputs,
+                   throughputs_by_system)
 from .run import ScorecardResult, run_scorecard
 from .storage_prices import DEFAULT_STORAGE, GIB, StoragePrice, storage_price
 
@@ -48,6 +49,8 @@ DEFAULT_DOCUMENTS = 1_000_000
 DEFAULT_MONTHS = 12
 PROBE = "What does a GPU node serve?"
 METRIC = "ndcg@10"
+SEPARATE_MEASUREMENT = ("measured separately, during the frontier's own scorecard run, not the throughput of a cost "
+                        "table shown before it (pass that one as throughputs= to price with it)")
 
 
 def frontier_variants(clients: Sequence, dimensions: Sequence[int | None] = (None, *LOCAL_DIMENSIONS),
@@ -101,7 +104,8 @@ def _tokens_per_document(result: ScorecardResult, names: Sequence[str]) -> float
 
 @dataclass
 class _Pricing:
-    """What a million documents cost a model to embed: its throughput on a priced node, tokens per document."""
+    """What a million documents cost a model to embed: its throughput on a priced node (the one passed in, e.g.
+    the page's cost table; else measured in the frontier's own run, and said so), tokens per document."""
 
     throughputs: Mapping[str, Throughput]
     prices: pd.DataFrame | None
@@ -111,10 +115,10 @@ class _Pricing:
     def embed_cost(self, model: str, variants: Sequence[str], result: ScorecardResult) -> tuple[float, float, str,
                                                                                               str]:
         """``(tokens per document, cost of embedding 1M documents, currency, source)`` for ``model``."""
-        found = self.throughputs.get(model)
+        found, separate = self.throughputs.get(model), ""
         if found is None:
             measured = {t.system: t for t in scorecard_throughputs(result, self.node_type, self.measured_on)}
-            found = next((measured[v] for v in variants if v in measured), None)
+            found, separate = next((measured[v] for v in variants if v in measured), None), SEPARATE_MEASUREMENT
         tokens = _tokens_per_document(result, variants)
         if found is None or not math.isfinite(tokens):
             return tokens, float("nan"), "", "no throughput measured"
@@ -124,7 +128,7 @@ class _Pricing:
                                    "(scorecard.price_table())", field="prices", value=found.node_type)
         per_token = cost_per_million_tokens(found, float(price["hourly_price"]), int(price["gpus"]))
         return tokens, tokens * per_token, str(price.get("currency") or ""), \
-            f"{found.tokens_per_s_per_accelerator:,.0f} tokens/s on {found.node_type} ({found.source})"
+            found.describe() + (f", {separate}" if separate else "")
 
 
 @dataclass
@@ -261,19 +265,22 @@ def _points(accepted, result: ScorecardResult, pricing: _Pricing, storage: Stora
 def run_frontier(clients: Sequence, task=None, *, dimensions: Sequence[int | None] = (None, *LOCAL_DIMENSIONS),
                  precisions: Sequence[str] = PRECISIONS, documents: int = DEFAULT_DOCUMENTS,
                  months: float = DEFAULT_MONTHS, storage: str = DEFAULT_STORAGE,
-                 storage_prices: pd.DataFrame | None = None, throughputs: Mapping[str, Throughput] | None = None,
+                 storage_prices: pd.DataFrame | None = None,
+                 throughputs: Mapping[str, Throughput] | Sequence[Throughput] | None = None,
                  prices: pd.DataFrame | None = None, node_type: str = LOCAL_PRICE_NODE, measured_on: str = "",
                  not_matryoshka: Sequence[str] = (), notes: Sequence[str] = (), cache_dir=None, home=None,
                  progress: bool = True, n_boot: int = stats.DEFAULT_BOOT) -> Frontier:
     """The frontier of ``clients`` (endpoints) on ``task`` (default: the shipped set): every dimension ×
     precision the server accepts becomes a point; the ones it refuses are listed with its reason. ``throughputs``
-    (``{model: Throughput}``, e.g. from 06's load test) price the embedding, else the scorecard's cold run on
-    ``node_type`` (``prices``: the node price table, :func:`~tke_playbook.scorecard.cost.price_table`);
+    (``{model: Throughput}`` or a list, e.g. the page's :func:`~tke_playbook.scorecard.cost.scorecard_throughputs`
+    or 06's load test) price the embedding, so one page shows one throughput per model; else the frontier's own
+    cold run on ``node_type``, labelled as a separate measurement (``prices``: the node price table,
+    :func:`~tke_playbook.scorecard.cost.price_table`);
     ``not_matryoshka`` names models served with a forced Matryoshka override (their truncated points are labelled
     "not Matryoshka-trained: expect loss"). ``cache_dir``/``home``: the embedding cache, as for
     :func:`~tke_playbook.scorecard.run.run_scorecard`."""
     _check_counts(documents, months)
-    price = storage_price(storage, storage_prices)
+    price, given = storage_price(storage, storage_prices), throughputs_by_system(throughputs)  # refused before the run
     accepted, refused = [], []
     for variant in frontier_variants(clients, dimensions, precisions):
         dims, why = _probe(variant)
@@ -283,7 +290,7 @@ def run_frontier(clients: Sequence, task=None, *, dimensions: Sequence[int | Non
             r["why"] for r in refused[:3]), obj=[getattr(c, "name", c) for c in clients])
     result = run_scorecard([v for v, _ in accepted], task, cache_dir=cache_dir, home=home, progress=progress,
                            n_boot=n_boot, visuals=False)
-    pricing = _Pricing(dict(throughputs or {}), prices, node_type, measured_on)
+    pricing = _Pricing(given, prices, node_type, measured_on)
     frame, sources = _points(accepted, result, pricing, price, documents, months, set(not_matryoshka))
     return Frontier(frame, pd.DataFrame(refused, columns=["system", "why"]), price, documents, months, result,
                     list(notes), sources)
