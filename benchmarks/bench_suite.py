@@ -53,22 +53,25 @@ def _read(path: str) -> bytes:
         return handle.read()
 
 
-def _snapshot() -> dict[tuple[str, str], int]:
-    """(pid, start time) -> CPU ticks so far, for every process that can be read (kernel threads included)."""
+def _snapshot() -> dict[tuple[str, str], tuple[int, str]]:
+    """(pid, start time) -> (CPU ticks so far, parent pid), for every process that can be read (kernel threads
+    included)."""
     seen = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             fields = _read(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        seen[(pid, fields[19].decode())] = int(fields[11]) + int(fields[12])
+        seen[(pid, fields[19].decode())] = (int(fields[11]) + int(fields[12]), fields[1].decode())
     return seen
 
 
-def _describe(pid: str, marker: bytes) -> str:
-    """The kind of a process of the suite (by its command line), or OUTSIDE when it lacks the run's marker."""
+def _describe(pid: str, marker: bytes, parent_in_suite: bool) -> str:
+    """The kind of a process of the suite (by its command line), or OUTSIDE: a process is the suite's when it
+    carries the run's marker, or when its parent is the suite's (Chromium starts its zygote, renderers and GPU
+    process with an environment of its own)."""
     try:
-        if marker not in _read(f"/proc/{pid}/environ").split(b"\0"):
+        if not parent_in_suite and marker not in _read(f"/proc/{pid}/environ").split(b"\0"):
             return OUTSIDE
         return _kind(_read(f"/proc/{pid}/cmdline").replace(b"\0", b" ").decode(errors="replace"))
     except OSError:
@@ -82,17 +85,20 @@ class Sampler(threading.Thread):
     def __init__(self, marker: bytes):
         super().__init__(daemon=True)
         self.marker = marker
-        self.last = _snapshot()
+        self.last = {key: ticks for key, (ticks, _) in _snapshot().items()}
         self.kinds: dict[tuple[str, str], str] = {}
+        self.suite_pids: set[str] = set()
         self.cpu: Counter = Counter()
         self.server_starts = 0
         self.halt = threading.Event()
 
     def sample(self) -> None:
-        for key, ticks in _snapshot().items():
-            if key not in self.kinds:
-                self.kinds[key] = _describe(key[0], self.marker)
+        for key, (ticks, parent) in sorted(_snapshot().items(), key=lambda item: int(item[0][0])):
+            if key not in self.kinds:  # parents first, mostly: lower pids (a wrapped-around pid is seen next time)
+                self.kinds[key] = _describe(key[0], self.marker, parent in self.suite_pids)
                 self.server_starts += self.kinds[key] == "local server"
+                if self.kinds[key] != OUTSIDE:
+                    self.suite_pids.add(key[0])
             self.cpu[self.kinds[key]] += (ticks - self.last.get(key, 0)) / TICKS
             self.last[key] = ticks
 
