@@ -22,7 +22,7 @@ prices the same server as) - never GPU node types (those appear only in
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -60,6 +60,12 @@ class SustainableRate:
     @property
     def shape(self) -> str:
         return f"{self.input_tokens} tokens x {self.inputs} input(s) per request"
+
+    def scaled_to(self, rate: float) -> "SustainableRate":
+        """The same level carried at ``rate`` req/s: the embeddings/s and tokens/s it carries scale with it."""
+        factor = rate / self.rate
+        return replace(self, rate=rate, embeddings_per_s=self.embeddings_per_s * factor,
+                       tokens_per_s=self.tokens_per_s * factor)
 
     def __str__(self) -> str:
         verdict = (f"<= {self.target_ms:,.0f} ms" if self.held else
@@ -140,15 +146,20 @@ def sustainable_rate(summary: pd.DataFrame, p99_target_ms: float, *, margin: flo
             continue
         if kind == "open" or best is None or row["req_per_s"] > best["req_per_s"]:
             best = row
-    if best is None:
-        return None
-    answered = float(best["req_per_s"])
-    rate = min(float(best["rate"]), answered) if kind == "open" else answered
+    return None if best is None else level_rate(best, target, kind=kind, margin=margin)
+
+
+def level_rate(row, p99_target_ms: float, *, kind: str = "open", margin: float = MARGIN,
+               held: bool = True) -> SustainableRate:
+    """One level of a loadgen summary (a row) as a rate per replica: what it answered - for an open loop no more
+    than it was offered - with the embeddings/s and tokens/s that rate carries."""
+    answered = float(row["req_per_s"])
+    rate = min(float(row["rate"]), answered) if kind == "open" else answered
     per_request = rate / answered
-    return SustainableRate(rate, float(best["p99_ms"]), target, float(best["embeddings_per_s"]) * per_request,
-                           float(best["tokens_per_s"]) * per_request, int(best["input_tokens"]),
-                           int(best["inputs"]) if "inputs" in best else 1, kind,
-                           float(best["rate" if kind == "open" else "concurrency"]), margin)
+    return SustainableRate(rate, float(row["p99_ms"]), p99_target_ms, float(row["embeddings_per_s"]) * per_request,
+                           float(row["tokens_per_s"]) * per_request, int(row["input_tokens"]),
+                           int(row["inputs"]) if "inputs" in row else 1, kind,
+                           float(row["rate" if kind == "open" else "concurrency"]), margin, held)
 
 
 @dataclass(frozen=True)

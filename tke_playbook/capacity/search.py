@@ -38,7 +38,8 @@ from ..loadgen import (LoadResult, Progress, closed_budget_s, open_budget_s, run
 from ..loadgen.inputs import check_range
 from ..loadgen.runner import MAX_DURATION_S, MAX_RATE, send_bound_s
 from ..loadgen.summary import explain_levels
-from .planning import DELIVERY_TOLERANCE, MARGIN, SustainableRate, check_summary, level_holds, sustainable_rate
+from .planning import (DELIVERY_TOLERANCE, MARGIN, SustainableRate, check_summary, level_holds, level_rate,
+                       sustainable_rate)
 
 FRACTIONS = (0.25, 0.5, 0.7, 0.85, 1.0)
 LOWER_TRIES = 3  # halvings below the lowest fraction when even it breaks the target
@@ -73,12 +74,7 @@ def best_unheld(summary: pd.DataFrame, p99_target_ms: float) -> SustainableRate 
     answered = summary[(summary["req_per_s"] > 0) & summary["p99_ms"].notna()] if not summary.empty else summary
     if answered.empty:
         return None
-    best = answered.sort_values(["p99_ms", "rate"]).iloc[0]
-    rate = min(float(best["rate"]), float(best["req_per_s"]))
-    per_request = rate / float(best["req_per_s"])
-    return SustainableRate(rate, float(best["p99_ms"]), p99_target_ms, float(best["embeddings_per_s"]) * per_request,
-                           float(best["tokens_per_s"]) * per_request, int(best["input_tokens"]),
-                           int(best["inputs"]) if "inputs" in best else 1, "open", float(best["rate"]), held=False)
+    return level_rate(answered.sort_values(["p99_ms", "rate"]).iloc[0], p99_target_ms, held=False)
 
 
 def _combine(results: list[LoadResult]) -> LoadResult:
@@ -256,10 +252,7 @@ def _capped(found: SustainableRate | None, ceiling: float, notes: list[str]) -> 
     notes.append(f"the open loop answered {found.rate:,.1f} req/s, more than the closed-loop ceiling "
                  f"{ceiling:,.1f} req/s of the same shape: the ceiling was measured too short or on a busy "
                  f"machine - the plan uses the ceiling")
-    scale = ceiling / found.rate
-    return SustainableRate(ceiling, found.p99_ms, found.target_ms, found.embeddings_per_s * scale,
-                           found.tokens_per_s * scale, found.input_tokens, found.inputs, found.kind, found.level,
-                           found.margin)
+    return found.scaled_to(ceiling)
 
 
 def _decide(plan: _Plan, ceiling: float, closed: LoadResult | None, opened: LoadResult) -> RateSearch:

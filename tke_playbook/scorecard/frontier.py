@@ -117,7 +117,7 @@ class _Pricing:
         """``(tokens per document, cost of embedding 1M documents, currency, source)`` for ``model``."""
         found, separate = self.throughputs.get(model), ""
         if found is None:
-            measured = {t.system: t for t in scorecard_throughputs(result, self.node_type, self.measured_on)}
+            measured = throughputs_by_system(scorecard_throughputs(result, self.node_type, self.measured_on))
             found, separate = next((measured[v] for v in variants if v in measured), None), SEPARATE_MEASUREMENT
         tokens = _tokens_per_document(result, variants)
         if found is None or not math.isfinite(tokens):
